@@ -1,0 +1,99 @@
+/**
+ * Typed errors. Every weir error has a stable `code`, a `retriable` flag that retry logic
+ * reads (never the message text), and the context an operator needs to act on it.
+ *
+ * @example
+ * try { await pipe.producer('p.s.0') } catch (e) {
+ *   if (e instanceof WeirError && e.retriable) scheduleRetry()
+ * }
+ */
+export interface ErrorContext {
+  topic?: string
+  partition?: number
+  offset?: number
+  stage?: string
+  actor?: string
+  field?: string
+  [extra: string]: unknown
+}
+
+export class WeirError extends Error {
+  readonly code: string
+  readonly retriable: boolean
+  readonly context: ErrorContext
+
+  constructor(code: string, message: string, context: ErrorContext = {}, options: { retriable?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.retriable = options.retriable ?? false
+    this.context = context
+  }
+
+  /** A plain object for logs and dead-letter records. */
+  toJSON(): { name: string; code: string; message: string; retriable: boolean; context: ErrorContext } {
+    return { name: this.name, code: this.code, message: this.message, retriable: this.retriable, context: this.context }
+  }
+}
+
+/** Configuration or CLI input is invalid; `context.field` names what is wrong. */
+export class ConfigError extends WeirError {
+  constructor(field: string, message: string, context: ErrorContext = {}) {
+    super('WEIR_CONFIG_INVALID', `${field}: ${message}`, { ...context, field })
+  }
+}
+
+/** A newer instance of this actor's producer exists; this instance must stop without writing. */
+export class ActorFencedError extends WeirError {
+  constructor(transactionalId: string, epoch: number, currentEpoch: number) {
+    super('WEIR_ACTOR_FENCED', `producer ${transactionalId} epoch ${epoch} was fenced by epoch ${currentEpoch}`, { actor: transactionalId, epoch, currentEpoch })
+  }
+}
+
+/** A topic does not exist or exists with a different shape than the pipeline needs. */
+export class TopicError extends WeirError {
+  constructor(code: 'WEIR_TOPIC_MISSING' | 'WEIR_TOPIC_MISMATCH', message: string, context: ErrorContext) {
+    super(code, message, context)
+  }
+}
+
+/** A record could not be decoded by its topic's codec. */
+export class DecodeError extends WeirError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('WEIR_DECODE_FAILED', message, context, { cause })
+  }
+}
+
+/** A processor threw while handling a record or timer. */
+export class ProcessingError extends WeirError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('WEIR_PROCESSING_FAILED', message, context, { cause })
+  }
+}
+
+/** The pipeline in a data dir was built from a different topology than the one being started. */
+export class TopologyMismatchError extends WeirError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('WEIR_TOPOLOGY_CHANGED', message, context)
+  }
+}
+
+/** Local state is unusable (for example ahead of the changelog); recovery wipes it and replays. */
+export class StateCorruptedError extends WeirError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('WEIR_STATE_CORRUPTED', message, context)
+  }
+}
+
+/** The pipe or store was closed while an operation was waiting on it. */
+export class ClosedError extends WeirError {
+  constructor(what: string) {
+    super('WEIR_CLOSED', `${what} is closed`, {})
+  }
+}
+
+export function describeError(err: unknown): { name: string; code: string; message: string; stack?: string; context?: ErrorContext } {
+  if (err instanceof WeirError) return { ...err.toJSON(), stack: err.stack }
+  if (err instanceof Error) return { name: err.name, code: 'WEIR_USER_ERROR', message: err.message, stack: err.stack }
+  return { name: 'Thrown', code: 'WEIR_USER_ERROR', message: String(err) }
+}

@@ -1,0 +1,446 @@
+/**
+ * The embedded pipe: a partitioned log in one RocksDB in the data dir. A transaction is
+ * one RocksDB WriteBatch holding its record batches, the new end offsets and the consumer
+ * offsets, so outputs, changelog and input positions become durable together or not at all.
+ * Producer epochs fence a zombie: only the newest instance of a transactional id commits.
+ */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import RocksDB from 'rocksdb-native'
+import { pack, unpack } from 'msgpackr'
+import { ActorFencedError, ClosedError, TopicError, WeirError } from '../../errors.ts'
+import { SerialQueue, Signal } from '../../signal.ts'
+import { getMany } from '../../rocks.ts'
+import type {
+  PartitionOffset,
+  PartitionReader,
+  Pipe,
+  PipeRecord,
+  StoredRecord,
+  TopicSpec,
+  TransactionalProducer,
+} from '../pipe.ts'
+import { RecordBatchBuilder, batchAppendTime, batchCount, decodeBatch } from './record-batch.ts'
+import {
+  DATA_PREFIX,
+  TOPIC_PREFIX,
+  dataKey,
+  dataKeyOffset,
+  endKey,
+  epochKey,
+  offsetKey,
+  readU64,
+  startKey,
+  topicKey,
+  u64,
+} from './keys.ts'
+
+interface TopicMeta extends TopicSpec {
+  id: number
+}
+
+/** Recently committed batches kept in memory so readers at the tail skip RocksDB. */
+interface TailBatch {
+  base: number
+  last: number
+  data: Buffer
+}
+
+const TAIL_BATCHES = 256
+
+class PartitionLog {
+  end = 0
+  start = 0
+  readonly appended = new Signal()
+  tail: TailBatch[] = []
+
+  remember(batch: TailBatch): void {
+    this.tail.push(batch)
+    if (this.tail.length > TAIL_BATCHES) this.tail.splice(0, this.tail.length - TAIL_BATCHES)
+  }
+}
+
+export interface EmbeddedPipeOptions {
+  /** How often age-based retention runs, ms. */
+  retentionIntervalMs?: number
+}
+
+export class EmbeddedPipe implements Pipe {
+  readonly kind = 'embedded'
+  private readonly db: RocksDB
+  private readonly topics = new Map<string, TopicMeta>()
+  private readonly logs = new Map<string, PartitionLog[]>()
+  private readonly epochs = new Map<string, number>()
+  private readonly writes = new SerialQueue()
+  private nextTopicId = 1
+  private closed = false
+  private retentionTimer: NodeJS.Timeout | undefined
+
+  private constructor(readonly dir: string) {
+    this.db = new RocksDB(dir)
+  }
+
+  /**
+   * Opens (or creates) the embedded log under `dataDir/pipe`.
+   *
+   * @example
+   * const pipe = await EmbeddedPipe.open('./.weir')
+   * await pipe.ensureTopic({ name: 'words', partitions: 4 })
+   */
+  static async open(dataDir: string, options: EmbeddedPipeOptions = {}): Promise<EmbeddedPipe> {
+    const dir = join(dataDir, 'pipe')
+    mkdirSync(dir, { recursive: true })
+    const pipe = new EmbeddedPipe(dir)
+    try {
+      await pipe.db.ready()
+    } catch (cause) {
+      throw new WeirError('WEIR_PIPE_OPEN_FAILED', `cannot open the embedded pipe in ${dir}: ${(cause as Error).message}`, { path: dir }, { cause })
+    }
+    await pipe.load()
+    const every = options.retentionIntervalMs ?? 30_000
+    pipe.retentionTimer = setInterval(() => void pipe.enforceRetention().catch(() => undefined), every)
+    pipe.retentionTimer.unref()
+    return pipe
+  }
+
+  private async load(): Promise<void> {
+    for await (const { key, value } of this.db.iterator({ gte: TOPIC_PREFIX, lt: String.fromCharCode(TOPIC_PREFIX.charCodeAt(0) + 1) })) {
+      const meta = unpack(value) as TopicMeta
+      this.registerTopic(meta)
+      this.nextTopicId = Math.max(this.nextTopicId, meta.id + 1)
+      void key
+    }
+    const keys: Buffer[] = []
+    const targets: Array<(v: Buffer | null) => void> = []
+    for (const meta of this.topics.values()) {
+      const logs = this.logs.get(meta.name)!
+      for (let p = 0; p < meta.partitions; p++) {
+        const log = logs[p]!
+        keys.push(endKey(meta.id, p), startKey(meta.id, p))
+        targets.push((v) => { if (v) log.end = readU64(v) }, (v) => { if (v) log.start = readU64(v) })
+      }
+    }
+    const values = await getMany(this.db, keys)
+    values.forEach((v, i) => targets[i]!(v))
+  }
+
+  private registerTopic(meta: TopicMeta): void {
+    this.topics.set(meta.name, meta)
+    this.logs.set(meta.name, Array.from({ length: meta.partitions }, () => new PartitionLog()))
+  }
+
+  private meta(topic: string, partition?: number): TopicMeta {
+    const meta = this.topics.get(topic)
+    if (meta === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${topic} does not exist`, { topic, partition })
+    if (partition !== undefined && (partition < 0 || partition >= meta.partitions || !Number.isInteger(partition))) {
+      throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition} (it has ${meta.partitions})`, { topic, partition })
+    }
+    return meta
+  }
+
+  private log(topic: string, partition: number): PartitionLog {
+    this.meta(topic, partition)
+    return this.logs.get(topic)![partition]!
+  }
+
+  private check(): void {
+    if (this.closed) throw new ClosedError('embedded pipe')
+  }
+
+  async ensureTopic(spec: TopicSpec): Promise<void> {
+    this.check()
+    const existing = this.topics.get(spec.name)
+    if (existing !== undefined) {
+      if (existing.partitions !== spec.partitions) {
+        throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${spec.name} has ${existing.partitions} partitions, the pipeline needs ${spec.partitions}`, { topic: spec.name })
+      }
+      return
+    }
+    if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
+      throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${spec.name}: partitions must be a positive integer, got ${spec.partitions}`, { topic: spec.name })
+    }
+    const meta: TopicMeta = { ...spec, id: this.nextTopicId++ }
+    this.registerTopic(meta)
+    await this.writes.run(() => this.db.put(topicKey(spec.name), pack(meta)))
+  }
+
+  async describeTopic(name: string): Promise<TopicSpec | undefined> {
+    const meta = this.topics.get(name)
+    if (meta === undefined) return undefined
+    const { id: _id, ...spec } = meta
+    return spec
+  }
+
+  async listTopics(): Promise<string[]> {
+    return [...this.topics.keys()]
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    const meta = this.topics.get(name)
+    if (meta === undefined) return
+    this.topics.delete(name)
+    const logs = this.logs.get(name)!
+    this.logs.delete(name)
+    for (const l of logs) l.appended.notify()
+    await this.writes.run(async () => {
+      const w = this.db.write()
+      w.tryDelete(topicKey(name))
+      for (let p = 0; p < meta.partitions; p++) {
+        w.tryDeleteRange(dataKey(meta.id, p, 0), dataKey(meta.id, p + 1, 0))
+        w.tryDelete(endKey(meta.id, p))
+        w.tryDelete(startKey(meta.id, p))
+      }
+      await w.flush()
+      w.destroy()
+    })
+  }
+
+  async endOffset(topic: string, partition: number): Promise<number> {
+    return this.log(topic, partition).end
+  }
+
+  async startOffset(topic: string, partition: number): Promise<number> {
+    return this.log(topic, partition).start
+  }
+
+  async reader(topic: string, partition: number, from: number): Promise<PartitionReader> {
+    this.check()
+    const meta = this.meta(topic, partition)
+    return new EmbeddedReader(this, meta, partition, from)
+  }
+
+  async producer(transactionalId: string): Promise<TransactionalProducer> {
+    this.check()
+    return this.writes.run(async () => {
+      const stored = await this.db.get(epochKey(transactionalId))
+      const epoch = (stored ? readU64(stored) : 0) + 1
+      await this.db.put(epochKey(transactionalId), u64(epoch))
+      this.epochs.set(transactionalId, epoch)
+      return new EmbeddedProducer(this, transactionalId, epoch)
+    })
+  }
+
+  async committedOffset(group: string, topic: string, partition: number): Promise<number | undefined> {
+    const meta = this.meta(topic, partition)
+    const v = await this.db.get(offsetKey(group, meta.id, partition))
+    return v ? readU64(v) : undefined
+  }
+
+  async deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
+    const meta = this.meta(topic, partition)
+    const log = this.log(topic, partition)
+    const upTo = Math.min(offset, log.end)
+    if (upTo <= log.start) return
+    await this.writes.run(async () => {
+      const w = this.db.write()
+      // Batches are keyed by their last offset: every batch ending below `upTo` goes.
+      w.tryDeleteRange(dataKey(meta.id, partition, 0), dataKey(meta.id, partition, upTo))
+      w.tryPut(startKey(meta.id, partition), u64(upTo))
+      await w.flush()
+      w.destroy()
+      log.start = Math.max(log.start, upTo)
+      log.tail = log.tail.filter((b) => b.last >= upTo)
+    })
+  }
+
+  /** Drops whole batches older than each topic's `retentionMs`. */
+  async enforceRetention(now = Date.now()): Promise<void> {
+    for (const meta of this.topics.values()) {
+      if (meta.retentionMs === undefined) continue
+      for (let p = 0; p < meta.partitions; p++) {
+        let cut = -1
+        for await (const { key, value } of this.db.iterator({ gte: dataKey(meta.id, p, 0), lt: dataKey(meta.id, p + 1, 0) })) {
+          if (now - batchAppendTime(value) <= meta.retentionMs) break
+          cut = dataKeyOffset(key) + 1
+        }
+        if (cut > 0) await this.deleteRecordsBefore(meta.name, p, cut)
+      }
+    }
+  }
+
+  /** @internal Reads stored batches of a partition into `out`, starting at `from`. */
+  async readInto(meta: TopicMeta, partition: number, from: number, max: number, out: StoredRecord[]): Promise<void> {
+    const log = this.logs.get(meta.name)?.[partition]
+    if (log === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${meta.name} was deleted`, { topic: meta.name, partition })
+    const tail = log.tail
+    if (tail.length > 0 && tail[0]!.base <= from) {
+      let i = tail.length - 1
+      while (i > 0 && tail[i]!.base > from) i--
+      for (; i < tail.length && out.length < max; i++) decodeBatch(tail[i]!.data, tail[i]!.base, from, max, out)
+      return
+    }
+    const it = this.db.iterator({ gte: dataKey(meta.id, partition, Math.max(from, log.start)), lt: dataKey(meta.id, partition + 1, 0), capacity: 16 })
+    for await (const { key, value } of it) {
+      const last = dataKeyOffset(key)
+      decodeBatch(value, last - batchCount(value) + 1, from, max, out)
+      if (out.length >= max) break
+    }
+  }
+
+  /** @internal Commits one transaction; called by EmbeddedProducer. */
+  commitTransaction(
+    transactionalId: string,
+    epoch: number,
+    batches: Map<string, { topic: string; partition: number; builder: RecordBatchBuilder }>,
+    offsets: Array<{ group: string; offset: PartitionOffset }>,
+  ): Promise<PartitionOffset[]> {
+    return this.writes.run(async () => {
+      this.check()
+      const current = this.epochs.get(transactionalId)
+      if (current !== epoch) throw new ActorFencedError(transactionalId, epoch, current ?? 0)
+      const now = Date.now()
+      const w = this.db.write({ capacity: batches.size * 2 + offsets.length })
+      const appended: Array<{ log: PartitionLog; batch: TailBatch }> = []
+      const ends: PartitionOffset[] = []
+      for (const { topic, partition, builder } of batches.values()) {
+        if (builder.count === 0) continue
+        const meta = this.meta(topic, partition)
+        const log = this.logs.get(topic)![partition]!
+        const base = log.end
+        const last = base + builder.count - 1
+        const data = builder.finish(now)
+        w.tryPut(dataKey(meta.id, partition, last), data)
+        w.tryPut(endKey(meta.id, partition), u64(last + 1))
+        appended.push({ log, batch: { base, last, data } })
+        ends.push({ topic, partition, offset: last + 1 })
+        // Reserve the offsets now: the queue runs one commit at a time.
+        log.end = last + 1
+      }
+      for (const { group, offset } of offsets) {
+        const meta = this.meta(offset.topic, offset.partition)
+        w.tryPut(offsetKey(group, meta.id, offset.partition), u64(offset.offset))
+      }
+      try {
+        await w.flush()
+      } catch (cause) {
+        for (const { log, batch } of appended) log.end = batch.base
+        throw new WeirError('WEIR_PIPE_WRITE_FAILED', `commit of ${transactionalId} failed: ${(cause as Error).message}`, { actor: transactionalId }, { cause, retriable: true })
+      } finally {
+        w.destroy()
+      }
+      for (const { log, batch } of appended) {
+        log.remember(batch)
+        log.appended.notify()
+      }
+      return ends
+    })
+  }
+
+  /** @internal */
+  currentEpoch(transactionalId: string): number | undefined {
+    return this.epochs.get(transactionalId)
+  }
+
+  /** @internal */
+  partitionLog(topic: string, partition: number): PartitionLog | undefined {
+    return this.logs.get(topic)?.[partition]
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.retentionTimer)
+    for (const logs of this.logs.values()) for (const l of logs) l.appended.notify()
+    await this.writes.run(() => this.db.close())
+  }
+}
+
+class EmbeddedReader implements PartitionReader {
+  private pos: number
+  private closed = false
+
+  constructor(private readonly pipe: EmbeddedPipe, private readonly meta: TopicMeta, readonly partition: number, from: number) {
+    this.pos = from
+  }
+
+  get topic(): string {
+    return this.meta.name
+  }
+
+  get position(): number {
+    return this.pos
+  }
+
+  seek(offset: number): void {
+    this.pos = offset
+  }
+
+  async poll(max: number, waitMs: number): Promise<StoredRecord[]> {
+    const log = this.pipe.partitionLog(this.meta.name, this.partition)
+    if (this.closed || log === undefined) return []
+    if (this.pos >= log.end) {
+      if (waitMs <= 0) return []
+      await log.appended.wait(waitMs)
+      if (this.closed || this.pos >= log.end) return []
+    }
+    if (this.pos < log.start) this.pos = log.start
+    const out: StoredRecord[] = []
+    await this.pipe.readInto(this.meta, this.partition, this.pos, max, out)
+    if (out.length > 0) this.pos = out[out.length - 1]!.offset + 1
+    return out
+  }
+
+  close(): void {
+    this.closed = true
+    this.pipe.partitionLog(this.meta.name, this.partition)?.appended.notify()
+  }
+}
+
+class EmbeddedProducer implements TransactionalProducer {
+  private open = false
+  private batches = new Map<string, { topic: string; partition: number; builder: RecordBatchBuilder }>()
+  private offsets: Array<{ group: string; offset: PartitionOffset }> = []
+
+  constructor(private readonly pipe: EmbeddedPipe, readonly transactionalId: string, private readonly epoch: number) {}
+
+  begin(): void {
+    if (this.open) throw new WeirError('WEIR_TXN_STATE', `transaction of ${this.transactionalId} is already open`, { actor: this.transactionalId })
+    this.fenceCheck()
+    this.open = true
+  }
+
+  private fenceCheck(): void {
+    const current = this.pipe.currentEpoch(this.transactionalId)
+    if (current !== this.epoch) throw new ActorFencedError(this.transactionalId, this.epoch, current ?? 0)
+  }
+
+  private requireOpen(): void {
+    if (!this.open) throw new WeirError('WEIR_TXN_STATE', `no open transaction on ${this.transactionalId}`, { actor: this.transactionalId })
+  }
+
+  send(topic: string, partition: number, record: PipeRecord): void {
+    this.requireOpen()
+    const id = topic + '\u0000' + partition
+    let entry = this.batches.get(id)
+    if (entry === undefined) {
+      entry = { topic, partition, builder: new RecordBatchBuilder() }
+      this.batches.set(id, entry)
+    }
+    entry.builder.add(record)
+  }
+
+  sendOffsets(group: string, offsets: PartitionOffset[]): void {
+    this.requireOpen()
+    for (const offset of offsets) this.offsets.push({ group, offset })
+  }
+
+  async commit(): Promise<PartitionOffset[]> {
+    this.requireOpen()
+    const batches = this.batches
+    const offsets = this.offsets
+    this.batches = new Map()
+    this.offsets = []
+    this.open = false
+    return this.pipe.commitTransaction(this.transactionalId, this.epoch, batches, offsets)
+  }
+
+  async abort(): Promise<void> {
+    this.batches = new Map()
+    this.offsets = []
+    this.open = false
+  }
+
+  async close(): Promise<void> {
+    await this.abort()
+  }
+}

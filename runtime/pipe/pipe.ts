@@ -1,0 +1,92 @@
+/**
+ * The Pipe port: a durable, partitioned log with transactions. A transaction commits
+ * output records, state changelog records and consumer offsets atomically; this is the
+ * unit that keeps weir's checkpoint invariant. Adapters: `embedded/` (RocksDB), Kafka.
+ */
+
+/** A record as stored in a pipe: bytes only, codecs live above the port. */
+export interface PipeRecord {
+  key: Buffer | null
+  value: Buffer | null
+  /** Event timestamp, ms since the epoch. */
+  timestamp: number
+  headers?: Record<string, Buffer>
+}
+
+/** A record read back from a pipe, with its position. */
+export interface StoredRecord extends PipeRecord {
+  offset: number
+}
+
+export interface TopicSpec {
+  name: string
+  partitions: number
+  /** Keep only the newest record per key (Kafka `cleanup.policy=compact`). */
+  compacted?: boolean
+  /** Delete records older than this, in ms (Kafka `retention.ms`). Undefined keeps them. */
+  retentionMs?: number
+}
+
+export interface TopicPartition {
+  topic: string
+  partition: number
+}
+
+export interface PartitionOffset extends TopicPartition {
+  /** The next offset to read. */
+  offset: number
+}
+
+/** Reads one partition in order, from a position, seeing committed records only. */
+export interface PartitionReader {
+  readonly topic: string
+  readonly partition: number
+  /** The offset of the next record poll() returns. */
+  readonly position: number
+  /**
+   * Up to `max` records from the position on. Resolves with an empty array when
+   * `waitMs` passes with nothing new, or as soon as records are appended.
+   */
+  poll(max: number, waitMs: number): Promise<StoredRecord[]>
+  seek(offset: number): void
+  close(): void
+}
+
+/**
+ * One transactional writer. `begin` → `send`* → `sendOffsets`? → `commit` | `abort`.
+ * Creating a producer with the same transactional id fences every older instance:
+ * their commit fails with ActorFencedError and nothing they sent becomes visible.
+ */
+export interface TransactionalProducer {
+  readonly transactionalId: string
+  begin(): void
+  /** Queues a record for a partition in the open transaction; it is encoded now, not at commit. */
+  send(topic: string, partition: number, record: PipeRecord): void
+  /** Adds consumer-group offsets to the open transaction. */
+  sendOffsets(group: string, offsets: PartitionOffset[]): void
+  /** Makes everything in the transaction visible atomically; returns the end offset of each partition written. */
+  commit(): Promise<PartitionOffset[]>
+  abort(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface Pipe {
+  /** `embedded` or `kafka`: for logs and status. */
+  readonly kind: string
+  /** Creates the topic, or checks an existing one has the same partition count. */
+  ensureTopic(spec: TopicSpec): Promise<void>
+  describeTopic(name: string): Promise<TopicSpec | undefined>
+  listTopics(): Promise<string[]>
+  deleteTopic(name: string): Promise<void>
+  reader(topic: string, partition: number, from: number): Promise<PartitionReader>
+  /** The offset the next committed record of the partition will get. */
+  endOffset(topic: string, partition: number): Promise<number>
+  /** The first offset still stored (after retention). */
+  startOffset(topic: string, partition: number): Promise<number>
+  producer(transactionalId: string): Promise<TransactionalProducer>
+  /** Committed offset of a consumer group for a partition, undefined when none. */
+  committedOffset(group: string, topic: string, partition: number): Promise<number | undefined>
+  /** Deletes records below `offset` (Kafka deleteRecords); used to purge consumed internal topics. */
+  deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void>
+  close(): Promise<void>
+}

@@ -1,0 +1,182 @@
+/**
+ * The Pipe port's contract. Every adapter runs this suite (see embedded.test.ts); a new
+ * adapter is done when it passes unchanged.
+ */
+import { describe, expect, it, beforeEach, afterEach } from 'vitest'
+import { ActorFencedError } from '../../../runtime/errors.ts'
+import type { Pipe, PipeRecord } from '../../../runtime/pipe/pipe.ts'
+
+export interface PipeHarness {
+  /** A fresh pipe with no topics from earlier tests (or unique topic names per test). */
+  open(): Promise<Pipe>
+  /** Reopens the same storage, as after a process restart. */
+  reopen(pipe: Pipe): Promise<Pipe>
+  /** Prefix for topic names, so adapters sharing a cluster do not collide. */
+  topicPrefix(): string
+}
+
+function rec(key: string | null, value: string, timestamp = 1000): PipeRecord {
+  return { key: key === null ? null : Buffer.from(key), value: Buffer.from(value), timestamp }
+}
+
+async function readAll(pipe: Pipe, topic: string, partition: number, from = 0): Promise<string[]> {
+  const reader = await pipe.reader(topic, partition, from)
+  const end = await pipe.endOffset(topic, partition)
+  const out: string[] = []
+  while (reader.position < end) {
+    const batch = await reader.poll(1000, 2000)
+    if (batch.length === 0) break
+    for (const r of batch) out.push(r.value!.toString())
+  }
+  reader.close()
+  return out
+}
+
+export function pipeContract(name: string, harness: PipeHarness): void {
+  describe(`Pipe contract: ${name}`, () => {
+    let pipe: Pipe
+    let t: string
+    beforeEach(async () => {
+      pipe = await harness.open()
+      t = harness.topicPrefix()
+    })
+    afterEach(async () => {
+      await pipe.close()
+    })
+
+    it('creates a topic idempotently and refuses a different partition count', async () => {
+      await pipe.ensureTopic({ name: `${t}a`, partitions: 3 })
+      await pipe.ensureTopic({ name: `${t}a`, partitions: 3 })
+      expect((await pipe.describeTopic(`${t}a`))?.partitions).toBe(3)
+      await expect(pipe.ensureTopic({ name: `${t}a`, partitions: 4 })).rejects.toMatchObject({ code: 'WEIR_TOPIC_MISMATCH' })
+    })
+
+    it('a committed transaction makes records, their order, keys, headers and timestamps visible', async () => {
+      await pipe.ensureTopic({ name: `${t}b`, partitions: 2 })
+      const p = await pipe.producer(`${t}tx-b`)
+      p.begin()
+      for (let i = 0; i < 5; i++) p.send(`${t}b`, 1, { ...rec(`k${i}`, `v${i}`, 100 + i), headers: { h: Buffer.from(`x${i}`) } })
+      p.send(`${t}b`, 0, rec(null, 'nokey'))
+      const ends = await p.commit()
+      expect(ends).toEqual(expect.arrayContaining([{ topic: `${t}b`, partition: 1, offset: 5 }, { topic: `${t}b`, partition: 0, offset: 1 }]))
+      const reader = await pipe.reader(`${t}b`, 1, 0)
+      const got = await reader.poll(100, 2000)
+      reader.close()
+      expect(got.map((r) => [r.offset, r.key!.toString(), r.value!.toString(), r.timestamp, r.headers?.h?.toString()])).toEqual(
+        [0, 1, 2, 3, 4].map((i) => [i, `k${i}`, `v${i}`, 100 + i, `x${i}`]),
+      )
+      const r0 = await pipe.reader(`${t}b`, 0, 0)
+      const got0 = await r0.poll(100, 2000)
+      r0.close()
+      expect(got0[0]!.key).toBeNull()
+      expect(await pipe.endOffset(`${t}b`, 1)).toBe(5)
+      await p.close()
+    })
+
+    it('an aborted transaction leaves nothing visible and commits no offsets', async () => {
+      await pipe.ensureTopic({ name: `${t}c`, partitions: 1 })
+      const p = await pipe.producer(`${t}tx-c`)
+      p.begin()
+      p.send(`${t}c`, 0, rec('a', 'lost'))
+      p.sendOffsets(`${t}g`, [{ topic: `${t}c`, partition: 0, offset: 7 }])
+      await p.abort()
+      p.begin()
+      p.send(`${t}c`, 0, rec('a', 'kept'))
+      await p.commit()
+      expect(await readAll(pipe, `${t}c`, 0)).toEqual(['kept'])
+      expect(await pipe.committedOffset(`${t}g`, `${t}c`, 0)).toBeUndefined()
+      await p.close()
+    })
+
+    it('consumer offsets commit atomically with the records of the same transaction', async () => {
+      await pipe.ensureTopic({ name: `${t}in`, partitions: 1 })
+      await pipe.ensureTopic({ name: `${t}out`, partitions: 1 })
+      const p = await pipe.producer(`${t}tx-d`)
+      p.begin()
+      p.send(`${t}out`, 0, rec('k', 'out1'))
+      p.sendOffsets(`${t}grp`, [{ topic: `${t}in`, partition: 0, offset: 42 }])
+      await p.commit()
+      expect(await pipe.committedOffset(`${t}grp`, `${t}in`, 0)).toBe(42)
+      expect(await readAll(pipe, `${t}out`, 0)).toEqual(['out1'])
+      await p.close()
+    })
+
+    it('a zombie producer is fenced when a new instance of its transactional id starts', async () => {
+      await pipe.ensureTopic({ name: `${t}z`, partitions: 1 })
+      const zombie = await pipe.producer(`${t}tx-z`)
+      zombie.begin()
+      zombie.send(`${t}z`, 0, rec('k', 'zombie'))
+      const fresh = await pipe.producer(`${t}tx-z`)
+      await expect(zombie.commit()).rejects.toBeInstanceOf(ActorFencedError)
+      fresh.begin()
+      fresh.send(`${t}z`, 0, rec('k', 'fresh'))
+      await fresh.commit()
+      expect(await readAll(pipe, `${t}z`, 0)).toEqual(['fresh'])
+      await fresh.close()
+    })
+
+    it('a reader waiting at the end wakes when records are committed', async () => {
+      await pipe.ensureTopic({ name: `${t}w`, partitions: 1 })
+      const reader = await pipe.reader(`${t}w`, 0, 0)
+      const started = Date.now()
+      const waiting = reader.poll(10, 10_000)
+      const p = await pipe.producer(`${t}tx-w`)
+      p.begin()
+      p.send(`${t}w`, 0, rec('k', 'wake'))
+      await p.commit()
+      const got = await waiting
+      expect(got.map((r) => r.value!.toString())).toEqual(['wake'])
+      expect(Date.now() - started).toBeLessThan(5000)
+      reader.close()
+      await p.close()
+    })
+
+    it('reads from any offset, across many transactions', async () => {
+      await pipe.ensureTopic({ name: `${t}m`, partitions: 1 })
+      const p = await pipe.producer(`${t}tx-m`)
+      for (let txn = 0; txn < 20; txn++) {
+        p.begin()
+        for (let i = 0; i < 50; i++) p.send(`${t}m`, 0, rec('k', String(txn * 50 + i)))
+        await p.commit()
+      }
+      const all = await readAll(pipe, `${t}m`, 0)
+      expect(all).toEqual(Array.from({ length: 1000 }, (_, i) => String(i)))
+      expect(await readAll(pipe, `${t}m`, 0, 777)).toEqual(Array.from({ length: 223 }, (_, i) => String(777 + i)))
+      await p.close()
+    })
+
+    it('committed data, offsets and epochs survive a reopen', async () => {
+      await pipe.ensureTopic({ name: `${t}r`, partitions: 2 })
+      const p = await pipe.producer(`${t}tx-r`)
+      p.begin()
+      p.send(`${t}r`, 1, rec('k', 'durable'))
+      p.sendOffsets(`${t}g2`, [{ topic: `${t}r`, partition: 1, offset: 9 }])
+      await p.commit()
+      pipe = await harness.reopen(pipe)
+      expect(await readAll(pipe, `${t}r`, 1)).toEqual(['durable'])
+      expect(await pipe.committedOffset(`${t}g2`, `${t}r`, 1)).toBe(9)
+      const again = await pipe.producer(`${t}tx-r`)
+      again.begin()
+      again.send(`${t}r`, 1, rec('k', 'after'))
+      await again.commit()
+      expect(await readAll(pipe, `${t}r`, 1)).toEqual(['durable', 'after'])
+      await again.close()
+    })
+
+    it('deleteRecordsBefore drops consumed records and moves the start offset', async () => {
+      await pipe.ensureTopic({ name: `${t}del`, partitions: 1 })
+      const p = await pipe.producer(`${t}tx-del`)
+      for (let txn = 0; txn < 4; txn++) {
+        p.begin()
+        for (let i = 0; i < 10; i++) p.send(`${t}del`, 0, rec('k', String(txn * 10 + i)))
+        await p.commit()
+      }
+      await pipe.deleteRecordsBefore(`${t}del`, 0, 20)
+      expect(await pipe.startOffset(`${t}del`, 0)).toBe(20)
+      const rest = await readAll(pipe, `${t}del`, 0, 20)
+      expect(rest[0]).toBe('20')
+      expect(rest).toHaveLength(20)
+      await p.close()
+    })
+  })
+}
