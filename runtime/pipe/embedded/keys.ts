@@ -39,8 +39,7 @@ export function startKey(topicId: number, partition: number): Buffer {
 }
 
 export function offsetKey(group: string, topicId: number, partition: number): Buffer {
-  const g = Buffer.from(group)
-  return Buffer.concat([Buffer.from(OFFSET_PREFIX), partitionKey('', topicId, partition).subarray(0, 9), g])
+  return Buffer.concat([partitionKey(OFFSET_PREFIX, topicId, partition), Buffer.from(group)])
 }
 
 export function epochKey(transactionalId: string): Buffer {
