@@ -1,0 +1,699 @@
+/**
+ * An actor: one processor instance bound to one partition of its stage. It keeps the
+ * checkpoint invariant for its partition: outputs since the last barrier, the changed
+ * state (as changelog records) and the input offsets at the barrier commit in one pipe
+ * transaction; local RocksDB follows only after that commit succeeded.
+ */
+import type { Logger } from 'pino'
+import { codecFor, stateCodec, type Codec } from './codec.ts'
+import { ActorFencedError, DecodeError, ProcessingError, WeirError, describeError } from './errors.ts'
+import { SimulatedCrash, type Faults } from './faults.ts'
+import { partitionForKey } from './partitioner.ts'
+import { instantiate, naming, type Pipeline, type StageSpec } from './pipeline.ts'
+import type { PartitionReader, Pipe, PipeRecord, StoredRecord, TransactionalProducer } from './pipe/pipe.ts'
+import { Source, type Context, type EmitOptions, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StateAccess, type StreamRecord, type Timer, type TimerService } from './processor.ts'
+import { StateStore, type StoreWrite } from './state/state-store.ts'
+import { WriteCache, type CacheEntry } from './state/write-cache.ts'
+import { Timers } from './state/timers.ts'
+import { replayChangelog } from './state/changelog.ts'
+import { join } from 'node:path'
+
+export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
+
+export interface ActorConfig {
+  /** Records per micro-batch. */
+  maxBatch: number
+  /** Cached state entries kept in memory (clean entries beyond are evicted). */
+  cacheEntries: number
+  /** Dirty entries that force an early barrier. */
+  maxDirty: number
+}
+
+export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 500_000, maxDirty: 200_000 }
+
+/** Figures an actor reports; read by progress displays, metrics and benchmarks. */
+export interface ActorStats {
+  recordsIn: number
+  recordsOut: number
+  errors: number
+  deadLettered: number
+  lastEpoch: number
+  checkpoints: number
+  /** Time processing was stopped at each barrier, ms (last 1024). */
+  barrierStallsMs: number[]
+  /** Time from commit start to pipe commit done, ms (last 1024). */
+  commitMs: number[]
+  restoreMs: number
+  replayedChangelogRecords: number
+  lag: number
+}
+
+export interface ActorDeps {
+  pipeline: Pipeline
+  spec: StageSpec
+  partition: number
+  pipe: Pipe
+  dataDir: string
+  log: Logger
+  faults: Faults
+  config: ActorConfig
+}
+
+const KEYED_SEP = '\u0000'
+const ACTOR_PREFIX = '\u0002'
+const NULL_KEY = '\u0001null'
+
+function keyedCacheKey(name: string, key: string | null): string {
+  return name + KEYED_SEP + (key ?? NULL_KEY)
+}
+
+function pushBounded(list: number[], v: number): void {
+  list.push(v)
+  if (list.length > 1024) list.shift()
+}
+
+export class ActorFailedError extends WeirError {
+  constructor(actor: string, cause: unknown, context: Record<string, unknown>) {
+    super('WEIR_ACTOR_FAILED', `actor ${actor} stopped: ${(cause as Error)?.message ?? String(cause)}`, { actor, ...context }, { cause })
+  }
+}
+
+export class Actor {
+  readonly id: string
+  lifecycle: ActorLifecycle = 'restoring'
+  readonly stats: ActorStats = { recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0 }
+
+  private readonly spec: StageSpec
+  private readonly partition: number
+  private readonly pipe: Pipe
+  private readonly log: Logger
+  private readonly faults: Faults
+  private readonly config: ActorConfig
+  private readonly outputTopic: string
+  private readonly changelogTopic: string
+  private readonly dlqTopic: string
+  private readonly group: string
+  private readonly outputCodec: Codec<unknown>
+  private readonly inputCodecs: Codec<unknown>[]
+
+  private store!: StateStore
+  private producer!: TransactionalProducer
+  private readers: PartitionReader[] = []
+  private processor!: Processor<unknown, unknown>
+  private readonly cache: WriteCache
+  private timers!: Timers
+
+  private current: { key: string | null; timestamp: number } = { key: null, timestamp: 0 }
+  private pendingEmits: Array<{ partition: number; record: PipeRecord }> = []
+  private requestedEpoch = 0
+  private committedEpoch = 0
+  private positionsChanged = false
+  private localWrite: Promise<void> = Promise.resolve()
+  private changelogPosition = 0
+  private upstreamFinished = false
+  private sourceDone = false
+  private stopRequested = false
+  private abandoned = false
+  private wake: (() => void) | undefined
+  private readonly ctx: ActorContext
+  private readonly lifecycleCtx: LifecycleContext
+  private readonly onEpoch: (epoch: number) => void
+  private readonly onFinished: () => void
+
+  constructor(deps: ActorDeps, hooks: { onEpoch(epoch: number): void; onFinished(): void }) {
+    this.spec = deps.spec
+    this.partition = deps.partition
+    this.pipe = deps.pipe
+    this.faults = deps.faults
+    this.config = deps.config
+    this.id = naming.actor(deps.spec.name, deps.partition)
+    this.log = deps.log.child({ actor: this.id, stage: deps.spec.name, partition: deps.partition })
+    const p = deps.pipeline.name
+    this.outputTopic = naming.output(p, deps.spec.name)
+    this.changelogTopic = naming.changelog(p, deps.spec.name)
+    this.dlqTopic = naming.deadLetter(p, deps.spec.name)
+    this.group = naming.group(p, deps.spec.name)
+    this.outputCodec = codecFor(deps.spec.codec)
+    this.inputCodecs = deps.spec.inputs.map((i) => codecFor(deps.pipeline.stage(i)!.codec))
+    this.cache = new WriteCache(deps.config.cacheEntries)
+    this.ctx = new ActorContext(this, deps.spec, deps.partition)
+    this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log }
+    this.onEpoch = hooks.onEpoch
+    this.onFinished = hooks.onFinished
+    this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
+    this.inputTopics = deps.spec.inputs.map((i) => naming.output(p, i))
+  }
+
+  private readonly storePath: string
+  private readonly inputTopics: string[]
+
+  get isSource(): boolean {
+    return this.spec.kind === 'source'
+  }
+
+  // ---- restore -------------------------------------------------------------------------
+
+  /** Opens state and readers: local RocksDB plus the changelog tail it is missing. */
+  async restore(): Promise<void> {
+    const started = performance.now()
+    this.producer = await this.pipe.producer(naming.transactionalId(this.pipeName, this.spec.name, this.partition))
+    this.store = await StateStore.open(this.storePath)
+    const replayed = await replayChangelog({
+      pipe: this.pipe,
+      topic: this.changelogTopic,
+      partition: this.partition,
+      store: this.store,
+      storePath: this.storePath,
+      log: this.log,
+      faults: this.faults,
+      reopen: async () => {
+        await this.store.close()
+        StateStore.destroy(this.storePath)
+        this.store = await StateStore.open(this.storePath)
+        return this.store
+      },
+    })
+    this.changelogPosition = replayed.position
+    this.stats.replayedChangelogRecords = replayed.records
+    this.processor = instantiate(this.spec)
+    this.processor.state.bind(this.stateAccess())
+    await this.loadActorState()
+    this.timers = await Timers.load(this.store, this.cache)
+    for (const [i, topic] of this.inputTopics.entries()) {
+      const committed = await this.pipe.committedOffset(this.group, topic, this.partition)
+      const from = committed ?? (await this.pipe.startOffset(topic, this.partition))
+      this.readers.push(await this.pipe.reader(topic, this.partition, from))
+      void i
+    }
+    this.producer.begin()
+    await this.processor.open?.(this.lifecycleCtx)
+    this.stats.restoreMs = performance.now() - started
+    this.lifecycle = 'running'
+    this.log.debug({ changelogPosition: this.changelogPosition, replayed: replayed.records, ms: this.stats.restoreMs }, 'actor restored')
+  }
+
+  private get pipeName(): string {
+    return this.outputTopic.split('.')[1]!
+  }
+
+  private async loadActorState(): Promise<void> {
+    const names = this.processor.state.actorNames
+    if (names.length === 0) return
+    const keys = names.map((n) => ACTOR_PREFIX + n)
+    const values = await this.store.getMany(keys.map((k) => Buffer.from(k)))
+    keys.forEach((k, i) => this.cache.load(k, values[i] ? stateCodec.decode(values[i]!) : undefined))
+  }
+
+  private stateAccess(): StateAccess {
+    const cache = this.cache
+    const current = this.current
+    const actorId = this.id
+    return {
+      keyed(name) {
+        let lastKey: string | null | undefined
+        let lastEntry: CacheEntry | undefined
+        const entryFor = (): CacheEntry => {
+          const key = current.key
+          if (lastEntry !== undefined && key === lastKey && cache.get(lastEntry.key) === lastEntry) return lastEntry
+          const ck = keyedCacheKey(name, key)
+          let entry = cache.get(ck)
+          if (entry === undefined) {
+            // Every key of a micro-batch is prefetched; a miss means the key was never read before.
+            throw new WeirError('WEIR_STATE_NOT_PREFETCHED', `state '${name}' for key ${key} was not prefetched`, { actor: actorId })
+          }
+          lastKey = key
+          lastEntry = entry
+          return entry
+        }
+        return {
+          get: () => entryFor().value,
+          set: (v) => cache.set(entryFor(), v),
+        }
+      },
+      actorScoped(name) {
+        const ck = ACTOR_PREFIX + name
+        const entryFor = (): CacheEntry => cache.get(ck) ?? cache.load(ck, undefined)
+        return {
+          get: () => entryFor().value,
+          set: (v) => cache.set(entryFor(), v),
+        }
+      },
+    }
+  }
+
+  // ---- running -------------------------------------------------------------------------
+
+  /** Asks for barrier `epoch` at the next record boundary. */
+  requestBarrier(epoch: number): void {
+    if (epoch > this.requestedEpoch) this.requestedEpoch = epoch
+    this.wake?.()
+  }
+
+  /** Every upstream stage finished: end when the inputs are drained. */
+  markUpstreamFinished(): void {
+    this.upstreamFinished = true
+    this.wake?.()
+  }
+
+  /** Takes a final checkpoint and stops. */
+  requestStop(): void {
+    this.stopRequested = true
+    this.wake?.()
+  }
+
+  /** Stops without writing anything more, as a kill would. */
+  abandon(): void {
+    this.abandoned = true
+    this.stopRequested = true
+    for (const r of this.readers) r.close()
+    this.wake?.()
+  }
+
+  /** Runs until finished, stopped, fenced or failed. */
+  async run(): Promise<void> {
+    try {
+      if (this.isSource) await this.runSource()
+      else await this.runProcessor()
+    } catch (err) {
+      if (err instanceof SimulatedCrash) this.abandoned = true
+      if (this.abandoned) throw err
+      if (err instanceof ActorFencedError) {
+        this.lifecycle = 'fenced'
+        this.log.warn({ err: describeError(err) }, 'actor fenced: a newer instance owns this partition')
+        return
+      }
+      this.lifecycle = 'failed'
+      throw err
+    } finally {
+      if (!this.abandoned) await this.closeResources()
+    }
+  }
+
+  private barrierDue(): boolean {
+    return this.requestedEpoch > this.committedEpoch || this.cache.dirtyCount >= this.config.maxDirty
+  }
+
+  private async runProcessor(): Promise<void> {
+    let next = 0
+    while (!this.abandoned) {
+      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch))
+      if (this.stopRequested) break
+      let records: StoredRecord[] = []
+      let input = next
+      for (let i = 0; i < this.readers.length && records.length === 0; i++) {
+        input = (next + i) % this.readers.length
+        records = await this.readers[input]!.poll(this.config.maxBatch, 0)
+      }
+      if (this.abandoned) return
+      if (records.length === 0) {
+        await this.fireDueTimers()
+        if (this.upstreamFinished && (await this.inputsDrained())) {
+          await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+          this.lifecycle = 'finished'
+          this.onFinished()
+          return
+        }
+        if (this.barrierDue() || this.stopRequested) continue
+        // Wait for data on one input; an append wakes the reader at once.
+        const due = this.timers.nextDue()
+        const waitMs = Math.max(1, Math.min(50, due === undefined ? 50 : due - Date.now()))
+        input = next
+        records = await this.readers[input]!.poll(this.config.maxBatch, waitMs)
+        if (this.abandoned) return
+        if (records.length === 0) {
+          next = (next + 1) % this.readers.length
+          continue
+        }
+      }
+      next = (input + 1) % this.readers.length
+      await this.processBatch(input, records)
+      this.positionsChanged = true
+      await this.fireDueTimers()
+      this.cache.evict()
+    }
+    if (this.stopRequested && !this.abandoned) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+  }
+
+  private async runSource(): Promise<void> {
+    const source = this.processor as Source<unknown>
+    this.sourceDone = this.cache.get(ACTOR_PREFIX + '__finished')?.value === true
+    while (!this.abandoned) {
+      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch))
+      if (this.stopRequested) break
+      if (this.sourceDone) {
+        await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+        this.lifecycle = 'finished'
+        this.onFinished()
+        return
+      }
+      let status: SourceStatus = 'more'
+      let emitted = 0
+      while (status === 'more' && emitted < this.config.maxBatch && !this.barrierDue() && !this.stopRequested) {
+        status = await this.pollSource(source)
+        emitted += this.flushEmits()
+        this.faults.point('source-poll')
+      }
+      if (status === 'done') {
+        this.cache.set(this.cache.get(ACTOR_PREFIX + '__finished') ?? this.cache.load(ACTOR_PREFIX + '__finished', undefined), true)
+        this.sourceDone = true
+      } else if (status === 'idle') {
+        await this.idle(50)
+      }
+      await this.fireDueTimers()
+      this.cache.evict()
+    }
+    if (this.stopRequested && !this.abandoned) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+  }
+
+  private async pollSource(source: Source<unknown>): Promise<SourceStatus> {
+    const attempts = this.spec.onError.kind === 'retry' ? this.spec.onError.attempts : 0
+    for (let attempt = 0; ; attempt++) {
+      this.current.key = null
+      this.current.timestamp = Date.now()
+      this.cache.beginRecord()
+      try {
+        const r = source.poll(this.ctx as SourceContext<unknown>)
+        const status = r instanceof Promise ? await r : r
+        this.cache.endRecord()
+        return status
+      } catch (err) {
+        this.cache.rollbackRecord()
+        this.pendingEmits.length = 0
+        this.stats.errors++
+        if (attempt < attempts) {
+          await sleep(backoff(this.spec.onError, attempt))
+          continue
+        }
+        throw new ActorFailedError(this.id, err, { stage: this.spec.name, partition: this.partition })
+      }
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    if (this.barrierDue() || this.stopRequested || this.abandoned) return Promise.resolve()
+    const wait = Math.max(1, Math.min(ms, 100))
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t)
+        this.wake = undefined
+        resolve()
+      }
+      const t = setTimeout(done, wait)
+      this.wake = done
+    })
+  }
+
+  private async inputsDrained(): Promise<boolean> {
+    for (const r of this.readers) {
+      if (r.position < (await this.pipe.endOffset(r.topic, r.partition))) return false
+    }
+    return true
+  }
+
+  private async processBatch(input: number, records: StoredRecord[]): Promise<void> {
+    const codec = this.inputCodecs[input]!
+    const topic = this.inputTopics[input]!
+    const decoded: Array<StreamRecord<unknown> | undefined> = new Array(records.length)
+    const keys = new Set<string | null>()
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!
+      const key = r.key === null ? null : r.key.toString('utf8')
+      let value: unknown
+      try {
+        value = r.value === null ? null : codec.decode(r.value)
+      } catch (cause) {
+        const err = new DecodeError(`cannot decode record with codec ${codec.name}: ${(cause as Error).message}`, { topic, partition: this.partition, offset: r.offset, stage: this.spec.name, actor: this.id }, cause)
+        this.deadLetter(r, topic, err, 1)
+        continue
+      }
+      decoded[i] = { key, value, timestamp: r.timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
+      keys.add(key)
+    }
+    await this.prefetch(keys)
+    const mid = this.faults.armed ? Math.floor(records.length / 2) : -1
+    for (let i = 0; i < decoded.length; i++) {
+      const rec = decoded[i]
+      if (i === mid) this.faults.point('mid-batch')
+      if (rec === undefined) continue
+      this.stats.recordsIn++
+      await this.processRecord(rec, records[i]!)
+    }
+  }
+
+  /** Loads the keyed state of `keys` that is not cached, in one batched RocksDB read. */
+  private async prefetch(keys: Iterable<string | null>): Promise<void> {
+    const names = this.processor.state.keyedNames
+    if (names.length === 0) return
+    const missing: string[] = []
+    for (const key of keys) {
+      for (const name of names) {
+        const ck = keyedCacheKey(name, key)
+        if (!this.cache.has(ck)) missing.push(ck)
+      }
+    }
+    if (missing.length === 0) return
+    const values = await this.store.getMany(missing.map((k) => Buffer.from(k)))
+    for (let i = 0; i < missing.length; i++) {
+      const v = values[i]
+      this.cache.load(missing[i]!, v ? stateCodec.decode(v) : undefined)
+    }
+  }
+
+  private async processRecord(rec: StreamRecord<unknown>, raw: StoredRecord): Promise<void> {
+    const policy = this.spec.onError
+    const attempts = policy.kind === 'retry' ? policy.attempts : 0
+    for (let attempt = 0; ; attempt++) {
+      this.current.key = rec.key
+      this.current.timestamp = rec.timestamp
+      this.cache.beginRecord()
+      try {
+        const r = this.processor.onRecord(rec, this.ctx)
+        if (r instanceof Promise) await r
+        this.cache.endRecord()
+        this.flushEmits()
+        return
+      } catch (cause) {
+        this.cache.rollbackRecord()
+        this.pendingEmits.length = 0
+        this.stats.errors++
+        if (attempt < attempts) {
+          await sleep(backoff(policy, attempt))
+          continue
+        }
+        const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
+        const final = policy.kind === 'retry' ? policy.then : policy.kind
+        if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
+        this.deadLetter(raw, rec.topic, err, attempt + 1)
+        return
+      }
+    }
+  }
+
+  private deadLetter(raw: StoredRecord, topic: string, err: WeirError, attempts: number): void {
+    const described = describeError(err)
+    const cause = err.cause === undefined ? undefined : describeError(err.cause)
+    const body = {
+      error: { code: described.code, message: described.message, cause: cause ? { name: cause.name, message: cause.message, stack: cause.stack } : undefined },
+      origin: { topic, partition: this.partition, offset: raw.offset, timestamp: raw.timestamp },
+      stage: this.spec.name,
+      actor: this.id,
+      attempts,
+      key: raw.key,
+      value: raw.value,
+      failedAt: Date.now(),
+    }
+    this.producer.send(this.dlqTopic, this.partition, { key: raw.key, value: stateCodec.encode(body), timestamp: raw.timestamp })
+    this.stats.deadLettered++
+    this.log.warn({ topic, partition: this.partition, offset: raw.offset, code: described.code, attempts, err: described.message }, 'record sent to dead-letter topic')
+  }
+
+  /** @internal Called by the context. */
+  emit(key: string | null, value: unknown, options: EmitOptions | undefined): void {
+    const keyBuf = key === null ? null : Buffer.from(key)
+    const valueBuf = value === undefined ? null : this.outputCodec.encode(value)
+    const n = this.spec.outputPartitions
+    const partition = this.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
+    const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp: options?.timestamp ?? this.current.timestamp }
+    if (options?.headers !== undefined) record.headers = options.headers
+    this.pendingEmits.push({ partition, record })
+  }
+
+  private flushEmits(): number {
+    const n = this.pendingEmits.length
+    for (let i = 0; i < n; i++) {
+      const e = this.pendingEmits[i]!
+      this.producer.send(this.outputTopic, e.partition, e.record)
+    }
+    this.pendingEmits.length = 0
+    this.stats.recordsOut += n
+    return n
+  }
+
+  // ---- timers --------------------------------------------------------------------------
+
+  /** @internal */
+  timerService(): TimerService {
+    return {
+      registerProcessingTime: (time) => this.timers.register(this.current.key, time),
+      deleteProcessingTime: (time) => this.timers.delete(this.current.key, time),
+      currentProcessingTime: () => Date.now(),
+    }
+  }
+
+  private async fireDueTimers(): Promise<void> {
+    if (this.processor.onTimer === undefined) return
+    const due = this.timers.takeDue(Date.now())
+    if (due.length === 0) return
+    await this.prefetch(due.map((t) => t.key))
+    for (const t of due) {
+      const timer: Timer = { key: t.key, time: t.time, domain: 'processing-time' }
+      this.current.key = t.key
+      this.current.timestamp = t.time
+      this.cache.beginRecord()
+      try {
+        const r = this.processor.onTimer(timer, this.ctx)
+        if (r instanceof Promise) await r
+        this.cache.endRecord()
+        this.flushEmits()
+      } catch (cause) {
+        this.cache.rollbackRecord()
+        this.pendingEmits.length = 0
+        this.stats.errors++
+        throw new ActorFailedError(this.id, cause, { stage: this.spec.name, partition: this.partition, timer: t.time })
+      }
+    }
+  }
+
+  // ---- checkpoint ----------------------------------------------------------------------
+
+  /**
+   * Barrier `epoch`: one pipe transaction with the outputs since the last barrier (already
+   * in the producer), the changelog of the dirty keys and the input positions. The local
+   * RocksDB write runs in the background while the next epoch proceeds.
+   */
+  private async checkpoint(epoch: number): Promise<void> {
+    const stallStart = performance.now()
+    this.lifecycle = 'committing'
+    await this.processor.onCheckpoint?.(this.lifecycleCtx)
+    this.faults.point('before-commit')
+    const dirty = this.cache.takeDirty(epoch)
+    const now = Date.now()
+    const writes: StoreWrite[] = new Array(dirty.length)
+    for (let i = 0; i < dirty.length; i++) {
+      const d = dirty[i]!
+      const key = Buffer.from(d.key)
+      const value = d.value === undefined ? null : stateCodec.encode(d.value)
+      writes[i] = { key, value }
+      this.producer.send(this.changelogTopic, this.partition, { key, value, timestamp: now })
+    }
+    if (this.positionsChanged) {
+      this.producer.sendOffsets(this.group, this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })))
+      this.positionsChanged = false
+    }
+    const commitStart = performance.now()
+    const ends = await this.producer.commit()
+    const committedAt = performance.now()
+    this.faults.point('after-pipe-commit')
+    const changelogEnd = ends.find((e) => e.topic === this.changelogTopic)?.offset
+    if (changelogEnd !== undefined) this.changelogPosition = changelogEnd
+    const position = this.changelogPosition
+    // At most one local write in flight; its entries stay pinned in the cache until done.
+    await this.localWrite
+    if (writes.length > 0) {
+      this.localWrite = this.store.apply(writes, position).then(() => {
+        this.cache.markFlushed(epoch)
+        this.faults.point('after-local-write')
+      })
+      this.localWrite.catch(() => undefined)
+    } else {
+      this.cache.markFlushed(epoch)
+    }
+    this.producer.begin()
+    this.committedEpoch = Math.max(this.committedEpoch, epoch)
+    this.stats.lastEpoch = this.committedEpoch
+    this.stats.checkpoints++
+    pushBounded(this.stats.commitMs, committedAt - commitStart)
+    pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
+    this.lifecycle = 'running'
+    this.onEpoch(this.committedEpoch)
+  }
+
+  private async closeResources(): Promise<void> {
+    if (this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') {
+      try {
+        await this.localWrite
+      } catch (err) {
+        this.log.error({ err: describeError(err) }, 'local state write failed; the changelog replays it on restart')
+      }
+    }
+    for (const r of this.readers) r.close()
+    await Promise.resolve(this.processor?.close?.()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
+    await this.producer?.close().catch(() => undefined)
+    await this.localWrite.catch(() => undefined)
+    await this.store?.close().catch(() => undefined)
+    if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
+  }
+
+  /** Waits for in-flight local writes and closes files; for an abandoned (crashed) actor. */
+  async release(): Promise<void> {
+    await this.localWrite.catch(() => undefined)
+    await this.producer?.close().catch(() => undefined)
+    await this.store?.close().catch(() => undefined)
+  }
+
+  /** Input lag: end offsets minus positions. */
+  async measureLag(): Promise<number> {
+    let lag = 0
+    for (const r of this.readers) lag += Math.max(0, (await this.pipe.endOffset(r.topic, r.partition)) - r.position)
+    this.stats.lag = lag
+    return lag
+  }
+
+  /** @internal For the context. */
+  get currentKey(): string | null {
+    return this.current.key
+  }
+  /** @internal */
+  get currentTimestamp(): number {
+    return this.current.timestamp
+  }
+  /** @internal */
+  get logger(): Logger {
+    return this.log
+  }
+}
+
+const EMPTY_HEADERS: Readonly<Record<string, Buffer>> = Object.freeze({})
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+function backoff(policy: StageSpec['onError'], attempt: number): number {
+  return policy.kind === 'retry' ? Math.min(30_000, policy.backoffMs * 2 ** attempt) : 0
+}
+
+class ActorContext implements SourceContext<unknown>, Context<unknown> {
+  readonly timers: TimerService
+  constructor(private readonly actor: Actor, private readonly spec: StageSpec, readonly partition: number) {
+    this.timers = actor.timerService()
+  }
+  get key(): string | null {
+    return this.actor.currentKey
+  }
+  get timestamp(): number {
+    return this.actor.currentTimestamp
+  }
+  get stage(): string {
+    return this.spec.name
+  }
+  get partitions(): number {
+    return this.spec.parallelism
+  }
+  get log(): Logger {
+    return this.actor.logger
+  }
+  emit(key: string | null, value: unknown, options?: EmitOptions): void {
+    this.actor.emit(key, value, options)
+  }
+}

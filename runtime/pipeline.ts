@@ -1,0 +1,231 @@
+/**
+ * The pipeline builder: a named DAG of stages wired through pipe topics. Every edge is a
+ * topic, so all in-flight data is durable; `keyBy` makes an edge partitioned by key with
+ * Kafka's default partitioner.
+ */
+import { createHash } from 'node:crypto'
+import { z } from 'zod'
+import type { Codec, CodecName } from './codec.ts'
+import { ConfigError } from './errors.ts'
+import { Processor, Source } from './processor.ts'
+
+export type ProcessorFactory = (new () => Processor<any, any>) | (() => Processor<any, any>)
+
+/** What a stage does with a record whose decoding or processing throws. */
+export type FailurePolicy =
+  | { kind: 'dead-letter' }
+  | { kind: 'fail-stop' }
+  | { kind: 'retry'; attempts: number; backoffMs: number; then: 'dead-letter' | 'fail-stop' }
+
+/** Helpers for `onError`. */
+export const policy = {
+  /** Send the record, its error and origin to the stage's dead-letter topic, then go on. */
+  deadLetter: (): FailurePolicy => ({ kind: 'dead-letter' }),
+  /** Stop the actor: the pipeline fails, nothing is committed past the failing record. */
+  failStop: (): FailurePolicy => ({ kind: 'fail-stop' }),
+  /** Retry `attempts` times with exponential backoff from `backoffMs`, then dead-letter or stop. */
+  retry: (attempts: number, backoffMs = 100, then: 'dead-letter' | 'fail-stop' = 'dead-letter'): FailurePolicy => ({ kind: 'retry', attempts, backoffMs, then }),
+}
+
+export interface StageOptions {
+  /** Number of actors of a source; other stages take their input topic's partition count. */
+  partitions?: number
+  /** Codec of this stage's output topic. Default msgpack. */
+  codec?: CodecName | Codec<unknown>
+  /** Failure policy. Default: dead-letter. */
+  onError?: FailurePolicy
+}
+
+export interface StageSpec {
+  name: string
+  kind: 'source' | 'processor'
+  factory: ProcessorFactory
+  inputs: string[]
+  /** Actors of this stage (= partitions of each input topic). */
+  parallelism: number
+  /** Partition count of the output topic. */
+  outputPartitions: number
+  /** Output records are partitioned by key (keyBy) instead of forwarded to the same partition. */
+  keyedOutput: boolean
+  codec: CodecName | Codec<unknown>
+  onError: FailurePolicy
+}
+
+const NAME = /^[A-Za-z0-9_-]{1,64}$/
+
+const policySchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('dead-letter') }),
+  z.object({ kind: z.literal('fail-stop') }),
+  z.object({ kind: z.literal('retry'), attempts: z.number().int().min(1).max(100), backoffMs: z.number().min(0).max(600_000), then: z.enum(['dead-letter', 'fail-stop']) }),
+])
+
+const optionsSchema = z
+  .object({
+    partitions: z.number().int().min(1).max(4096).optional(),
+    codec: z.union([z.enum(['msgpack', 'json', 'raw', 'string']), z.object({ name: z.string(), encode: z.function(), decode: z.function() })]).optional(),
+    onError: policySchema.optional(),
+  })
+  .strict()
+
+function validateOptions(stage: string, options: unknown): StageOptions {
+  const parsed = optionsSchema.safeParse(options ?? {})
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    throw new ConfigError(`stages.${stage}.${issue.path.join('.') || 'options'}`, issue.message, { stage })
+  }
+  return parsed.data as StageOptions
+}
+
+/** A stage's output, to wire the next stage onto. */
+export class Stream<T> {
+  /** @internal */
+  constructor(readonly pipeline: Pipeline, readonly stage: string) {}
+
+  /**
+   * Partitions this stream by record key for the next stage (Kafka's murmur2 partitioner).
+   *
+   * @example
+   * words.keyBy(8).process('count', Count)
+   */
+  keyBy(partitions?: number): Stream<T> {
+    this.pipeline.setKeyed(this.stage, partitions)
+    return this
+  }
+
+  /**
+   * Adds a stage that reads this stream.
+   *
+   * @example
+   * lines.process('split', SplitWords).keyBy().process('count', Count)
+   */
+  process<Out>(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<Out> {
+    return this.pipeline.addStage(name, 'processor', factory, [this.stage], options)
+  }
+
+  /** Adds a sink stage (a processor whose output nobody reads). */
+  to(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<never> {
+    return this.process<never>(name, factory, options)
+  }
+}
+
+/**
+ * A named pipeline. Export it as the default export of a pipeline file for `weir run`.
+ *
+ * @example
+ * const p = new Pipeline('wordcount')
+ * p.source('lines', Lines, { partitions: 2 }).process('split', Split).keyBy().process('count', Count)
+ * export default p
+ */
+export class Pipeline {
+  private readonly stages = new Map<string, StageSpec>()
+
+  constructor(readonly name: string) {
+    if (!NAME.test(name)) throw new ConfigError('pipeline.name', `'${name}' must match ${NAME}`)
+  }
+
+  source<Out>(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<Out> {
+    return this.addStage(name, 'source', factory, [], options)
+  }
+
+  /** @internal */
+  addStage<Out>(name: string, kind: StageSpec['kind'], factory: ProcessorFactory, inputs: string[], options?: StageOptions): Stream<Out> {
+    if (!NAME.test(name)) throw new ConfigError(`stages.${name}`, `stage name must match ${NAME}`)
+    if (this.stages.has(name)) throw new ConfigError(`stages.${name}`, 'a stage with this name already exists')
+    if (typeof factory !== 'function') throw new ConfigError(`stages.${name}.processor`, 'must be a Processor class or a function returning a processor')
+    const opts = validateOptions(name, options)
+    let parallelism: number
+    if (kind === 'source') {
+      parallelism = opts.partitions ?? 1
+    } else {
+      const upstream = inputs.map((i) => this.stages.get(i)!)
+      const counts = new Set(upstream.map((u) => u.outputPartitions))
+      if (counts.size > 1) throw new ConfigError(`stages.${name}.inputs`, `inputs have different partition counts (${[...counts].join(', ')}); keyBy them to the same count`)
+      parallelism = upstream[0]!.outputPartitions
+      if (opts.partitions !== undefined && opts.partitions !== parallelism) {
+        throw new ConfigError(`stages.${name}.partitions`, `a stage runs one actor per input partition (${parallelism}); use keyBy(${opts.partitions}) upstream to change it`)
+      }
+    }
+    this.stages.set(name, {
+      name,
+      kind,
+      factory,
+      inputs,
+      parallelism,
+      outputPartitions: parallelism,
+      keyedOutput: false,
+      codec: opts.codec ?? 'msgpack',
+      onError: opts.onError ?? { kind: 'dead-letter' },
+    })
+    return new Stream<Out>(this, name)
+  }
+
+  /** @internal */
+  setKeyed(stage: string, partitions?: number): void {
+    const spec = this.stages.get(stage)!
+    if ([...this.stages.values()].some((s) => s.inputs.includes(stage))) {
+      throw new ConfigError(`stages.${stage}.keyBy`, 'keyBy must come before the stages that read this stream')
+    }
+    if (partitions !== undefined && (!Number.isInteger(partitions) || partitions < 1 || partitions > 4096)) {
+      throw new ConfigError(`stages.${stage}.keyBy`, `partitions must be an integer in 1..4096, got ${partitions}`)
+    }
+    spec.keyedOutput = true
+    spec.outputPartitions = partitions ?? spec.parallelism
+  }
+
+  /** Stages in the order they were added (a topological order). */
+  get topology(): StageSpec[] {
+    return [...this.stages.values()]
+  }
+
+  stage(name: string): StageSpec | undefined {
+    return this.stages.get(name)
+  }
+
+  /** Stages that read `stage`'s output. */
+  downstreamOf(stage: string): StageSpec[] {
+    return this.topology.filter((s) => s.inputs.includes(stage))
+  }
+
+  /** Stages whose output nobody reads: the pipeline's outputs. */
+  get outputs(): StageSpec[] {
+    return this.topology.filter((s) => this.downstreamOf(s.name).length === 0)
+  }
+
+  /** The shape that state and offsets depend on; a change here needs a savepoint. */
+  describe(): TopologyDescription {
+    return {
+      pipeline: this.name,
+      stages: this.topology.map((s) => ({ name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism, outputPartitions: s.outputPartitions, keyedOutput: s.keyedOutput })),
+    }
+  }
+
+  fingerprint(): string {
+    return createHash('sha256').update(JSON.stringify(this.describe())).digest('hex').slice(0, 16)
+  }
+}
+
+export interface TopologyDescription {
+  pipeline: string
+  stages: Array<Pick<StageSpec, 'name' | 'kind' | 'inputs' | 'parallelism' | 'outputPartitions' | 'keyedOutput'>>
+}
+
+/** Instantiates a stage's processor from its factory. */
+export function instantiate(spec: StageSpec): Processor<unknown, unknown> {
+  const f = spec.factory as unknown as { prototype?: unknown }
+  const isClass = typeof f.prototype === 'object' && f.prototype instanceof Processor
+  const p = isClass ? new (spec.factory as new () => Processor<unknown, unknown>)() : (spec.factory as () => Processor<unknown, unknown>)()
+  if (!(p instanceof Processor)) throw new ConfigError(`stages.${spec.name}.processor`, 'the factory did not return a Processor')
+  if (spec.kind === 'source' && !(p instanceof Source)) throw new ConfigError(`stages.${spec.name}.processor`, 'a source stage needs a Source')
+  if (spec.kind === 'processor' && p instanceof Source) throw new ConfigError(`stages.${spec.name}.processor`, 'a Source can only be added with pipeline.source()')
+  return p
+}
+
+/** Topic names, consumer groups and transactional ids of a stage. */
+export const naming = {
+  output: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}`,
+  changelog: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}.changelog`,
+  deadLetter: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}.dlq`,
+  group: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}`,
+  transactionalId: (pipeline: string, stage: string, partition: number): string => `weir.${pipeline}.${stage}.${partition}`,
+  actor: (stage: string, partition: number): string => `${stage}/${partition}`,
+}

@@ -1,0 +1,86 @@
+/**
+ * Processing-time timers of one actor. Timers are state: each is a cache entry, so
+ * registering or firing one is checkpointed with everything else and survives a crash.
+ * The in-memory index (sorted by time) is rebuilt from local RocksDB on restore.
+ */
+import type { StateStore } from './state-store.ts'
+import type { WriteCache } from './write-cache.ts'
+
+export const TIMER_PREFIX = '\u0001'
+const NULL_KEY = '\u0001null'
+
+export interface TimerEntry {
+  key: string | null
+  time: number
+}
+
+function cacheKey(key: string | null, time: number): string {
+  return TIMER_PREFIX + time.toString(36).padStart(11, '0') + '\u0000' + (key ?? NULL_KEY)
+}
+
+function parse(k: string): TimerEntry {
+  const sep = k.indexOf('\u0000')
+  const key = k.slice(sep + 1)
+  return { time: parseInt(k.slice(1, sep), 36), key: key === NULL_KEY ? null : key }
+}
+
+export class Timers {
+  /** Registered timers by cache key, with a lazily sorted view for due checks. */
+  private readonly byKey = new Map<string, TimerEntry>()
+  private sorted: Array<[string, TimerEntry]> | undefined
+
+  private constructor(private readonly cache: WriteCache) {}
+
+  static async load(store: StateStore, cache: WriteCache): Promise<Timers> {
+    const timers = new Timers(cache)
+    for (const { key } of await store.scan(TIMER_PREFIX)) {
+      const k = key.toString('utf8')
+      timers.byKey.set(k, parse(k))
+    }
+    return timers
+  }
+
+  get size(): number {
+    return this.byKey.size
+  }
+
+  register(key: string | null, time: number): void {
+    const k = cacheKey(key, time)
+    if (this.byKey.has(k)) return
+    this.byKey.set(k, { key, time })
+    this.sorted = undefined
+    this.cache.set(this.cache.get(k) ?? this.cache.load(k, undefined), 1)
+  }
+
+  delete(key: string | null, time: number): void {
+    const k = cacheKey(key, time)
+    if (!this.byKey.delete(k)) return
+    this.sorted = undefined
+    this.cache.set(this.cache.get(k) ?? this.cache.load(k, undefined), undefined)
+  }
+
+  nextDue(): number | undefined {
+    if (this.byKey.size === 0) return undefined
+    return this.view()[0]![1].time
+  }
+
+  /** Removes and returns the timers due at `now`, in time order. */
+  takeDue(now: number): TimerEntry[] {
+    if (this.byKey.size === 0) return []
+    const view = this.view()
+    let n = 0
+    while (n < view.length && view[n]![1].time <= now) n++
+    if (n === 0) return []
+    const due = view.splice(0, n)
+    for (const [k] of due) {
+      this.byKey.delete(k)
+      this.cache.set(this.cache.get(k) ?? this.cache.load(k, undefined), undefined)
+    }
+    return due.map(([, t]) => t)
+  }
+
+  private view(): Array<[string, TimerEntry]> {
+    if (this.sorted === undefined) this.sorted = [...this.byKey.entries()].sort((a, b) => a[1].time - b[1].time)
+    return this.sorted
+  }
+}
