@@ -1,0 +1,43 @@
+/**
+ * Checkpoint epochs: the coordinator starts epoch N on an interval; each actor takes
+ * barrier N at its next record boundary and acknowledges it. Epoch N is complete when
+ * every live actor has committed it.
+ */
+export class EpochClock {
+  private epoch = 0
+  private timer: NodeJS.Timeout | undefined
+  private readonly acked = new Map<string, number>()
+
+  constructor(actors: readonly string[], private readonly intervalMs: number, private readonly onEpoch: (epoch: number) => void) {
+    for (const a of actors) this.acked.set(a, 0)
+  }
+
+  get current(): number {
+    return Math.max(1, this.epoch)
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.onEpoch(++this.epoch), this.intervalMs)
+    this.timer.unref()
+  }
+
+  ack(actor: string, epoch: number): void {
+    const prev = this.acked.get(actor)
+    if (prev !== undefined && epoch > prev) this.acked.set(actor, epoch)
+  }
+
+  /** A finished actor no longer holds completion back. */
+  retire(actor: string): void {
+    this.acked.delete(actor)
+  }
+
+  get completed(): number {
+    let min = this.epoch
+    for (const e of this.acked.values()) min = Math.min(min, e)
+    return min
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The ControlBus port: the lightweight channel for epochs, assignments, progress and
+ * health. It carries no data records, so losing it may slow coordination but never loses
+ * or duplicates a record. Adapters: `local/` (in-process), NATS.
+ */
+
+export interface Subscription {
+  unsubscribe(): void
+}
+
+export type Handler = (message: unknown, subject: string) => void
+
+export interface ControlBus {
+  readonly kind: string
+  /** Fire-and-forget; never blocks the caller on delivery. */
+  publish(subject: string, message: unknown): void
+  /** `*` matches one token, `>` the rest (NATS subject rules). */
+  subscribe(subject: string, handler: Handler): Subscription
+  close(): Promise<void>
+}
+
+/** Subjects, namespaced by cluster and pipeline. */
+export const subjects = {
+  epoch: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.epoch`,
+  epochAck: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.epoch-ack`,
+  assignment: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.assignment`,
+  actorFinished: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.actor-finished`,
+  stageFinished: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.stage-finished`,
+  workerHello: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-hello`,
+  progress: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.progress`,
+}
+
+/** Matches a subject against a subscription pattern with NATS wildcards. */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const p = pattern.split('.')
+  const s = subject.split('.')
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return s.length > i
+    if (i >= s.length) return false
+    if (p[i] !== '*' && p[i] !== s[i]) return false
+  }
+  return p.length === s.length
+}

@@ -1,0 +1,141 @@
+/**
+ * Runs a pipeline in one process: embedded pipe, in-process control bus, a coordinator
+ * and one worker behind the same ports the cluster uses. Bounded pipelines run until
+ * every actor finished; unbounded ones until `stop()` (a final checkpoint on each actor).
+ */
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import { Coordinator } from '../coordinator/coordinator.ts'
+import { defaultActorConfig, type ActorConfig, type ActorStats } from './actor.ts'
+import { LocalBus } from './control/local/local-bus.ts'
+import { SimulatedCrash, Faults } from './faults.ts'
+import { createLogger } from './log.ts'
+import { EmbeddedPipe } from './pipe/embedded/embedded-pipe.ts'
+import type { Pipe } from './pipe/pipe.ts'
+import { naming, type Pipeline } from './pipeline.ts'
+import { checkTopology, recordTopology } from './topology-guard.ts'
+import { Worker } from './worker.ts'
+
+export interface RunOptions {
+  /** Where the embedded pipe and actor state live. */
+  dataDir: string
+  /** Checkpoint interval, ms. Default 1000. */
+  epochIntervalMs?: number
+  actorConfig?: Partial<ActorConfig>
+  faults?: Faults
+  log?: Logger
+  /** Use this pipe instead of opening the embedded one in `dataDir`. */
+  pipe?: Pipe
+}
+
+export interface RunResult {
+  /** 'finished': every actor reached the end of its input; 'stopped': stop() was called. */
+  outcome: 'finished' | 'stopped'
+  stats: Record<string, ActorStats>
+}
+
+export interface RunningPipeline {
+  readonly done: Promise<RunResult>
+  readonly pipe: Pipe
+  /** Final checkpoint on every actor, then close. */
+  stop(): Promise<RunResult>
+  /** Per-actor figures, live. */
+  stats(): Record<string, ActorStats>
+  /** Newest epoch every live actor committed. */
+  completedEpoch(): number
+}
+
+/** Creates the topics a pipeline needs: output, changelog and dead-letter per stage. */
+export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void> {
+  for (const s of pipeline.topology) {
+    await pipe.ensureTopic({ name: naming.output(pipeline.name, s.name), partitions: s.outputPartitions })
+    await pipe.ensureTopic({ name: naming.changelog(pipeline.name, s.name), partitions: s.parallelism, compacted: true })
+    await pipe.ensureTopic({ name: naming.deadLetter(pipeline.name, s.name), partitions: s.parallelism })
+  }
+}
+
+/**
+ * Starts a pipeline on the embedded pipe.
+ *
+ * @example
+ * const run = await startEmbedded(pipeline, { dataDir: './.weir' })
+ * const result = await run.done
+ */
+export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Promise<RunningPipeline> {
+  const log = options.log ?? createLogger()
+  checkTopology(options.dataDir, pipeline)
+  const pipe = options.pipe ?? (await EmbeddedPipe.open(options.dataDir))
+  const ownsPipe = options.pipe === undefined
+  await ensureTopics(pipe, pipeline)
+  recordTopology(options.dataDir, pipeline)
+
+  const bus = new LocalBus()
+  const cluster = 'embedded'
+  const coordinator = new Coordinator(bus, pipeline, { cluster, epochIntervalMs: options.epochIntervalMs ?? 1000, log })
+  const worker = new Worker(bus, pipe, pipeline, {
+    id: `embedded-${randomUUID().slice(0, 8)}`,
+    cluster,
+    dataDir: options.dataDir,
+    log,
+    faults: options.faults ?? Faults.none(),
+    actorConfig: { ...defaultActorConfig, ...options.actorConfig },
+  })
+
+  let settle!: { resolve(r: RunResult): void; reject(e: unknown): void }
+  const done = new Promise<RunResult>((resolve, reject) => { settle = { resolve, reject } })
+  let ending = false
+  const lastStats: Record<string, ActorStats> = {}
+  const stats = (): Record<string, ActorStats> => {
+    for (const a of worker.actorList) lastStats[a.id] = a.stats
+    return lastStats
+  }
+
+  const shutdown = async (outcome: RunResult['outcome']): Promise<void> => {
+    stats()
+    coordinator.stop()
+    await worker.stop()
+    stats()
+    await bus.close()
+    if (ownsPipe) await pipe.close()
+    settle.resolve({ outcome, stats: lastStats })
+  }
+
+  const fail = async (err: unknown): Promise<void> => {
+    if (ending) return
+    ending = true
+    stats()
+    coordinator.stop()
+    // A crash (real or simulated) writes nothing more; any other failure stops actors without a final commit too.
+    await worker.abandon()
+    await bus.close()
+    if (ownsPipe) await pipe.close().catch(() => undefined)
+    settle.reject(err instanceof SimulatedCrash ? err : err)
+  }
+
+  const watcher = setInterval(() => {
+    if (!ending && coordinator.allFinished) {
+      ending = true
+      clearInterval(watcher)
+      void shutdown('finished').catch((err: unknown) => settle.reject(err))
+    }
+  }, 20)
+  void done.finally(() => clearInterval(watcher)).catch(() => undefined)
+
+  coordinator.start()
+  worker.start((err) => void fail(err))
+
+  return {
+    done,
+    pipe,
+    stats,
+    completedEpoch: () => coordinator.completedEpoch,
+    async stop() {
+      if (!ending) {
+        ending = true
+        clearInterval(watcher)
+        await shutdown('stopped')
+      }
+      return done
+    },
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * A worker hosts actors. It runs what the coordinator assigns (newest generation only),
+ * forwards epochs to its actors as barrier requests, and reports commits and finished
+ * actors back over the control bus.
+ */
+import type { Logger } from 'pino'
+import { assignmentMessage, epochMessage, type AssignmentMessage } from '../coordinator/messages.ts'
+import { Actor, type ActorConfig } from './actor.ts'
+import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
+import { describeError } from './errors.ts'
+import type { Faults } from './faults.ts'
+import type { Pipe } from './pipe/pipe.ts'
+import { naming, type Pipeline } from './pipeline.ts'
+
+export interface WorkerOptions {
+  id: string
+  cluster: string
+  dataDir: string
+  log: Logger
+  faults: Faults
+  actorConfig: ActorConfig
+}
+
+export class Worker {
+  readonly actors = new Map<string, { actor: Actor; running: Promise<void> }>()
+  private generation = -1
+  private readonly subs: Subscription[] = []
+  private readonly finishedStages = new Set<string>()
+  private failure: ((err: unknown) => void) | undefined
+  private readonly log: Logger
+
+  constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
+    this.log = options.log.child({ worker: options.id })
+  }
+
+  private subject(kind: keyof typeof subjects): string {
+    return subjects[kind](this.options.cluster, this.pipeline.name)
+  }
+
+  /** Registers with the coordinator; `onFailure` hears of an actor that failed. */
+  start(onFailure: (err: unknown) => void): void {
+    this.failure = onFailure
+    this.subs.push(
+      this.bus.subscribe(this.subject('assignment'), (raw, subject) => {
+        const msg = assignmentMessage.safeParse(raw)
+        if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed assignment dropped')
+        void this.applyAssignment(msg.data).catch((err: unknown) => this.failure?.(err))
+      }),
+      this.bus.subscribe(this.subject('epoch'), (raw, subject) => {
+        const msg = epochMessage.safeParse(raw)
+        if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed epoch dropped')
+        for (const s of msg.data.finishedStages) this.finishedStages.add(s)
+        for (const { actor } of this.actors.values()) {
+          actor.requestBarrier(msg.data.epoch)
+          this.maybeUpstreamFinished(actor)
+        }
+      }),
+    )
+    this.bus.publish(this.subject('workerHello'), { v: 1, worker: this.options.id, pipeline: this.pipeline.name, fingerprint: this.pipeline.fingerprint() })
+  }
+
+  private maybeUpstreamFinished(actor: Actor): void {
+    const stage = this.pipeline.stage(actor.id.split('/')[0]!)!
+    if (stage.inputs.length > 0 && stage.inputs.every((i) => this.finishedStages.has(i))) actor.markUpstreamFinished()
+  }
+
+  private async applyAssignment(msg: AssignmentMessage): Promise<void> {
+    if (msg.generation <= this.generation) return
+    this.generation = msg.generation
+    const mine = new Set(Object.entries(msg.actors).filter(([, w]) => w === this.options.id).map(([a]) => a))
+    const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
+    await Promise.all(leaving.map((a) => this.stopActor(a)))
+    for (const id of mine) if (!this.actors.has(id)) await this.startActor(id)
+  }
+
+  private async startActor(id: string): Promise<void> {
+    const [stageName, p] = id.split('/')
+    const spec = this.pipeline.stage(stageName!)!
+    const actor = new Actor(
+      { pipeline: this.pipeline, spec, partition: Number(p), pipe: this.pipe, dataDir: this.options.dataDir, log: this.log, faults: this.options.faults, config: this.options.actorConfig },
+      {
+        onEpoch: (epoch) => this.bus.publish(this.subject('epochAck'), { v: 1, actor: id, epoch }),
+        onFinished: () => this.bus.publish(this.subject('actorFinished'), { v: 1, actor: id, worker: this.options.id }),
+      },
+    )
+    const entry = { actor, running: Promise.resolve() }
+    this.actors.set(id, entry)
+    await actor.restore()
+    this.maybeUpstreamFinished(actor)
+    entry.running = actor.run().catch((err: unknown) => {
+      this.log.error({ actor: id, err: describeError(err) }, 'actor failed')
+      this.failure?.(err)
+    })
+  }
+
+  private async stopActor(id: string): Promise<void> {
+    const entry = this.actors.get(id)
+    if (entry === undefined) return
+    entry.actor.requestStop()
+    await entry.running
+    this.actors.delete(id)
+  }
+
+  /** Graceful stop: every actor takes a final checkpoint. */
+  async stop(): Promise<void> {
+    for (const s of this.subs) s.unsubscribe()
+    await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
+  }
+
+  /** Stops without writing anything more, as a kill would; waits for in-flight I/O to settle. */
+  async abandon(): Promise<void> {
+    for (const s of this.subs) s.unsubscribe()
+    for (const { actor } of this.actors.values()) actor.abandon()
+    await Promise.all([...this.actors.values()].map(async ({ actor, running }) => {
+      await running.catch(() => undefined)
+      await actor.release()
+    }))
+    this.actors.clear()
+  }
+
+  get actorList(): Actor[] {
+    return [...this.actors.values()].map((e) => e.actor)
+  }
+
+  static actorIds(pipeline: Pipeline): string[] {
+    return pipeline.topology.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
+  }
+}
