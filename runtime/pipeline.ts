@@ -118,9 +118,25 @@ export class Stream<T> {
  */
 export class Pipeline {
   private readonly stages = new Map<string, StageSpec>()
+  private readonly outputNotes: string[] = []
 
   constructor(readonly name: string) {
     if (!NAME.test(name)) throw new ConfigError('pipeline.name', `'${name}' must match ${NAME}`)
+  }
+
+  /**
+   * Tells users where results go; `weir run` prints these notes in its summary.
+   *
+   * @example
+   * p.describeOutput('signals: out/ticker/signals.jsonl')
+   */
+  describeOutput(note: string): this {
+    this.outputNotes.push(note)
+    return this
+  }
+
+  get outputDescriptions(): readonly string[] {
+    return this.outputNotes
   }
 
   source<Out>(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<Out> {
