@@ -1,0 +1,10 @@
+/**
+ * Built-in processors, written with the public API only (the same one users have).
+ *
+ * @example
+ * import { GeneratorSource, JsonlFileSink } from 'weir/processors'
+ */
+export { GeneratorSource } from './sources/generator-source.ts'
+export type { GeneratorOptions, Generated } from './sources/generator-source.ts'
+export { JsonlFileSink } from './sinks/jsonl-file-sink.ts'
+export type { JsonlFileSinkOptions } from './sinks/jsonl-file-sink.ts'
