@@ -22,8 +22,9 @@ export interface WorkerOptions {
 }
 
 export class Worker {
-  readonly actors = new Map<string, { actor: Actor; running: Promise<void> }>()
+  readonly actors = new Map<string, { actor: Actor; restoring: Promise<void>; running: Promise<void>; started: boolean }>()
   private generation = -1
+  private stopped = false
   private readonly subs: Subscription[] = []
   private readonly finishedStages = new Set<string>()
   private failure: ((err: unknown) => void) | undefined
@@ -70,7 +71,10 @@ export class Worker {
     const mine = new Set(Object.entries(msg.actors).filter(([, w]) => w === this.options.id).map(([a]) => a))
     const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
     await Promise.all(leaving.map((a) => this.stopActor(a)))
-    for (const id of mine) if (!this.actors.has(id)) await this.startActor(id)
+    for (const id of mine) {
+      if (this.stopped) return
+      if (!this.actors.has(id)) await this.startActor(id)
+    }
   }
 
   private async startActor(id: string): Promise<void> {
@@ -83,10 +87,13 @@ export class Worker {
         onFinished: () => this.bus.publish(this.subject('actorFinished'), { v: 1, actor: id, worker: this.options.id }),
       },
     )
-    const entry = { actor, running: Promise.resolve() }
+    const entry = { actor, restoring: actor.restore(), running: Promise.resolve(), started: false }
     this.actors.set(id, entry)
-    await actor.restore()
+    await entry.restoring
+    // Stopped while restoring: the stop path releases the actor.
+    if (this.stopped) return
     this.maybeUpstreamFinished(actor)
+    entry.started = true
     entry.running = actor.run().catch((err: unknown) => {
       this.log.error({ actor: id, err: describeError(err) }, 'actor failed')
       this.failure?.(err)
@@ -96,22 +103,29 @@ export class Worker {
   private async stopActor(id: string): Promise<void> {
     const entry = this.actors.get(id)
     if (entry === undefined) return
+    await entry.restoring.catch(() => undefined)
     entry.actor.requestStop()
     await entry.running
+    if (!entry.started) await entry.actor.release()
     this.actors.delete(id)
   }
 
   /** Graceful stop: every actor takes a final checkpoint. */
   async stop(): Promise<void> {
+    this.stopped = true
     for (const s of this.subs) s.unsubscribe()
     await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
   }
 
   /** Stops without writing anything more, as a kill would; waits for in-flight I/O to settle. */
   async abandon(): Promise<void> {
+    this.stopped = true
     for (const s of this.subs) s.unsubscribe()
     for (const { actor } of this.actors.values()) actor.abandon()
-    await Promise.all([...this.actors.values()].map(async ({ actor, running }) => {
+    await Promise.all([...this.actors.values()].map(async ({ actor, restoring, running, started }) => {
+      void started
+      await restoring.catch(() => undefined)
+      actor.abandon()
       await running.catch(() => undefined)
       await actor.release()
     }))

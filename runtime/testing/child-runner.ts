@@ -1,0 +1,34 @@
+/**
+ * Runs one pipeline file in a child process for weir/testing: the pipeline's default
+ * export (a Pipeline or a function of params), on the embedded pipe in a data dir, with
+ * the crash plan from WEIR_CRASH_AT. Exits 0 when the pipeline finished.
+ *
+ *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
+ */
+import { pathToFileURL } from 'node:url'
+import { startEmbedded } from '../embedded-runner.ts'
+import { Faults } from '../faults.ts'
+import { Pipeline } from '../pipeline.ts'
+
+const [file, dataDir, paramsJson = '{}', epochMs = '1000'] = process.argv.slice(2)
+if (file === undefined || dataDir === undefined) {
+  process.stderr.write('usage: child-runner <pipeline.ts> <dataDir> [paramsJson] [epochMs]\n')
+  process.exit(2)
+}
+const mod = (await import(pathToFileURL(file).href)) as { default?: unknown; pipeline?: unknown }
+const exported = mod.default ?? mod.pipeline
+const params = JSON.parse(paramsJson) as Record<string, string>
+const pipeline = exported instanceof Pipeline ? exported : typeof exported === 'function' ? await (exported as (p: Record<string, string>) => Pipeline | Promise<Pipeline>)(params) : undefined
+if (!(pipeline instanceof Pipeline)) {
+  process.stderr.write(`${file} exports no pipeline\n`)
+  process.exit(2)
+}
+const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv() })
+try {
+  const result = await run.done
+  process.stdout.write(JSON.stringify({ outcome: result.outcome }) + '\n')
+  process.exit(0)
+} catch (err) {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+}

@@ -1,0 +1,256 @@
+/**
+ * weir/testing: run pipelines in-process or in child processes, crash them at chosen
+ * points of the checkpoint protocol (or SIGKILL them), restart, and compare what they
+ * produced with a crash-free reference. This is how weir proves exactly-once, and how users
+ * prove it for their own processors.
+ *
+ * @example
+ * const ref = await runToCompletion(makePipeline(), { dataDir: tempDataDir() })
+ * const crashed = await runToCompletion(makePipeline(), { dataDir: tempDataDir(), crashes: [{ point: 'after-pipe-commit', hit: 2 }] })
+ * expect(await readStageOutput(makePipeline(), crashed.dataDir, 'count')).toEqual(...)
+ */
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import fc from 'fast-check'
+import { codecFor, msgpack, stateCodec, type Codec } from '../codec.ts'
+import { startEmbedded, type RunResult } from '../embedded-runner.ts'
+import { CRASH_POINTS, Faults, SimulatedCrash, type CrashPoint, type CrashSpec } from '../faults.ts'
+import { EmbeddedPipe } from '../pipe/embedded/embedded-pipe.ts'
+import { naming, type Pipeline } from '../pipeline.ts'
+import { StateStore } from '../state/state-store.ts'
+import type { ActorConfig } from '../actor.ts'
+import type { Logger } from 'pino'
+
+export { CRASH_POINTS, SimulatedCrash }
+export type { CrashPoint, CrashSpec }
+
+/** A fresh directory under the OS temp dir. */
+export function tempDataDir(prefix = 'weir-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+export interface RunToCompletionOptions {
+  dataDir: string
+  /** Crashes to inject, one per run, in order; after them a clean run finishes the pipeline. */
+  crashes?: CrashSpec[]
+  epochIntervalMs?: number
+  actorConfig?: Partial<ActorConfig>
+  log?: Logger
+}
+
+export interface CompletedRun {
+  dataDir: string
+  /** Crashes that actually happened (a point never reached does not crash). */
+  crashed: CrashSpec[]
+  result: RunResult
+}
+
+/**
+ * Runs a bounded pipeline in this process until it finishes, crashing it as planned:
+ * a crash abandons the run as a kill would (no final checkpoint), and the next run
+ * recovers from the data dir.
+ */
+export async function runToCompletion(pipeline: Pipeline, options: RunToCompletionOptions): Promise<CompletedRun> {
+  const crashed: CrashSpec[] = []
+  for (const spec of options.crashes ?? []) {
+    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, faults: new Faults(spec, 'throw') })
+    try {
+      await run.done
+    } catch (err) {
+      if (!(err instanceof SimulatedCrash)) throw err
+      crashed.push(spec)
+    }
+  }
+  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log })
+  const result = await run.done
+  return { dataDir: options.dataDir, crashed, result }
+}
+
+/** A crash for a child-process run: SIGKILL at a protocol point, or from outside after a delay. */
+export type ProcessCrash = { kind: 'point'; spec: CrashSpec } | { kind: 'timer'; afterMs: number }
+
+export interface ChildRunOptions {
+  dataDir: string
+  params?: Record<string, string>
+  crashes?: ProcessCrash[]
+  epochIntervalMs?: number
+  /** Give up on a child after this long, ms. */
+  timeoutMs?: number
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+const childRunner = join(here, 'child-runner.ts')
+
+/** Runs a pipeline file once in a child process; resolves with how it ended. */
+export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number }): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, WEIR_CRASH_AT: options.crashAt ? `${options.crashAt.point}:${options.crashAt.hit}` : '' }
+  const args = ['--import', 'tsx', childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const kill = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs)
+    const limit = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`child run of ${file} timed out; stderr:\n${stderr}`)) }, options.timeoutMs ?? 120_000)
+    child.on('exit', (code, signal) => {
+      clearTimeout(kill)
+      clearTimeout(limit)
+      resolvePromise({ code, signal, stderr })
+    })
+  })
+}
+
+/**
+ * Runs a pipeline file in child processes until it finishes: each planned crash is a real
+ * SIGKILL (self-inflicted at a protocol point, or sent from here after a delay), then the
+ * next process recovers from the data dir.
+ */
+export async function runFileToCompletion(file: string, options: ChildRunOptions): Promise<{ kills: number }> {
+  let kills = 0
+  for (const crash of options.crashes ?? []) {
+    const r = await runPipelineFile(file, {
+      dataDir: options.dataDir,
+      params: options.params,
+      epochIntervalMs: options.epochIntervalMs,
+      timeoutMs: options.timeoutMs,
+      ...(crash.kind === 'point' ? { crashAt: crash.spec } : { killAfterMs: crash.afterMs }),
+    })
+    if (r.signal === 'SIGKILL') kills++
+    else if (r.code !== 0) throw new Error(`child run failed with code ${r.code}:\n${r.stderr}`)
+  }
+  const last = await runPipelineFile(file, { dataDir: options.dataDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs })
+  if (last.code !== 0) throw new Error(`final child run failed (code ${last.code}, signal ${last.signal}):\n${last.stderr}`)
+  return { kills }
+}
+
+export interface ReadRecord<T = unknown> {
+  partition: number
+  offset: number
+  key: string | null
+  value: T
+  timestamp: number
+}
+
+/** Every committed record of a topic in an embedded data dir, decoded. */
+export async function readTopic<T = unknown>(dataDir: string, topic: string, codec: Codec<unknown> = msgpack): Promise<Array<ReadRecord<T>>> {
+  const pipe = await EmbeddedPipe.open(dataDir)
+  try {
+    const spec = await pipe.describeTopic(topic)
+    if (spec === undefined) return []
+    const out: Array<ReadRecord<T>> = []
+    for (let p = 0; p < spec.partitions; p++) {
+      const reader = await pipe.reader(topic, p, await pipe.startOffset(topic, p))
+      const end = await pipe.endOffset(topic, p)
+      while (reader.position < end) {
+        const batch = await reader.poll(10_000, 0)
+        if (batch.length === 0) break
+        for (const r of batch) out.push({ partition: p, offset: r.offset, key: r.key?.toString('utf8') ?? null, value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
+      }
+      reader.close()
+    }
+    return out
+  } finally {
+    await pipe.close()
+  }
+}
+
+/** A stage's committed output records. */
+export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string, stage: string): Promise<Array<ReadRecord<T>>> {
+  const spec = pipeline.stage(stage)
+  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  return readTopic<T>(dataDir, naming.output(pipeline.name, stage), codecFor(spec.codec))
+}
+
+/** A stage's dead-letter records (error, origin, attempts, original key and value bytes). */
+export function readDeadLetters(pipeline: Pipeline, dataDir: string, stage: string): Promise<Array<ReadRecord<DeadLetter>>> {
+  return readTopic<DeadLetter>(dataDir, naming.deadLetter(pipeline.name, stage), stateCodec)
+}
+
+export interface DeadLetter {
+  error: { code: string; message: string; cause?: { name: string; message: string; stack?: string } }
+  origin: { topic: string; partition: number; offset: number; timestamp: number }
+  stage: string
+  actor: string
+  attempts: number
+  key: Buffer | null
+  value: Buffer | null
+  failedAt: number
+}
+
+export interface StageState {
+  /** Keyed state: state name → record key → value. */
+  keyed: Record<string, Record<string, unknown>>
+  /** Actor-scoped state: partition → state name → value. */
+  actor: Record<number, Record<string, unknown>>
+  /** Registered timers per partition. */
+  timers: Record<number, number>
+}
+
+/** The committed state of every actor of a stage, read from local RocksDB (run the pipeline to completion first). */
+export async function readState(pipeline: Pipeline, dataDir: string, stage: string): Promise<StageState> {
+  const spec = pipeline.stage(stage)
+  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const state: StageState = { keyed: {}, actor: {}, timers: {} }
+  for (let p = 0; p < spec.parallelism; p++) {
+    const path = join(dataDir, 'state', stage, String(p))
+    if (!existsSync(path)) continue
+    const store = await StateStore.open(path)
+    try {
+      for (const { key, value } of await store.scan('')) {
+        const k = key.toString('utf8')
+        if (k.startsWith('\u0000')) continue
+        if (k.startsWith('\u0001')) { state.timers[p] = (state.timers[p] ?? 0) + 1; continue }
+        if (k.startsWith('\u0002')) { (state.actor[p] ??= {})[k.slice(1)] = stateCodec.decode(value); continue }
+        const sep = k.indexOf('\u0000')
+        const name = k.slice(0, sep)
+        const recordKey = k.slice(sep + 1)
+        ;(state.keyed[name] ??= {})[recordKey] = stateCodec.decode(value)
+      }
+    } finally {
+      await store.close()
+    }
+  }
+  return state
+}
+
+/** Elements in `actual` missing from or extra to `expected`, compared as multisets of JSON. */
+export function multisetDiff(expected: unknown[], actual: unknown[]): { missing: string[]; extra: string[] } {
+  const count = new Map<string, number>()
+  for (const e of expected) { const k = JSON.stringify(e); count.set(k, (count.get(k) ?? 0) + 1) }
+  const extra: string[] = []
+  for (const a of actual) {
+    const k = JSON.stringify(a)
+    const n = count.get(k) ?? 0
+    if (n === 0) extra.push(k)
+    else count.set(k, n - 1)
+  }
+  const missing: string[] = []
+  for (const [k, n] of count) for (let i = 0; i < n; i++) missing.push(k)
+  return { missing, extra }
+}
+
+/** Removes data dirs made for a test. */
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true })
+}
+
+/** Files in a directory (e.g. a sink's part files), sorted. */
+export function listFiles(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).sort().map((f) => join(dir, f)) : []
+}
+
+/** fast-check arbitraries for crash schedules. */
+export const arbitraries = {
+  crashPoint: (points: readonly CrashPoint[] = CRASH_POINTS): fc.Arbitrary<CrashPoint> => fc.constantFrom(...points),
+  crashSpec: (points?: readonly CrashPoint[], maxHit = 8): fc.Arbitrary<CrashSpec> => fc.record({ point: arbitraries.crashPoint(points), hit: fc.integer({ min: 1, max: maxHit }) }),
+  /** One to `max` crashes, one per run. */
+  crashSchedule: (max = 3, points?: readonly CrashPoint[]): fc.Arbitrary<CrashSpec[]> => fc.array(arbitraries.crashSpec(points), { minLength: 1, maxLength: max }),
+  /** Crashes for child processes: protocol points (self-SIGKILL) or external SIGKILL after a delay. */
+  processCrash: (maxDelayMs = 1500): fc.Arbitrary<ProcessCrash> =>
+    fc.oneof(
+      arbitraries.crashSpec().map((spec): ProcessCrash => ({ kind: 'point', spec })),
+      fc.integer({ min: 0, max: maxDelayMs }).map((afterMs): ProcessCrash => ({ kind: 'timer', afterMs })),
+    ),
+}
