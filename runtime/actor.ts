@@ -307,7 +307,8 @@ export class Actor {
       if (this.abandoned) return
       if (records.length === 0) {
         await this.fireDueTimers()
-        if (this.upstreamFinished && (await this.inputsDrained())) {
+        // A bounded actor ends when its inputs are drained and its pending timers have fired.
+        if (this.upstreamFinished && this.timers.size === 0 && (await this.inputsDrained())) {
           await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
           this.lifecycle = 'finished'
           this.onFinished()
