@@ -1,0 +1,27 @@
+/**
+ * The `weir` command line. bin/weir.js registers tsx and calls `main` with the arguments
+ * after the program name; the returned number is the exit code.
+ *
+ * Exit codes: 0 success, 1 the run failed, 2 usage error or refused input, 130 interrupted.
+ */
+import { runCommand } from './run.ts'
+import { MAIN_USAGE, helpCommand } from './usage.ts'
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'run':
+      return runCommand(rest)
+    case 'help':
+    case '--help':
+    case '-h':
+      return helpCommand(command === 'help' ? rest : [])
+    case undefined:
+      process.stderr.write(`weir: error: no command given\n\n${MAIN_USAGE}`)
+      return 2
+    default:
+      if (command.startsWith('-')) process.stderr.write(`weir: error: unknown option '${command}'\n\n${MAIN_USAGE}`)
+      else process.stderr.write(`weir: error: unknown command '${command}'\n\n${MAIN_USAGE}`)
+      return 2
+  }
+}

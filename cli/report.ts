@@ -1,0 +1,70 @@
+/** How the CLI prints errors: `weir: error: <message> [code]`, then context and causes. */
+import { WeirError } from '../runtime/errors.ts'
+
+const CONTEXT_ORDER = ['stage', 'actor', 'topic', 'partition', 'offset', 'field']
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return v
+  try {
+    return JSON.stringify(v) ?? String(v)
+  } catch {
+    return String(v)
+  }
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message
+  return String(err)
+}
+
+/** The first stack frame of an error: where user code threw. */
+function whereOf(err: Error): string | undefined {
+  const frame = err.stack?.split('\n').find((l) => /^\s+at /.test(l))
+  return frame?.trim().replace(/^at /, '')
+}
+
+function contextLines(err: WeirError, indent: string): string[] {
+  const entries = Object.entries(err.context).filter(([, v]) => v !== undefined)
+  entries.sort(([a], [b]) => {
+    const ia = CONTEXT_ORDER.indexOf(a)
+    const ib = CONTEXT_ORDER.indexOf(b)
+    return (ia < 0 ? CONTEXT_ORDER.length : ia) - (ib < 0 ? CONTEXT_ORDER.length : ib)
+  })
+  return entries.map(([k, v]) => `${indent}${k}: ${show(v)}`)
+}
+
+/** Formats an error with its code, context fields (stage, actor, topic, partition, offset, field) and causes. */
+export function formatError(err: unknown): string {
+  const lines: string[] = []
+  const head = err instanceof WeirError ? `${err.message} [${err.code}]` : messageOf(err)
+  lines.push(`weir: error: ${head}`)
+  if (err instanceof WeirError) lines.push(...contextLines(err, '  '))
+
+  let parent: unknown = err
+  let cause: unknown = err instanceof Error ? err.cause : undefined
+  for (let depth = 0; cause !== undefined && depth < 8; depth++) {
+    const repeated = messageOf(parent).includes(messageOf(cause))
+    if (cause instanceof WeirError) {
+      lines.push(`  caused by: ${cause.message} [${cause.code}]`)
+      const parentContext = parent instanceof WeirError ? parent.context : {}
+      lines.push(...contextLines(cause, '    ').filter((l) => {
+        const [k, ...rest] = l.trim().split(': ')
+        return show(parentContext[k!]) !== rest.join(': ')
+      }))
+    } else if (!repeated) {
+      lines.push(`  caused by: ${messageOf(cause)}`)
+    }
+    parent = cause
+    cause = cause instanceof Error ? cause.cause : undefined
+  }
+  // Where user code threw (the innermost plain error), unless the message already says.
+  if (!(parent instanceof WeirError) && parent instanceof Error) {
+    const where = whereOf(parent)
+    if (where !== undefined && !messageOf(parent).includes(where)) lines.push(`  at: ${where}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+export function printError(err: unknown): void {
+  process.stderr.write(formatError(err))
+}

@@ -1,0 +1,205 @@
+/**
+ * `weir run <pipeline.ts>`: loads a pipeline file and runs it on the embedded pipe in this
+ * process. Every refusal (bad option, missing or broken file, changed topology) happens
+ * before the data dir is created or written.
+ */
+import { statSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { pino, type Logger } from 'pino'
+import { startEmbedded, type RunResult, type RunningPipeline } from '../runtime/embedded-runner.ts'
+import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
+import { Faults } from '../runtime/faults.ts'
+import type { Pipeline } from '../runtime/pipeline.ts'
+import { loadPipeline } from './load.ts'
+import { ProgressDisplay } from './progress.ts'
+import { printError } from './report.ts'
+import { lastEpoch } from './stats.ts'
+import { formatSummary } from './summary.ts'
+import { RUN_USAGE } from './usage.ts'
+
+export interface RunArgs {
+  file: string
+  dataDir: string
+  epochIntervalMs: number
+  params: Record<string, string>
+  quiet: boolean
+}
+
+const DEFAULT_DATA_DIR = '.weir'
+const DEFAULT_EPOCH_MS = 1000
+const MAX_EPOCH_MS = 86_400_000
+const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
+
+/** A malformed command line: printed with a pointer to the usage, exit 2. */
+export class UsageError extends Error {}
+
+/** Parses and validates `run`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
+export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'help' {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        'data-dir': { type: 'string' },
+        'epoch-ms': { type: 'string' },
+        param: { type: 'string', multiple: true },
+        quiet: { type: 'boolean', short: 'q' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    })
+  } catch (err) {
+    // parseArgs names the option: "Unknown option '--foo'", "Option '--epoch-ms <value>' argument missing".
+    throw new UsageError((err as Error).message)
+  }
+  const { values, positionals } = parsed
+  if (values.help) return 'help'
+  if (positionals.length === 0) throw new UsageError('run: missing the pipeline file (weir run <pipeline.ts>)')
+  if (positionals.length > 1) throw new UsageError(`run: expected one pipeline file, got ${positionals.length}: ${positionals.join(' ')}`)
+
+  const rawEpoch = values['epoch-ms']
+  let epochIntervalMs = DEFAULT_EPOCH_MS
+  if (rawEpoch !== undefined) {
+    epochIntervalMs = Number(rawEpoch)
+    if (!/^\d+$/.test(rawEpoch) || epochIntervalMs < 1 || epochIntervalMs > MAX_EPOCH_MS) {
+      throw new ConfigError('--epoch-ms', `expected a whole number of milliseconds in 1..${MAX_EPOCH_MS}, got '${rawEpoch}'`)
+    }
+  }
+
+  const rawDir = values['data-dir']
+  if (rawDir !== undefined && rawDir.trim() === '') throw new ConfigError('--data-dir', 'must not be empty')
+
+  const params: Record<string, string> = {}
+  for (const p of values.param ?? []) {
+    const eq = p.indexOf('=')
+    if (eq < 0) throw new ConfigError('--param', `expected key=value, got '${p}'`)
+    const key = p.slice(0, eq)
+    if (!PARAM_KEY.test(key)) throw new ConfigError('--param', `'${key}' in '${p}' is not a valid key (letters, digits, _ . -, not starting with a digit)`)
+    if (Object.prototype.hasOwnProperty.call(params, key)) throw new ConfigError('--param', `'${key}' is given twice`)
+    params[key] = p.slice(eq + 1)
+  }
+
+  return {
+    file: resolve(cwd, positionals[0]!),
+    dataDir: resolve(cwd, rawDir ?? DEFAULT_DATA_DIR),
+    epochIntervalMs,
+    params,
+    quiet: values.quiet ?? false,
+  }
+}
+
+function checkDataDir(dir: string): void {
+  let stat
+  try {
+    stat = statSync(dir)
+  } catch {
+    return // created by the runtime once everything else checked out
+  }
+  if (!stat.isDirectory()) throw new ConfigError('--data-dir', `${dir} exists and is not a directory`)
+}
+
+/** The runtime's logger, routed through the progress display so a log line never lands inside it. */
+function cliLogger(beforeWrite: () => void): Logger {
+  const level = process.env.WEIR_LOG_LEVEL ?? 'error'
+  try {
+    return pino({ level, base: { service: 'weir' } }, { write: (line: string) => { beforeWrite(); process.stderr.write(line) } })
+  } catch (err) {
+    throw new ConfigError('WEIR_LOG_LEVEL', `${(err as Error).message}`)
+  }
+}
+
+/** Errors that mean "refused at start, nothing touched": exit 2. */
+function isRefusal(err: unknown): boolean {
+  return err instanceof TopologyMismatchError || err instanceof ConfigError
+}
+
+export async function runCommand(argv: string[]): Promise<number> {
+  let args: RunArgs
+  let faults: Faults
+  let pipeline: Pipeline
+  let display: ProgressDisplay | undefined
+  let log: Logger
+  try {
+    const parsed = parseRunArgs(argv)
+    if (parsed === 'help') {
+      process.stdout.write(RUN_USAGE)
+      return 0
+    }
+    args = parsed
+    faults = Faults.fromEnv()
+    log = cliLogger(() => display?.clear())
+    checkDataDir(args.dataDir)
+    pipeline = await loadPipeline(args.file, args.params)
+  } catch (err) {
+    if (err instanceof UsageError) process.stderr.write(`weir: error: ${err.message}\nRun 'weir help run' for usage.\n`)
+    else printError(err)
+    return 2
+  }
+
+  const startedAt = performance.now()
+  if (process.stderr.isTTY && !args.quiet) display = new ProgressDisplay(pipeline, process.stderr, startedAt)
+
+  let run: RunningPipeline | undefined
+  let signalled: NodeJS.Signals | undefined
+  const stopRun = (r: RunningPipeline): void => {
+    display?.setStatus('stopping: final checkpoint (Ctrl-C again to exit at once)')
+    // A failure while stopping rejects `done`, which is reported below.
+    r.stop().catch(() => undefined)
+  }
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled !== undefined) {
+      display?.stop()
+      process.stderr.write(`weir: ${signal} again: exiting without waiting for the final checkpoint\n`)
+      process.exit(signal === 'SIGINT' ? 130 : 143)
+    }
+    signalled = signal
+    if (run !== undefined) stopRun(run)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  const removeHandlers = (): void => {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+
+  try {
+    run = await startEmbedded(pipeline, { dataDir: args.dataDir, epochIntervalMs: args.epochIntervalMs, faults, log })
+  } catch (err) {
+    removeHandlers()
+    display?.stop()
+    printError(err)
+    return isRefusal(err) ? 2 : 1
+  }
+  display?.start(run)
+  if (signalled !== undefined) stopRun(run)
+
+  let result: RunResult | undefined
+  let failure: unknown
+  try {
+    result = await run.done
+  } catch (err) {
+    failure = err
+  }
+  const elapsedMs = performance.now() - startedAt
+  removeHandlers()
+  display?.stop()
+
+  const stats = result?.stats ?? run.stats()
+  process.stdout.write(
+    formatSummary({
+      pipeline,
+      outcome: result?.outcome ?? 'failed',
+      elapsedMs,
+      stats,
+      lastEpoch: lastEpoch(run.completedEpoch(), stats),
+      dataDir: args.dataDir,
+    }),
+  )
+  if (failure !== undefined) {
+    printError(failure)
+    return 1
+  }
+  return 0
+}

@@ -1,0 +1,49 @@
+/** Per-stage totals from per-actor stats (actor ids are `<stage>/<partition>`). */
+import type { ActorStats } from '../runtime/actor.ts'
+import type { Pipeline, StageSpec } from '../runtime/pipeline.ts'
+
+export interface StageTotals {
+  name: string
+  kind: StageSpec['kind']
+  actors: number
+  recordsIn: number
+  recordsOut: number
+  deadLettered: number
+  errors: number
+}
+
+export function stageTotals(pipeline: Pipeline, stats: Record<string, ActorStats>): StageTotals[] {
+  const byStage = new Map<string, StageTotals>()
+  for (const s of pipeline.topology) {
+    byStage.set(s.name, { name: s.name, kind: s.kind, actors: s.parallelism, recordsIn: 0, recordsOut: 0, deadLettered: 0, errors: 0 })
+  }
+  for (const [id, st] of Object.entries(stats)) {
+    const t = byStage.get(id.slice(0, id.lastIndexOf('/')))
+    if (t === undefined) continue
+    t.recordsIn += st.recordsIn
+    t.recordsOut += st.recordsOut
+    t.deadLettered += st.deadLettered
+    t.errors += st.errors
+  }
+  return [...byStage.values()]
+}
+
+/** Records a stage moved: what a source emitted, what any other stage consumed. */
+export function throughputOf(t: StageTotals): number {
+  return t.kind === 'source' ? t.recordsOut : t.recordsIn
+}
+
+/** The newest epoch every actor that ran has committed (at least the coordinator's figure). */
+export function lastEpoch(coordinatorEpoch: number, stats: Record<string, ActorStats>): number {
+  const epochs = Object.values(stats).map((s) => s.lastEpoch)
+  return Math.max(coordinatorEpoch, epochs.length === 0 ? 0 : Math.min(...epochs))
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`
+  const s = Math.floor(ms / 1000)
+  const h = Math.floor(s / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  const sec = String(s % 60).padStart(2, '0')
+  return h > 0 ? `${h}h ${String(m).padStart(2, '0')}m ${sec}s` : `${m}m ${sec}s`
+}
