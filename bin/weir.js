@@ -5,4 +5,6 @@ import { register } from 'tsx/esm/api'
 
 register()
 const { main } = await import('../cli/main.ts')
-process.exitCode = await main(process.argv.slice(2))
+const code = await main(process.argv.slice(2))
+// Exit even if a pipeline module left a timer or socket open; stdout is flushed first.
+process.stdout.write('', () => process.exit(code))

@@ -12,7 +12,7 @@ import { SimulatedCrash, Faults } from './faults.ts'
 import { createLogger } from './log.ts'
 import { EmbeddedPipe } from './pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from './pipe/pipe.ts'
-import { naming, type Pipeline } from './pipeline.ts'
+import { instantiate, naming, type Pipeline } from './pipeline.ts'
 import { checkTopology, recordTopology } from './topology-guard.ts'
 import { Worker } from './worker.ts'
 
@@ -43,6 +43,13 @@ export interface RunningPipeline {
   stats(): Record<string, ActorStats>
   /** Newest epoch every live actor committed. */
   completedEpoch(): number
+  /** Updates every actor's `lag` (end offsets minus positions) and returns the total. */
+  measureLag(): Promise<number>
+}
+
+/** Instantiates every stage's processor once, so a wrong factory is refused before anything is written. */
+export function validateFactories(pipeline: Pipeline): void {
+  for (const spec of pipeline.topology) instantiate(spec)
 }
 
 /** Creates the topics a pipeline needs: output, changelog and dead-letter per stage. */
@@ -64,6 +71,7 @@ export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void
 export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Promise<RunningPipeline> {
   const log = options.log ?? createLogger()
   checkTopology(options.dataDir, pipeline)
+  validateFactories(pipeline)
   const pipe = options.pipe ?? (await EmbeddedPipe.open(options.dataDir))
   const ownsPipe = options.pipe === undefined
   await ensureTopics(pipe, pipeline)
@@ -129,6 +137,11 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     pipe,
     stats,
     completedEpoch: () => coordinator.completedEpoch,
+    async measureLag() {
+      let total = 0
+      for (const a of worker.actorList) total += await a.measureLag().catch(() => 0)
+      return total
+    },
     async stop() {
       if (!ending) {
         ending = true

@@ -89,7 +89,7 @@ describe('actor recovery', () => {
       onRecord(r: StreamRecord<number>, ctx: Context<string>): void {
         ctx.timers.registerProcessingTime(Date.now() + 150)
       }
-      onTimer(t: Timer, ctx: Context<string>): void {
+      override onTimer(t: Timer, ctx: Context<string>): void {
         ctx.emit(t.key, `fired:${t.key}`)
       }
     }
