@@ -60,6 +60,8 @@ export interface ActorDeps {
 }
 
 const KEYED_SEP = '\u0000'
+/** Consumed input records are purged every this many checkpoints. */
+const PURGE_EVERY = 10
 const ACTOR_PREFIX = '\u0002'
 const NULL_KEY = '\u0001null'
 
@@ -84,6 +86,7 @@ export class Actor {
   readonly stats: ActorStats = { recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0 }
 
   private readonly spec: StageSpec
+  private readonly pipeline: Pipeline
   private readonly partition: number
   private readonly pipe: Pipe
   private readonly log: Logger
@@ -122,6 +125,7 @@ export class Actor {
 
   constructor(deps: ActorDeps, hooks: { onEpoch(epoch: number): void; onFinished(): void }) {
     this.spec = deps.spec
+    this.pipeline = deps.pipeline
     this.partition = deps.partition
     this.pipe = deps.pipe
     this.faults = deps.faults
@@ -617,6 +621,29 @@ export class Actor {
     pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
     this.onEpoch(this.committedEpoch)
+    if (this.stats.checkpoints % PURGE_EVERY === 0) this.purgeConsumed()
+  }
+
+  /**
+   * Retention by committed position: deletes input records every reading stage has
+   * committed past. Runs in the background; a failure only delays the purge.
+   */
+  private purgeConsumed(): void {
+    if (!this.pipeline.options.purgeConsumedRecords) return
+    for (const [i, reader] of this.readers.entries()) {
+      const readers = this.pipeline.downstreamOf(this.spec.inputs[i]!)
+      const topic = reader.topic
+      const partition = reader.partition
+      void (async () => {
+        let upTo = reader.position
+        for (const s of readers) {
+          if (s.name === this.spec.name) continue
+          const committed = await this.pipe.committedOffset(naming.group(this.pipeline.name, s.name), topic, partition)
+          upTo = Math.min(upTo, committed ?? 0)
+        }
+        if (upTo > 0) await this.pipe.deleteRecordsBefore(topic, partition, upTo)
+      })().catch((err: unknown) => this.log.warn({ topic, partition, err: describeError(err) }, 'purging consumed records failed; will retry'))
+    }
   }
 
   private async closeResources(): Promise<void> {

@@ -76,6 +76,15 @@ function validateOptions(stage: string, options: unknown): StageOptions {
   return parsed.data as StageOptions
 }
 
+export interface PipelineOptions {
+  /**
+   * Delete records of an edge topic once every stage reading it has committed past them,
+   * as Kafka Streams purges its repartition topics. Outputs nobody reads are kept.
+   * Default true; false keeps every edge's history (for inspection with weir/testing).
+   */
+  purgeConsumedRecords?: boolean
+}
+
 /** A stage's output, to wire the next stage onto. */
 export class Stream<T> {
   /** @internal */
@@ -120,8 +129,13 @@ export class Pipeline {
   private readonly stages = new Map<string, StageSpec>()
   private readonly outputNotes: string[] = []
 
-  constructor(readonly name: string) {
+  readonly options: Required<PipelineOptions>
+
+  constructor(readonly name: string, options: PipelineOptions = {}) {
     if (!NAME.test(name)) throw new ConfigError('pipeline.name', `'${name}' must match ${NAME}`)
+    const purge = options.purgeConsumedRecords ?? true
+    if (typeof purge !== 'boolean') throw new ConfigError('pipeline.purgeConsumedRecords', `must be a boolean, got ${typeof purge}`)
+    this.options = { purgeConsumedRecords: purge }
   }
 
   /**

@@ -110,6 +110,20 @@ describe('actor recovery', () => {
     expect(Object.values(state.timers).reduce((a, b) => a + b, 0)).toBe(0)
   })
 
+  it('edge records every reading stage has committed past are purged; outputs nobody reads are kept', async () => {
+    const d = dir()
+    const pipe = await EmbeddedPipe.open(d)
+    const run = await startEmbedded(counting(4000, 8000), { dataDir: d, pipe, epochIntervalMs: 10 })
+    await run.done
+    const edge = naming.output('counting', 'numbers')
+    const starts = await Promise.all([0, 1, 2].map((p) => pipe.startOffset(edge, p)))
+    expect(starts.some((s) => s > 0)).toBe(true)
+    for (const [p, s] of starts.entries()) expect(s).toBeLessThanOrEqual((await pipe.committedOffset(naming.group('counting', 'count'), edge, p)) ?? 0)
+    const out = naming.output('counting', 'count')
+    expect(await Promise.all([0, 1, 2].map((p) => pipe.startOffset(out, p)))).toEqual([0, 0, 0])
+    await pipe.close()
+  })
+
   it('a pipeline whose partitioning changed is refused and the data dir is left untouched', async () => {
     const d = dir()
     await runToCompletion(counting(100), { dataDir: d })

@@ -303,8 +303,6 @@ export class EmbeddedPipe implements Pipe {
         w.tryPut(endKey(meta.id, partition), u64(last + 1))
         appended.push({ log, batch: { base, last, data } })
         ends.push({ topic, partition, offset: last + 1 })
-        // Reserve the offsets now: the queue runs one commit at a time.
-        log.end = last + 1
       }
       for (const { group, offset } of offsets) {
         const meta = this.meta(offset.topic, offset.partition)
@@ -313,12 +311,14 @@ export class EmbeddedPipe implements Pipe {
       try {
         await w.flush()
       } catch (cause) {
-        for (const { log, batch } of appended) log.end = batch.base
         throw new WeirError('WEIR_PIPE_WRITE_FAILED', `commit of ${transactionalId} failed: ${(cause as Error).message}`, { actor: transactionalId }, { cause, retriable: true })
       } finally {
         w.destroy()
       }
+      // Visible only now that it is durable. The queue runs one commit at a time, so no other
+      // commit assigned offsets from the same end meanwhile.
       for (const { log, batch } of appended) {
+        log.end = batch.last + 1
         log.remember(batch)
         log.appended.notify()
       }
@@ -377,6 +377,8 @@ class EmbeddedReader implements PartitionReader {
     const out: StoredRecord[] = []
     await this.pipe.readInto(this.meta, this.partition, this.pos, max, out)
     if (out.length > 0) this.pos = out[out.length - 1]!.offset + 1
+    // Nothing below the end means the records were deleted under us; let I/O run before a retry.
+    else await new Promise((resolve) => setImmediate(resolve))
     return out
   }
 
