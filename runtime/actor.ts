@@ -64,6 +64,8 @@ const KEYED_SEP = '\u0000'
 const PURGE_EVERY = 10
 const ACTOR_PREFIX = '\u0002'
 const NULL_KEY = '\u0001null'
+/** A source's end-of-input mark; '#' is not allowed in user state names, so it cannot collide. */
+const SOURCE_FINISHED = ACTOR_PREFIX + '#finished'
 
 function keyedCacheKey(name: string, key: string | null): string {
   return name + KEYED_SEP + (key ?? NULL_KEY)
@@ -160,7 +162,7 @@ export class Actor {
   /** Opens state and readers: local RocksDB plus the changelog tail it is missing. */
   async restore(): Promise<void> {
     const started = performance.now()
-    this.producer = await this.pipe.producer(naming.transactionalId(this.pipeName, this.spec.name, this.partition))
+    this.producer = await this.pipe.producer(naming.transactionalId(this.pipeline.name, this.spec.name, this.partition))
     this.store = await StateStore.open(this.storePath)
     const replayed = await replayChangelog({
       pipe: this.pipe,
@@ -183,11 +185,10 @@ export class Actor {
     this.processor.state.bind(this.stateAccess())
     await this.loadActorState()
     this.timers = await Timers.load(this.store, this.cache)
-    for (const [i, topic] of this.inputTopics.entries()) {
+    for (const topic of this.inputTopics) {
       const committed = await this.pipe.committedOffset(this.group, topic, this.partition)
       const from = committed ?? (await this.pipe.startOffset(topic, this.partition))
       this.readers.push(await this.pipe.reader(topic, this.partition, from))
-      void i
     }
     this.producer.begin()
     await this.processor.open?.(this.lifecycleCtx)
@@ -196,16 +197,11 @@ export class Actor {
     this.log.debug({ changelogPosition: this.changelogPosition, replayed: replayed.records, ms: this.stats.restoreMs }, 'actor restored')
   }
 
-  private get pipeName(): string {
-    return this.outputTopic.split('.')[1]!
-  }
-
   private async loadActorState(): Promise<void> {
-    const names = this.processor.state.actorNames
-    if (names.length === 0) return
-    const keys = names.map((n) => ACTOR_PREFIX + n)
+    const keys = this.processor.state.actorNames.map((n) => ACTOR_PREFIX + n)
+    if (this.isSource) keys.push(SOURCE_FINISHED)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(k)))
-    keys.forEach((k, i) => this.cache.load(k, values[i] ? stateCodec.decode(values[i]!) : undefined))
+    keys.forEach((k, i) => this.cache.load(k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
   }
 
   private stateAccess(): StateAccess {
@@ -214,19 +210,21 @@ export class Actor {
     const actorId = this.id
     return {
       keyed(name) {
+        // Records of one key often come in runs: remember the last entry until the cache evicts.
         let lastKey: string | null | undefined
         let lastEntry: CacheEntry | undefined
+        let lastGeneration = -1
         const entryFor = (): CacheEntry => {
           const key = current.key
-          if (lastEntry !== undefined && key === lastKey && cache.get(lastEntry.key) === lastEntry) return lastEntry
-          const ck = keyedCacheKey(name, key)
-          let entry = cache.get(ck)
+          if (key === lastKey && lastGeneration === cache.generation && lastEntry !== undefined) return lastEntry
+          const entry = cache.get(keyedCacheKey(name, key))
           if (entry === undefined) {
-            // Every key of a micro-batch is prefetched; a miss means the key was never read before.
+            // Every key of a micro-batch is prefetched; a miss is a bug in the runtime, not user error.
             throw new WeirError('WEIR_STATE_NOT_PREFETCHED', `state '${name}' for key ${key} was not prefetched`, { actor: actorId })
           }
           lastKey = key
           lastEntry = entry
+          lastGeneration = cache.generation
           return entry
         }
         return {
@@ -236,7 +234,8 @@ export class Actor {
       },
       actorScoped(name) {
         const ck = ACTOR_PREFIX + name
-        const entryFor = (): CacheEntry => cache.get(ck) ?? cache.load(ck, undefined)
+        // Loaded and pinned at restore; a name first used later starts empty.
+        const entryFor = (): CacheEntry => cache.get(ck) ?? cache.load(ck, undefined, true)
         return {
           get: () => entryFor().value,
           set: (v) => cache.set(entryFor(), v),
@@ -341,7 +340,7 @@ export class Actor {
 
   private async runSource(): Promise<void> {
     const source = this.processor as Source<unknown>
-    this.sourceDone = this.cache.get(ACTOR_PREFIX + '__finished')?.value === true
+    this.sourceDone = this.cache.get(SOURCE_FINISHED)?.value === true
     while (!this.abandoned) {
       if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch))
       if (this.stopRequested) break
@@ -359,7 +358,7 @@ export class Actor {
         this.faults.point('source-poll')
       }
       if (status === 'done') {
-        this.cache.set(this.cache.get(ACTOR_PREFIX + '__finished') ?? this.cache.load(ACTOR_PREFIX + '__finished', undefined), true)
+        this.cache.set(this.cache.get(SOURCE_FINISHED) ?? this.cache.load(SOURCE_FINISHED, undefined, true), true)
         this.sourceDone = true
       } else if (status === 'idle') {
         await this.idle(50)
@@ -441,7 +440,8 @@ export class Actor {
       if (i === mid) this.faults.point('mid-batch')
       if (rec === undefined) continue
       this.stats.recordsIn++
-      await this.processRecord(rec, records[i]!)
+      const pending = this.processRecord(rec, records[i]!)
+      if (pending !== undefined) await pending
     }
   }
 
@@ -464,34 +464,62 @@ export class Actor {
     }
   }
 
-  private async processRecord(rec: StreamRecord<unknown>, raw: StoredRecord): Promise<void> {
+  /**
+   * Runs one record. The common case (a synchronous onRecord that succeeds) completes
+   * without creating a Promise; only async processors and failures take the slow path.
+   */
+  private processRecord(rec: StreamRecord<unknown>, raw: StoredRecord): Promise<void> | undefined {
+    this.current.key = rec.key
+    this.current.timestamp = rec.timestamp
+    this.cache.beginRecord()
+    let result: void | Promise<void>
+    try {
+      result = this.processor.onRecord(rec, this.ctx)
+    } catch (cause) {
+      return this.recordFailed(rec, raw, cause, 0)
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        () => this.recordSucceeded(),
+        (cause: unknown) => this.recordFailed(rec, raw, cause, 0),
+      )
+    }
+    this.recordSucceeded()
+    return undefined
+  }
+
+  private recordSucceeded(): void {
+    this.cache.endRecord()
+    this.flushEmits()
+  }
+
+  /** Rolls the record back, then retries, dead-letters or stops as the stage's policy says. */
+  private async recordFailed(rec: StreamRecord<unknown>, raw: StoredRecord, cause: unknown, attempt: number): Promise<void> {
     const policy = this.spec.onError
-    const attempts = policy.kind === 'retry' ? policy.attempts : 0
-    for (let attempt = 0; ; attempt++) {
+    for (;;) {
+      this.cache.rollbackRecord()
+      this.pendingEmits.length = 0
+      this.stats.errors++
+      const attempts = policy.kind === 'retry' ? policy.attempts : 0
+      if (attempt >= attempts) break
+      await sleep(backoff(policy, attempt))
+      attempt++
       this.current.key = rec.key
       this.current.timestamp = rec.timestamp
       this.cache.beginRecord()
       try {
         const r = this.processor.onRecord(rec, this.ctx)
         if (r instanceof Promise) await r
-        this.cache.endRecord()
-        this.flushEmits()
+        this.recordSucceeded()
         return
-      } catch (cause) {
-        this.cache.rollbackRecord()
-        this.pendingEmits.length = 0
-        this.stats.errors++
-        if (attempt < attempts) {
-          await sleep(backoff(policy, attempt))
-          continue
-        }
-        const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
-        const final = policy.kind === 'retry' ? policy.then : policy.kind
-        if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
-        this.deadLetter(raw, rec.topic, err, attempt + 1)
-        return
+      } catch (err) {
+        cause = err
       }
     }
+    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
+    const final = policy.kind === 'retry' ? policy.then : policy.kind
+    if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
+    this.deadLetter(raw, rec.topic, err, attempt + 1)
   }
 
   private deadLetter(raw: StoredRecord, topic: string, err: WeirError, attempts: number): void {

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { Coordinator } from '../coordinator/coordinator.ts'
 import { defaultActorConfig, type ActorConfig, type ActorStats } from './actor.ts'
 import { LocalBus } from './control/local/local-bus.ts'
-import { SimulatedCrash, Faults } from './faults.ts'
+import { Faults } from './faults.ts'
 import { createLogger } from './log.ts'
 import { EmbeddedPipe } from './pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from './pipe/pipe.ts'
@@ -117,7 +117,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     await worker.abandon()
     await bus.close()
     if (ownsPipe) await pipe.close().catch(() => undefined)
-    settle.reject(err instanceof SimulatedCrash ? err : err)
+    settle.reject(err)
   }
 
   const watcher = setInterval(() => {

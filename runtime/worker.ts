@@ -122,8 +122,7 @@ export class Worker {
     this.stopped = true
     for (const s of this.subs) s.unsubscribe()
     for (const { actor } of this.actors.values()) actor.abandon()
-    await Promise.all([...this.actors.values()].map(async ({ actor, restoring, running, started }) => {
-      void started
+    await Promise.all([...this.actors.values()].map(async ({ actor, restoring, running }) => {
       await restoring.catch(() => undefined)
       actor.abandon()
       await running.catch(() => undefined)

@@ -12,6 +12,8 @@ export class CacheEntry {
   flushEpoch = 0
   /** Record sequence that last journaled this entry (undo on a failed record). */
   journalSeq = 0
+  /** Never evicted: actor-scoped state, which is not reloaded on a miss. */
+  pinned = false
 
   constructor(readonly key: string, value: unknown) {
     this.value = value
@@ -37,6 +39,8 @@ export class WriteCache {
   private journaling = false
   /** The newest epoch whose local write has finished. */
   flushedEpoch = 0
+  /** Changes whenever entries leave the cache, so holders of an entry know to look it up again. */
+  generation = 0
 
   constructor(readonly capacity: number) {}
 
@@ -57,8 +61,9 @@ export class WriteCache {
   }
 
   /** Inserts a value read from the local store. */
-  load(key: string, value: unknown): CacheEntry {
+  load(key: string, value: unknown, pinned = false): CacheEntry {
     const entry = new CacheEntry(key, value)
+    entry.pinned = pinned
     this.entries.set(key, entry)
     return entry
   }
@@ -124,9 +129,10 @@ export class WriteCache {
   evict(): void {
     if (this.entries.size <= this.capacity) return
     let excess = this.entries.size - this.capacity
+    this.generation++
     for (const [key, entry] of this.entries) {
       if (excess <= 0) break
-      if (entry.dirty || entry.flushEpoch > this.flushedEpoch) continue
+      if (entry.dirty || entry.pinned || entry.flushEpoch > this.flushedEpoch) continue
       this.entries.delete(key)
       excess--
     }
@@ -134,6 +140,7 @@ export class WriteCache {
 
   /** Drops everything (the actor is closing or restoring). */
   clear(): void {
+    this.generation++
     this.entries.clear()
     this.dirtyList = []
     this.journal.length = 0

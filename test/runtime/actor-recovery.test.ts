@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Pipeline, Processor, startEmbedded, type Context, type StreamRecord, type Timer } from '../../index.ts'
+import { Pipeline, Processor, Source, startEmbedded, type Context, type SourceContext, type StreamRecord, type Timer } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
 import { EmbeddedPipe } from '../../runtime/pipe/embedded/embedded-pipe.ts'
 import { naming } from '../../runtime/pipeline.ts'
@@ -108,6 +108,32 @@ describe('actor recovery', () => {
     expect(new Set(fired)).toEqual(new Set(['fired:k0', 'fired:k1', 'fired:k2', 'fired:k3']))
     const state = await readState(make(), d, 'remind')
     expect(Object.values(state.timers).reduce((a, b) => a + b, 0)).toBe(0)
+  })
+
+  it('a finished source is not polled again when the pipeline is rerun', async () => {
+    let polls = 0
+    class Once extends Source<number> {
+      private readonly sent = this.state.actorValue<number>('sent')
+      poll(ctx: SourceContext<number>): 'more' | 'done' {
+        polls++
+        const n = this.sent.get() ?? 0
+        if (n >= 5) return 'done'
+        ctx.emit('k', n)
+        this.sent.set(n + 1)
+        return 'more'
+      }
+    }
+    const make = (): Pipeline => {
+      const p = new Pipeline('once')
+      p.source<number>('src', Once).process('count', Count)
+      return p
+    }
+    const d = dir()
+    await runToCompletion(make(), { dataDir: d })
+    const first = polls
+    await runToCompletion(make(), { dataDir: d })
+    expect(polls).toBe(first)
+    expect(await readStageOutput(make(), d, 'count')).toHaveLength(5)
   })
 
   it('edge records every reading stage has committed past are purged; outputs nobody reads are kept', async () => {
