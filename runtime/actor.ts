@@ -10,10 +10,10 @@ import { ActorFencedError, DecodeError, ProcessingError, WeirError, describeErro
 import { SimulatedCrash, type Faults } from './faults.ts'
 import { partitionForKey } from './partitioner.ts'
 import { instantiate, naming, type Pipeline, type StageSpec } from './pipeline.ts'
-import type { PartitionReader, Pipe, PipeRecord, StoredRecord, TransactionalProducer } from './pipe/pipe.ts'
+import type { PartitionOffset, PartitionReader, Pipe, PipeRecord, StoredRecord, TransactionalProducer } from './pipe/pipe.ts'
 import { Source, type Context, type EmitOptions, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StateAccess, type StreamRecord, type Timer, type TimerService } from './processor.ts'
 import { StateStore, type StoreWrite } from './state/state-store.ts'
-import { WriteCache, type CacheEntry } from './state/write-cache.ts'
+import { WriteCache, type CacheEntry, type DirtyEntry } from './state/write-cache.ts'
 import { Timers } from './state/timers.ts'
 import { replayChangelog } from './state/changelog.ts'
 import { join } from 'node:path'
@@ -60,6 +60,8 @@ export interface ActorDeps {
 }
 
 const KEYED_SEP = '\u0000'
+/** Changelog records encoded between two turns of the event loop while sealing a checkpoint. */
+const ENCODE_SLICE = 4096
 /** Consumed input records are purged every this many checkpoints. */
 const PURGE_EVERY = 10
 const ACTOR_PREFIX = '\u0002'
@@ -111,7 +113,13 @@ export class Actor {
   private current: { key: string | null; timestamp: number } = { key: null, timestamp: 0 }
   private pendingEmits: Array<{ partition: number; record: PipeRecord }> = []
   private requestedEpoch = 0
+  /** Newest epoch whose barrier this actor took (its commit may still be in flight). */
+  private barrierEpoch = 0
   private committedEpoch = 0
+  private inflight: Promise<void> = Promise.resolve()
+  private inflightError: unknown
+  /** Records of the next epoch, held while the previous transaction is being sealed. */
+  private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
   private positionsChanged = false
   private localWrite: Promise<void> = Promise.resolve()
   private changelogPosition = 0
@@ -293,13 +301,18 @@ export class Actor {
   }
 
   private barrierDue(): boolean {
-    return this.requestedEpoch > this.committedEpoch || this.cache.dirtyCount >= this.config.maxDirty
+    return this.requestedEpoch > this.barrierEpoch || this.cache.dirtyCount >= this.config.maxDirty
+  }
+
+  private checkInflight(): void {
+    if (this.inflightError !== undefined) throw this.inflightError
   }
 
   private async runProcessor(): Promise<void> {
     let next = 0
     while (!this.abandoned) {
-      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch))
+      this.checkInflight()
+      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
       if (this.stopRequested) break
       let records: StoredRecord[] = []
       let input = next
@@ -312,7 +325,8 @@ export class Actor {
         await this.fireDueTimers()
         // A bounded actor ends when its inputs are drained and its pending timers have fired.
         if (this.upstreamFinished && this.timers.size === 0 && (await this.inputsDrained())) {
-          await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+          await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+          await this.drainCheckpoints()
           this.lifecycle = 'finished'
           this.onFinished()
           return
@@ -335,17 +349,22 @@ export class Actor {
       await this.fireDueTimers()
       this.cache.evict()
     }
-    if (this.stopRequested && !this.abandoned) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+    if (this.stopRequested && !this.abandoned) {
+      await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+      await this.drainCheckpoints()
+    }
   }
 
   private async runSource(): Promise<void> {
     const source = this.processor as Source<unknown>
     this.sourceDone = this.cache.get(SOURCE_FINISHED)?.value === true
     while (!this.abandoned) {
-      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch))
+      this.checkInflight()
+      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
       if (this.stopRequested) break
       if (this.sourceDone) {
-        await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+        await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+        await this.drainCheckpoints()
         this.lifecycle = 'finished'
         this.onFinished()
         return
@@ -366,7 +385,10 @@ export class Actor {
       await this.fireDueTimers()
       this.cache.evict()
     }
-    if (this.stopRequested && !this.abandoned) await this.checkpoint(Math.max(this.requestedEpoch, this.committedEpoch + 1))
+    if (this.stopRequested && !this.abandoned) {
+      await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+      await this.drainCheckpoints()
+    }
   }
 
   private async pollSource(source: Source<unknown>): Promise<SourceStatus> {
@@ -535,7 +557,7 @@ export class Actor {
       value: raw.value,
       failedAt: Date.now(),
     }
-    this.producer.send(this.dlqTopic, this.partition, { key: raw.key, value: stateCodec.encode(body), timestamp: raw.timestamp })
+    this.send(this.dlqTopic, this.partition, { key: raw.key, value: stateCodec.encode(body), timestamp: raw.timestamp })
     this.stats.deadLettered++
     this.log.warn({ topic, partition: this.partition, offset: raw.offset, code: described.code, attempts, err: described.message }, 'record sent to dead-letter topic')
   }
@@ -555,7 +577,7 @@ export class Actor {
     const n = this.pendingEmits.length
     for (let i = 0; i < n; i++) {
       const e = this.pendingEmits[i]!
-      this.producer.send(this.outputTopic, e.partition, e.record)
+      this.send(this.outputTopic, e.partition, e.record)
     }
     this.pendingEmits.length = 0
     this.stats.recordsOut += n
@@ -601,15 +623,42 @@ export class Actor {
 
   /**
    * Barrier `epoch`: one pipe transaction with the outputs since the last barrier (already
-   * in the producer), the changelog of the dirty keys and the input positions. The local
-   * RocksDB write runs in the background while the next epoch proceeds.
+   * in the producer), the changelog of the dirty keys and the input positions at the
+   * barrier. The barrier itself only snapshots (the dirty list, the positions); encoding
+   * the changelog, the commit and the local RocksDB write run in the background while the
+   * next epoch is processed, its records held back until this transaction is committed.
+   * The next barrier waits for all of it, so commits stay in order and none is attempted
+   * after one failed.
    */
   private async checkpoint(epoch: number): Promise<void> {
     const stallStart = performance.now()
     this.lifecycle = 'committing'
+    await this.inflight
+    this.checkInflight()
+    this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
     await this.processor.onCheckpoint?.(this.lifecycleCtx)
     this.faults.point('before-commit')
     const dirty = this.cache.takeDirty(epoch)
+    const offsets = this.positionsChanged ? this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })) : undefined
+    this.positionsChanged = false
+    this.deferred = []
+    this.inflight = this.sealAndCommit(dirty, offsets, epoch)
+    this.inflight.catch((err: unknown) => {
+      this.inflightError = err
+      this.wake?.()
+    })
+    pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
+    this.lifecycle = 'running'
+  }
+
+  /** Sends a record into the open transaction, or holds it while the previous one is sealed. */
+  private send(topic: string, partition: number, record: PipeRecord): void {
+    if (this.deferred !== undefined) this.deferred.push({ topic, partition, record })
+    else this.producer.send(topic, partition, record)
+  }
+
+  /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
+  private async sealAndCommit(dirty: DirtyEntry[], offsets: PartitionOffset[] | undefined, epoch: number): Promise<void> {
     const now = Date.now()
     const writes: StoreWrite[] = new Array(dirty.length)
     for (let i = 0; i < dirty.length; i++) {
@@ -618,19 +667,29 @@ export class Actor {
       const value = d.value === undefined ? null : stateCodec.encode(d.value)
       writes[i] = { key, value }
       this.producer.send(this.changelogTopic, this.partition, { key, value, timestamp: now })
+      // Let the next epoch's records through between slices.
+      if ((i + 1) % ENCODE_SLICE === 0) await yieldToLoop()
     }
-    if (this.positionsChanged) {
-      this.producer.sendOffsets(this.group, this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })))
-      this.positionsChanged = false
-    }
+    if (offsets !== undefined) this.producer.sendOffsets(this.group, offsets)
     const commitStart = performance.now()
-    const ends = await this.producer.commit()
-    const committedAt = performance.now()
+    const committing = this.producer.commit()
+    committing.catch(() => undefined)
+    this.producer.begin()
+    const held = this.deferred ?? []
+    this.deferred = undefined
+    for (const h of held) this.producer.send(h.topic, h.partition, h.record)
+    await this.completeCheckpoint(committing, writes, epoch, commitStart)
+  }
+
+  /** The background half of a checkpoint: pipe commit, then local state, then the ack. */
+  private async completeCheckpoint(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, commitStart: number): Promise<void> {
+    const ends = await committing
+    pushBounded(this.stats.commitMs, performance.now() - commitStart)
     this.faults.point('after-pipe-commit')
     const changelogEnd = ends.find((e) => e.topic === this.changelogTopic)?.offset
     if (changelogEnd !== undefined) this.changelogPosition = changelogEnd
     const position = this.changelogPosition
-    // At most one local write in flight; its entries stay pinned in the cache until done.
+    // One local write at a time; its entries stay pinned in the cache until it is done.
     await this.localWrite
     if (writes.length > 0) {
       this.localWrite = this.store.apply(writes, position).then(() => {
@@ -641,15 +700,17 @@ export class Actor {
     } else {
       this.cache.markFlushed(epoch)
     }
-    this.producer.begin()
     this.committedEpoch = Math.max(this.committedEpoch, epoch)
     this.stats.lastEpoch = this.committedEpoch
     this.stats.checkpoints++
-    pushBounded(this.stats.commitMs, committedAt - commitStart)
-    pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
-    this.lifecycle = 'running'
     this.onEpoch(this.committedEpoch)
     if (this.stats.checkpoints % PURGE_EVERY === 0) this.purgeConsumed()
+  }
+
+  /** Waits until every barrier taken so far has committed; rethrows a failed commit. */
+  private async drainCheckpoints(): Promise<void> {
+    await this.inflight
+    await this.localWrite
   }
 
   /**
@@ -677,6 +738,7 @@ export class Actor {
   private async closeResources(): Promise<void> {
     if (this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') {
       try {
+        await this.inflight
         await this.localWrite
       } catch (err) {
         this.log.error({ err: describeError(err) }, 'local state write failed; the changelog replays it on restart')
@@ -692,6 +754,7 @@ export class Actor {
 
   /** Waits for in-flight local writes and closes files; for an abandoned (crashed) actor. */
   async release(): Promise<void> {
+    await this.inflight.catch(() => undefined)
     await this.localWrite.catch(() => undefined)
     await this.producer?.close().catch(() => undefined)
     await this.store?.close().catch(() => undefined)
@@ -720,6 +783,10 @@ export class Actor {
 }
 
 const EMPTY_HEADERS: Readonly<Record<string, Buffer>> = Object.freeze({})
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))

@@ -64,7 +64,12 @@ export interface TransactionalProducer {
   send(topic: string, partition: number, record: PipeRecord): void
   /** Adds consumer-group offsets to the open transaction. */
   sendOffsets(group: string, offsets: PartitionOffset[]): void
-  /** Makes everything in the transaction visible atomically; returns the end offset of each partition written. */
+  /**
+   * Makes everything in the transaction visible atomically; resolves with the end offset
+   * of each partition written. The transaction's contents are taken when commit() is
+   * called, so `begin()` may open the next one before the promise settles; commits of one
+   * producer complete in the order they were called.
+   */
   commit(): Promise<PartitionOffset[]>
   abort(): Promise<void>
   close(): Promise<void>

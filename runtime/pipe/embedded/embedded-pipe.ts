@@ -258,22 +258,25 @@ export class EmbeddedPipe implements Pipe {
     }
   }
 
-  /** @internal Reads stored batches of a partition into `out`, starting at `from`. */
-  async readInto(meta: TopicMeta, partition: number, from: number, max: number, out: StoredRecord[]): Promise<void> {
+  /**
+   * @internal Decodes whole stored batches of a partition from `from` on into `out`, until
+   * it holds at least `min` records or the partition ends.
+   */
+  async readInto(meta: TopicMeta, partition: number, from: number, min: number, out: StoredRecord[]): Promise<void> {
     const log = this.logs.get(meta.name)?.[partition]
     if (log === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${meta.name} was deleted`, { topic: meta.name, partition })
     const tail = log.tail
     if (tail.length > 0 && tail[0]!.base <= from) {
       let i = tail.length - 1
       while (i > 0 && tail[i]!.base > from) i--
-      for (; i < tail.length && out.length < max; i++) decodeBatch(tail[i]!.data, tail[i]!.base, from, max, out)
+      for (; i < tail.length && out.length < min; i++) decodeBatch(tail[i]!.data, tail[i]!.base, from, out)
       return
     }
-    const it = this.db.iterator({ gte: dataKey(meta.id, partition, Math.max(from, log.start)), lt: dataKey(meta.id, partition + 1, 0), capacity: 16 })
+    const it = this.db.iterator({ gte: dataKey(meta.id, partition, Math.max(from, log.start)), lt: dataKey(meta.id, partition + 1, 0), capacity: 4 })
     for await (const { key, value } of it) {
       const last = dataKeyOffset(key)
-      decodeBatch(value, last - batchCount(value) + 1, from, max, out)
-      if (out.length >= max) break
+      decodeBatch(value, last - batchCount(value) + 1, from, out)
+      if (out.length >= min) break
     }
   }
 
@@ -289,20 +292,22 @@ export class EmbeddedPipe implements Pipe {
       const current = this.epochs.get(transactionalId)
       if (current !== epoch) throw new ActorFencedError(transactionalId, epoch, current ?? 0)
       const now = Date.now()
-      const w = this.db.write({ capacity: batches.size * 2 + offsets.length })
+      const w = this.db.write({ capacity: batches.size * 4 + offsets.length })
       const appended: Array<{ log: PartitionLog; batch: TailBatch }> = []
       const ends: PartitionOffset[] = []
       for (const { topic, partition, builder } of batches.values()) {
         if (builder.count === 0) continue
         const meta = this.meta(topic, partition)
         const log = this.logs.get(topic)![partition]!
-        const base = log.end
-        const last = base + builder.count - 1
-        const data = builder.finish(now)
-        w.tryPut(dataKey(meta.id, partition, last), data)
-        w.tryPut(endKey(meta.id, partition), u64(last + 1))
-        appended.push({ log, batch: { base, last, data } })
-        ends.push({ topic, partition, offset: last + 1 })
+        let base = log.end
+        for (const { data, count } of builder.finish(now)) {
+          const last = base + count - 1
+          w.tryPut(dataKey(meta.id, partition, last), data)
+          appended.push({ log, batch: { base, last, data } })
+          base = last + 1
+        }
+        w.tryPut(endKey(meta.id, partition), u64(base))
+        ends.push({ topic, partition, offset: base })
       }
       for (const { group, offset } of offsets) {
         const meta = this.meta(offset.topic, offset.partition)
@@ -345,9 +350,15 @@ export class EmbeddedPipe implements Pipe {
   }
 }
 
+/** Records decoded per RocksDB read: whole batches, served to polls from memory. */
+const READ_AHEAD = 16_384
+
 class EmbeddedReader implements PartitionReader {
   private pos: number
   private closed = false
+  /** Decoded records from `pos` on, not yet returned. */
+  private buffered: StoredRecord[] = []
+  private next = 0
 
   constructor(private readonly pipe: EmbeddedPipe, private readonly meta: TopicMeta, readonly partition: number, from: number) {
     this.pos = from
@@ -363,27 +374,40 @@ class EmbeddedReader implements PartitionReader {
 
   seek(offset: number): void {
     this.pos = offset
+    this.buffered = []
+    this.next = 0
   }
 
   async poll(max: number, waitMs: number): Promise<StoredRecord[]> {
     const log = this.pipe.partitionLog(this.meta.name, this.partition)
-    if (this.closed || log === undefined) return []
-    if (this.pos >= log.end) {
-      if (waitMs <= 0) return []
-      await log.appended.wait(waitMs)
-      if (this.closed || this.pos >= log.end) return []
+    if (this.closed || log === undefined || max <= 0) return []
+    if (this.next >= this.buffered.length) {
+      if (this.pos >= log.end) {
+        if (waitMs <= 0) return []
+        await log.appended.wait(waitMs)
+        if (this.closed || this.pos >= log.end) return []
+      }
+      if (this.pos < log.start) this.pos = log.start
+      const out: StoredRecord[] = []
+      await this.pipe.readInto(this.meta, this.partition, this.pos, Math.max(max, READ_AHEAD), out)
+      if (out.length === 0) {
+        // Nothing below the end means the records were deleted under us; let I/O run before a retry.
+        await new Promise((resolve) => setImmediate(resolve))
+        return []
+      }
+      this.buffered = out
+      this.next = 0
     }
-    if (this.pos < log.start) this.pos = log.start
-    const out: StoredRecord[] = []
-    await this.pipe.readInto(this.meta, this.partition, this.pos, max, out)
-    if (out.length > 0) this.pos = out[out.length - 1]!.offset + 1
-    // Nothing below the end means the records were deleted under us; let I/O run before a retry.
-    else await new Promise((resolve) => setImmediate(resolve))
-    return out
+    const end = Math.min(this.buffered.length, this.next + max)
+    const batch = this.next === 0 && end === this.buffered.length ? this.buffered : this.buffered.slice(this.next, end)
+    this.next = end
+    this.pos = batch[batch.length - 1]!.offset + 1
+    return batch
   }
 
   close(): void {
     this.closed = true
+    this.buffered = []
     this.pipe.partitionLog(this.meta.name, this.partition)?.appended.notify()
   }
 }
@@ -397,13 +421,7 @@ class EmbeddedProducer implements TransactionalProducer {
 
   begin(): void {
     if (this.open) throw new WeirError('WEIR_TXN_STATE', `transaction of ${this.transactionalId} is already open`, { actor: this.transactionalId })
-    this.fenceCheck()
     this.open = true
-  }
-
-  private fenceCheck(): void {
-    const current = this.pipe.currentEpoch(this.transactionalId)
-    if (current !== this.epoch) throw new ActorFencedError(this.transactionalId, this.epoch, current ?? 0)
   }
 
   private requireOpen(): void {

@@ -10,18 +10,25 @@ import type { PipeRecord, StoredRecord } from '../pipe.ts'
 
 const HEADER = 12
 
-/** Encodes records into a growing buffer as they are sent, so a commit only slices. */
+/** Records per stored batch: bounds what a reader decodes to serve one poll. */
+export const MAX_BATCH_RECORDS = 4096
+/** Bytes per stored batch (a larger single record still gets a batch of its own). */
+export const MAX_BATCH_BYTES = 1 << 20
+
+/**
+ * Encodes records into batches as they are sent, so a commit only hands the finished
+ * buffers to RocksDB. Batches are sealed at MAX_BATCH_RECORDS or MAX_BATCH_BYTES.
+ */
 export class RecordBatchBuilder {
   private buf: Buffer
   private used = HEADER
+  private current = 0
+  private readonly sealed: Array<{ data: Buffer; count: number }> = []
+  /** Records added since the last finish, over all batches. */
   count = 0
 
-  constructor(initial = 64 * 1024) {
+  constructor(private readonly initial = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(initial)
-  }
-
-  get byteLength(): number {
-    return this.used
   }
 
   add(r: PipeRecord): void {
@@ -34,6 +41,7 @@ export class RecordBatchBuilder {
       names = Object.keys(headers)
       for (const n of names) need += 2 + Buffer.byteLength(n) + 4 + headers[n]!.length
     }
+    if (this.current > 0 && (this.current >= MAX_BATCH_RECORDS || this.used + need > MAX_BATCH_BYTES)) this.seal()
     this.reserve(need)
     const b = this.buf
     let o = this.used
@@ -49,22 +57,29 @@ export class RecordBatchBuilder {
       }
     }
     this.used = o
+    this.current++
     this.count++
   }
 
-  /** The finished batch; the builder is reset for reuse. */
-  finish(appendTime: number): Buffer {
-    this.buf.writeUInt32LE(this.count, 0)
-    this.buf.writeDoubleLE(appendTime, 4)
-    const out = Buffer.from(this.buf.subarray(0, this.used))
+  private seal(): void {
+    this.buf.writeUInt32LE(this.current, 0)
+    this.sealed.push({ data: Buffer.from(this.buf.subarray(0, this.used)), count: this.current })
     this.used = HEADER
+    this.current = 0
+  }
+
+  /** The finished batches in order; the builder is reset for reuse. */
+  finish(appendTime: number): Array<{ data: Buffer; count: number }> {
+    if (this.current > 0) this.seal()
+    const out = this.sealed.splice(0)
+    for (const b of out) b.data.writeDoubleLE(appendTime, 4)
     this.count = 0
     return out
   }
 
   private reserve(n: number): void {
     if (this.used + n <= this.buf.length) return
-    let size = this.buf.length * 2
+    let size = Math.max(this.buf.length, this.initial) * 2
     while (size < this.used + n) size *= 2
     const next = Buffer.allocUnsafe(size)
     this.buf.copy(next, 0, 0, this.used)
@@ -81,13 +96,25 @@ export function batchAppendTime(batch: Buffer): number {
 }
 
 /**
- * Decodes the records of a batch whose first record has offset `base`, skipping those
- * before `from` and stopping after `max`. Keys and values are views into `batch`.
+ * Decodes the records of a batch whose first record has offset `base`, from offset `from`
+ * on. Keys and values are views into `batch`; skipped records cost no allocation.
  */
-export function decodeBatch(batch: Buffer, base: number, from: number, max: number, out: StoredRecord[]): void {
+export function decodeBatch(batch: Buffer, base: number, from: number, out: StoredRecord[]): void {
   const count = batch.readUInt32LE(0)
   let o = HEADER
-  for (let i = 0; i < count && out.length < max; i++) {
+  for (let i = 0; i < count; i++) {
+    const offset = base + i
+    if (offset < from) {
+      o += 8
+      const kl = batch.readInt32LE(o); o += 4 + Math.max(0, kl)
+      const vl = batch.readInt32LE(o); o += 4 + Math.max(0, vl)
+      const hc = batch.readUInt16LE(o); o += 2
+      for (let h = 0; h < hc; h++) {
+        o += 2 + batch.readUInt16LE(o)
+        o += 4 + batch.readUInt32LE(o)
+      }
+      continue
+    }
     const timestamp = batch.readDoubleLE(o); o += 8
     const kl = batch.readInt32LE(o); o += 4
     const key = kl < 0 ? null : batch.subarray(o, o + kl); if (kl > 0) o += kl
@@ -104,8 +131,6 @@ export function decodeBatch(batch: Buffer, base: number, from: number, max: numb
         headers[name] = batch.subarray(o, o + len); o += len
       }
     }
-    const offset = base + i
-    if (offset < from) continue
     const rec: StoredRecord = { offset, key, value, timestamp }
     if (headers !== undefined) rec.headers = headers
     out.push(rec)
