@@ -67,10 +67,11 @@ const PURGE_EVERY = 10
 const ACTOR_PREFIX = '\u0002'
 const NULL_KEY = '\u0001null'
 /** A source's end-of-input mark; '#' is not allowed in user state names, so it cannot collide. */
-const SOURCE_FINISHED = ACTOR_PREFIX + '#finished'
+const SOURCE_FINISHED = '#finished'
 
-function keyedCacheKey(name: string, key: string | null): string {
-  return name + KEYED_SEP + (key ?? NULL_KEY)
+/** The cache prefix of a keyed state: its stored keys are `name \0 record key`. */
+function keyedPrefix(name: string): string {
+  return name + KEYED_SEP
 }
 
 function pushBounded(list: number[], v: number): void {
@@ -206,10 +207,10 @@ export class Actor {
   }
 
   private async loadActorState(): Promise<void> {
-    const keys = this.processor.state.actorNames.map((n) => ACTOR_PREFIX + n)
+    const keys = [...this.processor.state.actorNames]
     if (this.isSource) keys.push(SOURCE_FINISHED)
-    const values = await this.store.getMany(keys.map((k) => Buffer.from(k)))
-    keys.forEach((k, i) => this.cache.load(k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
+    const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
+    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
   }
 
   private stateAccess(): StateAccess {
@@ -222,10 +223,11 @@ export class Actor {
         let lastKey: string | null | undefined
         let lastEntry: CacheEntry | undefined
         let lastGeneration = -1
+        const space = cache.space(keyedPrefix(name))
         const entryFor = (): CacheEntry => {
           const key = current.key
           if (key === lastKey && lastGeneration === cache.generation && lastEntry !== undefined) return lastEntry
-          const entry = cache.get(keyedCacheKey(name, key))
+          const entry = space.get(key ?? NULL_KEY)
           if (entry === undefined) {
             // Every key of a micro-batch is prefetched; a miss is a bug in the runtime, not user error.
             throw new WeirError('WEIR_STATE_NOT_PREFETCHED', `state '${name}' for key ${key} was not prefetched`, { actor: actorId })
@@ -241,9 +243,8 @@ export class Actor {
         }
       },
       actorScoped(name) {
-        const ck = ACTOR_PREFIX + name
         // Loaded and pinned at restore; a name first used later starts empty.
-        const entryFor = (): CacheEntry => cache.get(ck) ?? cache.load(ck, undefined, true)
+        const entryFor = (): CacheEntry => cache.getOrCreate(ACTOR_PREFIX, name, true)
         return {
           get: () => entryFor().value,
           set: (v) => cache.set(entryFor(), v),
@@ -357,7 +358,7 @@ export class Actor {
 
   private async runSource(): Promise<void> {
     const source = this.processor as Source<unknown>
-    this.sourceDone = this.cache.get(SOURCE_FINISHED)?.value === true
+    this.sourceDone = this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true
     while (!this.abandoned) {
       this.checkInflight()
       if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
@@ -377,7 +378,7 @@ export class Actor {
         this.faults.point('source-poll')
       }
       if (status === 'done') {
-        this.cache.set(this.cache.get(SOURCE_FINISHED) ?? this.cache.load(SOURCE_FINISHED, undefined, true), true)
+        this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, SOURCE_FINISHED, true), true)
         this.sourceDone = true
       } else if (status === 'idle') {
         await this.idle(50)
@@ -471,18 +472,20 @@ export class Actor {
   private async prefetch(keys: Iterable<string | null>): Promise<void> {
     const names = this.processor.state.keyedNames
     if (names.length === 0) return
-    const missing: string[] = []
-    for (const key of keys) {
-      for (const name of names) {
-        const ck = keyedCacheKey(name, key)
-        if (!this.cache.has(ck)) missing.push(ck)
+    const missing: Array<{ prefix: string; key: string }> = []
+    for (const name of names) {
+      const prefix = keyedPrefix(name)
+      const space = this.cache.space(prefix)
+      for (const k of keys) {
+        const key = k ?? NULL_KEY
+        if (!space.has(key)) missing.push({ prefix, key })
       }
     }
     if (missing.length === 0) return
-    const values = await this.store.getMany(missing.map((k) => Buffer.from(k)))
+    const values = await this.store.getMany(missing.map((m) => Buffer.from(m.prefix + m.key)))
     for (let i = 0; i < missing.length; i++) {
       const v = values[i]
-      this.cache.load(missing[i]!, v ? stateCodec.decode(v) : undefined)
+      this.cache.load(missing[i]!.prefix, missing[i]!.key, v ? stateCodec.decode(v) : undefined)
     }
   }
 

@@ -14,14 +14,15 @@ export interface TimerEntry {
   time: number
 }
 
+/** A timer's cache key (after the prefix): the time, sortable, then the record key. */
 function cacheKey(key: string | null, time: number): string {
-  return TIMER_PREFIX + time.toString(36).padStart(11, '0') + '\u0000' + (key ?? NULL_KEY)
+  return time.toString(36).padStart(11, '0') + '\u0000' + (key ?? NULL_KEY)
 }
 
 function parse(k: string): TimerEntry {
   const sep = k.indexOf('\u0000')
   const key = k.slice(sep + 1)
-  return { time: parseInt(k.slice(1, sep), 36), key: key === NULL_KEY ? null : key }
+  return { time: parseInt(k.slice(0, sep), 36), key: key === NULL_KEY ? null : key }
 }
 
 export class Timers {
@@ -34,7 +35,7 @@ export class Timers {
   static async load(store: StateStore, cache: WriteCache): Promise<Timers> {
     const timers = new Timers(cache)
     for (const { key } of await store.scan(TIMER_PREFIX)) {
-      const k = key.toString('utf8')
+      const k = key.toString('utf8').slice(TIMER_PREFIX.length)
       timers.byKey.set(k, parse(k))
     }
     return timers
@@ -49,14 +50,14 @@ export class Timers {
     if (this.byKey.has(k)) return
     this.byKey.set(k, { key, time })
     this.sorted = undefined
-    this.cache.set(this.cache.get(k) ?? this.cache.load(k, undefined), 1)
+    this.cache.set(this.cache.getOrCreate(TIMER_PREFIX, k), 1)
   }
 
   delete(key: string | null, time: number): void {
     const k = cacheKey(key, time)
     if (!this.byKey.delete(k)) return
     this.sorted = undefined
-    this.cache.set(this.cache.get(k) ?? this.cache.load(k, undefined), undefined)
+    this.cache.set(this.cache.getOrCreate(TIMER_PREFIX, k), undefined)
   }
 
   nextDue(): number | undefined {
@@ -74,7 +75,7 @@ export class Timers {
     const due = view.splice(0, n)
     for (const [k] of due) {
       this.byKey.delete(k)
-      this.cache.set(this.cache.get(k) ?? this.cache.load(k, undefined), undefined)
+      this.cache.set(this.cache.getOrCreate(TIMER_PREFIX, k), undefined)
     }
     return due.map(([, t]) => t)
   }

@@ -15,8 +15,13 @@ export class CacheEntry {
   /** Never evicted: actor-scoped state, which is not reloaded on a miss. */
   pinned = false
 
-  constructor(readonly key: string, value: unknown) {
+  /** `prefix` names the state (e.g. 'count\u0000'); the stored key is prefix + key. */
+  constructor(readonly prefix: string, readonly key: string, value: unknown) {
     this.value = value
+  }
+
+  get storeKey(): string {
+    return this.prefix + this.key
   }
 }
 
@@ -31,8 +36,14 @@ export interface DirtyEntry {
   value: unknown
 }
 
+/**
+ * Entries are grouped by state (their key prefix) and looked up by the record key alone:
+ * record keys are fresh strings per record, and a lookup by the plain key hashes it once,
+ * where a concatenated "state + key" string would be built and hashed on every access.
+ */
 export class WriteCache {
-  private readonly entries = new Map<string, CacheEntry>()
+  private readonly spaces = new Map<string, Map<string, CacheEntry>>()
+  private count = 0
   private dirtyList: CacheEntry[] = []
   private journal: UndoStep[] = []
   private seq = 1
@@ -45,27 +56,44 @@ export class WriteCache {
   constructor(readonly capacity: number) {}
 
   get size(): number {
-    return this.entries.size
+    return this.count
   }
 
   get dirtyCount(): number {
     return this.dirtyList.length
   }
 
-  get(key: string): CacheEntry | undefined {
-    return this.entries.get(key)
+  /** The entries of one state (one key prefix). */
+  space(prefix: string): Map<string, CacheEntry> {
+    let space = this.spaces.get(prefix)
+    if (space === undefined) {
+      space = new Map()
+      this.spaces.set(prefix, space)
+    }
+    return space
   }
 
-  has(key: string): boolean {
-    return this.entries.has(key)
+  get(prefix: string, key: string): CacheEntry | undefined {
+    return this.spaces.get(prefix)?.get(key)
+  }
+
+  has(prefix: string, key: string): boolean {
+    return this.spaces.get(prefix)?.has(key) ?? false
   }
 
   /** Inserts a value read from the local store. */
-  load(key: string, value: unknown, pinned = false): CacheEntry {
-    const entry = new CacheEntry(key, value)
+  load(prefix: string, key: string, value: unknown, pinned = false): CacheEntry {
+    const space = this.space(prefix)
+    const entry = new CacheEntry(prefix, key, value)
     entry.pinned = pinned
-    this.entries.set(key, entry)
+    if (!space.has(key)) this.count++
+    space.set(key, entry)
     return entry
+  }
+
+  /** The cached entry, or a new absent one (for state known not to exist in the store). */
+  getOrCreate(prefix: string, key: string, pinned = false): CacheEntry {
+    return this.get(prefix, key) ?? this.load(prefix, key, undefined, pinned)
   }
 
   /** Sets an entry's value; `undefined` deletes. */
@@ -115,7 +143,7 @@ export class WriteCache {
       if (!entry.dirty) continue
       entry.dirty = false
       entry.flushEpoch = epoch
-      out.push({ key: entry.key, value: entry.value })
+      out.push({ key: entry.storeKey, value: entry.value })
     }
     this.dirtyList = []
     return out
@@ -127,21 +155,25 @@ export class WriteCache {
 
   /** Evicts clean, flushed entries, oldest first, down to the capacity. */
   evict(): void {
-    if (this.entries.size <= this.capacity) return
-    let excess = this.entries.size - this.capacity
+    if (this.count <= this.capacity) return
+    let excess = this.count - this.capacity
     this.generation++
-    for (const [key, entry] of this.entries) {
-      if (excess <= 0) break
-      if (entry.dirty || entry.pinned || entry.flushEpoch > this.flushedEpoch) continue
-      this.entries.delete(key)
-      excess--
+    for (const space of this.spaces.values()) {
+      for (const [key, entry] of space) {
+        if (excess <= 0) return
+        if (entry.dirty || entry.pinned || entry.flushEpoch > this.flushedEpoch) continue
+        space.delete(key)
+        this.count--
+        excess--
+      }
     }
   }
 
   /** Drops everything (the actor is closing or restoring). */
   clear(): void {
     this.generation++
-    this.entries.clear()
+    this.spaces.clear()
+    this.count = 0
     this.dirtyList = []
     this.journal.length = 0
   }
