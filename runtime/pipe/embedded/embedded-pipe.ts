@@ -415,6 +415,8 @@ class EmbeddedReader implements PartitionReader {
 class EmbeddedProducer implements TransactionalProducer {
   private open = false
   private batches = new Map<string, { topic: string; partition: number; builder: RecordBatchBuilder }>()
+  /** The same entries, indexed without building a string per record. */
+  private byTopic = new Map<string, Array<{ topic: string; partition: number; builder: RecordBatchBuilder } | undefined>>()
   private offsets: Array<{ group: string; offset: PartitionOffset }> = []
 
   constructor(private readonly pipe: EmbeddedPipe, readonly transactionalId: string, private readonly epoch: number) {}
@@ -430,11 +432,16 @@ class EmbeddedProducer implements TransactionalProducer {
 
   send(topic: string, partition: number, record: PipeRecord): void {
     this.requireOpen()
-    const id = topic + '\u0000' + partition
-    let entry = this.batches.get(id)
+    let byPartition = this.byTopic.get(topic)
+    if (byPartition === undefined) {
+      byPartition = []
+      this.byTopic.set(topic, byPartition)
+    }
+    let entry = byPartition[partition]
     if (entry === undefined) {
       entry = { topic, partition, builder: new RecordBatchBuilder() }
-      this.batches.set(id, entry)
+      byPartition[partition] = entry
+      this.batches.set(topic + '\u0000' + partition, entry)
     }
     entry.builder.add(record)
   }
@@ -449,6 +456,7 @@ class EmbeddedProducer implements TransactionalProducer {
     const batches = this.batches
     const offsets = this.offsets
     this.batches = new Map()
+    this.byTopic = new Map()
     this.offsets = []
     this.open = false
     return this.pipe.commitTransaction(this.transactionalId, this.epoch, batches, offsets)
@@ -456,6 +464,7 @@ class EmbeddedProducer implements TransactionalProducer {
 
   async abort(): Promise<void> {
     this.batches = new Map()
+    this.byTopic = new Map()
     this.offsets = []
     this.open = false
   }
