@@ -1,5 +1,5 @@
 /**
- * The live progress display on a terminal: per stage records/s and totals, the last
+ * The live progress display on a terminal: per stage records/s, totals and lag, the last
  * completed epoch, redrawn in place on stderr about once a second.
  */
 import type { ActorStats } from '../runtime/actor.ts'
@@ -9,6 +9,8 @@ import { formatDuration, stageTotals, throughputOf } from './stats.ts'
 export interface ProgressSource {
   stats(): Record<string, ActorStats>
   completedEpoch(): number
+  /** Refreshes each actor's `lag`; the display shows what the previous refresh found. */
+  measureLag?(): Promise<number>
 }
 
 const fmt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })
@@ -28,6 +30,7 @@ export function renderProgress(
     `${t.actors} actor${t.actors === 1 ? '' : 's'}`,
     `${fmt.format(rates.get(t.name) ?? 0)} rec/s`,
     `total ${fmt.format(throughputOf(t))}`,
+    t.kind === 'source' ? '' : `lag ${fmt.format(t.lag)}`,
     t.deadLettered > 0 ? `dead-lettered ${fmt.format(t.deadLettered)}` : '',
     t.errors > 0 ? `errors ${fmt.format(t.errors)}` : '',
   ])
@@ -79,6 +82,7 @@ export class ProgressDisplay {
     if (this.source === undefined) return
     const now = performance.now()
     const stats = this.source.stats()
+    if (takeRates) void this.source.measureLag?.().catch(() => undefined)
     for (const t of takeRates ? stageTotals(this.pipeline, stats) : []) {
       const total = throughputOf(t)
       const prev = this.last.get(t.name)

@@ -10,12 +10,14 @@ export interface StageTotals {
   recordsOut: number
   deadLettered: number
   errors: number
+  /** Unprocessed input records (end offsets minus positions), as last measured. */
+  lag: number
 }
 
 export function stageTotals(pipeline: Pipeline, stats: Record<string, ActorStats>): StageTotals[] {
   const byStage = new Map<string, StageTotals>()
   for (const s of pipeline.topology) {
-    byStage.set(s.name, { name: s.name, kind: s.kind, actors: s.parallelism, recordsIn: 0, recordsOut: 0, deadLettered: 0, errors: 0 })
+    byStage.set(s.name, { name: s.name, kind: s.kind, actors: s.parallelism, recordsIn: 0, recordsOut: 0, deadLettered: 0, errors: 0, lag: 0 })
   }
   for (const [id, st] of Object.entries(stats)) {
     const t = byStage.get(id.slice(0, id.lastIndexOf('/')))
@@ -24,6 +26,7 @@ export function stageTotals(pipeline: Pipeline, stats: Record<string, ActorStats
     t.recordsOut += st.recordsOut
     t.deadLettered += st.deadLettered
     t.errors += st.errors
+    t.lag += st.lag
   }
   return [...byStage.values()]
 }
