@@ -362,7 +362,7 @@ describe.runIf(hasScript)('weir run: on a terminal', () => {
     const live = await onTerminal(`node ${BIN} run ${fixture('ticker.ts')} --data-dir ${join(dir, 'a')} --epoch-ms 200 & P=$!; sleep 3; kill -INT $P; wait $P; echo "rc=$?"`)
     expect(live).toMatch(/weir: ticker {2}running .* epoch \d+/)
     expect(live).toMatch(/ticks +1 actor +\d[\d,]* rec\/s +total \d/)
-    expect(live).toMatch(/count +2 actors +\d[\d,]* rec\/s/)
+    expect(live).toMatch(/count +2 actors +\d[\d,]* rec\/s +total \d[\d,]* +lag \d/)
     expect(live).toContain('\x1b[3A') // moves up over the three lines it drew
     expect(live).toContain('outcome:    stopped')
     expect(live).toContain('rc=0')
