@@ -10,7 +10,7 @@ import { defaultActorConfig, type ActorConfig, type ActorStats } from './actor.t
 import { LocalBus } from './control/local/local-bus.ts'
 import { Faults } from './faults.ts'
 import { createLogger } from './log.ts'
-import { EmbeddedPipe } from './pipe/embedded/embedded-pipe.ts'
+import { EmbeddedPipe, type EmbeddedPipeOptions } from './pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from './pipe/pipe.ts'
 import { instantiate, naming, type Pipeline } from './pipeline.ts'
 import { checkTopology, recordTopology } from './topology-guard.ts'
@@ -26,6 +26,8 @@ export interface RunOptions {
   log?: Logger
   /** Use this pipe instead of opening the embedded one in `dataDir`. */
   pipe?: Pipe
+  /** Options for the embedded pipe (compaction, retention). */
+  pipeOptions?: EmbeddedPipeOptions
 }
 
 export interface RunResult {
@@ -72,7 +74,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
   const log = options.log ?? createLogger()
   checkTopology(options.dataDir, pipeline)
   validateFactories(pipeline)
-  const pipe = options.pipe ?? (await EmbeddedPipe.open(options.dataDir))
+  const pipe = options.pipe ?? (await EmbeddedPipe.open(options.dataDir, options.pipeOptions))
   const ownsPipe = options.pipe === undefined
   await ensureTopics(pipe, pipeline)
   recordTopology(options.dataDir, pipeline)

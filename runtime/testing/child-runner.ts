@@ -1,7 +1,8 @@
 /**
  * Runs one pipeline file in a child process for weir/testing: the pipeline's default
  * export (a Pipeline or a function of params), on the embedded pipe in a data dir, with
- * the crash plan from WEIR_CRASH_AT. Exits 0 when the pipeline finished.
+ * the crash plan from WEIR_CRASH_AT (and WEIR_COMPACTION_MIN_DIRTY to compact changelogs
+ * often). Exits 0 when the pipeline finished.
  *
  *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
  */
@@ -23,7 +24,9 @@ if (!(pipeline instanceof Pipeline)) {
   process.stderr.write(`${file} exports no pipeline\n`)
   process.exit(2)
 }
-const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv() })
+const minDirty = process.env.WEIR_COMPACTION_MIN_DIRTY
+const pipeOptions = minDirty === undefined ? undefined : { compactionMinDirtyRecords: Number(minDirty) }
+const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv(), pipeOptions })
 try {
   const result = await run.done
   process.stdout.write(JSON.stringify({ outcome: result.outcome }) + '\n')

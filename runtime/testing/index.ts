@@ -18,7 +18,7 @@ import fc from 'fast-check'
 import { codecFor, msgpack, stateCodec, type Codec } from '../codec.ts'
 import { startEmbedded, type RunResult } from '../embedded-runner.ts'
 import { CRASH_POINTS, Faults, SimulatedCrash, type CrashPoint, type CrashSpec } from '../faults.ts'
-import { EmbeddedPipe } from '../pipe/embedded/embedded-pipe.ts'
+import { EmbeddedPipe, type EmbeddedPipeOptions } from '../pipe/embedded/embedded-pipe.ts'
 import { naming, type Pipeline } from '../pipeline.ts'
 import { StateStore } from '../state/state-store.ts'
 import type { ActorConfig } from '../actor.ts'
@@ -39,6 +39,8 @@ export interface RunToCompletionOptions {
   epochIntervalMs?: number
   actorConfig?: Partial<ActorConfig>
   log?: Logger
+  /** E.g. `{ compactionMinDirtyRecords: 20 }` to compact changelogs all the time. */
+  pipeOptions?: EmbeddedPipeOptions
 }
 
 export interface CompletedRun {
@@ -56,7 +58,7 @@ export interface CompletedRun {
 export async function runToCompletion(pipeline: Pipeline, options: RunToCompletionOptions): Promise<CompletedRun> {
   const crashed: CrashSpec[] = []
   for (const spec of options.crashes ?? []) {
-    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, faults: new Faults(spec, 'throw') })
+    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: new Faults(spec, 'throw') })
     try {
       await run.done
     } catch (err) {
@@ -64,7 +66,7 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
       crashed.push(spec)
     }
   }
-  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log })
+  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions })
   const result = await run.done
   return { dataDir: options.dataDir, crashed, result }
 }
@@ -79,14 +81,16 @@ export interface ChildRunOptions {
   epochIntervalMs?: number
   /** Give up on a child after this long, ms. */
   timeoutMs?: number
+  /** Extra environment for the child processes (e.g. WEIR_COMPACTION_MIN_DIRTY). */
+  env?: Record<string, string>
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
 const childRunner = join(here, 'child-runner.ts')
 
 /** Runs a pipeline file once in a child process; resolves with how it ended. */
-export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number }): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, WEIR_CRASH_AT: options.crashAt ? `${options.crashAt.point}:${options.crashAt.hit}` : '' }
+export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? `${options.crashAt.point}:${options.crashAt.hit}` : '' }
   const args = ['--import', 'tsx', childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] })
@@ -115,12 +119,13 @@ export async function runFileToCompletion(file: string, options: ChildRunOptions
       params: options.params,
       epochIntervalMs: options.epochIntervalMs,
       timeoutMs: options.timeoutMs,
+      env: options.env,
       ...(crash.kind === 'point' ? { crashAt: crash.spec } : { killAfterMs: crash.afterMs }),
     })
     if (r.signal === 'SIGKILL') kills++
     else if (r.code !== 0) throw new Error(`child run failed with code ${r.code}:\n${r.stderr}`)
   }
-  const last = await runPipelineFile(file, { dataDir: options.dataDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs })
+  const last = await runPipelineFile(file, { dataDir: options.dataDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs, env: options.env })
   if (last.code !== 0) throw new Error(`final child run failed (code ${last.code}, signal ${last.signal}):\n${last.stderr}`)
   return { kills }
 }

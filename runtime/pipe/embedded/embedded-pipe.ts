@@ -20,10 +20,10 @@ import type {
   TopicSpec,
   TransactionalProducer,
 } from '../pipe.ts'
-import { RecordBatchBuilder, batchAppendTime, batchCount, decodeBatch } from './record-batch.ts'
+import { RecordBatchBuilder, SparseBatchBuilder, batchAppendTime, batchBase, decodeBatch } from './record-batch.ts'
 import {
-  DATA_PREFIX,
   TOPIC_PREFIX,
+  cleanKey,
   dataKey,
   dataKeyOffset,
   endKey,
@@ -51,6 +51,8 @@ const TAIL_BATCHES = 256
 class PartitionLog {
   end = 0
   start = 0
+  /** Compacted topics: offsets below this hold at most one record per key. */
+  cleanPoint = 0
   readonly appended = new Signal()
   tail: TailBatch[] = []
 
@@ -63,6 +65,12 @@ class PartitionLog {
 export interface EmbeddedPipeOptions {
   /** How often age-based retention runs, ms. */
   retentionIntervalMs?: number
+  /** A compacted partition is cleaned once this many records were appended since its last cleaning. Default 100,000. */
+  compactionMinDirtyRecords?: number
+  /** Most distinct keys one cleaning pass indexes (bounds its memory); the rest waits for the next pass. Default 1,000,000. */
+  compactionMaxKeys?: number
+  /** Tombstones stay this long after their partition was cleaned past them (Kafka's delete.retention.ms). Default 24 h. */
+  tombstoneRetentionMs?: number
 }
 
 export class EmbeddedPipe implements Pipe {
@@ -74,10 +82,19 @@ export class EmbeddedPipe implements Pipe {
   private readonly writes = new SerialQueue()
   private nextTopicId = 1
   private closed = false
+  private readonly options: Required<EmbeddedPipeOptions>
+  private readonly compactionDue = new Set<string>()
+  private compaction: Promise<void> | undefined
   private retentionTimer: NodeJS.Timeout | undefined
 
-  private constructor(readonly dir: string) {
+  private constructor(readonly dir: string, options: EmbeddedPipeOptions) {
     this.db = new RocksDB(dir)
+    this.options = {
+      retentionIntervalMs: options.retentionIntervalMs ?? 30_000,
+      compactionMinDirtyRecords: options.compactionMinDirtyRecords ?? 100_000,
+      compactionMaxKeys: options.compactionMaxKeys ?? 1_000_000,
+      tombstoneRetentionMs: options.tombstoneRetentionMs ?? 24 * 3600_000,
+    }
   }
 
   /**
@@ -90,14 +107,14 @@ export class EmbeddedPipe implements Pipe {
   static async open(dataDir: string, options: EmbeddedPipeOptions = {}): Promise<EmbeddedPipe> {
     const dir = join(dataDir, 'pipe')
     mkdirSync(dir, { recursive: true })
-    const pipe = new EmbeddedPipe(dir)
+    const pipe = new EmbeddedPipe(dir, options)
     try {
       await pipe.db.ready()
     } catch (cause) {
       throw new WeirError('WEIR_PIPE_OPEN_FAILED', `cannot open the embedded pipe in ${dir}: ${(cause as Error).message}`, { path: dir }, { cause })
     }
     await pipe.load()
-    const every = options.retentionIntervalMs ?? 30_000
+    const every = pipe.options.retentionIntervalMs
     pipe.retentionTimer = setInterval(() => void pipe.enforceRetention().catch(() => undefined), every)
     pipe.retentionTimer.unref()
     return pipe
@@ -116,8 +133,8 @@ export class EmbeddedPipe implements Pipe {
       const logs = this.logs.get(meta.name)!
       for (let p = 0; p < meta.partitions; p++) {
         const log = logs[p]!
-        keys.push(endKey(meta.id, p), startKey(meta.id, p))
-        targets.push((v) => { if (v) log.end = readU64(v) }, (v) => { if (v) log.start = readU64(v) })
+        keys.push(endKey(meta.id, p), startKey(meta.id, p), cleanKey(meta.id, p))
+        targets.push((v) => { if (v) log.end = readU64(v) }, (v) => { if (v) log.start = readU64(v) }, (v) => { if (v) log.cleanPoint = readU64(v) })
       }
     }
     const values = await getMany(this.db, keys)
@@ -189,6 +206,7 @@ export class EmbeddedPipe implements Pipe {
         w.tryDeleteRange(dataKey(meta.id, p, 0), dataKey(meta.id, p + 1, 0))
         w.tryDelete(endKey(meta.id, p))
         w.tryDelete(startKey(meta.id, p))
+        w.tryDelete(cleanKey(meta.id, p))
       }
       await w.flush()
       w.destroy()
@@ -275,7 +293,7 @@ export class EmbeddedPipe implements Pipe {
     const it = this.db.iterator({ gte: dataKey(meta.id, partition, Math.max(from, log.start)), lt: dataKey(meta.id, partition + 1, 0), capacity: 4 })
     for await (const { key, value } of it) {
       const last = dataKeyOffset(key)
-      decodeBatch(value, last - batchCount(value) + 1, from, out)
+      decodeBatch(value, batchBase(value, last), from, out)
       if (out.length >= min) break
     }
   }
@@ -327,6 +345,7 @@ export class EmbeddedPipe implements Pipe {
         log.remember(batch)
         log.appended.notify()
       }
+      for (const e of ends) this.noteAppended(e.topic, e.partition)
       return ends
     })
   }
@@ -341,9 +360,92 @@ export class EmbeddedPipe implements Pipe {
     return this.logs.get(topic)?.[partition]
   }
 
+  // ---- compaction -------------------------------------------------------------------
+
+  private noteAppended(topic: string, partition: number): void {
+    const meta = this.topics.get(topic)
+    const log = this.logs.get(topic)?.[partition]
+    if (meta?.compacted !== true || log === undefined) return
+    if (log.end - log.cleanPoint < this.options.compactionMinDirtyRecords) return
+    this.compactionDue.add(topic + '\u0000' + partition)
+    this.compaction ??= this.runCompactions().finally(() => { this.compaction = undefined })
+  }
+
+  private async runCompactions(): Promise<void> {
+    // Let the commit that triggered this return first.
+    await new Promise((resolve) => setImmediate(resolve))
+    for (const id of this.compactionDue) {
+      this.compactionDue.delete(id)
+      if (this.closed) return
+      const sep = id.lastIndexOf('\u0000')
+      await this.compact(id.slice(0, sep), Number(id.slice(sep + 1))).catch(() => undefined)
+    }
+  }
+
+  /**
+   * Cleans one partition of a compacted topic, as Kafka's log cleaner does: an offset map
+   * of the newest offset per key in the dirty section [cleanPoint, end), then a copy of
+   * everything below the dirty end that drops records a newer one of the same key
+   * supersedes (and tombstones older than the tombstone retention). Survivors keep their
+   * offsets; the copy replaces the old batches in one atomic write. Returns the records removed.
+   */
+  async compact(topic: string, partition: number, now = Date.now()): Promise<number> {
+    const meta = this.meta(topic, partition)
+    const log = this.logs.get(topic)![partition]!
+    if (meta.compacted !== true) return 0
+    const start = log.start
+    const from = log.cleanPoint
+    const upTo = log.end
+    if (upTo <= from) return 0
+    const latest = new Map<string, number>()
+    let dirtyEnd = from
+    const range = { gte: dataKey(meta.id, partition, Math.max(from, start)), lt: dataKey(meta.id, partition, upTo) }
+    for await (const { key, value } of this.db.iterator({ ...range, capacity: 4 })) {
+      // Whole batches only: the old batches below dirtyEnd are deleted by key range.
+      if (latest.size >= this.options.compactionMaxKeys) break
+      const records: StoredRecord[] = []
+      const last = dataKeyOffset(key)
+      decodeBatch(value, batchBase(value, last), 0, records)
+      for (const r of records) if (r.key !== null && r.offset >= from) latest.set(r.key.toString('latin1'), r.offset)
+      dirtyEnd = last + 1
+    }
+    if (dirtyEnd <= from) return 0
+    const survivors = new SparseBatchBuilder()
+    let removed = 0
+    for await (const { key, value } of this.db.iterator({ gte: dataKey(meta.id, partition, start), lt: dataKey(meta.id, partition, dirtyEnd), capacity: 4 })) {
+      const records: StoredRecord[] = []
+      decodeBatch(value, batchBase(value, dataKeyOffset(key)), start, records)
+      for (const r of records) {
+        const newest = r.key === null ? undefined : latest.get(r.key.toString('latin1'))
+        const superseded = newest !== undefined && newest > r.offset
+        const expiredTombstone = r.value === null && r.offset < from && now - r.timestamp > this.options.tombstoneRetentionMs
+        if (superseded || expiredTombstone) removed++
+        else survivors.add(r.offset, r)
+      }
+    }
+    const batches = survivors.finish(now)
+    await this.writes.run(async () => {
+      // Retention moved the start meanwhile: the copy would bring deleted records back.
+      if (this.closed || log.start !== start) return
+      const w = this.db.write({ capacity: batches.length + 2 })
+      w.tryDeleteRange(dataKey(meta.id, partition, 0), dataKey(meta.id, partition, dirtyEnd))
+      for (const b of batches) w.tryPut(dataKey(meta.id, partition, b.last), b.data)
+      w.tryPut(cleanKey(meta.id, partition), u64(dirtyEnd))
+      try {
+        await w.flush()
+      } finally {
+        w.destroy()
+      }
+      log.cleanPoint = dirtyEnd
+      log.tail = log.tail.filter((b) => b.base >= dirtyEnd)
+    })
+    return removed
+  }
+
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    await this.compaction
     clearInterval(this.retentionTimer)
     for (const logs of this.logs.values()) for (const l of logs) l.appended.notify()
     await this.writes.run(() => this.db.close())

@@ -6,6 +6,7 @@ export const START_PREFIX = 's'
 export const OFFSET_PREFIX = 'o'
 export const EPOCH_PREFIX = 'x'
 export const DATA_PREFIX = 'd'
+export const CLEAN_PREFIX = 'c'
 
 export function topicKey(name: string): Buffer {
   return Buffer.from(TOPIC_PREFIX + name)
@@ -32,6 +33,10 @@ export function dataKeyOffset(key: Buffer): number {
 
 export function endKey(topicId: number, partition: number): Buffer {
   return partitionKey(END_PREFIX, topicId, partition)
+}
+
+export function cleanKey(topicId: number, partition: number): Buffer {
+  return partitionKey(CLEAN_PREFIX, topicId, partition)
 }
 
 export function startKey(topicId: number, partition: number): Buffer {

@@ -2,13 +2,18 @@
  * The embedded log's on-disk record batch: many records in one RocksDB value, so an
  * append costs one put per partition per commit, not one per record.
  *
- * Layout: u32 count | f64 appendTime | records, each:
- *   f64 timestamp | i32 keyLen (-1 = null) | key | i32 valueLen (-1 = null) | value
+ * Dense layout (appends; offsets are base, base+1, ...; base comes from the batch's key):
+ *   u32 count | f64 appendTime | records
+ * Sparse layout (written by compaction, which leaves gaps between offsets):
+ *   u32 count|SPARSE | f64 appendTime | u64 base | (u32 offset - base | record)*
+ * A record: f64 timestamp | i32 keyLen (-1 = null) | key | i32 valueLen (-1 = null) | value
  *   | u16 headerCount | (u16 nameLen | name | u32 len | bytes)*
  */
 import type { PipeRecord, StoredRecord } from '../pipe.ts'
 
 const HEADER = 12
+const SPARSE = 0x80000000
+const SPARSE_HEADER = HEADER + 8
 
 /** Records per stored batch: bounds what a reader decodes to serve one poll. */
 export const MAX_BATCH_RECORDS = 4096
@@ -32,31 +37,10 @@ export class RecordBatchBuilder {
   }
 
   add(r: PipeRecord): void {
-    const keyLen = r.key === null ? 0 : r.key.length
-    const valueLen = r.value === null ? 0 : r.value.length
-    let need = 8 + 4 + keyLen + 4 + valueLen + 2
-    const headers = r.headers
-    let names: string[] | undefined
-    if (headers !== undefined) {
-      names = Object.keys(headers)
-      for (const n of names) need += 2 + Buffer.byteLength(n) + 4 + headers[n]!.length
-    }
+    const need = recordSize(r)
     if (this.current > 0 && (this.current >= MAX_BATCH_RECORDS || this.used + need > MAX_BATCH_BYTES)) this.seal()
     this.reserve(need)
-    const b = this.buf
-    let o = this.used
-    b.writeDoubleLE(r.timestamp, o); o += 8
-    if (r.key === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(keyLen, o); o += 4; r.key.copy(b, o); o += keyLen }
-    if (r.value === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(valueLen, o); o += 4; r.value.copy(b, o); o += valueLen }
-    b.writeUInt16LE(names?.length ?? 0, o); o += 2
-    if (names !== undefined) {
-      for (const n of names) {
-        const nl = b.write(n, o + 2); b.writeUInt16LE(nl, o); o += 2 + nl
-        const v = headers![n]!
-        b.writeUInt32LE(v.length, o); o += 4; v.copy(b, o); o += v.length
-      }
-    }
-    this.used = o
+    this.used = writeRecord(this.buf, this.used, r)
     this.current++
     this.count++
   }
@@ -87,8 +71,72 @@ export class RecordBatchBuilder {
   }
 }
 
+function recordSize(r: PipeRecord): number {
+  let need = 8 + 4 + (r.key === null ? 0 : r.key.length) + 4 + (r.value === null ? 0 : r.value.length) + 2
+  if (r.headers !== undefined) for (const n of Object.keys(r.headers)) need += 2 + Buffer.byteLength(n) + 4 + r.headers[n]!.length
+  return need
+}
+
+/** Writes one record at `o`; returns the offset after it. */
+function writeRecord(b: Buffer, o: number, r: PipeRecord): number {
+  b.writeDoubleLE(r.timestamp, o); o += 8
+  if (r.key === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.key.length, o); o += 4; r.key.copy(b, o); o += r.key.length }
+  if (r.value === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.value.length, o); o += 4; r.value.copy(b, o); o += r.value.length }
+  const headers = r.headers
+  const names = headers === undefined ? undefined : Object.keys(headers)
+  b.writeUInt16LE(names?.length ?? 0, o); o += 2
+  if (names !== undefined) {
+    for (const n of names) {
+      const nl = b.write(n, o + 2); b.writeUInt16LE(nl, o); o += 2 + nl
+      const v = headers![n]!
+      b.writeUInt32LE(v.length, o); o += 4; v.copy(b, o); o += v.length
+    }
+  }
+  return o
+}
+
+/** Builds sparse batches of records that keep their original offsets (compaction output). */
+export class SparseBatchBuilder {
+  private parts: Array<{ offset: number; record: PipeRecord; size: number }> = []
+  private bytes = 0
+  private readonly out: Array<{ data: Buffer; base: number; last: number }> = []
+
+  add(offset: number, record: PipeRecord): void {
+    const size = 4 + recordSize(record)
+    if (this.parts.length > 0 && (this.parts.length >= MAX_BATCH_RECORDS || this.bytes + size > MAX_BATCH_BYTES)) this.seal()
+    this.parts.push({ offset, record, size })
+    this.bytes += size
+  }
+
+  private seal(): void {
+    const base = this.parts[0]!.offset
+    const b = Buffer.allocUnsafe(SPARSE_HEADER + this.bytes)
+    b.writeUInt32LE((this.parts.length | SPARSE) >>> 0, 0)
+    b.writeBigUInt64LE(BigInt(base), HEADER)
+    let o = SPARSE_HEADER
+    for (const p of this.parts) {
+      b.writeUInt32LE(p.offset - base, o)
+      o = writeRecord(b, o + 4, p.record)
+    }
+    this.out.push({ data: b, base, last: this.parts[this.parts.length - 1]!.offset })
+    this.parts = []
+    this.bytes = 0
+  }
+
+  finish(appendTime: number): Array<{ data: Buffer; base: number; last: number }> {
+    if (this.parts.length > 0) this.seal()
+    for (const b of this.out) b.data.writeDoubleLE(appendTime, 4)
+    return this.out.splice(0)
+  }
+}
+
 export function batchCount(batch: Buffer): number {
-  return batch.readUInt32LE(0)
+  return (batch.readUInt32LE(0) & ~SPARSE) >>> 0
+}
+
+/** The offset of a batch's first record; `last` is the offset its key names. */
+export function batchBase(batch: Buffer, last: number): number {
+  return (batch.readUInt32LE(0) & SPARSE) !== 0 ? Number(batch.readBigUInt64LE(HEADER)) : last - batchCount(batch) + 1
 }
 
 export function batchAppendTime(batch: Buffer): number {
@@ -100,10 +148,17 @@ export function batchAppendTime(batch: Buffer): number {
  * on. Keys and values are views into `batch`; skipped records cost no allocation.
  */
 export function decodeBatch(batch: Buffer, base: number, from: number, out: StoredRecord[]): void {
-  const count = batch.readUInt32LE(0)
-  let o = HEADER
+  const head = batch.readUInt32LE(0)
+  const sparse = (head & SPARSE) !== 0
+  const count = (head & ~SPARSE) >>> 0
+  let o = sparse ? SPARSE_HEADER : HEADER
+  if (sparse) base = Number(batch.readBigUInt64LE(HEADER))
   for (let i = 0; i < count; i++) {
-    const offset = base + i
+    let offset = base + i
+    if (sparse) {
+      offset = base + batch.readUInt32LE(o)
+      o += 4
+    }
     if (offset < from) {
       o += 8
       const kl = batch.readInt32LE(o); o += 4 + Math.max(0, kl)
