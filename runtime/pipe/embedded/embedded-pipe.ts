@@ -53,6 +53,8 @@ class PartitionLog {
   start = 0
   /** Compacted topics: offsets below this hold at most one record per key. */
   cleanPoint = 0
+  /** Records stored below the clean point, as of the last cleaning (undefined: not known since open). */
+  cleanRecords: number | undefined
   readonly appended = new Signal()
   tail: TailBatch[] = []
 
@@ -366,7 +368,10 @@ export class EmbeddedPipe implements Pipe {
     const meta = this.topics.get(topic)
     const log = this.logs.get(topic)?.[partition]
     if (meta?.compacted !== true || log === undefined) return
-    if (log.end - log.cleanPoint < this.options.compactionMinDirtyRecords) return
+    const dirty = log.end - log.cleanPoint
+    // Kafka's min.cleanable.dirty.ratio of 0.5: each pass copies the clean part too, so
+    // waiting until the dirty part is as large keeps the copying proportional to appends.
+    if (dirty < this.options.compactionMinDirtyRecords || dirty < (log.cleanRecords ?? log.cleanPoint - log.start)) return
     this.compactionDue.add(topic + '\u0000' + partition)
     this.compaction ??= this.runCompactions().finally(() => { this.compaction = undefined })
   }
@@ -384,24 +389,25 @@ export class EmbeddedPipe implements Pipe {
 
   /**
    * Cleans one partition of a compacted topic, as Kafka's log cleaner does: an offset map
-   * of the newest offset per key in the dirty section [cleanPoint, end), then a copy of
-   * everything below the dirty end that drops records a newer one of the same key
-   * supersedes (and tombstones older than the tombstone retention). Survivors keep their
-   * offsets; the copy replaces the old batches in one atomic write. Returns the records removed.
+   * of the newest offset per key in the dirty section [cleanPoint, end), then every batch
+   * below the dirty end is rewritten without the records a newer one of the same key
+   * supersedes (and without tombstones older than the tombstone retention). Survivors keep
+   * their offsets. Each rewrite replaces its batch atomically and leaves a valid log
+   * (what it drops has a newer record above it), so memory stays bounded by the offset
+   * map and a crash midway only means the next pass redoes some batches. Returns the
+   * records removed.
    */
   async compact(topic: string, partition: number, now = Date.now()): Promise<number> {
     const meta = this.meta(topic, partition)
     const log = this.logs.get(topic)![partition]!
     if (meta.compacted !== true) return 0
-    const start = log.start
     const from = log.cleanPoint
     const upTo = log.end
     if (upTo <= from) return 0
     const latest = new Map<string, number>()
     let dirtyEnd = from
-    const range = { gte: dataKey(meta.id, partition, Math.max(from, start)), lt: dataKey(meta.id, partition, upTo) }
-    for await (const { key, value } of this.db.iterator({ ...range, capacity: 4 })) {
-      // Whole batches only: the old batches below dirtyEnd are deleted by key range.
+    for await (const { key, value } of this.db.iterator({ gte: dataKey(meta.id, partition, Math.max(from, log.start)), lt: dataKey(meta.id, partition, upTo), capacity: 4 })) {
+      // Whole batches only, so the dirty end is a batch boundary.
       if (latest.size >= this.options.compactionMaxKeys) break
       const records: StoredRecord[] = []
       const last = dataKeyOffset(key)
@@ -410,33 +416,53 @@ export class EmbeddedPipe implements Pipe {
       dirtyEnd = last + 1
     }
     if (dirtyEnd <= from) return 0
-    const survivors = new SparseBatchBuilder()
     let removed = 0
-    for await (const { key, value } of this.db.iterator({ gte: dataKey(meta.id, partition, start), lt: dataKey(meta.id, partition, dirtyEnd), capacity: 4 })) {
+    let kept = 0
+    let pending: Array<{ oldKey: Buffer; batches: Array<{ data: Buffer; last: number }> }> = []
+    const apply = async (): Promise<void> => {
+      const work = pending
+      pending = []
+      if (work.length === 0) return
+      await this.writes.run(async () => {
+        if (this.closed) return
+        const w = this.db.write({ capacity: work.length * 3 })
+        for (const { oldKey, batches } of work) {
+          // Retention may have deleted the batch meanwhile: do not bring it back.
+          if (dataKeyOffset(oldKey) < log.start) continue
+          w.tryDelete(oldKey)
+          for (const b of batches) w.tryPut(dataKey(meta.id, partition, b.last), b.data)
+        }
+        try {
+          await w.flush()
+        } finally {
+          w.destroy()
+        }
+      })
+    }
+    for await (const { key, value } of this.db.iterator({ gte: dataKey(meta.id, partition, log.start), lt: dataKey(meta.id, partition, dirtyEnd), capacity: 4 })) {
+      if (this.closed) return removed
       const records: StoredRecord[] = []
-      decodeBatch(value, batchBase(value, dataKeyOffset(key)), start, records)
+      decodeBatch(value, batchBase(value, dataKeyOffset(key)), 0, records)
+      const survivors = new SparseBatchBuilder()
+      let dropped = 0
       for (const r of records) {
         const newest = r.key === null ? undefined : latest.get(r.key.toString('latin1'))
         const superseded = newest !== undefined && newest > r.offset
         const expiredTombstone = r.value === null && r.offset < from && now - r.timestamp > this.options.tombstoneRetentionMs
-        if (superseded || expiredTombstone) removed++
+        if (superseded || expiredTombstone) dropped++
         else survivors.add(r.offset, r)
       }
+      removed += dropped
+      kept += records.length - dropped
+      if (dropped > 0) pending.push({ oldKey: Buffer.from(key), batches: survivors.finish(batchAppendTime(value)) })
+      if (pending.length >= 64) await apply()
     }
-    const batches = survivors.finish(now)
+    await apply()
     await this.writes.run(async () => {
-      // Retention moved the start meanwhile: the copy would bring deleted records back.
-      if (this.closed || log.start !== start) return
-      const w = this.db.write({ capacity: batches.length + 2 })
-      w.tryDeleteRange(dataKey(meta.id, partition, 0), dataKey(meta.id, partition, dirtyEnd))
-      for (const b of batches) w.tryPut(dataKey(meta.id, partition, b.last), b.data)
-      w.tryPut(cleanKey(meta.id, partition), u64(dirtyEnd))
-      try {
-        await w.flush()
-      } finally {
-        w.destroy()
-      }
+      if (this.closed) return
+      await this.db.put(cleanKey(meta.id, partition), u64(dirtyEnd))
       log.cleanPoint = dirtyEnd
+      log.cleanRecords = kept
       log.tail = log.tail.filter((b) => b.base >= dirtyEnd)
     })
     return removed
