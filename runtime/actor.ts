@@ -395,18 +395,14 @@ export class Actor {
   private async pollSource(source: Source<unknown>): Promise<SourceStatus> {
     const attempts = this.spec.onError.kind === 'retry' ? this.spec.onError.attempts : 0
     for (let attempt = 0; ; attempt++) {
-      this.current.key = null
-      this.current.timestamp = Date.now()
-      this.cache.beginRecord()
+      this.beginScope(null, Date.now())
       try {
         const r = source.poll(this.ctx as SourceContext<unknown>)
         const status = r instanceof Promise ? await r : r
         this.cache.endRecord()
         return status
       } catch (err) {
-        this.cache.rollbackRecord()
-        this.pendingEmits.length = 0
-        this.stats.errors++
+        this.abortScope()
         if (attempt < attempts) {
           await sleep(backoff(this.spec.onError, attempt))
           continue
@@ -494,9 +490,7 @@ export class Actor {
    * without creating a Promise; only async processors and failures take the slow path.
    */
   private processRecord(rec: StreamRecord<unknown>, raw: StoredRecord): Promise<void> | undefined {
-    this.current.key = rec.key
-    this.current.timestamp = rec.timestamp
-    this.cache.beginRecord()
+    this.beginScope(rec.key, rec.timestamp)
     let result: void | Promise<void>
     try {
       result = this.processor.onRecord(rec, this.ctx)
@@ -513,6 +507,20 @@ export class Actor {
     return undefined
   }
 
+  /** Enters one unit of user code (a record, a timer, a poll): state is scoped to `key`, changes can be undone. */
+  private beginScope(key: string | null, timestamp: number): void {
+    this.current.key = key
+    this.current.timestamp = timestamp
+    this.cache.beginRecord()
+  }
+
+  /** The unit failed: its state changes and emitted records are discarded. */
+  private abortScope(): void {
+    this.cache.rollbackRecord()
+    this.pendingEmits.length = 0
+    this.stats.errors++
+  }
+
   private recordSucceeded(): void {
     this.cache.endRecord()
     this.flushEmits()
@@ -522,16 +530,12 @@ export class Actor {
   private async recordFailed(rec: StreamRecord<unknown>, raw: StoredRecord, cause: unknown, attempt: number): Promise<void> {
     const policy = this.spec.onError
     for (;;) {
-      this.cache.rollbackRecord()
-      this.pendingEmits.length = 0
-      this.stats.errors++
+      this.abortScope()
       const attempts = policy.kind === 'retry' ? policy.attempts : 0
       if (attempt >= attempts) break
       await sleep(backoff(policy, attempt))
       attempt++
-      this.current.key = rec.key
-      this.current.timestamp = rec.timestamp
-      this.cache.beginRecord()
+      this.beginScope(rec.key, rec.timestamp)
       try {
         const r = this.processor.onRecord(rec, this.ctx)
         if (r instanceof Promise) await r
@@ -605,18 +609,14 @@ export class Actor {
     await this.prefetch(due.map((t) => t.key))
     for (const t of due) {
       const timer: Timer = { key: t.key, time: t.time, domain: 'processing-time' }
-      this.current.key = t.key
-      this.current.timestamp = t.time
-      this.cache.beginRecord()
+      this.beginScope(t.key, t.time)
       try {
         const r = this.processor.onTimer(timer, this.ctx)
         if (r instanceof Promise) await r
         this.cache.endRecord()
         this.flushEmits()
       } catch (cause) {
-        this.cache.rollbackRecord()
-        this.pendingEmits.length = 0
-        this.stats.errors++
+        this.abortScope()
         throw new ActorFailedError(this.id, cause, { stage: this.spec.name, partition: this.partition, timer: t.time })
       }
     }
