@@ -117,6 +117,14 @@ export class Actor {
   /** Newest epoch whose barrier this actor took (its commit may still be in flight). */
   private barrierEpoch = 0
   private committedEpoch = 0
+  /**
+   * After a (re)start the first micro-batch is committed at once rather than at the next
+   * epoch, so output resumes promptly after recovery.
+   */
+  private awaitingFirstCommit = true
+  private unitsSinceStart = 0
+  /** Counts this actor's checkpoints; pins cache entries until their local write is done. */
+  private checkpointSeq = 0
   private inflight: Promise<void> = Promise.resolve()
   private inflightError: unknown
   /** Records of the next epoch, held while the previous transaction is being sealed. */
@@ -302,7 +310,7 @@ export class Actor {
   }
 
   private barrierDue(): boolean {
-    return this.requestedEpoch > this.barrierEpoch || this.cache.dirtyCount >= this.config.maxDirty
+    return this.requestedEpoch > this.barrierEpoch || this.cache.dirtyCount >= this.config.maxDirty || (this.awaitingFirstCommit && this.unitsSinceStart > 0)
   }
 
   private checkInflight(): void {
@@ -346,6 +354,7 @@ export class Actor {
       }
       next = (input + 1) % this.readers.length
       await this.processBatch(input, records)
+      this.unitsSinceStart++
       this.positionsChanged = true
       await this.fireDueTimers()
       this.cache.evict()
@@ -375,6 +384,7 @@ export class Actor {
       while (status === 'more' && emitted < this.config.maxBatch && !this.barrierDue() && !this.stopRequested) {
         status = await this.pollSource(source)
         emitted += this.flushEmits()
+        this.unitsSinceStart++
         this.faults.point('source-poll')
       }
       if (status === 'done') {
@@ -641,11 +651,15 @@ export class Actor {
     this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
     await this.processor.onCheckpoint?.(this.lifecycleCtx)
     this.faults.point('before-commit')
-    const dirty = this.cache.takeDirty(epoch)
+    // Pinning uses this actor's own checkpoint sequence: an early barrier (full cache, first
+    // batch) reuses the coordinator's epoch number, and pins must not be released by an older write.
+    const seq = ++this.checkpointSeq
+    this.awaitingFirstCommit = false
+    const dirty = this.cache.takeDirty(seq)
     const offsets = this.positionsChanged ? this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })) : undefined
     this.positionsChanged = false
     this.deferred = []
-    this.inflight = this.sealAndCommit(dirty, offsets, epoch)
+    this.inflight = this.sealAndCommit(dirty, offsets, epoch, seq)
     this.inflight.catch((err: unknown) => {
       this.inflightError = err
       this.wake?.()
@@ -661,7 +675,7 @@ export class Actor {
   }
 
   /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
-  private async sealAndCommit(dirty: DirtyEntry[], offsets: PartitionOffset[] | undefined, epoch: number): Promise<void> {
+  private async sealAndCommit(dirty: DirtyEntry[], offsets: PartitionOffset[] | undefined, epoch: number, seq: number): Promise<void> {
     const now = Date.now()
     const writes: StoreWrite[] = new Array(dirty.length)
     for (let i = 0; i < dirty.length; i++) {
@@ -681,11 +695,11 @@ export class Actor {
     const held = this.deferred ?? []
     this.deferred = undefined
     for (const h of held) this.producer.send(h.topic, h.partition, h.record)
-    await this.completeCheckpoint(committing, writes, epoch, commitStart)
+    await this.completeCheckpoint(committing, writes, epoch, seq, commitStart)
   }
 
   /** The background half of a checkpoint: pipe commit, then local state, then the ack. */
-  private async completeCheckpoint(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, commitStart: number): Promise<void> {
+  private async completeCheckpoint(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number): Promise<void> {
     const ends = await committing
     pushBounded(this.stats.commitMs, performance.now() - commitStart)
     this.faults.point('after-pipe-commit')
@@ -696,12 +710,12 @@ export class Actor {
     await this.localWrite
     if (writes.length > 0) {
       this.localWrite = this.store.apply(writes, position).then(() => {
-        this.cache.markFlushed(epoch)
+        this.cache.markFlushed(seq)
         this.faults.point('after-local-write')
       })
       this.localWrite.catch(() => undefined)
     } else {
-      this.cache.markFlushed(epoch)
+      this.cache.markFlushed(seq)
     }
     this.committedEpoch = Math.max(this.committedEpoch, epoch)
     this.stats.lastEpoch = this.committedEpoch

@@ -8,7 +8,7 @@
 export class CacheEntry {
   value: unknown
   dirty = false
-  /** Epoch whose local-store write must finish before this entry may be evicted. */
+  /** Checkpoint whose local-store write must finish before this entry may be evicted. */
   flushEpoch = 0
   /** Record sequence that last journaled this entry (undo on a failed record). */
   journalSeq = 0
@@ -48,7 +48,7 @@ export class WriteCache {
   private journal: UndoStep[] = []
   private seq = 1
   private journaling = false
-  /** The newest epoch whose local write has finished. */
+  /** The newest checkpoint whose local write has finished. */
   flushedEpoch = 0
   /** Changes whenever entries leave the cache, so holders of an entry know to look it up again. */
   generation = 0

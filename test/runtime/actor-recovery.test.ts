@@ -56,6 +56,16 @@ describe('actor recovery', () => {
     expect(multisetDiff(await outputOf(counting(3000), ref), await outputOf(counting(3000), d))).toEqual({ missing: [], extra: [] })
   })
 
+  it('a cache far smaller than the state, with early barriers when it fills, gives the same results', async () => {
+    const ref = dir()
+    await runToCompletion(counting(5000), { dataDir: ref })
+    const d = dir()
+    // 20 cached entries for ~97 keys, a barrier every 7 dirty entries: constant eviction and reloads.
+    await runToCompletion(counting(5000), { dataDir: d, actorConfig: { cacheEntries: 20, maxDirty: 7, maxBatch: 50 }, epochIntervalMs: 1000 })
+    expect(multisetDiff(await outputOf(counting(5000), ref), await outputOf(counting(5000), d))).toEqual({ missing: [], extra: [] })
+    expect(await readState(counting(5000), d, 'count')).toEqual(await readState(counting(5000), ref, 'count'))
+  })
+
   it('lost local state is rebuilt from the changelog (a new machine)', async () => {
     const d = dir()
     const p = counting(2000)
