@@ -1,0 +1,82 @@
+/** Starts benchmark phases as child node processes (same script, same loader) and talks to them over IPC. */
+import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildMessage } from './phases.ts'
+
+export interface Child {
+  readonly process: ChildProcess
+  /** Resolves with the first message for which `match` is true; rejects if the child exits first. */
+  waitFor(match: (m: ChildMessage) => boolean, timeoutMs: number): Promise<ChildMessage>
+  /** Resolves when the child exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  readonly messages: ChildMessage[]
+}
+
+const live = new Set<ChildProcess>()
+
+/** SIGKILLs every child still running (on an interrupted benchmark). */
+export function killChildren(): void {
+  for (const c of live) c.kill('SIGKILL')
+}
+
+/** The node flags that load TypeScript in this process, for the children. */
+function loaderArgs(): string[] {
+  const inherited = process.execArgv.filter((a) => !a.startsWith('--cpu-prof'))
+  return inherited.some((a) => a.includes('tsx')) ? inherited : [...inherited, '--import', 'tsx']
+}
+
+export function startChild(script: string, args: string[], extraNodeArgs: string[] = []): Child {
+  // The child's stdout goes to our stderr: stdout carries only the JSON result.
+  const proc = fork(script, args, { execArgv: [...loaderArgs(), ...extraNodeArgs], stdio: ['ignore', 2, 2, 'ipc'] })
+  live.add(proc)
+  const messages: ChildMessage[] = []
+  const listeners = new Set<(m: ChildMessage) => void>()
+  proc.on('message', (m) => {
+    const msg = m as ChildMessage
+    messages.push(msg)
+    for (const l of [...listeners]) l(msg)
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => {
+      live.delete(proc)
+      resolve({ code, signal })
+    })
+  })
+  return {
+    process: proc,
+    exited,
+    messages,
+    waitFor(match, timeoutMs) {
+      const seen = messages.find(match)
+      if (seen !== undefined) return Promise.resolve(seen)
+      return new Promise((resolve, reject) => {
+        const done = (): void => {
+          listeners.delete(listener)
+          clearTimeout(timer)
+        }
+        const listener = (m: ChildMessage): void => {
+          if (m.event === 'failed') {
+            done()
+            reject(new Error(`child ${args[1]} failed: ${String(m.error)}`))
+          } else if (match(m)) {
+            done()
+            resolve(m)
+          }
+        }
+        const timer = setTimeout(() => {
+          done()
+          reject(new Error(`child ${args[1]}: no expected message within ${timeoutMs} ms`))
+        }, timeoutMs)
+        listeners.add(listener)
+        void exited.then(({ code, signal }) => {
+          if (!listeners.has(listener)) return
+          // A message sent just before exiting may still be in flight.
+          setTimeout(() => {
+            if (!listeners.has(listener)) return
+            done()
+            reject(new Error(`child ${args[1]} exited (code ${code}, signal ${signal}) before the expected message`))
+          }, 100)
+        })
+      })
+    },
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Reads the records of an embedded-pipe topic straight from its RocksDB, in chunks, for the
+ * ceiling measurements: the ceilings run on exactly the bytes the measured stage read.
+ * Open this only while no pipe has the data dir open.
+ */
+import { join } from 'node:path'
+import { unpack } from 'msgpackr'
+import RocksDB from 'rocksdb-native'
+import { dataKey, topicKey } from '../../runtime/pipe/embedded/keys.ts'
+
+export interface RecordChunk {
+  /** Key bytes (views into the stored batch). */
+  keys: Buffer[]
+  /** Value bytes (views into the stored batch). */
+  values: Buffer[]
+}
+
+/** Chunks of up to `chunk` records of every partition of `topic`, partition by partition, in offset order. */
+export async function* topicRecords(dataDir: string, topic: string, chunk: number): AsyncGenerator<RecordChunk> {
+  const db = new RocksDB(join(dataDir, 'pipe'))
+  await db.ready()
+  try {
+    const metaRaw = await db.get(topicKey(topic))
+    if (metaRaw === null) throw new Error(`topic ${topic} not found in ${dataDir}`)
+    const meta = unpack(metaRaw) as { id: number; partitions: number }
+    let keys: Buffer[] = []
+    let values: Buffer[] = []
+    for (let p = 0; p < meta.partitions; p++) {
+      for await (const { value: batch } of db.iterator({ gte: dataKey(meta.id, p, 0), lt: dataKey(meta.id, p + 1, 0) })) {
+        const count = batch.readUInt32LE(0)
+        let o = 12
+        for (let i = 0; i < count; i++) {
+          o += 8 // timestamp
+          const kl = batch.readInt32LE(o); o += 4
+          const key = kl < 0 ? EMPTY : batch.subarray(o, o + kl); if (kl > 0) o += kl
+          const vl = batch.readInt32LE(o); o += 4
+          const value = vl < 0 ? EMPTY : batch.subarray(o, o + vl); if (vl > 0) o += vl
+          const hc = batch.readUInt16LE(o); o += 2
+          for (let h = 0; h < hc; h++) {
+            const nl = batch.readUInt16LE(o); o += 2 + nl
+            const len = batch.readUInt32LE(o); o += 4 + len
+          }
+          keys.push(key)
+          values.push(value)
+          if (keys.length === chunk) {
+            yield { keys, values }
+            keys = []
+            values = []
+          }
+        }
+      }
+    }
+    if (keys.length > 0) yield { keys, values }
+  } finally {
+    await db.close()
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/** How a topic is stored: batches (RocksDB values) and the largest batch's record count. */
+export async function topicShape(dataDir: string, topic: string): Promise<{ batches: number; records: number; maxBatchRecords: number }> {
+  const db = new RocksDB(join(dataDir, 'pipe'))
+  await db.ready()
+  try {
+    const metaRaw = await db.get(topicKey(topic))
+    if (metaRaw === null) throw new Error(`topic ${topic} not found in ${dataDir}`)
+    const meta = unpack(metaRaw) as { id: number; partitions: number }
+    let batches = 0
+    let records = 0
+    let maxBatchRecords = 0
+    for (let p = 0; p < meta.partitions; p++) {
+      for await (const { value } of db.iterator({ gte: dataKey(meta.id, p, 0), lt: dataKey(meta.id, p + 1, 0) })) {
+        const n = value.readUInt32LE(0)
+        batches++
+        records += n
+        if (n > maxBatchRecords) maxBatchRecords = n
+      }
+    }
+    return { batches, records, maxBatchRecords }
+  } finally {
+    await db.close()
+  }
+}
