@@ -29,7 +29,7 @@ export interface ActorConfig {
   maxDirty: number
 }
 
-export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 500_000, maxDirty: 200_000 }
+export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000 }
 
 /** Figures an actor reports; read by progress displays, metrics and benchmarks. */
 export interface ActorStats {
@@ -355,6 +355,8 @@ export class Actor {
       next = (input + 1) % this.readers.length
       await this.processBatch(input, records)
       this.unitsSinceStart++
+      // Records already buffered resolve polls without I/O; let timers (epochs) and I/O run.
+      await yieldToLoop()
       this.positionsChanged = true
       await this.fireDueTimers()
       this.cache.evict()
@@ -395,6 +397,8 @@ export class Actor {
       }
       await this.fireDueTimers()
       this.cache.evict()
+      // A source whose poll is synchronous would otherwise keep epochs from ever firing.
+      await yieldToLoop()
     }
     if (this.stopRequested && !this.abandoned) {
       await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))

@@ -5,11 +5,12 @@
  */
 import { mkdirSync, rmSync } from 'node:fs'
 import RocksDB from 'rocksdb-native'
-import { getMany } from '../rocks.ts'
+import { getMany, writeBatch } from '../rocks.ts'
 import { WeirError } from '../errors.ts'
 
 /** Meta keys start with \u0000, so they sort before every state key and never collide with one. */
 const CHANGELOG_POSITION = Buffer.from('\u0000changelog-position')
+const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 
 export interface StoreWrite {
   key: Buffer
@@ -22,7 +23,8 @@ export class StateStore {
 
   static async open(path: string): Promise<StateStore> {
     mkdirSync(path, { recursive: true })
-    const db = new RocksDB(path)
+    // Small memtables: after a kill, opening replays the write-ahead log, so its size is restart time.
+    const db = new RocksDB(path, { writeBufferSize: WRITE_BUFFER_BYTES })
     try {
       await db.ready()
     } catch (cause) {
@@ -48,7 +50,7 @@ export class StateStore {
 
   /** Applies committed changes and the changelog position they reach, atomically. */
   async apply(writes: StoreWrite[], changelogPosition: number): Promise<void> {
-    const batch = this.db.write({ capacity: writes.length + 1 })
+    const batch = writeBatch(this.db, writes.length + 1)
     for (const w of writes) {
       if (w.value === null) batch.tryDelete(w.key)
       else batch.tryPut(w.key, w.value)

@@ -25,7 +25,7 @@ if (!(pipeline instanceof Pipeline)) {
   process.exit(2)
 }
 const minDirty = process.env.WEIR_COMPACTION_MIN_DIRTY
-const pipeOptions = minDirty === undefined ? undefined : { compactionMinDirtyRecords: Number(minDirty) }
+const pipeOptions = minDirty === undefined ? undefined : { compactionMinDirtyRecords: Number(minDirty), compactionMinIntervalMs: 0 }
 const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv(), pipeOptions })
 try {
   const result = await run.done

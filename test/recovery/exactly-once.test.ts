@@ -29,7 +29,7 @@ const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(p
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'recovery-pipeline.ts')
 const dirs: string[] = []
 /** Changelogs are compacted all the time in the crashing runs, so recovery replays compacted logs. */
-const COMPACT_OFTEN = { compactionMinDirtyRecords: 4 }
+const COMPACT_OFTEN = { compactionMinDirtyRecords: 4, compactionMinIntervalMs: 0 }
 
 const word = fc.constantFrom('ant', 'bee', 'cat', 'dog', 'eel', 'fox', 'gnu', 'hen', 'ibis', 'jay', 'koi', 'lark')
 const line = fc.oneof(

@@ -10,7 +10,7 @@ import RocksDB from 'rocksdb-native'
 import { pack, unpack } from 'msgpackr'
 import { ActorFencedError, ClosedError, TopicError, WeirError } from '../../errors.ts'
 import { SerialQueue, Signal } from '../../signal.ts'
-import { getMany } from '../../rocks.ts'
+import { getMany, writeBatch } from '../../rocks.ts'
 import type {
   PartitionOffset,
   PartitionReader,
@@ -55,6 +55,8 @@ class PartitionLog {
   cleanPoint = 0
   /** Records stored below the clean point, as of the last cleaning (undefined: not known since open). */
   cleanRecords: number | undefined
+  /** When the last cleaning of this partition ended (ms since the epoch). */
+  cleanedAt = 0
   readonly appended = new Signal()
   tail: TailBatch[] = []
 
@@ -67,10 +69,12 @@ class PartitionLog {
 export interface EmbeddedPipeOptions {
   /** How often age-based retention runs, ms. */
   retentionIntervalMs?: number
-  /** A compacted partition is cleaned once this many records were appended since its last cleaning. Default 100,000. */
+  /** A compacted partition is cleaned once this many records were appended since its last cleaning. Default 1,000,000. */
   compactionMinDirtyRecords?: number
-  /** Most distinct keys one cleaning pass indexes (bounds its memory); the rest waits for the next pass. Default 1,000,000. */
+  /** Most distinct keys one cleaning pass indexes (bounds its memory); the rest waits for the next pass. Default 500,000. */
   compactionMaxKeys?: number
+  /** Least time between two cleanings of one partition, ms. Default 30 s. */
+  compactionMinIntervalMs?: number
   /** Tombstones stay this long after their partition was cleaned past them (Kafka's delete.retention.ms). Default 24 h. */
   tombstoneRetentionMs?: number
 }
@@ -93,8 +97,9 @@ export class EmbeddedPipe implements Pipe {
     this.db = new RocksDB(dir)
     this.options = {
       retentionIntervalMs: options.retentionIntervalMs ?? 30_000,
-      compactionMinDirtyRecords: options.compactionMinDirtyRecords ?? 100_000,
-      compactionMaxKeys: options.compactionMaxKeys ?? 1_000_000,
+      compactionMinDirtyRecords: options.compactionMinDirtyRecords ?? 1_000_000,
+      compactionMaxKeys: options.compactionMaxKeys ?? 500_000,
+      compactionMinIntervalMs: options.compactionMinIntervalMs ?? 30_000,
       tombstoneRetentionMs: options.tombstoneRetentionMs ?? 24 * 3600_000,
     }
   }
@@ -202,7 +207,7 @@ export class EmbeddedPipe implements Pipe {
     this.logs.delete(name)
     for (const l of logs) l.appended.notify()
     await this.writes.run(async () => {
-      const w = this.db.write()
+      const w = writeBatch(this.db, 1 + meta.partitions * 4)
       w.tryDelete(topicKey(name))
       for (let p = 0; p < meta.partitions; p++) {
         w.tryDeleteRange(dataKey(meta.id, p, 0), dataKey(meta.id, p + 1, 0))
@@ -252,7 +257,7 @@ export class EmbeddedPipe implements Pipe {
     const upTo = Math.min(offset, log.end)
     if (upTo <= log.start) return
     await this.writes.run(async () => {
-      const w = this.db.write()
+      const w = writeBatch(this.db, 2)
       // Batches are keyed by their last offset: every batch ending below `upTo` goes.
       w.tryDeleteRange(dataKey(meta.id, partition, 0), dataKey(meta.id, partition, upTo))
       w.tryPut(startKey(meta.id, partition), u64(upTo))
@@ -311,8 +316,10 @@ export class EmbeddedPipe implements Pipe {
       this.check()
       const current = this.epochs.get(transactionalId)
       if (current !== epoch) throw new ActorFencedError(transactionalId, epoch, current ?? 0)
+      // Nothing to make durable: an idle actor's checkpoint costs no write.
+      if (offsets.length === 0 && [...batches.values()].every((b) => b.builder.count === 0)) return []
       const now = Date.now()
-      const w = this.db.write({ capacity: batches.size * 4 + offsets.length })
+      const w = writeBatch(this.db, batches.size * 4 + offsets.length)
       const appended: Array<{ log: PartitionLog; batch: TailBatch }> = []
       const ends: PartitionOffset[] = []
       for (const { topic, partition, builder } of batches.values()) {
@@ -372,6 +379,7 @@ export class EmbeddedPipe implements Pipe {
     // Kafka's min.cleanable.dirty.ratio of 0.5: each pass copies the clean part too, so
     // waiting until the dirty part is as large keeps the copying proportional to appends.
     if (dirty < this.options.compactionMinDirtyRecords || dirty < (log.cleanRecords ?? log.cleanPoint - log.start)) return
+    if (Date.now() - log.cleanedAt < this.options.compactionMinIntervalMs) return
     this.compactionDue.add(topic + '\u0000' + partition)
     this.compaction ??= this.runCompactions().finally(() => { this.compaction = undefined })
   }
@@ -414,6 +422,8 @@ export class EmbeddedPipe implements Pipe {
       decodeBatch(value, batchBase(value, last), 0, records)
       for (const r of records) if (r.key !== null && r.offset >= from) latest.set(r.key.toString('latin1'), r.offset)
       dirtyEnd = last + 1
+      // Cleaning shares the event loop with processing: give it a turn after every batch.
+      await new Promise((resolve) => setImmediate(resolve))
     }
     if (dirtyEnd <= from) return 0
     let removed = 0
@@ -425,7 +435,7 @@ export class EmbeddedPipe implements Pipe {
       if (work.length === 0) return
       await this.writes.run(async () => {
         if (this.closed) return
-        const w = this.db.write({ capacity: work.length * 3 })
+        const w = writeBatch(this.db, work.length * 3)
         for (const { oldKey, batches } of work) {
           // Retention may have deleted the batch meanwhile: do not bring it back.
           if (dataKeyOffset(oldKey) < log.start) continue
@@ -455,7 +465,8 @@ export class EmbeddedPipe implements Pipe {
       removed += dropped
       kept += records.length - dropped
       if (dropped > 0) pending.push({ oldKey: Buffer.from(key), batches: survivors.finish(batchAppendTime(value)) })
-      if (pending.length >= 64) await apply()
+      if (pending.length >= 16) await apply()
+      await new Promise((resolve) => setImmediate(resolve))
     }
     await apply()
     await this.writes.run(async () => {
@@ -463,6 +474,7 @@ export class EmbeddedPipe implements Pipe {
       await this.db.put(cleanKey(meta.id, partition), u64(dirtyEnd))
       log.cleanPoint = dirtyEnd
       log.cleanRecords = kept
+      log.cleanedAt = Date.now()
       log.tail = log.tail.filter((b) => b.base >= dirtyEnd)
     })
     return removed

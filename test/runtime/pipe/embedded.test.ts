@@ -99,7 +99,7 @@ describe('embedded pipe compaction', () => {
   it('drops tombstones only after the tombstone retention, and cleans by itself once enough is appended', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'weir-pipe-'))
     dirs.push(dir)
-    const pipe = await EmbeddedPipe.open(dir, { compactionMinDirtyRecords: 100, tombstoneRetentionMs: 60_000 })
+    const pipe = await EmbeddedPipe.open(dir, { compactionMinDirtyRecords: 100, compactionMinIntervalMs: 0, tombstoneRetentionMs: 60_000 })
     await pipe.ensureTopic({ name: 'log', partitions: 1, compacted: true })
     const p = await pipe.producer('tx')
     for (let txn = 0; txn < 5; txn++) {

@@ -88,6 +88,20 @@ export function pipeContract(name: string, harness: PipeHarness): void {
       await p.close()
     })
 
+    it('an empty transaction commits nothing, and writes after it work', async () => {
+      await pipe.ensureTopic({ name: `${t}e`, partitions: 1 })
+      const p = await pipe.producer(`${t}tx-e`)
+      for (let i = 0; i < 3; i++) {
+        p.begin()
+        expect(await p.commit()).toEqual([])
+      }
+      p.begin()
+      p.send(`${t}e`, 0, rec('k', 'after-empty'))
+      await p.commit()
+      expect(await readAll(pipe, `${t}e`, 0)).toEqual(['after-empty'])
+      await p.close()
+    })
+
     it('consumer offsets commit atomically with the records of the same transaction', async () => {
       await pipe.ensureTopic({ name: `${t}in`, partitions: 1 })
       await pipe.ensureTopic({ name: `${t}out`, partitions: 1 })
