@@ -20,13 +20,15 @@ import { RUN_USAGE } from './usage.ts'
 
 export interface RunArgs {
   file: string
-  dataDir: string
+  /** Undefined until the pipeline is loaded: the default is `./.weir/<pipeline name>`. */
+  dataDir: string | undefined
   epochIntervalMs: number
   params: Record<string, string>
   quiet: boolean
 }
 
-const DEFAULT_DATA_DIR = '.weir'
+/** Each pipeline gets its own data dir under this one, so examples run side by side. */
+const DEFAULT_DATA_ROOT = '.weir'
 const DEFAULT_EPOCH_MS = 1000
 const MAX_EPOCH_MS = 86_400_000
 const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
@@ -83,7 +85,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
 
   return {
     file: resolve(cwd, positionals[0]!),
-    dataDir: resolve(cwd, rawDir ?? DEFAULT_DATA_DIR),
+    dataDir: rawDir === undefined ? undefined : resolve(cwd, rawDir),
     epochIntervalMs,
     params,
     quiet: values.quiet ?? false,
@@ -121,6 +123,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   let pipeline: Pipeline
   let display: ProgressDisplay | undefined
   let log: Logger
+  let dataDir: string
   try {
     const parsed = parseRunArgs(argv)
     if (parsed === 'help') {
@@ -130,8 +133,10 @@ export async function runCommand(argv: string[]): Promise<number> {
     args = parsed
     faults = Faults.fromEnv()
     log = cliLogger(() => display?.clear())
-    checkDataDir(args.dataDir)
+    if (args.dataDir !== undefined) checkDataDir(args.dataDir)
     pipeline = await loadPipeline(args.file, args.params)
+    dataDir = args.dataDir ?? resolve(DEFAULT_DATA_ROOT, pipeline.name)
+    if (args.dataDir === undefined) checkDataDir(dataDir)
   } catch (err) {
     if (err instanceof UsageError) process.stderr.write(`weir: error: ${err.message}\nRun 'weir help run' for usage.\n`)
     else printError(err)
@@ -165,7 +170,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
 
   try {
-    run = await startEmbedded(pipeline, { dataDir: args.dataDir, epochIntervalMs: args.epochIntervalMs, faults, log })
+    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log })
   } catch (err) {
     removeHandlers()
     display?.stop()
@@ -194,7 +199,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       elapsedMs,
       stats,
       lastEpoch: lastEpoch(run.completedEpoch(), stats),
-      dataDir: args.dataDir,
+      dataDir,
     }),
   )
   if (failure !== undefined) {

@@ -21,7 +21,7 @@ unbounded one until Ctrl-C or SIGTERM, which takes a final checkpoint (press Ctr
 again to exit at once). Running again on the same data dir resumes where it stopped.
 
 Options:
-  --data-dir DIR       Where the pipe and the state live (default ./.weir)
+  --data-dir DIR       Where the pipe and the state live (default ./.weir/<pipeline>)
   --epoch-ms N         Checkpoint interval in milliseconds (default 1000)
   --param key=value    A parameter for a pipeline function (repeatable)
   -q, --quiet          No progress display on a terminal

@@ -211,13 +211,22 @@ describe('weir run: a bounded pipeline', () => {
 })
 
 describe('weir run: loading the pipeline file', () => {
-  it('uses ./.weir under the working directory by default, with a Pipeline instance as the default export, and prints its describeOutput notes', async () => {
+  it('gives each pipeline its own default data dir, so two pipelines run one after the other in one directory', async () => {
+    const cwd = tempDir()
+    expect((await weir(['run', fixture('static.ts')], { cwd })).code).toBe(0)
+    const second = await weir(['run', fixture('named-export.ts')], { cwd })
+    expect(second.stderr).toBe('')
+    expect(second.code).toBe(0)
+    expect(parseSummary(second.stdout).dataDir).toBe(join(cwd, '.weir', 'named'))
+  })
+
+  it('uses ./.weir/<pipeline> under the working directory by default, with a Pipeline instance as the default export, and prints its describeOutput notes', async () => {
     const cwd = tempDir()
     const r = await weir(['run', fixture('static.ts')], { cwd })
     expect(r.code).toBe(0)
     const s = parseSummary(r.stdout)
-    expect(s.dataDir).toBe(join(cwd, '.weir'))
-    expect(existsSync(join(cwd, '.weir', 'topology.json'))).toBe(true)
+    expect(s.dataDir).toBe(join(cwd, '.weir', 'static'))
+    expect(existsSync(join(cwd, '.weir', 'static', 'topology.json'))).toBe(true)
     expect(s.stages.fifty!.out).toBe(50)
     expect(s.stages.count!.in).toBe(50)
     expect(s.output).toEqual(['counts: topic weir.static.count (a note from describeOutput)'])
