@@ -7,6 +7,8 @@ import { join } from 'node:path'
 import { unpack } from 'msgpackr'
 import RocksDB from 'rocksdb-native'
 import { dataKey, topicKey } from '../../runtime/pipe/embedded/keys.ts'
+import { decodeBatch } from '../../runtime/pipe/embedded/record-batch.ts'
+import type { StoredRecord } from '../../runtime/pipe/pipe.ts'
 
 export interface RecordChunk {
   /** Key bytes (views into the stored batch). */
@@ -27,21 +29,12 @@ export async function* topicRecords(dataDir: string, topic: string, chunk: numbe
     let values: Buffer[] = []
     for (let p = 0; p < meta.partitions; p++) {
       for await (const { value: batch } of db.iterator({ gte: dataKey(meta.id, p, 0), lt: dataKey(meta.id, p + 1, 0) })) {
-        const count = batch.readUInt32LE(0)
-        let o = 12
-        for (let i = 0; i < count; i++) {
-          o += 8 // timestamp
-          const kl = batch.readInt32LE(o); o += 4
-          const key = kl < 0 ? EMPTY : batch.subarray(o, o + kl); if (kl > 0) o += kl
-          const vl = batch.readInt32LE(o); o += 4
-          const value = vl < 0 ? EMPTY : batch.subarray(o, o + vl); if (vl > 0) o += vl
-          const hc = batch.readUInt16LE(o); o += 2
-          for (let h = 0; h < hc; h++) {
-            const nl = batch.readUInt16LE(o); o += 2 + nl
-            const len = batch.readUInt32LE(o); o += 4 + len
-          }
-          keys.push(key)
-          values.push(value)
+        // The pipe's own decoder, so the ceilings read exactly what the runtime stored.
+        const records: StoredRecord[] = []
+        decodeBatch(batch, 0, 0, records)
+        for (const r of records) {
+          keys.push(r.key ?? EMPTY)
+          values.push(r.value ?? EMPTY)
           if (keys.length === chunk) {
             yield { keys, values }
             keys = []
