@@ -354,10 +354,10 @@ export class Actor {
       }
       next = (input + 1) % this.readers.length
       await this.processBatch(input, records)
+      this.positionsChanged = true
       this.unitsSinceStart++
       // Records already buffered resolve polls without I/O; let timers (epochs) and I/O run.
       await yieldToLoop()
-      this.positionsChanged = true
       await this.fireDueTimers()
       this.cache.evict()
     }
