@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { unpack } from 'msgpackr'
 import RocksDB from 'rocksdb-native'
 import { dataKey, topicKey } from '../../runtime/pipe/embedded/keys.ts'
-import { decodeBatch } from '../../runtime/pipe/embedded/record-batch.ts'
+import { batchCount, decodeBatch } from '../../runtime/pipe/embedded/record-batch.ts'
 import type { StoredRecord } from '../../runtime/pipe/pipe.ts'
 
 export interface RecordChunk {
@@ -17,14 +17,22 @@ export interface RecordChunk {
   values: Buffer[]
 }
 
-/** Chunks of up to `chunk` records of every partition of `topic`, partition by partition, in offset order. */
-export async function* topicRecords(dataDir: string, topic: string, chunk: number): AsyncGenerator<RecordChunk> {
+/** Opens the pipe's RocksDB of a data dir and reads a topic's id and partition count. */
+async function openTopic(dataDir: string, topic: string): Promise<{ db: RocksDB; meta: { id: number; partitions: number } }> {
   const db = new RocksDB(join(dataDir, 'pipe'))
   await db.ready()
+  const metaRaw = await db.get(topicKey(topic))
+  if (metaRaw === null) {
+    await db.close()
+    throw new Error(`topic ${topic} not found in ${dataDir}`)
+  }
+  return { db, meta: unpack(metaRaw) as { id: number; partitions: number } }
+}
+
+/** Chunks of up to `chunk` records of every partition of `topic`, partition by partition, in offset order. */
+export async function* topicRecords(dataDir: string, topic: string, chunk: number): AsyncGenerator<RecordChunk> {
+  const { db, meta } = await openTopic(dataDir, topic)
   try {
-    const metaRaw = await db.get(topicKey(topic))
-    if (metaRaw === null) throw new Error(`topic ${topic} not found in ${dataDir}`)
-    const meta = unpack(metaRaw) as { id: number; partitions: number }
     let keys: Buffer[] = []
     let values: Buffer[] = []
     for (let p = 0; p < meta.partitions; p++) {
@@ -53,18 +61,14 @@ const EMPTY = Buffer.alloc(0)
 
 /** How a topic is stored: batches (RocksDB values) and the largest batch's record count. */
 export async function topicShape(dataDir: string, topic: string): Promise<{ batches: number; records: number; maxBatchRecords: number }> {
-  const db = new RocksDB(join(dataDir, 'pipe'))
-  await db.ready()
+  const { db, meta } = await openTopic(dataDir, topic)
   try {
-    const metaRaw = await db.get(topicKey(topic))
-    if (metaRaw === null) throw new Error(`topic ${topic} not found in ${dataDir}`)
-    const meta = unpack(metaRaw) as { id: number; partitions: number }
     let batches = 0
     let records = 0
     let maxBatchRecords = 0
     for (let p = 0; p < meta.partitions; p++) {
       for await (const { value } of db.iterator({ gte: dataKey(meta.id, p, 0), lt: dataKey(meta.id, p + 1, 0) })) {
-        const n = value.readUInt32LE(0)
+        const n = batchCount(value)
         batches++
         records += n
         if (n > maxBatchRecords) maxBatchRecords = n
