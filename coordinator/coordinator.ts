@@ -69,15 +69,6 @@ export class Coordinator {
     return this.clock.completed
   }
 
-  get currentGeneration(): number {
-    return this.generation
-  }
-
-  /** Removes a worker (left or declared dead) and moves its actors. */
-  removeWorker(worker: string): void {
-    if (this.workers.delete(worker)) this.rebalance()
-  }
-
   private rebalance(): void {
     this.assignment = place(this.actors, [...this.workers], this.assignment)
     this.generation++

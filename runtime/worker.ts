@@ -134,8 +134,4 @@ export class Worker {
   get actorList(): Actor[] {
     return [...this.actors.values()].map((e) => e.actor)
   }
-
-  static actorIds(pipeline: Pipeline): string[] {
-    return pipeline.topology.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
-  }
 }

@@ -74,11 +74,6 @@ export class StateStore {
     return out
   }
 
-  /** Approximate number of keys (RocksDB's estimate). */
-  async estimateKeys(): Promise<number> {
-    return Number(await this.db.getProperty('rocksdb.estimate-num-keys').catch(() => '0'))
-  }
-
   close(): Promise<void> {
     return this.db.close()
   }

@@ -51,6 +51,14 @@ export function pipeContract(name: string, harness: PipeHarness): void {
       await expect(pipe.ensureTopic({ name: `${t}a`, partitions: 4 })).rejects.toMatchObject({ code: 'WEIR_TOPIC_MISMATCH' })
     })
 
+    it('lists and deletes topics', async () => {
+      await pipe.ensureTopic({ name: `${t}list`, partitions: 1 })
+      expect(await pipe.listTopics()).toContain(`${t}list`)
+      await pipe.deleteTopic(`${t}list`)
+      expect(await pipe.listTopics()).not.toContain(`${t}list`)
+      expect(await pipe.describeTopic(`${t}list`)).toBeUndefined()
+    })
+
     it('a committed transaction makes records, their order, keys, headers and timestamps visible', async () => {
       await pipe.ensureTopic({ name: `${t}b`, partitions: 2 })
       const p = await pipe.producer(`${t}tx-b`)
