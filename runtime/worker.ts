@@ -10,7 +10,7 @@ import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError } from './errors.ts'
 import type { Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
-import { naming, type Pipeline } from './pipeline.ts'
+import type { Pipeline } from './pipeline.ts'
 
 export interface WorkerOptions {
   id: string
