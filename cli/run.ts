@@ -11,7 +11,7 @@ import { startEmbedded, type RunResult, type RunningPipeline } from '../runtime/
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { Faults } from '../runtime/faults.ts'
 import type { Pipeline } from '../runtime/pipeline.ts'
-import { loadPipeline } from './load.ts'
+import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { ProgressDisplay } from './progress.ts'
 import { printError } from './report.ts'
 import { lastEpoch } from './stats.ts'

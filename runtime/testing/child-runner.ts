@@ -6,22 +6,20 @@
  *
  *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
  */
-import { pathToFileURL } from 'node:url'
 import { startEmbedded } from '../embedded-runner.ts'
 import { Faults } from '../faults.ts'
-import { Pipeline } from '../pipeline.ts'
+import { loadPipeline } from '../pipeline-file.ts'
 
 const [file, dataDir, paramsJson = '{}', epochMs = '1000'] = process.argv.slice(2)
 if (file === undefined || dataDir === undefined) {
   process.stderr.write('usage: child-runner <pipeline.ts> <dataDir> [paramsJson] [epochMs]\n')
   process.exit(2)
 }
-const mod = (await import(pathToFileURL(file).href)) as { default?: unknown; pipeline?: unknown }
-const exported = mod.default ?? mod.pipeline
-const params = JSON.parse(paramsJson) as Record<string, string>
-const pipeline = exported instanceof Pipeline ? exported : typeof exported === 'function' ? await (exported as (p: Record<string, string>) => Pipeline | Promise<Pipeline>)(params) : undefined
-if (!(pipeline instanceof Pipeline)) {
-  process.stderr.write(`${file} exports no pipeline\n`)
+let pipeline
+try {
+  pipeline = await loadPipeline(file, JSON.parse(paramsJson) as Record<string, string>)
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n`)
   process.exit(2)
 }
 const minDirty = process.env.WEIR_COMPACTION_MIN_DIRTY

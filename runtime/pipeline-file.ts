@@ -1,12 +1,12 @@
 /**
- * Loads a pipeline file: a dynamic import of its file URL (tsx is registered by bin/weir.js,
- * so TypeScript loads without a build step). The default export, or an export named
+ * Loads a pipeline file, for `weir run` and weir/testing's child runner: a dynamic import
+ * of its file URL (tsx is registered first, so TypeScript loads without a build step). The default export, or an export named
  * `pipeline`, is a Pipeline or a function `(params) => Pipeline | Promise<Pipeline>`.
  */
 import { statSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
-import { ConfigError, WeirError } from '../runtime/errors.ts'
-import { Pipeline } from '../runtime/pipeline.ts'
+import { ConfigError, WeirError } from './errors.ts'
+import { Pipeline } from './pipeline.ts'
 
 export type PipelineFactory = (params: Record<string, string>) => Pipeline | Promise<Pipeline>
 
