@@ -15,6 +15,8 @@ export interface CoordinatorOptions {
   /** Interval between checkpoint epochs, ms. */
   epochIntervalMs: number
   log: Logger
+  /** Called once when every actor of a bounded pipeline has finished. */
+  onAllFinished?: () => void
 }
 
 export class Coordinator {
@@ -56,9 +58,11 @@ export class Coordinator {
       this.bus.subscribe(this.subject('actorFinished'), (raw) => {
         const msg = actorFinished.safeParse(raw)
         if (!msg.success) return
+        if (this.finishedActors.has(msg.data.actor)) return
         this.finishedActors.add(msg.data.actor)
         this.clock.retire(msg.data.actor)
         this.updateFinishedStages()
+        if (this.allFinished) this.options.onAllFinished?.()
       }),
     )
     this.clock.start()

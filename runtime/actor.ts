@@ -170,6 +170,11 @@ export class Actor {
   private readonly storePath: string
   private readonly inputTopics: string[]
 
+  /** The stage this actor runs. */
+  get stage(): StageSpec {
+    return this.spec
+  }
+
   get isSource(): boolean {
     return this.spec.kind === 'source'
   }

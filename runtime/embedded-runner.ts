@@ -81,7 +81,16 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
 
   const bus = new LocalBus()
   const cluster = 'embedded'
-  const coordinator = new Coordinator(bus, pipeline, { cluster, epochIntervalMs: options.epochIntervalMs ?? 1000, log })
+  const coordinator = new Coordinator(bus, pipeline, {
+    cluster,
+    epochIntervalMs: options.epochIntervalMs ?? 1000,
+    log,
+    onAllFinished: () => {
+      if (ending) return
+      ending = true
+      void shutdown('finished').catch((err: unknown) => settle.reject(err))
+    },
+  })
   const worker = new Worker(bus, pipe, pipeline, {
     id: `embedded-${randomUUID().slice(0, 8)}`,
     cluster,
@@ -122,15 +131,6 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     settle.reject(err)
   }
 
-  const watcher = setInterval(() => {
-    if (!ending && coordinator.allFinished) {
-      ending = true
-      clearInterval(watcher)
-      void shutdown('finished').catch((err: unknown) => settle.reject(err))
-    }
-  }, 20)
-  void done.finally(() => clearInterval(watcher)).catch(() => undefined)
-
   coordinator.start()
   worker.start((err) => void fail(err))
 
@@ -147,7 +147,6 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     async stop() {
       if (!ending) {
         ending = true
-        clearInterval(watcher)
         await shutdown('stopped')
       }
       return done

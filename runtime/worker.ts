@@ -61,8 +61,8 @@ export class Worker {
   }
 
   private maybeUpstreamFinished(actor: Actor): void {
-    const stage = this.pipeline.stage(actor.id.split('/')[0]!)!
-    if (stage.inputs.length > 0 && stage.inputs.every((i) => this.finishedStages.has(i))) actor.markUpstreamFinished()
+    const inputs = actor.stage.inputs
+    if (inputs.length > 0 && inputs.every((i) => this.finishedStages.has(i))) actor.markUpstreamFinished()
   }
 
   private async applyAssignment(msg: AssignmentMessage): Promise<void> {
