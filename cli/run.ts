@@ -1,6 +1,6 @@
 /**
- * `weir run <pipeline.ts>`: loads a pipeline file and runs it on the embedded pipe in this
- * process. Every refusal (bad option, missing or broken file, changed topology) happens
+ * `weir run <pipeline.ts>`: loads a pipeline file and runs it in this process, on the
+ * embedded pipe or on Kafka (`--pipe kafka://…`). Every refusal (bad option, missing or broken file, changed topology) happens
  * before the data dir is created or written.
  */
 import { statSync } from 'node:fs'
@@ -10,6 +10,8 @@ import { pino, type Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runtime/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { Faults } from '../runtime/faults.ts'
+import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
+import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/pipeline.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { ProgressDisplay } from './progress.ts'
@@ -25,6 +27,9 @@ export interface RunArgs {
   epochIntervalMs: number
   params: Record<string, string>
   quiet: boolean
+  /** `embedded` (default) or a kafka:// URL. */
+  pipe: string
+  pipeConfig: string | undefined
 }
 
 /** Each pipeline gets its own data dir under this one, so examples run side by side. */
@@ -49,6 +54,8 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
         'epoch-ms': { type: 'string' },
         param: { type: 'string', multiple: true },
         quiet: { type: 'boolean', short: 'q' },
+        pipe: { type: 'string' },
+        'pipe-config': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -83,7 +90,14 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
     params[key] = p.slice(eq + 1)
   }
 
+  const pipe = values.pipe ?? process.env.WEIR_PIPE ?? 'embedded'
+  checkPipeUrl(pipe)
+  const pipeConfig = values['pipe-config'] === undefined ? undefined : resolve(cwd, values['pipe-config'])
+  if (pipeConfig !== undefined && pipe === 'embedded') throw new ConfigError('--pipe-config', 'only a kafka:// pipe takes a config file')
+
   return {
+    pipe,
+    pipeConfig,
     file: resolve(cwd, positionals[0]!),
     dataDir: rawDir === undefined ? undefined : resolve(cwd, rawDir),
     epochIntervalMs,
@@ -147,6 +161,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (process.stderr.isTTY && !args.quiet) display = new ProgressDisplay(pipeline, process.stderr, startedAt)
 
   let run: RunningPipeline | undefined
+  let pipe: Pipe | undefined
   let signalled: NodeJS.Signals | undefined
   const stopRun = (r: RunningPipeline): void => {
     display?.setStatus('stopping: final checkpoint (Ctrl-C again to exit at once)')
@@ -170,8 +185,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
 
   try {
-    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log })
+    if (args.pipe !== 'embedded') pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log })
+    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe })
   } catch (err) {
+    await pipe?.close().catch(() => undefined)
     removeHandlers()
     display?.stop()
     printError(err)
@@ -188,6 +205,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     failure = err
   }
   const elapsedMs = performance.now() - startedAt
+  await pipe?.close().catch(() => undefined)
   removeHandlers()
   display?.stop()
 

@@ -3,7 +3,7 @@
 export const MAIN_USAGE = `Usage: weir <command> [options]
 
 Commands:
-  run <pipeline.ts>   Run a pipeline in this process (embedded pipe, state in --data-dir)
+  run <pipeline.ts>   Run a pipeline in this process (embedded pipe or --pipe kafka://…)
   help [command]      Show this help, or the help of one command
 
 Options:
@@ -24,11 +24,18 @@ Options:
   --data-dir DIR       Where the pipe and the state live (default ./.weir/<pipeline>)
   --epoch-ms N         Checkpoint interval in milliseconds (default 1000)
   --param key=value    A parameter for a pipeline function (repeatable)
+  --pipe URL           embedded (default) or kafka://host:port[,host:port][?tls=true
+                       &sasl=plain|scram-sha-256|scram-sha-512&user=NAME]; state stays
+                       in --data-dir, topics and offsets live in Kafka
+  --pipe-config FILE   JSON with Kafka client options (ssl: {caFile, certFile, keyFile},
+                       sasl, timeouts, retries; see docs/kafka.md)
   -q, --quiet          No progress display on a terminal
   -h, --help           Show this help
 
 Environment:
   WEIR_LOG_LEVEL       Runtime log level on stderr (default error)
+  WEIR_PIPE            Default for --pipe
+  WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>
 
 Exit codes: 0 finished or stopped, 1 the run failed, 2 refused (bad input, nothing touched),

@@ -56,11 +56,12 @@ export function validateFactories(pipeline: Pipeline): void {
 
 /** Creates the topics a pipeline needs: output, changelog and dead-letter per stage. */
 export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void> {
-  for (const s of pipeline.topology) {
-    await pipe.ensureTopic({ name: naming.output(pipeline.name, s.name), partitions: s.outputPartitions })
-    await pipe.ensureTopic({ name: naming.changelog(pipeline.name, s.name), partitions: s.parallelism, compacted: true })
-    await pipe.ensureTopic({ name: naming.deadLetter(pipeline.name, s.name), partitions: s.parallelism })
-  }
+  // In parallel: on Kafka each creation waits for its partition leaders.
+  await Promise.all(pipeline.topology.flatMap((s) => [
+    pipe.ensureTopic({ name: naming.output(pipeline.name, s.name), partitions: s.outputPartitions }),
+    pipe.ensureTopic({ name: naming.changelog(pipeline.name, s.name), partitions: s.parallelism, compacted: true }),
+    pipe.ensureTopic({ name: naming.deadLetter(pipeline.name, s.name), partitions: s.parallelism }),
+  ]))
 }
 
 /**

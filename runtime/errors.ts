@@ -45,8 +45,22 @@ export class ConfigError extends WeirError {
 
 /** A newer instance of this actor's producer exists; this instance must stop without writing. */
 export class ActorFencedError extends WeirError {
-  constructor(transactionalId: string, epoch: number, currentEpoch: number) {
-    super('WEIR_ACTOR_FENCED', `producer ${transactionalId} epoch ${epoch} was fenced by epoch ${currentEpoch}`, { actor: transactionalId, epoch, currentEpoch })
+  /** Epochs are known on the embedded pipe; Kafka only says that a newer producer exists. */
+  constructor(transactionalId: string, epoch?: number, currentEpoch?: number, cause?: unknown) {
+    const which = epoch === undefined ? '' : ` epoch ${epoch}`
+    const by = currentEpoch === undefined ? 'a newer instance' : `epoch ${currentEpoch}`
+    super('WEIR_ACTOR_FENCED', `producer ${transactionalId}${which} was fenced by ${by}`, { actor: transactionalId, epoch, currentEpoch }, { cause })
+  }
+}
+
+/**
+ * The pipe failed an operation. `retriable` errors (broker unreachable, leader moving,
+ * coordinator loading) clear up on their own: the actor restarts from its last checkpoint.
+ * The rest (authorization, invalid configuration) need an operator.
+ */
+export class PipeError extends WeirError {
+  constructor(message: string, context: ErrorContext, options: { retriable: boolean; cause?: unknown; kafkaCode?: string }) {
+    super(options.retriable ? 'WEIR_PIPE_UNAVAILABLE' : 'WEIR_PIPE_FAILED', message, { ...context, kafkaCode: options.kafkaCode }, options)
   }
 }
 

@@ -89,7 +89,12 @@ export interface Pipe {
   /** The first offset still stored (after retention). */
   startOffset(topic: string, partition: number): Promise<number>
   producer(transactionalId: string): Promise<TransactionalProducer>
-  /** Committed offset of a consumer group for a partition, undefined when none. */
+  /**
+   * Committed offset of a consumer group for a partition, undefined when none. Offsets of a
+   * transaction are certain to be visible once a new producer of the transactional id that
+   * committed them has been created (Kafka materializes them with the commit markers, which
+   * InitProducerId waits for); a restarting actor therefore opens its producer first.
+   */
   committedOffset(group: string, topic: string, partition: number): Promise<number | undefined>
   /** Deletes records below `offset` (Kafka deleteRecords); used to purge consumed internal topics. */
   deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void>

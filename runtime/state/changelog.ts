@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import { StateCorruptedError } from '../errors.ts'
 import type { Faults } from '../faults.ts'
 import type { Pipe } from '../pipe/pipe.ts'
+import { readRange } from '../pipe/read-range.ts'
 import type { StateStore, StoreWrite } from './state-store.ts'
 
 export interface ReplayArgs {
@@ -37,19 +38,12 @@ export async function replayChangelog(args: ReplayArgs): Promise<{ position: num
     position = start
   }
   if (position >= end) return { position, records: 0 }
-  const reader = await pipe.reader(topic, partition, position)
   let records = 0
-  try {
-    while (reader.position < end) {
-      const batch = await reader.poll(CHUNK, 1000)
-      if (batch.length === 0) break
-      const writes: StoreWrite[] = batch.map((r) => ({ key: r.key!, value: r.value }))
-      records += writes.length
-      await store.apply(writes, reader.position)
-      faults.point('during-replay')
-    }
-  } finally {
-    reader.close()
-  }
-  return { position: Math.max(reader.position, position), records }
+  const reached = await readRange(pipe, topic, partition, position, end, async (batch, at) => {
+    const writes: StoreWrite[] = batch.map((r) => ({ key: r.key!, value: r.value }))
+    records += writes.length
+    await store.apply(writes, at)
+    faults.point('during-replay')
+  }, { max: CHUNK })
+  return { position: Math.max(reached, position), records }
 }

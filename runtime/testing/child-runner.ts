@@ -1,13 +1,14 @@
 /**
  * Runs one pipeline file in a child process for weir/testing: the pipeline's default
- * export (a Pipeline or a function of params), on the embedded pipe in a data dir, with
- * the crash plan from WEIR_CRASH_AT (and WEIR_COMPACTION_MIN_DIRTY to compact changelogs
- * often). Exits 0 when the pipeline finished.
+ * export (a Pipeline or a function of params), on the embedded pipe in a data dir or on
+ * the pipe WEIR_PIPE names (kafka://…), with the crash plan from WEIR_CRASH_AT (and
+ * WEIR_COMPACTION_MIN_DIRTY to compact changelogs often). Exits 0 when the pipeline finished.
  *
  *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
  */
 import { startEmbedded } from '../embedded-runner.ts'
 import { Faults } from '../faults.ts'
+import { openPipe } from '../open-pipe.ts'
 import { loadPipeline } from '../pipeline-file.ts'
 
 const [file, dataDir, paramsJson = '{}', epochMs = '1000'] = process.argv.slice(2)
@@ -24,9 +25,11 @@ try {
 }
 const minDirty = process.env.WEIR_COMPACTION_MIN_DIRTY
 const pipeOptions = minDirty === undefined ? undefined : { compactionMinDirtyRecords: Number(minDirty), compactionMinIntervalMs: 0 }
-const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv(), pipeOptions })
+const pipe = process.env.WEIR_PIPE === undefined || process.env.WEIR_PIPE === '' ? undefined : await openPipe(process.env.WEIR_PIPE, { dataDir })
+const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv(), pipeOptions, pipe })
 try {
   const result = await run.done
+  await pipe?.close()
   process.stdout.write(JSON.stringify({ outcome: result.outcome }) + '\n')
   process.exit(0)
 } catch (err) {

@@ -19,6 +19,8 @@ import { codecFor, msgpack, stateCodec, type Codec } from '../codec.ts'
 import { startEmbedded, type RunResult } from '../embedded-runner.ts'
 import { CRASH_POINTS, Faults, SimulatedCrash, type CrashPoint, type CrashSpec } from '../faults.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from '../pipe/embedded/embedded-pipe.ts'
+import type { Pipe } from '../pipe/pipe.ts'
+import { readRange } from '../pipe/read-range.ts'
 import { naming, type Pipeline } from '../pipeline.ts'
 import { StateStore } from '../state/state-store.ts'
 import type { ActorConfig } from '../actor.ts'
@@ -138,38 +140,36 @@ export interface ReadRecord<T = unknown> {
   timestamp: number
 }
 
-/** Every committed record of a topic in an embedded data dir, decoded. */
-export async function readTopic<T = unknown>(dataDir: string, topic: string, codec: Codec<unknown> = msgpack): Promise<Array<ReadRecord<T>>> {
-  const pipe = await EmbeddedPipe.open(dataDir)
+/**
+ * Every committed record of a topic, decoded: from an embedded data dir, or from an open
+ * pipe (Kafka: read_committed, so aborted and uncommitted records never show).
+ */
+export async function readTopic<T = unknown>(from: string | Pipe, topic: string, codec: Codec<unknown> = msgpack): Promise<Array<ReadRecord<T>>> {
+  const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
   try {
     const spec = await pipe.describeTopic(topic)
     if (spec === undefined) return []
     const out: Array<ReadRecord<T>> = []
     for (let p = 0; p < spec.partitions; p++) {
-      const reader = await pipe.reader(topic, p, await pipe.startOffset(topic, p))
-      const end = await pipe.endOffset(topic, p)
-      while (reader.position < end) {
-        const batch = await reader.poll(10_000, 0)
-        if (batch.length === 0) break
+      await readRange(pipe, topic, p, await pipe.startOffset(topic, p), await pipe.endOffset(topic, p), (batch) => {
         for (const r of batch) out.push({ partition: p, offset: r.offset, key: r.key?.toString('utf8') ?? null, value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
-      }
-      reader.close()
+      })
     }
     return out
   } finally {
-    await pipe.close()
+    if (typeof from === 'string') await pipe.close()
   }
 }
 
 /** A stage's committed output records. */
-export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string, stage: string): Promise<Array<ReadRecord<T>>> {
+export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<T>>> {
   const spec = pipeline.stage(stage)
   if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
   return readTopic<T>(dataDir, naming.output(pipeline.name, stage), codecFor(spec.codec))
 }
 
 /** A stage's dead-letter records (error, origin, attempts, original key and value bytes). */
-export function readDeadLetters(pipeline: Pipeline, dataDir: string, stage: string): Promise<Array<ReadRecord<DeadLetter>>> {
+export function readDeadLetters(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<DeadLetter>>> {
   return readTopic<DeadLetter>(dataDir, naming.deadLetter(pipeline.name, stage), stateCodec)
 }
 

@@ -1,0 +1,279 @@
+/**
+ * The Pipe port on Apache Kafka (kafkajs). Topics are Kafka topics (changelogs with
+ * `cleanup.policy=compact`), transactions are Kafka transactions with one transactional
+ * producer per actor (`transactionalId` = pipeline/stage/partition, so a restarted or moved
+ * actor fences the old one), input positions are committed with `sendOffsets` inside the
+ * transaction, and readers see committed records only (`read_committed`).
+ *
+ * @example
+ * const pipe = await KafkaPipe.connect({ brokers: ['127.0.0.1:9092'] })
+ * const run = await startEmbedded(pipeline, { dataDir: './.weir/wordcount', pipe })
+ */
+import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type LogEntry, type Producer } from 'kafkajs'
+import type { Logger } from 'pino'
+import { ClosedError, TopicError } from '../../errors.ts'
+import { createLogger } from '../../log.ts'
+import type { PartitionReader, Pipe, TopicSpec, TransactionalProducer } from '../pipe.ts'
+import { toWeirError } from './kafka-errors.ts'
+import { KafkaTransactionalProducer } from './kafka-producer.ts'
+import { KafkaPartitionReader } from './kafka-reader.ts'
+import { resolveKafkaOptions, tlsFor, type KafkaPipeOptions, type ResolvedKafkaOptions } from './options.ts'
+
+export type { KafkaPipeOptions } from './options.ts'
+export { parseKafkaUrl, readKafkaConfigFile } from './options.ts'
+
+/** kafkajs logs through pino; its ERROR lines are mostly retries it recovers from, so they are warnings here. */
+function kafkaLogCreator(log: Logger) {
+  return () => ({ namespace, level, log: entry }: LogEntry) => {
+    const { message, ...extra } = entry
+    const fields = { kafka: namespace, ...extra }
+    // Retries are bounded on purpose: a transaction that fails aborts, and the actor restarts from its checkpoint.
+    if (message.startsWith('Limiting retries for the idempotent producer')) return
+    if (level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) log.warn(fields, message)
+    else if (level === KafkaLogLevel.INFO) log.debug(fields, message)
+    else log.trace(fields, message)
+  }
+}
+
+const DELETE_WAIT_MS = 15_000
+
+export class KafkaPipe implements Pipe {
+  readonly kind = 'kafka'
+  private readonly readers = new Set<KafkaPartitionReader>()
+  private readonly producers = new Set<KafkaTransactionalProducer>()
+  private closed = false
+
+  private constructor(
+    private readonly kafka: Kafka,
+    private readonly admin: Admin,
+    readonly options: ResolvedKafkaOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Connects the admin client; fails with a typed error naming the brokers when none answers. */
+  static async connect(options: KafkaPipeOptions, log: Logger = createLogger()): Promise<KafkaPipe> {
+    const resolved = resolveKafkaOptions(options)
+    const kafka = new Kafka({
+      clientId: resolved.clientId,
+      brokers: resolved.brokers,
+      ssl: tlsFor(resolved.ssl),
+      sasl: resolved.sasl as never,
+      connectionTimeout: resolved.connectionTimeoutMs,
+      requestTimeout: resolved.requestTimeoutMs,
+      retry: { retries: resolved.retries, initialRetryTime: resolved.initialRetryTimeMs, maxRetryTime: resolved.maxRetryTimeMs },
+      logLevel: KafkaLogLevel.WARN,
+      logCreator: kafkaLogCreator(log.child({ component: 'kafkajs' })),
+    })
+    const admin = kafka.admin({ retry: { retries: 3, initialRetryTime: resolved.initialRetryTimeMs, maxRetryTime: resolved.maxRetryTimeMs } })
+    try {
+      await admin.connect()
+      await admin.describeCluster()
+    } catch (err) {
+      await admin.disconnect().catch(() => undefined)
+      throw toWeirError(err, `connect to ${resolved.brokers.join(',')}`, { brokers: resolved.brokers })
+    }
+    return new KafkaPipe(kafka, admin, resolved, log)
+  }
+
+  async ensureTopic(spec: TopicSpec): Promise<void> {
+    this.checkOpen()
+    if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
+      throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${spec.name}: partitions must be a positive integer, got ${spec.partitions}`, { topic: spec.name })
+    }
+    const existing = await this.describeTopic(spec.name)
+    if (existing === undefined) {
+      const configEntries: Array<{ name: string; value: string }> = []
+      if (spec.compacted === true) configEntries.push({ name: 'cleanup.policy', value: 'compact' })
+      if (spec.retentionMs !== undefined) configEntries.push({ name: 'retention.ms', value: String(spec.retentionMs) })
+      try {
+        await this.admin.createTopics({
+          waitForLeaders: false,
+          topics: [{ topic: spec.name, numPartitions: spec.partitions, replicationFactor: this.options.replicationFactor, configEntries }],
+        })
+      } catch (err) {
+        // Another actor or process created it first: check its shape below.
+        if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(String((err as Error).message))) {
+          throw toWeirError(err, 'create topic', { topic: spec.name })
+        }
+      }
+      const created = await this.waitForLeaders(spec.name)
+      if (created.partitions !== spec.partitions) {
+        throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${spec.name} has ${created.partitions} partitions, the pipeline needs ${spec.partitions}`, { topic: spec.name })
+      }
+      return
+    }
+    if (existing.partitions !== spec.partitions) {
+      throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${spec.name} has ${existing.partitions} partitions, the pipeline needs ${spec.partitions}`, { topic: spec.name })
+    }
+  }
+
+  async describeTopic(name: string): Promise<TopicSpec | undefined> {
+    this.checkOpen()
+    if (!(await this.listTopics()).includes(name)) return undefined
+    try {
+      const meta = await this.admin.fetchTopicMetadata({ topics: [name] })
+      const topic = meta.topics.find((t) => t.name === name)
+      if (topic === undefined || topic.partitions.length === 0) return undefined
+      const configs = await this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name, configNames: ['cleanup.policy', 'retention.ms'] }] })
+      const entries = configs.resources[0]?.configEntries ?? []
+      const policy = entries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? 'delete'
+      const retention = entries.find((e) => e.configName === 'retention.ms')?.configValue
+      const spec: TopicSpec = { name, partitions: topic.partitions.length, compacted: policy.split(',').includes('compact') }
+      if (retention !== undefined && retention !== '-1') spec.retentionMs = Number(retention)
+      return spec
+    } catch (err) {
+      if ((err as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined
+      throw toWeirError(err, 'describe topic', { topic: name })
+    }
+  }
+
+  async listTopics(): Promise<string[]> {
+    this.checkOpen()
+    try {
+      return await this.admin.listTopics()
+    } catch (err) {
+      throw toWeirError(err, 'list topics')
+    }
+  }
+
+  /** Deletes a topic and waits until the broker's metadata no longer lists it (Kafka deletes asynchronously). */
+  async deleteTopic(name: string): Promise<void> {
+    this.checkOpen()
+    try {
+      await this.admin.deleteTopics({ topics: [name], timeout: DELETE_WAIT_MS })
+    } catch (err) {
+      if ((err as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return
+      throw toWeirError(err, 'delete topic', { topic: name })
+    }
+    const deadline = Date.now() + DELETE_WAIT_MS
+    while ((await this.listTopics()).includes(name)) {
+      if (Date.now() > deadline) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${name} is still listed ${DELETE_WAIT_MS} ms after its deletion`, { topic: name })
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+
+  async reader(topic: string, partition: number, from: number): Promise<PartitionReader> {
+    this.checkOpen()
+    await this.checkPartition(topic, partition)
+    const reader: KafkaPartitionReader = await KafkaPartitionReader.open(
+      this.kafka,
+      topic,
+      partition,
+      from,
+      { maxBytesPerPartition: this.options.maxBytesPerPartition, bufferRecords: this.options.readerBufferRecords, sessionTimeoutMs: this.options.sessionTimeoutMs, log: this.log },
+      () => this.readers.delete(reader),
+    )
+    this.readers.add(reader)
+    return reader
+  }
+
+  /** The last stable offset: read_committed readers see everything below it. */
+  async endOffset(topic: string, partition: number): Promise<number> {
+    return (await this.offsets(topic, partition)).high
+  }
+
+  async startOffset(topic: string, partition: number): Promise<number> {
+    return (await this.offsets(topic, partition)).low
+  }
+
+  /**
+   * A transactional producer, initialized before it is returned: the broker has bumped the
+   * epoch of `transactionalId`, so every older instance is fenced and a transaction it left
+   * open is aborted.
+   */
+  async producer(transactionalId: string): Promise<TransactionalProducer> {
+    this.checkOpen()
+    const producer: Producer = this.kafka.producer({
+      transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: this.options.transactionTimeoutMs,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      // A short first backoff: CONCURRENT_TRANSACTIONS after each commit clears in milliseconds (the Java client uses 20 ms).
+      retry: { retries: Math.max(this.options.retries, 30), initialRetryTime: 20, maxRetryTime: this.options.maxRetryTimeMs },
+    })
+    try {
+      await producer.connect()
+      // InitProducerId happens with the first transaction; an empty one sends no EndTxn.
+      await (await producer.transaction()).abort()
+    } catch (err) {
+      await producer.disconnect().catch(() => undefined)
+      throw toWeirError(err, 'init producer', { transactionalId, actor: transactionalId })
+    }
+    const p: KafkaTransactionalProducer = new KafkaTransactionalProducer(transactionalId, producer, { maxBatchBytes: this.options.maxBatchBytes, maxBatchRecords: this.options.maxBatchRecords }, () => this.producers.delete(p))
+    this.producers.add(p)
+    return p
+  }
+
+  async committedOffset(group: string, topic: string, partition: number): Promise<number | undefined> {
+    this.checkOpen()
+    try {
+      const res = await this.admin.fetchOffsets({ groupId: group, topics: [topic] })
+      const offset = res.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === partition)?.offset
+      if (offset === undefined || offset === '-1' || offset === '') return undefined
+      return Number(offset)
+    } catch (err) {
+      throw toWeirError(err, 'fetch committed offset', { group, topic, partition })
+    }
+  }
+
+  async deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
+    this.checkOpen()
+    try {
+      await this.admin.deleteTopicRecords({ topic, partitions: [{ partition, offset: String(offset) }] })
+    } catch (err) {
+      throw toWeirError(err, 'delete records', { topic, partition, offset })
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    for (const r of [...this.readers]) r.close()
+    await Promise.all([...this.producers].map((p) => p.close().catch(() => undefined)))
+    this.closed = true
+    await this.admin.disconnect().catch(() => undefined)
+  }
+
+  private async offsets(topic: string, partition: number): Promise<{ low: number; high: number }> {
+    this.checkOpen()
+    try {
+      const all = await this.admin.fetchTopicOffsets(topic)
+      const p = all.find((o) => o.partition === partition)
+      if (p === undefined) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition}`, { topic, partition })
+      return { low: Number(p.low), high: Number(p.high) }
+    } catch (err) {
+      throw toWeirError(err, 'list offsets', { topic, partition })
+    }
+  }
+
+  /** Waits until a new topic is in the metadata with a leader for every partition. */
+  private async waitForLeaders(topic: string): Promise<TopicSpec> {
+    const deadline = Date.now() + this.options.requestTimeoutMs
+    for (;;) {
+      try {
+        const meta = await this.admin.fetchTopicMetadata({ topics: [topic] })
+        const t = meta.topics.find((x) => x.name === topic)
+        if (t !== undefined && t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)) {
+          const spec = await this.describeTopic(topic)
+          if (spec !== undefined) return spec
+        }
+      } catch (err) {
+        const type = (err as { type?: string }).type
+        if (type !== 'UNKNOWN_TOPIC_OR_PARTITION' && type !== 'LEADER_NOT_AVAILABLE') throw toWeirError(err, 'create topic', { topic })
+      }
+      if (Date.now() > deadline) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${topic} was created but has no leaders after ${this.options.requestTimeoutMs} ms`, { topic })
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+
+  private async checkPartition(topic: string, partition: number): Promise<void> {
+    const spec = await this.describeTopic(topic)
+    if (spec === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${topic} does not exist`, { topic, partition })
+    if (partition < 0 || partition >= spec.partitions) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition} (it has ${spec.partitions})`, { topic, partition })
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new ClosedError('kafka pipe')
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * Reads exactly one partition of a Kafka topic, read_committed, from a given offset.
+ *
+ * kafkajs has no manual assignment (tulios/kafkajs#373), so each reader is a consumer in a
+ * consumer group of its own with one member, and a partition assigner that gives that
+ * member exactly this partition: no rebalance can move it, and the coordinator's placement
+ * decides who reads what (docs/kafka.md has the reasons and the measured start-up cost).
+ * The group never stores offsets: positions are committed with the actor's transaction
+ * under the stage's group, which no consumer joins.
+ *
+ * kafkajs pushes batches; poll() pulls from a bounded buffer, and the batch handler waits
+ * (heartbeating) while it is full. The position also moves over what read_committed
+ * hides (commit markers, aborted records), so `position` reaches the end offset.
+ */
+import { randomUUID } from 'node:crypto'
+import { AssignerProtocol, type Consumer, type Kafka, type PartitionAssigner, type KafkaMessage, type EachBatchPayload } from 'kafkajs'
+import type { Logger } from 'pino'
+import { ClosedError, WeirError } from '../../errors.ts'
+import type { PartitionReader, StoredRecord } from '../pipe.ts'
+import { toWeirError } from './kafka-errors.ts'
+
+/** Assigns the one member of the group exactly one partition. */
+function fixedPartition(topic: string, partition: number): PartitionAssigner {
+  const name = 'WeirFixedPartition'
+  return () => ({
+    name,
+    version: 1,
+    async assign({ members }) {
+      return members.map((m, i) => ({
+        memberId: m.memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: i === 0 ? { [topic]: [partition] } : {}, userData: Buffer.alloc(0) }),
+      }))
+    },
+    protocol({ topics }) {
+      return { name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) }
+    },
+  })
+}
+
+interface Chunk {
+  records: StoredRecord[]
+  at: number
+  /** The offset after this chunk, including hidden records (markers, aborted). */
+  end: number
+}
+
+export interface ReaderOptions {
+  maxBytesPerPartition: number
+  bufferRecords: number
+  sessionTimeoutMs: number
+  log: Logger
+}
+
+function toStored(m: KafkaMessage): StoredRecord {
+  let headers: Record<string, Buffer> | undefined
+  if (m.headers !== undefined) {
+    for (const [k, v] of Object.entries(m.headers)) {
+      if (v === undefined) continue
+      headers ??= {}
+      headers[k] = Buffer.isBuffer(v) ? v : Buffer.from(Array.isArray(v) ? String(v[0]) : String(v))
+    }
+  }
+  return { key: m.key ?? null, value: m.value ?? null, timestamp: Number(m.timestamp), headers, offset: Number(m.offset) }
+}
+
+export class KafkaPartitionReader implements PartitionReader {
+  private consumer: Consumer | undefined
+  private chunks: Chunk[] = []
+  private buffered = 0
+  /** The offset the next fetched batch must start at; anything else is stale. */
+  private nextFetch: number
+  private positionValue: number
+  private waiter: (() => void) | undefined
+  private spaceWaiter: (() => void) | undefined
+  private failure: WeirError | undefined
+  private closed = false
+  /** Set while the consumer is being replaced (seek). */
+  private restarting: Promise<void> | undefined
+
+  private constructor(
+    private readonly kafka: Kafka,
+    readonly topic: string,
+    readonly partition: number,
+    from: number,
+    private readonly options: ReaderOptions,
+    private readonly onClose: () => void,
+  ) {
+    this.nextFetch = from
+    this.positionValue = from
+  }
+
+  /** @internal Opens the reader: joins its own group and starts fetching at `from`. */
+  static async open(kafka: Kafka, topic: string, partition: number, from: number, options: ReaderOptions, onClose: () => void): Promise<KafkaPartitionReader> {
+    const reader = new KafkaPartitionReader(kafka, topic, partition, from, options, onClose)
+    await reader.start()
+    return reader
+  }
+
+  get position(): number {
+    return this.positionValue
+  }
+
+  async poll(max: number, waitMs: number): Promise<StoredRecord[]> {
+    if (this.restarting !== undefined) await this.restarting
+    if (this.chunks.length === 0 && this.failure === undefined && !this.closed && waitMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, waitMs)
+        function done(): void {
+          clearTimeout(t)
+          resolve()
+        }
+        this.waiter = done
+      })
+      this.waiter = undefined
+    }
+    if (this.failure !== undefined) throw this.failure
+    if (this.closed) throw new ClosedError(`reader ${this.topic}/${this.partition}`)
+    const out: StoredRecord[] = []
+    while (out.length < max && this.chunks.length > 0) {
+      const c = this.chunks[0]!
+      const take = Math.min(max - out.length, c.records.length - c.at)
+      for (let i = 0; i < take; i++) out.push(c.records[c.at + i]!)
+      c.at += take
+      if (c.at >= c.records.length) {
+        this.chunks.shift()
+        this.positionValue = Math.max(this.positionValue, c.end)
+      } else {
+        this.positionValue = c.records[c.at]!.offset
+      }
+    }
+    this.buffered -= out.length
+    if (this.buffered < this.options.bufferRecords) this.spaceWaiter?.()
+    return out
+  }
+
+  /** Moves the position; the consumer is replaced so no batch fetched for the old position can arrive. */
+  seek(offset: number): void {
+    this.chunks = []
+    this.buffered = 0
+    this.nextFetch = offset
+    this.positionValue = offset
+    const previous = this.consumer
+    this.consumer = undefined
+    this.spaceWaiter?.()
+    this.restarting = (async () => {
+      await previous?.disconnect().catch(() => undefined)
+      if (!this.closed) await this.start()
+    })().catch((err: unknown) => {
+      this.failure = toWeirError(err, 'seek', { topic: this.topic, partition: this.partition, offset })
+    }).finally(() => {
+      this.restarting = undefined
+    })
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.waiter?.()
+    this.spaceWaiter?.()
+    const c = this.consumer
+    this.consumer = undefined
+    void c?.disconnect().catch(() => undefined)
+    this.onClose()
+  }
+
+  private async start(): Promise<void> {
+    const consumer = this.kafka.consumer({
+      groupId: `weir-reader.${this.topic}.${this.partition}.${randomUUID().slice(0, 12)}`,
+      partitionAssigners: [fixedPartition(this.topic, this.partition)],
+      readUncommitted: false,
+      allowAutoTopicCreation: false,
+      maxBytesPerPartition: this.options.maxBytesPerPartition,
+      maxBytes: Math.max(this.options.maxBytesPerPartition, 10 << 20),
+      maxWaitTimeInMs: 500,
+      sessionTimeout: this.options.sessionTimeoutMs,
+      heartbeatInterval: Math.floor(this.options.sessionTimeoutMs / 10),
+      retry: { retries: 10, restartOnFailure: async () => !this.closed },
+    })
+    this.consumer = consumer
+    const tp = { topic: this.topic, partition: this.partition }
+    // Batches that held only hidden records (markers, aborted) never reach eachBatch.
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      if (e.payload.batchSize !== 0 || e.payload.topic !== this.topic || e.payload.partition !== this.partition) return
+      const first = e.payload.firstOffset === null ? Number.NaN : Number(e.payload.firstOffset)
+      if (!(first >= this.nextFetch)) return
+      this.push([], Number(e.payload.lastOffset) + 1)
+    })
+    // A consumer that restarts after an error starts over from no offset: put it back in line.
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      if (this.consumer === consumer) consumer.seek({ ...tp, offset: String(this.nextFetch) })
+    })
+    consumer.on(consumer.events.CRASH, (e) => {
+      if (this.closed || this.consumer !== consumer) return
+      const err = e.payload.error
+      this.options.log.warn({ topic: this.topic, partition: this.partition, offset: this.nextFetch, err: { name: err.name, message: err.message }, restart: e.payload.restart }, 'kafka reader crashed')
+      if (!e.payload.restart) {
+        this.failure = toWeirError(err, 'fetch', { topic: this.topic, partition: this.partition, offset: this.nextFetch })
+        this.waiter?.()
+      }
+    })
+    try {
+      await consumer.connect()
+      await consumer.subscribe({ topics: [this.topic], fromBeginning: true })
+      await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, eachBatch: (payload) => this.onBatch(consumer, payload) })
+      consumer.seek({ ...tp, offset: String(this.nextFetch) })
+    } catch (err) {
+      await consumer.disconnect().catch(() => undefined)
+      throw toWeirError(err, 'open reader', { topic: this.topic, partition: this.partition, offset: this.nextFetch })
+    }
+  }
+
+  private async onBatch(consumer: Consumer, { batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (this.consumer !== consumer || batch.topic !== this.topic || batch.partition !== this.partition) return
+    const fetchedOffset = Number((batch as unknown as { fetchedOffset: string }).fetchedOffset)
+    if (fetchedOffset !== this.nextFetch) {
+      // A fetch issued before a seek or a consumer restart; the seek puts the consumer back in line.
+      consumer.seek({ topic: this.topic, partition: this.partition, offset: String(this.nextFetch) })
+      return
+    }
+    const records: StoredRecord[] = []
+    for (const m of batch.messages) {
+      const r = toStored(m)
+      if (r.offset >= this.nextFetch) records.push(r)
+    }
+    this.push(records, Number(batch.lastOffset()) + 1)
+    while (this.buffered >= this.options.bufferRecords && !this.closed && this.consumer === consumer && isRunning() && !isStale()) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, 1000)
+        function done(): void {
+          clearTimeout(t)
+          resolve()
+        }
+        this.spaceWaiter = done
+      })
+      this.spaceWaiter = undefined
+      await heartbeat().catch(() => undefined)
+    }
+  }
+
+  private push(records: StoredRecord[], end: number): void {
+    if (end <= this.nextFetch) return
+    this.nextFetch = end
+    if (records.length === 0 && this.chunks.length === 0) {
+      this.positionValue = Math.max(this.positionValue, end)
+    } else {
+      this.chunks.push({ records, at: 0, end })
+      this.buffered += records.length
+    }
+    this.waiter?.()
+  }
+}
