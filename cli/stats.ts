@@ -16,7 +16,7 @@ export interface StageTotals {
 
 export function stageTotals(pipeline: Pipeline, stats: Record<string, ActorStats>): StageTotals[] {
   const byStage = new Map<string, StageTotals>()
-  for (const s of pipeline.topology) {
+  for (const s of pipeline.actorStages) {
     byStage.set(s.name, { name: s.name, kind: s.kind, actors: s.parallelism, recordsIn: 0, recordsOut: 0, deadLettered: 0, errors: 0, lag: 0 })
   }
   for (const [id, st] of Object.entries(stats)) {

@@ -44,7 +44,7 @@ export function formatSummary(s: SummaryInput): string {
   if (s.pipeline.outputDescriptions.length > 0) {
     for (const d of s.pipeline.outputDescriptions) lines.push(`  ${d}`)
   } else {
-    for (const o of s.pipeline.outputs) lines.push(`  ${o.name}: topic ${naming.output(s.pipeline.name, o.name)} in the data dir`)
+    for (const o of s.pipeline.outputs) lines.push(`  ${o.name}: topic ${s.pipeline.outputTopic(o)}`)
   }
   return lines.join('\n') + '\n'
 }

@@ -30,7 +30,7 @@ export class Coordinator {
   private readonly actors: string[]
 
   constructor(private readonly bus: ControlBus, private readonly pipeline: Pipeline, private readonly options: CoordinatorOptions) {
-    this.actors = pipeline.topology.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
+    this.actors = pipeline.actorStages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
     this.clock = new EpochClock(this.actors, options.epochIntervalMs, (epoch) => this.publishEpoch(epoch))
   }
 
@@ -90,7 +90,7 @@ export class Coordinator {
   }
 
   private updateFinishedStages(): void {
-    for (const s of this.pipeline.topology) {
+    for (const s of this.pipeline.actorStages) {
       if (this.finishedStages.has(s.name)) continue
       const all = Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)).every((a) => this.finishedActors.has(a))
       if (all) this.finishedStages.add(s.name)

@@ -152,7 +152,7 @@ export class Actor {
     this.id = naming.actor(deps.spec.name, deps.partition)
     this.log = deps.log.child({ actor: this.id, stage: deps.spec.name, partition: deps.partition })
     const p = deps.pipeline.name
-    this.outputTopic = naming.output(p, deps.spec.name)
+    this.outputTopic = deps.pipeline.outputTopic(deps.spec)
     this.changelogTopic = naming.changelog(p, deps.spec.name)
     this.dlqTopic = naming.deadLetter(p, deps.spec.name)
     this.group = naming.group(p, deps.spec.name)
@@ -164,7 +164,7 @@ export class Actor {
     this.onEpoch = hooks.onEpoch
     this.onFinished = hooks.onFinished
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
-    this.inputTopics = deps.spec.inputs.map((i) => naming.output(p, i))
+    this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
   }
 
   private readonly storePath: string
@@ -746,6 +746,8 @@ export class Actor {
   private purgeConsumed(): void {
     if (!this.pipeline.options.purgeConsumedRecords) return
     for (const [i, reader] of this.readers.entries()) {
+      // Topics with a user-given name (topic inputs, named outputs) belong to the user: never purged.
+      if (this.pipeline.stage(this.spec.inputs[i]!)!.topic !== undefined) continue
       const readers = this.pipeline.downstreamOf(this.spec.inputs[i]!)
       const topic = reader.topic
       const partition = reader.partition

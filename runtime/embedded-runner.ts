@@ -9,6 +9,7 @@ import { Coordinator } from '../coordinator/coordinator.ts'
 import { defaultActorConfig, type ActorConfig, type ActorStats } from './actor.ts'
 import { LocalBus } from './control/local/local-bus.ts'
 import { Faults } from './faults.ts'
+import { TopicError } from './errors.ts'
 import { createLogger } from './log.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from './pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from './pipe/pipe.ts'
@@ -51,14 +52,20 @@ export interface RunningPipeline {
 
 /** Instantiates every stage's processor once, so a wrong factory is refused before anything is written. */
 export function validateFactories(pipeline: Pipeline): void {
-  for (const spec of pipeline.topology) instantiate(spec)
+  for (const spec of pipeline.actorStages) instantiate(spec)
 }
 
-/** Creates the topics a pipeline needs: output, changelog and dead-letter per stage. */
+/** Checks topic inputs exist with their partition count; creates output, changelog and dead-letter topics per stage. */
 export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void> {
   // In parallel: on Kafka each creation waits for its partition leaders.
-  await Promise.all(pipeline.topology.flatMap((s) => [
-    pipe.ensureTopic({ name: naming.output(pipeline.name, s.name), partitions: s.outputPartitions }),
+  await Promise.all(pipeline.topology.filter((s) => s.kind === 'topic').map(async (s) => {
+    const topic = pipeline.outputTopic(s)
+    const found = await pipe.describeTopic(topic)
+    if (found === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `stages.${s.name}.topic: input topic ${topic} does not exist on the ${pipe.kind} pipe`, { topic, stage: s.name, field: `stages.${s.name}.topic` })
+    if (found.partitions !== s.parallelism) throw new TopicError('WEIR_TOPIC_MISMATCH', `stages.${s.name}.partitions: input topic ${topic} has ${found.partitions} partitions, the pipeline says ${s.parallelism}`, { topic, stage: s.name, field: `stages.${s.name}.partitions` })
+  }))
+  await Promise.all(pipeline.actorStages.flatMap((s) => [
+    pipe.ensureTopic({ name: pipeline.outputTopic(s), partitions: s.outputPartitions }),
     pipe.ensureTopic({ name: naming.changelog(pipeline.name, s.name), partitions: s.parallelism, compacted: true }),
     pipe.ensureTopic({ name: naming.deadLetter(pipeline.name, s.name), partitions: s.parallelism }),
   ]))

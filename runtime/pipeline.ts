@@ -34,11 +34,26 @@ export interface StageOptions {
   codec?: CodecName | Codec<unknown>
   /** Failure policy. Default: dead-letter. */
   onError?: FailurePolicy
+  /**
+   * Name of this stage's output topic, for outputs other systems read (default
+   * `weir.<pipeline>.<stage>`). Created when missing; never purged.
+   */
+  topic?: string
+}
+
+export interface TopicInputOptions {
+  /** The existing topic to read (Kafka topic name). */
+  topic: string
+  /** Its partition count: the next stage runs one actor per partition. Checked at start. */
+  partitions: number
+  /** How its values are encoded. Default msgpack; 'string' or 'json' for topics written by other systems. */
+  codec?: CodecName | Codec<unknown>
 }
 
 export interface StageSpec {
   name: string
-  kind: 'source' | 'processor'
+  /** 'topic': an existing topic read as input (no actors); see Pipeline.fromTopic. */
+  kind: 'source' | 'processor' | 'topic'
   factory: ProcessorFactory
   inputs: string[]
   /** Actors of this stage (= partitions of each input topic). */
@@ -49,9 +64,14 @@ export interface StageSpec {
   keyedOutput: boolean
   codec: CodecName | Codec<unknown>
   onError: FailurePolicy
+  /** An explicitly named output topic (user-owned: created if missing, never purged). */
+  topic?: string
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
+/** Kafka's rule for topic names. */
+const TOPIC = /^[A-Za-z0-9._-]{1,249}$/
+const codecSchema = z.union([z.enum(['msgpack', 'json', 'raw', 'string']), z.object({ name: z.string(), encode: z.function(), decode: z.function() })])
 
 const policySchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('dead-letter') }),
@@ -62,8 +82,17 @@ const policySchema = z.discriminatedUnion('kind', [
 const optionsSchema = z
   .object({
     partitions: z.number().int().min(1).max(4096).optional(),
-    codec: z.union([z.enum(['msgpack', 'json', 'raw', 'string']), z.object({ name: z.string(), encode: z.function(), decode: z.function() })]).optional(),
+    codec: codecSchema.optional(),
     onError: policySchema.optional(),
+    topic: z.string().regex(TOPIC, 'a topic name is 1-249 of A-Z a-z 0-9 . _ -').optional(),
+  })
+  .strict()
+
+const topicInputSchema = z
+  .object({
+    topic: z.string().regex(TOPIC, 'a topic name is 1-249 of A-Z a-z 0-9 . _ -'),
+    partitions: z.number().int().min(1).max(4096),
+    codec: codecSchema.optional(),
   })
   .strict()
 
@@ -157,6 +186,43 @@ export class Pipeline {
     return this.addStage(name, 'source', factory, [], options)
   }
 
+  /**
+   * Reads an existing topic (for example one that other systems write to Kafka) as the
+   * input of the next stage, which runs one actor per partition. Positions are committed
+   * with each checkpoint; the topic is never purged. A pipeline with a topic input is
+   * unbounded: it runs until stopped.
+   *
+   * @example
+   * p.fromTopic<string>('lines', { topic: 'text-lines', partitions: 6, codec: 'string' })
+   *   .process('split', SplitWords).keyBy(8)
+   *   .process('count', CountWords, { topic: 'word-counts', codec: 'json' })
+   */
+  fromTopic<Out>(name: string, options: TopicInputOptions): Stream<Out> {
+    if (!NAME.test(name)) throw new ConfigError(`stages.${name}`, `stage name must match ${NAME}`)
+    if (this.stages.has(name)) throw new ConfigError(`stages.${name}`, 'a stage with this name already exists')
+    const parsed = topicInputSchema.safeParse(options)
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!
+      throw new ConfigError(`stages.${name}.${issue.path.join('.') || 'options'}`, issue.message, { stage: name })
+    }
+    const o = parsed.data as TopicInputOptions
+    this.stages.set(name, {
+      name,
+      kind: 'topic',
+      factory: () => {
+        throw new ConfigError(`stages.${name}`, 'a topic input has no processor')
+      },
+      inputs: [],
+      parallelism: o.partitions,
+      outputPartitions: o.partitions,
+      keyedOutput: false,
+      codec: o.codec ?? 'msgpack',
+      onError: { kind: 'dead-letter' },
+      topic: o.topic,
+    })
+    return new Stream<Out>(this, name)
+  }
+
   /** @internal */
   addStage<Out>(name: string, kind: StageSpec['kind'], factory: ProcessorFactory, inputs: string[], options?: StageOptions): Stream<Out> {
     if (!NAME.test(name)) throw new ConfigError(`stages.${name}`, `stage name must match ${NAME}`)
@@ -185,6 +251,7 @@ export class Pipeline {
       keyedOutput: false,
       codec: opts.codec ?? 'msgpack',
       onError: opts.onError ?? { kind: 'dead-letter' },
+      topic: opts.topic,
     })
     return new Stream<Out>(this, name)
   }
@@ -207,6 +274,16 @@ export class Pipeline {
     return [...this.stages.values()]
   }
 
+  /** Stages that run actors (all but topic inputs). */
+  get actorStages(): StageSpec[] {
+    return this.topology.filter((s) => s.kind !== 'topic')
+  }
+
+  /** The topic a stage writes (or, for a topic input, reads). */
+  outputTopic(stage: StageSpec): string {
+    return stage.topic ?? naming.output(this.name, stage.name)
+  }
+
   stage(name: string): StageSpec | undefined {
     return this.stages.get(name)
   }
@@ -218,14 +295,14 @@ export class Pipeline {
 
   /** Stages whose output nobody reads: the pipeline's outputs. */
   get outputs(): StageSpec[] {
-    return this.topology.filter((s) => this.downstreamOf(s.name).length === 0)
+    return this.actorStages.filter((s) => this.downstreamOf(s.name).length === 0)
   }
 
   /** The shape that state and offsets depend on; a change here needs a savepoint. */
   describe(): TopologyDescription {
     return {
       pipeline: this.name,
-      stages: this.topology.map((s) => ({ name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism, outputPartitions: s.outputPartitions, keyedOutput: s.keyedOutput })),
+      stages: this.topology.map((s) => ({ name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism, outputPartitions: s.outputPartitions, keyedOutput: s.keyedOutput, topic: s.topic })),
     }
   }
 
@@ -236,7 +313,7 @@ export class Pipeline {
 
 export interface TopologyDescription {
   pipeline: string
-  stages: Array<Pick<StageSpec, 'name' | 'kind' | 'inputs' | 'parallelism' | 'outputPartitions' | 'keyedOutput'>>
+  stages: Array<Pick<StageSpec, 'name' | 'kind' | 'inputs' | 'parallelism' | 'outputPartitions' | 'keyedOutput' | 'topic'>>
 }
 
 /** Instantiates a stage's processor from its factory. */

@@ -24,7 +24,7 @@ export function checkTopology(dataDir: string, pipeline: Pipeline): void {
     if (now === undefined) {
       throw new TopologyMismatchError(`stage '${old.name}' was removed; its state and offsets in ${dataDir} would be orphaned (take a savepoint, or use a new --data-dir)`, { stage: old.name, field: `stages.${old.name}` })
     }
-    for (const field of ['kind', 'parallelism', 'outputPartitions', 'keyedOutput'] as const) {
+    for (const field of ['kind', 'parallelism', 'outputPartitions', 'keyedOutput', 'topic'] as const) {
       if (old[field] !== now[field]) {
         throw new TopologyMismatchError(`stage '${old.name}' changed ${field} from ${String(old[field])} to ${String(now[field])}; state in ${dataDir} is partitioned the old way`, { stage: old.name, field: `stages.${old.name}.${field}` })
       }

@@ -165,7 +165,7 @@ export async function readTopic<T = unknown>(from: string | Pipe, topic: string,
 export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<T>>> {
   const spec = pipeline.stage(stage)
   if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
-  return readTopic<T>(dataDir, naming.output(pipeline.name, stage), codecFor(spec.codec))
+  return readTopic<T>(dataDir, pipeline.outputTopic(spec), codecFor(spec.codec))
 }
 
 /** A stage's dead-letter records (error, origin, attempts, original key and value bytes). */

@@ -238,7 +238,7 @@ describe('weir run: loading the pipeline file', () => {
     const s = parseSummary(r.stdout)
     expect(s.pipeline).toBe('named')
     expect(s.stages.three!.out).toBe(3)
-    expect(s.output).toEqual(['three: topic weir.named.three in the data dir'])
+    expect(s.output).toEqual(['three: topic weir.named.three'])
   })
 })
 
