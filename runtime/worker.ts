@@ -7,10 +7,13 @@ import type { Logger } from 'pino'
 import { assignmentMessage, epochMessage, type AssignmentMessage } from '../coordinator/messages.ts'
 import { Actor, type ActorConfig } from './actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
-import { describeError } from './errors.ts'
+import { describeError, WeirError } from './errors.ts'
 import type { Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
 import type { Pipeline } from './pipeline.ts'
+
+/** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
+const MAX_RESTARTS = 10
 
 export interface WorkerOptions {
   id: string
@@ -24,6 +27,8 @@ export interface WorkerOptions {
 export class Worker {
   readonly actors = new Map<string, { actor: Actor; restoring: Promise<void>; running: Promise<void>; started: boolean }>()
   private generation = -1
+  /** Actors of the newest assignment held here. */
+  private assigned = new Set<string>()
   private stopped = false
   private readonly subs: Subscription[] = []
   private readonly finishedStages = new Set<string>()
@@ -69,6 +74,7 @@ export class Worker {
     if (msg.generation <= this.generation) return
     this.generation = msg.generation
     const mine = new Set(Object.entries(msg.actors).filter(([, w]) => w === this.options.id).map(([a]) => a))
+    this.assigned = mine
     const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
     await Promise.all(leaving.map((a) => this.stopActor(a)))
     for (const id of mine) {
@@ -77,7 +83,7 @@ export class Worker {
     }
   }
 
-  private async startActor(id: string): Promise<void> {
+  private async startActor(id: string, attempt = 0): Promise<void> {
     const [stageName, p] = id.split('/')
     const spec = this.pipeline.stage(stageName!)!
     const actor = new Actor(
@@ -87,17 +93,48 @@ export class Worker {
         onFinished: () => this.bus.publish(this.subject('actorFinished'), { v: 1, actor: id, worker: this.options.id }),
       },
     )
+    const startedAt = Date.now()
     const entry = { actor, restoring: actor.restore(), running: Promise.resolve(), started: false }
     this.actors.set(id, entry)
-    await entry.restoring
+    try {
+      await entry.restoring
+    } catch (err) {
+      if (this.restartLater(id, err, attempt, startedAt, actor)) return
+      throw err
+    }
     // Stopped while restoring: the stop path releases the actor.
     if (this.stopped) return
     this.maybeUpstreamFinished(actor)
     entry.started = true
     entry.running = actor.run().catch((err: unknown) => {
+      if (this.restartLater(id, err, attempt, startedAt)) return
       this.log.error({ actor: id, err: describeError(err) }, 'actor failed')
       this.failure?.(err)
     })
+  }
+
+  /**
+   * An actor that failed on a retriable pipe error (broker restarting, coordinator moving)
+   * is started again from its last checkpoint after a backoff, as after a process restart:
+   * its producer fences the failed instance, state comes from local RocksDB and the
+   * changelog, positions from the committed offsets. Other failures stop the run.
+   */
+  private restartLater(id: string, err: unknown, attempt: number, startedAt: number, unreleased?: Actor): boolean {
+    if (this.stopped || !(err instanceof WeirError) || !err.retriable) return false
+    // An actor that ran a while before failing starts its backoff over.
+    const next = Date.now() - startedAt > 60_000 ? 0 : attempt + 1
+    if (next > MAX_RESTARTS) return false
+    const delayMs = Math.min(30_000, 250 * 2 ** next)
+    this.log.warn({ actor: id, attempt: next, delayMs, err: describeError(err) }, 'actor failed on a retriable pipe error; restarting it from its last checkpoint')
+    this.actors.delete(id)
+    const released = unreleased === undefined ? Promise.resolve() : (unreleased.abandon(), unreleased.release())
+    setTimeout(() => {
+      void released.then(() => {
+        if (this.stopped || this.actors.has(id) || !this.assigned.has(id)) return
+        return this.startActor(id, next)
+      }).catch((e: unknown) => this.failure?.(e))
+    }, delayMs)
+    return true
   }
 
   private async stopActor(id: string): Promise<void> {

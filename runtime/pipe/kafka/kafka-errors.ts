@@ -45,7 +45,8 @@ function retriable(err: unknown): boolean {
   for (const c of causes(err)) {
     if (c.retriable === true) return true
     if (c.name === 'KafkaJSConnectionError' || c.name === 'KafkaJSRequestTimeoutError' || c.name === 'KafkaJSNumberOfRetriesExceeded' || c.name === 'KafkaJSConnectionClosedError') return true
-    if (c.name === 'KafkaJSBrokerNotFound' || c.name === 'KafkaJSLockTimeout' || c.name === 'KafkaJSMetadataNotLoaded') return true
+    // The coordinator of a group or transactional id is missing while its internal topic is created or loaded.
+    if (c.name === 'KafkaJSBrokerNotFound' || c.name === 'KafkaJSLockTimeout' || c.name === 'KafkaJSMetadataNotLoaded' || c.name === 'KafkaJSGroupCoordinatorNotFound') return true
   }
   return false
 }

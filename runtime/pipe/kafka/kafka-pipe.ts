@@ -111,10 +111,10 @@ export class KafkaPipe implements Pipe {
     this.checkOpen()
     if (!(await this.listTopics()).includes(name)) return undefined
     try {
-      const meta = await this.admin.fetchTopicMetadata({ topics: [name] })
+      const meta = await this.retrying('describe topic', { topic: name }, () => this.admin.fetchTopicMetadata({ topics: [name] }))
       const topic = meta.topics.find((t) => t.name === name)
       if (topic === undefined || topic.partitions.length === 0) return undefined
-      const configs = await this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name, configNames: ['cleanup.policy', 'retention.ms'] }] })
+      const configs = await this.retrying('describe topic configs', { topic: name }, () => this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name, configNames: ['cleanup.policy', 'retention.ms'] }] }))
       const entries = configs.resources[0]?.configEntries ?? []
       const policy = entries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? 'delete'
       const retention = entries.find((e) => e.configName === 'retention.ms')?.configValue
@@ -130,7 +130,7 @@ export class KafkaPipe implements Pipe {
   async listTopics(): Promise<string[]> {
     this.checkOpen()
     try {
-      return await this.admin.listTopics()
+      return await this.retrying('list topics', {}, () => this.admin.listTopics())
     } catch (err) {
       throw toWeirError(err, 'list topics')
     }
@@ -196,7 +196,7 @@ export class KafkaPipe implements Pipe {
     try {
       await producer.connect()
       // InitProducerId happens with the first transaction; an empty one sends no EndTxn.
-      await (await producer.transaction()).abort()
+      await this.retrying('init producer', { transactionalId }, async () => (await producer.transaction()).abort())
     } catch (err) {
       await producer.disconnect().catch(() => undefined)
       throw toWeirError(err, 'init producer', { transactionalId, actor: transactionalId })
@@ -209,7 +209,7 @@ export class KafkaPipe implements Pipe {
   async committedOffset(group: string, topic: string, partition: number): Promise<number | undefined> {
     this.checkOpen()
     try {
-      const res = await this.admin.fetchOffsets({ groupId: group, topics: [topic] })
+      const res = await this.retrying('fetch committed offset', { group, topic, partition }, () => this.admin.fetchOffsets({ groupId: group, topics: [topic] }))
       const offset = res.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === partition)?.offset
       if (offset === undefined || offset === '-1' || offset === '') return undefined
       return Number(offset)
@@ -221,7 +221,7 @@ export class KafkaPipe implements Pipe {
   async deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
     this.checkOpen()
     try {
-      await this.admin.deleteTopicRecords({ topic, partitions: [{ partition, offset: String(offset) }] })
+      await this.retrying('delete records', { topic, partition, offset }, () => this.admin.deleteTopicRecords({ topic, partitions: [{ partition, offset: String(offset) }] }))
     } catch (err) {
       throw toWeirError(err, 'delete records', { topic, partition, offset })
     }
@@ -238,7 +238,7 @@ export class KafkaPipe implements Pipe {
   private async offsets(topic: string, partition: number): Promise<{ low: number; high: number }> {
     this.checkOpen()
     try {
-      const all = await this.admin.fetchTopicOffsets(topic)
+      const all = await this.retrying('list offsets', { topic, partition }, () => this.admin.fetchTopicOffsets(topic))
       const p = all.find((o) => o.partition === partition)
       if (p === undefined) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition}`, { topic, partition })
       return { low: Number(p.low), high: Number(p.high) }
@@ -271,6 +271,25 @@ export class KafkaPipe implements Pipe {
     const spec = await this.describeTopic(topic)
     if (spec === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${topic} does not exist`, { topic, partition })
     if (partition < 0 || partition >= spec.partitions) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition} (it has ${spec.partitions})`, { topic, partition })
+  }
+
+  /**
+   * Runs an admin request, retrying retriable errors (broker restarting, coordinator
+   * loading or moving) with exponential backoff; kafkajs's admin client retries only some.
+   */
+  private async retrying<T>(operation: string, context: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn()
+      } catch (err) {
+        const typed = toWeirError(err, operation, context)
+        // A missing topic is an answer, not an outage.
+        if (!typed.retriable || typed.context.kafkaCode === 'UNKNOWN_TOPIC_OR_PARTITION' || attempt >= this.options.retries || this.closed) throw err
+        const delay = Math.min(this.options.maxRetryTimeMs, this.options.initialRetryTimeMs * 2 ** attempt)
+        this.log.debug({ ...context, attempt, delayMs: delay, kafkaCode: typed.context.kafkaCode }, `kafka ${operation} failed; retrying`)
+        await new Promise((r) => setTimeout(r, delay))
+      }
+    }
   }
 
   private checkOpen(): void {
