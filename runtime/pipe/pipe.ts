@@ -4,6 +4,12 @@
  * unit that keeps weir's checkpoint invariant. Adapters: `embedded/` (RocksDB), Kafka.
  */
 
+/**
+ * Header that marks a record weir adds to its own topics (watermarks, end marks) rather
+ * than data; consumers outside weir skip records that carry it.
+ */
+export const CONTROL_HEADER = 'weir.control'
+
 /** A record as stored in a pipe: bytes only, codecs live above the port. */
 export interface PipeRecord {
   key: Buffer | null

@@ -41,6 +41,7 @@ export class KafkaPipe implements Pipe {
   readonly kind = 'kafka'
   private readonly readers = new Set<KafkaPartitionReader>()
   private readonly producers = new Set<KafkaTransactionalProducer>()
+  private readonly queuedOffsets = new Map<string, Promise<Array<{ partition: number; low: number; high: number }>>>()
   private closed = false
 
   private constructor(
@@ -237,14 +238,35 @@ export class KafkaPipe implements Pipe {
 
   private async offsets(topic: string, partition: number): Promise<{ low: number; high: number }> {
     this.checkOpen()
-    try {
-      const all = await this.retrying('list offsets', { topic, partition }, () => this.admin.fetchTopicOffsets(topic))
-      const p = all.find((o) => o.partition === partition)
-      if (p === undefined) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition}`, { topic, partition })
-      return { low: Number(p.low), high: Number(p.high) }
-    } catch (err) {
-      throw toWeirError(err, 'list offsets', { topic, partition })
-    }
+    const all = await this.topicOffsets(topic)
+    const p = all.find((o) => o.partition === partition)
+    if (p === undefined) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition}`, { topic, partition })
+    return p
+  }
+
+  /**
+   * Offsets of every partition of a topic. Idle actors ask for end offsets often; calls
+   * made while no request for the topic is queued start one on the next tick, later calls
+   * join it. A request already sent is never joined: its answer may predate the caller.
+   */
+  private topicOffsets(topic: string): Promise<Array<{ partition: number; low: number; high: number }>> {
+    const queued = this.queuedOffsets.get(topic)
+    if (queued !== undefined) return queued
+    const request = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      this.queuedOffsets.delete(topic)
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const all = await this.retrying('list offsets', { topic }, () => this.admin.fetchTopicOffsets(topic))
+          return all.map((o) => ({ partition: o.partition, low: Number(o.low), high: Number(o.high) }))
+        } catch (err) {
+          // kafkajs fails with a TypeError when the topic's leaders are missing from its metadata for a moment (after a restart, or under concurrent metadata refreshes).
+          if (!(err instanceof TypeError) || attempt >= 20 || this.closed) throw toWeirError(err, 'list offsets', { topic })
+          await new Promise((r) => setTimeout(r, 50 * (attempt + 1)))
+        }
+      }
+    })
+    this.queuedOffsets.set(topic, request)
+    return request
   }
 
   /** Waits until a new topic is in the metadata with a leader for every partition. */
