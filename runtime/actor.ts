@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino'
 import { codecFor, stateCodec, type Codec } from './codec.ts'
-import { ActorFencedError, DecodeError, ProcessingError, WeirError, describeError } from './errors.ts'
+import { ActorFencedError, DecodeError, PipeError, ProcessingError, WeirError, describeError } from './errors.ts'
 import { SimulatedCrash, type Faults } from './faults.ts'
 import { partitionForKey } from './partitioner.ts'
 import { instantiate, naming, type Pipeline, type StageSpec } from './pipeline.ts'
@@ -129,6 +129,10 @@ export class Actor {
   private inflightError: unknown
   /** Records of the next epoch, held while the previous transaction is being sealed. */
   private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
+  /** Offset after the last record this actor committed to each partition of its output. */
+  private readonly outputEnds = new Map<string, PartitionOffset>()
+  /** Input positions of the newest committed checkpoint that carried them. */
+  private committedPositions: PartitionOffset[] | undefined
   private positionsChanged = false
   private localWrite: Promise<void> = Promise.resolve()
   private changelogPosition = 0
@@ -341,6 +345,7 @@ export class Actor {
         if (this.upstreamFinished && this.timers.size === 0 && (await this.inputsDrained())) {
           await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
           await this.drainCheckpoints()
+          await this.awaitOutputsVisible()
           this.lifecycle = 'finished'
           this.onFinished()
           return
@@ -382,6 +387,7 @@ export class Actor {
       if (this.sourceDone) {
         await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
         await this.drainCheckpoints()
+        await this.awaitOutputsVisible()
         this.lifecycle = 'finished'
         this.onFinished()
         return
@@ -704,12 +710,18 @@ export class Actor {
     const held = this.deferred ?? []
     this.deferred = undefined
     for (const h of held) this.producer.send(h.topic, h.partition, h.record)
-    await this.completeCheckpoint(committing, writes, epoch, seq, commitStart)
+    await this.completeCheckpoint(committing, writes, epoch, seq, commitStart, offsets)
   }
 
   /** The background half of a checkpoint: pipe commit, then local state, then the ack. */
-  private async completeCheckpoint(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number): Promise<void> {
+  private async completeCheckpoint(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, offsets: PartitionOffset[] | undefined): Promise<void> {
     const ends = await committing
+    if (offsets !== undefined) this.committedPositions = offsets
+    for (const e of ends) {
+      if (e.topic !== this.outputTopic) continue
+      const key = `${e.partition}`
+      if ((this.outputEnds.get(key)?.offset ?? -1) < e.offset) this.outputEnds.set(key, e)
+    }
     pushBounded(this.stats.commitMs, performance.now() - commitStart)
     this.faults.point('after-pipe-commit')
     const changelogEnd = ends.find((e) => e.topic === this.changelogTopic)?.offset
@@ -733,6 +745,22 @@ export class Actor {
     if (this.stats.checkpoints % PURGE_EVERY === 0) this.purgeConsumed()
   }
 
+  /**
+   * Before an actor reports that it finished, its last output must be readable: on Kafka a
+   * transaction's records become visible when its commit markers are written, just after
+   * EndTxn returns. A downstream actor told "upstream finished" compares its position
+   * with the end offset, which must already include these records.
+   */
+  private async awaitOutputsVisible(): Promise<void> {
+    const deadline = Date.now() + 60_000
+    for (const { topic, partition, offset } of this.outputEnds.values()) {
+      while ((await this.pipe.endOffset(topic, partition)) < offset) {
+        if (Date.now() > deadline) throw new PipeError(`committed records of ${topic}/${partition} up to ${offset} are still not visible after 60 s`, { topic, partition, offset, actor: this.id }, { retriable: true })
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    }
+  }
+
   /** Waits until every barrier taken so far has committed; rethrows a failed commit. */
   private async drainCheckpoints(): Promise<void> {
     await this.inflight
@@ -741,7 +769,8 @@ export class Actor {
 
   /**
    * Retention by committed position: deletes input records every reading stage has
-   * committed past. Runs in the background; a failure only delays the purge.
+   * committed past (this one included: its last committed position, not its reader's).
+   * Runs in the background; a failure only delays the purge.
    */
   private purgeConsumed(): void {
     if (!this.pipeline.options.purgeConsumedRecords) return
@@ -751,8 +780,12 @@ export class Actor {
       const readers = this.pipeline.downstreamOf(this.spec.inputs[i]!)
       const topic = reader.topic
       const partition = reader.partition
+      // Up to the committed position, not the reader's: records read since the last commit
+      // are read again after a crash, so they must still be there.
+      const committed = this.committedPositions?.find((o) => o.topic === topic && o.partition === partition)?.offset
+      if (committed === undefined) continue
       void (async () => {
-        let upTo = reader.position
+        let upTo = committed
         for (const s of readers) {
           if (s.name === this.spec.name) continue
           const committed = await this.pipe.committedOffset(naming.group(this.pipeline.name, s.name), topic, partition)

@@ -85,7 +85,10 @@ export class KafkaPipe implements Pipe {
     if (existing === undefined) {
       const configEntries: Array<{ name: string; value: string }> = []
       if (spec.compacted === true) configEntries.push({ name: 'cleanup.policy', value: 'compact' })
-      if (spec.retentionMs !== undefined) configEntries.push({ name: 'retention.ms', value: String(spec.retentionMs) })
+      // The port keeps records unless the spec sets a retention: without retention.ms=-1 Kafka
+      // would delete records whose event timestamps are older than its default 7 days before
+      // anyone read them (Kafka Streams sets -1 on its repartition topics for the same reason).
+      if (spec.compacted !== true) configEntries.push({ name: 'retention.ms', value: String(spec.retentionMs ?? -1) })
       try {
         await this.admin.createTopics({
           waitForLeaders: false,
