@@ -77,10 +77,8 @@ export class Worker {
     this.assigned = mine
     const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
     await Promise.all(leaving.map((a) => this.stopActor(a)))
-    for (const id of mine) {
-      if (this.stopped) return
-      if (!this.actors.has(id)) await this.startActor(id)
-    }
+    // Actors restore in parallel: on Kafka each one waits for its producer's InitProducerId and its readers' group joins.
+    await Promise.all([...mine].filter((id) => !this.actors.has(id)).map((id) => (this.stopped ? undefined : this.startActor(id))))
   }
 
   private async startActor(id: string, attempt = 0): Promise<void> {
