@@ -334,6 +334,7 @@ export class Actor {
       if (this.stopRequested) break
       let records: StoredRecord[] = []
       let input = next
+      await this.producer.whenWritable()
       for (let i = 0; i < this.readers.length && records.length === 0; i++) {
         input = (next + i) % this.readers.length
         records = await this.readers[input]!.poll(this.config.maxBatch, 0)
@@ -392,6 +393,7 @@ export class Actor {
         this.onFinished()
         return
       }
+      await this.producer.whenWritable()
       let status: SourceStatus = 'more'
       let emitted = 0
       while (status === 'more' && emitted < this.config.maxBatch && !this.barrierDue() && !this.stopRequested) {

@@ -77,6 +77,12 @@ export interface TransactionalProducer {
    * producer complete in the order they were called.
    */
   commit(): Promise<PartitionOffset[]>
+  /**
+   * Back-pressure: resolves when the producer can take more records. A producer that
+   * writes in the background (Kafka) resolves once its queue is below its high-water mark;
+   * one that writes at commit resolves at once. Actors wait on it between micro-batches.
+   */
+  whenWritable(): Promise<void>
   abort(): Promise<void>
   close(): Promise<void>
 }

@@ -602,6 +602,11 @@ class EmbeddedProducer implements TransactionalProducer {
     return this.pipe.commitTransaction(this.transactionalId, this.epoch, batches, offsets)
   }
 
+  /** The embedded log writes a transaction at commit: nothing queues in the background. */
+  whenWritable(): Promise<void> {
+    return Promise.resolve()
+  }
+
   async abort(): Promise<void> {
     this.batches = new Map()
     this.byTopic = new Map()

@@ -41,6 +41,8 @@ export class KafkaPipe implements Pipe {
   readonly kind = 'kafka'
   private readonly readers = new Set<KafkaPartitionReader>()
   private readonly producers = new Set<KafkaTransactionalProducer>()
+  /** Readers closed but still leaving their consumer group. */
+  private readonly disconnecting = new Set<Promise<void>>()
   private readonly queuedOffsets = new Map<string, Promise<Array<{ partition: number; low: number; high: number }>>>()
   private closed = false
 
@@ -165,7 +167,11 @@ export class KafkaPipe implements Pipe {
       partition,
       from,
       { maxBytesPerPartition: this.options.maxBytesPerPartition, bufferRecords: this.options.readerBufferRecords, sessionTimeoutMs: this.options.sessionTimeoutMs, log: this.log },
-      () => this.readers.delete(reader),
+      (disconnected) => {
+        this.readers.delete(reader)
+        this.disconnecting.add(disconnected)
+        void disconnected.finally(() => this.disconnecting.delete(disconnected))
+      },
     )
     this.readers.add(reader)
     return reader
@@ -205,7 +211,7 @@ export class KafkaPipe implements Pipe {
       await producer.disconnect().catch(() => undefined)
       throw toWeirError(err, 'init producer', { transactionalId, actor: transactionalId })
     }
-    const p: KafkaTransactionalProducer = new KafkaTransactionalProducer(transactionalId, producer, { maxBatchBytes: this.options.maxBatchBytes, maxBatchRecords: this.options.maxBatchRecords }, () => this.producers.delete(p))
+    const p: KafkaTransactionalProducer = new KafkaTransactionalProducer(transactionalId, producer, { maxBatchBytes: this.options.maxBatchBytes, maxBatchRecords: this.options.maxBatchRecords, highWaterRecords: this.options.producerHighWaterRecords }, () => this.producers.delete(p))
     this.producers.add(p)
     return p
   }
@@ -235,6 +241,7 @@ export class KafkaPipe implements Pipe {
     if (this.closed) return
     for (const r of [...this.readers]) r.close()
     await Promise.all([...this.producers].map((p) => p.close().catch(() => undefined)))
+    await Promise.all([...this.disconnecting])
     this.closed = true
     await this.admin.disconnect().catch(() => undefined)
   }

@@ -46,6 +46,8 @@ interface PendingTransaction {
 export interface ProducerLimits {
   maxBatchBytes: number
   maxBatchRecords: number
+  /** Records waiting to be produced above which whenWritable() waits. */
+  highWaterRecords: number
 }
 
 export class KafkaTransactionalProducer implements TransactionalProducer {
@@ -53,6 +55,9 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
   /** Flushes and commits run one after another, in the order they were issued; this is the tail. */
   private tail: Promise<unknown> = Promise.resolve()
   private closed = false
+  /** Records queued or being produced, over all transactions not yet committed. */
+  private backlog = 0
+  private writableWaiters: Array<() => void> = []
 
   /** @internal Created by KafkaPipe.producer(), already initialized (older instances fenced). */
   constructor(
@@ -76,10 +81,26 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
     if (messages === undefined) byPartition.set(partition, (messages = []))
     messages.push({ key: record.key, value: record.value, partition, timestamp: String(record.timestamp), headers: record.headers })
     txn.queuedCount++
+    this.backlog++
     // Enough for a full request: produce it in the background (after any earlier commit).
     if (!txn.flushScheduled && txn.queuedCount >= this.limits.maxBatchRecords) {
       txn.flushScheduled = true
       this.tail = this.tail.then(() => this.flush(txn)).catch(() => undefined)
+    }
+  }
+
+  /** Resolves once fewer than `highWaterRecords` records wait to be produced. */
+  whenWritable(): Promise<void> {
+    if (this.backlog < this.limits.highWaterRecords || this.closed) return Promise.resolve()
+    return new Promise((resolve) => this.writableWaiters.push(resolve))
+  }
+
+  private released(n: number): void {
+    this.backlog -= n
+    if (this.backlog < this.limits.highWaterRecords && this.writableWaiters.length > 0) {
+      const waiters = this.writableWaiters
+      this.writableWaiters = []
+      for (const w of waiters) w()
     }
   }
 
@@ -100,6 +121,7 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
     this.open = undefined
     if (txn === undefined) return this.tail.then(() => undefined)
     txn.aborted = true
+    this.dropQueued(txn)
     const result = this.tail.then(async () => {
       if (txn.kafka !== undefined) await txn.kafka.abort().catch(() => undefined)
     })
@@ -112,11 +134,23 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
     this.closed = true
     const txn = this.open
     this.open = undefined
-    if (txn !== undefined) txn.aborted = true
+    if (txn !== undefined) {
+      txn.aborted = true
+      this.dropQueued(txn)
+    }
     await this.tail
+    this.released(this.backlog)
     // A transaction left open on the broker is aborted by the next instance's InitProducerId, or by its timeout.
     await this.producer.disconnect().catch(() => undefined)
     this.onClose()
+  }
+
+  /** Records of an aborted transaction that were never produced leave the backlog. */
+  private dropQueued(txn: PendingTransaction): void {
+    const n = txn.queuedCount
+    txn.queued = new Map()
+    txn.queuedCount = 0
+    this.released(n)
   }
 
   private requireOpen(): PendingTransaction {
@@ -136,6 +170,7 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
       await this.produceQueued(txn)
     } catch (err) {
       txn.error = toWeirError(err, 'produce', this.context())
+      this.dropQueued(txn)
     }
   }
 
@@ -147,6 +182,9 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
       if (txn.kafka === undefined) txn.kafka = await this.producer.transaction()
       for (const chunk of this.chunks(queued)) {
         const metas = await txn.kafka.sendBatch({ topicMessages: chunk.topicMessages, acks: -1 })
+        let produced = 0
+        for (const n of chunk.counts.values()) produced += n
+        this.released(produced)
         for (const m of metas) {
           const key = `${m.topicName}\u0000${m.partition}`
           const end = Number(m.baseOffset) + (chunk.counts.get(key) ?? 0)
@@ -176,6 +214,7 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
       }
       await kafkaTxn.commit()
     } catch (err) {
+      this.dropQueued(txn)
       await txn.kafka?.abort().catch(() => undefined)
       throw toWeirError(err, 'transaction', this.context())
     }

@@ -83,14 +83,14 @@ export class KafkaPartitionReader implements PartitionReader {
     readonly partition: number,
     from: number,
     private readonly options: ReaderOptions,
-    private readonly onClose: () => void,
+    private readonly onClose: (disconnected: Promise<void>) => void,
   ) {
     this.nextFetch = from
     this.positionValue = from
   }
 
   /** @internal Opens the reader: joins its own group and starts fetching at `from`. */
-  static async open(kafka: Kafka, topic: string, partition: number, from: number, options: ReaderOptions, onClose: () => void): Promise<KafkaPartitionReader> {
+  static async open(kafka: Kafka, topic: string, partition: number, from: number, options: ReaderOptions, onClose: (disconnected: Promise<void>) => void): Promise<KafkaPartitionReader> {
     const reader = new KafkaPartitionReader(kafka, topic, partition, from, options, onClose)
     await reader.start()
     return reader
@@ -159,8 +159,8 @@ export class KafkaPartitionReader implements PartitionReader {
     this.spaceWaiter?.()
     const c = this.consumer
     this.consumer = undefined
-    void c?.disconnect().catch(() => undefined)
-    this.onClose()
+    // Leaving the group now lets it be deleted at once (otherwise it lingers for a session timeout); the pipe awaits this on close.
+    this.onClose(c?.disconnect().catch(() => undefined) ?? Promise.resolve())
   }
 
   private async start(): Promise<void> {

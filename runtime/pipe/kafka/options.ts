@@ -57,6 +57,8 @@ export const kafkaOptionsSchema = z
     maxBatchBytes: z.number().int().min(1024).max(64 << 20).default(900 * 1024),
     /** Upper bound of records per partition in one produce request (kafkajs groups them in O(n²)). */
     maxBatchRecords: z.number().int().min(1).max(1_000_000).default(1000),
+    /** Records an actor's producer may hold unsent before the actor waits (back-pressure). */
+    producerHighWaterRecords: z.number().int().min(1).max(10_000_000).default(20_000),
     /** Session timeout of the readers' single-member consumer groups. */
     sessionTimeoutMs: z.number().int().min(6000).max(300_000).default(30_000),
   })
