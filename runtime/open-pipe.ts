@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import { ConfigError } from './errors.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from './pipe/embedded/embedded-pipe.ts'
 import { KafkaPipe, parseKafkaUrl, readKafkaConfigFile } from './pipe/kafka/kafka-pipe.ts'
+import { resolveKafkaOptions } from './pipe/kafka/options.ts'
 import type { Pipe } from './pipe/pipe.ts'
 
 export interface OpenPipeOptions {
@@ -25,7 +26,7 @@ export interface OpenPipeOptions {
 export function checkPipeUrl(url: string): void {
   if (url === 'embedded') return
   if (url.startsWith('kafka://')) {
-    parseKafkaUrl(url)
+    resolveKafkaOptions(parseKafkaUrl(url))
     return
   }
   throw new ConfigError('pipe', `'${url}' is not a pipe: use 'embedded' or kafka://host:port`)
