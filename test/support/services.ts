@@ -56,7 +56,12 @@ export interface ServiceHandle {
  */
 export async function requireService(name: ServiceName): Promise<ServiceHandle> {
   const url = serviceUrl(name)
-  const available = await reachable(url)
+  // A busy machine (a broker in GC, many test files starting at once) can miss one connect.
+  let available = false
+  for (let attempt = 0; attempt < 5 && !available; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 500))
+    available = await reachable(url, 2000)
+  }
   if (!available) {
     const message = `${name} is not reachable at ${url} (${services[name].env}); start it with scripts/services.sh up`
     if (process.env.WEIR_REQUIRE_SERVICES === '1') throw new Error(`WEIR_REQUIRE_SERVICES=1: ${message}`)
