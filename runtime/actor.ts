@@ -68,6 +68,8 @@ const ACTOR_PREFIX = '\u0002'
 const NULL_KEY = '\u0001null'
 /** A source's end-of-input mark; '#' is not allowed in user state names, so it cannot collide. */
 const SOURCE_FINISHED = '#finished'
+/** Input positions committed with the state: topic → next offset of this actor's partition. */
+const INPUT_POSITIONS = '#positions'
 
 /** The cache prefix of a keyed state: its stored keys are `name \0 record key`. */
 function keyedPrefix(name: string): string {
@@ -211,9 +213,9 @@ export class Actor {
     this.processor.state.bind(this.stateAccess())
     await this.loadActorState()
     this.timers = await Timers.load(this.store, this.cache)
+    const stored = this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined
     for (const topic of this.inputTopics) {
-      const committed = await this.pipe.committedOffset(this.group, topic, this.partition)
-      const from = committed ?? (await this.pipe.startOffset(topic, this.partition))
+      const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
       this.readers.push(await this.pipe.reader(topic, this.partition, from))
     }
     this.producer.begin()
@@ -225,7 +227,7 @@ export class Actor {
 
   private async loadActorState(): Promise<void> {
     const keys = [...this.processor.state.actorNames]
-    if (this.isSource) keys.push(SOURCE_FINISHED)
+    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
     keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
   }
@@ -672,9 +674,13 @@ export class Actor {
     // batch) reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.checkpointSeq
     this.awaitingFirstCommit = false
-    const dirty = this.cache.takeDirty(seq)
     const offsets = this.positionsChanged ? this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })) : undefined
     this.positionsChanged = false
+    // The positions also go into the actor's own changelog: restore reads them from there,
+    // where they are certain to match the outputs (Kafka shows a transaction's group offsets
+    // a moment after its data, and kafkajs cannot ask for stable offsets).
+    if (offsets !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(offsets.map((o) => [o.topic, o.offset])))
+    const dirty = this.cache.takeDirty(seq)
     this.deferred = []
     this.inflight = this.sealAndCommit(dirty, offsets, epoch, seq)
     this.inflight.catch((err: unknown) => {

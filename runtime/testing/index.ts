@@ -207,7 +207,8 @@ export async function readState(pipeline: Pipeline, dataDir: string, stage: stri
         const k = key.toString('utf8')
         if (k.startsWith('\u0000')) continue
         if (k.startsWith('\u0001')) { state.timers[p] = (state.timers[p] ?? 0) + 1; continue }
-        if (k.startsWith('\u0002')) { (state.actor[p] ??= {})[k.slice(1)] = stateCodec.decode(value); continue }
+        // '#…' names are the runtime's own (source finished, input positions), not the processor's.
+        if (k.startsWith('\u0002')) { if (!k.startsWith('\u0002#')) (state.actor[p] ??= {})[k.slice(1)] = stateCodec.decode(value); continue }
         const sep = k.indexOf('\u0000')
         const name = k.slice(0, sep)
         const recordKey = k.slice(sep + 1)

@@ -45,8 +45,20 @@ async function forget(pipeline: string): Promise<void> {
   try {
     const topics = (await admin.listTopics()).filter((t) => t.startsWith(`weir.${pipeline}.`))
     if (topics.length > 0) await admin.deleteTopics({ topics })
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`weir.${pipeline}.`))
-    if (groups.length > 0) await admin.deleteGroups(groups)
+    for (let attempt = 0; ; attempt++) {
+      const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`weir.${pipeline}.`))
+      if (groups.length === 0) break
+      try {
+        await admin.deleteGroups(groups)
+        break
+      } catch (err) {
+        // A group just left by its last member, or a coordinator still loading, refuses for a moment.
+        const left = ((err as { groups?: Array<{ groupId: string; error?: { type?: string } }> }).groups ?? []).filter((g) => g.error !== undefined && g.error.type !== 'GROUP_ID_NOT_FOUND')
+        if (left.length === 0) break
+        if (attempt >= 20) throw err
+        await new Promise((r) => setTimeout(r, 500))
+      }
+    }
     for (let i = 0; i < 100 && (await admin.listTopics()).some((t) => t.startsWith(`weir.${pipeline}.`)); i++) await new Promise((r) => setTimeout(r, 100))
   } finally {
     await admin.disconnect()

@@ -1,27 +1,25 @@
 /**
  * The exactly-once property: for random inputs and random crash schedules (crash points
  * inside the checkpoint protocol, mid-batch, during replay; real SIGKILLs of child
- * processes in part of the cases), the restarted pipeline's outputs, sink files, dead
- * letters and final state equal a crash-free reference: nothing lost, nothing doubled.
+ * processes in part of the cases), the restarted pipeline's sink files, dead letters and
+ * final state equal a crash-free reference in what exactly-once promises
+ * (fixtures/observe.ts): nothing lost, nothing doubled.
  *
  * WEIR_PROPERTY_RUNS sets the number of cases (default 100); WEIR_PROPERTY_SEED replays one.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
   arbitraries,
-  listFiles,
-  multisetDiff,
-  readDeadLetters,
-  readState,
   removeDir,
   runFileToCompletion,
   runToCompletion,
   tempDataDir,
   type ProcessCrash,
 } from '../../runtime/testing/index.ts'
+import { expectSame, observe } from './fixtures/observe.ts'
 import { recoveryPipeline, type RecoveryInput } from './fixtures/recovery-pipeline.ts'
 
 const RUNS = Number(process.env.WEIR_PROPERTY_RUNS ?? 100)
@@ -47,29 +45,6 @@ const mode: fc.Arbitrary<Mode> = fc.oneof(
   { weight: 1, arbitrary: fc.array(arbitraries.processCrash(1200), { minLength: 1, maxLength: 2 }).map((crashes): Mode => ({ kind: 'sigkill', crashes })) },
 )
 
-interface Observed {
-  /** The sink's files: the count stage's output, written exactly once. (The count topic itself is purged once consumed.) */
-  files: string[]
-  deadLetters: unknown[]
-  state: unknown
-}
-
-async function observe(inp: RecoveryInput, dataDir: string, outDir: string): Promise<Observed> {
-  const p = recoveryPipeline(inp, outDir)
-  const files = listFiles(outDir).flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l !== ''))
-  const deadLetters = (await readDeadLetters(p, dataDir, 'split')).map((r) => [r.value.origin, r.value.error.code, r.value.attempts])
-  const state = await readState(p, dataDir, 'count')
-  return { files, deadLetters, state: state.keyed }
-}
-
-function expectSame(expected: Observed, actual: Observed, label: string): void {
-  for (const part of ['files', 'deadLetters'] as const) {
-    const diff = multisetDiff(expected[part], actual[part])
-    expect(diff, `${label}: ${part} differs (missing = lost, extra = doubled)`).toEqual({ missing: [], extra: [] })
-  }
-  expect(actual.state, `${label}: final state differs`).toEqual(expected.state)
-}
-
 describe('exactly-once recovery', () => {
   it(`outputs and state after crashes equal the crash-free reference (${RUNS} generated cases)`, async () => {
     let sigkillCases = 0
@@ -79,7 +54,7 @@ describe('exactly-once recovery', () => {
         const runDir = tempDataDir('weir-crash-')
         dirs.push(refDir, runDir)
         await runToCompletion(recoveryPipeline(inp, join(refDir, 'out')), { dataDir: join(refDir, 'data') })
-        const expected = await observe(inp, join(refDir, 'data'), join(refDir, 'out'))
+        const expected = await observe(inp, 'recovery', join(refDir, 'data'), join(refDir, 'out'))
         if (m.kind === 'in-process') {
           await runToCompletion(recoveryPipeline(inp, join(runDir, 'out')), { dataDir: join(runDir, 'data'), crashes: m.crashes, epochIntervalMs: 20, actorConfig: { maxBatch: 64 }, pipeOptions: COMPACT_OFTEN })
         } else {
@@ -88,7 +63,7 @@ describe('exactly-once recovery', () => {
           writeFileSync(inputFile, JSON.stringify(inp))
           await runFileToCompletion(FIXTURE, { dataDir: join(runDir, 'data'), params: { input: inputFile, out: join(runDir, 'out') }, crashes: m.crashes, epochIntervalMs: 20, env: { WEIR_COMPACTION_MIN_DIRTY: String(COMPACT_OFTEN.compactionMinDirtyRecords) } })
         }
-        const actual = await observe(inp, join(runDir, 'data'), join(runDir, 'out'))
+        const actual = await observe(inp, 'recovery', join(runDir, 'data'), join(runDir, 'out'))
         expectSame(expected, actual, `${m.kind} ${JSON.stringify(m.crashes)}`)
         removeDir(refDir)
         removeDir(runDir)
