@@ -3,7 +3,7 @@
  * its environment variable (BENCH_<NAME>, e.g. BENCH_LINES=2m); numbers take the same forms
  * as the embedded benchmark's (`1_000_000`, `1e6`, `1m`).
  */
-import { parseCount } from './options.ts'
+import { countArg, envValue, flagArg, parseCount, readArgs } from './options.ts'
 
 export const CONTENDERS = ['raw', 'streams', 'weir'] as const
 export type Contender = (typeof CONTENDERS)[number]
@@ -71,6 +71,7 @@ function parseBytes(raw: string, name: string): number {
 }
 
 export function parseKafkaOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): KafkaBenchOptions {
+  const args = readArgs(argv, [...Object.keys(NUMERIC), ...Object.keys(STRINGS), 'only', 'brokers', 'streams-cache-bytes'], ['keep'], USAGE)
   const o: KafkaBenchOptions = {
     lines: 200_000,
     partitions: 2,
@@ -85,37 +86,15 @@ export function parseKafkaOptions(argv: string[], env: NodeJS.ProcessEnv = proce
     outputTopic: undefined,
     dataDir: undefined,
   }
-  for (const [flag, field] of Object.entries(NUMERIC)) {
-    const v = env['BENCH_' + flag.toUpperCase().replace(/-/g, '_')]
-    if (v !== undefined && v !== '') o[field] = parseCount(v, flag)
-  }
-  const brokersEnv = env.BENCH_BROKERS || env.WEIR_KAFKA_BROKERS
-  if (brokersEnv) o.brokers = parseBrokers(brokersEnv)
-  if (env.BENCH_ONLY) o.only = parseOnly(env.BENCH_ONLY)
-  if (env.BENCH_KEEP && env.BENCH_KEEP !== '0' && env.BENCH_KEEP !== 'false') o.keep = true
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (arg === '--help' || arg === '-h') {
-      process.stderr.write(USAGE)
-      process.exit(0)
-    }
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument '${arg}'\n${USAGE}`)
-    const eq = arg.indexOf('=')
-    const name = arg.slice(2, eq < 0 ? undefined : eq)
-    const inline = eq < 0 ? undefined : arg.slice(eq + 1)
-    const value = (): string => {
-      const v = inline ?? argv[++i]
-      if (v === undefined) throw new Error(`--${name} needs a value`)
-      return v
-    }
-    if (name in NUMERIC) o[NUMERIC[name as keyof typeof NUMERIC]] = parseCount(value(), '--' + name)
-    else if (name in STRINGS) o[STRINGS[name as keyof typeof STRINGS]] = value()
-    else if (name === 'only') o.only = parseOnly(value())
-    else if (name === 'brokers') o.brokers = parseBrokers(value())
-    else if (name === 'streams-cache-bytes') o.streamsCacheBytes = parseBytes(value(), '--' + name)
-    else if (name === 'keep') o.keep = true
-    else throw new Error(`unknown option --${name}\n${USAGE}`)
-  }
+  for (const [flag, field] of Object.entries(NUMERIC)) o[field] = countArg(args, env, flag) ?? o[field]
+  for (const [flag, field] of Object.entries(STRINGS)) o[field] = args.values.get(flag)
+  const only = args.values.get('only') ?? envValue(env, 'only')
+  if (only !== undefined) o.only = parseOnly(only)
+  const brokers = args.values.get('brokers') ?? envValue(env, 'brokers') ?? (env.WEIR_KAFKA_BROKERS || undefined)
+  if (brokers !== undefined) o.brokers = parseBrokers(brokers)
+  const cacheBytes = args.values.get('streams-cache-bytes')
+  if (cacheBytes !== undefined) o.streamsCacheBytes = parseBytes(cacheBytes, '--streams-cache-bytes')
+  o.keep = flagArg(args, env, 'keep')
   return o
 }
 

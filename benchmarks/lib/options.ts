@@ -1,8 +1,10 @@
 /**
  * Command-line and environment options of the embedded benchmarks. A flag wins over its
  * environment variable (BENCH_<NAME>, e.g. BENCH_KEYS=1000000); numbers accept `_`
- * separators, exponents and k/m suffixes (`10_000_000`, `1e7`, `10m`, `100k`).
+ * separators, exponents and k/m suffixes (`10_000_000`, `1e7`, `10m`, `100k`). The command-line
+ * reading and the BENCH_* lookups here serve the Kafka benchmark's options too.
  */
+import { parseArgs } from 'node:util'
 
 export interface BenchOptions {
   records: number
@@ -66,6 +68,66 @@ export function parseCount(raw: string, name: string): number {
   return v
 }
 
+/** The options found on a command line: `--name value` / `--name=value` by name, and the flags given. */
+export interface Args {
+  values: Map<string, string>
+  flags: Set<string>
+}
+
+/**
+ * Reads a benchmark's command line with node:util's parseArgs: `--name value` and `--name=value`
+ * for the options in `valueNames` (the last one given wins), bare `--name` for those in `flagNames`.
+ * `--help` / `-h` prints `usage` on stderr and exits 0. An unknown option or a stray argument throws
+ * with the usage, as does an option missing its value or a flag given one.
+ */
+export function readArgs(argv: string[], valueNames: readonly string[], flagNames: readonly string[], usage: string): Args {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } }
+  for (const n of valueNames) options[n] = { type: 'string' }
+  for (const n of flagNames) options[n] = { type: 'boolean' }
+  // Not strict, so the refusals below keep this file's wording; parseArgs still splits the
+  // arguments (it takes the next argument as a value even when it starts with '-').
+  const { tokens } = parseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true })
+  const args: Args = { values: new Map(), flags: new Set() }
+  for (const t of tokens) {
+    if (t.kind === 'positional') throw new Error(`unexpected argument '${t.value}'\n${usage}`)
+    if (t.kind === 'option-terminator') throw new Error(`unexpected argument '--'\n${usage}`)
+    if (t.name === 'help') {
+      process.stderr.write(usage)
+      process.exit(0)
+    }
+    const type = Object.hasOwn(options, t.name) ? options[t.name]!.type : undefined
+    if (type === undefined) throw new Error(`unknown option ${t.rawName}\n${usage}`)
+    if (type === 'string') {
+      if (t.value === undefined) throw new Error(`${t.rawName} needs a value`)
+      args.values.set(t.name, t.value)
+    } else {
+      if (t.value !== undefined) throw new Error(`${t.rawName} takes no value, got '${t.rawName}=${t.value}'`)
+      args.flags.add(t.name)
+    }
+  }
+  return args
+}
+
+/** BENCH_<FLAG> (`epoch-ms` → BENCH_EPOCH_MS); an empty variable counts as unset. */
+export function envValue(env: NodeJS.ProcessEnv, flag: string): string | undefined {
+  const v = env['BENCH_' + flag.toUpperCase().replace(/-/g, '_')]
+  return v === '' ? undefined : v
+}
+
+/** A count from `--flag`, else from BENCH_<FLAG>; undefined when neither is set. */
+export function countArg(args: Args, env: NodeJS.ProcessEnv, flag: string): number | undefined {
+  const given = args.values.get(flag)
+  if (given !== undefined) return parseCount(given, '--' + flag)
+  const v = envValue(env, flag)
+  return v === undefined ? undefined : parseCount(v, flag)
+}
+
+/** `--flag` was given, or BENCH_<FLAG> is set to anything but 0 or false. */
+export function flagArg(args: Args, env: NodeJS.ProcessEnv, flag: string): boolean {
+  const v = envValue(env, flag)
+  return args.flags.has(flag) || (v !== undefined && v !== '0' && v !== 'false')
+}
+
 const NUMERIC = {
   records: 'records',
   keys: 'keys',
@@ -86,9 +148,11 @@ const FLAGS = {
   keep: 'keep',
 } as const
 
+/** No environment variables: these are paths and the internal phase of a child process. */
 const STRINGS = { 'cpu-prof-dir': 'cpuProfDir', phase: 'phase', 'data-dir': 'dataDir' } as const
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
+  const args = readArgs(argv, [...Object.keys(NUMERIC), ...Object.keys(STRINGS)], Object.keys(FLAGS), USAGE)
   const o: BenchOptions = {
     records: 10_000_000,
     keys: 100_000,
@@ -108,34 +172,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     phase: undefined,
     dataDir: undefined,
   }
-  for (const [flag, field] of Object.entries(NUMERIC)) {
-    const v = env['BENCH_' + flag.toUpperCase().replace(/-/g, '_')]
-    if (v !== undefined && v !== '') o[field] = parseCount(v, flag)
-  }
-  for (const [flag, field] of Object.entries(FLAGS)) {
-    const v = env['BENCH_' + flag.toUpperCase().replace(/-/g, '_')]
-    if (v !== undefined && v !== '' && v !== '0' && v !== 'false') o[field] = true
-  }
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (arg === '--help' || arg === '-h') {
-      process.stderr.write(USAGE)
-      process.exit(0)
-    }
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument '${arg}'\n${USAGE}`)
-    const eq = arg.indexOf('=')
-    const name = arg.slice(2, eq < 0 ? undefined : eq)
-    const inline = eq < 0 ? undefined : arg.slice(eq + 1)
-    const value = (): string => {
-      const v = inline ?? argv[++i]
-      if (v === undefined) throw new Error(`--${name} needs a value`)
-      return v
-    }
-    if (name in NUMERIC) o[NUMERIC[name as keyof typeof NUMERIC]] = parseCount(value(), '--' + name)
-    else if (name in FLAGS) o[FLAGS[name as keyof typeof FLAGS]] = true
-    else if (name in STRINGS) o[STRINGS[name as keyof typeof STRINGS]] = value()
-    else throw new Error(`unknown option --${name}\n${USAGE}`)
-  }
+  for (const [flag, field] of Object.entries(NUMERIC)) o[field] = countArg(args, env, flag) ?? o[field]
+  for (const [flag, field] of Object.entries(FLAGS)) o[field] = flagArg(args, env, flag)
+  for (const [flag, field] of Object.entries(STRINGS)) o[field] = args.values.get(flag)
   if (Number.isNaN(o.preloadEpochMs)) o.preloadEpochMs = o.epochMs
   return o
 }
