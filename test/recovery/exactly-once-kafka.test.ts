@@ -1,8 +1,9 @@
 /**
  * The exactly-once property on Kafka: random inputs, real SIGKILLs of child processes (at
  * protocol points via WEIR_CRASH_AT, or from outside after a random delay), restarts on the
- * same Kafka topics and data dir; the sink files, the dead letters (read read_committed)
- * and the final state equal a crash-free reference run on the embedded pipe. So the same
+ * same Kafka topics and data dir; the sink files, the count stage's output topic and the
+ * dead letters (both read read_committed) and the final state equal a crash-free
+ * reference run on the embedded pipe. So the same
  * pipeline gives the same results on both pipes, and nothing is lost or doubled on Kafka.
  *
  * WEIR_KAFKA_PROPERTY_RUNS sets the number of cases (default 20); WEIR_PROPERTY_SEED replays one.
@@ -30,6 +31,8 @@ const RUNS = Number(process.env.WEIR_KAFKA_PROPERTY_RUNS ?? 20)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'recovery-pipeline.ts')
 const run = randomUUID().slice(0, 6)
+/** The count stage's topic is kept and read back read_committed, besides the sink's files. */
+const KEEP = { keepEdges: true }
 const dirs: string[] = []
 
 const word = fc.constantFrom('ant', 'bee', 'cat', 'dog', 'eel', 'fox', 'gnu', 'hen', 'ibis', 'jay', 'koi', 'lark')
@@ -55,21 +58,21 @@ describe.skipIf(!kafka.available)('exactly-once recovery on Kafka', () => {
           const refDir = tempDataDir('weir-ref-')
           const runDir = tempDataDir('weir-kafka-crash-')
           dirs.push(refDir, runDir)
-          await runToCompletion(recoveryPipeline(inp, join(refDir, 'out'), name), { dataDir: join(refDir, 'data') })
-          const expected = await observe(inp, name, join(refDir, 'data'), join(refDir, 'out'))
+          await runToCompletion(recoveryPipeline(inp, join(refDir, 'out'), name, KEEP), { dataDir: join(refDir, 'data') })
+          const expected = await observe(inp, name, join(refDir, 'data'), join(refDir, 'out'), undefined, KEEP)
 
           const inputFile = join(runDir, 'input.json')
           writeFileSync(inputFile, JSON.stringify(inp))
           const r = await runFileToCompletion(FIXTURE, {
             dataDir: join(runDir, 'data'),
-            params: { input: inputFile, out: join(runDir, 'out'), name },
+            params: { input: inputFile, out: join(runDir, 'out'), name, keepEdges: 'true' },
             crashes: plan,
             epochIntervalMs: 100,
             timeoutMs: 120_000,
             env: { WEIR_PIPE: `kafka://${kafka.url}` },
           })
           kills += r.kills
-          const actual = await observe(inp, name, join(runDir, 'data'), join(runDir, 'out'), pipe)
+          const actual = await observe(inp, name, join(runDir, 'data'), join(runDir, 'out'), pipe, KEEP)
           expectSame(expected, actual, `${name} ${JSON.stringify(plan)}`)
           removeDir(refDir)
           removeDir(runDir)
