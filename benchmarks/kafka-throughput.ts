@@ -19,6 +19,7 @@ import { killChildren, startChild } from './lib/children.ts'
 import { createTopics, expectedCounts, produceLines, WORDS_PER_LINE } from './lib/kafka-input.ts'
 import { kafkaChildArgs, parseKafkaOptions, type Contender, type KafkaBenchOptions } from './lib/kafka-options.ts'
 import type { ContenderRun } from './lib/kafka-raw-wordcount.ts'
+import { tuneHeap } from '../runtime/heap.ts'
 import { checkOutput } from './lib/kafka-readback.ts'
 import { buildStreamsPeer, killStreamsPeers, runStreamsPeer } from './lib/kafka-streams-peer.ts'
 import { progress, round, wallMs } from './lib/stats.ts'
@@ -288,6 +289,8 @@ async function main(o: KafkaBenchOptions): Promise<number> {
 async function runChildPhase(o: KafkaBenchOptions): Promise<void> {
   const { runId, inputTopic, outputTopic: output, dataDir } = o
   if (runId === undefined || inputTopic === undefined || output === undefined || dataDir === undefined) throw new Error('--phase needs --run-id, --input-topic, --output-topic and --data-dir')
+  // Both Node contenders run with the V8 young-generation size `weir run` uses.
+  tuneHeap()
   let run: ContenderRun
   if (o.phase === 'raw') {
     const { runRawWordCount } = await import('./lib/kafka-raw-wordcount.ts')

@@ -4,6 +4,9 @@
 import { register } from 'tsx/esm/api'
 
 register()
+// Before the heap grows: larger young-generation semi-spaces for per-record allocation.
+const { tuneHeap } = await import('../runtime/heap.ts')
+tuneHeap()
 const { main } = await import('../cli/main.ts')
 const code = await main(process.argv.slice(2))
 // Exit even if a pipeline module left a timer or socket open; stdout is flushed first.
