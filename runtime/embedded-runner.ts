@@ -7,9 +7,10 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { Coordinator } from '../coordinator/coordinator.ts'
 import { defaultActorConfig, type ActorConfig, type ActorStats } from './actor.ts'
+import type { ControlBus } from './control/bus.ts'
 import { LocalBus } from './control/local/local-bus.ts'
 import { Faults } from './faults.ts'
-import { TopicError } from './errors.ts'
+import { ConfigError, TopicError } from './errors.ts'
 import { createLogger } from './log.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from './pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from './pipe/pipe.ts'
@@ -29,6 +30,10 @@ export interface RunOptions {
   pipe?: Pipe
   /** Options for the embedded pipe (compaction, retention). */
   pipeOptions?: EmbeddedPipeOptions
+  /** Use this control bus (e.g. NATS) instead of the in-process one; the caller closes it. */
+  bus?: ControlBus
+  /** Namespace of the control subjects (`weir.<cluster>.<pipeline>.…`). Default 'embedded'. */
+  cluster?: string
 }
 
 export interface RunResult {
@@ -72,7 +77,8 @@ export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void
 }
 
 /**
- * Starts a pipeline on the embedded pipe.
+ * Starts a pipeline in this process: a coordinator and one worker, on the embedded pipe
+ * (or `pipe`), coordinated over the in-process bus (or `bus`, e.g. NATS).
  *
  * @example
  * const run = await startEmbedded(pipeline, { dataDir: './.weir' })
@@ -80,6 +86,9 @@ export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void
  */
 export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Promise<RunningPipeline> {
   const log = options.log ?? createLogger()
+  const cluster = options.cluster ?? 'embedded'
+  // A subject token: no dots, spaces or wildcards. Checked before anything is touched.
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new ConfigError('cluster', `'${cluster}' must match /^[A-Za-z0-9_-]{1,64}$/`)
   checkTopology(options.dataDir, pipeline)
   validateFactories(pipeline)
   const pipe = options.pipe ?? (await EmbeddedPipe.open(options.dataDir, options.pipeOptions))
@@ -87,8 +96,8 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
   await ensureTopics(pipe, pipeline)
   recordTopology(options.dataDir, pipeline)
 
-  const bus = new LocalBus()
-  const cluster = 'embedded'
+  const bus = options.bus ?? new LocalBus(log)
+  const ownsBus = options.bus === undefined
   const coordinator = new Coordinator(bus, pipeline, {
     cluster,
     epochIntervalMs: options.epochIntervalMs ?? 1000,
@@ -122,7 +131,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     coordinator.stop()
     await worker.stop()
     stats()
-    await bus.close()
+    if (ownsBus) await bus.close()
     if (ownsPipe) await pipe.close()
     settle.resolve({ outcome, stats: lastStats })
   }
@@ -134,7 +143,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     coordinator.stop()
     // A crash (real or simulated) writes nothing more; any other failure stops actors without a final commit too.
     await worker.abandon()
-    await bus.close()
+    if (ownsBus) await bus.close()
     if (ownsPipe) await pipe.close().catch(() => undefined)
     settle.reject(err)
   }
