@@ -10,6 +10,8 @@ import { pino, type Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runtime/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { Faults } from '../runtime/faults.ts'
+import type { ControlBus } from '../runtime/control/bus.ts'
+import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/pipeline.ts'
@@ -30,6 +32,10 @@ export interface RunArgs {
   /** `embedded` (default) or a kafka:// URL. */
   pipe: string
   pipeConfig: string | undefined
+  /** A nats:// URL to coordinate over (and be observed on) instead of the in-process bus. */
+  bus: string | undefined
+  /** Namespace of the control subjects on the bus. */
+  cluster: string
 }
 
 /** Each pipeline gets its own data dir under this one, so examples run side by side. */
@@ -56,6 +62,8 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
         quiet: { type: 'boolean', short: 'q' },
         pipe: { type: 'string' },
         'pipe-config': { type: 'string' },
+        bus: { type: 'string' },
+        cluster: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -95,7 +103,15 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   const pipeConfig = values['pipe-config'] === undefined ? undefined : resolve(cwd, values['pipe-config'])
   if (pipeConfig !== undefined && pipe === 'embedded') throw new ConfigError('--pipe-config', 'only a kafka:// pipe takes a config file')
 
+  const bus = values.bus ?? process.env.WEIR_BUS
+  if (bus !== undefined) checkBusUrl(bus)
+  const cluster = values.cluster ?? 'embedded'
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new ConfigError('--cluster', `'${cluster}' must be 1-64 of A-Z a-z 0-9 _ - (a NATS subject token)`)
+  if (values.cluster !== undefined && bus === undefined) throw new ConfigError('--cluster', 'only with --bus')
+
   return {
+    bus,
+    cluster,
     pipe,
     pipeConfig,
     file: resolve(cwd, positionals[0]!),
@@ -162,6 +178,7 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   let run: RunningPipeline | undefined
   let pipe: Pipe | undefined
+  let bus: ControlBus | undefined
   let signalled: NodeJS.Signals | undefined
   const stopRun = (r: RunningPipeline): void => {
     display?.setStatus('stopping: final checkpoint (Ctrl-C again to exit at once)')
@@ -185,10 +202,12 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
 
   try {
+    if (args.bus !== undefined) bus = await openBus(args.bus, { name: `weir-run-${pipeline.name}`, log })
     if (args.pipe !== 'embedded') pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log })
-    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe })
+    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster })
   } catch (err) {
     await pipe?.close().catch(() => undefined)
+    await bus?.close().catch(() => undefined)
     removeHandlers()
     display?.stop()
     printError(err)
@@ -206,6 +225,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   const elapsedMs = performance.now() - startedAt
   await pipe?.close().catch(() => undefined)
+  await bus?.close().catch(() => undefined)
   removeHandlers()
   display?.stop()
 

@@ -27,6 +27,9 @@ Options:
   --pipe URL           embedded (default) or kafka://host:port[,host:port][?tls=true
                        &sasl=plain|scram-sha-256|scram-sha-512&user=NAME]; state stays
                        in --data-dir, topics and offsets live in Kafka
+  --bus URL            nats://host:port: coordinate over NATS (observable there with
+                       'nats sub "weir.<cluster>.<pipeline>.>"') instead of in-process
+  --cluster NAME       Subject namespace on the bus (default embedded)
   --pipe-config FILE   JSON with Kafka client options (ssl: {caFile, certFile, keyFile},
                        sasl, timeouts, retries; see docs/kafka.md)
   -q, --quiet          No progress display on a terminal
@@ -35,6 +38,7 @@ Options:
 Environment:
   WEIR_LOG_LEVEL       Runtime log level on stderr (default error)
   WEIR_PIPE            Default for --pipe
+  WEIR_BUS             Default for --bus
   WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>
 
