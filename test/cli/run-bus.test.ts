@@ -2,41 +2,16 @@
  * `weir run --bus nats://…`: the run is coordinated over NATS and can be watched there;
  * bad bus input is refused before anything is touched, an unreachable server fails clearly.
  */
-import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { afterAll, describe, expect, it } from 'vitest'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { requireService } from '../support/services.ts'
+import { tempDirs, weir } from '../support/weir-cli.ts'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const BIN = join(ROOT, 'bin/weir.js')
 const nats = await requireService('nats')
-const temps: string[] = []
-afterAll(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })))
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), 'weir-cli-bus-'))
-  temps.push(d)
-  return d
-}
-
-function weir(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env }
-  delete env.WEIR_LOG_LEVEL
-  delete env.WEIR_BUS
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  return new Promise((res, rej) => {
-    child.on('error', rej)
-    child.on('close', (code) => res({ code, stdout, stderr }))
-  })
-}
+const tempDir = tempDirs('weir-cli-bus-')
 
 describe('weir run --bus', () => {
   it('refuses a bad bus URL, or --cluster without --bus, before touching the data dir', async () => {

@@ -4,39 +4,15 @@
  * anything is touched. The examples have fixed pipeline names, so their topics and groups
  * are deleted first (as a fresh deployment would have none).
  */
-import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Kafka, logLevel } from 'kafkajs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { requireService } from '../support/services.ts'
+import { ROOT, finalCounts, tempDirs, weir } from '../support/weir-cli.ts'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const BIN = join(ROOT, 'bin/weir.js')
 const kafka = await requireService('kafka')
-const temps: string[] = []
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), 'weir-cli-kafka-'))
-  temps.push(d)
-  return d
-}
-
-function weir(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env }
-  delete env.WEIR_LOG_LEVEL
-  delete env.WEIR_CRASH_AT
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  return new Promise((res, rej) => {
-    child.on('error', rej)
-    child.on('close', (code) => res({ code, stdout, stderr }))
-  })
-}
+const tempDir = tempDirs('weir-cli-kafka-')
 
 /** Deletes a pipeline's topics and consumer groups, so a fixed-name example starts from nothing. */
 async function forget(pipeline: string): Promise<void> {
@@ -65,25 +41,11 @@ async function forget(pipeline: string): Promise<void> {
   }
 }
 
-/** The last count per word in a word count's output files. */
-function finalCounts(dir: string): Record<string, number> {
-  const out: Record<string, number> = {}
-  for (const f of readdirSync(dir)) {
-    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-      if (line === '') continue
-      const r = JSON.parse(line) as { word: string; count: number }
-      out[r.word] = Math.max(out[r.word] ?? 0, r.count)
-    }
-  }
-  return out
-}
-
 describe.skipIf(!kafka.available)('weir run on Kafka', () => {
   beforeAll(async () => {
     await forget('wordcount')
     await forget('ticker')
   }, 60_000)
-  afterAll(() => temps.forEach((d) => rmSync(d, { recursive: true, force: true })))
 
   it('runs the word count on Kafka with the same totals as on the embedded pipe', async () => {
     const onKafka = tempDir()

@@ -2,57 +2,14 @@
  * `weir run` end to end: every test spawns `node bin/weir.js` as a real child process with
  * a temp data dir, and reads its exit code, stdout (the summary) and stderr.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { afterAll, describe, expect, it } from 'vitest'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { BIN, ROOT, cleanEnv, startWeir, tempDirs, weir } from '../support/weir-cli.ts'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const BIN = join(ROOT, 'bin/weir.js')
 const fixture = (name: string): string => join(ROOT, 'test/cli/fixtures', name)
-
-const temps: string[] = []
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'weir-cli-'))
-  temps.push(d)
-  return d
-}
-afterAll(() => {
-  for (const d of temps) rmSync(d, { recursive: true, force: true })
-})
-
-interface Outcome {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-}
-
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra }
-  if (!('WEIR_CRASH_AT' in extra)) delete env.WEIR_CRASH_AT
-  delete env.WEIR_LOG_LEVEL
-  return env
-}
-
-function start(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<Outcome> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
-  const done = new Promise<Outcome>((resolveDone, reject) => {
-    child.on('error', reject)
-    child.on('close', (code, signal) => resolveDone({ code, signal, stdout, stderr }))
-  })
-  return { child, done }
-}
-
-function weir(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Outcome> {
-  return start(args, options).done
-}
+const tempDir = tempDirs('weir-cli-')
 
 interface StageRow {
   kind: string
@@ -305,7 +262,7 @@ describe('weir run: an unbounded pipeline', () => {
     const trace = join(dir, 'trace')
     const args = ['run', fixture('ticker.ts'), '--data-dir', dataDir, '--epoch-ms', '200', '--param', `trace=${trace}`]
 
-    const first = start(args)
+    const first = startWeir(args)
     await waitFor('the source to open', () => (traceLines(trace).length >= 1 ? true : undefined))
     await new Promise((r) => setTimeout(r, 700))
     first.child.kill('SIGINT')
@@ -320,7 +277,7 @@ describe('weir run: an unbounded pipeline', () => {
     // The source closed after its final checkpoint at the position it reported.
     expect(traceLines(trace)).toEqual(['ticks/0 start 0', `ticks/0 stop ${emitted}`])
 
-    const second = start(args)
+    const second = startWeir(args)
     await waitFor('the source to reopen', () => (traceLines(trace).length >= 3 ? true : undefined))
     // Restored from the final checkpoint: it goes on exactly where the first run stopped.
     expect(traceLines(trace)[2]).toBe(`ticks/0 start ${emitted}`)
@@ -336,7 +293,7 @@ describe('weir run: an unbounded pipeline', () => {
   it('a second SIGINT while stopping exits at once with 130', async () => {
     const dir = tempDir()
     const trace = join(dir, 'trace')
-    const run = start(['run', fixture('ticker.ts'), '--data-dir', join(dir, 'data'), '--param', `trace=${trace}`, '--param', 'closeDelayMs=20000'])
+    const run = startWeir(['run', fixture('ticker.ts'), '--data-dir', join(dir, 'data'), '--param', `trace=${trace}`, '--param', 'closeDelayMs=20000'])
     await waitFor('the source to open', () => (traceLines(trace).length >= 1 ? true : undefined))
     run.child.kill('SIGINT')
     await new Promise((r) => setTimeout(r, 400))

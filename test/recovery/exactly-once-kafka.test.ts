@@ -24,7 +24,7 @@ import {
 } from '../../runtime/testing/index.ts'
 import { requireService } from '../support/services.ts'
 import { expectSame, observe } from './fixtures/observe.ts'
-import { recoveryPipeline, type RecoveryInput } from './fixtures/recovery-pipeline.ts'
+import { recoveryInputs, recoveryPipeline } from './fixtures/recovery-pipeline.ts'
 
 const kafka = await requireService('kafka')
 const RUNS = Number(process.env.WEIR_KAFKA_PROPERTY_RUNS ?? 20)
@@ -35,14 +35,7 @@ const run = randomUUID().slice(0, 6)
 const KEEP = { keepEdges: true }
 const dirs: string[] = []
 
-const word = fc.constantFrom('ant', 'bee', 'cat', 'dog', 'eel', 'fox', 'gnu', 'hen', 'ibis', 'jay', 'koi', 'lark')
-const line = fc.oneof(
-  { weight: 30, arbitrary: fc.array(word, { minLength: 1, maxLength: 6 }).map((ws) => ws.join(' ')) },
-  { weight: 1, arbitrary: fc.constant('POISON pill') },
-)
-const input: fc.Arbitrary<RecoveryInput> = fc.record({
-  partitions: fc.array(fc.array(line, { minLength: 0, maxLength: 300 }), { minLength: 1, maxLength: 3 }),
-})
+const input = recoveryInputs(300)
 // A child needs ~1-3 s to load, connect and join before it processes anything; kills land before, during and after that.
 const crashes = fc.array(arbitraries.processCrash(6000), { minLength: 1, maxLength: 2 })
 

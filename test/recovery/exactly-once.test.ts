@@ -20,7 +20,7 @@ import {
   type ProcessCrash,
 } from '../../runtime/testing/index.ts'
 import { expectSame, observe } from './fixtures/observe.ts'
-import { recoveryPipeline, type RecoveryInput } from './fixtures/recovery-pipeline.ts'
+import { recoveryInputs, recoveryPipeline } from './fixtures/recovery-pipeline.ts'
 
 const RUNS = Number(process.env.WEIR_PROPERTY_RUNS ?? 100)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
@@ -29,14 +29,7 @@ const dirs: string[] = []
 /** Changelogs are compacted all the time in the crashing runs, so recovery replays compacted logs. */
 const COMPACT_OFTEN = { compactionMinDirtyRecords: 4, compactionMinIntervalMs: 0 }
 
-const word = fc.constantFrom('ant', 'bee', 'cat', 'dog', 'eel', 'fox', 'gnu', 'hen', 'ibis', 'jay', 'koi', 'lark')
-const line = fc.oneof(
-  { weight: 30, arbitrary: fc.array(word, { minLength: 1, maxLength: 6 }).map((ws) => ws.join(' ')) },
-  { weight: 1, arbitrary: fc.constant('POISON pill') },
-)
-const input: fc.Arbitrary<RecoveryInput> = fc.record({
-  partitions: fc.array(fc.array(line, { minLength: 0, maxLength: 400 }), { minLength: 1, maxLength: 3 }),
-})
+const input = recoveryInputs(400)
 
 type Mode = { kind: 'in-process'; crashes: ReturnType<typeof arbitraries.crashSchedule> extends fc.Arbitrary<infer T> ? T : never } | { kind: 'sigkill'; crashes: ProcessCrash[] }
 

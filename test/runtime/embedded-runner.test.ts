@@ -4,7 +4,7 @@
  * (versioned JSON on `weir.<cluster>.<pipeline>.…`).
  */
 import { randomUUID } from 'node:crypto'
-import { readFileSync, readdirSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import wordcount from '../../examples/wordcount.ts'
@@ -12,22 +12,11 @@ import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { startEmbedded } from '../../runtime/embedded-runner.ts'
 import { removeDir, tempDataDir } from '../../runtime/testing/index.ts'
 import { requireService } from '../support/services.ts'
+import { finalCounts } from '../support/weir-cli.ts'
 
 const nats = await requireService('nats')
 const dirs: string[] = []
 afterAll(() => dirs.forEach(removeDir))
-
-function finalCounts(dir: string): Record<string, number> {
-  const out: Record<string, number> = {}
-  for (const f of readdirSync(dir)) {
-    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-      if (line === '') continue
-      const r = JSON.parse(line) as { word: string; count: number }
-      out[r.word] = Math.max(out[r.word] ?? 0, r.count)
-    }
-  }
-  return out
-}
 
 describe('embedded runner', () => {
   it('refuses a cluster name that is not a subject token before touching the data dir', async () => {
