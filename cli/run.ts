@@ -10,7 +10,7 @@ import { pino, type Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runtime/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { Faults } from '../runtime/faults.ts'
-import type { ControlBus } from '../runtime/control/bus.ts'
+import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
@@ -106,7 +106,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   const bus = values.bus ?? process.env.WEIR_BUS
   if (bus !== undefined) checkBusUrl(bus)
   const cluster = values.cluster ?? 'embedded'
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new ConfigError('--cluster', `'${cluster}' must be 1-64 of A-Z a-z 0-9 _ - (a NATS subject token)`)
+  checkClusterName(cluster, '--cluster')
   if (values.cluster !== undefined && bus === undefined) throw new ConfigError('--cluster', 'only with --bus')
 
   return {

@@ -132,7 +132,7 @@ export class Actor {
   /** Records of the next epoch, held while the previous transaction is being sealed. */
   private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
   /** Offset after the last record this actor committed to each partition of its output. */
-  private readonly outputEnds = new Map<string, PartitionOffset>()
+  private readonly outputEnds = new Map<number, PartitionOffset>()
   /** Input positions of the newest committed checkpoint that carried them. */
   private committedPositions: PartitionOffset[] | undefined
   private positionsChanged = false
@@ -726,9 +726,7 @@ export class Actor {
     const ends = await committing
     if (offsets !== undefined) this.committedPositions = offsets
     for (const e of ends) {
-      if (e.topic !== this.outputTopic) continue
-      const key = `${e.partition}`
-      if ((this.outputEnds.get(key)?.offset ?? -1) < e.offset) this.outputEnds.set(key, e)
+      if (e.topic === this.outputTopic && (this.outputEnds.get(e.partition)?.offset ?? -1) < e.offset) this.outputEnds.set(e.partition, e)
     }
     pushBounded(this.stats.commitMs, performance.now() - commitStart)
     this.faults.point('after-pipe-commit')

@@ -7,10 +7,10 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { Coordinator } from '../coordinator/coordinator.ts'
 import { defaultActorConfig, type ActorConfig, type ActorStats } from './actor.ts'
-import type { ControlBus } from './control/bus.ts'
+import { checkClusterName, type ControlBus } from './control/bus.ts'
 import { LocalBus } from './control/local/local-bus.ts'
 import { Faults } from './faults.ts'
-import { ConfigError, TopicError } from './errors.ts'
+import { TopicError } from './errors.ts'
 import { createLogger } from './log.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from './pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from './pipe/pipe.ts'
@@ -87,8 +87,7 @@ export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void
 export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Promise<RunningPipeline> {
   const log = options.log ?? createLogger()
   const cluster = options.cluster ?? 'embedded'
-  // A subject token: no dots, spaces or wildcards. Checked before anything is touched.
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new ConfigError('cluster', `'${cluster}' must match /^[A-Za-z0-9_-]{1,64}$/`)
+  checkClusterName(cluster) // before anything is touched
   checkTopology(options.dataDir, pipeline)
   validateFactories(pipeline)
   const pipe = options.pipe ?? (await EmbeddedPipe.open(options.dataDir, options.pipeOptions))

@@ -8,14 +8,11 @@
  */
 import type { Logger } from 'pino'
 import type { ControlBus } from './control/bus.ts'
-import { NatsBus } from './control/nats/nats-bus.ts'
-import { ConfigError } from './errors.ts'
-
-const NATS_URL = /^nats:\/\/[^\s/:]+:\d{1,5}$/
+import { checkNatsUrl, NatsBus } from './control/nats/nats-bus.ts'
 
 /** Checks a bus URL without connecting (for refusing bad input before anything starts). */
 export function checkBusUrl(url: string, field = '--bus'): void {
-  if (!NATS_URL.test(url)) throw new ConfigError(field, `'${url}' is not a nats://host:port URL`)
+  checkNatsUrl(url, field)
 }
 
 export async function openBus(url: string, options: { name?: string; log?: Logger } = {}): Promise<ControlBus> {

@@ -491,20 +491,12 @@ EOF
 
 # ---------------------------------------------------------------- per service
 
-service_log() {
-  case $1 in
-    kafka) echo "$DIR/kafka/kafka.log" ;; nats) echo "$DIR/nats/nats.log" ;;
-    postgres) echo "$DIR/postgres/postgres.log" ;; redis) echo "$DIR/redis/redis.log" ;;
-    mariadb) echo "$DIR/mariadb/mariadb.log" ;;
-  esac
-}
+# Each service keeps its log and pid file as <dir>/<service>/<service>.{log,pid}; PostgreSQL
+# writes its own pid file into its data directory.
+service_log() { echo "$DIR/$1/$1.log"; }
 
 service_pid() {
-  case $1 in
-    kafka) our_pid "$DIR/kafka/kafka.pid" ;; nats) our_pid "$DIR/nats/nats.pid" ;;
-    postgres) our_pid "$DIR/postgres/data/postmaster.pid" ;; redis) our_pid "$DIR/redis/redis.pid" ;;
-    mariadb) our_pid "$DIR/mariadb/mariadb.pid" ;;
-  esac
+  if [ "$1" = postgres ]; then our_pid "$DIR/postgres/data/postmaster.pid"; else our_pid "$DIR/$1/$1.pid"; fi
 }
 
 # PostgreSQL's SIGTERM waits for every client to disconnect; SIGINT is its "fast" shutdown,

@@ -1,8 +1,9 @@
 /**
  * The ControlBus port: the lightweight channel for epochs, assignments, progress and
  * health. It carries no data records, so losing it may slow coordination but never loses
- * or duplicates a record. Adapters: `local/` (in-process), NATS.
+ * or duplicates a record. Adapters: `local/` (in-process), `nats/`.
  */
+import { ConfigError } from '../errors.ts'
 
 export interface Subscription {
   unsubscribe(): void
@@ -17,6 +18,14 @@ export interface ControlBus {
   /** `*` matches one token, `>` the rest (NATS subject rules). */
   subscribe(subject: string, handler: Handler): Subscription
   close(): Promise<void>
+}
+
+/**
+ * A cluster name is a token of every subject (`weir.<cluster>.<pipeline>.…`): no dots,
+ * spaces or wildcards. Throws a ConfigError naming `field`.
+ */
+export function checkClusterName(cluster: string, field = 'cluster'): void {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(cluster)) throw new ConfigError(field, `'${cluster}' must be 1-64 of A-Z a-z 0-9 _ - (a subject token)`)
 }
 
 /** Subjects, namespaced by cluster and pipeline. */

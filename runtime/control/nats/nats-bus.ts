@@ -37,7 +37,10 @@ export class BusUnavailableError extends WeirError {
   }
 }
 
-const URL = /^nats:\/\/[^\s/:]+:\d{1,5}$/
+/** Throws a ConfigError naming `field` unless `url` is nats://host:port. */
+export function checkNatsUrl(url: string, field: string): void {
+  if (!/^nats:\/\/[^\s/:]+:\d{1,5}$/.test(url)) throw new ConfigError(field, `'${url}' is not a nats://host:port URL`)
+}
 
 export class NatsBus implements ControlBus {
   readonly kind = 'nats'
@@ -51,9 +54,7 @@ export class NatsBus implements ControlBus {
 
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
     if (!Array.isArray(options.servers) || options.servers.length === 0) throw new ConfigError('bus.servers', 'at least one nats://host:port is needed')
-    options.servers.forEach((s, i) => {
-      if (!URL.test(s)) throw new ConfigError(`bus.servers.${i}`, `'${s}' is not a nats://host:port URL`)
-    })
+    options.servers.forEach((s, i) => checkNatsUrl(s, `bus.servers.${i}`))
     const log = (options.log ?? createLogger()).child({ component: 'nats-bus' })
     let nc: NatsConnection
     try {

@@ -264,15 +264,12 @@ export class KafkaPipe implements Pipe {
     if (queued !== undefined) return queued
     const request = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       this.queuedOffsets.delete(topic)
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const all = await this.retrying('list offsets', { topic }, () => this.admin.fetchTopicOffsets(topic))
-          return all.map((o) => ({ partition: o.partition, low: Number(o.low), high: Number(o.high) }))
-        } catch (err) {
-          // kafkajs fails with a TypeError when the topic's leaders are missing from its metadata for a moment (after a restart, or under concurrent metadata refreshes).
-          if (!(err instanceof TypeError) || attempt >= 20 || this.closed) throw toWeirError(err, 'list offsets', { topic })
-          await new Promise((r) => setTimeout(r, 50 * (attempt + 1)))
-        }
+      try {
+        // kafkajs fails with a TypeError when the topic's leaders are missing from its metadata for a moment (after a restart, or under concurrent metadata refreshes).
+        const all = await this.retrying('list offsets', { topic }, () => this.admin.fetchTopicOffsets(topic), (err) => err instanceof TypeError)
+        return all.map((o) => ({ partition: o.partition, low: Number(o.low), high: Number(o.high) }))
+      } catch (err) {
+        throw toWeirError(err, 'list offsets', { topic })
       }
     })
     this.queuedOffsets.set(topic, request)
@@ -299,24 +296,32 @@ export class KafkaPipe implements Pipe {
     }
   }
 
+  /** One metadata request (the admin client never creates topics), not describeTopic's three. */
   private async checkPartition(topic: string, partition: number): Promise<void> {
-    const spec = await this.describeTopic(topic)
-    if (spec === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${topic} does not exist`, { topic, partition })
-    if (partition < 0 || partition >= spec.partitions) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition} (it has ${spec.partitions})`, { topic, partition })
+    let partitions: number | undefined
+    try {
+      const meta = await this.retrying('describe topic', { topic }, () => this.admin.fetchTopicMetadata({ topics: [topic] }))
+      partitions = meta.topics.find((t) => t.name === topic)?.partitions.length
+    } catch (err) {
+      if ((err as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION') throw toWeirError(err, 'describe topic', { topic, partition })
+    }
+    if (partitions === undefined || partitions === 0) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${topic} does not exist`, { topic, partition })
+    if (partition < 0 || partition >= partitions) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition} (it has ${partitions})`, { topic, partition })
   }
 
   /**
    * Runs an admin request, retrying retriable errors (broker restarting, coordinator
    * loading or moving) with exponential backoff; kafkajs's admin client retries only some.
    */
-  private async retrying<T>(operation: string, context: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
+  private async retrying<T>(operation: string, context: Record<string, unknown>, fn: () => Promise<T>, alsoRetry: (err: unknown) => boolean = () => false): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn()
       } catch (err) {
         const typed = toWeirError(err, operation, context)
         // A missing topic is an answer, not an outage.
-        if (!typed.retriable || typed.context.kafkaCode === 'UNKNOWN_TOPIC_OR_PARTITION' || attempt >= this.options.retries || this.closed) throw err
+        const retriable = (typed.retriable && typed.context.kafkaCode !== 'UNKNOWN_TOPIC_OR_PARTITION') || alsoRetry(err)
+        if (!retriable || attempt >= this.options.retries || this.closed) throw err
         const delay = Math.min(this.options.maxRetryTimeMs, this.options.initialRetryTimeMs * 2 ** attempt)
         this.log.debug({ ...context, attempt, delayMs: delay, kafkaCode: typed.context.kafkaCode }, `kafka ${operation} failed; retrying`)
         await new Promise((r) => setTimeout(r, delay))
