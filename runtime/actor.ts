@@ -14,8 +14,9 @@ import type { PartitionOffset, PartitionReader, Pipe, PipeRecord, StoredRecord, 
 import { Source, type Context, type EmitOptions, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StateAccess, type StreamRecord, type Timer, type TimerService } from './processor.ts'
 import { StateStore, type StoreWrite } from './state/state-store.ts'
 import { WriteCache, type CacheEntry, type DirtyEntry } from './state/write-cache.ts'
-import { Timers } from './state/timers.ts'
+import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from './state/timers.ts'
 import { replayChangelog } from './state/changelog.ts'
+import { decodeMark, encodeMark, InputWatermarks, isControlRecord, SourceWatermarks, type WatermarkMark, type WatermarkView } from './watermarks.ts'
 import { join } from 'node:path'
 
 export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
@@ -46,6 +47,25 @@ export interface ActorStats {
   restoreMs: number
   replayedChangelogRecords: number
   lag: number
+  /** Unprocessed records per input stage. */
+  lagByInput: Record<string, number>
+  /** Records that arrived at or below the watermark. */
+  late: number
+  /** Event-time watermark (-Infinity before the first, +Infinity at the end of input). */
+  watermark: number
+  /** Wall clock when the watermark last advanced. */
+  watermarkChangedAt: number | undefined
+  /** Every input is idle. */
+  idle: boolean
+  /** Ingest horizon carried by the newest checkpoint (wall-clock ms; -Infinity unknown). */
+  ingestHorizon: number
+  /** Commit time minus ingest horizon of the newest checkpoint, ms. */
+  endToEndMs: number | undefined
+  lastCommitAt: number | undefined
+  /** Sampled time to process one record, µs (last 1024 samples). */
+  processingUs: number[]
+  /** When this actor instance started. */
+  startedAt: number
 }
 
 export interface ActorDeps {
@@ -70,6 +90,10 @@ const NULL_KEY = '\u0001null'
 const SOURCE_FINISHED = '#finished'
 /** Input positions committed with the state: topic → next offset of this actor's partition. */
 const INPUT_POSITIONS = '#positions'
+/** Watermark state matching the committed positions (per-writer marks; a source's newest event time). */
+const WATERMARKS = '#watermarks'
+/** One record in this many has its processing time sampled for the progress channel. */
+const SAMPLE_EVERY = 64
 
 /** The cache prefix of a keyed state: its stored keys are `name \0 record key`. */
 function keyedPrefix(name: string): string {
@@ -90,7 +114,10 @@ export class ActorFailedError extends WeirError {
 export class Actor {
   readonly id: string
   lifecycle: ActorLifecycle = 'restoring'
-  readonly stats: ActorStats = { recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0 }
+  readonly stats: ActorStats = {
+    recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0,
+    lagByInput: {}, late: 0, watermark: -Infinity, watermarkChangedAt: undefined, idle: false, ingestHorizon: -Infinity, endToEndMs: undefined, lastCommitAt: undefined, processingUs: [], startedAt: Date.now(),
+  }
 
   private readonly spec: StageSpec
   private readonly pipeline: Pipeline
@@ -112,9 +139,17 @@ export class Actor {
   private processor!: Processor<unknown, unknown>
   private readonly cache: WriteCache
   private timers!: Timers
+  private eventTimers!: Timers
+  /** A processor's input watermarks, or a source's generated one. */
+  private inputWatermarks: InputWatermarks | undefined
+  private sourceWatermarks: SourceWatermarks | undefined
+  private watermarkStateChanged = false
+  /** Partitions this actor writes watermark marks to: outputs some stage of the pipeline reads. */
+  private readonly markTargets: Array<{ topic: string; partition: number }> = []
+  private readonly sideOutputs = new Map<string, { topic: string; spec: StageSpec; codec: Codec<unknown> }>()
 
   private current: { key: string | null; timestamp: number } = { key: null, timestamp: 0 }
-  private pendingEmits: Array<{ partition: number; record: PipeRecord }> = []
+  private pendingEmits: Array<{ topic: string; partition: number; record: PipeRecord }> = []
   private requestedEpoch = 0
   /** Newest epoch whose barrier this actor took (its commit may still be in flight). */
   private barrierEpoch = 0
@@ -171,6 +206,16 @@ export class Actor {
     this.onFinished = hooks.onFinished
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
     this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
+    for (const side of deps.pipeline.sideStagesOf(deps.spec.name)) {
+      this.sideOutputs.set(side.sideName!, { topic: deps.pipeline.outputTopic(side), spec: side, codec: codecFor(side.codec) })
+    }
+    // Marks go only where a stage of this pipeline reads: outputs for other systems stay data-only.
+    for (const out of [deps.spec, ...deps.pipeline.sideStagesOf(deps.spec.name)]) {
+      if (deps.pipeline.downstreamOf(out.name).length === 0) continue
+      const topic = deps.pipeline.outputTopic(out)
+      const parts = out.keyedOutput ? Array.from({ length: out.outputPartitions }, (_, p) => p) : [deps.partition % out.outputPartitions]
+      for (const partition of parts) this.markTargets.push({ topic, partition })
+    }
   }
 
   private readonly storePath: string
@@ -213,6 +258,8 @@ export class Actor {
     this.processor.state.bind(this.stateAccess())
     await this.loadActorState()
     this.timers = await Timers.load(this.store, this.cache)
+    this.eventTimers = await Timers.load(this.store, this.cache, EVENT_TIMER_PREFIX)
+    this.restoreWatermarks()
     const stored = this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined
     for (const topic of this.inputTopics) {
       const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
@@ -227,9 +274,48 @@ export class Actor {
 
   private async loadActorState(): Promise<void> {
     const keys = [...this.processor.state.actorNames]
-    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS)
+    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
     keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
+  }
+
+  private restoreWatermarks(): void {
+    const now = Date.now()
+    const stored = this.cache.get(ACTOR_PREFIX, WATERMARKS)?.value
+    if (this.isSource) {
+      this.sourceWatermarks = new SourceWatermarks(this.spec.watermarks, now)
+      this.sourceWatermarks.restore(stored)
+      if (this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true) this.sourceWatermarks.end()
+    } else {
+      this.inputWatermarks = new InputWatermarks(
+        this.spec.inputs.map((name) => {
+          const input = this.pipeline.stage(name)!
+          return { writers: this.pipeline.writersOf(input, this.partition), strategy: input.watermarks }
+        }),
+        now,
+      )
+      this.inputWatermarks.restore(stored, now)
+    }
+    this.publishWatermark(this.watermarkView(now))
+  }
+
+  /** The watermark this actor writes downstream now (sources: generated; processors: of their inputs). */
+  private watermarkView(now: number): WatermarkView {
+    if (this.sourceWatermarks !== undefined) return this.sourceWatermarks.view(now)
+    this.inputWatermarks!.update(now)
+    return this.inputWatermarks!.view
+  }
+
+  /** Copies the watermark into the stats the progress channel reads. */
+  private publishWatermark(view: WatermarkView): void {
+    this.stats.watermark = view.watermark
+    this.stats.idle = view.idle
+    this.stats.watermarkChangedAt = (this.sourceWatermarks ?? this.inputWatermarks)?.changedAt
+  }
+
+  /** The actor's current watermark, as `ctx.watermark` shows it. */
+  get watermark(): number {
+    return this.sourceWatermarks?.watermark ?? this.inputWatermarks?.watermark ?? -Infinity
   }
 
   private stateAccess(): StateAccess {
@@ -344,8 +430,11 @@ export class Actor {
       if (this.abandoned) return
       if (records.length === 0) {
         await this.fireDueTimers()
+        await this.advanceWatermark()
         // A bounded actor ends when its inputs are drained and its pending timers have fired.
         if (this.upstreamFinished && this.timers.size === 0 && (await this.inputsDrained())) {
+          // Every upstream writer ended: the watermark is +infinity and every event-time timer fires.
+          await this.advanceWatermark(true)
           await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
           await this.drainCheckpoints()
           await this.awaitOutputsVisible()
@@ -407,7 +496,9 @@ export class Actor {
       if (status === 'done') {
         this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, SOURCE_FINISHED, true), true)
         this.sourceDone = true
+        this.sourceWatermarks!.end()
       } else if (status === 'idle') {
+        this.sourceWatermarks!.observeIdle(Date.now())
         await this.idle(50)
       }
       await this.fireDueTimers()
@@ -465,32 +556,76 @@ export class Actor {
   private async processBatch(input: number, records: StoredRecord[]): Promise<void> {
     const codec = this.inputCodecs[input]!
     const topic = this.inputTopics[input]!
-    const decoded: Array<StreamRecord<unknown> | undefined> = new Array(records.length)
+    const timestampOf = this.pipeline.stage(this.spec.inputs[input]!)!.timestampOf
+    const decoded: Array<StreamRecord<unknown> | WatermarkMark | undefined> = new Array(records.length)
     const keys = new Set<string | null>()
+    let marks = false
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!
+      if (r.headers !== undefined && isControlRecord(r)) {
+        decoded[i] = decodeMark(r)
+        marks = true
+        continue
+      }
       const key = r.key === null ? null : r.key.toString('utf8')
       let value: unknown
+      let timestamp = r.timestamp
       try {
         value = r.value === null ? null : codec.decode(r.value)
+        if (timestampOf !== undefined) timestamp = timestampOf(value, r.timestamp)
+        if (!Number.isFinite(timestamp)) throw new Error(`timestampOf returned ${timestamp}`)
       } catch (cause) {
         const err = new DecodeError(`cannot decode record with codec ${codec.name}: ${(cause as Error).message}`, { topic, partition: this.partition, offset: r.offset, stage: this.spec.name, actor: this.id }, cause)
         this.deadLetter(r, topic, err, 1)
         continue
       }
-      decoded[i] = { key, value, timestamp: r.timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
+      decoded[i] = { key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
       keys.add(key)
     }
     await this.prefetch(keys)
+    const watermarks = this.inputWatermarks!
+    const external = watermarks.hasExternalInputs
+    const now = external ? Date.now() : 0
     const mid = this.faults.armed ? Math.floor(records.length / 2) : -1
     for (let i = 0; i < decoded.length; i++) {
       const rec = decoded[i]
       if (i === mid) this.faults.point('mid-batch')
       if (rec === undefined) continue
+      if (marks && !('offset' in rec)) {
+        // In-band watermark: records before it are done; timers it makes due fire here, in order.
+        watermarks.applyMark(input, rec)
+        await this.advanceWatermark()
+        continue
+      }
+      const record = rec as StreamRecord<unknown>
       this.stats.recordsIn++
-      const pending = this.processRecord(rec, records[i]!)
+      if (record.timestamp <= watermarks.watermark) this.stats.late++
+      if (external) watermarks.observeTimestamp(input, record.timestamp, now)
+      if ((this.stats.recordsIn & (SAMPLE_EVERY - 1)) === 0) {
+        const t = performance.now()
+        const pending = this.processRecord(record, records[i]!)
+        if (pending !== undefined) await pending
+        pushBounded(this.stats.processingUs, (performance.now() - t) * 1000)
+        continue
+      }
+      const pending = this.processRecord(record, records[i]!)
       if (pending !== undefined) await pending
     }
+    if (external) await this.advanceWatermark()
+  }
+
+  /**
+   * Recomputes the input watermark and fires the event-time timers it makes due (all of
+   * them at the end of input).
+   */
+  private async advanceWatermark(endOfInput = false): Promise<void> {
+    const watermarks = this.inputWatermarks
+    if (watermarks === undefined) return
+    const now = Date.now()
+    if (endOfInput) watermarks.end(now)
+    else if (!watermarks.update(now) && this.eventTimers.size === 0) return
+    this.publishWatermark(watermarks.view)
+    await this.fireEventTimers(watermarks.watermark)
   }
 
   /** Loads the keyed state of `keys` that is not cached, in one batched RocksDB read. */
@@ -606,15 +741,31 @@ export class Actor {
     const partition = this.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
     const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp: options?.timestamp ?? this.current.timestamp }
     if (options?.headers !== undefined) record.headers = options.headers
-    this.pendingEmits.push({ partition, record })
+    this.pendingEmits.push({ topic: this.outputTopic, partition, record })
+  }
+
+  /** @internal Called by the context. */
+  emitTo(name: string, key: string | null, value: unknown, options: EmitOptions | undefined): void {
+    const side = this.sideOutputs.get(name)
+    if (side === undefined) throw new WeirError('WEIR_SIDE_OUTPUT_UNKNOWN', `stage ${this.spec.name} has no side output '${name}' (declare it in the stage's sideOutputs option)`, { stage: this.spec.name, actor: this.id })
+    const keyBuf = key === null ? null : Buffer.from(key)
+    const n = side.spec.outputPartitions
+    const partition = side.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
+    const record: PipeRecord = { key: keyBuf, value: value === undefined ? null : side.codec.encode(value), timestamp: options?.timestamp ?? this.current.timestamp }
+    if (options?.headers !== undefined) record.headers = options.headers
+    this.pendingEmits.push({ topic: side.topic, partition, record })
   }
 
   private flushEmits(): number {
     const n = this.pendingEmits.length
+    const source = this.sourceWatermarks
+    const now = source === undefined || n === 0 ? 0 : Date.now()
     for (let i = 0; i < n; i++) {
       const e = this.pendingEmits[i]!
-      this.send(this.outputTopic, e.partition, e.record)
+      source?.observeEmit(e.record.timestamp, now)
+      this.send(e.topic, e.partition, e.record)
     }
+    if (source !== undefined && n > 0) this.watermarkStateChanged = true
     this.pendingEmits.length = 0
     this.stats.recordsOut += n
     return n
@@ -624,10 +775,16 @@ export class Actor {
 
   /** @internal */
   timerService(): TimerService {
+    const checkTime = (time: number): void => {
+      if (!Number.isSafeInteger(time) || time < 0) throw new WeirError('WEIR_TIMER_TIME', `a timer's time must be a whole number of ms >= 0, got ${time}`, { actor: this.id })
+    }
     return {
-      registerProcessingTime: (time) => this.timers.register(this.current.key, time),
+      registerProcessingTime: (time) => (checkTime(time), this.timers.register(this.current.key, time)),
       deleteProcessingTime: (time) => this.timers.delete(this.current.key, time),
       currentProcessingTime: () => Date.now(),
+      registerEventTime: (time) => (checkTime(time), this.eventTimers.register(this.current.key, time)),
+      deleteEventTime: (time) => this.eventTimers.delete(this.current.key, time),
+      currentWatermark: () => this.watermark,
     }
   }
 
@@ -635,18 +792,32 @@ export class Actor {
     if (this.processor.onTimer === undefined) return
     const due = this.timers.takeDue(Date.now())
     if (due.length === 0) return
+    await this.runTimers(due, 'processing-time')
+  }
+
+  /** Fires event-time timers up to `watermark`, including ones they register at or below it. */
+  private async fireEventTimers(watermark: number): Promise<void> {
+    if (this.processor.onTimer === undefined) return
+    for (;;) {
+      const due = this.eventTimers.takeDue(watermark)
+      if (due.length === 0) return
+      await this.runTimers(due, 'event-time')
+    }
+  }
+
+  private async runTimers(due: TimerEntry[], domain: Timer['domain']): Promise<void> {
     await this.prefetch(due.map((t) => t.key))
     for (const t of due) {
-      const timer: Timer = { key: t.key, time: t.time, domain: 'processing-time' }
+      const timer: Timer = { key: t.key, time: t.time, domain }
       this.beginScope(t.key, t.time)
       try {
-        const r = this.processor.onTimer(timer, this.ctx)
+        const r = this.processor.onTimer?.(timer, this.ctx)
         if (r instanceof Promise) await r
         this.cache.endRecord()
         this.flushEmits()
       } catch (cause) {
         this.abortScope()
-        throw new ActorFailedError(this.id, cause, { stage: this.spec.name, partition: this.partition, timer: t.time })
+        throw new ActorFailedError(this.id, cause, { stage: this.spec.name, partition: this.partition, timer: t.time, domain })
       }
     }
   }
@@ -680,15 +851,37 @@ export class Actor {
     // where they are certain to match the outputs (Kafka shows a transaction's group offsets
     // a moment after its data, and kafkajs cannot ask for stable offsets).
     if (offsets !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(offsets.map((o) => [o.topic, o.offset])))
+    const ingest = this.writeWatermarks(offsets !== undefined)
     const dirty = this.cache.takeDirty(seq)
     this.deferred = []
-    this.inflight = this.sealAndCommit(dirty, offsets, epoch, seq)
+    this.inflight = this.sealAndCommit(dirty, offsets, epoch, seq, ingest)
     this.inflight.catch((err: unknown) => {
       this.inflightError = err
       this.wake?.()
     })
     pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
+  }
+
+  /**
+   * At the barrier: a watermark mark into every partition this actor writes that a stage
+   * reads (after this epoch's records, in the same transaction), and the watermark state
+   * into the checkpoint. Returns the ingest horizon the checkpoint carries.
+   */
+  private writeWatermarks(positionsChanged: boolean): number {
+    const now = Date.now()
+    const view = this.watermarkView(now)
+    this.publishWatermark(view)
+    if (this.markTargets.length > 0) {
+      const mark = encodeMark({ writer: this.id, watermark: view.watermark, idle: view.idle, ingest: view.ingest }, now)
+      for (const t of this.markTargets) this.send(t.topic, t.partition, mark)
+    }
+    if (positionsChanged || this.watermarkStateChanged) {
+      const state = (this.sourceWatermarks ?? this.inputWatermarks)!.snapshot()
+      this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, WATERMARKS, true), state)
+      this.watermarkStateChanged = false
+    }
+    return view.ingest
   }
 
   /** Sends a record into the open transaction, or holds it while the previous one is sealed. */
@@ -698,7 +891,7 @@ export class Actor {
   }
 
   /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
-  private async sealAndCommit(dirty: DirtyEntry[], offsets: PartitionOffset[] | undefined, epoch: number, seq: number): Promise<void> {
+  private async sealAndCommit(dirty: DirtyEntry[], offsets: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number): Promise<void> {
     const now = Date.now()
     const writes: StoreWrite[] = new Array(dirty.length)
     for (let i = 0; i < dirty.length; i++) {
@@ -718,12 +911,16 @@ export class Actor {
     const held = this.deferred ?? []
     this.deferred = undefined
     for (const h of held) this.producer.send(h.topic, h.partition, h.record)
-    await this.completeCheckpoint(committing, writes, epoch, seq, commitStart, offsets)
+    await this.completeCheckpoint(committing, writes, epoch, seq, commitStart, offsets, ingest)
   }
 
   /** The background half of a checkpoint: pipe commit, then local state, then the ack. */
-  private async completeCheckpoint(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, offsets: PartitionOffset[] | undefined): Promise<void> {
+  private async completeCheckpoint(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, offsets: PartitionOffset[] | undefined, ingest: number): Promise<void> {
     const ends = await committing
+    const committedAt = Date.now()
+    this.stats.lastCommitAt = committedAt
+    this.stats.ingestHorizon = ingest
+    if (Number.isFinite(ingest)) this.stats.endToEndMs = Math.max(0, committedAt - ingest)
     if (offsets !== undefined) this.committedPositions = offsets
     for (const e of ends) {
       if (e.topic === this.outputTopic && (this.outputEnds.get(e.partition)?.offset ?? -1) < e.offset) this.outputEnds.set(e.partition, e)
@@ -830,8 +1027,14 @@ export class Actor {
   /** Input lag: end offsets minus positions. */
   async measureLag(): Promise<number> {
     let lag = 0
-    for (const r of this.readers) lag += Math.max(0, (await this.pipe.endOffset(r.topic, r.partition)) - r.position)
+    const byInput: Record<string, number> = {}
+    for (const [i, r] of this.readers.entries()) {
+      const n = Math.max(0, (await this.pipe.endOffset(r.topic, r.partition)) - r.position)
+      byInput[this.spec.inputs[i]!] = n
+      lag += n
+    }
     this.stats.lag = lag
+    this.stats.lagByInput = byInput
     return lag
   }
 
@@ -883,7 +1086,13 @@ class ActorContext implements SourceContext<unknown>, Context<unknown> {
   get log(): Logger {
     return this.actor.logger
   }
+  get watermark(): number {
+    return this.actor.watermark
+  }
   emit(key: string | null, value: unknown, options?: EmitOptions): void {
     this.actor.emit(key, value, options)
+  }
+  emitTo(name: string, key: string | null, value: unknown, options?: EmitOptions): void {
+    this.actor.emitTo(name, key, value, options)
   }
 }

@@ -27,9 +27,31 @@ export const policy = {
   retry: (attempts: number, backoffMs = 100, then: 'dead-letter' | 'fail-stop' = 'dead-letter'): FailurePolicy => ({ kind: 'retry', attempts, backoffMs, then }),
 }
 
+/**
+ * How a source (or a topic input) derives event-time watermarks: bounded out-of-orderness,
+ * as Flink's `forBoundedOutOfOrderness`. The watermark is the newest event time emitted
+ * minus `maxOutOfOrdernessMs` minus 1: records at or below it are late.
+ */
+export interface WatermarkOptions {
+  /** How far behind the newest event time a record may still arrive on time, ms. Default 0. */
+  maxOutOfOrdernessMs?: number
+  /**
+   * A source partition that brings no records for this long is idle: downstream
+   * watermarks stop waiting for it until it brings records again. Default 30 000; 0 never.
+   */
+  idleTimeoutMs?: number
+}
+
 export interface StageOptions {
   /** Number of actors of a source; other stages take their input topic's partition count. */
   partitions?: number
+  /** Event-time watermarks of a source's output (sources only). */
+  watermarks?: WatermarkOptions
+  /**
+   * Names of side outputs the processor writes with `ctx.emitTo(name, …)` (for example a
+   * window's `late` records); read them with `stream.sideOutput(name)`.
+   */
+  sideOutputs?: string[]
   /** Codec of this stage's output topic. Default msgpack. */
   codec?: CodecName | Codec<unknown>
   /** Failure policy. Default: dead-letter. */
@@ -48,12 +70,19 @@ export interface TopicInputOptions {
   partitions: number
   /** How its values are encoded. Default msgpack; 'string' or 'json' for topics written by other systems. */
   codec?: CodecName | Codec<unknown>
+  /** Event time of a record; default the Kafka record timestamp. */
+  timestampOf?: (value: any, recordTimestamp: number) => number
+  /** Watermarks per partition of the topic. */
+  watermarks?: WatermarkOptions
 }
 
 export interface StageSpec {
   name: string
-  /** 'topic': an existing topic read as input (no actors); see Pipeline.fromTopic. */
-  kind: 'source' | 'processor' | 'topic'
+  /**
+   * 'topic': an existing topic read as input (no actors); see Pipeline.fromTopic.
+   * 'side': a side output of the stage in `inputs[0]`, written by its actors (no actors of its own).
+   */
+  kind: 'source' | 'processor' | 'topic' | 'side'
   factory: ProcessorFactory
   inputs: string[]
   /** Actors of this stage (= partitions of each input topic). */
@@ -66,7 +95,17 @@ export interface StageSpec {
   onError: FailurePolicy
   /** An explicitly named output topic (user-owned: created if missing, never purged). */
   topic?: string
+  /** Watermark strategy of a source or topic input. */
+  watermarks: Required<WatermarkOptions>
+  /** Declared side outputs (each has a stage `<name>.<side>` of kind 'side'). */
+  sideOutputs: string[]
+  /** Of a 'side' stage: the side output's name. */
+  sideName?: string
+  /** Of a topic input: the event time of a record. */
+  timestampOf?: (value: unknown, recordTimestamp: number) => number
 }
+
+const defaultWatermarks: Required<WatermarkOptions> = { maxOutOfOrdernessMs: 0, idleTimeoutMs: 30_000 }
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
 /** Kafka's rule for topic names. */
@@ -79,9 +118,18 @@ const policySchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('retry'), attempts: z.number().int().min(1).max(100), backoffMs: z.number().min(0).max(600_000), then: z.enum(['dead-letter', 'fail-stop']) }),
 ])
 
+const watermarkSchema = z
+  .object({
+    maxOutOfOrdernessMs: z.number().int().min(0).max(365 * 86_400_000).optional(),
+    idleTimeoutMs: z.number().int().min(0).max(86_400_000).optional(),
+  })
+  .strict()
+
 const optionsSchema = z
   .object({
     partitions: z.number().int().min(1).max(4096).optional(),
+    watermarks: watermarkSchema.optional(),
+    sideOutputs: z.array(z.string().regex(NAME, 'a side output name is 1-64 of A-Z a-z 0-9 _ -')).max(16).optional(),
     codec: codecSchema.optional(),
     onError: policySchema.optional(),
     topic: z.string().regex(TOPIC, 'a topic name is 1-249 of A-Z a-z 0-9 . _ -').optional(),
@@ -93,6 +141,8 @@ const topicInputSchema = z
     topic: z.string().regex(TOPIC, 'a topic name is 1-249 of A-Z a-z 0-9 . _ -'),
     partitions: z.number().int().min(1).max(4096),
     codec: codecSchema.optional(),
+    timestampOf: z.function().optional(),
+    watermarks: watermarkSchema.optional(),
   })
   .strict()
 
@@ -138,6 +188,18 @@ export class Stream<T> {
    */
   process<Out>(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<Out> {
     return this.pipeline.addStage(name, 'processor', factory, [this.stage], options)
+  }
+
+  /**
+   * The records this stream's stage sends to side output `name` (declared in its
+   * `sideOutputs` option), as a stream of their own.
+   *
+   * @example
+   * const avg = ticks.process('avg', () => tumbling, { sideOutputs: ['late'] })
+   * avg.sideOutput<Tick>('late').to('late-file', () => new JsonlFileSink({ path: 'late.jsonl' }))
+   */
+  sideOutput<S>(name: string): Stream<S> {
+    return new Stream<S>(this.pipeline, this.pipeline.sideStage(this.stage, name).name)
   }
 
   /** Adds a sink stage (a processor whose output nobody reads). */
@@ -219,6 +281,9 @@ export class Pipeline {
       codec: o.codec ?? 'msgpack',
       onError: { kind: 'dead-letter' },
       topic: o.topic,
+      watermarks: { ...defaultWatermarks, ...o.watermarks },
+      sideOutputs: [],
+      timestampOf: o.timestampOf,
     })
     return new Stream<Out>(this, name)
   }
@@ -240,7 +305,10 @@ export class Pipeline {
       if (opts.partitions !== undefined && opts.partitions !== parallelism) {
         throw new ConfigError(`stages.${name}.partitions`, `a stage runs one actor per input partition (${parallelism}); use keyBy(${opts.partitions}) upstream to change it`)
       }
+      if (opts.watermarks !== undefined) throw new ConfigError(`stages.${name}.watermarks`, 'only sources and topic inputs generate watermarks; other stages take the minimum of their inputs')
     }
+    const sideOutputs = opts.sideOutputs ?? []
+    if (new Set(sideOutputs).size !== sideOutputs.length) throw new ConfigError(`stages.${name}.sideOutputs`, 'a side output is declared twice')
     this.stages.set(name, {
       name,
       kind,
@@ -252,8 +320,37 @@ export class Pipeline {
       codec: opts.codec ?? 'msgpack',
       onError: opts.onError ?? { kind: 'dead-letter' },
       topic: opts.topic,
+      watermarks: { ...defaultWatermarks, ...opts.watermarks },
+      sideOutputs,
     })
+    // Each side output is a stage of its own (no actors), so the stages reading it wire
+    // onto it like onto any stream; its name has a dot, which user stage names cannot.
+    for (const side of sideOutputs) {
+      this.stages.set(`${name}.${side}`, {
+        name: `${name}.${side}`,
+        kind: 'side',
+        factory: () => {
+          throw new ConfigError(`stages.${name}.sideOutputs`, 'a side output has no processor')
+        },
+        inputs: [name],
+        parallelism,
+        outputPartitions: parallelism,
+        keyedOutput: false,
+        codec: 'msgpack',
+        onError: { kind: 'dead-letter' },
+        watermarks: defaultWatermarks,
+        sideOutputs: [],
+        sideName: side,
+      })
+    }
     return new Stream<Out>(this, name)
+  }
+
+  /** @internal The stage of side output `side` of `stage`. */
+  sideStage(stage: string, side: string): StageSpec {
+    const spec = this.stages.get(`${stage}.${side}`)
+    if (spec === undefined || spec.kind !== 'side') throw new ConfigError(`stages.${stage}.sideOutputs`, `no side output '${side}' is declared (declared: ${this.stages.get(stage)?.sideOutputs.join(', ') || 'none'})`, { stage })
+    return spec
   }
 
   /** @internal */
@@ -274,14 +371,32 @@ export class Pipeline {
     return [...this.stages.values()]
   }
 
-  /** Stages that run actors (all but topic inputs). */
+  /** Stages that run actors (all but topic inputs and side outputs). */
   get actorStages(): StageSpec[] {
-    return this.topology.filter((s) => s.kind !== 'topic')
+    return this.topology.filter((s) => s.kind === 'source' || s.kind === 'processor')
   }
 
-  /** The topic a stage writes (or, for a topic input, reads). */
+  /** The topic a stage writes (or, for a topic input, reads; for a side output, its parent writes). */
   outputTopic(stage: StageSpec): string {
+    if (stage.kind === 'side') return naming.side(this.name, stage.inputs[0]!, stage.sideName!)
     return stage.topic ?? naming.output(this.name, stage.name)
+  }
+
+  /** Side output stages of `stage`. */
+  sideStagesOf(stage: string): StageSpec[] {
+    return this.topology.filter((s) => s.kind === 'side' && s.inputs[0] === stage)
+  }
+
+  /**
+   * The actors that may write partition `partition` of `stage`'s output topic: all actors
+   * of the writing stage for a keyed edge, the one with the same partition for a forward
+   * edge; undefined for a topic input, whose writers are outside the pipeline.
+   */
+  writersOf(stage: StageSpec, partition: number): string[] | undefined {
+    if (stage.kind === 'topic') return undefined
+    const writer = stage.kind === 'side' ? this.stages.get(stage.inputs[0]!)! : stage
+    if (stage.keyedOutput) return Array.from({ length: writer.parallelism }, (_, p) => naming.actor(writer.name, p))
+    return [naming.actor(writer.name, partition % writer.parallelism)]
   }
 
   stage(name: string): StageSpec | undefined {
@@ -334,5 +449,6 @@ export const naming = {
   deadLetter: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}.dlq`,
   group: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}`,
   transactionalId: (pipeline: string, stage: string, partition: number): string => `weir.${pipeline}.${stage}.${partition}`,
+  side: (pipeline: string, stage: string, side: string): string => `weir.${pipeline}.${stage}.side.${side}`,
   actor: (stage: string, partition: number): string => `${stage}/${partition}`,
 }

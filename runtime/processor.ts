@@ -28,16 +28,35 @@ export interface EmitOptions {
 /** A timer that fired; state accessed in `onTimer` is scoped to `timer.key`. */
 export interface Timer {
   readonly key: string | null
-  /** When it was due, ms since the epoch. */
+  /** When it was due, ms since the epoch (event time for 'event-time' timers). */
   readonly time: number
-  readonly domain: 'processing-time'
+  readonly domain: 'processing-time' | 'event-time'
 }
 
+/**
+ * Timers of the current key. Timers are state: they are checkpointed with everything
+ * else and fire once, also across crashes and restarts.
+ *
+ * @example
+ * onRecord(r, ctx) {
+ *   const end = r.timestamp - (r.timestamp % 60_000) + 60_000
+ *   ctx.timers.registerEventTime(end - 1) // fires when the watermark passes the window
+ * }
+ */
 export interface TimerService {
   /** Fires `onTimer` for the current key once wall-clock time passes `time`. Idempotent per (key, time). */
   registerProcessingTime(time: number): void
   deleteProcessingTime(time: number): void
   currentProcessingTime(): number
+  /**
+   * Fires `onTimer` for the current key once the watermark reaches `time` (at the end of
+   * a bounded input at the latest). Idempotent per (key, time). Records emitted from the
+   * timer carry `time` as their event time.
+   */
+  registerEventTime(time: number): void
+  deleteEventTime(time: number): void
+  /** The actor's watermark: -Infinity before the first, +Infinity once every input ended. */
+  currentWatermark(): number
 }
 
 /** What a processor can do while handling a record or a timer. */
@@ -51,10 +70,23 @@ export interface Context<Out> {
   readonly timers: TimerService
   readonly log: Logger
   /**
+   * The actor's event-time watermark (minimum over every upstream writer of every input
+   * partition): no more records at or below it are expected; one that comes is late.
+   */
+  readonly watermark: number
+  /**
    * Sends a record to this stage's output. Emitted records become visible downstream
    * when the actor's next checkpoint commits, atomically with its state and offsets.
    */
   emit(key: string | null, value: Out, options?: EmitOptions): void
+  /**
+   * Sends a record to side output `name` (declared in the stage's `sideOutputs`), with
+   * the same guarantees as `emit`.
+   *
+   * @example
+   * if (r.timestamp <= ctx.watermark) ctx.emitTo('late', r.key, r.value)
+   */
+  emitTo(name: string, key: string | null, value: unknown, options?: EmitOptions): void
 }
 
 /** What a source sees in `poll`. */

@@ -1,12 +1,14 @@
 /**
- * Processing-time timers of one actor. Timers are state: each is a cache entry, so
+ * Timers of one actor, one instance per time domain (processing time, event time). Timers are state: each is a cache entry, so
  * registering or firing one is checkpointed with everything else and survives a crash.
  * The in-memory index (sorted by time) is rebuilt from local RocksDB on restore.
  */
 import type { StateStore } from './state-store.ts'
 import type { WriteCache } from './write-cache.ts'
 
+/** Cache prefixes of the two domains' timers. */
 export const TIMER_PREFIX = '\u0001'
+export const EVENT_TIMER_PREFIX = '\u0003'
 const NULL_KEY = '\u0001null'
 
 export interface TimerEntry {
@@ -30,12 +32,12 @@ export class Timers {
   private readonly byKey = new Map<string, TimerEntry>()
   private sorted: Array<[string, TimerEntry]> | undefined
 
-  private constructor(private readonly cache: WriteCache) {}
+  private constructor(private readonly cache: WriteCache, private readonly prefix: string) {}
 
-  static async load(store: StateStore, cache: WriteCache): Promise<Timers> {
-    const timers = new Timers(cache)
-    for (const { key } of await store.scan(TIMER_PREFIX)) {
-      const k = key.toString('utf8').slice(TIMER_PREFIX.length)
+  static async load(store: StateStore, cache: WriteCache, prefix = TIMER_PREFIX): Promise<Timers> {
+    const timers = new Timers(cache, prefix)
+    for (const { key } of await store.scan(prefix)) {
+      const k = key.toString('utf8').slice(prefix.length)
       timers.byKey.set(k, parse(k))
     }
     return timers
@@ -50,14 +52,14 @@ export class Timers {
     if (this.byKey.has(k)) return
     this.byKey.set(k, { key, time })
     this.sorted = undefined
-    this.cache.set(this.cache.getOrCreate(TIMER_PREFIX, k), 1)
+    this.cache.set(this.cache.getOrCreate(this.prefix, k), 1)
   }
 
   delete(key: string | null, time: number): void {
     const k = cacheKey(key, time)
     if (!this.byKey.delete(k)) return
     this.sorted = undefined
-    this.cache.set(this.cache.getOrCreate(TIMER_PREFIX, k), undefined)
+    this.cache.set(this.cache.getOrCreate(this.prefix, k), undefined)
   }
 
   nextDue(): number | undefined {
@@ -65,7 +67,7 @@ export class Timers {
     return this.view()[0]![1].time
   }
 
-  /** Removes and returns the timers due at `now`, in time order. */
+  /** Removes and returns the timers due at `now` (time <= now), in time order. */
   takeDue(now: number): TimerEntry[] {
     if (this.byKey.size === 0) return []
     const view = this.view()
@@ -75,7 +77,7 @@ export class Timers {
     const due = view.splice(0, n)
     for (const [k] of due) {
       this.byKey.delete(k)
-      this.cache.set(this.cache.getOrCreate(TIMER_PREFIX, k), undefined)
+      this.cache.set(this.cache.getOrCreate(this.prefix, k), undefined)
     }
     return due.map(([, t]) => t)
   }

@@ -23,6 +23,7 @@ import type { Pipe } from '../pipe/pipe.ts'
 import { readRange } from '../pipe/read-range.ts'
 import { naming, type Pipeline } from '../pipeline.ts'
 import { StateStore } from '../state/state-store.ts'
+import { isControlRecord } from '../watermarks.ts'
 import type { ActorConfig } from '../actor.ts'
 import type { Logger } from 'pino'
 
@@ -141,8 +142,9 @@ export interface ReadRecord<T = unknown> {
 }
 
 /**
- * Every committed record of a topic, decoded: from an embedded data dir, or from an open
- * pipe (Kafka: read_committed, so aborted and uncommitted records never show).
+ * Every committed data record of a topic, decoded: from an embedded data dir, or from an
+ * open pipe (Kafka: read_committed, so aborted and uncommitted records never show).
+ * Watermark marks (control records) are left out.
  */
 export async function readTopic<T = unknown>(from: string | Pipe, topic: string, codec: Codec<unknown> = msgpack): Promise<Array<ReadRecord<T>>> {
   const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
@@ -152,7 +154,7 @@ export async function readTopic<T = unknown>(from: string | Pipe, topic: string,
     const out: Array<ReadRecord<T>> = []
     for (let p = 0; p < spec.partitions; p++) {
       await readRange(pipe, topic, p, await pipe.startOffset(topic, p), await pipe.endOffset(topic, p), (batch) => {
-        for (const r of batch) out.push({ partition: p, offset: r.offset, key: r.key?.toString('utf8') ?? null, value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
+        for (const r of batch) if (!isControlRecord(r)) out.push({ partition: p, offset: r.offset, key: r.key?.toString('utf8') ?? null, value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
       })
     }
     return out
@@ -206,7 +208,7 @@ export async function readState(pipeline: Pipeline, dataDir: string, stage: stri
       for (const { key, value } of await store.scan('')) {
         const k = key.toString('utf8')
         if (k.startsWith('\u0000')) continue
-        if (k.startsWith('\u0001')) { state.timers[p] = (state.timers[p] ?? 0) + 1; continue }
+        if (k.startsWith('\u0001') || k.startsWith('\u0003')) { state.timers[p] = (state.timers[p] ?? 0) + 1; continue }
         // '#…' names are the runtime's own (source finished, input positions), not the processor's.
         if (k.startsWith('\u0002')) { if (!k.startsWith('\u0002#')) (state.actor[p] ??= {})[k.slice(1)] = stateCodec.decode(value); continue }
         const sep = k.indexOf('\u0000')
