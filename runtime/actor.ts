@@ -121,7 +121,7 @@ export class Actor {
 
   private readonly spec: StageSpec
   private readonly pipeline: Pipeline
-  private readonly partition: number
+  readonly partition: number
   private readonly pipe: Pipe
   private readonly log: Logger
   private readonly faults: Faults
@@ -182,8 +182,9 @@ export class Actor {
   private readonly lifecycleCtx: LifecycleContext
   private readonly onEpoch: (epoch: number) => void
   private readonly onFinished: () => void
+  private readonly onWatermark: (() => void) | undefined
 
-  constructor(deps: ActorDeps, hooks: { onEpoch(epoch: number): void; onFinished(): void }) {
+  constructor(deps: ActorDeps, hooks: { onEpoch(epoch: number): void; onFinished(): void; onWatermark?(): void }) {
     this.spec = deps.spec
     this.pipeline = deps.pipeline
     this.partition = deps.partition
@@ -204,6 +205,7 @@ export class Actor {
     this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log }
     this.onEpoch = hooks.onEpoch
     this.onFinished = hooks.onFinished
+    this.onWatermark = hooks.onWatermark
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
     this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
     for (const side of deps.pipeline.sideStagesOf(deps.spec.name)) {
@@ -220,6 +222,11 @@ export class Actor {
 
   private readonly storePath: string
   private readonly inputTopics: string[]
+
+  /** The directory of this actor's local RocksDB. */
+  get statePath(): string {
+    return this.storePath
+  }
 
   /** The stage this actor runs. */
   get stage(): StageSpec {
@@ -308,9 +315,12 @@ export class Actor {
 
   /** Copies the watermark into the stats the progress channel reads. */
   private publishWatermark(view: WatermarkView): void {
+    const changedAt = (this.sourceWatermarks ?? this.inputWatermarks)?.changedAt
+    const advanced = changedAt !== this.stats.watermarkChangedAt
     this.stats.watermark = view.watermark
     this.stats.idle = view.idle
-    this.stats.watermarkChangedAt = (this.sourceWatermarks ?? this.inputWatermarks)?.changedAt
+    this.stats.watermarkChangedAt = changedAt
+    if (advanced) this.onWatermark?.()
   }
 
   /** The actor's current watermark, as `ctx.watermark` shows it. */

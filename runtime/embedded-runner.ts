@@ -17,6 +17,8 @@ import type { Pipe } from './pipe/pipe.ts'
 import { instantiate, naming, type Pipeline } from './pipeline.ts'
 import { checkTopology, recordTopology } from './topology-guard.ts'
 import { Worker } from './worker.ts'
+import { workerMetrics } from './metrics.ts'
+import type { Registry } from 'prom-client'
 
 export interface RunOptions {
   /** Where the embedded pipe and actor state live. */
@@ -34,6 +36,8 @@ export interface RunOptions {
   bus?: ControlBus
   /** Namespace of the control subjects (`weir.<cluster>.<pipeline>.…`). Default 'embedded'. */
   cluster?: string
+  /** Interval of progress and health events on the bus, ms. Default 1000. */
+  progressIntervalMs?: number
 }
 
 export interface RunResult {
@@ -53,6 +57,10 @@ export interface RunningPipeline {
   completedEpoch(): number
   /** Updates every actor's `lag` (end offsets minus positions) and returns the total. */
   measureLag(): Promise<number>
+  /** The worker's Prometheus metrics (serve with serveMetrics, or merge into the monitor's). */
+  readonly metrics: Registry
+  /** The control bus the run coordinates and reports progress on. */
+  readonly bus: ControlBus
 }
 
 /** Instantiates every stage's processor once, so a wrong factory is refused before anything is written. */
@@ -114,7 +122,9 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     log,
     faults: options.faults ?? Faults.none(),
     actorConfig: { ...defaultActorConfig, ...options.actorConfig },
+    progressIntervalMs: options.progressIntervalMs,
   })
+  const metrics = workerMetrics(pipeline, () => worker.actorList)
 
   let settle!: { resolve(r: RunResult): void; reject(e: unknown): void }
   const done = new Promise<RunResult>((resolve, reject) => { settle = { resolve, reject } })
@@ -153,6 +163,8 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
   return {
     done,
     pipe,
+    bus,
+    metrics,
     stats,
     completedEpoch: () => coordinator.completedEpoch,
     async measureLag() {

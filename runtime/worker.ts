@@ -11,6 +11,7 @@ import { describeError, WeirError } from './errors.ts'
 import type { Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
 import type { Pipeline } from './pipeline.ts'
+import { ProgressReporter } from './progress-reporter.ts'
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
@@ -22,6 +23,8 @@ export interface WorkerOptions {
   log: Logger
   faults: Faults
   actorConfig: ActorConfig
+  /** Interval of progress and health events on the bus, ms. Default 1000. */
+  progressIntervalMs?: number
 }
 
 export class Worker {
@@ -34,9 +37,15 @@ export class Worker {
   private readonly finishedStages = new Set<string>()
   private failure: ((err: unknown) => void) | undefined
   private readonly log: Logger
+  private readonly progress: ProgressReporter
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
+    this.progress = new ProgressReporter(bus, pipeline, () => this.actorList, { cluster: options.cluster, worker: options.id, intervalMs: options.progressIntervalMs, log: this.log })
+  }
+
+  get id(): string {
+    return this.options.id
   }
 
   private subject(kind: keyof typeof subjects): string {
@@ -63,6 +72,7 @@ export class Worker {
       }),
     )
     this.bus.publish(this.subject('workerHello'), { v: 1, worker: this.options.id, pipeline: this.pipeline.name, fingerprint: this.pipeline.fingerprint() })
+    this.progress.start()
   }
 
   private maybeUpstreamFinished(actor: Actor): void {
@@ -90,6 +100,7 @@ export class Worker {
       {
         onEpoch: (epoch) => this.bus.publish(this.subject('epochAck'), { v: 1, actor: id, epoch }),
         onFinished: () => this.bus.publish(this.subject('actorFinished'), { v: 1, actor: id, worker: this.options.id }),
+        onWatermark: () => this.progress.watermarkAdvanced(actor),
       },
     )
     const startedAt = Date.now()
@@ -149,6 +160,7 @@ export class Worker {
   /** Graceful stop: every actor takes a final checkpoint. */
   async stop(): Promise<void> {
     this.stopped = true
+    this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
     await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
   }
@@ -156,6 +168,7 @@ export class Worker {
   /** Stops without writing anything more, as a kill would; waits for in-flight I/O to settle. */
   async abandon(): Promise<void> {
     this.stopped = true
+    this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
     for (const { actor } of this.actors.values()) actor.abandon()
     await Promise.all([...this.actors.values()].map(async ({ actor, restoring, running }) => {

@@ -30,7 +30,7 @@ class WindowCount extends Processor<number, { window: number; count: number; wat
     this.counts.set(String(start), (this.counts.get(String(start)) ?? 0) + 1)
     ctx.timers.registerEventTime(start + WINDOW - 1)
   }
-  onTimer(t: Timer, ctx: Context<{ window: number; count: number; watermarkAtFire: number }>): void {
+  override onTimer(t: Timer, ctx: Context<{ window: number; count: number; watermarkAtFire: number }>): void {
     expect(t.domain).toBe('event-time')
     const start = t.time - WINDOW + 1
     const count = this.counts.get(String(start))

@@ -1,0 +1,106 @@
+/**
+ * A worker's Prometheus metrics (prom-client): per-actor figures read from the actors'
+ * stats when scraped, so the hot path never touches a metric object, plus the Node.js
+ * process metrics. Served by `serveMetrics` (weir run --metrics-port) or merged into the
+ * monitor's /metrics (weir run --monitor).
+ *
+ * @example
+ * const metrics = workerMetrics(pipeline, () => worker.actorList)
+ * const server = await serveMetrics(metrics, { port: 9465 })
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import type { Actor, ActorStats } from './actor.ts'
+import { ConfigError } from './errors.ts'
+import type { Pipeline } from './pipeline.ts'
+
+type Labels = { pipeline: string; stage: string; partition: string }
+
+/** Builds the registry of a worker running `pipeline`; `actors` lists the actors it runs now. */
+export function workerMetrics(pipeline: Pipeline, actors: () => Actor[], options: { processMetrics?: boolean } = {}): Registry {
+  const registry = new Registry()
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'weir_worker_' })
+  const labelNames = ['pipeline', 'stage', 'partition'] as const
+  const labels = (a: Actor): Labels => ({ pipeline: pipeline.name, stage: a.stage.name, partition: String(a.partition) })
+
+  const counter = (name: string, help: string, read: (s: ActorStats) => number): void => {
+    new Counter({
+      name, help, labelNames, registers: [registry],
+      collect() {
+        // Totals live in the actors; a restarted actor starts from 0, as a restarted process would.
+        this.reset()
+        for (const a of actors()) this.inc(labels(a), read(a.stats))
+      },
+    })
+  }
+  const gauge = (name: string, help: string, read: (s: ActorStats, now: number) => number | undefined): void => {
+    new Gauge({
+      name, help, labelNames, registers: [registry],
+      collect() {
+        this.reset()
+        const now = Date.now()
+        for (const a of actors()) {
+          const v = read(a.stats, now)
+          if (v !== undefined && Number.isFinite(v)) this.set(labels(a), v)
+        }
+      },
+    })
+  }
+
+  counter('weir_actor_records_in_total', 'Records processed by the actor.', (s) => s.recordsIn)
+  counter('weir_actor_records_out_total', 'Records the actor emitted.', (s) => s.recordsOut)
+  counter('weir_actor_errors_total', 'Failed attempts to process a record.', (s) => s.errors)
+  counter('weir_actor_dead_lettered_total', 'Records sent to the dead-letter topic.', (s) => s.deadLettered)
+  counter('weir_actor_late_total', 'Records that arrived at or below the watermark.', (s) => s.late)
+  counter('weir_actor_checkpoints_total', 'Checkpoints committed.', (s) => s.checkpoints)
+  gauge('weir_actor_lag_records', 'Unprocessed input records (end offsets minus positions).', (s) => s.lag)
+  gauge('weir_actor_watermark_seconds', 'Event-time watermark, seconds since the epoch.', (s) => s.watermark / 1000)
+  gauge('weir_actor_watermark_lag_seconds', 'Wall clock minus watermark.', (s, now) => (now - s.watermark) / 1000)
+  gauge('weir_actor_last_epoch', 'Newest committed checkpoint epoch.', (s) => s.lastEpoch)
+  gauge('weir_actor_checkpoint_age_seconds', 'Time since the last committed checkpoint.', (s, now) => (s.lastCommitAt === undefined ? undefined : (now - s.lastCommitAt) / 1000))
+  gauge('weir_actor_end_to_end_seconds', 'At the last commit: commit time minus the ingest horizon it carried.', (s) => (s.endToEndMs === undefined ? undefined : s.endToEndMs / 1000))
+  gauge('weir_actor_commit_seconds', 'Duration of the last pipe commit.', (s) => (s.commitMs.length === 0 ? undefined : s.commitMs[s.commitMs.length - 1]! / 1000))
+  return registry
+}
+
+export interface MetricsServer {
+  readonly url: string
+  close(): Promise<void>
+}
+
+/**
+ * Serves `GET /metrics` from the registries (merged) on host:port; loopback unless told
+ * otherwise. Anything else is 404; request bodies are refused.
+ */
+export async function serveMetrics(registries: Registry | Registry[], options: { port: number; host?: string }): Promise<MetricsServer> {
+  const host = options.host ?? '127.0.0.1'
+  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new ConfigError('--metrics-port', `expected a port in 0..65535, got ${options.port}`)
+  const registry = Array.isArray(registries) ? Registry.merge(registries) : registries
+  const server: Server = createServer((req, res) => {
+    if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') {
+      res.writeHead(413).end()
+      req.destroy()
+      return
+    }
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n')
+      return
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`),
+    )
+  })
+  server.maxHeadersCount = 50
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, host, () => resolve())
+  })
+  const { port } = server.address() as AddressInfo
+  const shown = host.includes(':') ? `[${host}]` : host
+  return {
+    url: `http://${shown}:${port}/metrics`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
