@@ -90,6 +90,13 @@ export class ProgressReporter {
     this.pending.set(actor.id, t)
   }
 
+  /** Publishes an actor's progress now (it finished or is stopping), whatever the spacing. */
+  publishNow(actor: Actor): void {
+    clearTimeout(this.pending.get(actor.id))
+    this.pending.delete(actor.id)
+    this.publishActor(actor)
+  }
+
   private tick(): void {
     this.ticks++
     void this.refreshMeasurements()

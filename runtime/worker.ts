@@ -99,7 +99,10 @@ export class Worker {
       { pipeline: this.pipeline, spec, partition: Number(p), pipe: this.pipe, dataDir: this.options.dataDir, log: this.log, faults: this.options.faults, config: this.options.actorConfig },
       {
         onEpoch: (epoch) => this.bus.publish(this.subject('epochAck'), { v: 1, actor: id, epoch }),
-        onFinished: () => this.bus.publish(this.subject('actorFinished'), { v: 1, actor: id, worker: this.options.id }),
+        onFinished: () => {
+          this.progress.publishNow(actor)
+          this.bus.publish(this.subject('actorFinished'), { v: 1, actor: id, worker: this.options.id })
+        },
         onWatermark: () => this.progress.watermarkAdvanced(actor),
       },
     )
@@ -160,9 +163,12 @@ export class Worker {
   /** Graceful stop: every actor takes a final checkpoint. */
   async stop(): Promise<void> {
     this.stopped = true
-    this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
+    const actors = this.actorList
     await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
+    // The final figures, after the last checkpoints: the monitor sees where each actor stopped.
+    for (const a of actors) this.progress.publishNow(a)
+    this.progress.stop()
   }
 
   /** Stops without writing anything more, as a kill would; waits for in-flight I/O to settle. */
