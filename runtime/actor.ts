@@ -151,6 +151,8 @@ export class Actor {
   private current: { key: string | null; timestamp: number } = { key: null, timestamp: 0 }
   private pendingEmits: Array<{ topic: string; partition: number; record: PipeRecord }> = []
   private requestedEpoch = 0
+  /** A checkpoint the worker asked for without a new epoch (the coordinator is out of reach). */
+  private localBarrierRequested = false
   /** Newest epoch whose barrier this actor took (its commit may still be in flight). */
   private barrierEpoch = 0
   private committedEpoch = 0
@@ -376,6 +378,16 @@ export class Actor {
     this.wake?.()
   }
 
+  /**
+   * Takes a checkpoint at the next record boundary under the current epoch number, as an
+   * early barrier does: the worker's fallback while no epochs arrive, so commits (and the
+   * watermarks and outputs they carry) never wait on the coordinator or the control bus.
+   */
+  requestLocalBarrier(): void {
+    this.localBarrierRequested = true
+    this.wake?.()
+  }
+
   /** Every upstream stage finished: end when the inputs are drained. */
   markUpstreamFinished(): void {
     this.upstreamFinished = true
@@ -417,7 +429,7 @@ export class Actor {
   }
 
   private barrierDue(): boolean {
-    return this.requestedEpoch > this.barrierEpoch || this.cache.dirtyCount >= this.config.maxDirty || (this.awaitingFirstCommit && this.unitsSinceStart > 0)
+    return this.requestedEpoch > this.barrierEpoch || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || (this.awaitingFirstCommit && this.unitsSinceStart > 0)
   }
 
   private checkInflight(): void {
@@ -855,6 +867,7 @@ export class Actor {
     // batch) reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.checkpointSeq
     this.awaitingFirstCommit = false
+    this.localBarrierRequested = false
     const offsets = this.positionsChanged ? this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })) : undefined
     this.positionsChanged = false
     // The positions also go into the actor's own changelog: restore reads them from there,

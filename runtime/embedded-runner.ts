@@ -123,6 +123,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     faults: options.faults ?? Faults.none(),
     actorConfig: { ...defaultActorConfig, ...options.actorConfig },
     progressIntervalMs: options.progressIntervalMs,
+    epochIntervalMs: options.epochIntervalMs ?? 1000,
   })
   const metrics = workerMetrics(pipeline, () => worker.actorList)
 

@@ -25,6 +25,12 @@ export interface WorkerOptions {
   actorConfig: ActorConfig
   /** Interval of progress and health events on the bus, ms. Default 1000. */
   progressIntervalMs?: number
+  /**
+   * The coordinator's epoch interval, ms. When no epoch arrives for twice this long (bus
+   * or coordinator down), the worker checkpoints its actors on its own at this interval.
+   * Default 1000.
+   */
+  epochIntervalMs?: number
 }
 
 export class Worker {
@@ -38,6 +44,8 @@ export class Worker {
   private failure: ((err: unknown) => void) | undefined
   private readonly log: Logger
   private readonly progress: ProgressReporter
+  private lastEpochAt = Date.now()
+  private fallbackTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
@@ -64,6 +72,7 @@ export class Worker {
       this.bus.subscribe(this.subject('epoch'), (raw, subject) => {
         const msg = epochMessage.safeParse(raw)
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed epoch dropped')
+        this.lastEpochAt = Date.now()
         for (const s of msg.data.finishedStages) this.finishedStages.add(s)
         for (const { actor } of this.actors.values()) {
           actor.requestBarrier(msg.data.epoch)
@@ -73,6 +82,13 @@ export class Worker {
     )
     this.bus.publish(this.subject('workerHello'), { v: 1, worker: this.options.id, pipeline: this.pipeline.name, fingerprint: this.pipeline.fingerprint() })
     this.progress.start()
+    const interval = this.options.epochIntervalMs ?? 1000
+    this.fallbackTimer = setInterval(() => {
+      if (Date.now() - this.lastEpochAt < 2 * interval) return
+      this.log.debug({ sinceEpochMs: Date.now() - this.lastEpochAt }, 'no epoch from the coordinator: checkpointing locally')
+      for (const { actor } of this.actors.values()) actor.requestLocalBarrier()
+    }, interval)
+    this.fallbackTimer.unref()
   }
 
   private maybeUpstreamFinished(actor: Actor): void {
@@ -163,6 +179,7 @@ export class Worker {
   /** Graceful stop: every actor takes a final checkpoint. */
   async stop(): Promise<void> {
     this.stopped = true
+    clearInterval(this.fallbackTimer)
     for (const s of this.subs) s.unsubscribe()
     const actors = this.actorList
     await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
@@ -174,6 +191,7 @@ export class Worker {
   /** Stops without writing anything more, as a kill would; waits for in-flight I/O to settle. */
   async abandon(): Promise<void> {
     this.stopped = true
+    clearInterval(this.fallbackTimer)
     this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
     for (const { actor } of this.actors.values()) actor.abandon()
