@@ -4,6 +4,7 @@
  *
  * Exit codes: 0 success, 1 the run failed, 2 usage error or refused input, 130 interrupted.
  */
+import { monitorCommand } from './monitor.ts'
 import { runCommand } from './run.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 
@@ -12,6 +13,8 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run':
       return runCommand(rest)
+    case 'monitor':
+      return monitorCommand(rest)
     case 'help':
     case '--help':
     case '-h':

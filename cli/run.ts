@@ -1,6 +1,7 @@
 /**
  * `weir run <pipeline.ts>`: loads a pipeline file and runs it in this process, on the
- * embedded pipe or on Kafka (`--pipe kafka://…`). Every refusal (bad option, missing or broken file, changed topology) happens
+ * embedded pipe or on Kafka (`--pipe kafka://…`), optionally serving the timeliness monitor
+ * (`--monitor`, docs/monitoring.md) on the run's own bus. Every refusal (bad option, missing or broken file, changed topology) happens
  * before the data dir is created or written.
  */
 import { statSync } from 'node:fs'
@@ -11,11 +12,13 @@ import { startEmbedded, type RunResult, type RunningPipeline } from '../runtime/
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
-import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { checkBusUrl, localBus, openBus } from '../runtime/open-bus.ts'
+import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/pipeline.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
+import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
 import { ProgressDisplay } from './progress.ts'
 import { printError } from './report.ts'
 import { lastEpoch } from './stats.ts'
@@ -36,6 +39,18 @@ export interface RunArgs {
   bus: string | undefined
   /** Namespace of the control subjects on the bus. */
   cluster: string
+  /** `--monitor`: serve the monitor from this process, watching this run's bus. */
+  monitor: RunMonitorArgs | undefined
+  /** `--metrics-port`: serve the worker's Prometheus metrics on their own (loopback unless --metrics-host). */
+  metrics: { port: number; host: string } | undefined
+}
+
+export interface RunMonitorArgs {
+  port: number
+  host: string
+  token: string | undefined
+  /** `--slo OUTPUT=DURATION`: the pipeline is the one being run. */
+  slos: Array<{ output: string; timelinessMs: number }>
 }
 
 /** Each pipeline gets its own data dir under this one, so examples run side by side. */
@@ -64,6 +79,12 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
         'pipe-config': { type: 'string' },
         bus: { type: 'string' },
         cluster: { type: 'string' },
+        monitor: { type: 'boolean' },
+        'monitor-port': { type: 'string' },
+        'monitor-host': { type: 'string' },
+        slo: { type: 'string', multiple: true },
+        'metrics-port': { type: 'string' },
+        'metrics-host': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -109,7 +130,12 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   checkClusterName(cluster, '--cluster')
   if (values.cluster !== undefined && bus === undefined) throw new ConfigError('--cluster', 'only with --bus')
 
+  if (values['metrics-host'] !== undefined && values['metrics-port'] === undefined) throw new ConfigError('--metrics-host', 'only with --metrics-port')
+  const metrics = values['metrics-port'] === undefined ? undefined : { port: parsePort(values['metrics-port'], '--metrics-port'), host: values['metrics-host'] ?? '127.0.0.1' }
+
   return {
+    metrics,
+    monitor: parseMonitorOptions(values),
     bus,
     cluster,
     pipe,
@@ -119,6 +145,31 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
     epochIntervalMs,
     params,
     quiet: values.quiet ?? false,
+  }
+}
+
+/** The --monitor options; each of the others without --monitor is refused, naming it. */
+function parseMonitorOptions(values: { monitor?: boolean; 'monitor-port'?: string; 'monitor-host'?: string; slo?: string[] }): RunMonitorArgs | undefined {
+  if (!values.monitor) {
+    for (const option of ['monitor-port', 'monitor-host', 'slo'] as const) {
+      if (values[option] !== undefined) throw new ConfigError(`--${option}`, 'only with --monitor')
+    }
+    return undefined
+  }
+  const port = values['monitor-port'] === undefined ? DEFAULT_MONITOR_PORT : parsePort(values['monitor-port'], '--monitor-port')
+  const host = values['monitor-host'] ?? DEFAULT_MONITOR_HOST
+  const token = process.env.WEIR_MONITOR_TOKEN === '' ? undefined : process.env.WEIR_MONITOR_TOKEN
+  checkMonitorBinding(host, token, '--monitor-host')
+  // The pipeline's name is known once its file is loaded; '_' stands in until then.
+  const slos = (values.slo ?? []).map((s) => parseSloFlag(s, '--slo', '_')).map(({ output, timelinessMs }) => ({ output, timelinessMs }))
+  return { port, host, token, slos }
+}
+
+/** An SLO must name a stage of the pipeline being run: a typo would otherwise never alert. */
+function checkSloOutputs(monitor: RunMonitorArgs | undefined, pipeline: Pipeline): void {
+  const stages = pipeline.actorStages.map((s) => s.name)
+  for (const slo of monitor?.slos ?? []) {
+    if (!stages.includes(slo.output)) throw new ConfigError('--slo', `'${slo.output}' is not a stage of pipeline '${pipeline.name}' (stages: ${stages.join(', ')})`)
   }
 }
 
@@ -165,6 +216,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     log = cliLogger(() => display?.clear())
     if (args.dataDir !== undefined) checkDataDir(args.dataDir)
     pipeline = await loadPipeline(args.file, args.params)
+    checkSloOutputs(args.monitor, pipeline)
     dataDir = args.dataDir ?? resolve(DEFAULT_DATA_ROOT, pipeline.name)
     if (args.dataDir === undefined) checkDataDir(dataDir)
   } catch (err) {
@@ -179,6 +231,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   let run: RunningPipeline | undefined
   let pipe: Pipe | undefined
   let bus: ControlBus | undefined
+  let monitor: RunningMonitor | undefined
+  let metricsServer: MetricsServer | undefined
   let signalled: NodeJS.Signals | undefined
   const stopRun = (r: RunningPipeline): void => {
     display?.setStatus('stopping: final checkpoint (Ctrl-C again to exit at once)')
@@ -204,8 +258,23 @@ export async function runCommand(argv: string[]): Promise<number> {
   try {
     if (args.bus !== undefined) bus = await openBus(args.bus, { name: `weir-run-${pipeline.name}`, log })
     if (args.pipe !== 'embedded') pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log })
+    // The monitor listens on the run's own bus; without --bus that is an in-process one made here.
+    if (args.monitor !== undefined) bus ??= localBus(log)
     run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster })
+    if (args.monitor !== undefined) {
+      const slos = args.monitor.slos.map((s) => ({ ...s, cluster: args.cluster, pipeline: pipeline.name }))
+      // It hears the run from its next progress interval on; its /metrics also serves the worker's.
+      monitor = await startMonitor({ bus: bus!, cluster: args.cluster, port: args.monitor.port, host: args.monitor.host, token: args.monitor.token, slos, log, hostField: '--monitor-host', extraRegistries: [run.metrics] })
+      process.stderr.write(`weir: monitor at ${monitor.url}\n`)
+    }
+    if (args.metrics !== undefined) {
+      metricsServer = await serveMetrics(run.metrics, args.metrics)
+      process.stderr.write(`weir: metrics at ${metricsServer.url}\n`)
+    }
   } catch (err) {
+    if (run !== undefined) await run.stop().catch(() => undefined)
+    await monitor?.close().catch(() => undefined)
+    await metricsServer?.close().catch(() => undefined)
     await pipe?.close().catch(() => undefined)
     await bus?.close().catch(() => undefined)
     removeHandlers()
@@ -224,6 +293,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     failure = err
   }
   const elapsedMs = performance.now() - startedAt
+  await monitor?.close().catch(() => undefined)
+  await metricsServer?.close().catch(() => undefined)
   await pipe?.close().catch(() => undefined)
   await bus?.close().catch(() => undefined)
   removeHandlers()

@@ -3,6 +3,7 @@
  *
  *   npx weir run examples/wordcount.ts
  *   npx weir run examples/wordcount.ts --param lines=1000000
+ *   npx weir run examples/wordcount.ts --param rate=100      # 100 lines/s per partition
  */
 import { Pipeline, Processor, type Context, type StreamRecord } from '../index.ts'
 import { GeneratorSource, JsonlFileSink } from '../processors/index.ts'
@@ -29,10 +30,13 @@ export class CountWords extends Processor<number, number> {
 
 export default function wordcount(params: Record<string, string> = {}): Pipeline {
   const lines = Number(params.lines ?? 20_000)
+  // Lines per second per source partition; unpaced by default.
+  const rate = params.rate === undefined ? undefined : Number(params.rate)
   const out = params.out ?? 'out/wordcount/counts-{partition}.jsonl'
   const p = new Pipeline('wordcount')
   p.source<string>('lines', () => new GeneratorSource<string>({
     count: lines,
+    ratePerSecond: rate,
     // Deterministic text: line i of partition p always has the same words.
     generate: (i, partition) => {
       const n = i * 2 + partition

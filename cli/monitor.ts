@@ -1,0 +1,146 @@
+/**
+ * `weir monitor --bus nats://…`: the independent timeliness monitor. It reads only the
+ * control bus, so it keeps answering while the pipe, the coordinator or workers are down.
+ * Every refusal (bad option, bad config file, a public host without a token) happens
+ * before it connects or listens (exit 2); an unreachable bus at start is exit 1.
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { pino, type Logger } from 'pino'
+import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
+import { ConfigError } from '../runtime/errors.ts'
+import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { parseMonitorConfig, type SloConfig } from '../monitor/config.ts'
+import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
+import { printError } from './report.ts'
+import { UsageError } from './run.ts'
+import { MONITOR_USAGE } from './usage.ts'
+
+export interface MonitorArgs {
+  bus: string
+  /** A cluster name, or `*` for every cluster. */
+  cluster: string
+  port: number
+  host: string
+  token: string | undefined
+  slos: SloConfig[]
+}
+
+function readText(file: string, field: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(field, `cannot read ${file}: ${(err as Error).message}`)
+  }
+}
+
+/** Parses and validates `monitor`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
+export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): MonitorArgs | 'help' {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        bus: { type: 'string' },
+        cluster: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        config: { type: 'string' },
+        slo: { type: 'string', multiple: true },
+        'token-file': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  const { values } = parsed
+  if (values.help) return 'help'
+
+  const bus = values.bus ?? env.WEIR_BUS
+  if (bus === undefined) throw new ConfigError('--bus', 'the monitor reads the control bus: give --bus nats://host:port (or WEIR_BUS)')
+  checkBusUrl(bus, '--bus')
+
+  const config = values.config === undefined ? undefined : parseConfigFile(resolve(cwd, values.config))
+  const cluster = values.cluster ?? config?.cluster ?? '*'
+  if (cluster !== '*') checkClusterName(cluster, values.cluster === undefined ? 'cluster' : '--cluster')
+
+  const port = values.port === undefined ? (config?.port ?? DEFAULT_MONITOR_PORT) : parsePort(values.port, '--port')
+  const host = values.host ?? config?.host ?? DEFAULT_MONITOR_HOST
+
+  let token: string | undefined
+  if (values['token-file'] !== undefined) {
+    token = readText(resolve(cwd, values['token-file']), '--token-file').trim()
+    if (token === '') throw new ConfigError('--token-file', `${values['token-file']} is empty`)
+  } else if (env.WEIR_MONITOR_TOKEN !== undefined && env.WEIR_MONITOR_TOKEN !== '') {
+    token = env.WEIR_MONITOR_TOKEN
+  }
+  if (token !== undefined && /\s/.test(token)) throw new ConfigError(values['token-file'] === undefined ? 'WEIR_MONITOR_TOKEN' : '--token-file', 'the token must not contain whitespace')
+  checkMonitorBinding(host, token, values.host === undefined && config?.host !== undefined ? 'host' : '--host')
+
+  const slos = [...(config?.slos ?? []), ...(values.slo ?? []).map((s) => parseSloFlag(s, '--slo'))]
+  return { bus, cluster, port, host, token, slos }
+}
+
+function parseConfigFile(file: string): ReturnType<typeof parseMonitorConfig> {
+  let raw: unknown
+  try {
+    raw = JSON.parse(readText(file, '--config'))
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    throw new ConfigError('--config', `${file} is not JSON: ${(err as Error).message}`)
+  }
+  return parseMonitorConfig(raw, file)
+}
+
+function monitorLogger(): Logger {
+  const level = process.env.WEIR_LOG_LEVEL ?? 'info'
+  try {
+    return pino({ level, base: { service: 'weir-monitor' } }, pino.destination(2))
+  } catch (err) {
+    throw new ConfigError('WEIR_LOG_LEVEL', `${(err as Error).message}`)
+  }
+}
+
+export async function monitorCommand(argv: string[]): Promise<number> {
+  let args: MonitorArgs
+  let log: Logger
+  try {
+    const parsed = parseMonitorArgs(argv)
+    if (parsed === 'help') {
+      process.stdout.write(MONITOR_USAGE)
+      return 0
+    }
+    args = parsed
+    log = monitorLogger()
+  } catch (err) {
+    if (err instanceof UsageError) process.stderr.write(`weir: error: ${err.message}\nRun 'weir help monitor' for usage.\n`)
+    else printError(err)
+    return 2
+  }
+
+  let bus: ControlBus | undefined
+  let monitor: RunningMonitor
+  try {
+    bus = await openBus(args.bus, { name: 'weir-monitor', log })
+    monitor = await startMonitor({ bus, cluster: args.cluster, port: args.port, host: args.host, token: args.token, slos: args.slos, log })
+  } catch (err) {
+    await bus?.close().catch(() => undefined)
+    printError(err)
+    return err instanceof ConfigError ? 2 : 1
+  }
+  process.stdout.write(`weir monitor: dashboard ${monitor.url} (cluster ${args.cluster}, ${args.slos.length} SLOs)\n`)
+
+  // Runs until a signal: NATS going away is the adapter's business (it reconnects), not a reason to stop.
+  const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
+    process.once('SIGINT', () => resolveSignal('SIGINT'))
+    process.once('SIGTERM', () => resolveSignal('SIGTERM'))
+  })
+  log.info({ signal }, 'monitor stopping')
+  await monitor.close()
+  await bus.close().catch(() => undefined)
+  return 0
+}

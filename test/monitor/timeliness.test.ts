@@ -1,0 +1,189 @@
+import { describe, expect, it } from 'vitest'
+import {
+  combineWatermarks,
+  counterRate,
+  formatCount,
+  holdingBack,
+  outputStatus,
+  pipelineStalled,
+  stageStatus,
+  type ActorSnapshot,
+  type CounterSample,
+  type StageStatus,
+  type Topology,
+} from '../../monitor/timeliness.ts'
+import { progress, snapshot, THREE_STAGES } from './fixtures.ts'
+
+const now = 1_700_000_000_000
+const wm = (watermark: number | null, extra: { idle?: boolean; ended?: boolean } = {}) => ({ watermark, idle: extra.idle ?? false, ended: extra.ended ?? false })
+
+describe('combined watermarks', () => {
+  it('is the minimum over the actors that are not idle', () => {
+    expect(combineWatermarks([wm(100), wm(50), wm(10, { idle: true })])).toBe(50)
+  })
+
+  it('is the maximum when every actor is idle, so an idle stream reports where it is', () => {
+    expect(combineWatermarks([wm(100, { idle: true }), wm(50, { idle: true })])).toBe(100)
+  })
+
+  it('counts ended actors as +infinity: all ended is ended, some ended do not hold the rest', () => {
+    expect(combineWatermarks([wm(null, { ended: true }), wm(70)])).toBe(70)
+    expect(combineWatermarks([wm(null, { ended: true }), wm(5, { ended: true })])).toBe(Infinity)
+  })
+
+  it('is null before a counted actor has a watermark, or without actors', () => {
+    expect(combineWatermarks([wm(100), wm(null)])).toBeNull()
+    expect(combineWatermarks([wm(100), wm(null, { idle: true })])).toBe(100)
+    expect(combineWatermarks([])).toBeNull()
+  })
+})
+
+describe('output timeliness', () => {
+  const stages = new Map<string, StageStatus>()
+
+  it('is now minus the output watermark, with the largest end-to-end latency of its actors', () => {
+    const actors = [
+      snapshot(progress({ stage: 'sink', partition: 0, watermark: now - 4000, endToEndMs: 800 }), now),
+      snapshot(progress({ stage: 'sink', partition: 1, watermark: now - 1500, endToEndMs: 1200 }), now),
+    ]
+    const o = outputStatus('sink', actors, stages, THREE_STAGES, now)
+    expect(o).toMatchObject({ timelinessMs: 4000, endToEndMs: 1200, watermark: now - 4000, ended: false })
+  })
+
+  it('is 0 once every output actor ended, and null before a watermark', () => {
+    const ended = [snapshot(progress({ stage: 'sink', partition: 0, ended: true }), now)]
+    expect(outputStatus('sink', ended, stages, THREE_STAGES, now)).toMatchObject({ timelinessMs: 0, ended: true, watermark: null, holdingBack: null })
+    const none = [snapshot(progress({ stage: 'sink', partition: 0, watermark: null }), now)]
+    expect(outputStatus('sink', none, stages, THREE_STAGES, now).timelinessMs).toBeNull()
+  })
+})
+
+describe('counter rates', () => {
+  const s = (at: number, recordsIn: number, startedAt = 1): CounterSample => ({ at, startedAt, recordsIn, recordsOut: 0, errors: 0, deadLettered: 0, late: 0 })
+
+  it('is the increase per second over the window', () => {
+    expect(counterRate([s(now - 2000, 100), s(now - 1000, 150), s(now, 300)], 'recordsIn', now)).toBe(100)
+  })
+
+  it('treats a new startedAt or a decrease as a reset and counts the new value as the increase', () => {
+    // 100 → 150 (+50), restart: 30 since start (+30), 60 (+30): 110 over 3 s.
+    expect(counterRate([s(now - 3000, 100), s(now - 2000, 150), s(now - 1000, 30, 2), s(now, 60, 2)], 'recordsIn', now)).toBeCloseTo(110 / 3)
+    // Same instance id but the counter went down (a publisher that reset without a new startedAt).
+    expect(counterRate([s(now - 1000, 500), s(now, 20)], 'recordsIn', now)).toBe(20)
+  })
+
+  it('ignores samples older than the window, and needs two samples', () => {
+    expect(counterRate([s(now - 120_000, 0), s(now - 1000, 1000), s(now, 1010)], 'recordsIn', now)).toBe(10)
+    expect(counterRate([s(now, 5)], 'recordsIn', now)).toBeNull()
+  })
+})
+
+describe('stage figures', () => {
+  const ctx = { now, intervalMs: 1000, knownForMs: 60_000 }
+
+  it('sums unprocessed records per input, rates over actors, and counts running actors', () => {
+    const samples = (errors: number, dl: number): CounterSample[] => [
+      { at: now - 10_000, startedAt: 1, recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, late: 0 },
+      { at: now, startedAt: 1, recordsIn: 1000, recordsOut: 500, errors, deadLettered: dl, late: 10 },
+    ]
+    const actors: ActorSnapshot[] = [
+      { ...snapshot(progress({ stage: 'ema', partition: 0, lag: 7, lagByInput: { source: 7 }, watermark: now - 2000 }), now), samples: samples(10, 0) },
+      { ...snapshot(progress({ stage: 'ema', partition: 1, lag: 5, lagByInput: { source: 5 }, watermark: now - 3000, lifecycle: 'restoring' }), now), samples: samples(0, 20) },
+    ]
+    const st = stageStatus(THREE_STAGES.stages[1]!, actors, ctx)
+    expect(st).toMatchObject({ watermark: now - 3000, watermarkLagMs: 3000, unprocessed: 12, unprocessedByInput: { source: 12 }, failureRate: 3, lateRate: 2, recordsInRate: 200, recordsOutRate: 100 })
+    expect(st.actors).toEqual({ running: 1, missing: 0, ended: 0, total: 2 })
+    expect(st.stalled).toBe(false)
+  })
+
+  it('counts silent actors, and never-heard ones once the pipeline is known for a while, as missing', () => {
+    const silent = [snapshot(progress({ stage: 'ema', partition: 0, watermark: now }), now, 12_000)]
+    expect(stageStatus(THREE_STAGES.stages[1]!, silent, ctx).actors).toMatchObject({ missing: 2, running: 0, total: 2 })
+    // Just started: the partition it has not heard from yet is not called missing.
+    const fresh = [snapshot(progress({ stage: 'ema', partition: 0, watermark: now }), now)]
+    expect(stageStatus(THREE_STAGES.stages[1]!, fresh, { ...ctx, knownForMs: 1000 }).actors.missing).toBe(0)
+  })
+
+  it('measures checkpoint age from the oldest last commit of its live actors', () => {
+    const actors = [
+      snapshot(progress({ stage: 'ema', partition: 0, lastCommitAt: now - 1000 }), now),
+      snapshot(progress({ stage: 'ema', partition: 1, lastCommitAt: now - 30_000 }), now),
+    ]
+    const st = stageStatus(THREE_STAGES.stages[1]!, actors, ctx)
+    expect(st.checkpointAgeMs).toBe(30_000)
+    expect(st.stalled).toBe(true)
+  })
+})
+
+/** Stage figures for a topology from per-stage watermark lags and optional missing actors. */
+function stagesOf(topology: Topology, lags: Record<string, number | null>, extra: Record<string, { missing?: number; unprocessed?: number; silentMs?: number }> = {}): Map<string, StageStatus> {
+  const m = new Map<string, StageStatus>()
+  for (const s of topology.stages) {
+    const e = extra[s.name] ?? {}
+    m.set(s.name, {
+      name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism,
+      watermark: null, ended: false, watermarkLagMs: lags[s.name] ?? null,
+      unprocessed: e.unprocessed ?? 0, unprocessedByInput: {}, failureRate: 0, lateRate: 0, recordsInRate: 0, recordsOutRate: 0,
+      checkpointAgeMs: 500, actors: { running: s.parallelism - (e.missing ?? 0), missing: e.missing ?? 0, ended: 0, total: s.parallelism },
+      silentMs: e.silentMs ?? 0, stalled: (e.missing ?? 0) > 0,
+    })
+  }
+  return m
+}
+
+describe('holding back', () => {
+  it('is the stage adding the most watermark delay over its inputs, with a readable reason', () => {
+    const hb = holdingBack('sink', stagesOf(THREE_STAGES, { source: 1000, ema: 4200, sink: 4500 }, { ema: { unprocessed: 12_400 } }), THREE_STAGES)
+    expect(hb).toEqual({ stage: 'ema', reason: 'ema adds 3.2 s of watermark delay; 12 400 unprocessed records' })
+  })
+
+  it('charges a source its whole lag', () => {
+    expect(holdingBack('sink', stagesOf(THREE_STAGES, { source: 5000, ema: 5100, sink: 5200 }), THREE_STAGES)?.stage).toBe('source')
+  })
+
+  it('prefers a stage with missing actors over any delay', () => {
+    const hb = holdingBack('sink', stagesOf(THREE_STAGES, { source: 100, ema: 200, sink: 9000 }, { ema: { missing: 1, silentMs: 12_000 } }), THREE_STAGES)
+    expect(hb).toEqual({ stage: 'ema', reason: 'ema: 1 of 2 actors send no progress for 12 s' })
+  })
+
+  it('breaks ties toward the most upstream stage, and takes the slowest of several inputs', () => {
+    const diamond: Topology = {
+      stages: [
+        { name: 'a', kind: 'source', inputs: [], parallelism: 1, topic: 't.a' },
+        { name: 'b', kind: 'source', inputs: [], parallelism: 1, topic: 't.b' },
+        { name: 'join', kind: 'processor', inputs: ['a', 'b'], parallelism: 1, topic: 't.j' },
+        { name: 'out', kind: 'processor', inputs: ['join'], parallelism: 1, topic: 't.o' },
+      ],
+      outputs: ['out'],
+      fingerprint: 'd',
+    }
+    // join adds 8000 − max(1000, 5000) = 3000; out adds 3000 too; b adds 5000: b wins.
+    expect(holdingBack('out', stagesOf(diamond, { a: 1000, b: 5000, join: 8000, out: 11_000 }), diamond)?.stage).toBe('b')
+    // Equal additions: join (3000) and out (3000) with sources at 0: the upstream one.
+    expect(holdingBack('out', stagesOf(diamond, { a: 0, b: 0, join: 3000, out: 6000 }), diamond)?.stage).toBe('join')
+  })
+
+  it('blames the first stage without a watermark whose inputs have one', () => {
+    const hb = holdingBack('sink', stagesOf(THREE_STAGES, { source: 100, ema: null, sink: null }), THREE_STAGES)
+    expect(hb).toEqual({ stage: 'ema', reason: 'ema has no watermark yet' })
+  })
+
+  it('is null when nothing adds delay', () => {
+    expect(holdingBack('sink', stagesOf(THREE_STAGES, { source: 0, ema: 0, sink: 0 }), THREE_STAGES)).toBeNull()
+  })
+})
+
+describe('pipeline stall', () => {
+  it('is stalled when no actor committed for max(10 s, 5 intervals) while actors still report', () => {
+    const old = (p: number) => snapshot(progress({ stage: 'ema', partition: p, lastCommitAt: now - 11_000 }), now)
+    expect(pipelineStalled([old(0), old(1)], now, 1000)).toBe(true)
+    expect(pipelineStalled([old(0), snapshot(progress({ stage: 'ema', partition: 1, lastCommitAt: now - 500 }), now)], now, 1000)).toBe(false)
+    // Nobody reports: that is missing actors, not a stall.
+    expect(pipelineStalled([snapshot(progress({ stage: 'ema', partition: 0, lastCommitAt: now - 60_000 }), now, 30_000)], now, 1000)).toBe(false)
+  })
+})
+
+it('formats counts with thin groups', () => {
+  expect(formatCount(12400)).toBe('12 400')
+  expect(formatCount(999)).toBe('999')
+})
