@@ -204,7 +204,7 @@ export class Actor {
     this.inputCodecs = deps.spec.inputs.map((i) => codecFor(deps.pipeline.stage(i)!.codec))
     this.cache = new WriteCache(deps.config.cacheEntries)
     this.ctx = new ActorContext(this, deps.spec, deps.partition)
-    this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log }
+    this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs }
     this.onEpoch = hooks.onEpoch
     this.onFinished = hooks.onFinished
     this.onWatermark = hooks.onWatermark
@@ -1111,6 +1111,9 @@ class ActorContext implements SourceContext<unknown>, Context<unknown> {
   }
   get watermark(): number {
     return this.actor.watermark
+  }
+  get sideOutputs(): readonly string[] {
+    return this.spec.sideOutputs
   }
   emit(key: string | null, value: unknown, options?: EmitOptions): void {
     this.actor.emit(key, value, options)

@@ -74,6 +74,8 @@ export interface Context<Out> {
    * partition): no more records at or below it are expected; one that comes is late.
    */
   readonly watermark: number
+  /** The side outputs this stage declared (`sideOutputs` option), for `emitTo`. */
+  readonly sideOutputs: readonly string[]
   /**
    * Sends a record to this stage's output. Emitted records become visible downstream
    * when the actor's next checkpoint commits, atomically with its state and offsets.
@@ -101,6 +103,8 @@ export interface LifecycleContext {
   readonly partition: number
   readonly partitions: number
   readonly log: Logger
+  /** The side outputs this stage declared. */
+  readonly sideOutputs: readonly string[]
 }
 
 /** @internal How state handles reach the actor's cache. */
@@ -123,7 +127,9 @@ abstract class StateHandle {
 }
 
 /**
- * One value per key (Flink's ValueState).
+ * One value per key (Flink's ValueState). Values are encoded with msgpack at the next
+ * checkpoint, in the background: treat a value as immutable once `set` (set a new object
+ * instead of changing the one stored), or the checkpoint may see a half-made change.
  *
  * @example
  * count = this.state.value<number>('count')
