@@ -120,10 +120,13 @@ export class MonitorView {
     return 'applied'
   }
 
-  private applyProgress(e: ActorProgress, now: number): ApplyResult {
-    const p = this.entry(e.cluster, e.pipeline, now)
-    const intervalMs = this.intervalOfWorker(p, e.worker)
-    const known = p.actors.get(e.actor)
+  private applyProgress(event: ActorProgress, now: number): ApplyResult {
+    const p = this.entry(event.cluster, event.pipeline, now)
+    const intervalMs = this.intervalOfWorker(p, event.worker)
+    const known = p.actors.get(event.actor)
+    // An actor restarting (after a pipe failure, or moved) reports no watermark until its
+    // checkpoint is restored, and what it restores is what it had: keep the one we know.
+    const e = event.watermark === null && known?.progress.watermark != null ? { ...event, watermark: known.progress.watermark, watermarkChangedAt: known.progress.watermarkChangedAt } : event
     if (known !== undefined) {
       const sameInstance = known.progress.startedAt === e.startedAt
       if (sameInstance && e.at < known.progress.at) return this.stale()
