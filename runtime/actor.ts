@@ -28,9 +28,16 @@ export interface ActorConfig {
   cacheEntries: number
   /** Dirty entries that force an early barrier. */
   maxDirty: number
+  /**
+   * Records emitted in one transaction that force an early barrier. A reader sees a
+   * writer's transaction whole, after the others' before it: bounding it bounds how far
+   * one writer's records run ahead of the others' watermarks (and the open windows that
+   * takes downstream) during a backlog.
+   */
+  maxTransactionRecords: number
 }
 
-export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000 }
+export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000, maxTransactionRecords: 20_000 }
 
 /** Figures an actor reports; read by progress displays, metrics and benchmarks. */
 export interface ActorStats {
@@ -92,6 +99,13 @@ const SOURCE_FINISHED = '#finished'
 const INPUT_POSITIONS = '#positions'
 /** Watermark state matching the committed positions (per-writer marks; a source's newest event time). */
 const WATERMARKS = '#watermarks'
+/**
+ * Between checkpoints, a mark is also written once this many records were emitted and the
+ * watermark advanced: a big transaction (a backlog) carries its watermark progress with
+ * it, so downstream windows close as it goes. A slow stream's marks come with its
+ * checkpoints, so its watermark (and its progress events) move about once an epoch.
+ */
+const MARK_EVERY_RECORDS = 1000
 /** One record in this many has its processing time sampled for the progress channel. */
 const SAMPLE_EVERY = 64
 
@@ -146,6 +160,8 @@ export class Actor {
   private watermarkStateChanged = false
   /** Partitions this actor writes watermark marks to: outputs some stage of the pipeline reads. */
   private readonly markTargets: Array<{ topic: string; partition: number }> = []
+  /** The last mark written: its watermark and idleness, when, and records emitted since. */
+  private lastMark = { watermark: -Infinity, idle: false, recordsSince: 0 }
   private readonly sideOutputs = new Map<string, { topic: string; spec: StageSpec; codec: Codec<unknown> }>()
 
   private current: { key: string | null; timestamp: number } = { key: null, timestamp: 0 }
@@ -153,6 +169,8 @@ export class Actor {
   private requestedEpoch = 0
   /** A checkpoint the worker asked for without a new epoch (the coordinator is out of reach). */
   private localBarrierRequested = false
+  /** Records emitted since the last barrier. */
+  private transactionRecords = 0
   /** Newest epoch whose barrier this actor took (its commit may still be in flight). */
   private barrierEpoch = 0
   private committedEpoch = 0
@@ -429,7 +447,7 @@ export class Actor {
   }
 
   private barrierDue(): boolean {
-    return this.requestedEpoch > this.barrierEpoch || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || (this.awaitingFirstCommit && this.unitsSinceStart > 0)
+    return this.requestedEpoch > this.barrierEpoch || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || this.transactionRecords >= this.config.maxTransactionRecords || (this.awaitingFirstCommit && this.unitsSinceStart > 0)
   }
 
   private checkInflight(): void {
@@ -478,6 +496,7 @@ export class Actor {
       }
       next = (input + 1) % this.readers.length
       await this.processBatch(input, records)
+      this.markIfDue()
       this.positionsChanged = true
       this.unitsSinceStart++
       // Records already buffered resolve polls without I/O; let timers (epochs) and I/O run.
@@ -515,6 +534,7 @@ export class Actor {
         this.unitsSinceStart++
         this.faults.point('source-poll')
       }
+      this.markIfDue()
       if (status === 'done') {
         this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, SOURCE_FINISHED, true), true)
         this.sourceDone = true
@@ -790,6 +810,8 @@ export class Actor {
     if (source !== undefined && n > 0) this.watermarkStateChanged = true
     this.pendingEmits.length = 0
     this.stats.recordsOut += n
+    this.lastMark.recordsSince += n
+    this.transactionRecords += n
     return n
   }
 
@@ -868,6 +890,7 @@ export class Actor {
     const seq = ++this.checkpointSeq
     this.awaitingFirstCommit = false
     this.localBarrierRequested = false
+    this.transactionRecords = 0
     const offsets = this.positionsChanged ? this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })) : undefined
     this.positionsChanged = false
     // The positions also go into the actor's own changelog: restore reads them from there,
@@ -895,16 +918,31 @@ export class Actor {
     const now = Date.now()
     const view = this.watermarkView(now)
     this.publishWatermark(view)
-    if (this.markTargets.length > 0) {
-      const mark = encodeMark({ writer: this.id, watermark: view.watermark, idle: view.idle, ingest: view.ingest }, now)
-      for (const t of this.markTargets) this.send(t.topic, t.partition, mark)
-    }
+    this.writeMark(view, now)
     if (positionsChanged || this.watermarkStateChanged) {
       const state = (this.sourceWatermarks ?? this.inputWatermarks)!.snapshot()
       this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, WATERMARKS, true), state)
       this.watermarkStateChanged = false
     }
     return view.ingest
+  }
+
+  /** A mark after the records emitted so far, into every partition a stage reads. */
+  private writeMark(view: WatermarkView, now: number): void {
+    this.lastMark = { watermark: view.watermark, idle: view.idle, recordsSince: 0 }
+    if (this.markTargets.length === 0) return
+    const mark = encodeMark({ writer: this.id, watermark: view.watermark, idle: view.idle, ingest: view.ingest }, now)
+    for (const t of this.markTargets) this.send(t.topic, t.partition, mark)
+  }
+
+  /** Between checkpoints: a mark when the watermark moved and enough was emitted since the last. */
+  private markIfDue(): void {
+    if (this.markTargets.length === 0 || this.lastMark.recordsSince < MARK_EVERY_RECORDS) return
+    const now = Date.now()
+    const view = this.watermarkView(now)
+    if (view.watermark <= this.lastMark.watermark && view.idle === this.lastMark.idle) return
+    this.publishWatermark(view)
+    this.writeMark(view, now)
   }
 
   /** Sends a record into the open transaction, or holds it while the previous one is sealed. */

@@ -49,6 +49,8 @@ export class ProgressReporter {
   private readonly startedAt = Date.now()
   private timer: NodeJS.Timeout | undefined
   private readonly lastSent = new Map<string, number>()
+  /** When each actor's last watermark-triggered event went out: the spacing counts from these only. */
+  private readonly lastWatermarkSent = new Map<string, number>()
   private readonly pending = new Map<string, NodeJS.Timeout>()
   private readonly stateBytes = new Map<string, number>()
   private readonly loopDelay: IntervalHistogram
@@ -80,14 +82,20 @@ export class ProgressReporter {
   /** An actor's watermark advanced: publish its progress now, or as soon as spacing allows. */
   watermarkAdvanced(actor: Actor): void {
     if (this.timer === undefined || this.pending.has(actor.id)) return
-    const wait = (this.lastSent.get(actor.id) ?? 0) + this.minSpacingMs - Date.now()
-    if (wait <= 0) return this.publishActor(actor)
+    // A heartbeat just before does not delay a watermark change: only watermark events are spaced.
+    const wait = (this.lastWatermarkSent.get(actor.id) ?? 0) + this.minSpacingMs - Date.now()
+    if (wait <= 0) return this.publishWatermarkChange(actor)
     const t = setTimeout(() => {
       this.pending.delete(actor.id)
-      this.publishActor(actor)
+      this.publishWatermarkChange(actor)
     }, wait)
     t.unref()
     this.pending.set(actor.id, t)
+  }
+
+  private publishWatermarkChange(actor: Actor): void {
+    this.lastWatermarkSent.set(actor.id, Date.now())
+    this.publishActor(actor)
   }
 
   /** Publishes an actor's progress now (it finished or is stopping), whatever the spacing. */
