@@ -4,7 +4,7 @@
  */
 import type { ActorStats } from '../runtime/actor.ts'
 import type { Pipeline } from '../runtime/pipeline.ts'
-import { formatDuration, stageTotals, throughputOf } from './stats.ts'
+import { formatDuration, formatTimeliness, outputTimeliness, stageTotals, throughputOf } from './stats.ts'
 
 export interface ProgressSource {
   stats(): Record<string, ActorStats>
@@ -37,6 +37,7 @@ export function renderProgress(
   const widths = rows.length === 0 ? [] : rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)))
   const lines = [`weir: ${pipeline.name}  ${status}  ${formatDuration(elapsedMs)}  epoch ${epoch}`]
   for (const r of rows) lines.push('  ' + r.map((cell, c) => (c === 0 || c === 1 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd())
+  for (const t of outputTimeliness(pipeline, stats)) lines.push(`  timeliness of ${t.name}: ${formatTimeliness(t)}`)
   return lines
 }
 

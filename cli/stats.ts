@@ -31,6 +31,45 @@ export function stageTotals(pipeline: Pipeline, stats: Record<string, ActorStats
   return [...byStage.values()]
 }
 
+export interface OutputTimeliness {
+  name: string
+  /** The output's event-time watermark: min over its actors; +Infinity at the end of input; undefined before the first. */
+  watermark: number | undefined
+  /** Wall clock minus watermark, ms (undefined without a finite watermark). */
+  behindMs: number | undefined
+  /** At the actors' last commits: commit time minus the ingest horizon, ms (the largest). */
+  endToEndMs: number | undefined
+}
+
+/** How timely each output of the pipeline is, from its actors' stats. */
+export function outputTimeliness(pipeline: Pipeline, stats: Record<string, ActorStats>, now = Date.now()): OutputTimeliness[] {
+  return pipeline.outputs.map((o) => {
+    const actors = Object.entries(stats).filter(([id]) => id.slice(0, id.lastIndexOf('/')) === o.name).map(([, s]) => s)
+    const marks = actors.map((s) => s.watermark)
+    const watermark = actors.length === 0 || marks.some((w) => w === -Infinity) ? undefined : Math.min(...marks)
+    const e2e = actors.map((s) => s.endToEndMs).filter((x): x is number => x !== undefined)
+    return {
+      name: o.name,
+      watermark,
+      behindMs: watermark === undefined || !Number.isFinite(watermark) ? undefined : Math.max(0, now - watermark),
+      endToEndMs: e2e.length === 0 ? undefined : Math.max(...e2e),
+    }
+  })
+}
+
+/** Sub-second figures in ms, longer ones as durations. */
+function formatLatency(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : formatDuration(ms)
+}
+
+/** "watermark …, 2.3s behind now, end-to-end 840 ms at the last commit" / "complete (end of input)" / "no watermark yet". */
+export function formatTimeliness(t: OutputTimeliness): string {
+  const e2e = t.endToEndMs === undefined ? '' : `, end-to-end ${formatLatency(t.endToEndMs)} at the last commit`
+  if (t.watermark === undefined) return `no watermark yet${e2e}`
+  if (t.watermark === Infinity) return `complete (end of input)${e2e}`
+  return `watermark ${new Date(t.watermark).toISOString()}, ${formatLatency(t.behindMs!)} behind now${e2e}`
+}
+
 /** Records a stage moved: what a source emitted, what any other stage consumed. */
 export function throughputOf(t: StageTotals): number {
   return t.kind === 'source' ? t.recordsOut : t.recordsIn

@@ -1,7 +1,7 @@
 /** The summary `weir run` prints on stdout when a run ends. */
 import type { ActorStats } from '../runtime/actor.ts'
 import { naming, type Pipeline } from '../runtime/pipeline.ts'
-import { formatDuration, stageTotals } from './stats.ts'
+import { formatDuration, formatTimeliness, outputTimeliness, stageTotals } from './stats.ts'
 
 export interface SummaryInput {
   pipeline: Pipeline
@@ -40,6 +40,8 @@ export function formatSummary(s: SummaryInput): string {
     lines.push(`dead letters: ${n} record${n === 1 ? '' : 's'} dead-lettered`)
     for (const t of dead) lines.push(`  ${t.name}: ${t.deadLettered} in topic ${naming.deadLetter(s.pipeline.name, t.name)}`)
   }
+  lines.push('timeliness:')
+  for (const t of outputTimeliness(s.pipeline, s.stats)) lines.push(`  ${t.name}: ${formatTimeliness(t)}`)
   lines.push('output:')
   if (s.pipeline.outputDescriptions.length > 0) {
     for (const d of s.pipeline.outputDescriptions) lines.push(`  ${d}`)

@@ -4,11 +4,16 @@
  *
  *   prices (source) → normalize → window-avg → ema → momentum → signal → signals.jsonl (sink)
  *
+ * Prices carry event times; window-avg is a tumbling event-time window (it fires when the
+ * watermark passes the window's end), so the signal's timeliness is measured end to end:
+ * the run's summary and `--monitor` show how far the signals trail the ticks.
+ *
  *   npx weir run examples/ticker.ts                                  # bounded, finishes by itself
- *   npx weir run examples/ticker.ts --param unbounded=true --param rate=2000   # until Ctrl-C
+ *   npx weir run examples/ticker.ts --param unbounded=true --param rate=2000 --epoch-ms 200 \
+ *     --monitor --slo signals-file=2s                                # live, until Ctrl-C; dashboard on :9464
  */
 import { Pipeline, Processor, policy, type Context, type StreamRecord } from '../index.ts'
-import { GeneratorSource, JsonlFileSink } from '../processors/index.ts'
+import { GeneratorSource, JsonlFileSink, WindowAggregate, tumbling } from '../processors/index.ts'
 
 /** A raw tick as an exchange feed sends it: price in cents, symbol in any case. */
 export interface RawTick {
@@ -78,23 +83,18 @@ export class Normalize extends Processor<RawTick, Tick> {
 }
 
 /**
- * Step 2: volume-weighted average price per symbol over tumbling event-time windows. A
- * window closes when the first tick of a later window arrives for that symbol.
+ * Step 2: volume-weighted average price per symbol over tumbling event-time windows of
+ * `sizeMs`: a window fires once, when the watermark passes its end (processors/windows).
  */
-export class WindowAverager extends Processor<Tick, WindowAverage> {
-  private readonly window = this.state.value<{ start: number; notional: number; volume: number }>('window')
-  constructor(private readonly sizeMs: number) {
-    super()
-  }
-  onRecord(r: StreamRecord<Tick>, ctx: Context<WindowAverage>): void {
-    const start = r.timestamp - (r.timestamp % this.sizeMs)
-    const w = this.window.get()
-    if (w !== undefined && w.start !== start) {
-      ctx.emit(r.key, { symbol: r.value.symbol, windowStart: w.start, avg: w.notional / w.volume, volume: w.volume }, { timestamp: w.start + this.sizeMs - 1 })
-    }
-    const cur = w !== undefined && w.start === start ? w : { start, notional: 0, volume: 0 }
-    this.window.set({ start, notional: cur.notional + r.value.price * r.value.qty, volume: cur.volume + r.value.qty })
-  }
+export function windowAverager(sizeMs: number): WindowAggregate<Tick, { notional: number; volume: number }, WindowAverage> {
+  return new WindowAggregate<Tick, { notional: number; volume: number }, WindowAverage>({
+    window: tumbling(sizeMs),
+    aggregate: {
+      create: () => ({ notional: 0, volume: 0 }),
+      add: (acc, t) => ({ notional: acc.notional + t.price * t.qty, volume: acc.volume + t.qty }),
+      result: (acc, w, key) => ({ symbol: key!, windowStart: w.start, avg: acc.notional / acc.volume, volume: acc.volume }),
+    },
+  })
 }
 
 /** Step 3: exponential moving average of the window averages. */
@@ -148,20 +148,22 @@ export default function ticker(params: Record<string, string> = {}): Pipeline {
         const mine = SYMBOLS.filter((_, s) => s % partitions === partition)
         const s = SYMBOLS.indexOf(mine[i % mine.length]!)
         const step = Math.floor(i / mine.length)
-        if (epochStart === 0) epochStart = unbounded ? Date.now() - i * tickMs : Date.UTC(2026, 0, 5, 14, 30)
+        if (epochStart === 0) epochStart = Date.UTC(2026, 0, 5, 14, 30)
         const qty = 1 + Math.floor(noise(s + 100, step) * 100)
-        return { key: SYMBOLS[s]!, value: { sym: SYMBOLS[s]!.toLowerCase(), cents: priceAt(s, step), qty }, timestamp: epochStart + step * tickMs }
+        // Live ticks happen now; the bounded run replays a trading session (same ticks every run).
+        const timestamp = unbounded ? Date.now() : epochStart + step * tickMs
+        return { key: SYMBOLS[s]!, value: { sym: SYMBOLS[s]!.toLowerCase(), cents: priceAt(s, step), qty }, timestamp }
       },
     })
   }, { partitions: 2 })
     .process<Tick>('normalize', Normalize, { onError: policy.deadLetter() })
     .keyBy(4)
-    .process<WindowAverage>('window-avg', () => new WindowAverager(250))
+    .process<WindowAverage>('window-avg', () => windowAverager(250))
     .process<Trend>('ema', Ema)
     .process<Momentum>('momentum', MomentumScore)
     .keyBy(1)
     .process<Signal>('signal', () => new SignalDecider(15))
     .to('signals-file', () => new JsonlFileSink<Signal>({ path: out, format: (r) => ({ ...r.value, at: new Date(r.timestamp).toISOString() }) }))
-  p.describeOutput(`buy/sell signals: ${out}`)
+  p.describeOutput(`buy/sell signals: ${out} (how timely they are: the summary's timeliness, or --monitor)`)
   return p
 }

@@ -332,7 +332,8 @@ describe.runIf(hasScript)('weir run: on a terminal', () => {
     expect(live).toMatch(/weir: ticker {2}running .* epoch \d+/)
     expect(live).toMatch(/ticks +1 actor +\d[\d,]* rec\/s +total \d/)
     expect(live).toMatch(/count +2 actors +\d[\d,]* rec\/s +total \d[\d,]* +lag \d/)
-    expect(live).toContain('\x1b[3A') // moves up over the three lines it drew
+    expect(live).toMatch(/timeliness of count: (no watermark yet|watermark \S+, [\d.]+ ?m?s behind now)/)
+    expect(live).toContain('\x1b[4A') // moves up over the four lines it drew (header, two stages, timeliness)
     expect(live).toContain('outcome:    stopped')
     expect(live).toContain('rc=0')
 
