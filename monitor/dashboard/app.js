@@ -145,7 +145,7 @@ function drawChart(answer) {
   const y = (v) => H - 5 - (v / max) * (H - 15)
   root.append(svg('polyline', { points: points.map((p) => `${x(p.at).toFixed(1)},${y(p.timelinessMs).toFixed(1)}`).join(' ') }))
   if (answer.slo !== null) root.append(svg('line', { class: 'slo', x1: 0, x2: W, y1: y(sloMs), y2: y(sloMs) }))
-  root.append(svg('text', { x: 4, y: 11 }, `max ${seconds(max)} · last ${Math.round((t1 - t0) / 60000)} min`))
+  root.append(svg('text', { x: 4, y: 11 }, `max ${seconds(max)} · last ${t1 - t0 < 90_000 ? `${Math.round((t1 - t0) / 1000)} s` : `${Math.round((t1 - t0) / 60000)} min`}`))
   return root
 }
 
