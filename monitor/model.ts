@@ -57,6 +57,23 @@ export interface MonitorViewOptions {
 const FORGET_AFTER_MS = 5 * 60_000
 /** Enough samples for the rate window at one event per 250 ms; older ones are dropped. */
 const MAX_SAMPLES = 256
+/**
+ * Counter samples closer together than this replace the newest one instead of adding one:
+ * rates over a minute need a few points per actor, and the status (rebuilt every second)
+ * walks all of them.
+ */
+const SAMPLE_SPACING_MS = 5000
+
+/** The samples of the last two rate windows, at most one per SAMPLE_SPACING_MS (plus the newest). */
+function appendSample(samples: readonly CounterSample[], sample: CounterSample, now: number): CounterSample[] {
+  const kept = samples.filter((s) => s.at >= now - RATE_WINDOW_MS * 2)
+  const last = kept.at(-1)
+  const beforeLast = kept.at(-2)
+  // The newest stays exact; the one before it is dropped when it is too close to its predecessor (same instance).
+  if (last !== undefined && beforeLast !== undefined && last.startedAt === sample.startedAt && beforeLast.startedAt === last.startedAt && last.at - beforeLast.at < SAMPLE_SPACING_MS) kept.pop()
+  kept.push(sample)
+  return kept.slice(-MAX_SAMPLES)
+}
 
 export class MonitorView {
   /** Messages received, dropped as malformed, and ignored as older than what is known. */
@@ -135,7 +152,7 @@ export class MonitorView {
       if (liveNewer) return this.stale()
     }
     const sample: CounterSample = { at: now, startedAt: e.startedAt, recordsIn: e.recordsIn, recordsOut: e.recordsOut, errors: e.errors, deadLettered: e.deadLettered, late: e.late }
-    const samples = [...(known?.samples ?? []).filter((s) => s.at >= now - RATE_WINDOW_MS * 2), sample].slice(-MAX_SAMPLES)
+    const samples = appendSample(known?.samples ?? [], sample, now)
     let watermarkSeenAt = known?.watermarkSeenAt ?? now
     const moved = known !== undefined && (known.progress.watermark !== e.watermark || known.progress.ended !== e.ended)
     if (moved) {

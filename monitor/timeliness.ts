@@ -91,28 +91,46 @@ export function watermarkLag(now: number, watermark: number | null): number | nu
  * samples in the window.
  */
 export function counterRate(samples: readonly CounterSample[], counter: Counter, now: number, windowMs = RATE_WINDOW_MS): number | null {
-  const recent = samples.filter((s) => s.at >= now - windowMs && s.at <= now)
-  if (recent.length < 2) return null
-  let increase = 0
-  for (let i = 1; i < recent.length; i++) {
-    const prev = recent[i - 1]!
-    const cur = recent[i]!
-    const reset = cur.startedAt !== prev.startedAt || cur[counter] < prev[counter]
-    increase += reset ? cur[counter] : cur[counter] - prev[counter]
-  }
-  const seconds = (recent[recent.length - 1]!.at - recent[0]!.at) / 1000
-  return seconds > 0 ? increase / seconds : null
+  return counterRates(samples, [counter], now, windowMs)[0]!
 }
 
-function sumRates(actors: readonly ActorSnapshot[], counters: readonly Counter[], now: number): number | null {
-  let total: number | null = null
-  for (const a of actors) {
-    for (const c of counters) {
-      const r = counterRate(a.samples, c, now)
-      if (r !== null) total = (total ?? 0) + r
+/**
+ * `counterRate` of several counters in one pass over the samples (no copies): the status
+ * is rebuilt every second for every actor, so this is the monitor's hottest loop.
+ */
+export function counterRates(samples: readonly CounterSample[], counters: readonly Counter[], now: number, windowMs = RATE_WINDOW_MS): Array<number | null> {
+  const increases = counters.map(() => 0)
+  let first: CounterSample | undefined
+  let prev: CounterSample | undefined
+  for (const cur of samples) {
+    if (cur.at < now - windowMs || cur.at > now) continue
+    if (prev !== undefined) {
+      const reset = cur.startedAt !== prev.startedAt
+      for (let c = 0; c < counters.length; c++) {
+        const k = counters[c]!
+        increases[c]! += reset || cur[k] < prev[k] ? cur[k] : cur[k] - prev[k]
+      }
+    } else {
+      first = cur
     }
+    prev = cur
   }
-  return total
+  const seconds = first === undefined || prev === first ? 0 : (prev!.at - first.at) / 1000
+  return increases.map((inc) => (seconds > 0 ? inc / seconds : null))
+}
+
+const RATE_COUNTERS: readonly Counter[] = ['errors', 'deadLettered', 'late', 'recordsIn', 'recordsOut']
+
+/** Per-second rates summed over actors: failures (errors + dead letters), late, in, out. */
+function stageRates(actors: readonly ActorSnapshot[], now: number): { failure: number | null; late: number | null; recordsIn: number | null; recordsOut: number | null } {
+  const totals: Array<number | null> = RATE_COUNTERS.map(() => null)
+  for (const a of actors) {
+    counterRates(a.samples, RATE_COUNTERS, now).forEach((r, i) => {
+      if (r !== null) totals[i] = (totals[i] ?? 0) + r
+    })
+  }
+  const [errors, dead, late, recordsIn, recordsOut] = totals
+  return { failure: errors === null && dead === null ? null : (errors ?? 0) + (dead ?? 0), late: late!, recordsIn: recordsIn!, recordsOut: recordsOut! }
 }
 
 /** Silent for more than MISSING_INTERVALS of its interval. */
@@ -183,6 +201,7 @@ export function stageStatus(stage: TopologyStage, actors: readonly ActorSnapshot
   const checkpointAgeMs = commits.length === 0 ? null : Math.max(0, now - Math.min(...commits))
   const missing = staleSeen + unseenMissing
   const checkpointStallMs = Math.max(MIN_STALL_MS, CHECKPOINT_STALL_INTERVALS * ctx.intervalMs)
+  const rates = stageRates(actors, now)
   return {
     name: stage.name,
     kind: stage.kind,
@@ -193,10 +212,10 @@ export function stageStatus(stage: TopologyStage, actors: readonly ActorSnapshot
     watermarkLagMs: watermarkLag(now, wm),
     unprocessed: progress.reduce((n, p) => n + p.lag, 0),
     unprocessedByInput,
-    failureRate: sumRates(actors, ['errors', 'deadLettered'], now),
-    lateRate: sumRates(actors, ['late'], now),
-    recordsInRate: sumRates(actors, ['recordsIn'], now),
-    recordsOutRate: sumRates(actors, ['recordsOut'], now),
+    failureRate: rates.failure,
+    lateRate: rates.late,
+    recordsInRate: rates.recordsIn,
+    recordsOutRate: rates.recordsOut,
     checkpointAgeMs,
     actors: {
       running: fresh.filter((a) => isRunning(a.progress) && !a.progress.ended).length,
