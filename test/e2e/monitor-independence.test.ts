@@ -69,6 +69,13 @@ async function fullPicture(m: Monitor, timeoutMs: number): Promise<number> {
   }
 }
 
+/** A `weir run` that is killed if the test ends first (a failing assertion must not leave it running). */
+function runWeir(args: string[]): Promise<Outcome> {
+  const r = startWeir(args)
+  after(() => void r.child.kill('SIGKILL'))
+  return r.done
+}
+
 function lines(dir: string): number {
   if (!existsSync(dir)) return 0
   return readdirSync(dir).reduce((n, f) => n + readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean).length, 0)
@@ -97,7 +104,7 @@ describe.skipIf(!nats.available)('the monitor fails independently of the pipelin
     const cluster = `k${randomUUID().slice(0, 8)}`
     const monitor = await startMonitor(nats.url, cluster)
     after(() => void monitor.child.kill('SIGKILL'))
-    const runDone = weir(['run', 'examples/wordcount.ts', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '200', '--data-dir', join(dir, 'data'), '--param', `lines=${LINES}`, '--param', `rate=${RATE}`, '--param', `out=${dir}/out/c-{partition}.jsonl`, '-q'])
+    const runDone = runWeir(['run', 'examples/wordcount.ts', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '200', '--data-dir', join(dir, 'data'), '--param', `lines=${LINES}`, '--param', `rate=${RATE}`, '--param', `out=${dir}/out/c-{partition}.jsonl`, '-q'])
     await fullPicture(monitor, 15_000)
     monitor.child.kill('SIGKILL')
     expect((await monitor.done).signal).toBe('SIGKILL')
@@ -120,7 +127,7 @@ describe.skipIf(!nats.available)('the monitor fails independently of the pipelin
       const cluster = `n${randomUUID().slice(0, 8)}`
       const monitor = await startMonitor(PRIVATE_NATS, cluster)
       try {
-        const runDone = weir(['run', 'examples/wordcount.ts', '--bus', PRIVATE_NATS, '--cluster', cluster, '--epoch-ms', '200', '--data-dir', join(dir, 'data'), '--param', `lines=${LINES}`, '--param', `rate=${RATE}`, '--param', `out=${out}/c-{partition}.jsonl`, '-q'])
+        const runDone = runWeir(['run', 'examples/wordcount.ts', '--bus', PRIVATE_NATS, '--cluster', cluster, '--epoch-ms', '200', '--data-dir', join(dir, 'data'), '--param', `lines=${LINES}`, '--param', `rate=${RATE}`, '--param', `out=${out}/c-{partition}.jsonl`, '-q'])
         await fullPicture(monitor, 15_000)
         await sleep(1000)
         await services('down')
