@@ -2,10 +2,13 @@
  * The `weir` command line. bin/weir.js registers tsx and calls `main` with the arguments
  * after the program name; the returned number is the exit code.
  *
- * Exit codes: 0 success, 1 the run failed, 2 usage error or refused input, 130 interrupted.
+ * Exit codes: 0 success, 1 the run failed, 2 usage error or refused input, 3 `weir status`
+ * heard no worker, 130 interrupted.
  */
+import { coordinatorCommand, workerCommand } from './cluster.ts'
 import { monitorCommand } from './monitor.ts'
 import { runCommand } from './run.ts'
+import { statusCommand } from './status.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 
 export async function main(argv: string[]): Promise<number> {
@@ -15,6 +18,12 @@ export async function main(argv: string[]): Promise<number> {
       return runCommand(rest)
     case 'monitor':
       return monitorCommand(rest)
+    case 'coordinator':
+      return coordinatorCommand(rest)
+    case 'worker':
+      return workerCommand(rest)
+    case 'status':
+      return statusCommand(rest)
     case 'help':
     case '--help':
     case '-h':

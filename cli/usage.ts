@@ -4,13 +4,16 @@ export const MAIN_USAGE = `Usage: weir <command> [options]
 
 Commands:
   run <pipeline.ts>   Run a pipeline in this process (embedded pipe or --pipe kafka://…)
+  coordinator         Coordinate a cluster's workers over NATS (membership, placement, epochs)
+  worker <pipeline.ts>  Run the actors a coordinator assigns, on Kafka and NATS
   monitor             Watch pipeline timeliness on the control bus (dashboard, API, metrics)
+  status              List the workers and actors heard on the control bus, then exit
   help [command]      Show this help, or the help of one command
 
 Options:
   -h, --help          Show this help
 
-Run 'weir help run' or 'weir help monitor' for the options of a command.
+Run 'weir help <command>' (run, coordinator, worker, monitor, status) for the options of a command.
 `
 
 export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
@@ -87,7 +90,87 @@ Exit codes: 0 stopped by a signal, 1 failed (bus unreachable at start, port take
 2 refused (bad input, nothing started).
 `
 
-const COMMANDS: Record<string, string> = { run: RUN_USAGE, monitor: MONITOR_USAGE, help: MAIN_USAGE }
+export const STATUS_USAGE = `Usage: weir status --bus nats://host:port [options]
+
+Listens to the progress channel for --wait-ms (the health and progress messages every
+worker publishes about once a second, as 'weir monitor' reads them), then prints per
+pipeline its workers (id, host, pid, ok/missing, RSS, event-loop delay p99, actors) and
+each worker's actors: stage, partition, lifecycle, lag (unprocessed input records), last
+committed epoch, watermark lag (now - watermark), records in/out, age of the last
+commit. Actors whose worker sent no health message are listed under '(no worker heard)'.
+Reads only the bus: it works while the pipe or the coordinator are down.
+
+Options:
+  --bus URL            nats://host:port of the control bus (or WEIR_BUS)
+  --cluster NAME       One cluster (default *: every cluster)
+  --wait-ms N          How long to listen, ms (default 2500: a bit more than two
+                       progress intervals; 1 to 600000)
+  --json               Print one JSON document instead of tables (below)
+  -h, --help           Show this help
+
+JSON (version 1; fields are only added within a version; ages are ms before "at"):
+  { "v": 1, "bus", "cluster", "waitMs", "at": ms since the epoch,
+    "messages": { "received", "malformed", "stale" },
+    "pipelines": [{ "cluster", "pipeline", "fingerprint": string|null,
+      "workers": [{ "worker", "hostname", "pid", "state": "ok"|"missing", "rssBytes",
+        "heapUsedBytes", "eventLoopP99Ms", "intervalMs", "lastHeardAgoMs",
+        "actors": [actor ids the worker runs] }],
+      "actors": [{ "actor", "stage", "partition", "worker", "workerHeard": bool,
+        "state": "ok"|"missing", "lifecycle", "lag", "lastEpoch", "watermark": ms|null,
+        "watermarkLagMs": ms|null, "idle", "ended", "recordsIn", "recordsOut", "errors",
+        "deadLettered", "lastCommitAt": ms|null, "lastCommitAgoMs": ms|null,
+        "lastHeardAgoMs" }] }] }
+  Actors are ordered by stage (sources first), then partition. docs/monitoring.md
+  describes the messages the figures come from.
+
+Environment:
+  WEIR_BUS             Default for --bus
+  WEIR_LOG_LEVEL       Log level on stderr (default warn)
+
+Exit codes: 0 printed, 1 failed (bus unreachable), 2 refused (bad option, nothing
+connected), 3 no weir worker heard within --wait-ms (nothing printed on stdout).
+`
+
+export const COORDINATOR_USAGE = `Usage: weir coordinator --bus nats://host:port [options]
+
+Coordinates the pipelines of a cluster: membership (worker heartbeats), placement of
+actors on workers (balanced, sticky), assignment generations and checkpoint epochs. It
+never loads a pipeline file: workers send their pipeline's shape. Processing never waits
+on it; with no coordinator, workers keep processing what they hold. See docs/operations.md.
+
+Options:
+  --bus URL                 The NATS control bus (or WEIR_BUS)
+  --cluster NAME            Subject namespace (default 'default')
+  --epoch-ms N              Checkpoint interval (default 1000)
+  --worker-timeout-ms N     A worker silent this long is declared dead (default 10000)
+  --settle-ms N             Listen this long for running workers before the first
+                            placement of a pipeline (default 3000)
+  -h, --help                Show this help
+`
+
+export const WORKER_USAGE = `Usage: weir worker <pipeline.ts> --pipe kafka://host:port --bus nats://host:port [options]
+
+Runs the actors the coordinator assigns to this worker. Every worker of a pipeline runs
+the same pipeline file (a different topology is refused by the coordinator). SIGTERM hands
+the actors off to other workers (final checkpoint each) before exiting; a bounded
+pipeline's workers exit 0 when every stage finished.
+
+Options:
+  --pipe URL                kafka://host:port (or WEIR_PIPE): workers share their pipe
+  --pipe-config FILE        JSON with Kafka client options (docs/kafka.md)
+  --bus URL                 The NATS control bus (or WEIR_BUS)
+  --cluster NAME            Subject namespace (default 'default')
+  --state-dir DIR           Local RocksDB state (default ./.weir/<pipeline>-worker)
+  --id ID                   Worker id, unique in the cluster (default <host>-<random>)
+  --param key=value         A parameter for a pipeline function (repeatable)
+  --metrics-port N          Serve Prometheus metrics on GET /metrics
+  --epoch-ms N              The coordinator's epoch interval, for the local checkpoint
+                            fallback (default 1000)
+  --heartbeat-ms N          Heartbeat interval (default 1000)
+  -h, --help                Show this help
+`
+
+const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, help: MAIN_USAGE }
 
 /** `weir help [command]`. */
 export function helpCommand(argv: string[]): number {

@@ -1,14 +1,29 @@
 /**
- * The coordinator: membership, placement of actors on workers, checkpoint epochs, and
+ * The coordinator of one pipeline: membership (hello, heartbeats, leave, silence past a
+ * timeout), placement of actors on workers, assignment generations, checkpoint epochs, and
  * end-of-input tracking for bounded pipelines. Processing never waits on it: it starts
- * epochs and moves actors; actors commit on their own.
+ * epochs and moves actors; actors commit on their own (and on a local timer when no epoch
+ * comes). It needs only the pipeline's shape, which workers send, so `weir coordinator`
+ * never loads a pipeline file.
  */
 import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { naming, type Pipeline } from '../runtime/pipeline.ts'
-import { actorFinished, epochAck, workerHello, type AssignmentMessage, type EpochMessage } from './messages.ts'
+import { actorFinished, epochAck, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from './messages.ts'
 import { place, type Assignment } from './placement.ts'
 import { EpochClock } from './epochs.ts'
+
+/** What a coordinator knows of the pipeline it coordinates. */
+export interface CoordinatedPipeline {
+  name: string
+  fingerprint: string
+  shape: PipelineShape
+}
+
+/** The coordinated view of a loaded pipeline (its actor stages). */
+export function coordinatedPipeline(pipeline: Pipeline): CoordinatedPipeline {
+  return { name: pipeline.name, fingerprint: pipeline.fingerprint(), shape: { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })) } }
+}
 
 export interface CoordinatorOptions {
   cluster: string
@@ -17,10 +32,25 @@ export interface CoordinatorOptions {
   log: Logger
   /** Called once when every actor of a bounded pipeline has finished. */
   onAllFinished?: () => void
+  /**
+   * A worker not heard for this long is declared dead and its actors move. Default
+   * Infinity (the in-process runner: one worker, which cannot die without the coordinator).
+   */
+  workerTimeoutMs?: number
+  /**
+   * Before its first placement, listen this long for heartbeats of workers already
+   * running (after a restart or a takeover), to continue their generation, epochs and
+   * placement. Default 0.
+   */
+  settleMs?: number
+}
+
+interface Member {
+  lastSeen: number
 }
 
 export class Coordinator {
-  private readonly workers = new Set<string>()
+  private readonly workers = new Map<string, Member>()
   private assignment: Assignment = new Map()
   private generation = 0
   private readonly finishedActors = new Set<string>()
@@ -28,10 +58,15 @@ export class Coordinator {
   private readonly subs: Subscription[] = []
   private readonly clock: EpochClock
   private readonly actors: string[]
+  private readonly log: Logger
+  private livenessTimer: NodeJS.Timeout | undefined
+  private settled = false
+  private settleTimer: NodeJS.Timeout | undefined
 
-  constructor(private readonly bus: ControlBus, private readonly pipeline: Pipeline, private readonly options: CoordinatorOptions) {
-    this.actors = pipeline.actorStages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
+  constructor(private readonly bus: ControlBus, private readonly pipeline: CoordinatedPipeline, private readonly options: CoordinatorOptions) {
+    this.actors = pipeline.shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
     this.clock = new EpochClock(this.actors, options.epochIntervalMs, (epoch) => this.publishEpoch(epoch))
+    this.log = options.log.child({ pipeline: pipeline.name, component: 'coordinator' })
   }
 
   private subject(kind: keyof typeof subjects): string {
@@ -39,16 +74,37 @@ export class Coordinator {
   }
 
   start(): void {
-    const log = this.options.log
+    const log = this.log
     this.subs.push(
       this.bus.subscribe(this.subject('workerHello'), (raw, subject) => {
         const msg = workerHello.safeParse(raw)
         if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker hello dropped')
-        if (msg.data.fingerprint !== this.pipeline.fingerprint()) {
-          return void log.error({ worker: msg.data.worker, fingerprint: msg.data.fingerprint, expected: this.pipeline.fingerprint() }, 'worker runs a different pipeline topology; refused')
+        if (!this.accepts(msg.data.worker, msg.data.fingerprint)) return
+        if (this.workers.has(msg.data.worker)) {
+          this.workers.get(msg.data.worker)!.lastSeen = Date.now()
+          return void this.publishAssignment()
         }
-        if (this.workers.has(msg.data.worker)) return void this.publishAssignment()
-        this.workers.add(msg.data.worker)
+        this.join(msg.data.worker)
+      }),
+      this.bus.subscribe(this.subject('workerHeartbeat'), (raw, subject) => {
+        const msg = workerHeartbeat.safeParse(raw)
+        if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker heartbeat dropped')
+        const hb = msg.data
+        if (!this.accepts(hb.worker, hb.fingerprint)) return
+        // Continue where the running workers are: their generation, their epochs, their actors.
+        if (hb.generation > this.generation) this.generation = hb.generation
+        this.clock.advanceTo(hb.lastEpoch)
+        for (const a of hb.finished) this.actorDone(a)
+        const known = this.workers.get(hb.worker)
+        if (known !== undefined) return void (known.lastSeen = Date.now())
+        for (const a of hb.actors) if (!this.assignment.has(a)) this.assignment.set(a, hb.worker)
+        this.join(hb.worker)
+      }),
+      this.bus.subscribe(this.subject('workerLeave'), (raw) => {
+        const msg = workerLeave.safeParse(raw)
+        if (!msg.success || !this.workers.has(msg.data.worker)) return
+        log.info({ worker: msg.data.worker }, 'worker leaves; moving its actors')
+        this.workers.delete(msg.data.worker)
         this.rebalance()
       }),
       this.bus.subscribe(this.subject('epochAck'), (raw) => {
@@ -57,15 +113,64 @@ export class Coordinator {
       }),
       this.bus.subscribe(this.subject('actorFinished'), (raw) => {
         const msg = actorFinished.safeParse(raw)
-        if (!msg.success) return
-        if (this.finishedActors.has(msg.data.actor)) return
-        this.finishedActors.add(msg.data.actor)
-        this.clock.retire(msg.data.actor)
-        this.updateFinishedStages()
-        if (this.allFinished) this.options.onAllFinished?.()
+        if (msg.success) this.actorDone(msg.data.actor)
       }),
     )
     this.clock.start()
+    const timeout = this.options.workerTimeoutMs ?? Infinity
+    if (Number.isFinite(timeout)) {
+      this.livenessTimer = setInterval(() => this.expireSilentWorkers(timeout), Math.max(50, Math.min(1000, timeout / 4)))
+      this.livenessTimer.unref()
+    }
+    const settleMs = this.options.settleMs ?? 0
+    if (settleMs <= 0) this.settled = true
+    else {
+      this.settleTimer = setTimeout(() => {
+        this.settled = true
+        if (this.workers.size > 0) this.rebalance()
+      }, settleMs)
+      this.settleTimer.unref()
+    }
+  }
+
+  private actorDone(actor: string): void {
+    if (this.finishedActors.has(actor) || !this.actors.includes(actor)) return
+    this.finishedActors.add(actor)
+    this.clock.retire(actor)
+    this.updateFinishedStages()
+    if (this.allFinished) this.options.onAllFinished?.()
+  }
+
+  /** Refuses a worker running a different topology under this pipeline's name, telling it why. */
+  private accepts(worker: string, fingerprint: string): boolean {
+    if (fingerprint === this.pipeline.fingerprint) return true
+    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): run the same pipeline file on every worker, or move to the new topology with a savepoint`
+    this.log.error({ worker, fingerprint, expected: this.pipeline.fingerprint }, 'worker runs a different pipeline topology; refused')
+    const msg: WorkerRefused = { v: 1, worker, reason, expectedFingerprint: this.pipeline.fingerprint, fingerprint }
+    this.bus.publish(this.subject('workerRefused'), msg)
+    return false
+  }
+
+  private join(worker: string): void {
+    this.workers.set(worker, { lastSeen: Date.now() })
+    this.log.info({ worker, workers: this.workers.size }, 'worker joined')
+    this.rebalance()
+  }
+
+  /**
+   * Workers silent past the timeout are declared dead and their actors move. When every
+   * worker is silent at once, the coordinator suspects its own link to the bus rather than
+   * all of them, and waits.
+   */
+  private expireSilentWorkers(timeoutMs: number): void {
+    const now = Date.now()
+    const silent = [...this.workers].filter(([, m]) => now - m.lastSeen > timeoutMs).map(([w]) => w)
+    if (silent.length === 0 || silent.length === this.workers.size) return
+    for (const w of silent) {
+      this.workers.delete(w)
+      this.log.warn({ worker: w, silentMs: timeoutMs }, 'worker silent past the timeout: declared dead, its actors move')
+    }
+    this.rebalance()
   }
 
   /** The newest epoch every live actor has committed. */
@@ -73,13 +178,20 @@ export class Coordinator {
     return this.clock.completed
   }
 
+  /** Workers and the actors each runs in the newest generation. */
+  get placement(): { generation: number; workers: string[]; actors: Record<string, string> } {
+    return { generation: this.generation, workers: [...this.workers.keys()], actors: Object.fromEntries(this.assignment) }
+  }
+
   private rebalance(): void {
-    this.assignment = place(this.actors, [...this.workers], this.assignment)
+    if (!this.settled) return
+    this.assignment = place(this.actors, [...this.workers.keys()], this.assignment)
     this.generation++
     this.publishAssignment()
   }
 
   private publishAssignment(): void {
+    if (!this.settled) return
     const msg: AssignmentMessage = { v: 1, generation: this.generation, actors: Object.fromEntries(this.assignment) }
     this.bus.publish(this.subject('assignment'), msg)
   }
@@ -90,7 +202,7 @@ export class Coordinator {
   }
 
   private updateFinishedStages(): void {
-    for (const s of this.pipeline.actorStages) {
+    for (const s of this.pipeline.shape.stages) {
       if (this.finishedStages.has(s.name)) continue
       const all = Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)).every((a) => this.finishedActors.has(a))
       if (all) this.finishedStages.add(s.name)
@@ -105,6 +217,8 @@ export class Coordinator {
 
   stop(): void {
     this.clock.stop()
+    clearInterval(this.livenessTimer)
+    clearTimeout(this.settleTimer)
     for (const s of this.subs) s.unsubscribe()
   }
 }

@@ -21,6 +21,11 @@ export class EpochClock {
     this.timer.unref()
   }
 
+  /** Continues from epoch `n` (the epochs running workers already committed, after a coordinator restart). */
+  advanceTo(n: number): void {
+    if (n > this.epoch) this.epoch = n
+  }
+
   ack(actor: string, epoch: number): void {
     const prev = this.acked.get(actor)
     if (prev !== undefined && epoch > prev) this.acked.set(actor, epoch)

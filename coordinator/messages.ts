@@ -4,13 +4,55 @@
  */
 import { z } from 'zod'
 
+/** The actor stages of a pipeline, as a coordinator that never loaded the pipeline file needs them. */
+export const pipelineShape = z.object({
+  stages: z.array(z.object({ name: z.string().min(1), parallelism: z.number().int().positive() })),
+})
+export type PipelineShape = z.infer<typeof pipelineShape>
+
 export const workerHello = z.object({
   v: z.literal(1),
   worker: z.string().min(1),
   pipeline: z.string().min(1),
   fingerprint: z.string().min(1),
+  /** Absent from workers that only run with an in-process coordinator. */
+  shape: pipelineShape.optional(),
 })
 export type WorkerHello = z.infer<typeof workerHello>
+
+/**
+ * A worker is alive, runs these actors under this generation, and its actors committed up
+ * to this epoch: a coordinator that just started (or took over) continues from there.
+ */
+export const workerHeartbeat = z.object({
+  v: z.literal(1),
+  worker: z.string().min(1),
+  fingerprint: z.string().min(1),
+  generation: z.number().int().nonnegative(),
+  /** The pipeline's shape, so a coordinator that starts after the workers can coordinate it. */
+  shape: pipelineShape,
+  actors: z.array(z.string()),
+  /** Actors of this worker that reached the end of their input. */
+  finished: z.array(z.string()),
+  lastEpoch: z.number().int().nonnegative(),
+})
+export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>
+
+/** A worker leaves gracefully: its actors are reassigned now, not after the timeout. */
+export const workerLeave = z.object({
+  v: z.literal(1),
+  worker: z.string().min(1),
+})
+
+/** The coordinator refuses a worker (a different pipeline topology under the same name). */
+export const workerRefused = z.object({
+  v: z.literal(1),
+  worker: z.string().min(1),
+  reason: z.string(),
+  expectedFingerprint: z.string(),
+  fingerprint: z.string(),
+})
+export type WorkerRefused = z.infer<typeof workerRefused>
 
 export const assignmentMessage = z.object({
   v: z.literal(1),

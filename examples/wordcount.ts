@@ -33,7 +33,8 @@ export default function wordcount(params: Record<string, string> = {}): Pipeline
   // Lines per second per source partition; unpaced by default.
   const rate = params.rate === undefined ? undefined : Number(params.rate)
   const out = params.out ?? 'out/wordcount/counts-{partition}.jsonl'
-  const p = new Pipeline('wordcount')
+  // Another name keeps two runs apart on a shared Kafka (topics are named after the pipeline).
+  const p = new Pipeline(params.name ?? 'wordcount')
   p.source<string>('lines', () => new GeneratorSource<string>({
     count: lines,
     ratePerSecond: rate,

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { Coordinator } from '../coordinator/coordinator.ts'
+import { Coordinator, coordinatedPipeline } from '../coordinator/coordinator.ts'
 import { defaultActorConfig, type ActorConfig, type ActorStats } from './actor.ts'
 import { checkClusterName, type ControlBus } from './control/bus.ts'
 import { LocalBus } from './control/local/local-bus.ts'
@@ -105,7 +105,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
 
   const bus = options.bus ?? new LocalBus(log)
   const ownsBus = options.bus === undefined
-  const coordinator = new Coordinator(bus, pipeline, {
+  const coordinator = new Coordinator(bus, coordinatedPipeline(pipeline), {
     cluster,
     epochIntervalMs: options.epochIntervalMs ?? 1000,
     log,

@@ -4,7 +4,7 @@
  * actors back over the control bus.
  */
 import type { Logger } from 'pino'
-import { assignmentMessage, epochMessage, type AssignmentMessage } from '../coordinator/messages.ts'
+import { assignmentMessage, epochMessage, workerRefused, type AssignmentMessage, type PipelineShape, type WorkerHeartbeat } from '../coordinator/messages.ts'
 import { Actor, type ActorConfig } from './actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError, WeirError } from './errors.ts'
@@ -31,6 +31,17 @@ export interface WorkerOptions {
    * Default 1000.
    */
   epochIntervalMs?: number
+  /** Interval of membership heartbeats to the coordinator, ms. Default 1000. */
+  heartbeatMs?: number
+  /** Called once the coordinator reports every stage of the pipeline finished (bounded pipelines). */
+  onPipelineFinished?: () => void
+}
+
+/** The coordinator refused this worker (it runs a different topology of the pipeline). */
+export class WorkerRefusedError extends WeirError {
+  constructor(reason: string, context: Record<string, unknown>) {
+    super('WEIR_WORKER_REFUSED', reason, context)
+  }
 }
 
 export class Worker {
@@ -46,6 +57,8 @@ export class Worker {
   private readonly progress: ProgressReporter
   private lastEpochAt = Date.now()
   private fallbackTimer: NodeJS.Timeout | undefined
+  private heartbeatTimer: NodeJS.Timeout | undefined
+  private pipelineFinished = false
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
@@ -78,9 +91,20 @@ export class Worker {
           actor.requestBarrier(msg.data.epoch)
           this.maybeUpstreamFinished(actor)
         }
+        if (!this.pipelineFinished && this.pipeline.actorStages.every((s) => this.finishedStages.has(s.name))) {
+          this.pipelineFinished = true
+          this.options.onPipelineFinished?.()
+        }
+      }),
+      this.bus.subscribe(this.subject('workerRefused'), (raw) => {
+        const msg = workerRefused.safeParse(raw)
+        if (!msg.success || msg.data.worker !== this.options.id) return
+        this.failure?.(new WorkerRefusedError(msg.data.reason, { worker: this.options.id, pipeline: this.pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint }))
       }),
     )
-    this.bus.publish(this.subject('workerHello'), { v: 1, worker: this.options.id, pipeline: this.pipeline.name, fingerprint: this.pipeline.fingerprint() })
+    this.bus.publish(this.subject('workerHello'), { v: 1, worker: this.options.id, pipeline: this.pipeline.name, fingerprint: this.pipeline.fingerprint(), shape: this.shape })
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 1000)
+    this.heartbeatTimer.unref()
     this.progress.start()
     const interval = this.options.epochIntervalMs ?? 1000
     this.fallbackTimer = setInterval(() => {
@@ -89,6 +113,36 @@ export class Worker {
       for (const { actor } of this.actors.values()) actor.requestLocalBarrier()
     }, interval)
     this.fallbackTimer.unref()
+  }
+
+  private get shape(): PipelineShape {
+    return { stages: this.pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })) }
+  }
+
+  /** Alive, with what it runs: lets a coordinator that (re)started continue from here. */
+  private heartbeat(): void {
+    const actors = [...this.actors.values()].map((e) => e.actor)
+    const msg: WorkerHeartbeat = {
+      v: 1,
+      worker: this.options.id,
+      fingerprint: this.pipeline.fingerprint(),
+      generation: Math.max(0, this.generation),
+      shape: this.shape,
+      actors: actors.map((a) => a.id),
+      finished: actors.filter((a) => a.lifecycle === 'finished').map((a) => a.id),
+      lastEpoch: actors.reduce((m, a) => Math.max(m, a.stats.lastEpoch), 0),
+    }
+    this.bus.publish(this.subject('workerHeartbeat'), msg)
+  }
+
+  /** Tells the coordinator this worker is leaving, so its actors move now rather than after the timeout. */
+  announceLeave(): void {
+    this.bus.publish(this.subject('workerLeave'), { v: 1, worker: this.options.id })
+  }
+
+  /** Actors this worker runs now. */
+  get actorIds(): string[] {
+    return [...this.actors.keys()]
   }
 
   private maybeUpstreamFinished(actor: Actor): void {
@@ -180,6 +234,7 @@ export class Worker {
   async stop(): Promise<void> {
     this.stopped = true
     clearInterval(this.fallbackTimer)
+    clearInterval(this.heartbeatTimer)
     for (const s of this.subs) s.unsubscribe()
     const actors = this.actorList
     await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
@@ -192,6 +247,7 @@ export class Worker {
   async abandon(): Promise<void> {
     this.stopped = true
     clearInterval(this.fallbackTimer)
+    clearInterval(this.heartbeatTimer)
     this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
     for (const { actor } of this.actors.values()) actor.abandon()

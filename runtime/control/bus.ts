@@ -36,6 +36,9 @@ export const subjects = {
   actorFinished: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.actor-finished`,
   stageFinished: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.stage-finished`,
   workerHello: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-hello`,
+  workerHeartbeat: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-heartbeat`,
+  workerLeave: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-leave`,
+  workerRefused: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-refused`,
   progress: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.progress`,
 }
 

@@ -1,0 +1,152 @@
+/**
+ * `weir coordinator` and `weir worker`: the two processes of cluster mode. Every refusal
+ * (bad option, a pipe that cannot be shared, a changed topology) happens before anything
+ * connects (exit 2); an unreachable bus or pipe at start is exit 1.
+ */
+import { resolve } from 'node:path'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { pino, type Logger } from 'pino'
+import { startCoordinatorService } from '../coordinator/coordinator-service.ts'
+import { startClusterWorker, type ClusterWorker } from '../runtime/cluster-worker.ts'
+import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
+import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
+import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
+import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
+import type { Pipe } from '../runtime/pipe/pipe.ts'
+import { loadPipeline } from '../runtime/pipeline-file.ts'
+import { parsePort } from '../monitor/monitor.ts'
+import { printError } from './report.ts'
+import { UsageError } from './run.ts'
+import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
+
+function logger(service: string): Logger {
+  try {
+    return pino({ level: process.env.WEIR_LOG_LEVEL ?? 'info', base: { service } }, pino.destination(2))
+  } catch (err) {
+    throw new ConfigError('WEIR_LOG_LEVEL', `${(err as Error).message}`)
+  }
+}
+
+function wholeMs(raw: string | undefined, field: string, fallback: number, min = 1): number {
+  if (raw === undefined) return fallback
+  const n = Number(raw)
+  if (!/^\d+$/.test(raw) || n < min || n > 86_400_000) throw new ConfigError(field, `expected whole milliseconds in ${min}..86400000, got '${raw}'`)
+  return n
+}
+
+function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: boolean): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  try {
+    return parseArgs({ args: argv, strict: true, allowPositionals: positionals, options: { ...options, help: { type: 'boolean', short: 'h' } } })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+}
+
+function waitForSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolveSignal) => {
+    process.once('SIGINT', () => resolveSignal('SIGINT'))
+    process.once('SIGTERM', () => resolveSignal('SIGTERM'))
+  })
+}
+
+function refused(err: unknown, command: string): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`weir: error: ${err.message}\nRun 'weir help ${command}' for usage.\n`)
+    return 2
+  }
+  printError(err)
+  return err instanceof ConfigError || err instanceof TopologyMismatchError ? 2 : 1
+}
+
+/** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N]` */
+export async function coordinatorCommand(argv: string[]): Promise<number> {
+  let bus: ControlBus | undefined
+  try {
+    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' } }, false)
+    if (values.help) {
+      process.stdout.write(COORDINATOR_USAGE)
+      return 0
+    }
+    const url = (values.bus as string | undefined) ?? process.env.WEIR_BUS
+    if (url === undefined) throw new ConfigError('--bus', 'a coordinator needs the NATS control bus: --bus nats://host:port')
+    checkBusUrl(url)
+    const cluster = (values.cluster as string | undefined) ?? 'default'
+    checkClusterName(cluster, '--cluster')
+    const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
+    const workerTimeoutMs = wholeMs(values['worker-timeout-ms'] as string | undefined, '--worker-timeout-ms', 10_000, 100)
+    const settleMs = wholeMs(values['settle-ms'] as string | undefined, '--settle-ms', 3000, 0)
+    const log = logger('weir-coordinator')
+    bus = await openBus(url, { name: `weir-coordinator-${cluster}`, log })
+    const service = startCoordinatorService(bus, { cluster, log, epochIntervalMs, workerTimeoutMs, settleMs })
+    process.stdout.write(`weir coordinator: cluster ${cluster} on ${url} (worker timeout ${workerTimeoutMs} ms)\n`)
+    const signal = await waitForSignal()
+    log.info({ signal }, 'coordinator stopping')
+    service.stop()
+    await bus.close().catch(() => undefined)
+    return 0
+  } catch (err) {
+    await bus?.close().catch(() => undefined)
+    return refused(err, 'coordinator')
+  }
+}
+
+/** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N]` */
+export async function workerCommand(argv: string[]): Promise<number> {
+  let bus: ControlBus | undefined
+  let pipe: Pipe | undefined
+  let metrics: MetricsServer | undefined
+  let worker: ClusterWorker | undefined
+  try {
+    const { values, positionals } = parse(argv, {
+      pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
+      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+    }, true)
+    if (values.help) {
+      process.stdout.write(WORKER_USAGE)
+      return 0
+    }
+    if (positionals.length !== 1) throw new UsageError(`worker: expected one pipeline file, got ${positionals.length}`)
+    const pipeUrl = (values.pipe as string | undefined) ?? process.env.WEIR_PIPE
+    if (pipeUrl === undefined || pipeUrl === 'embedded') throw new ConfigError('--pipe', 'workers of a cluster share their pipe: --pipe kafka://host:port (the embedded pipe lives in one process)')
+    checkPipeUrl(pipeUrl)
+    const busUrl = (values.bus as string | undefined) ?? process.env.WEIR_BUS
+    if (busUrl === undefined) throw new ConfigError('--bus', 'a worker needs the NATS control bus: --bus nats://host:port')
+    checkBusUrl(busUrl)
+    const cluster = (values.cluster as string | undefined) ?? 'default'
+    checkClusterName(cluster, '--cluster')
+    const id = values.id as string | undefined
+    if (id !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new ConfigError('--id', `'${id}' must be 1-64 of A-Z a-z 0-9 _ . -`)
+    const params: Record<string, string> = {}
+    for (const p of (values.param as string[] | undefined) ?? []) {
+      const eq = p.indexOf('=')
+      if (eq < 1) throw new ConfigError('--param', `expected key=value, got '${p}'`)
+      params[p.slice(0, eq)] = p.slice(eq + 1)
+    }
+    const metricsPort = values['metrics-port'] === undefined ? undefined : parsePort(values['metrics-port'] as string, '--metrics-port')
+    const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
+    const heartbeatMs = wholeMs(values['heartbeat-ms'] as string | undefined, '--heartbeat-ms', 1000, 50)
+    const pipeline = await loadPipeline(resolve(positionals[0]!), params)
+    const stateDir = resolve((values['state-dir'] as string | undefined) ?? `.weir/${pipeline.name}-worker`)
+    const log = logger('weir-worker')
+    bus = await openBus(busUrl, { name: `weir-worker-${pipeline.name}`, log })
+    pipe = await openPipe(pipeUrl, { dataDir: stateDir, configFile: values['pipe-config'] === undefined ? undefined : resolve(values['pipe-config'] as string), log })
+    worker = await startClusterWorker(pipeline, { pipe, bus, cluster, stateDir, id, log, epochIntervalMs, heartbeatMs })
+    if (metricsPort !== undefined) metrics = await serveMetrics(worker.metrics, { port: metricsPort })
+    process.stdout.write(`weir worker ${worker.id}: pipeline ${pipeline.name} in cluster ${cluster}${metrics === undefined ? '' : `, metrics at ${metrics.url}`}\n`)
+    const running = worker
+    const outcome = await Promise.race([running.done, waitForSignal().then(async (signal) => {
+      log.info({ signal }, 'worker stopping: handing its actors off')
+      await running.stop()
+      return 'stopped' as const
+    })])
+    process.stdout.write(`weir worker ${running.id}: ${outcome}\n`)
+    return 0
+  } catch (err) {
+    return refused(err, 'worker')
+  } finally {
+    await metrics?.close().catch(() => undefined)
+    await pipe?.close().catch(() => undefined)
+    await bus?.close().catch(() => undefined)
+  }
+}

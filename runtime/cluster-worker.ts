@@ -1,0 +1,137 @@
+/**
+ * A worker process of a cluster (`weir worker`): runs the actors the coordinator assigns
+ * it, on a shared pipe (Kafka) and the NATS control bus, with state in its own state dir.
+ * Unlike the embedded runner there is no coordinator in the process: if none answers, the
+ * worker waits (and keeps processing what it holds).
+ *
+ * @example
+ * const worker = await startClusterWorker(pipeline, { pipe, bus, cluster: 'prod', stateDir: './state', id: 'w1', log })
+ * await worker.done // the pipeline finished (bounded), or the worker stopped or failed
+ */
+import { hostname } from 'node:os'
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { defaultActorConfig, type ActorConfig } from './actor.ts'
+import { checkClusterName, subjects, type ControlBus } from './control/bus.ts'
+import { assignmentMessage, workerRefused } from '../coordinator/messages.ts'
+import { ensureTopics, validateFactories } from './embedded-runner.ts'
+import { Faults } from './faults.ts'
+import { workerMetrics } from './metrics.ts'
+import type { Pipe } from './pipe/pipe.ts'
+import type { Pipeline } from './pipeline.ts'
+import { checkTopology, recordTopology } from './topology-guard.ts'
+import { Worker, WorkerRefusedError } from './worker.ts'
+
+export interface ClusterWorkerOptions {
+  pipe: Pipe
+  bus: ControlBus
+  cluster: string
+  /** Where this worker's actors keep their local RocksDB state. */
+  stateDir: string
+  /** Unique in the cluster; default `<host>-<random>`. */
+  id?: string
+  log: Logger
+  epochIntervalMs?: number
+  heartbeatMs?: number
+  actorConfig?: Partial<ActorConfig>
+  faults?: Faults
+  /** How long to wait for the coordinator to accept (or refuse) this worker before touching any topic, ms. Default 10 000. */
+  joinTimeoutMs?: number
+}
+
+export interface ClusterWorker {
+  readonly id: string
+  /** Resolves 'finished' when the pipeline finished, 'stopped' after stop(); rejects when the worker failed. */
+  readonly done: Promise<'finished' | 'stopped'>
+  readonly metrics: Registry
+  readonly worker: Worker
+  /** Graceful: announce the leave, let the coordinator move the actors (up to `handoffMs`), then stop what is left. */
+  stop(handoffMs?: number): Promise<void>
+}
+
+export async function startClusterWorker(pipeline: Pipeline, options: ClusterWorkerOptions): Promise<ClusterWorker> {
+  checkClusterName(options.cluster)
+  checkTopology(options.stateDir, pipeline)
+  validateFactories(pipeline)
+  const id = options.id ?? `${hostname()}-${randomUUID().slice(0, 8)}`
+  // A worker the coordinator refuses (another topology under this name) must change nothing.
+  const joined = await join(pipeline, id, options)
+  if (joined === 'no answer') options.log.warn({ worker: id, cluster: options.cluster }, 'no coordinator answered; starting anyway (actors start once one assigns them)')
+  await ensureTopics(options.pipe, pipeline)
+  recordTopology(options.stateDir, pipeline)
+  let settle!: { resolve(r: 'finished' | 'stopped'): void; reject(e: unknown): void }
+  const done = new Promise<'finished' | 'stopped'>((resolve, reject) => { settle = { resolve, reject } })
+  let ending = false
+  const worker: Worker = new Worker(options.bus, options.pipe, pipeline, {
+    id,
+    cluster: options.cluster,
+    dataDir: options.stateDir,
+    log: options.log,
+    faults: options.faults ?? Faults.none(),
+    actorConfig: { ...defaultActorConfig, ...options.actorConfig },
+    epochIntervalMs: options.epochIntervalMs,
+    heartbeatMs: options.heartbeatMs,
+    onPipelineFinished: () => {
+      if (ending) return
+      ending = true
+      worker.stop().then(() => settle.resolve('finished'), (err: unknown) => settle.reject(err))
+    },
+  })
+  const metrics = workerMetrics(pipeline, () => worker.actorList)
+  worker.start((err) => {
+    if (ending) return
+    ending = true
+    void worker.abandon().finally(() => settle.reject(err))
+  })
+  return {
+    id,
+    done,
+    metrics,
+    worker,
+    async stop(handoffMs = 10_000) {
+      if (ending) {
+        await done.catch(() => undefined)
+        return
+      }
+      ending = true
+      worker.announceLeave()
+      // The coordinator moves our actors: each stops (final checkpoint) when the new assignment comes.
+      const deadline = Date.now() + handoffMs
+      while (worker.actorIds.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+      await worker.stop()
+      settle.resolve('stopped')
+      await done
+    },
+  }
+}
+
+/**
+ * Says hello and waits for the coordinator's answer: an assignment (accepted) or a
+ * refusal (throws WorkerRefusedError). No answer within the timeout is not an error: the
+ * coordinator may be restarting, and the worker's hellos and heartbeats go on.
+ */
+async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOptions): Promise<'accepted' | 'no answer'> {
+  const { bus, cluster } = options
+  const shape = { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })) }
+  return new Promise((resolve, reject) => {
+    const subs = [
+      bus.subscribe(subjects.assignment(cluster, pipeline.name), (raw) => {
+        if (assignmentMessage.safeParse(raw).success) finish(() => resolve('accepted'))
+      }),
+      bus.subscribe(subjects.workerRefused(cluster, pipeline.name), (raw) => {
+        const msg = workerRefused.safeParse(raw)
+        if (msg.success && msg.data.worker === worker) {
+          finish(() => reject(new WorkerRefusedError(msg.data.reason, { worker, pipeline: pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint })))
+        }
+      }),
+    ]
+    const timer = setTimeout(() => finish(() => resolve('no answer')), options.joinTimeoutMs ?? 10_000)
+    function finish(settle: () => void): void {
+      clearTimeout(timer)
+      for (const s of subs) s.unsubscribe()
+      settle()
+    }
+    bus.publish(subjects.workerHello(cluster, pipeline.name), { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape })
+  })
+}

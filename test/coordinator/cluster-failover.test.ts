@@ -1,0 +1,97 @@
+/**
+ * Cluster mode on real processes: `weir coordinator` and `weir worker`s on Kafka and NATS.
+ * A worker SIGKILLed mid-run is declared dead after the heartbeat timeout, its actors move
+ * to the workers left (and to one that joins), and the output equals the crash-free
+ * reference: every word counted once, counts 1..N per word. A worker running a different
+ * topology of the pipeline is refused with a clear error on both sides.
+ */
+import { randomUUID } from 'node:crypto'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { requireService } from '../support/services.ts'
+import { finalCounts, startWeir, tempDirs, weir, type Outcome } from '../support/weir-cli.ts'
+
+const kafka = await requireService('kafka')
+const nats = await requireService('nats')
+const tempDir = tempDirs('weir-cluster-')
+const LINES = 400
+
+function start(args: string[]): { done: Promise<Outcome>; kill(signal?: NodeJS.Signals): void; stdout(): string } {
+  const p = startWeir(args, { env: { WEIR_LOG_LEVEL: 'warn' } })
+  let out = ''
+  p.child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+  onTestFinished(() => void p.child.kill('SIGKILL'))
+  return { done: p.done, kill: (signal = 'SIGKILL') => void p.child.kill(signal), stdout: () => out }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+/** Per word, the running counts the sink wrote: exactly-once means 1..N, no gaps, no repeats. */
+function countsPerWord(dir: string): Map<string, number[]> {
+  const m = new Map<string, number[]>()
+  for (const f of readdirSync(dir)) {
+    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+      if (line === '') continue
+      const r = JSON.parse(line) as { word: string; count: number }
+      m.set(r.word, [...(m.get(r.word) ?? []), r.count])
+    }
+  }
+  return m
+}
+
+describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
+  it('a worker SIGKILLed mid-run: its actors move, a new worker joins, and the output is exact', async () => {
+    const dir = tempDir()
+    const ref = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${LINES}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
+    expect(ref.code, ref.stderr).toBe(0)
+    const expected = finalCounts(join(dir, 'ref-out'))
+
+    const cluster = `f${randomUUID().slice(0, 8)}`
+    const name = `cluster-${randomUUID().slice(0, 8)}`
+    const out = join(dir, 'out')
+    const common = ['--pipe', kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250',
+      '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', `out=${out}/c-{partition}.jsonl`]
+    const coordinator = start(['coordinator', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
+    const a = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'a', '--state-dir', join(dir, 'a')])
+    const b = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'b', '--state-dir', join(dir, 'b')])
+    await sleep(5000)
+    a.kill('SIGKILL')
+    expect((await a.done).signal).toBe('SIGKILL')
+    await sleep(1000)
+    const c = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'c', '--state-dir', join(dir, 'c')])
+    const [rb, rc] = await Promise.all([b.done, c.done])
+    expect(rb.code, rb.stderr).toBe(0)
+    expect(rc.code, rc.stderr).toBe(0)
+    expect(rb.stdout).toMatch(/weir worker b: finished/)
+    expect(finalCounts(out)).toEqual(expected)
+    for (const [word, counts] of countsPerWord(out)) {
+      expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
+    }
+    coordinator.kill('SIGTERM')
+  }, 180_000)
+
+  it('refuses a worker whose pipeline differs, with a clear error on both sides', async () => {
+    const dir = tempDir()
+    const cluster = `r${randomUUID().slice(0, 8)}`
+    const name = `refuse-${randomUUID().slice(0, 8)}`
+    const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+    const coordinator = startWeir(['coordinator', '--bus', nats.url, '--cluster', cluster, '--settle-ms', '200'], { env: { WEIR_LOG_LEVEL: 'warn' } })
+    onTestFinished(() => void coordinator.child.kill('SIGKILL'))
+    const first = start(['worker', 'examples/wordcount.ts', '--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--id', 'one', '--state-dir', join(dir, 'one'), '--param', `name=${name}`, '--param', 'lines=100000', '--param', 'rate=5', '--param', `out=${dir}/o1/c-{partition}.jsonl`])
+    await sleep(3000)
+    // Same pipeline name, another topology: a different keyBy count comes from another file.
+    const other = await weir(['worker', 'test/coordinator/fixtures/wordcount-other-shape.ts', '--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--id', 'two', '--state-dir', join(dir, 'two'), '--param', `name=${name}`], { env: { WEIR_LOG_LEVEL: 'warn' } })
+    expect(other.code).toBe(1)
+    expect(other.stderr).toMatch(/WEIR_WORKER_REFUSED/)
+    expect(other.stderr).toMatch(/different topology of pipeline/)
+    // Refused before it touched anything: no topics ensured, no state dir recorded.
+    expect(existsSync(join(dir, 'two', 'topology.json'))).toBe(false)
+    first.kill('SIGTERM')
+    coordinator.child.kill('SIGTERM')
+    const c = await coordinator.done
+    expect(c.stderr).toMatch(/worker runs a different pipeline topology; refused/)
+  }, 120_000)
+})
