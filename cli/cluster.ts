@@ -6,7 +6,9 @@
 import { resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { pino, type Logger } from 'pino'
-import { startCoordinatorService } from '../coordinator/coordinator-service.ts'
+import { hostname } from 'node:os'
+import { startCoordinatorService, type CoordinatorService } from '../coordinator/coordinator-service.ts'
+import { LeaderLease } from '../coordinator/leader-lease.ts'
 import { startClusterWorker, type ClusterWorker } from '../runtime/cluster-worker.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
@@ -63,7 +65,7 @@ function refused(err: unknown, command: string): number {
 export async function coordinatorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   try {
-    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' } }, false)
+    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' } }, false)
     if (values.help) {
       process.stdout.write(COORDINATOR_USAGE)
       return 0
@@ -76,13 +78,31 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
     const workerTimeoutMs = wholeMs(values['worker-timeout-ms'] as string | undefined, '--worker-timeout-ms', 10_000, 100)
     const settleMs = wholeMs(values['settle-ms'] as string | undefined, '--settle-ms', 3000, 0)
-    const log = logger('weir-coordinator')
+    const leaseTtlMs = wholeMs(values['lease-ttl-ms'] as string | undefined, '--lease-ttl-ms', 5000, 300)
+    const name = (values.name as string | undefined) ?? `${hostname()}-${process.pid}`
+    const log = logger('weir-coordinator').child({ coordinator: name })
     bus = await openBus(url, { name: `weir-coordinator-${cluster}`, log })
-    const service = startCoordinatorService(bus, { cluster, log, epochIntervalMs, workerTimeoutMs, settleMs })
-    process.stdout.write(`weir coordinator: cluster ${cluster} on ${url} (worker timeout ${workerTimeoutMs} ms)\n`)
+    // One coordinator of the cluster leads (a lease in NATS KV); the others wait to take over.
+    const lease = await LeaderLease.open({ servers: [url], cluster, holder: name, ttlMs: leaseTtlMs, log })
+    let service: CoordinatorService | undefined
+    const busForService = bus
+    lease.on('elected', (term: number) => {
+      log.info({ term }, 'leading the cluster')
+      process.stdout.write(`weir coordinator ${name}: leading cluster ${cluster} (term ${term})\n`)
+      service = startCoordinatorService(busForService, { cluster, log, epochIntervalMs, workerTimeoutMs, settleMs, generationBase: term * 1_000_000 })
+    })
+    lease.on('lost', (reason: string) => {
+      log.warn({ reason }, 'leadership lost: standing by')
+      service?.stop()
+      service = undefined
+    })
+    await lease.start()
+    process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${url} (worker timeout ${workerTimeoutMs} ms, lease ${leaseTtlMs} ms)\n`)
     const signal = await waitForSignal()
     log.info({ signal }, 'coordinator stopping')
-    service.stop()
+    service?.stop()
+    // Released at once, so a standby takes over without waiting for the lease to expire.
+    await lease.release().catch(() => undefined)
     await bus.close().catch(() => undefined)
     return 0
   } catch (err) {

@@ -145,6 +145,10 @@ Options:
   --worker-timeout-ms N     A worker silent this long is declared dead (default 10000)
   --settle-ms N             Listen this long for running workers before the first
                             placement of a pipeline (default 3000)
+  --lease-ttl-ms N          Leadership lease in NATS KV: several coordinators may run,
+                            one leads; a standby takes over this long after the leader
+                            died (at once when it stops cleanly) (default 5000)
+  --name NAME               This coordinator's name (default <host>-<pid>)
   -h, --help                Show this help
 `
 

@@ -24,6 +24,8 @@ export interface CoordinatorServiceOptions {
   workerTimeoutMs?: number
   /** Listening time before the first placement of a pipeline, ms. Default 3000. */
   settleMs?: number
+  /** Passed to each Coordinator: the leader's term × 1e6. */
+  generationBase?: number
 }
 
 export interface CoordinatorService {
@@ -44,6 +46,7 @@ export function startCoordinatorService(bus: ControlBus, options: CoordinatorSer
       epochIntervalMs: options.epochIntervalMs ?? 1000,
       workerTimeoutMs: options.workerTimeoutMs ?? 10_000,
       settleMs: options.settleMs ?? 3000,
+      generationBase: options.generationBase,
       log,
       onAllFinished: () => log.info({ pipeline }, 'every actor of the pipeline finished'),
     })

@@ -43,6 +43,11 @@ export interface CoordinatorOptions {
    * placement. Default 0.
    */
   settleMs?: number
+  /**
+   * Generations start above this (a leader uses its lease term × 1e6): a new leader's
+   * assignments outrank every one of a deposed leader, which workers then ignore.
+   */
+  generationBase?: number
 }
 
 interface Member {
@@ -67,6 +72,7 @@ export class Coordinator {
     this.actors = pipeline.shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
     this.clock = new EpochClock(this.actors, options.epochIntervalMs, (epoch) => this.publishEpoch(epoch))
     this.log = options.log.child({ pipeline: pipeline.name, component: 'coordinator' })
+    this.generation = options.generationBase ?? 0
   }
 
   private subject(kind: keyof typeof subjects): string {

@@ -117,7 +117,9 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
   return new Promise((resolve, reject) => {
     const subs = [
       bus.subscribe(subjects.assignment(cluster, pipeline.name), (raw) => {
-        if (assignmentMessage.safeParse(raw).success) finish(() => resolve('accepted'))
+        // Accepted once an assignment counts this worker in (others' assignments say nothing about it).
+        const msg = assignmentMessage.safeParse(raw)
+        if (msg.success && Object.values(msg.data.actors).includes(worker)) finish(() => resolve('accepted'))
       }),
       bus.subscribe(subjects.workerRefused(cluster, pipeline.name), (raw) => {
         const msg = workerRefused.safeParse(raw)
@@ -127,11 +129,15 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
       }),
     ]
     const timer = setTimeout(() => finish(() => resolve('no answer')), options.joinTimeoutMs ?? 10_000)
+    // Said again every second: a coordinator that starts (or takes over) meanwhile hears it.
+    const hello = (): void => bus.publish(subjects.workerHello(cluster, pipeline.name), { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape })
+    const again = setInterval(hello, 1000)
     function finish(settle: () => void): void {
       clearTimeout(timer)
+      clearInterval(again)
       for (const s of subs) s.unsubscribe()
       settle()
     }
-    bus.publish(subjects.workerHello(cluster, pipeline.name), { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape })
+    hello()
   })
 }

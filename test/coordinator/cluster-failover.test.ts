@@ -73,6 +73,39 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     coordinator.kill('SIGTERM')
   }, 180_000)
 
+  it('the leading coordinator SIGKILLed mid-run: the standby takes over the lease, workers go on, and the output is exact', async () => {
+    const dir = tempDir()
+    const ref = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${LINES}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
+    expect(ref.code, ref.stderr).toBe(0)
+    const expected = finalCounts(join(dir, 'ref-out'))
+    const cluster = `l${randomUUID().slice(0, 8)}`
+    const name = `leader-${randomUUID().slice(0, 8)}`
+    const out = join(dir, 'out')
+    const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+    const coordinatorArgs = (n: string): string[] => ['coordinator', '--bus', nats.url, '--cluster', cluster, '--name', n, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '500', '--lease-ttl-ms', '1500']
+    const c1 = start(coordinatorArgs('c1'))
+    await sleep(1500)
+    const c2 = start(coordinatorArgs('c2'))
+    const common = ['--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250', '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', `out=${out}/c-{partition}.jsonl`]
+    const a = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'a', '--state-dir', join(dir, 'a')])
+    const b = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'b', '--state-dir', join(dir, 'b')])
+    await sleep(4000)
+    expect(c1.stdout()).toMatch(/c1: leading cluster \S+ \(term \d+\)/)
+    c1.kill('SIGKILL')
+    const [ra, rb] = await Promise.all([a.done, b.done])
+    expect(ra.code, ra.stderr).toBe(0)
+    expect(rb.code, rb.stderr).toBe(0)
+    // The standby took over with a higher term.
+    const terms = [...(c1.stdout() + c2.stdout()).matchAll(/leading cluster \S+ \(term (\d+)\)/g)].map((m) => Number(m[1]))
+    expect(c2.stdout()).toMatch(/c2: leading cluster/)
+    expect(terms[1]).toBeGreaterThan(terms[0]!)
+    expect(finalCounts(out)).toEqual(expected)
+    for (const [word, counts] of countsPerWord(out)) {
+      expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
+    }
+    c2.kill('SIGTERM')
+  }, 180_000)
+
   it('refuses a worker whose pipeline differs, with a clear error on both sides', async () => {
     const dir = tempDir()
     const cluster = `r${randomUUID().slice(0, 8)}`
@@ -80,11 +113,14 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
     const coordinator = startWeir(['coordinator', '--bus', nats.url, '--cluster', cluster, '--settle-ms', '200'], { env: { WEIR_LOG_LEVEL: 'warn' } })
     onTestFinished(() => void coordinator.child.kill('SIGKILL'))
+    let said = ''
+    coordinator.child.stdout!.on('data', (d: Buffer) => (said += d.toString()))
+    for (let i = 0; i < 100 && !said.includes('leading cluster'); i++) await sleep(100)
     const first = start(['worker', 'examples/wordcount.ts', '--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--id', 'one', '--state-dir', join(dir, 'one'), '--param', `name=${name}`, '--param', 'lines=100000', '--param', 'rate=5', '--param', `out=${dir}/o1/c-{partition}.jsonl`])
     await sleep(3000)
     // Same pipeline name, another topology: a different keyBy count comes from another file.
     const other = await weir(['worker', 'test/coordinator/fixtures/wordcount-other-shape.ts', '--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--id', 'two', '--state-dir', join(dir, 'two'), '--param', `name=${name}`], { env: { WEIR_LOG_LEVEL: 'warn' } })
-    expect(other.code).toBe(1)
+    expect(other.code, other.stdout + other.stderr).toBe(1)
     expect(other.stderr).toMatch(/WEIR_WORKER_REFUSED/)
     expect(other.stderr).toMatch(/different topology of pipeline/)
     // Refused before it touched anything: no topics ensured, no state dir recorded.
