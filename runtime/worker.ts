@@ -189,11 +189,18 @@ export class Worker {
     if (this.stopped) return
     this.maybeUpstreamFinished(actor)
     entry.started = true
-    entry.running = actor.run().catch((err: unknown) => {
-      if (this.restartLater(id, err, attempt, startedAt)) return
-      this.log.error({ actor: id, err: describeError(err) }, 'actor failed')
-      this.failure?.(err)
-    })
+    entry.running = actor.run().then(
+      () => {
+        // Fenced: a newer instance runs elsewhere (this worker was paused past its timeout).
+        // Forget it here, so a later assignment that gives it back starts it again.
+        if (actor.lifecycle === 'fenced' && this.actors.get(id) === entry) this.actors.delete(id)
+      },
+      (err: unknown) => {
+        if (this.restartLater(id, err, attempt, startedAt)) return
+        this.log.error({ actor: id, err: describeError(err) }, 'actor failed')
+        this.failure?.(err)
+      },
+    )
   }
 
   /**
