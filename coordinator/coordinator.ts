@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { naming, type Pipeline } from '../runtime/pipeline.ts'
 import { actorFinished, epochAck, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from './messages.ts'
-import { place, type Assignment } from './placement.ts'
+import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 
 /** What a coordinator knows of the pipeline it coordinates. */
@@ -22,7 +22,7 @@ export interface CoordinatedPipeline {
 
 /** The coordinated view of a loaded pipeline (its actor stages). */
 export function coordinatedPipeline(pipeline: Pipeline): CoordinatedPipeline {
-  return { name: pipeline.name, fingerprint: pipeline.fingerprint(), shape: { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })) } }
+  return { name: pipeline.name, fingerprint: pipeline.fingerprint(), shape: { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys } }
 }
 
 export interface CoordinatorOptions {
@@ -57,6 +57,7 @@ interface Member {
 export class Coordinator {
   private readonly workers = new Map<string, Member>()
   private assignment: Assignment = new Map()
+  private standbys: Standbys = new Map()
   private generation = 0
   private readonly finishedActors = new Set<string>()
   private readonly finishedStages = new Set<string>()
@@ -191,7 +192,9 @@ export class Coordinator {
 
   private rebalance(): void {
     if (!this.settled) return
-    this.assignment = place(this.actors, [...this.workers.keys()], this.assignment)
+    const workers = [...this.workers.keys()]
+    this.assignment = place(this.actors, workers, this.assignment, this.standbys)
+    this.standbys = placeStandbys(this.actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
     this.generation++
     this.publishAssignment()
   }
@@ -199,6 +202,7 @@ export class Coordinator {
   private publishAssignment(): void {
     if (!this.settled) return
     const msg: AssignmentMessage = { v: 1, generation: this.generation, actors: Object.fromEntries(this.assignment) }
+    if (this.standbys.size > 0) msg.standbys = Object.fromEntries(this.standbys)
     this.bus.publish(this.subject('assignment'), msg)
   }
 

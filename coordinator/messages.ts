@@ -7,6 +7,8 @@ import { z } from 'zod'
 /** The actor stages of a pipeline, as a coordinator that never loaded the pipeline file needs them. */
 export const pipelineShape = z.object({
   stages: z.array(z.object({ name: z.string().min(1), parallelism: z.number().int().positive() })),
+  /** Standby replicas per actor (the pipeline's `standbys` option). */
+  standbys: z.number().int().min(0).max(3).default(0),
 })
 export type PipelineShape = z.infer<typeof pipelineShape>
 
@@ -59,6 +61,8 @@ export const assignmentMessage = z.object({
   generation: z.number().int().nonnegative(),
   /** actor id → worker id */
   actors: z.record(z.string()),
+  /** actor id → workers that keep a standby replica of its state */
+  standbys: z.record(z.array(z.string())).optional(),
 })
 export type AssignmentMessage = z.infer<typeof assignmentMessage>
 

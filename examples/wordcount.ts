@@ -34,7 +34,8 @@ export default function wordcount(params: Record<string, string> = {}): Pipeline
   const rate = params.rate === undefined ? undefined : Number(params.rate)
   const out = params.out ?? 'out/wordcount/counts-{partition}.jsonl'
   // Another name keeps two runs apart on a shared Kafka (topics are named after the pipeline).
-  const p = new Pipeline(params.name ?? 'wordcount')
+  // standbys: warm replicas of each actor's state on other workers of a cluster.
+  const p = new Pipeline(params.name ?? 'wordcount', { standbys: Number(params.standbys ?? 0) })
   p.source<string>('lines', () => new GeneratorSource<string>({
     count: lines,
     ratePerSecond: rate,

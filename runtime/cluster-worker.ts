@@ -113,7 +113,7 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
  */
 async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOptions): Promise<'accepted' | 'no answer'> {
   const { bus, cluster } = options
-  const shape = { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })) }
+  const shape = { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys }
   return new Promise((resolve, reject) => {
     const subs = [
       bus.subscribe(subjects.assignment(cluster, pipeline.name), (raw) => {

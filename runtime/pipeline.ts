@@ -162,6 +162,11 @@ export interface PipelineOptions {
    * Default true; false keeps every edge's history (for inspection with weir/testing).
    */
   purgeConsumedRecords?: boolean
+  /**
+   * Warm standby replicas of every actor's state kept on other workers of a cluster (by
+   * tailing the changelog), so failover does not depend on state size. Default 0.
+   */
+  standbys?: number
 }
 
 /** A stage's output, to wire the next stage onto. */
@@ -226,7 +231,9 @@ export class Pipeline {
     if (!NAME.test(name)) throw new ConfigError('pipeline.name', `'${name}' must match ${NAME}`)
     const purge = options.purgeConsumedRecords ?? true
     if (typeof purge !== 'boolean') throw new ConfigError('pipeline.purgeConsumedRecords', `must be a boolean, got ${typeof purge}`)
-    this.options = { purgeConsumedRecords: purge }
+    const standbys = options.standbys ?? 0
+    if (!Number.isInteger(standbys) || standbys < 0 || standbys > 3) throw new ConfigError('pipeline.standbys', `must be an integer in 0..3, got ${String(standbys)}`)
+    this.options = { purgeConsumedRecords: purge, standbys }
   }
 
   /**

@@ -12,6 +12,7 @@ import type { Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
 import type { Pipeline } from './pipeline.ts'
 import { ProgressReporter } from './progress-reporter.ts'
+import { StandbyReplica } from './standby.ts'
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
@@ -55,6 +56,8 @@ export class Worker {
   private failure: ((err: unknown) => void) | undefined
   private readonly log: Logger
   private readonly progress: ProgressReporter
+  /** Standby replicas this worker keeps warm, by actor id. */
+  private readonly replicas = new Map<string, StandbyReplica>()
   private lastEpochAt = Date.now()
   private fallbackTimer: NodeJS.Timeout | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -116,7 +119,7 @@ export class Worker {
   }
 
   private get shape(): PipelineShape {
-    return { stages: this.pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })) }
+    return { stages: this.pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: this.pipeline.options.standbys }
   }
 
   /** Alive, with what it runs: lets a coordinator that (re)started continue from here. */
@@ -156,10 +159,32 @@ export class Worker {
     this.generation = msg.generation
     const mine = new Set(Object.entries(msg.actors).filter(([, w]) => w === this.options.id).map(([a]) => a))
     this.assigned = mine
+    const standby = new Set(Object.entries(msg.standbys ?? {}).filter(([, ws]) => ws.includes(this.options.id)).map(([a]) => a))
     const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
+    // A replica of an actor that becomes active here stops first: the actor opens the store it kept warm.
+    await Promise.all([...this.replicas.keys()].filter((a) => !standby.has(a) || mine.has(a)).map((a) => this.stopReplica(a)))
     await Promise.all(leaving.map((a) => this.stopActor(a)))
+    for (const a of standby) if (!mine.has(a) && !this.actors.has(a) && !this.replicas.has(a) && !this.stopped) this.startReplica(a)
     // Actors restore in parallel: on Kafka each one waits for its producer's InitProducerId and its readers' group joins.
     await Promise.all([...mine].filter((id) => !this.actors.has(id)).map((id) => (this.stopped ? undefined : this.startActor(id))))
+  }
+
+  private startReplica(id: string): void {
+    const [stageName, p] = id.split('/')
+    const replica = new StandbyReplica({ pipe: this.pipe, pipeline: this.pipeline, spec: this.pipeline.stage(stageName!)!, partition: Number(p), dataDir: this.options.dataDir, log: this.log })
+    this.replicas.set(id, replica)
+    replica.start().catch((err: unknown) => this.log.warn({ standby: id, err: describeError(err) }, 'standby replica failed to start; the actor would restore from the changelog'))
+  }
+
+  private async stopReplica(id: string): Promise<void> {
+    const replica = this.replicas.get(id)
+    this.replicas.delete(id)
+    await replica?.stop()
+  }
+
+  /** Standby replicas kept warm here. */
+  get standbyIds(): string[] {
+    return [...this.replicas.keys()]
   }
 
   private async startActor(id: string, attempt = 0): Promise<void> {
@@ -244,6 +269,7 @@ export class Worker {
     clearInterval(this.heartbeatTimer)
     for (const s of this.subs) s.unsubscribe()
     const actors = this.actorList
+    await Promise.all([...this.replicas.keys()].map((a) => this.stopReplica(a)))
     await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
     // The final figures, after the last checkpoints: the monitor sees where each actor stopped.
     for (const a of actors) this.progress.publishNow(a)
@@ -257,6 +283,7 @@ export class Worker {
     clearInterval(this.heartbeatTimer)
     this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
+    await Promise.all([...this.replicas.keys()].map((a) => this.stopReplica(a).catch(() => undefined)))
     for (const { actor } of this.actors.values()) actor.abandon()
     await Promise.all([...this.actors.values()].map(async ({ actor, restoring, running }) => {
       await restoring.catch(() => undefined)

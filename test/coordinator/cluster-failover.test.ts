@@ -9,6 +9,8 @@ import { randomUUID } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { assignmentMessage, type AssignmentMessage } from '../../coordinator/messages.ts'
+import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { requireService } from '../support/services.ts'
 import { finalCounts, startWeir, tempDirs, weir, type Outcome } from '../support/weir-cli.ts'
 
@@ -71,6 +73,50 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
       expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
     }
     coordinator.kill('SIGTERM')
+  }, 180_000)
+
+  it('with standbys: 1, every actor keeps a warm replica on another worker, a SIGKILLed worker\'s actors move to their replicas, and the output is exact', async () => {
+    const dir = tempDir()
+    const ref = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${LINES}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
+    expect(ref.code, ref.stderr).toBe(0)
+    const expected = finalCounts(join(dir, 'ref-out'))
+    const cluster = `s${randomUUID().slice(0, 8)}`
+    const name = `standby-${randomUUID().slice(0, 8)}`
+    const out = join(dir, 'out')
+    const observer = await NatsBus.connect({ servers: [nats.url], name: 'standby-test' })
+    onTestFinished(() => observer.close())
+    const assignments: AssignmentMessage[] = []
+    observer.subscribe(`weir.${cluster}.${name}.assignment`, (m) => {
+      const a = assignmentMessage.safeParse(m)
+      if (a.success) assignments.push(a.data)
+    })
+    const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+    const common = ['--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250', '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', 'standbys=1', '--param', `out=${out}/c-{partition}.jsonl`]
+    start(['coordinator', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
+    const workers = ['a', 'b', 'c'].map((id) => start(['worker', 'examples/wordcount.ts', ...common, '--id', id, '--state-dir', join(dir, id)]))
+    // All three placed, then a moment for the replicas to warm up.
+    for (let i = 0; i < 300 && !assignments.some((x) => new Set(Object.values(x.actors)).size === 3); i++) await sleep(100)
+    await sleep(1500)
+    const before = assignments.at(-1)!
+    expect(before, 'no assignment with all three workers').toBeDefined()
+    expect(Object.keys(before.actors)).toHaveLength(12)
+    for (const [actor, worker] of Object.entries(before.actors)) {
+      expect(before.standbys?.[actor], actor).toHaveLength(1)
+      expect(before.standbys![actor]).not.toContain(worker)
+    }
+    workers[0]!.kill('SIGKILL')
+    const [rb, rc] = await Promise.all([workers[1]!.done, workers[2]!.done])
+    expect(rb.code, rb.stderr).toBe(0)
+    expect(rc.code, rc.stderr).toBe(0)
+    const after = assignments.find((x) => x.generation > before.generation && !Object.values(x.actors).includes('a'))!
+    const moved = Object.keys(before.actors).filter((x) => before.actors[x] === 'a')
+    expect(moved.length).toBeGreaterThan(0)
+    // Placement prefers the worker that kept the replica warm (as long as balance allows).
+    expect(moved.filter((x) => after.actors[x] === before.standbys![x]![0]).length).toBeGreaterThan(0)
+    expect(finalCounts(out)).toEqual(expected)
+    for (const [word, counts] of countsPerWord(out)) {
+      expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
+    }
   }, 180_000)
 
   it('the leading coordinator SIGKILLed mid-run: the standby takes over the lease, workers go on, and the output is exact', async () => {

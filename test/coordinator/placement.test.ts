@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { place } from '../../coordinator/placement.ts'
+import { place, placeStandbys } from '../../coordinator/placement.ts'
 
 const actors = (n: number): string[] => Array.from({ length: n }, (_, i) => `s/${i}`)
 
@@ -26,5 +26,28 @@ describe('placement', () => {
     const shrunk = place(actors(6), ['w1', 'w3'], grown)
     for (const a of actors(6)) if (grown.get(a) !== 'w2') expect(shrunk.get(a)).toBe(grown.get(a))
     expect([...shrunk.values()].includes('w2')).toBe(false)
+  })
+
+  it('places n standbys per actor on other workers than its active one, sticky, and a moving actor goes to its standby', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 0, max: 2 }), (n, w, k) => {
+        const workers = Array.from({ length: w }, (_, i) => `w${i}`)
+        const active = place(actors(n), workers, new Map())
+        const standbys = placeStandbys(actors(n), workers, active, new Map(), k)
+        for (const a of actors(n)) {
+          const list = k === 0 ? [] : standbys.get(a)!
+          expect(list).toHaveLength(Math.min(k, w - 1))
+          expect(list).not.toContain(active.get(a))
+          expect(new Set(list).size).toBe(list.length)
+        }
+        // The same workers again: nothing moves.
+        expect(placeStandbys(actors(n), workers, active, standbys, k)).toEqual(standbys)
+      }),
+    )
+    const active = place(actors(6), ['w1', 'w2', 'w3'], new Map())
+    const standbys = placeStandbys(actors(6), ['w1', 'w2', 'w3'], active, new Map(), 1)
+    const gone = 'w2'
+    const after = place(actors(6), ['w1', 'w3'], active, standbys)
+    for (const a of actors(6).filter((x) => active.get(x) === gone)) expect(after.get(a)).toBe(standbys.get(a)![0])
   })
 })
