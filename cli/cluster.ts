@@ -113,6 +113,8 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
 
 /** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N]` */
 export async function workerCommand(argv: string[]): Promise<number> {
+  // Listened for from the start: a SIGTERM while the worker starts stops it cleanly once it has.
+  const signalled = waitForSignal()
   let bus: ControlBus | undefined
   let pipe: Pipe | undefined
   let metrics: MetricsServer | undefined
@@ -155,7 +157,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     if (metricsPort !== undefined) metrics = await serveMetrics(worker.metrics, { port: metricsPort })
     process.stdout.write(`weir worker ${worker.id}: pipeline ${pipeline.name} in cluster ${cluster}${metrics === undefined ? '' : `, metrics at ${metrics.url}`}\n`)
     const running = worker
-    const outcome = await Promise.race([running.done, waitForSignal().then(async (signal) => {
+    const outcome = await Promise.race([running.done, signalled.then(async (signal) => {
       log.info({ signal }, 'worker stopping: handing its actors off')
       await running.stop()
       return 'stopped' as const

@@ -56,6 +56,8 @@ interface Member {
 
 export class Coordinator {
   private readonly workers = new Map<string, Member>()
+  /** Workers that announced their leave: their late heartbeats do not make them members again (a new hello does). */
+  private readonly left = new Set<string>()
   private assignment: Assignment = new Map()
   private standbys: Standbys = new Map()
   private generation = 0
@@ -87,6 +89,7 @@ export class Coordinator {
         const msg = workerHello.safeParse(raw)
         if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker hello dropped')
         if (!this.accepts(msg.data.worker, msg.data.fingerprint)) return
+        this.left.delete(msg.data.worker)
         if (this.workers.has(msg.data.worker)) {
           this.workers.get(msg.data.worker)!.lastSeen = Date.now()
           return void this.publishAssignment()
@@ -97,7 +100,7 @@ export class Coordinator {
         const msg = workerHeartbeat.safeParse(raw)
         if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker heartbeat dropped')
         const hb = msg.data
-        if (!this.accepts(hb.worker, hb.fingerprint)) return
+        if (this.left.has(hb.worker) || !this.accepts(hb.worker, hb.fingerprint)) return
         // Continue where the running workers are: their generation, their epochs, their actors.
         if (hb.generation > this.generation) this.generation = hb.generation
         this.clock.advanceTo(hb.lastEpoch)
@@ -109,7 +112,9 @@ export class Coordinator {
       }),
       this.bus.subscribe(this.subject('workerLeave'), (raw) => {
         const msg = workerLeave.safeParse(raw)
-        if (!msg.success || !this.workers.has(msg.data.worker)) return
+        if (!msg.success) return
+        this.left.add(msg.data.worker)
+        if (!this.workers.has(msg.data.worker)) return
         log.info({ worker: msg.data.worker }, 'worker leaves; moving its actors')
         this.workers.delete(msg.data.worker)
         this.rebalance()

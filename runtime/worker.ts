@@ -62,6 +62,8 @@ export class Worker {
   private fallbackTimer: NodeJS.Timeout | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
   private pipelineFinished = false
+  /** Announced its leave: no more heartbeats (they would make it a member again) and no new actors. */
+  private leaving = false
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
@@ -124,6 +126,7 @@ export class Worker {
 
   /** Alive, with what it runs: lets a coordinator that (re)started continue from here. */
   private heartbeat(): void {
+    if (this.leaving) return
     const actors = [...this.actors.values()].map((e) => e.actor)
     const msg: WorkerHeartbeat = {
       v: 1,
@@ -140,12 +143,13 @@ export class Worker {
 
   /** Tells the coordinator this worker is leaving, so its actors move now rather than after the timeout. */
   announceLeave(): void {
+    this.leaving = true
     this.bus.publish(this.subject('workerLeave'), { v: 1, worker: this.options.id })
   }
 
-  /** Actors this worker runs now. */
+  /** Actors this worker runs now (not those that finished their input). */
   get actorIds(): string[] {
-    return [...this.actors.keys()]
+    return [...this.actors.entries()].filter(([, e]) => e.actor.lifecycle !== 'finished').map(([id]) => id)
   }
 
   private maybeUpstreamFinished(actor: Actor): void {
@@ -166,7 +170,7 @@ export class Worker {
     await Promise.all(leaving.map((a) => this.stopActor(a)))
     for (const a of standby) if (!mine.has(a) && !this.actors.has(a) && !this.replicas.has(a) && !this.stopped) this.startReplica(a)
     // Actors restore in parallel: on Kafka each one waits for its producer's InitProducerId and its readers' group joins.
-    await Promise.all([...mine].filter((id) => !this.actors.has(id)).map((id) => (this.stopped ? undefined : this.startActor(id))))
+    await Promise.all([...mine].filter((id) => !this.actors.has(id)).map((id) => (this.stopped || this.leaving ? undefined : this.startActor(id))))
   }
 
   private startReplica(id: string): void {
