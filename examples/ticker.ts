@@ -137,9 +137,11 @@ export default function ticker(params: Record<string, string> = {}): Pipeline {
   const rate = params.rate === undefined ? undefined : Number(params.rate)
   const out = params.out ?? 'out/ticker/signals.jsonl'
   const tickMs = 10
-  const p = new Pipeline('ticker')
+  // name: another pipeline name (topics are named after it); purge=false keeps the edge
+  // topics; sink=false ends at the signal topic.
+  const p = new Pipeline(params.name ?? 'ticker', { purgeConsumedRecords: params.purge !== 'false' })
   // Each source partition owns a disjoint set of symbols, so a symbol's ticks stay in order.
-  p.source<RawTick>('prices', () => {
+  const signals = p.source<RawTick>('prices', () => {
     let epochStart = 0
     return new GeneratorSource<RawTick>({
       count: ticks,
@@ -163,7 +165,8 @@ export default function ticker(params: Record<string, string> = {}): Pipeline {
     .process<Momentum>('momentum', MomentumScore)
     .keyBy(1)
     .process<Signal>('signal', () => new SignalDecider(15))
-    .to('signals-file', () => new JsonlFileSink<Signal>({ path: out, format: (r) => ({ ...r.value, at: new Date(r.timestamp).toISOString() }) }))
+  if (params.sink === 'false') return p
+  signals.to('signals-file', () => new JsonlFileSink<Signal>({ path: out, format: (r) => ({ ...r.value, at: new Date(r.timestamp).toISOString() }) }))
   p.describeOutput(`buy/sell signals: ${out} (how timely they are: the summary's timeliness, or --monitor)`)
   return p
 }

@@ -35,8 +35,9 @@ export default function wordcount(params: Record<string, string> = {}): Pipeline
   const out = params.out ?? 'out/wordcount/counts-{partition}.jsonl'
   // Another name keeps two runs apart on a shared Kafka (topics are named after the pipeline).
   // standbys: warm replicas of each actor's state on other workers of a cluster.
-  const p = new Pipeline(params.name ?? 'wordcount', { standbys: Number(params.standbys ?? 0) })
-  p.source<string>('lines', () => new GeneratorSource<string>({
+  // purge=false keeps the edge topics (to read them back); sink=false ends at the count topic.
+  const p = new Pipeline(params.name ?? 'wordcount', { standbys: Number(params.standbys ?? 0), purgeConsumedRecords: params.purge !== 'false' })
+  const counts = p.source<string>('lines', () => new GeneratorSource<string>({
     count: lines,
     ratePerSecond: rate,
     // Deterministic text: line i of partition p always has the same words.
@@ -49,7 +50,8 @@ export default function wordcount(params: Record<string, string> = {}): Pipeline
     .process('split', SplitWords)
     .keyBy(4)
     .process('count', CountWords)
-    .to('sink', () => new JsonlFileSink<number>({ path: out, format: (r) => ({ word: r.key, count: r.value }) }))
+  if (params.sink === 'false') return p
+  counts.to('sink', () => new JsonlFileSink<number>({ path: out, format: (r) => ({ word: r.key, count: r.value }) }))
   p.describeOutput(`running counts per word: ${out.replace('{partition}', '*')} (the last line per word is its total)`)
   return p
 }

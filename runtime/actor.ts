@@ -293,7 +293,6 @@ export class Actor {
       this.readers.push(await this.pipe.reader(topic, this.partition, from))
     }
     this.producer.begin()
-    await this.processor.open?.(this.lifecycleCtx)
     this.stats.restoreMs = performance.now() - started
     this.lifecycle = 'running'
     this.log.debug({ changelogPosition: this.changelogPosition, replayed: replayed.records, ms: this.stats.restoreMs }, 'actor restored')
@@ -426,9 +425,13 @@ export class Actor {
     this.wake?.()
   }
 
-  /** Runs until finished, stopped, fenced or failed. */
+  /**
+   * Opens the processor, then runs until finished, stopped, fenced or failed. Opening is
+   * here, not in restore(): a worker that lost the actor while restoring never opens it.
+   */
   async run(): Promise<void> {
     try {
+      await this.processor.open?.(this.lifecycleCtx)
       if (this.isSource) await this.runSource()
       else await this.runProcessor()
     } catch (err) {

@@ -14,7 +14,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { defaultActorConfig, type ActorConfig } from './actor.ts'
 import { checkClusterName, subjects, type ControlBus } from './control/bus.ts'
-import { assignmentMessage, workerRefused } from '../coordinator/messages.ts'
+import { assignmentMessage, workerRefused, type WorkerHello } from '../coordinator/messages.ts'
 import { ensureTopics, validateFactories } from './embedded-runner.ts'
 import { Faults } from './faults.ts'
 import { workerMetrics } from './metrics.ts'
@@ -58,8 +58,14 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
   // A worker the coordinator refuses (another topology under this name) must change nothing.
   const joined = await join(pipeline, id, options)
   if (joined === 'no answer') options.log.warn({ worker: id, cluster: options.cluster }, 'no coordinator answered; starting anyway (actors start once one assigns them)')
-  await ensureTopics(options.pipe, pipeline)
-  recordTopology(options.stateDir, pipeline)
+  // Alive while topics are created (slow on a loaded broker): the coordinator must not declare it dead before its first heartbeat.
+  const keepAlive = setInterval(() => options.bus.publish(subjects.workerHello(options.cluster, pipeline.name), helloOf(pipeline, id)), 1000)
+  try {
+    await ensureTopics(options.pipe, pipeline)
+    recordTopology(options.stateDir, pipeline)
+  } finally {
+    clearInterval(keepAlive)
+  }
   let settle!: { resolve(r: 'finished' | 'stopped'): void; reject(e: unknown): void }
   const done = new Promise<'finished' | 'stopped'>((resolve, reject) => { settle = { resolve, reject } })
   let ending = false
@@ -113,7 +119,6 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
  */
 async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOptions): Promise<'accepted' | 'no answer'> {
   const { bus, cluster } = options
-  const shape = { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys }
   return new Promise((resolve, reject) => {
     const subs = [
       bus.subscribe(subjects.assignment(cluster, pipeline.name), (raw) => {
@@ -130,7 +135,7 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
     ]
     const timer = setTimeout(() => finish(() => resolve('no answer')), options.joinTimeoutMs ?? 10_000)
     // Said again every second: a coordinator that starts (or takes over) meanwhile hears it.
-    const hello = (): void => bus.publish(subjects.workerHello(cluster, pipeline.name), { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape })
+    const hello = (): void => bus.publish(subjects.workerHello(cluster, pipeline.name), helloOf(pipeline, worker))
     const again = setInterval(hello, 1000)
     function finish(settle: () => void): void {
       clearTimeout(timer)
@@ -140,4 +145,9 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
     }
     hello()
   })
+}
+
+function helloOf(pipeline: Pipeline, worker: string): WorkerHello {
+  const shape = { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys }
+  return { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape }
 }

@@ -56,6 +56,10 @@ export class Worker {
   private failure: ((err: unknown) => void) | undefined
   private readonly log: Logger
   private readonly progress: ProgressReporter
+  /** Actors waiting out a restart backoff: reconciliation leaves them to it. */
+  private readonly restartsPending = new Set<string>()
+  private nextAssignment: AssignmentMessage | undefined
+  private applying: Promise<void> | undefined
   /** Standby replicas this worker keeps warm, by actor id. */
   private readonly replicas = new Map<string, StandbyReplica>()
   private lastEpochAt = Date.now()
@@ -85,7 +89,7 @@ export class Worker {
       this.bus.subscribe(this.subject('assignment'), (raw, subject) => {
         const msg = assignmentMessage.safeParse(raw)
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed assignment dropped')
-        void this.applyAssignment(msg.data).catch((err: unknown) => this.failure?.(err))
+        this.enqueueAssignment(msg.data)
       }),
       this.bus.subscribe(this.subject('epoch'), (raw, subject) => {
         const msg = epochMessage.safeParse(raw)
@@ -127,6 +131,7 @@ export class Worker {
   /** Alive, with what it runs: lets a coordinator that (re)started continue from here. */
   private heartbeat(): void {
     if (this.leaving) return
+    this.reconcile()
     const actors = [...this.actors.values()].map((e) => e.actor)
     const msg: WorkerHeartbeat = {
       v: 1,
@@ -139,6 +144,20 @@ export class Worker {
       lastEpoch: actors.reduce((m, a) => Math.max(m, a.stats.lastEpoch), 0),
     }
     this.bus.publish(this.subject('workerHeartbeat'), msg)
+  }
+
+  /**
+   * Starts any actor of the newest assignment that is not running here: one that was
+   * fenced (a zombie's instance) or ended while an assignment gave it back. A safety net
+   * under every race between assignments, restores and fencing.
+   */
+  private reconcile(): void {
+    if (this.stopped || this.leaving || this.applying !== undefined) return
+    for (const id of this.assigned) {
+      if (this.actors.has(id) || this.restartsPending.has(id)) continue
+      this.log.info({ actor: id }, 'assigned actor not running here: starting it')
+      void this.startActor(id).catch((err: unknown) => this.failure?.(err))
+    }
   }
 
   /** Tells the coordinator this worker is leaving, so its actors move now rather than after the timeout. */
@@ -156,6 +175,28 @@ export class Worker {
     // A side output ends when the stage writing it does.
     const inputs = actor.stage.inputs.map((i) => (this.pipeline.stage(i)?.kind === 'side' ? this.pipeline.stage(i)!.inputs[0]! : i))
     if (inputs.length > 0 && inputs.every((i) => this.finishedStages.has(i))) actor.markUpstreamFinished()
+  }
+
+  /**
+   * Assignments are applied one at a time, the newest waiting one next: an actor given
+   * back while it was still stopping for an older assignment must be started again after
+   * that stop, not skipped because it is still listed.
+   */
+  private enqueueAssignment(msg: AssignmentMessage): void {
+    if (msg.generation <= Math.max(this.generation, this.nextAssignment?.generation ?? -1)) return
+    this.nextAssignment = msg
+    if (this.applying !== undefined) return
+    this.applying = (async () => {
+      while (this.nextAssignment !== undefined) {
+        const next = this.nextAssignment
+        this.nextAssignment = undefined
+        await this.applyAssignment(next)
+      }
+    })()
+      .catch((err: unknown) => this.failure?.(err))
+      .finally(() => {
+        this.applying = undefined
+      })
   }
 
   private async applyAssignment(msg: AssignmentMessage): Promise<void> {
@@ -214,8 +255,9 @@ export class Worker {
       if (this.restartLater(id, err, attempt, startedAt, actor)) return
       throw err
     }
-    // Stopped while restoring: the stop path releases the actor.
-    if (this.stopped) return
+    // Stopped, or moved away while restoring (this worker was paused): the stop path releases
+    // the actor, and its processor is never opened (a sink's open may touch external state).
+    if (this.stopped || !this.assigned.has(id) || this.leaving) return
     this.maybeUpstreamFinished(actor)
     entry.started = true
     entry.running = actor.run().then(
@@ -246,8 +288,10 @@ export class Worker {
     const delayMs = Math.min(30_000, 250 * 2 ** next)
     this.log.warn({ actor: id, attempt: next, delayMs, err: describeError(err) }, 'actor failed on a retriable pipe error; restarting it from its last checkpoint')
     this.actors.delete(id)
+    this.restartsPending.add(id)
     const released = unreleased === undefined ? Promise.resolve() : (unreleased.abandon(), unreleased.release())
     setTimeout(() => {
+      this.restartsPending.delete(id)
       void released.then(() => {
         if (this.stopped || this.actors.has(id) || !this.assigned.has(id)) return
         return this.startActor(id, next)
@@ -263,7 +307,7 @@ export class Worker {
     entry.actor.requestStop()
     await entry.running
     if (!entry.started) await entry.actor.release()
-    this.actors.delete(id)
+    if (this.actors.get(id) === entry) this.actors.delete(id)
   }
 
   /** Graceful stop: every actor takes a final checkpoint. */
