@@ -236,7 +236,11 @@ function recordBus(nc: NatsConnection, cluster: string, file: string): { stop():
       const kind = msg.subject.split('.').pop()!
       if (kind === 'progress' || kind === 'epoch-ack') return
       const text = decoder.decode(msg.data)
-      appendFileSync(file, `${new Date().toISOString()} ${msg.subject} ${text}\n`)
+      try {
+        appendFileSync(file, `${new Date().toISOString()} ${msg.subject} ${text}\n`)
+      } catch {
+        // the case's temp dir is gone (cleanup): nothing to record into
+      }
       try {
         const m = JSON.parse(text) as { generation: number; actors: Record<string, string> | string[]; worker: string; finished: string[] }
         if (kind === 'assignment' && (assignment === undefined || m.generation > assignment.generation)) assignment = { generation: m.generation, actors: m.actors as Record<string, string> }

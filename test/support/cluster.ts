@@ -64,12 +64,20 @@ export class TestCluster {
     const logFile = join(this.options.logDir, `${name}.log`)
     const p = startWeir(args, { env: { WEIR_LOG_LEVEL: this.options.logLevel ?? 'warn' } })
     let out = ''
-    appendFileSync(logFile, `# ${new Date().toISOString()} weir ${args.join(' ')}\n`)
+    // A process killed at cleanup may still write after the case's temp dir is gone.
+    const log = (d: Buffer | string): void => {
+      try {
+        appendFileSync(logFile, d)
+      } catch {
+        // nothing to keep it in any more
+      }
+    }
+    log(`# ${new Date().toISOString()} weir ${args.join(' ')}\n`)
     p.child.stdout!.on('data', (d: Buffer) => {
       out += d.toString()
-      appendFileSync(logFile, d)
+      log(d)
     })
-    p.child.stderr!.on('data', (d: Buffer) => appendFileSync(logFile, d))
+    p.child.stderr!.on('data', (d: Buffer) => log(d))
     const proc: WeirProcess = {
       name,
       role,
@@ -91,7 +99,7 @@ export class TestCluster {
     void p.done.then((o) => {
       proc.outcome = o
       proc.state = 'exited'
-      appendFileSync(logFile, `# ${new Date().toISOString()} exited: code ${o.code}, signal ${o.signal}\n`)
+      log(`# ${new Date().toISOString()} exited: code ${o.code}, signal ${o.signal}\n`)
     })
     this.processes.push(proc)
     return proc
