@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto'
 import { AssignerProtocol, type Consumer, type Kafka, type PartitionAssigner, type KafkaMessage, type EachBatchPayload } from 'kafkajs'
 import type { Logger } from 'pino'
-import { ClosedError, WeirError } from '../../errors.ts'
+import { ClosedError, PipeError, WeirError } from '../../errors.ts'
 import type { PartitionReader, StoredRecord } from '../pipe.ts'
 import { toWeirError } from './kafka-errors.ts'
 
@@ -205,7 +205,11 @@ export class KafkaPartitionReader implements PartitionReader {
       consumer.seek({ ...tp, offset: String(this.nextFetch) })
     } catch (err) {
       await consumer.disconnect().catch(() => undefined)
-      throw toWeirError(err, 'open reader', { topic: this.topic, partition: this.partition, offset: this.nextFetch })
+      const failure = toWeirError(err, 'open reader', { topic: this.topic, partition: this.partition, offset: this.nextFetch })
+      // kafkajs says "Consumer group was not initialized" when its consumer crashed during
+      // run() (the broker went away while it joined): transient, like the outage itself.
+      if (!failure.retriable && /was not initialized/.test(failure.message)) throw new PipeError(failure.message, failure.context, { retriable: true, cause: err })
+      throw failure
     }
   }
 
