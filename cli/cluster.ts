@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import { hostname } from 'node:os'
 import { startCoordinatorService, type CoordinatorService } from '../coordinator/coordinator-service.ts'
 import { LeaderLease } from '../coordinator/leader-lease.ts'
@@ -18,16 +18,12 @@ import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { parsePort } from '../monitor/monitor.ts'
-import { printError } from './report.ts'
-import { UsageError } from './run.ts'
+import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
+import { parseParams } from './run.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
 
 function logger(service: string): Logger {
-  try {
-    return pino({ level: process.env.WEIR_LOG_LEVEL ?? 'info', base: { service } }, pino.destination(2))
-  } catch (err) {
-    throw new ConfigError('WEIR_LOG_LEVEL', `${(err as Error).message}`)
-  }
+  return commandLogger(service, 'info')
 }
 
 function wholeMs(raw: string | undefined, field: string, fallback: number, min = 1): number {
@@ -53,12 +49,9 @@ function waitForSignal(): Promise<NodeJS.Signals> {
 }
 
 function refused(err: unknown, command: string): number {
-  if (err instanceof UsageError) {
-    process.stderr.write(`weir: error: ${err.message}\nRun 'weir help ${command}' for usage.\n`)
-    return 2
-  }
+  if (err instanceof UsageError || err instanceof ConfigError || err instanceof TopologyMismatchError) return printRefusal(err, command)
   printError(err)
-  return err instanceof ConfigError || err instanceof TopologyMismatchError ? 2 : 1
+  return 1
 }
 
 /** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N]` */
@@ -139,12 +132,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     checkClusterName(cluster, '--cluster')
     const id = values.id as string | undefined
     if (id !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new ConfigError('--id', `'${id}' must be 1-64 of A-Z a-z 0-9 _ . -`)
-    const params: Record<string, string> = {}
-    for (const p of (values.param as string[] | undefined) ?? []) {
-      const eq = p.indexOf('=')
-      if (eq < 1) throw new ConfigError('--param', `expected key=value, got '${p}'`)
-      params[p.slice(0, eq)] = p.slice(eq + 1)
-    }
+    const params = parseParams(values.param as string[] | undefined)
     const metricsPort = values['metrics-port'] === undefined ? undefined : parsePort(values['metrics-port'] as string, '--metrics-port')
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
     const heartbeatMs = wholeMs(values['heartbeat-ms'] as string | undefined, '--heartbeat-ms', 1000, 50)

@@ -7,14 +7,14 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError } from '../runtime/errors.ts'
 import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { parseMonitorConfig, type SloConfig } from '../monitor/config.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
-import { printError } from './report.ts'
-import { UsageError } from './run.ts'
+import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
+
 import { MONITOR_USAGE } from './usage.ts'
 
 export interface MonitorArgs {
@@ -97,12 +97,7 @@ function parseConfigFile(file: string): ReturnType<typeof parseMonitorConfig> {
 }
 
 function monitorLogger(): Logger {
-  const level = process.env.WEIR_LOG_LEVEL ?? 'info'
-  try {
-    return pino({ level, base: { service: 'weir-monitor' } }, pino.destination(2))
-  } catch (err) {
-    throw new ConfigError('WEIR_LOG_LEVEL', `${(err as Error).message}`)
-  }
+  return commandLogger('weir-monitor', 'info')
 }
 
 export async function monitorCommand(argv: string[]): Promise<number> {
@@ -117,9 +112,7 @@ export async function monitorCommand(argv: string[]): Promise<number> {
     args = parsed
     log = monitorLogger()
   } catch (err) {
-    if (err instanceof UsageError) process.stderr.write(`weir: error: ${err.message}\nRun 'weir help monitor' for usage.\n`)
-    else printError(err)
-    return 2
+    return printRefusal(err, 'monitor')
   }
 
   let bus: ControlBus | undefined

@@ -1,5 +1,29 @@
 /** How the CLI prints errors: `weir: error: <message> [code]`, then context and causes. */
-import { WeirError } from '../runtime/errors.ts'
+import { pino, type Logger } from 'pino'
+import { ConfigError, WeirError } from '../runtime/errors.ts'
+
+/** A malformed command line: printed with a pointer to the usage, exit 2. */
+export class UsageError extends Error {}
+
+/** Prints a refusal at start (bad command line or input) for `command`; the exit code is 2. */
+export function printRefusal(err: unknown, command: string): 2 {
+  if (err instanceof UsageError) process.stderr.write(`weir: error: ${err.message}\nRun 'weir help ${command}' for usage.\n`)
+  else printError(err)
+  return 2
+}
+
+/**
+ * A command's pino logger on stderr (or through `write`), at WEIR_LOG_LEVEL or
+ * `defaultLevel`; a level pino does not know is refused naming WEIR_LOG_LEVEL.
+ */
+export function commandLogger(service: string, defaultLevel: string, write?: (line: string) => void): Logger {
+  const level = process.env.WEIR_LOG_LEVEL ?? defaultLevel
+  try {
+    return pino({ level, base: { service } }, write === undefined ? pino.destination(2) : { write })
+  } catch (err) {
+    throw new ConfigError('WEIR_LOG_LEVEL', `${(err as Error).message}`)
+  }
+}
 
 const CONTEXT_ORDER = ['stage', 'actor', 'topic', 'partition', 'offset', 'field']
 

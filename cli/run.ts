@@ -7,7 +7,7 @@
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runtime/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { Faults } from '../runtime/faults.ts'
@@ -20,7 +20,7 @@ import type { Pipeline } from '../runtime/pipeline.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
 import { ProgressDisplay } from './progress.ts'
-import { printError } from './report.ts'
+import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { lastEpoch } from './stats.ts'
 import { formatSummary } from './summary.ts'
 import { RUN_USAGE } from './usage.ts'
@@ -59,8 +59,7 @@ const DEFAULT_EPOCH_MS = 1000
 const MAX_EPOCH_MS = 86_400_000
 const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
 
-/** A malformed command line: printed with a pointer to the usage, exit 2. */
-export class UsageError extends Error {}
+export { UsageError }
 
 /** Parses and validates `run`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
 export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'help' {
@@ -109,15 +108,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   const rawDir = values['data-dir']
   if (rawDir !== undefined && rawDir.trim() === '') throw new ConfigError('--data-dir', 'must not be empty')
 
-  const params: Record<string, string> = {}
-  for (const p of values.param ?? []) {
-    const eq = p.indexOf('=')
-    if (eq < 0) throw new ConfigError('--param', `expected key=value, got '${p}'`)
-    const key = p.slice(0, eq)
-    if (!PARAM_KEY.test(key)) throw new ConfigError('--param', `'${key}' in '${p}' is not a valid key (letters, digits, _ . -, not starting with a digit)`)
-    if (Object.prototype.hasOwnProperty.call(params, key)) throw new ConfigError('--param', `'${key}' is given twice`)
-    params[key] = p.slice(eq + 1)
-  }
+  const params = parseParams(values.param)
 
   const pipe = values.pipe ?? process.env.WEIR_PIPE ?? 'embedded'
   checkPipeUrl(pipe)
@@ -173,6 +164,20 @@ function checkSloOutputs(monitor: RunMonitorArgs | undefined, pipeline: Pipeline
   }
 }
 
+/** `--param key=value` options (repeatable) for a pipeline function; ConfigError naming `--param`. */
+export function parseParams(raw: readonly string[] | undefined): Record<string, string> {
+  const params: Record<string, string> = {}
+  for (const p of raw ?? []) {
+    const eq = p.indexOf('=')
+    if (eq < 0) throw new ConfigError('--param', `expected key=value, got '${p}'`)
+    const key = p.slice(0, eq)
+    if (!PARAM_KEY.test(key)) throw new ConfigError('--param', `'${key}' in '${p}' is not a valid key (letters, digits, _ . -, not starting with a digit)`)
+    if (Object.prototype.hasOwnProperty.call(params, key)) throw new ConfigError('--param', `'${key}' is given twice`)
+    params[key] = p.slice(eq + 1)
+  }
+  return params
+}
+
 function checkDataDir(dir: string): void {
   let stat
   try {
@@ -185,12 +190,10 @@ function checkDataDir(dir: string): void {
 
 /** The runtime's logger, routed through the progress display so a log line never lands inside it. */
 function cliLogger(beforeWrite: () => void): Logger {
-  const level = process.env.WEIR_LOG_LEVEL ?? 'error'
-  try {
-    return pino({ level, base: { service: 'weir' } }, { write: (line: string) => { beforeWrite(); process.stderr.write(line) } })
-  } catch (err) {
-    throw new ConfigError('WEIR_LOG_LEVEL', `${(err as Error).message}`)
-  }
+  return commandLogger('weir', 'error', (line) => {
+    beforeWrite()
+    process.stderr.write(line)
+  })
 }
 
 /** Errors that mean "refused at start, nothing touched": exit 2. */
@@ -220,9 +223,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     dataDir = args.dataDir ?? resolve(DEFAULT_DATA_ROOT, pipeline.name)
     if (args.dataDir === undefined) checkDataDir(dataDir)
   } catch (err) {
-    if (err instanceof UsageError) process.stderr.write(`weir: error: ${err.message}\nRun 'weir help run' for usage.\n`)
-    else printError(err)
-    return 2
+    return printRefusal(err, 'run')
   }
 
   const startedAt = performance.now()

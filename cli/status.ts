@@ -15,8 +15,8 @@ import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { monitorClock, MonitorView, type ActorEntry, type PipelineEntry } from '../monitor/model.ts'
 import { pipelineStatus } from '../monitor/status.ts'
 import { formatCount, formatSeconds, isMissing, stageDepths, watermarkLag } from '../monitor/timeliness.ts'
-import { printError } from './report.ts'
-import { UsageError } from './run.ts'
+import { printError, printRefusal, UsageError } from './report.ts'
+
 import { STATUS_USAGE } from './usage.ts'
 
 /** A bit more than two progress intervals (workers publish about once a second): every live actor is heard at least once. */
@@ -323,9 +323,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     }
     args = parsed
   } catch (err) {
-    if (err instanceof UsageError) process.stderr.write(`weir: error: ${err.message}\nRun 'weir help status' for usage.\n`)
-    else printError(err)
-    return 2
+    return printRefusal(err, 'status')
   }
 
   let bus: ControlBus
