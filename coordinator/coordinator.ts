@@ -9,7 +9,7 @@
 import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { naming, type Pipeline } from '../runtime/pipeline.ts'
-import { actorFinished, epochAck, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from './messages.ts'
+import { actorFinished, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from './messages.ts'
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 
@@ -22,7 +22,7 @@ export interface CoordinatedPipeline {
 
 /** The coordinated view of a loaded pipeline (its actor stages). */
 export function coordinatedPipeline(pipeline: Pipeline): CoordinatedPipeline {
-  return { name: pipeline.name, fingerprint: pipeline.fingerprint(), shape: { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys } }
+  return { name: pipeline.name, fingerprint: pipeline.fingerprint(), shape: pipelineShapeOf(pipeline) }
 }
 
 export interface CoordinatorOptions {

@@ -3,6 +3,7 @@
  * message is validated on receipt; a malformed one is logged with its subject and dropped.
  */
 import { z } from 'zod'
+import type { Pipeline } from '../runtime/pipeline.ts'
 
 /** The actor stages of a pipeline, as a coordinator that never loaded the pipeline file needs them. */
 export const pipelineShape = z.object({
@@ -21,6 +22,16 @@ export const workerHello = z.object({
   shape: pipelineShape.optional(),
 })
 export type WorkerHello = z.infer<typeof workerHello>
+
+/** The shape of a loaded pipeline, as workers send it. */
+export function pipelineShapeOf(pipeline: Pipeline): PipelineShape {
+  return { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys }
+}
+
+/** A worker's hello for `pipeline`. */
+export function workerHelloOf(pipeline: Pipeline, worker: string): WorkerHello {
+  return { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape: pipelineShapeOf(pipeline) }
+}
 
 /**
  * A worker is alive, runs these actors under this generation, and its actors committed up

@@ -14,7 +14,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { defaultActorConfig, type ActorConfig } from './actor.ts'
 import { checkClusterName, subjects, type ControlBus } from './control/bus.ts'
-import { assignmentMessage, workerRefused, type WorkerHello } from '../coordinator/messages.ts'
+import { assignmentMessage, workerHelloOf, workerRefused } from '../coordinator/messages.ts'
 import { ensureTopics, validateFactories } from './embedded-runner.ts'
 import { Faults } from './faults.ts'
 import { workerMetrics } from './metrics.ts'
@@ -55,16 +55,18 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
   checkTopology(options.stateDir, pipeline)
   validateFactories(pipeline)
   const id = options.id ?? `${hostname()}-${randomUUID().slice(0, 8)}`
-  // A worker the coordinator refuses (another topology under this name) must change nothing.
-  const joined = await join(pipeline, id, options)
-  if (joined === 'no answer') options.log.warn({ worker: id, cluster: options.cluster }, 'no coordinator answered; starting anyway (actors start once one assigns them)')
-  // Alive while topics are created (slow on a loaded broker): the coordinator must not declare it dead before its first heartbeat.
-  const keepAlive = setInterval(() => options.bus.publish(subjects.workerHello(options.cluster, pipeline.name), helloOf(pipeline, id)), 1000)
+  // Hello every second until the worker's heartbeats start: a coordinator that starts (or
+  // takes over) meanwhile hears it, and it is not declared dead while topics are created.
+  const hello = (): void => options.bus.publish(subjects.workerHello(options.cluster, pipeline.name), workerHelloOf(pipeline, id))
+  const helloLoop = setInterval(hello, 1000)
   try {
+    // A worker the coordinator refuses (another topology under this name) must change nothing.
+    const joined = await join(pipeline, id, options, hello)
+    if (joined === 'no answer') options.log.warn({ worker: id, cluster: options.cluster }, 'no coordinator answered; starting anyway (actors start once one assigns them)')
     await ensureTopics(options.pipe, pipeline)
     recordTopology(options.stateDir, pipeline)
   } finally {
-    clearInterval(keepAlive)
+    clearInterval(helloLoop)
   }
   let settle!: { resolve(r: 'finished' | 'stopped'): void; reject(e: unknown): void }
   const done = new Promise<'finished' | 'stopped'>((resolve, reject) => { settle = { resolve, reject } })
@@ -117,7 +119,7 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
  * refusal (throws WorkerRefusedError). No answer within the timeout is not an error: the
  * coordinator may be restarting, and the worker's hellos and heartbeats go on.
  */
-async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOptions): Promise<'accepted' | 'no answer'> {
+async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOptions, hello: () => void): Promise<'accepted' | 'no answer'> {
   const { bus, cluster } = options
   return new Promise((resolve, reject) => {
     const subs = [
@@ -134,12 +136,8 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
       }),
     ]
     const timer = setTimeout(() => finish(() => resolve('no answer')), options.joinTimeoutMs ?? 10_000)
-    // Said again every second: a coordinator that starts (or takes over) meanwhile hears it.
-    const hello = (): void => bus.publish(subjects.workerHello(cluster, pipeline.name), helloOf(pipeline, worker))
-    const again = setInterval(hello, 1000)
     function finish(settle: () => void): void {
       clearTimeout(timer)
-      clearInterval(again)
       for (const s of subs) s.unsubscribe()
       settle()
     }
@@ -147,7 +145,3 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
   })
 }
 
-function helloOf(pipeline: Pipeline, worker: string): WorkerHello {
-  const shape = { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys }
-  return { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape }
-}

@@ -4,7 +4,7 @@
  * actors back over the control bus.
  */
 import type { Logger } from 'pino'
-import { assignmentMessage, epochMessage, workerRefused, type AssignmentMessage, type PipelineShape, type WorkerHeartbeat } from '../coordinator/messages.ts'
+import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type AssignmentMessage, type WorkerHeartbeat } from '../coordinator/messages.ts'
 import { Actor, type ActorConfig } from './actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError, WeirError } from './errors.ts'
@@ -111,7 +111,7 @@ export class Worker {
         this.failure?.(new WorkerRefusedError(msg.data.reason, { worker: this.options.id, pipeline: this.pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint }))
       }),
     )
-    this.bus.publish(this.subject('workerHello'), { v: 1, worker: this.options.id, pipeline: this.pipeline.name, fingerprint: this.pipeline.fingerprint(), shape: this.shape })
+    this.bus.publish(this.subject('workerHello'), workerHelloOf(this.pipeline, this.options.id))
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 1000)
     this.heartbeatTimer.unref()
     this.progress.start()
@@ -124,10 +124,6 @@ export class Worker {
     this.fallbackTimer.unref()
   }
 
-  private get shape(): PipelineShape {
-    return { stages: this.pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: this.pipeline.options.standbys }
-  }
-
   /** Alive, with what it runs: lets a coordinator that (re)started continue from here. */
   private heartbeat(): void {
     if (this.leaving) return
@@ -138,7 +134,7 @@ export class Worker {
       worker: this.options.id,
       fingerprint: this.pipeline.fingerprint(),
       generation: Math.max(0, this.generation),
-      shape: this.shape,
+      shape: pipelineShapeOf(this.pipeline),
       actors: actors.map((a) => a.id),
       finished: actors.filter((a) => a.lifecycle === 'finished').map((a) => a.id),
       lastEpoch: actors.reduce((m, a) => Math.max(m, a.stats.lastEpoch), 0),
