@@ -6,11 +6,10 @@ import type { ActorStats } from '../runtime/actor.ts'
 import type { Pipeline } from '../runtime/pipeline.ts'
 import { formatDuration, formatTimeliness, outputTimeliness, stageTotals, throughputOf } from './stats.ts'
 
+/** What the display reads; each actor's `lag` is kept fresh by the worker's progress reporter. */
 export interface ProgressSource {
   stats(): Record<string, ActorStats>
   completedEpoch(): number
-  /** Refreshes each actor's `lag`; the display shows what the previous refresh found. */
-  measureLag?(): Promise<number>
 }
 
 const fmt = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })
@@ -83,7 +82,6 @@ export class ProgressDisplay {
     if (this.source === undefined) return
     const now = performance.now()
     const stats = this.source.stats()
-    if (takeRates) void this.source.measureLag?.().catch(() => undefined)
     for (const t of takeRates ? stageTotals(this.pipeline, stats) : []) {
       const total = throughputOf(t)
       const prev = this.last.get(t.name)

@@ -146,6 +146,8 @@ export class Actor {
   private readonly group: string
   private readonly outputCodec: Codec<unknown>
   private readonly inputCodecs: Codec<unknown>[]
+  /** Per input, the event time of a topic input's records (`timestampOf`), if it has one. */
+  private readonly inputTimestamps: Array<((value: unknown, recordTimestamp: number) => number) | undefined>
 
   private store!: StateStore
   private producer!: TransactionalProducer
@@ -220,6 +222,7 @@ export class Actor {
     this.group = naming.group(p, deps.spec.name)
     this.outputCodec = codecFor(deps.spec.codec)
     this.inputCodecs = deps.spec.inputs.map((i) => codecFor(deps.pipeline.stage(i)!.codec))
+    this.inputTimestamps = deps.spec.inputs.map((i) => deps.pipeline.stage(i)!.timestampOf)
     this.cache = new WriteCache(deps.config.cacheEntries)
     this.ctx = new ActorContext(this, deps.spec, deps.partition)
     this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs }
@@ -601,7 +604,7 @@ export class Actor {
   private async processBatch(input: number, records: StoredRecord[]): Promise<void> {
     const codec = this.inputCodecs[input]!
     const topic = this.inputTopics[input]!
-    const timestampOf = this.pipeline.stage(this.spec.inputs[input]!)!.timestampOf
+    const timestampOf = this.inputTimestamps[input]
     const decoded: Array<StreamRecord<unknown> | WatermarkMark | undefined> = new Array(records.length)
     const keys = new Set<string | null>()
     let marks = false
