@@ -9,16 +9,16 @@
  * node --import tsx benchmarks/embedded-throughput.ts --keys 1000000
  * node --import tsx benchmarks/embedded-throughput.ts --restart
  */
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { loadavg, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { naming } from '../runtime/pipeline.ts'
 import { mapCountCeiling, msgpackDecodeCeiling, msgpackDecodeRuntimePath, rocksdbPutCeiling } from './lib/ceilings.ts'
 import { killChildren, startChild } from './lib/children.ts'
 import { childArgs, parseOptions, type BenchOptions } from './lib/options.ts'
 import { RESTART_PIPELINE, THROUGHPUT_PIPELINE, runPhase, type ChildMessage } from './lib/phases.ts'
+import { startRunInfo } from './lib/run-info.ts'
 import { percentile, progress, round, wallMs } from './lib/stats.ts'
 import { topicShape } from './lib/topic-records.ts'
 
@@ -189,14 +189,6 @@ function round4(v: number): number {
   return Math.round(v * 10_000) / 10_000
 }
 
-function git(args: string[]): string | null {
-  try {
-    return execFileSync('git', args, { cwd: dirname(SCRIPT), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return null
-  }
-}
-
 async function main(o: BenchOptions): Promise<void> {
   const started = performance.now()
   const root = mkdtempSync(join(tmpdir(), 'weir-bench-'))
@@ -216,10 +208,7 @@ async function main(o: BenchOptions): Promise<void> {
   }
   // The runtime under test is what the children load at start: note its revision now.
   // BENCH_GIT_REV names the revision when the tree is an export without .git.
-  const rev = process.env.BENCH_GIT_REV ?? git(['rev-parse', '--short', 'HEAD'])
-  const dirty = process.env.BENCH_GIT_REV === undefined ? git(['status', '--porcelain', '--', 'runtime', 'coordinator']) : ''
-  // Other processes on this 2-core machine skew the figures: the load average tells.
-  const loadAtStart = loadavg()[0]!
+  const info = startRunInfo(['runtime', 'coordinator'], started)
   try {
     const result: Result = {
       benchmark: o.restartOnly ? 'embedded-restart' : 'embedded-wordcount',
@@ -228,12 +217,7 @@ async function main(o: BenchOptions): Promise<void> {
     if (!o.restartOnly) Object.assign(result, await throughput(o, root))
     if (o.restartOnly || o.withRestart) Object.assign(result, await restart(o, root))
     Object.assign(result, {
-      total_s: round((performance.now() - started) / 1000),
-      load_avg_1m_start: round(loadAtStart),
-      load_avg_1m_end: round(loadavg()[0]!),
-      node: process.version,
-      git_rev: rev,
-      runtime_uncommitted_changes: dirty === null ? null : dirty !== '',
+      ...info.finish(),
     })
     process.stdout.write(JSON.stringify(result) + '\n')
   } finally {

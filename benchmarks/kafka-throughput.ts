@@ -8,11 +8,11 @@
  * npm run bench:kafka
  * node --import tsx benchmarks/kafka-throughput.ts --lines 2m --only raw,streams
  */
-import { execFileSync, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { loadavg, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Kafka, logLevel, type Admin } from 'kafkajs'
 import { killChildren, startChild } from './lib/children.ts'
@@ -22,6 +22,7 @@ import type { ContenderRun } from './lib/kafka-raw-wordcount.ts'
 import { tuneHeap } from '../runtime/heap.ts'
 import { checkOutput } from './lib/kafka-readback.ts'
 import { buildStreamsPeer, killStreamsPeers, runStreamsPeer } from './lib/kafka-streams-peer.ts'
+import { startRunInfo } from './lib/run-info.ts'
 import { progress, round, wallMs } from './lib/stats.ts'
 
 const SCRIPT = fileURLToPath(import.meta.url)
@@ -135,14 +136,6 @@ async function deleteRunArtifacts(admin: Admin, runId: string): Promise<void> {
   progress(`deleted ${topics.length} topics and ${found - groups.length} consumer groups of run ${runId}${groups.length > 0 ? `; not deleted: ${left}` : ''}`)
 }
 
-function git(args: string[]): string | null {
-  try {
-    return execFileSync('git', args, { cwd: dirname(SCRIPT), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return null
-  }
-}
-
 /** `java -version`'s first line (it writes to stderr). */
 function javaVersion(): string | null {
   const r = spawnSync('java', ['-version'], { encoding: 'utf8' })
@@ -174,9 +167,7 @@ async function main(o: KafkaBenchOptions): Promise<number> {
       void cleanup().finally(() => process.exit(130))
     })
   }
-  const rev = process.env.BENCH_GIT_REV ?? git(['rev-parse', '--short', 'HEAD'])
-  const dirty = process.env.BENCH_GIT_REV === undefined ? git(['status', '--porcelain', '--', 'runtime', 'coordinator']) : ''
-  const loadAtStart = loadavg()[0]!
+  const info = startRunInfo(['runtime', 'coordinator'], started)
   try {
     if (o.only.includes('streams')) buildStreamsPeer()
     await admin.connect()
@@ -267,15 +258,10 @@ async function main(o: KafkaBenchOptions): Promise<number> {
       ...(Object.keys(failures).length > 0 ? { failed: failures } : {}),
       kafka_streams_cache_bytes: o.streamsCacheBytes,
       produce_s: round(produceS),
-      total_s: round((performance.now() - started) / 1000),
-      load_avg_1m_start: round(loadAtStart),
-      load_avg_1m_end: round(loadavg()[0]!),
-      node: process.version,
+      ...info.finish(),
       java: o.only.includes('streams') ? javaVersion() : null,
       kafkajs: '2.2.4',
       kafka_streams: o.only.includes('streams') ? '3.9.1' : null,
-      git_rev: rev,
-      runtime_uncommitted_changes: dirty === null ? null : dirty !== '',
       run_id: runId,
     })
     process.stdout.write(JSON.stringify(result) + '\n')

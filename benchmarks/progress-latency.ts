@@ -9,7 +9,6 @@
  * npm run bench:progress
  * node --import tsx benchmarks/progress-latency.ts --seconds 60 --nats nats://127.0.0.1:4222
  */
-import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
@@ -18,6 +17,7 @@ import { connect } from '@nats-io/transport-node'
 import { natsCeiling } from './lib/progress-nats-ceiling.ts'
 import { parseProgressOptions, type ProgressBenchOptions } from './lib/progress-options.ts'
 import { clockTicks, CpuWindow, killAll, ROOT, rssMiB, startWeirProcess, stopAll, type WeirProcess } from './lib/progress-procs.ts'
+import { git } from './lib/run-info.ts'
 import { percentile, progress, round } from './lib/stats.ts'
 
 const PIPELINE_FILE = join(ROOT, 'benchmarks/lib/progress-pipeline.ts')
@@ -136,14 +136,6 @@ async function sampleViewDelays(monitorUrl: string, cluster: string, o: Progress
     await sleep(Math.max(0, o.sampleMs - took))
   }
   return out
-}
-
-function git(args: string[]): string | null {
-  try {
-    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return null
-  }
 }
 
 async function main(o: ProgressBenchOptions): Promise<number> {

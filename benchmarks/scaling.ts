@@ -10,10 +10,9 @@
  * npm run bench:scaling
  * node --import tsx benchmarks/scaling.ts --lines 200k
  */
-import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { cpus, loadavg, tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { connect } from '@nats-io/transport-node'
@@ -27,6 +26,7 @@ import { createTopics, expectedCounts, produceLines, WORDS_PER_LINE } from './li
 import { checkOutput } from './lib/kafka-readback.ts'
 import { coresByGroup, cpuByProcess, killWeirProcesses, machineCpuSeconds, OutputTail, startWeirProcess, stopWeirProcess, waitForOutput, type Sample, type WeirProcess } from './lib/scaling-cluster.ts'
 import { parseScalingOptions, type ScalingBenchOptions } from './lib/scaling-options.ts'
+import { startRunInfo } from './lib/run-info.ts'
 import { progress, round, wallMs } from './lib/stats.ts'
 
 const SCRIPT = fileURLToPath(import.meta.url)
@@ -59,14 +59,6 @@ interface RunFigures {
   correct: boolean
   outputRecords: number
   wrong: string[]
-}
-
-function git(args: string[]): string | null {
-  try {
-    return execFileSync('git', args, { cwd: dirname(SCRIPT), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return null
-  }
 }
 
 /** Deletes every topic and consumer group whose name has the run id in it (groups with a member left are retried). */
@@ -206,9 +198,7 @@ async function main(o: ScalingBenchOptions): Promise<number> {
       void cleanup().finally(() => process.exit(130))
     })
   }
-  const rev = process.env.BENCH_GIT_REV ?? git(['rev-parse', '--short', 'HEAD'])
-  const dirty = process.env.BENCH_GIT_REV === undefined ? git(['status', '--porcelain', '--', 'runtime', 'coordinator', 'cli']) : ''
-  const loadAtStart = loadavg()[0]!
+  const info = startRunInfo(['runtime', 'coordinator', 'cli'], started)
   try {
     await admin.connect()
     const words = o.lines * WORDS_PER_LINE
@@ -256,12 +246,7 @@ async function main(o: ScalingBenchOptions): Promise<number> {
       ...(allCorrect ? {} : { wrong: { '1_worker': one.wrong, '2_workers': two.wrong } }),
       cpus: cpus().length,
       produce_s: round(produceS),
-      total_s: round((performance.now() - started) / 1000),
-      load_avg_1m_start: round(loadAtStart),
-      load_avg_1m_end: round(loadavg()[0]!),
-      node: process.version,
-      git_rev: rev,
-      runtime_uncommitted_changes: dirty === null ? null : dirty !== '',
+      ...info.finish(),
       run_id: runId,
     }
     process.stdout.write(JSON.stringify(result) + '\n')
