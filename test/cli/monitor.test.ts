@@ -12,27 +12,11 @@ import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { progressSubjects } from '../../runtime/control/progress.ts'
 import { health, progress } from '../monitor/fixtures.ts'
 import { requireService } from '../support/services.ts'
-import { ROOT, startWeir, tempDirs, weir } from '../support/weir-cli.ts'
+import { ROOT, startWeir, tempDirs, waitFor, weir } from '../support/weir-cli.ts'
 
 const nats = await requireService('nats')
 const tempDir = tempDirs('weir-cli-monitor-')
 const BUS = 'nats://127.0.0.1:4222'
-
-/** Resolves with the first match of `pattern` in what the stream printed so far. */
-function waitFor(stream: NodeJS.ReadableStream, pattern: RegExp, withinMs = 15_000): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let seen = ''
-    const timer = setTimeout(() => reject(new Error(`no ${pattern} within ${withinMs} ms; got:\n${seen}`)), withinMs)
-    stream.on('data', (d: Buffer) => {
-      seen += d.toString()
-      const m = pattern.exec(seen)
-      if (m !== null) {
-        clearTimeout(timer)
-        resolve(m)
-      }
-    })
-  })
-}
 
 describe('weir monitor', () => {
   it('refuses bad input naming the field', () => {

@@ -73,7 +73,7 @@ const RUNS = Number(process.env.WEIR_CHAOS_RUNS ?? 10)
 const SEED = process.env.WEIR_CHAOS_SEED === undefined ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0 : Number(process.env.WEIR_CHAOS_SEED)
 const PATH = process.env.WEIR_CHAOS_PATH
 const LOG_LEVEL = process.env.WEIR_LOG_LEVEL !== undefined && process.env.WEIR_LOG_LEVEL !== 'silent' ? process.env.WEIR_LOG_LEVEL : 'warn'
-const KAFKA_URL = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+const KAFKA_URL = `kafka://${kafka.url}`
 
 const WORKER_TIMEOUT_MS = 2000
 const COORDINATOR_ARGS = ['--lease-ttl-ms', '1500', '--settle-ms', '500', '--worker-timeout-ms', String(WORKER_TIMEOUT_MS), '--epoch-ms', '300']

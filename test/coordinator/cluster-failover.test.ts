@@ -6,13 +6,13 @@
  * topology of the pipeline is refused with a clear error on both sides.
  */
 import { randomUUID } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { assignmentMessage, type AssignmentMessage } from '../../coordinator/messages.ts'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { requireService } from '../support/services.ts'
-import { finalCounts, startWeir, tempDirs, weir, type Outcome } from '../support/weir-cli.ts'
+import { expectExactWordCounts, sleep, startWeir, tempDirs, weir, wordcountReference, type Outcome } from '../support/weir-cli.ts'
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')
@@ -27,34 +27,15 @@ function start(args: string[]): { done: Promise<Outcome>; kill(signal?: NodeJS.S
   return { done: p.done, kill: (signal = 'SIGKILL') => void p.child.kill(signal), stdout: () => out }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}
-
-/** Per word, the running counts the sink wrote: exactly-once means 1..N, no gaps, no repeats. */
-function countsPerWord(dir: string): Map<string, number[]> {
-  const m = new Map<string, number[]>()
-  for (const f of readdirSync(dir)) {
-    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-      if (line === '') continue
-      const r = JSON.parse(line) as { word: string; count: number }
-      m.set(r.word, [...(m.get(r.word) ?? []), r.count])
-    }
-  }
-  return m
-}
-
 describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
   it('a worker SIGKILLed mid-run: its actors move, a new worker joins, and the output is exact', async () => {
     const dir = tempDir()
-    const ref = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${LINES}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
-    expect(ref.code, ref.stderr).toBe(0)
-    const expected = finalCounts(join(dir, 'ref-out'))
+    const expected = await wordcountReference(dir, LINES)
 
     const cluster = `f${randomUUID().slice(0, 8)}`
     const name = `cluster-${randomUUID().slice(0, 8)}`
     const out = join(dir, 'out')
-    const common = ['--pipe', kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250',
+    const common = ['--pipe', `kafka://${kafka.url}`, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250',
       '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', `out=${out}/c-{partition}.jsonl`]
     const coordinator = start(['coordinator', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
     const a = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'a', '--state-dir', join(dir, 'a')])
@@ -68,18 +49,13 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     expect(rb.code, rb.stderr).toBe(0)
     expect(rc.code, rc.stderr).toBe(0)
     expect(rb.stdout).toMatch(/weir worker b: finished/)
-    expect(finalCounts(out)).toEqual(expected)
-    for (const [word, counts] of countsPerWord(out)) {
-      expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
-    }
+    expectExactWordCounts(out, expected)
     coordinator.kill('SIGTERM')
   }, 180_000)
 
   it('with standbys: 1, every actor keeps a warm replica on another worker, a SIGKILLed worker\'s actors move to their replicas, and the output is exact', async () => {
     const dir = tempDir()
-    const ref = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${LINES}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
-    expect(ref.code, ref.stderr).toBe(0)
-    const expected = finalCounts(join(dir, 'ref-out'))
+    const expected = await wordcountReference(dir, LINES)
     const cluster = `s${randomUUID().slice(0, 8)}`
     const name = `standby-${randomUUID().slice(0, 8)}`
     const out = join(dir, 'out')
@@ -90,7 +66,7 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
       const a = assignmentMessage.safeParse(m)
       if (a.success) assignments.push(a.data)
     })
-    const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+    const kafkaUrl = `kafka://${kafka.url}`
     const common = ['--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250', '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', 'standbys=1', '--param', `out=${out}/c-{partition}.jsonl`]
     start(['coordinator', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
     const workers = ['a', 'b', 'c'].map((id) => start(['worker', 'examples/wordcount.ts', ...common, '--id', id, '--state-dir', join(dir, id)]))
@@ -113,21 +89,16 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     expect(moved.length).toBeGreaterThan(0)
     // Placement prefers the worker that kept the replica warm (as long as balance allows).
     expect(moved.filter((x) => after.actors[x] === before.standbys![x]![0]).length).toBeGreaterThan(0)
-    expect(finalCounts(out)).toEqual(expected)
-    for (const [word, counts] of countsPerWord(out)) {
-      expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
-    }
+    expectExactWordCounts(out, expected)
   }, 180_000)
 
   it('the leading coordinator SIGKILLed mid-run: the standby takes over the lease, workers go on, and the output is exact', async () => {
     const dir = tempDir()
-    const ref = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${LINES}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
-    expect(ref.code, ref.stderr).toBe(0)
-    const expected = finalCounts(join(dir, 'ref-out'))
+    const expected = await wordcountReference(dir, LINES)
     const cluster = `l${randomUUID().slice(0, 8)}`
     const name = `leader-${randomUUID().slice(0, 8)}`
     const out = join(dir, 'out')
-    const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+    const kafkaUrl = `kafka://${kafka.url}`
     const coordinatorArgs = (n: string): string[] => ['coordinator', '--bus', nats.url, '--cluster', cluster, '--name', n, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '500', '--lease-ttl-ms', '1500']
     const c1 = start(coordinatorArgs('c1'))
     await sleep(1500)
@@ -145,10 +116,7 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     const terms = [...(c1.stdout() + c2.stdout()).matchAll(/leading cluster \S+ \(term (\d+)\)/g)].map((m) => Number(m[1]))
     expect(c2.stdout()).toMatch(/c2: leading cluster/)
     expect(terms[1]).toBeGreaterThan(terms[0]!)
-    expect(finalCounts(out)).toEqual(expected)
-    for (const [word, counts] of countsPerWord(out)) {
-      expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
-    }
+    expectExactWordCounts(out, expected)
     c2.kill('SIGTERM')
   }, 180_000)
 
@@ -156,7 +124,7 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     const dir = tempDir()
     const cluster = `r${randomUUID().slice(0, 8)}`
     const name = `refuse-${randomUUID().slice(0, 8)}`
-    const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+    const kafkaUrl = `kafka://${kafka.url}`
     const coordinator = startWeir(['coordinator', '--bus', nats.url, '--cluster', cluster, '--settle-ms', '200'], { env: { WEIR_LOG_LEVEL: 'warn' } })
     onTestFinished(() => void coordinator.child.kill('SIGKILL'))
     let said = ''

@@ -16,7 +16,6 @@
  * The output equals `weir run`'s reference and every word's counts are 1..N.
  */
 import { randomUUID } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
@@ -26,7 +25,7 @@ import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { actorProgress } from '../../runtime/control/progress.ts'
 import { loadPipeline } from '../../runtime/pipeline-file.ts'
 import { requireService } from '../support/services.ts'
-import { finalCounts, ROOT, startWeir, tempDirs, weir, type Outcome } from '../support/weir-cli.ts'
+import { expectExactWordCounts, ROOT, sleep, startWeir, tempDirs, wordcountReference, type Outcome } from '../support/weir-cli.ts'
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')
@@ -36,23 +35,6 @@ const LINES = 600
 const RATE = 40
 /** How long two workers may both report one actor running while it moves (progress comes ~1/s). */
 const HANDOFF_WINDOW_MS = 3000
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}
-
-/** Per word, the running counts the sink wrote: exactly-once means 1..N, no gaps, no repeats. */
-function countsPerWord(dir: string): Map<string, number[]> {
-  const m = new Map<string, number[]>()
-  for (const f of readdirSync(dir)) {
-    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-      if (line === '') continue
-      const r = JSON.parse(line) as { word: string; count: number }
-      m.set(r.word, [...(m.get(r.word) ?? []), r.count])
-    }
-  }
-  return m
-}
 
 interface Proc {
   id: string
@@ -100,9 +82,7 @@ function runningStints(events: { actor: string; worker: string; at: number }[], 
 describe.skipIf(!kafka.available || !nats.available)('scaling a cluster during a run', () => {
   it('1 → 3 → 1 workers: one worker per actor at every generation, balanced, graceful hand-offs, exact output', async () => {
     const dir = tempDir()
-    const ref = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${LINES}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
-    expect(ref.code, ref.stderr).toBe(0)
-    const expected = finalCounts(join(dir, 'ref-out'))
+    const expected = await wordcountReference(dir, LINES)
 
     const cluster = `s${randomUUID().slice(0, 8)}`
     const name = `scale-${randomUUID().slice(0, 8)}`
@@ -213,7 +193,7 @@ describe.skipIf(!kafka.available || !nats.available)('scaling a cluster during a
     for (let i = 0; i < 150 && !said.includes('leading cluster'); i++) await sleep(100)
     expect(said).toMatch(/leading cluster/)
 
-    const kafkaUrl = kafka.url.startsWith('kafka://') ? kafka.url : `kafka://${kafka.url}`
+    const kafkaUrl = `kafka://${kafka.url}`
     const worker = (id: string): Proc => start(id, ['worker', 'examples/wordcount.ts', '--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250',
       '--id', id, '--state-dir', join(dir, id), ...Object.entries(params).flatMap(([k, v]) => ['--param', `${k}=${v}`])])
     const begin = Date.now()
@@ -284,9 +264,6 @@ describe.skipIf(!kafka.available || !nats.available)('scaling a cluster during a
     expect(overlaps.filter((o) => Number(/overlap (\d+) ms/.exec(o)![1]) > HANDOFF_WINDOW_MS), story).toEqual([])
 
     // Output exact: the reference's final counts, and every word counted 1..N once each.
-    expect(finalCounts(out)).toEqual(expected)
-    for (const [word, counts] of countsPerWord(out)) {
-      expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
-    }
+    expectExactWordCounts(out, expected)
   }, 240_000)
 })

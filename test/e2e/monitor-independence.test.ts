@@ -13,7 +13,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished as after } from 'vitest'
 import { tempDataDir, removeDir } from '../../runtime/testing/index.ts'
 import { requireService } from '../support/services.ts'
-import { finalCounts, startWeir, tempDirs, weir, type Outcome } from '../support/weir-cli.ts'
+import { finalCounts, sleep, startWeir, tempDirs, waitFor, wordcountReference, type Outcome } from '../support/weir-cli.ts'
 import type { ChildProcess } from 'node:child_process'
 
 const run = promisify(execFile)
@@ -36,16 +36,13 @@ interface Monitor {
 
 async function startMonitor(bus: string, cluster: string): Promise<Monitor> {
   const m = startWeir(['monitor', '--bus', bus, '--cluster', cluster, '--port', '0'])
-  const deadline = Date.now() + 20_000
-  let out = ''
-  m.child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-  while (Date.now() < deadline) {
-    const match = /dashboard (http:\/\/\S+?)\/? /.exec(out)
-    if (match) return { ...m, url: match[1]!.replace(/\/$/, '') }
-    await sleep(100)
+  try {
+    const [, url] = await waitFor(m.child.stdout!, /dashboard (http:\/\/\S+?)\/? /, 20_000)
+    return { ...m, url: url! }
+  } catch (err) {
+    m.child.kill('SIGKILL')
+    throw new Error(`weir monitor did not start: ${(err as Error).message}\n${(await m.done).stderr}`)
   }
-  m.child.kill('SIGKILL')
-  throw new Error(`weir monitor did not start: ${(await m.done).stderr}`)
 }
 
 interface StatusStage { name: string; actors: { running: number; missing: number; ended: number; total: number } }
@@ -81,16 +78,9 @@ function lines(dir: string): number {
   return readdirSync(dir).reduce((n, f) => n + readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean).length, 0)
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}
-
 /** The word count's final counts from a crash-free run without any bus. */
-async function reference(): Promise<Record<string, number>> {
-  const dir = tempDir()
-  const r = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'data'), '--param', `lines=${LINES}`, '--param', `out=${dir}/out/c-{partition}.jsonl`, '-q'])
-  expect(r.code, r.stderr).toBe(0)
-  return finalCounts(join(dir, 'out'))
+function reference(): Promise<Record<string, number>> {
+  return wordcountReference(tempDir(), LINES)
 }
 
 describe.skipIf(!nats.available)('the monitor fails independently of the pipeline', () => {

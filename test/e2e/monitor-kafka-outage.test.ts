@@ -14,7 +14,7 @@ import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { progressSubjects, sloAlert, type SloAlert } from '../../runtime/control/progress.ts'
 import { removeDir, tempDataDir } from '../../runtime/testing/index.ts'
 import { requireService } from '../support/services.ts'
-import { startWeir, tempDirs } from '../support/weir-cli.ts'
+import { sleep, startWeir, tempDirs } from '../support/weir-cli.ts'
 
 const exec = promisify(execFile)
 const kafka = await requireService('kafka')
@@ -28,10 +28,6 @@ const tempDir = tempDirs('weir-kafka-outage-')
 
 interface Output { output: string; timelinessMs: number | null; slo: { state: string } | null; holdingBack: { stage: string; reason: string } | null }
 interface PipelineStatus { pipeline: string; stalled: boolean; outputs: Output[] }
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs

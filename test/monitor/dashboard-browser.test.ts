@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ROOT, startWeir, tempDirs } from '../support/weir-cli.ts'
+import { ROOT, startWeir, tempDirs, waitFor } from '../support/weir-cli.ts'
 
 const CHROMIUM = process.env.WEIR_CHROMIUM || '/usr/bin/chromium'
 const hasBrowser = existsSync(CHROMIUM)
@@ -38,22 +38,6 @@ interface Status { at: number; pipelines: StatusPipeline[] }
 
 /** What the page shows for one stage (figures as the dashboard formats them). */
 interface ShownStage { name: string; lag: string; failures: string; actors: string }
-
-/** Resolves with the first match of `pattern` in what the stream printed so far. */
-function waitFor(stream: NodeJS.ReadableStream, pattern: RegExp, withinMs = 15_000): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let seen = ''
-    const timer = setTimeout(() => reject(new Error(`no ${pattern} within ${withinMs} ms; got:\n${seen}`)), withinMs)
-    stream.on('data', (d: Buffer) => {
-      seen += d.toString()
-      const m = pattern.exec(seen)
-      if (m !== null) {
-        clearTimeout(timer)
-        resolve(m)
-      }
-    })
-  })
-}
 
 /** The dashboard's `seconds()` text (`3.1 s`, `2.0 min`, `1.0 h`) back in ms; null when it is not a figure. */
 function shownMs(text: string): number | null {

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterAll } from 'vitest'
+import { afterAll, expect } from 'vitest'
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 export const BIN = join(ROOT, 'bin/weir.js')
@@ -71,4 +71,52 @@ export function finalCounts(dir: string): Record<string, number> {
     }
   }
   return out
+}
+
+/** Per word, the running counts the word count's JSON-lines files hold, in file order (exactly-once: 1..N once each). */
+export function countsPerWord(dir: string): Map<string, number[]> {
+  const m = new Map<string, number[]>()
+  for (const f of readdirSync(dir)) {
+    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+      if (line === '') continue
+      const r = JSON.parse(line) as { word: string; count: number }
+      m.set(r.word, [...(m.get(r.word) ?? []), r.count])
+    }
+  }
+  return m
+}
+
+/** Resolves with the first match of `pattern` in what the stream printed so far. */
+export function waitFor(stream: NodeJS.ReadableStream, pattern: RegExp, withinMs = 15_000): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let seen = ''
+    const timer = setTimeout(() => reject(new Error(`no ${pattern} within ${withinMs} ms; got:\n${seen}`)), withinMs)
+    stream.on('data', (d: Buffer) => {
+      seen += d.toString()
+      const m = pattern.exec(seen)
+      if (m !== null) {
+        clearTimeout(timer)
+        resolve(m)
+      }
+    })
+  })
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+/** The final counts of a crash-free embedded run of examples/wordcount.ts (`lines` per partition), made in `dir`. */
+export async function wordcountReference(dir: string, lines: number): Promise<Record<string, number>> {
+  const r = await weir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'ref'), '--param', `lines=${lines}`, '--param', `out=${dir}/ref-out/c-{partition}.jsonl`, '-q'])
+  expect(r.code, r.stderr).toBe(0)
+  return finalCounts(join(dir, 'ref-out'))
+}
+
+/** Exactly-once for the word count's output files: the reference's final counts, and every word counted 1..N once each. */
+export function expectExactWordCounts(out: string, expected: Record<string, number>): void {
+  expect(finalCounts(out)).toEqual(expected)
+  for (const [word, counts] of countsPerWord(out)) {
+    expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
+  }
 }
