@@ -6,6 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    setupFiles: ['test/setup-kafkajs.ts'],
     reporters: ['default'],
     // Tests assert on behaviour; set WEIR_LOG_LEVEL=debug to see the runtime's logs.
     env: { WEIR_LOG_LEVEL: process.env.WEIR_LOG_LEVEL ?? 'silent' },

@@ -9,6 +9,8 @@
  * const pipe = await KafkaPipe.connect({ brokers: ['127.0.0.1:9092'] })
  * const run = await startEmbedded(pipeline, { dataDir: './.weir/wordcount', pipe })
  */
+// Before kafkajs: read_committed must drop every aborted transaction (see the file).
+import './kafkajs-fixes.ts'
 import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type LogEntry, type Producer } from 'kafkajs'
 import type { Logger } from 'pino'
 import { ClosedError, TopicError } from '../../errors.ts'

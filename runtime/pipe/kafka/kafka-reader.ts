@@ -13,6 +13,8 @@
  * hides (commit markers, aborted records), so `position` reaches the end offset.
  */
 import { randomUUID } from 'node:crypto'
+// Before kafkajs: read_committed must drop every aborted transaction (see the file).
+import './kafkajs-fixes.ts'
 import { AssignerProtocol, type Consumer, type Kafka, type PartitionAssigner, type KafkaMessage, type EachBatchPayload } from 'kafkajs'
 import type { Logger } from 'pino'
 import { ClosedError, PipeError, WeirError } from '../../errors.ts'
