@@ -48,11 +48,13 @@ describe.skipIf(!kafka.available)('a Kafka broker restart during a run', () => {
       .process('count', CountWords)
     const pipe = await KafkaPipe.connect({ brokers: [BROKER] })
     const dataDir = tempDataDir('weir-broker-restart-')
+    let started: Awaited<ReturnType<typeof startEmbedded>> | undefined
     try {
-      const running = startEmbedded(pipeline, { dataDir, pipe, epochIntervalMs: 200 })
-      const started = await running
-      // Let it commit some epochs, then bounce the broker while the sources are still emitting.
-      await new Promise((r) => setTimeout(r, 4000))
+      started = await startEmbedded(pipeline, { dataDir, pipe, epochIntervalMs: 200 })
+      // Let it commit some epochs (however long start-up takes on a busy machine), then bounce
+      // the broker while the sources are still emitting (they emit for 16 s).
+      const committedSome = Date.now() + 60_000
+      while (started.completedEpoch() < 3 && Date.now() < committedSome) await new Promise((r) => setTimeout(r, 100))
       const before = Object.values(started.stats()).reduce((n, s) => n + s.recordsOut, 0)
       expect(before).toBeGreaterThan(0)
       const t0 = Date.now()
@@ -75,6 +77,8 @@ describe.skipIf(!kafka.available)('a Kafka broker restart during a run', () => {
       expect(out.length, `broker was down ${outageMs} ms`).toBe(LINES_PER_PARTITION * 2 * 4)
       for (const [word, n] of expected) expect(seen.get(word)!.sort((a, b) => a - b), word).toEqual(Array.from({ length: n }, (_, i) => i + 1))
     } finally {
+      // A failed check leaves the run going: stop it before its state dir goes.
+      await started?.stop().catch(() => undefined)
       await pipe.close()
       removeDir(dataDir)
     }
