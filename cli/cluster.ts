@@ -8,10 +8,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import type { Logger } from 'pino'
 import { hostname } from 'node:os'
 import { startCoordinatorService, type CoordinatorService } from '../coordinator/coordinator-service.ts'
+import { ClusterMetadata } from '../coordinator/cluster-metadata.ts'
 import { LeaderLease } from '../coordinator/leader-lease.ts'
 import { startClusterWorker, type ClusterWorker } from '../runtime/cluster-worker.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
-import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
+import { ConfigError, describeError, TopologyMismatchError } from '../runtime/errors.ts'
 import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
 import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
@@ -57,6 +58,7 @@ function refused(err: unknown, command: string): number {
 /** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N]` */
 export async function coordinatorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
+  let metadata: ClusterMetadata | undefined
   try {
     const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' } }, false)
     if (values.help) {
@@ -77,17 +79,47 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     bus = await openBus(url, { name: `weir-coordinator-${cluster}`, log })
     // One coordinator of the cluster leads (a lease in NATS KV); the others wait to take over.
     const lease = await LeaderLease.open({ servers: [url], cluster, holder: name, ttlMs: leaseTtlMs, log })
+    // The leader keeps its metadata beside the lease: a successor continues from it.
+    metadata = await ClusterMetadata.open({ servers: [url], cluster, log })
+    const store = metadata
     let service: CoordinatorService | undefined
+    let leading = 0
     const busForService = bus
+    const standDown = (): void => {
+      leading = 0
+      service?.stop()
+      service = undefined
+    }
     lease.on('elected', (term: number) => {
+      leading = term
       log.info({ term }, 'leading the cluster')
-      process.stdout.write(`weir coordinator ${name}: leading cluster ${cluster} (term ${term})\n`)
-      service = startCoordinatorService(busForService, { cluster, log, epochIntervalMs, workerTimeoutMs, settleMs, generationBase: term * 1_000_000 })
+      // Stamping our term on the metadata fences every write of an older leader.
+      store.claim(term).then(
+        (record) => {
+          if (leading !== term) return
+          process.stdout.write(`weir coordinator ${name}: leading cluster ${cluster} (term ${term}${Object.keys(record.pipelines).length > 0 ? `, continuing ${Object.keys(record.pipelines).join(', ')}` : ''})\n`)
+          service = startCoordinatorService(busForService, {
+            cluster, log, epochIntervalMs, workerTimeoutMs, settleMs, generationBase: term * 1_000_000,
+            metadata: {
+              store, term, restored: record.pipelines,
+              onFenced: () => {
+                standDown()
+                void lease.release().catch(() => undefined)
+              },
+            },
+          })
+        },
+        (err: unknown) => {
+          // Fenced (a newer leader) or KV unreachable: give the lease up, so someone who can lead does.
+          log.error({ term, err: describeError(err) }, 'cannot claim the cluster metadata: giving up the lease')
+          if (leading === term) standDown()
+          void lease.release().catch(() => undefined)
+        },
+      )
     })
     lease.on('lost', (reason: string) => {
       log.warn({ reason }, 'leadership lost: standing by')
-      service?.stop()
-      service = undefined
+      standDown()
     })
     await lease.start()
     process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${url} (worker timeout ${workerTimeoutMs} ms, lease ${leaseTtlMs} ms)\n`)
@@ -96,9 +128,11 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     service?.stop()
     // Released at once, so a standby takes over without waiting for the lease to expire.
     await lease.release().catch(() => undefined)
+    await metadata.close()
     await bus.close().catch(() => undefined)
     return 0
   } catch (err) {
+    await metadata?.close()
     await bus?.close().catch(() => undefined)
     return refused(err, 'coordinator')
   }

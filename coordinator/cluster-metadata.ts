@@ -1,34 +1,54 @@
 /**
- * The leader's durable metadata (members, generation, assignment, completed epochs) in the
- * cluster's NATS KV bucket, beside the lease. Upholds the "a deposed leader cannot overwrite
+ * The leader's durable metadata in the cluster's NATS KV bucket, beside the lease: per
+ * pipeline its members, assignment generation, placement, standbys, epochs and finished
+ * actors, so a new leader continues where the old one stopped. Upholds the "a deposed leader cannot overwrite
  * its successor" part of cluster mode: every write carries the writer's term and is refused
  * when the lease or the stored metadata already carries a newer one.
  *
  * @example
  * const meta = await ClusterMetadata.open({ nc, cluster: 'prod' })
- * lease.on('elected', (term) => void meta.claim(term).then((m) => coordinator.resume(m)))
- * await meta.completeEpoch(lease.term, 'wordcount', 42)
+ * lease.on('elected', (term) => void meta.claim(term).then((m) => startCoordinators(m.pipelines)))
+ * await meta.putPipelines(lease.term, { wordcount: coordinator.metadata() })
  */
 import type { KvEntry } from '@nats-io/kv'
 import type { Logger } from 'pino'
+import { z } from 'zod'
 import { ConfigError, WeirError } from '../runtime/errors.ts'
 import { createLogger } from '../runtime/log.ts'
+import { pipelineShape } from './messages.ts'
 import { isCasConflict, kvError, LeaderFencedError, openClusterBucket, parseLease, type ClusterBucket, type KvTarget } from './leader-lease.ts'
+
+/** What a leader keeps of one pipeline, so its successor continues from there. */
+export const pipelineMetadata = z.object({
+  fingerprint: z.string().min(1),
+  shape: pipelineShape,
+  /** Workers of the pipeline. */
+  members: z.array(z.string()),
+  /** Newest assignment generation; workers ignore assignments from older ones. */
+  generation: z.number().int().nonnegative(),
+  /** Actor id → worker. */
+  assignment: z.record(z.string()),
+  /** Actor id → workers keeping a standby replica. */
+  standbys: z.record(z.array(z.string())).default({}),
+  /** Last checkpoint epoch started. */
+  epoch: z.number().int().nonnegative(),
+  /** Last epoch every live actor committed. */
+  completedEpoch: z.number().int().nonnegative(),
+  /** Actors that reached the end of their input. */
+  finished: z.array(z.string()).default([]),
+})
+export type PipelineMetadata = z.infer<typeof pipelineMetadata>
 
 /** What a leader needs to continue where the previous one stopped. `v` versions the shape. */
 export interface ClusterMetadataRecord {
   v: 1
   /** Term of the leader that wrote this. */
   term: number
-  /** Workers in the cluster. */
-  members: string[]
-  /** Bumped on every rebalance; workers ignore assignments from older generations. */
-  generation: number
-  /** Actor id → worker. */
-  assignment: Record<string, string>
-  /** Pipeline → last epoch whose checkpoint completed. */
-  completedEpochs: Record<string, number>
+  /** Pipeline name → its membership, placement and epochs. */
+  pipelines: Record<string, PipelineMetadata>
 }
+
+const metadataRecord = z.object({ v: z.literal(1), term: z.number().int().nonnegative(), pipelines: z.record(pipelineMetadata).default({}) })
 
 export interface ClusterMetadataOptions extends KvTarget {
   /** Lease key whose term fences writes; the same as LeaderLease's `key`. */
@@ -41,21 +61,21 @@ export interface ClusterMetadataOptions extends KvTarget {
 const MAX_ATTEMPTS = 5
 
 function empty(): ClusterMetadataRecord {
-  return { v: 1, term: 0, members: [], generation: 0, assignment: {}, completedEpochs: {} }
+  return { v: 1, term: 0, pipelines: {} }
 }
 
 function parseMetadata(entry: KvEntry | null): ClusterMetadataRecord | null {
   if (entry === null || entry.operation !== 'PUT') return null
-  let r: Partial<ClusterMetadataRecord> = {}
+  let raw: unknown
   try {
-    r = entry.json<Partial<ClusterMetadataRecord>>()
+    raw = entry.json<unknown>()
   } catch {
-    // Not JSON: falls through to the shape check below.
+    // Not JSON: refused below like any other unknown shape.
   }
-  const ok = r.v === 1 && Number.isSafeInteger(r.term) && Array.isArray(r.members) && Number.isSafeInteger(r.generation)
+  const parsed = metadataRecord.safeParse(raw)
   // Never treat an unreadable record as empty: a leader would then overwrite real state.
-  if (!ok) throw new WeirError('WEIR_METADATA_INVALID', 'cluster metadata has an unknown shape; was it written by a newer weir?', { revision: entry.revision })
-  return { ...empty(), ...r } as ClusterMetadataRecord
+  if (!parsed.success) throw new WeirError('WEIR_METADATA_INVALID', `cluster metadata has an unknown shape (${parsed.error.issues[0]?.path.join('.') ?? ''}: ${parsed.error.issues[0]?.message ?? 'not JSON'}); was it written by a newer weir?`, { revision: entry.revision })
+  return parsed.data
 }
 
 /**
@@ -65,8 +85,8 @@ function parseMetadata(entry: KvEntry | null): ClusterMetadataRecord | null {
  *
  * @example
  * const meta = await ClusterMetadata.open({ servers: ['nats://127.0.0.1:4222'], cluster: 'prod' })
- * await meta.update(term, (m) => ({ ...m, members: ['w1', 'w2'], generation: m.generation + 1 }))
- * const { completedEpochs } = await meta.read()
+ * await meta.putPipelines(term, { wordcount: coordinator.metadata() })
+ * const { pipelines } = await meta.read()
  */
 export class ClusterMetadata {
   private constructor(
@@ -99,9 +119,9 @@ export class ClusterMetadata {
     return this.update(term, (m) => m)
   }
 
-  /** Records that `pipeline` completed `epoch`; an older epoch than the stored one is ignored. */
-  completeEpoch(term: number, pipeline: string, epoch: number): Promise<ClusterMetadataRecord> {
-    return this.update(term, (m) => ({ ...m, completedEpochs: { ...m.completedEpochs, [pipeline]: Math.max(epoch, m.completedEpochs[pipeline] ?? -1) } }))
+  /** Stores what the leader of `term` knows of these pipelines (others are kept as they are). */
+  putPipelines(term: number, pipelines: Record<string, PipelineMetadata>): Promise<ClusterMetadataRecord> {
+    return this.update(term, (m) => ({ ...m, pipelines: { ...m.pipelines, ...pipelines } }))
   }
 
   /**

@@ -3,7 +3,9 @@
  * the first worker of that pipeline speaks (hello or heartbeat: both carry the pipeline's
  * shape, so the coordinator never loads a pipeline file). A coordinator that starts while
  * workers already run listens for `settleMs` first and continues their generation, epochs
- * and placement.
+ * and placement. With `metadata`, a new leader starts from what the previous one stored in
+ * NATS KV (members, generation, placement, epochs, finished actors) and stops listening as
+ * soon as every stored member was heard.
  *
  * @example
  * const service = startCoordinatorService(bus, { cluster: 'prod', log })
@@ -12,8 +14,11 @@
  */
 import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
+import { describeError } from '../runtime/errors.ts'
+import type { ClusterMetadata, PipelineMetadata } from './cluster-metadata.ts'
 import { Coordinator } from './coordinator.ts'
-import { pipelineShape, workerHeartbeat, workerHello } from './messages.ts'
+import { LeaderFencedError } from './leader-lease.ts'
+import { pipelineShape, workerHeartbeat, workerHello, type PipelineShape } from './messages.ts'
 
 export interface CoordinatorServiceOptions {
   cluster: string
@@ -26,7 +31,22 @@ export interface CoordinatorServiceOptions {
   settleMs?: number
   /** Passed to each Coordinator: the leader's term × 1e6. */
   generationBase?: number
+  /**
+   * The leader's metadata in NATS KV: pipelines stored there get their coordinator at once,
+   * continuing from what was stored, and every change is written back under `term`.
+   */
+  metadata?: {
+    store: ClusterMetadata
+    term: number
+    /** What the store held when this leader claimed it. */
+    restored: Record<string, PipelineMetadata>
+    /** A write was refused because a newer leader exists: stop leading. */
+    onFenced: (err: LeaderFencedError) => void
+  }
 }
+
+/** Epoch progress is written at most this often; placement changes at once. */
+const METADATA_INTERVAL_MS = 1000
 
 export interface CoordinatorService {
   /** Coordinators by pipeline name. */
@@ -37,23 +57,69 @@ export interface CoordinatorService {
 export function startCoordinatorService(bus: ControlBus, options: CoordinatorServiceOptions): CoordinatorService {
   const coordinators = new Map<string, Coordinator>()
   const log = options.log.child({ cluster: options.cluster })
-  const ensure = (pipeline: string, fingerprint: string, shape: unknown): void => {
-    if (coordinators.has(pipeline)) return
-    const parsed = pipelineShape.safeParse(shape)
-    if (!parsed.success) return
-    const coordinator = new Coordinator(bus, { name: pipeline, fingerprint, shape: parsed.data }, {
+  const meta = options.metadata
+  const written = new Map<string, string>()
+  let writing: Promise<void> | undefined
+  let again = false
+  let stopped = false
+  /** Writes what changed since the last write; one write at a time, the latest state wins. */
+  const store = (): void => {
+    if (meta === undefined || stopped) return
+    if (writing !== undefined) return void (again = true)
+    const changed: Record<string, PipelineMetadata> = {}
+    for (const [name, c] of coordinators) {
+      const m = c.metadata()
+      const json = JSON.stringify(m)
+      if (written.get(name) !== json) changed[name] = m
+    }
+    if (Object.keys(changed).length === 0) return
+    writing = meta.store.putPipelines(meta.term, changed).then(
+      () => {
+        for (const [name, m] of Object.entries(changed)) written.set(name, JSON.stringify(m))
+      },
+      (err: unknown) => {
+        if (err instanceof LeaderFencedError) {
+          log.warn({ err: describeError(err) }, 'a newer leader exists: metadata write refused')
+          stopped = true
+          return meta.onFenced(err)
+        }
+        // NATS KV unreachable: coordination goes on, the next change or tick writes again.
+        log.warn({ err: describeError(err) }, 'cannot store cluster metadata; retrying')
+      },
+    ).finally(() => {
+      writing = undefined
+      if (again) {
+        again = false
+        store()
+      }
+    })
+  }
+  const ticker = meta === undefined ? undefined : setInterval(store, METADATA_INTERVAL_MS)
+  ticker?.unref()
+  const create = (pipeline: string, fingerprint: string, shape: PipelineShape, restored?: PipelineMetadata): void => {
+    const coordinator = new Coordinator(bus, { name: pipeline, fingerprint, shape }, {
       cluster: options.cluster,
       epochIntervalMs: options.epochIntervalMs ?? 1000,
       workerTimeoutMs: options.workerTimeoutMs ?? 10_000,
       settleMs: options.settleMs ?? 3000,
       generationBase: options.generationBase,
       log,
+      restored,
+      onChange: store,
       onAllFinished: () => log.info({ pipeline }, 'every actor of the pipeline finished'),
     })
     coordinators.set(pipeline, coordinator)
     coordinator.start()
-    log.info({ pipeline, fingerprint, actors: parsed.data.stages.reduce((n, s) => n + s.parallelism, 0) }, 'coordinating pipeline')
+    log.info({ pipeline, fingerprint, actors: shape.stages.reduce((n, s) => n + s.parallelism, 0), restored: restored === undefined ? undefined : { generation: restored.generation, members: restored.members, completedEpoch: restored.completedEpoch } }, 'coordinating pipeline')
   }
+  const ensure = (pipeline: string, fingerprint: string, shape: unknown): void => {
+    if (coordinators.has(pipeline)) return
+    const parsed = pipelineShape.safeParse(shape)
+    if (!parsed.success) return
+    create(pipeline, fingerprint, parsed.data)
+  }
+  // Pipelines the previous leader coordinated continue at once, before any worker speaks.
+  for (const [pipeline, m] of Object.entries(meta?.restored ?? {})) create(pipeline, m.fingerprint, m.shape, m)
   // The first message of a pipeline creates its coordinator; the coordinator's own
   // subscription sees messages from then on, so the creating message is replayed to it.
   const subs: Subscription[] = [
@@ -76,6 +142,8 @@ export function startCoordinatorService(bus: ControlBus, options: CoordinatorSer
   return {
     coordinators,
     stop() {
+      stopped = true
+      clearInterval(ticker)
       for (const s of subs) s.unsubscribe()
       for (const c of coordinators.values()) c.stop()
     },

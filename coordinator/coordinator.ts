@@ -12,6 +12,7 @@ import { naming, type Pipeline } from '../runtime/pipeline.ts'
 import { actorFinished, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from './messages.ts'
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
+import type { PipelineMetadata } from './cluster-metadata.ts'
 
 /** What a coordinator knows of the pipeline it coordinates. */
 export interface CoordinatedPipeline {
@@ -48,6 +49,14 @@ export interface CoordinatorOptions {
    * assignments outrank every one of a deposed leader, which workers then ignore.
    */
   generationBase?: number
+  /**
+   * What the previous leader stored of this pipeline: its members (each gets a full
+   * timeout to be heard from), placement, standbys, epochs and finished actors. Listening
+   * ends early once every stored member has been heard.
+   */
+  restored?: PipelineMetadata
+  /** Called when membership, placement or finished actors change: the leader stores `metadata()`. */
+  onChange?: () => void
 }
 
 interface Member {
@@ -70,12 +79,58 @@ export class Coordinator {
   private livenessTimer: NodeJS.Timeout | undefined
   private settled = false
   private settleTimer: NodeJS.Timeout | undefined
+  /** Stored members not heard from yet since this coordinator started. */
+  private readonly unheard = new Set<string>()
 
   constructor(private readonly bus: ControlBus, private readonly pipeline: CoordinatedPipeline, private readonly options: CoordinatorOptions) {
     this.actors = pipeline.shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
     this.clock = new EpochClock(this.actors, options.epochIntervalMs, (epoch) => this.publishEpoch(epoch))
     this.log = options.log.child({ pipeline: pipeline.name, component: 'coordinator' })
     this.generation = options.generationBase ?? 0
+    if (options.restored !== undefined) this.restore(options.restored)
+  }
+
+  /** Continues from what the previous leader stored. */
+  private restore(m: PipelineMetadata): void {
+    this.generation = Math.max(this.generation, m.generation)
+    const now = Date.now()
+    for (const w of m.members) {
+      this.workers.set(w, { lastSeen: now })
+      this.unheard.add(w)
+    }
+    for (const [a, w] of Object.entries(m.assignment)) if (this.actors.includes(a)) this.assignment.set(a, w)
+    for (const [a, ws] of Object.entries(m.standbys)) if (this.actors.includes(a)) this.standbys.set(a, ws)
+    this.clock.restore(m.epoch, m.completedEpoch)
+    for (const a of m.finished) this.actorDone(a, false)
+  }
+
+  /** What a successor needs to continue: stored in NATS KV by the leader. */
+  metadata(): PipelineMetadata {
+    return {
+      fingerprint: this.pipeline.fingerprint,
+      shape: this.pipeline.shape,
+      members: [...this.workers.keys()],
+      generation: this.generation,
+      assignment: Object.fromEntries(this.assignment),
+      standbys: Object.fromEntries(this.standbys),
+      epoch: this.clock.latest,
+      completedEpoch: this.clock.completed,
+      finished: [...this.finishedActors],
+    }
+  }
+
+  /** A stored member was heard: once all were, there is nothing left to listen for. */
+  private heard(worker: string): void {
+    if (!this.unheard.delete(worker) || this.unheard.size > 0 || this.settled) return
+    this.log.info({ workers: this.workers.size }, 'every stored member was heard from: placing now')
+    this.settle()
+  }
+
+  private settle(): void {
+    if (this.settled) return
+    this.settled = true
+    clearTimeout(this.settleTimer)
+    if (this.workers.size > 0) this.rebalance()
   }
 
   private subject(kind: keyof typeof subjects): string {
@@ -92,7 +147,8 @@ export class Coordinator {
         this.left.delete(msg.data.worker)
         if (this.workers.has(msg.data.worker)) {
           this.workers.get(msg.data.worker)!.lastSeen = Date.now()
-          return void this.publishAssignment()
+          this.publishAssignment()
+          return void this.heard(msg.data.worker)
         }
         this.join(msg.data.worker)
       }),
@@ -105,15 +161,20 @@ export class Coordinator {
         if (hb.generation > this.generation) this.generation = hb.generation
         this.clock.advanceTo(hb.lastEpoch)
         for (const a of hb.finished) this.actorDone(a)
+        // Before the first placement, what a worker runs is the truth (stored metadata may be a step behind it).
+        if (!this.settled) for (const a of hb.actors) if (this.actors.includes(a)) this.assignment.set(a, hb.worker)
         const known = this.workers.get(hb.worker)
-        if (known !== undefined) return void (known.lastSeen = Date.now())
-        for (const a of hb.actors) if (!this.assignment.has(a)) this.assignment.set(a, hb.worker)
+        if (known !== undefined) {
+          known.lastSeen = Date.now()
+          return void this.heard(hb.worker)
+        }
         this.join(hb.worker)
       }),
       this.bus.subscribe(this.subject('workerLeave'), (raw) => {
         const msg = workerLeave.safeParse(raw)
         if (!msg.success) return
         this.left.add(msg.data.worker)
+        this.unheard.delete(msg.data.worker)
         if (!this.workers.has(msg.data.worker)) return
         log.info({ worker: msg.data.worker }, 'worker leaves; moving its actors')
         this.workers.delete(msg.data.worker)
@@ -137,19 +198,17 @@ export class Coordinator {
     const settleMs = this.options.settleMs ?? 0
     if (settleMs <= 0) this.settled = true
     else {
-      this.settleTimer = setTimeout(() => {
-        this.settled = true
-        if (this.workers.size > 0) this.rebalance()
-      }, settleMs)
+      this.settleTimer = setTimeout(() => this.settle(), settleMs)
       this.settleTimer.unref()
     }
   }
 
-  private actorDone(actor: string): void {
+  private actorDone(actor: string, announce = true): void {
     if (this.finishedActors.has(actor) || !this.actors.includes(actor)) return
     this.finishedActors.add(actor)
     this.clock.retire(actor)
-    this.updateFinishedStages()
+    this.updateFinishedStages(announce)
+    if (announce) this.options.onChange?.()
     if (this.allFinished) this.options.onAllFinished?.()
   }
 
@@ -182,6 +241,8 @@ export class Coordinator {
       this.workers.delete(w)
       this.log.warn({ worker: w, silentMs: timeoutMs }, 'worker silent past the timeout: declared dead, its actors move')
     }
+    // A stored member declared dead is not waited for any longer.
+    if (!this.settled && silent.some((w) => this.unheard.delete(w)) && this.unheard.size === 0) return this.settle()
     this.rebalance()
   }
 
@@ -202,6 +263,7 @@ export class Coordinator {
     this.standbys = placeStandbys(this.actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
     this.generation++
     this.publishAssignment()
+    this.options.onChange?.()
   }
 
   private publishAssignment(): void {
@@ -216,14 +278,14 @@ export class Coordinator {
     this.bus.publish(this.subject('epoch'), msg)
   }
 
-  private updateFinishedStages(): void {
+  private updateFinishedStages(announce: boolean): void {
     for (const s of this.pipeline.shape.stages) {
       if (this.finishedStages.has(s.name)) continue
       const all = Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)).every((a) => this.finishedActors.has(a))
       if (all) this.finishedStages.add(s.name)
     }
     // Tell workers now rather than at the next epoch, so bounded runs end promptly.
-    this.publishEpoch(this.clock.current)
+    if (announce) this.publishEpoch(this.clock.current)
   }
 
   get allFinished(): boolean {

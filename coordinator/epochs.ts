@@ -21,6 +21,20 @@ export class EpochClock {
     this.timer.unref()
   }
 
+  /** The last epoch started (0 before the first). */
+  get latest(): number {
+    return this.epoch
+  }
+
+  /**
+   * Continues from a predecessor's clock: epochs go on after `latest`, and every actor
+   * counts as having committed `completed`.
+   */
+  restore(latest: number, completed: number): void {
+    this.advanceTo(latest)
+    for (const [a, e] of this.acked) if (completed > e) this.acked.set(a, completed)
+  }
+
   /** Continues from epoch `n` (the epochs running workers already committed, after a coordinator restart). */
   advanceTo(n: number): void {
     if (n > this.epoch) this.epoch = n

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { Kvm } from '@nats-io/kv'
 import { connect } from '@nats-io/transport-node'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { ClusterMetadata } from '../../coordinator/cluster-metadata.ts'
+import { ClusterMetadata, type PipelineMetadata } from '../../coordinator/cluster-metadata.ts'
 import { bucketName, KvUnavailableError, LeaderFencedError, LeaderLease } from '../../coordinator/leader-lease.ts'
 import { requireService } from '../support/services.ts'
 
@@ -69,7 +69,7 @@ const meta = await ClusterMetadata.open({ servers: [o.url], cluster: o.cluster }
 lease.on('elected', (term) => void meta.claim(term).then(() => out({ event: 'elected', term })))
 lease.on('lost', (reason) => {
   out({ event: 'lost', reason, isLeader: lease.isLeader, term: lease.term })
-  meta.completeEpoch(lease.term, 'wordcount', 99).then(
+  meta.putPipelines(lease.term, { wordcount: { fingerprint: 'f', shape: { stages: [], standbys: 0 }, members: [], generation: 0, assignment: {}, standbys: {}, epoch: 99, completedEpoch: 99, finished: [] } }).then(
     () => out({ event: 'write', ok: true }),
     (e) => out({ event: 'write', ok: false, code: e.code }),
   )
@@ -143,8 +143,8 @@ describe.skipIf(!nats.available)('LeaderLease on NATS KV', () => {
     expect(a.isLeader).toBe(true)
     const meta = await ClusterMetadata.open({ servers: [nats.url], cluster })
     cleanups.push(() => meta.close())
-    await meta.update(a.term, (m) => ({ ...m, members: ['w1', 'w2'], generation: 3, assignment: { 'count.0': 'w1' } }))
-    await meta.completeEpoch(a.term, 'wordcount', 7)
+    await meta.putPipelines(a.term, { wordcount: pipelineMeta({ members: ['w1', 'w2'], generation: 3, assignment: { 'count/0': 'w1' } }) })
+    await meta.putPipelines(a.term, { wordcount: pipelineMeta({ members: ['w1', 'w2'], generation: 3, assignment: { 'count/0': 'w1' }, completedEpoch: 7 }) })
 
     const b = await openLease(cluster, 'b', 10_000)
     await b.start()
@@ -158,7 +158,7 @@ describe.skipIf(!nats.available)('LeaderLease on NATS KV', () => {
     expect(a.isLeader).toBe(false)
 
     const continued = await meta.claim(term)
-    expect(continued).toMatchObject({ term, members: ['w1', 'w2'], generation: 3, assignment: { 'count.0': 'w1' }, completedEpochs: { wordcount: 7 } })
+    expect(continued).toMatchObject({ term, pipelines: { wordcount: { members: ['w1', 'w2'], generation: 3, assignment: { 'count/0': 'w1' }, completedEpoch: 7 } } })
   })
 
   it('a SIGKILLed leader is replaced after its TTL, with a higher term', async () => {
@@ -201,7 +201,7 @@ describe.skipIf(!nats.available)('LeaderLease on NATS KV', () => {
     expect(lost).toMatchObject({ isLeader: false, term: oldTerm })
     expect(await child.waitFor('write', 5000)).toEqual({ event: 'write', ok: false, code: 'WEIR_LEADER_FENCED' })
     expect(child.events.filter((e) => e.event === 'elected')).toHaveLength(1)
-    expect((await meta.read()).completedEpochs).toEqual({})
+    expect((await meta.read()).pipelines).toEqual({})
     expect(standby.isLeader).toBe(true)
   })
 
@@ -232,17 +232,21 @@ describe.skipIf(!nats.available)('LeaderLease on NATS KV', () => {
     await b.start()
     const meta = await ClusterMetadata.open({ servers: [nats.url], cluster })
     cleanups.push(() => meta.close())
-    await meta.completeEpoch(oldTerm, 'wordcount', 1)
+    await meta.putPipelines(oldTerm, { wordcount: pipelineMeta({ completedEpoch: 1 }) })
 
     const elected = nextEvent<[number]>(b, 'elected', 2000)
     await a.release()
     const [term] = await elected
-    const refused = await meta.completeEpoch(oldTerm, 'wordcount', 2).catch((e: unknown) => e)
+    const refused = await meta.putPipelines(oldTerm, { wordcount: pipelineMeta({ completedEpoch: 2 }) }).catch((e: unknown) => e)
     expect(refused).toBeInstanceOf(LeaderFencedError)
     expect(refused).toMatchObject({ code: 'WEIR_LEADER_FENCED', retriable: false, context: { term: oldTerm, currentTerm: term } })
-    expect(await meta.completeEpoch(term, 'wordcount', 2)).toMatchObject({ term, completedEpochs: { wordcount: 2 } })
+    expect(await meta.putPipelines(term, { wordcount: pipelineMeta({ completedEpoch: 2 }) })).toMatchObject({ term, pipelines: { wordcount: { completedEpoch: 2 } } })
   })
 })
+
+function pipelineMeta(overrides: Partial<PipelineMetadata>): PipelineMetadata {
+  return { fingerprint: 'f1', shape: { stages: [{ name: 'count', parallelism: 2 }], standbys: 0 }, members: [], generation: 0, assignment: {}, standbys: {}, epoch: 0, completedEpoch: 0, finished: [], ...overrides }
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -120,3 +120,14 @@ export function expectExactWordCounts(out: string, expected: Record<string, numb
     expect(counts.sort((x, y) => x - y), `${word}: counts not 1..N (lost or doubled)`).toEqual(Array.from({ length: expected[word]! }, (_, i) => i + 1))
   }
 }
+
+/** Polls `check` every 50 ms until it returns something other than undefined/false; fails after `withinMs` naming `what`. */
+export async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, withinMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + withinMs
+  for (;;) {
+    const v = await check()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`not within ${withinMs} ms: ${what}`)
+    await sleep(50)
+  }
+}
