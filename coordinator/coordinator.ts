@@ -79,6 +79,8 @@ export class Coordinator {
   private livenessTimer: NodeJS.Timeout | undefined
   private settled = false
   private settleTimer: NodeJS.Timeout | undefined
+  /** Records per second per actor, from the heartbeats of the worker running it. */
+  private readonly actorLoad = new Map<string, number>()
   /** Stored members not heard from yet since this coordinator started. */
   private readonly unheard = new Set<string>()
 
@@ -161,6 +163,7 @@ export class Coordinator {
         if (hb.generation > this.generation) this.generation = hb.generation
         this.clock.advanceTo(hb.lastEpoch)
         for (const a of hb.finished) this.actorDone(a)
+        for (const [a, l] of Object.entries(hb.load ?? {})) if (this.assignment.get(a) === hb.worker || !this.settled) this.actorLoad.set(a, l)
         // Before the first placement, what a worker runs is the truth (stored metadata may be a step behind it).
         if (!this.settled) for (const a of hb.actors) if (this.actors.includes(a)) this.assignment.set(a, hb.worker)
         const known = this.workers.get(hb.worker)
@@ -259,7 +262,7 @@ export class Coordinator {
   private rebalance(): void {
     if (!this.settled) return
     const workers = [...this.workers.keys()]
-    this.assignment = place(this.actors, workers, this.assignment, this.standbys)
+    this.assignment = place(this.actors, workers, this.assignment, this.standbys, this.actorLoad)
     this.standbys = placeStandbys(this.actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
     this.generation++
     this.publishAssignment()

@@ -48,6 +48,8 @@ export const workerHeartbeat = z.object({
   /** Actors of this worker that reached the end of their input. */
   finished: z.array(z.string()),
   lastEpoch: z.number().int().nonnegative(),
+  /** Records per second each actor took in since the previous heartbeat (placement balances it). */
+  load: z.record(z.number().nonnegative()).optional(),
 })
 export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>
 

@@ -1,6 +1,10 @@
 /**
- * Placement of actors on workers: balanced by actor count, and sticky, so an actor stays
- * on the worker that holds its local state unless that worker is gone or overloaded.
+ * Placement of actors on workers: balanced by actor count, then by load, and sticky, so an
+ * actor stays on the worker that holds its local state unless that worker is gone or holds
+ * more than its share. Actors that must move go, heaviest first, to a worker holding a warm
+ * standby of them, else to the least-loaded worker with room (Kafka Streams balances task
+ * counts the same way before it looks at anything else: a count cap keeps every worker's
+ * share of actors, and so of state and restores, even).
  *
  * @example
  * place(['count/0', 'count/1'], ['w1', 'w2'], new Map()) // count/0 → w1, count/1 → w2
@@ -10,32 +14,44 @@ export type Assignment = Map<string, string>
 /** Actor → the workers holding a warm standby replica of its state. */
 export type Standbys = Map<string, string[]>
 
+/** Actor → its load (records per second), as workers report it. Unknown actors count as the mean. */
+export type ActorLoad = ReadonlyMap<string, number>
+
 /**
  * Balanced and sticky; an actor whose worker is gone (or full) goes preferably to a worker
- * that holds a standby of it, so failover replays only a changelog tail.
+ * that holds a standby of it, so failover replays only a changelog tail, else to the
+ * least-loaded worker with room.
  */
-export function place(actors: readonly string[], workers: readonly string[], previous: Assignment, standbys: Standbys = new Map()): Assignment {
+export function place(actors: readonly string[], workers: readonly string[], previous: Assignment, standbys: Standbys = new Map(), actorLoad: ActorLoad = new Map()): Assignment {
   const out: Assignment = new Map()
   if (workers.length === 0) return out
   const sorted = [...workers].sort()
   const cap = Math.ceil(actors.length / sorted.length)
+  const known = actors.map((a) => actorLoad.get(a)).filter((l): l is number => l !== undefined)
+  const mean = known.length === 0 ? 1 : known.reduce((s, l) => s + l, 0) / known.length
+  const loadOf = (a: string): number => actorLoad.get(a) ?? mean
+  const count = new Map(sorted.map((w) => [w, 0]))
   const load = new Map(sorted.map((w) => [w, 0]))
+  const put = (a: string, w: string): void => {
+    out.set(a, w)
+    count.set(w, count.get(w)! + 1)
+    load.set(w, load.get(w)! + loadOf(a))
+  }
   const unplaced: string[] = []
   for (const a of actors) {
     const w = previous.get(a)
-    if (w !== undefined && load.has(w) && load.get(w)! < cap) {
-      out.set(a, w)
-      load.set(w, load.get(w)! + 1)
-    } else {
-      unplaced.push(a)
-    }
+    if (w !== undefined && count.has(w) && count.get(w)! < cap) put(a, w)
+    else unplaced.push(a)
   }
+  // Heaviest first, so the big ones spread before the small ones fill the gaps.
+  unplaced.sort((x, y) => loadOf(y) - loadOf(x) || actors.indexOf(x) - actors.indexOf(y))
   for (const a of unplaced) {
-    const warm = (standbys.get(a) ?? []).filter((w) => load.has(w) && load.get(w)! < cap)
-    let best = warm[0] ?? sorted[0]!
-    if (warm.length === 0) for (const w of sorted) if (load.get(w)! < load.get(best)!) best = w
-    out.set(a, best)
-    load.set(best, load.get(best)! + 1)
+    const open = sorted.filter((w) => count.get(w)! < cap)
+    const warm = (standbys.get(a) ?? []).filter((w) => open.includes(w))
+    const candidates = warm.length > 0 ? warm : open
+    let best = candidates[0]!
+    for (const w of candidates) if (load.get(w)! < load.get(best)! || (load.get(w) === load.get(best) && count.get(w)! < count.get(best)!)) best = w
+    put(a, best)
   }
   return out
 }

@@ -68,6 +68,8 @@ export class Worker {
   private pipelineFinished = false
   /** Announced its leave: no more heartbeats (they would make it a member again) and no new actors. */
   private leaving = false
+  /** Each actor's record count at the previous heartbeat, for its load. */
+  private readonly loadSamples = new Map<string, { at: number; count: number }>()
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
@@ -138,8 +140,23 @@ export class Worker {
       actors: actors.map((a) => a.id),
       finished: actors.filter((a) => a.lifecycle === 'finished').map((a) => a.id),
       lastEpoch: actors.reduce((m, a) => Math.max(m, a.stats.lastEpoch), 0),
+      load: this.actorLoad(actors),
     }
     this.bus.publish(this.subject('workerHeartbeat'), msg)
+  }
+
+  /** Records in (emitted, for a source) per second per actor since the previous heartbeat. */
+  private actorLoad(actors: readonly Actor[]): Record<string, number> {
+    const now = performance.now()
+    const load: Record<string, number> = {}
+    for (const a of actors) {
+      const count = a.isSource ? a.stats.recordsOut : a.stats.recordsIn
+      const prev = this.loadSamples.get(a.id)
+      if (prev !== undefined && now > prev.at && count >= prev.count) load[a.id] = Math.round(((count - prev.count) * 1000) / (now - prev.at))
+      this.loadSamples.set(a.id, { at: now, count })
+    }
+    for (const id of this.loadSamples.keys()) if (!actors.some((a) => a.id === id)) this.loadSamples.delete(id)
+    return load
   }
 
   /**

@@ -50,4 +50,28 @@ describe('placement', () => {
     const after = place(actors(6), ['w1', 'w3'], active, standbys)
     for (const a of actors(6).filter((x) => active.get(x) === gone)) expect(after.get(a)).toBe(standbys.get(a)![0])
   })
+
+  it('spreads load: actors that move go heaviest first to the least-loaded worker, within the count balance', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 10_000 }), { minLength: 1, maxLength: 24 }), fc.integer({ min: 1, max: 5 }), (loads, w) => {
+        const names = actors(loads.length)
+        const workers = Array.from({ length: w }, (_, i) => `w${i}`)
+        const load = new Map(names.map((a, i) => [a, loads[i]!]))
+        const a = place(names, workers, new Map(), new Map(), load)
+        expect([...a.keys()].sort()).toEqual([...names].sort())
+        const counts = workers.map((wk) => [...a.values()].filter((x) => x === wk).length)
+        expect(Math.max(...counts)).toBeLessThanOrEqual(Math.ceil(names.length / w))
+        // Greedy heaviest-first: no worker exceeds the lightest worker's load by more than the heaviest single actor.
+        const totals = workers.map((wk) => names.filter((n) => a.get(n) === wk).reduce((s, n) => s + load.get(n)!, 0))
+        if (names.length >= w && names.length % w === 0) expect(Math.max(...totals) - Math.min(...totals)).toBeLessThanOrEqual(Math.max(...loads))
+      }),
+    )
+    // Two hot actors and two cold ones on two workers: one hot one each, not both on one.
+    const hot = new Map([['s/0', 900], ['s/1', 800], ['s/2', 5], ['s/3', 3]])
+    const split = place(actors(4), ['w1', 'w2'], new Map(), new Map(), hot)
+    expect(split.get('s/0')).not.toBe(split.get('s/1'))
+    // Sticky still wins over load: with every actor where it was, nothing moves.
+    const stay = new Map([['s/0', 'w1'], ['s/1', 'w1'], ['s/2', 'w2'], ['s/3', 'w2']])
+    expect(place(actors(4), ['w1', 'w2'], stay, new Map(), hot)).toEqual(stay)
+  })
 })
