@@ -195,7 +195,8 @@ export class Coordinator {
     this.clock.start()
     const timeout = this.options.workerTimeoutMs ?? Infinity
     if (Number.isFinite(timeout)) {
-      this.livenessTimer = setInterval(() => this.expireSilentWorkers(timeout), Math.max(50, Math.min(1000, timeout / 4)))
+      // Checked often (a scan of the members): detection is the timeout plus at most one check.
+      this.livenessTimer = setInterval(() => this.expireSilentWorkers(timeout), Math.max(50, Math.min(250, timeout / 8)))
       this.livenessTimer.unref()
     }
     const settleMs = this.options.settleMs ?? 0
