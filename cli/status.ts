@@ -49,6 +49,8 @@ export interface StatusWorker {
   lastHeardAgoMs: number
   /** The actors the worker says it runs (from its health message). */
   actors: string[]
+  /** Standby replicas it keeps warm and how many changelog records each trails (null: not measured yet). */
+  standbys: Array<{ actor: string; lag: number | null }>
 }
 
 /** One actor as `weir status` shows it: its newest progress message, plus ages. */
@@ -204,6 +206,7 @@ function pipelineReport(p: PipelineEntry, intervalMs: number, now: number): Stat
       intervalMs: w.intervalMs,
       lastHeardAgoMs: Math.round(now - w.seenAt),
       actors: w.actors,
+      standbys: w.standbys,
     }))
     .sort((a, b) => a.worker.localeCompare(b.worker))
   const depth = p.topology === null ? new Map<string, number>() : stageDepths(p.topology)
@@ -289,6 +292,8 @@ function formatPipeline(p: StatusPipeline): string[] {
     if (g.actors.length > 0) lines.push(...table(ACTOR_HEADER, g.actors.map(actorRow), ACTOR_NUMBERS, '    '))
     else lines.push('    no actor progress heard')
     if (g.notHeard.length > 0) lines.push(`    runs but sent no progress: ${g.notHeard.join(', ')}`)
+    const standbys = p.workers.find((w) => `worker ${w.worker}` === g.title)?.standbys ?? []
+    if (standbys.length > 0) lines.push(`    standbys (changelog records behind): ${standbys.map((r) => `${r.actor} ${r.lag === null ? '?' : formatCount(r.lag)}`).join(', ')}`)
   }
   return lines
 }

@@ -29,6 +29,8 @@ export interface WorkerStatus {
   heapUsedBytes: number
   eventLoopDelayMs: Percentiles
   actors: string[]
+  /** Standby replicas the worker keeps warm, with the changelog records each has not applied yet. */
+  standbys: Array<{ actor: string; lag: number | null }>
 }
 
 export interface PipelineStatus {
@@ -88,6 +90,7 @@ export function pipelineStatus(p: PipelineEntry, intervalMs: number, now: number
       heapUsedBytes: w.health.heapUsedBytes,
       eventLoopDelayMs: w.health.eventLoopDelayMs,
       actors: w.health.actors,
+      standbys: (w.health.standbys ?? []).map((r) => ({ actor: r.actor, lag: r.lag })),
     })),
   }
 }

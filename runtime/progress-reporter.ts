@@ -24,6 +24,15 @@ export interface ProgressReporterOptions {
   /** Shortest time between two events of one actor, ms: watermark changes sooner wait this long. Default 100. */
   minSpacingMs?: number
   log: Logger
+  /** Standby replicas kept warm on this worker (cluster mode). */
+  standbys?: () => StandbyView[]
+}
+
+/** What the reporter needs of a standby replica. */
+export interface StandbyView {
+  readonly id: string
+  readonly position: number
+  lag(): Promise<number>
 }
 
 /** State size is read from disk every this many intervals. */
@@ -53,6 +62,7 @@ export class ProgressReporter {
   private readonly lastWatermarkSent = new Map<string, number>()
   private readonly pending = new Map<string, NodeJS.Timeout>()
   private readonly stateBytes = new Map<string, number>()
+  private readonly standbyLag = new Map<string, number>()
   private readonly loopDelay: IntervalHistogram
   private ticks = 0
   private measuring = false
@@ -122,6 +132,9 @@ export class ProgressReporter {
     try {
       const actors = this.actors()
       await Promise.all(actors.map((a) => withTimeout(a.measureLag(), LAG_TIMEOUT_MS).catch(() => undefined)))
+      const standbys = this.options.standbys?.() ?? []
+      await Promise.all(standbys.map((r) => withTimeout(r.lag(), LAG_TIMEOUT_MS).then((lag) => void this.standbyLag.set(r.id, lag), () => undefined)))
+      for (const id of this.standbyLag.keys()) if (!standbys.some((r) => r.id === id)) this.standbyLag.delete(id)
       if (this.ticks % STATE_SIZE_EVERY === 1) {
         for (const a of actors) this.stateBytes.set(a.id, await directorySize(a.statePath))
       }
@@ -192,6 +205,8 @@ export class ProgressReporter {
         fingerprint: this.pipeline.fingerprint(),
       },
     }
+    const standbys = this.options.standbys?.()
+    if (standbys !== undefined && standbys.length > 0) health.standbys = standbys.map((r) => ({ actor: r.id, position: r.position, lag: this.standbyLag.get(r.id) ?? null }))
     this.loopDelay.reset()
     this.bus.publish(this.subject.health, health)
   }

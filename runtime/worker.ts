@@ -73,7 +73,7 @@ export class Worker {
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
-    this.progress = new ProgressReporter(bus, pipeline, () => this.actorList, { cluster: options.cluster, worker: options.id, intervalMs: options.progressIntervalMs, log: this.log })
+    this.progress = new ProgressReporter(bus, pipeline, () => this.actorList, { cluster: options.cluster, worker: options.id, intervalMs: options.progressIntervalMs, log: this.log, standbys: () => [...this.replicas.values()] })
   }
 
   get id(): string {

@@ -108,6 +108,12 @@ export const workerHealth = z.object({
   eventLoopDelayMs: percentiles,
   /** Actors this worker runs now. */
   actors: z.array(z.string()),
+  /**
+   * Standby replicas this worker keeps warm: how far each trails its actor's changelog
+   * (records not applied yet, null before the first measurement). A failover to this
+   * worker replays about `lag` records.
+   */
+  standbys: z.array(z.object({ actor: z.string(), position: z.number().int().nonnegative(), lag: z.number().int().nonnegative().nullable() })).optional(),
   /** The pipeline's DAG, so a monitor that just started can draw it. */
   topology: z.object({
     stages: z.array(topologyStage),

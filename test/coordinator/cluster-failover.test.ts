@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { assignmentMessage, type AssignmentMessage } from '../../coordinator/messages.ts'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
+import { progressSubjects, workerHealth } from '../../runtime/control/progress.ts'
 import { requireService } from '../support/services.ts'
 import { expectExactWordCounts, sleep, startWeir, tempDirs, weir, wordcountReference, type Outcome } from '../support/weir-cli.ts'
 
@@ -66,6 +67,12 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
       const a = assignmentMessage.safeParse(m)
       if (a.success) assignments.push(a.data)
     })
+    // Each worker reports the replicas it keeps warm, and how far each trails, on the progress channel.
+    const standbyLag = new Map<string, { worker: string; lag: number | null }>()
+    observer.subscribe(progressSubjects.health(cluster, name), (m) => {
+      const h = workerHealth.safeParse(m)
+      if (h.success) for (const r of h.data.standbys ?? []) standbyLag.set(r.actor, { worker: h.data.worker, lag: r.lag })
+    })
     const kafkaUrl = `kafka://${kafka.url}`
     const common = ['--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250', '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', 'standbys=1', '--param', `out=${out}/c-{partition}.jsonl`]
     start(['coordinator', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
@@ -79,6 +86,11 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     for (const [actor, worker] of Object.entries(before.actors)) {
       expect(before.standbys?.[actor], actor).toHaveLength(1)
       expect(before.standbys![actor]).not.toContain(worker)
+    }
+    for (let i = 0; i < 50 && [...standbyLag.values()].filter((r) => r.lag !== null).length < 12; i++) await sleep(100)
+    for (const [actor, replicas] of Object.entries(before.standbys!)) {
+      expect(standbyLag.get(actor)?.worker, `${actor}'s replica is reported by its worker`).toBe(replicas[0])
+      expect(standbyLag.get(actor)?.lag, `${actor}'s replica lag`).toBeTypeOf('number')
     }
     workers[0]!.kill('SIGKILL')
     const [rb, rc] = await Promise.all([workers[1]!.done, workers[2]!.done])
