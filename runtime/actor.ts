@@ -265,23 +265,38 @@ export class Actor {
   /** Opens state and readers: local RocksDB plus the changelog tail it is missing. */
   async restore(): Promise<void> {
     const started = performance.now()
-    this.producer = await this.pipe.producer(naming.transactionalId(this.pipeline.name, this.spec.name, this.partition))
-    this.store = await StateStore.open(this.storePath)
-    const replayed = await replayChangelog({
-      pipe: this.pipe,
-      topic: this.changelogTopic,
-      partition: this.partition,
-      store: this.store,
-      storePath: this.storePath,
-      log: this.log,
-      faults: this.faults,
-      reopen: async () => {
-        await this.store.close()
-        StateStore.destroy(this.storePath)
-        this.store = await StateStore.open(this.storePath)
-        return this.store
-      },
-    })
+    // Opening the producer fences the previous instance (on Kafka: aborts or completes its
+    // open transaction, which can take a while); the changelog replays meanwhile.
+    const opening = this.pipe.producer(naming.transactionalId(this.pipeline.name, this.spec.name, this.partition))
+    let replayed: { position: number; records: number }
+    try {
+      this.store = await StateStore.open(this.storePath)
+      const replay = (): Promise<{ position: number; records: number }> => replayChangelog({
+        pipe: this.pipe,
+        topic: this.changelogTopic,
+        partition: this.partition,
+        store: this.store,
+        storePath: this.storePath,
+        log: this.log,
+        faults: this.faults,
+        reopen: async () => {
+          await this.store.close()
+          StateStore.destroy(this.storePath)
+          this.store = await StateStore.open(this.storePath)
+          return this.store
+        },
+      })
+      const before = await replay()
+      this.producer = await opening
+      // Only now is the previous instance's last transaction settled: a commit it had in
+      // flight may just have become visible. Replay that tail too, or its positions are lost.
+      const tail = await replay()
+      replayed = { position: tail.position, records: before.records + tail.records }
+    } catch (err) {
+      // A producer opened for a restore that failed is closed with the actor.
+      await opening.then((p) => void (this.producer ??= p), () => undefined)
+      throw err
+    }
     this.changelogPosition = replayed.position
     this.stats.replayedChangelogRecords = replayed.records
     this.processor = instantiate(this.spec)

@@ -49,8 +49,13 @@ export const kafkaOptionsSchema = z
     transactionTimeoutMs: z.number().int().min(1000).max(900_000).default(60_000),
     /** Replication factor of topics weir creates; -1 takes the broker's `default.replication.factor`. */
     replicationFactor: z.number().int().min(-1).max(32).default(-1),
-    /** Bytes fetched per partition per request. */
-    maxBytesPerPartition: z.number().int().min(1024).max(64 << 20).default(4 << 20),
+    /**
+     * Bytes fetched per partition per request (the Java consumer's default, 1 MiB). kafkajs
+     * decodes a fetch in one go on the event loop: a 4 MiB fetch of small records blocked a
+     * worker catching up a backlog for ~1.2 s, long enough to miss heartbeats (and read 1M
+     * changelog records no faster than 512 KiB fetches did).
+     */
+    maxBytesPerPartition: z.number().int().min(1024).max(64 << 20).default(1 << 20),
     /** Records a reader buffers before it stops fetching (back-pressure). */
     readerBufferRecords: z.number().int().min(100).max(10_000_000).default(50_000),
     /** Upper bound of one produce request's record batch per partition (broker `message.max.bytes` is 1 MiB by default). */
