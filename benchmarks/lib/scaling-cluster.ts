@@ -36,11 +36,15 @@ export function killWeirProcesses(): void {
   for (const c of live) c.kill('SIGKILL')
 }
 
-/** Starts `node bin/weir.js <args>` with warn-level logs; its output is echoed on stderr, prefixed. */
-export function startWeirProcess(name: string, args: string[]): WeirProcess {
+/**
+ * Starts `node bin/weir.js <args>` with warn-level logs (or `options.logLevel`, for a
+ * benchmark that reads the runtime's own debug figures from the log); its output is echoed
+ * on stderr, prefixed.
+ */
+export function startWeirProcess(name: string, args: string[], options: { logLevel?: string } = {}): WeirProcess {
   const env = { ...process.env }
   for (const k of RUN_SETTINGS) delete env[k]
-  env.WEIR_LOG_LEVEL = 'warn'
+  env.WEIR_LOG_LEVEL = options.logLevel ?? 'warn'
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(child)
   let out = ''

@@ -3,7 +3,7 @@
  * flag wins over its environment variable (BENCH_<NAME>, e.g. BENCH_LINES=200k); numbers take
  * the same forms as the other benchmarks' (`100_000`, `1e5`, `100k`).
  */
-import { countArg, envValue, flagArg, readArgs } from './options.ts'
+import { countArg, envValue, flagArg, readArgs, type Args } from './options.ts'
 
 export interface ScalingBenchOptions {
   /** Lines in the input topic (8 words each). */
@@ -54,11 +54,20 @@ export function parseScalingOptions(argv: string[], env: NodeJS.ProcessEnv = pro
     keep: false,
   }
   for (const [flag, field] of Object.entries(NUMERIC)) o[field] = countArg(args, env, flag) ?? o[field]
+  readClusterEndpoints(args, env, o)
+  o.keep = flagArg(args, env, 'keep')
+  return o
+}
+
+/**
+ * `--brokers` and `--bus` of a cluster benchmark into `o` (which holds the defaults): the
+ * flag, else BENCH_BROKERS / BENCH_BUS, else WEIR_KAFKA_BROKERS / WEIR_NATS_URL. Throws
+ * when the bus is not a nats://host:port URL.
+ */
+export function readClusterEndpoints(args: Args, env: NodeJS.ProcessEnv, o: { brokers: string[]; bus: string }): void {
   const brokers = args.values.get('brokers') ?? envValue(env, 'brokers') ?? (env.WEIR_KAFKA_BROKERS || undefined)
   if (brokers !== undefined) o.brokers = parseBrokers(brokers)
   const bus = args.values.get('bus') ?? envValue(env, 'bus') ?? (env.WEIR_NATS_URL || undefined)
   if (bus !== undefined) o.bus = bus
   if (!/^nats:\/\/[^\s/:]+:\d{1,5}$/.test(o.bus)) throw new Error(`--bus: '${o.bus}' is not a nats://host:port URL`)
-  o.keep = flagArg(args, env, 'keep')
-  return o
 }
