@@ -97,7 +97,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
       store.claim(term).then(
         (record) => {
           if (leading !== term) return
-          process.stdout.write(`weir coordinator ${name}: leading cluster ${cluster} (term ${term}${Object.keys(record.pipelines).length > 0 ? `, continuing ${Object.keys(record.pipelines).join(', ')}` : ''})\n`)
+          process.stdout.write(`weir coordinator ${name}: leading cluster ${cluster} (term ${term})${Object.keys(record.pipelines).length > 0 ? `; continuing ${Object.keys(record.pipelines).join(', ')}` : ''}\n`)
           service = startCoordinatorService(busForService, {
             cluster, log, epochIntervalMs, workerTimeoutMs, settleMs, generationBase: term * 1_000_000,
             metadata: {

@@ -126,7 +126,8 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     expect(rb.code, rb.stderr).toBe(0)
     // The standby took over with a higher term.
     const terms = [...(c1.stdout() + c2.stdout()).matchAll(/leading cluster \S+ \(term (\d+)\)/g)].map((m) => Number(m[1]))
-    expect(c2.stdout()).toMatch(/c2: leading cluster/)
+    // It continued from the metadata c1 kept in NATS KV.
+    expect(c2.stdout()).toMatch(new RegExp(`c2: leading cluster \\S+ \\(term \\d+\\); continuing ${name}`))
     expect(terms[1]).toBeGreaterThan(terms[0]!)
     expectExactWordCounts(out, expected)
     c2.kill('SIGTERM')
