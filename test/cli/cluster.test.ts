@@ -6,30 +6,17 @@
  * assignment generation, the run finishes, the output is exact.
  */
 import { randomUUID } from 'node:crypto'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { connect } from '@nats-io/transport-node'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { assignmentMessage, workerHeartbeat } from '../../coordinator/messages.ts'
 import { subjects } from '../../runtime/control/bus.ts'
 import { requireService } from '../support/services.ts'
-import { expectExactWordCounts, sleep, startWeir, tempDirs, weir, wordcountReference } from '../support/weir-cli.ts'
+import { expectExactWordCounts, freePort, sleep, startWeir, tempDirs, weir, wordcountReference } from '../support/weir-cli.ts'
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')
 const tempDir = tempDirs('weir-cli-cluster-')
-
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 describe('weir coordinator and weir worker refuse bad configuration', () => {
   it('names the field of an invalid option, before connecting to anything (exit 2)', async () => {
@@ -51,7 +38,7 @@ describe('weir coordinator and weir worker refuse bad configuration', () => {
   }, 60_000)
 
   it('a coordinator or worker started against an unreachable NATS fails clearly, naming it (exit 1)', async () => {
-    const url = `nats://127.0.0.1:${await closedPort()}`
+    const url = `nats://127.0.0.1:${await freePort()}`
     const started = Date.now()
     const coordinator = await weir(['coordinator', '--bus', url, '--cluster', 'nowhere'])
     expect(coordinator.code, coordinator.stderr).toBe(1)

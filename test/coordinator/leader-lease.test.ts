@@ -3,7 +3,6 @@
  * pauses are real: the leader runs in a child process that is SIGKILLed or SIGSTOPped.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { Kvm } from '@nats-io/kv'
@@ -12,6 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { ClusterMetadata, type PipelineMetadata } from '../../coordinator/cluster-metadata.ts'
 import { bucketName, KvUnavailableError, LeaderFencedError, LeaderLease } from '../../coordinator/leader-lease.ts'
 import { requireService } from '../support/services.ts'
+import { freePort, sleep } from '../support/weir-cli.ts'
 
 const nats = await requireService('nats')
 const TTL = 600
@@ -43,9 +43,6 @@ async function openLease(cluster: string, holder: string, ttlMs = TTL): Promise<
   return lease
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}
 
 function nextEvent<T extends unknown[]>(emitter: LeaderLease, event: 'elected' | 'lost', timeoutMs: number): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -246,17 +243,6 @@ describe.skipIf(!nats.available)('LeaderLease on NATS KV', () => {
 
 function pipelineMeta(overrides: Partial<PipelineMetadata>): PipelineMetadata {
   return { fingerprint: 'f1', shape: { stages: [{ name: 'count', parallelism: 2 }], standbys: 0 }, members: [], generation: 0, assignment: {}, standbys: {}, epoch: 0, completedEpoch: 0, finished: [], ...overrides }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 const natsServerBinary = spawnSync('nats-server', ['--version']).status === 0

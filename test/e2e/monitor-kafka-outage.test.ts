@@ -14,7 +14,7 @@ import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { progressSubjects, sloAlert, type SloAlert } from '../../runtime/control/progress.ts'
 import { removeDir, tempDataDir } from '../../runtime/testing/index.ts'
 import { requireService } from '../support/services.ts'
-import { sleep, startWeir, tempDirs } from '../support/weir-cli.ts'
+import { startWeir, tempDirs, until } from '../support/weir-cli.ts'
 
 const exec = promisify(execFile)
 const kafka = await requireService('kafka')
@@ -29,20 +29,6 @@ const tempDir = tempDirs('weir-kafka-outage-')
 interface Output { output: string; timelinessMs: number | null; slo: { state: string } | null; holdingBack: { stage: string; reason: string } | null }
 interface PipelineStatus { pipeline: string; stalled: boolean; outputs: Output[] }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await probe()
-      if (v !== undefined) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`)
-    await sleep(250)
-  }
-}
 
 describe.skipIf(!kafka.available || !nats.available)('the monitor while Kafka is down', () => {
   beforeAll(() => services('up'), 200_000)
@@ -65,28 +51,28 @@ describe.skipIf(!kafka.available || !nats.available)('the monitor while Kafka is
     try {
       let stdout = ''
       monitor.child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
-      const url = await until('monitor URL', 20_000, async () => /dashboard (http:\/\/\S+?)\/? /.exec(stdout)?.[1]?.replace(/\/$/, ''))
+      const url = await until(async () => /dashboard (http:\/\/\S+?)\/? /.exec(stdout)?.[1]?.replace(/\/$/, ''), 20_000, 'monitor URL')
       const pipeline = async (): Promise<PipelineStatus | undefined> => {
         const res = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(5000) })
         expect(res.status).toBe(200)
         return ((await res.json()) as { pipelines: PipelineStatus[] }).pipelines.find((p) => p.pipeline === 'wordcount')
       }
       // Healthy first: the sink's timeliness within the SLO.
-      await until('SLO ok', 60_000, async () => ((await pipeline())?.outputs.find((o) => o.output === 'sink')?.slo?.state === 'ok' ? true : undefined))
+      await until(async () => ((await pipeline())?.outputs.find((o) => o.output === 'sink')?.slo?.state === 'ok' ? true : undefined), 60_000, 'SLO ok')
 
       await services('stop-kafka')
-      const broken = await until('pipeline stalled and SLO broken', 45_000, async () => {
+      const broken = await until(async () => {
         const p = await pipeline()
         const sink = p?.outputs.find((o) => o.output === 'sink')
         return p?.stalled === true && sink?.slo?.state === 'broken' ? sink : undefined
-      })
+      }, 45_000, 'pipeline stalled and SLO broken')
       expect(broken.timelinessMs).toBeGreaterThan(3000)
       expect(broken.holdingBack?.stage).toBeTruthy()
-      await until('broken alert', 10_000, async () => (alerts.some((a) => a.state === 'broken' && a.output === 'sink') ? true : undefined))
+      await until(async () => (alerts.some((a) => a.state === 'broken' && a.output === 'sink') ? true : undefined), 10_000, 'broken alert')
 
       await services('start-kafka')
-      await until('SLO recovered', 120_000, async () => ((await pipeline())?.outputs.find((o) => o.output === 'sink')?.slo?.state === 'ok' ? true : undefined))
-      await until('recovered alert', 10_000, async () => (alerts.some((a) => a.state === 'recovered' && a.output === 'sink') ? true : undefined))
+      await until(async () => ((await pipeline())?.outputs.find((o) => o.output === 'sink')?.slo?.state === 'ok' ? true : undefined), 120_000, 'SLO recovered')
+      await until(async () => (alerts.some((a) => a.state === 'recovered' && a.output === 'sink') ? true : undefined), 10_000, 'recovered alert')
       const brokenAlert = alerts.find((a) => a.state === 'broken')!
       expect(brokenAlert).toMatchObject({ cluster, pipeline: 'wordcount', timelinessSloMs: 3000 })
     } finally {

@@ -121,13 +121,35 @@ export function expectExactWordCounts(out: string, expected: Record<string, numb
   }
 }
 
-/** Polls `check` every 50 ms until it returns something other than undefined/false; fails after `withinMs` naming `what`. */
+/**
+ * Polls `check` every 50 ms until it returns something other than undefined/false; fails
+ * after `withinMs` naming `what` (and the last error `check` threw: a probe may fail while
+ * what it asks is down).
+ */
 export async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, withinMs: number, what: string): Promise<T> {
   const deadline = Date.now() + withinMs
+  let last: unknown
   for (;;) {
-    const v = await check()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`not within ${withinMs} ms: ${what}`)
+    try {
+      const v = await check()
+      if (v !== undefined && v !== false) return v
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`not within ${withinMs} ms: ${what}${last === undefined ? '' : ` (last error: ${String(last)})`}`)
     await sleep(50)
   }
+}
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net')
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => resolve(port))
+    })
+  })
 }
