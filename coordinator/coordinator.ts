@@ -245,8 +245,9 @@ export class Coordinator {
       this.workers.delete(w)
       this.log.warn({ worker: w, silentMs: timeoutMs }, 'worker silent past the timeout: declared dead, its actors move')
     }
-    // A stored member declared dead is not waited for any longer.
-    if (!this.settled && silent.some((w) => this.unheard.delete(w)) && this.unheard.size === 0) return this.settle()
+    // Stored members declared dead are not waited for any longer.
+    const waitedFor = silent.filter((w) => this.unheard.delete(w))
+    if (!this.settled && waitedFor.length > 0 && this.unheard.size === 0) return this.settle()
     this.rebalance()
   }
 
