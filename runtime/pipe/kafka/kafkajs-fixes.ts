@@ -55,7 +55,8 @@ export function filterAbortedMessages({ messages, abortedTransactions }: { messa
 const requireFromKafkajs = createRequire(createRequire(import.meta.url).resolve('kafkajs'))
 const filterPath = requireFromKafkajs.resolve('./src/consumer/filterAbortedMessages.js')
 const batchPath = requireFromKafkajs.resolve('./src/consumer/batch.js')
-if (requireFromKafkajs.cache[batchPath] !== undefined && requireFromKafkajs.cache[batchPath]!.exports !== undefined && (requireFromKafkajs(batchPath) as { weirFixed?: boolean }).weirFixed !== true) {
+const loadedBatch = requireFromKafkajs.cache[batchPath]?.exports as { weirFixed?: boolean } | undefined
+if (loadedBatch !== undefined && loadedBatch.weirFixed !== true) {
   // kafkajs was loaded before this module: its batches keep the faulty filter.
   throw new Error('runtime/pipe/kafka/kafkajs-fixes.ts must be imported before kafkajs is loaded')
 }
