@@ -3,7 +3,7 @@
  * completed epoch, redrawn in place on stderr about once a second.
  */
 import type { ActorStats } from '../runtime/actor.ts'
-import type { Pipeline } from '../runtime/pipeline.ts'
+import type { Pipeline } from '../runtime/api/pipeline.ts'
 import { formatDuration, formatTimeliness, outputTimeliness, stageTotals, throughputOf } from './stats.ts'
 
 /** What the display reads; each actor's `lag` is kept fresh by the worker's progress reporter. */

@@ -1,6 +1,6 @@
 /** Per-stage totals from per-actor stats (actor ids are `<stage>/<partition>`). */
 import type { ActorStats } from '../runtime/actor.ts'
-import type { Pipeline, StageSpec } from '../runtime/pipeline.ts'
+import type { Pipeline, StageSpec } from '../runtime/api/pipeline.ts'
 
 export interface StageTotals {
   name: string

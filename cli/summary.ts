@@ -1,6 +1,7 @@
 /** The summary `weir run` prints on stdout when a run ends. */
 import type { ActorStats } from '../runtime/actor.ts'
-import { naming, type Pipeline } from '../runtime/pipeline.ts'
+import { type Pipeline } from '../runtime/api/pipeline.ts'
+import { naming } from '../runtime/naming.ts'
 import { formatDuration, formatTimeliness, outputTimeliness, stageTotals } from './stats.ts'
 
 export interface SummaryInput {

@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import { z } from 'zod'
 import { ConfigError, WeirError } from '../runtime/errors.ts'
 import { createLogger } from '../runtime/log.ts'
-import { pipelineShape } from './messages.ts'
+import { pipelineShape } from '../runtime/control/messages.ts'
 import { isCasConflict, kvError, LeaderFencedError, openClusterBucket, parseLease, type ClusterBucket, type KvTarget } from './leader-lease.ts'
 
 /** What a leader keeps of one pipeline, so its successor continues from there. */

@@ -18,7 +18,7 @@ import { describeError } from '../runtime/errors.ts'
 import type { ClusterMetadata, PipelineMetadata } from './cluster-metadata.ts'
 import { Coordinator } from './coordinator.ts'
 import { LeaderFencedError } from './leader-lease.ts'
-import { pipelineShape, workerHeartbeat, workerHello, type PipelineShape } from './messages.ts'
+import { pipelineShape, workerHeartbeat, workerHello, type PipelineShape } from '../runtime/control/messages.ts'
 
 export interface CoordinatorServiceOptions {
   cluster: string

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { Actor, ActorStats } from './actor.ts'
 import { ConfigError } from './errors.ts'
-import type { Pipeline } from './pipeline.ts'
+import type { Pipeline } from './api/pipeline.ts'
 
 type Labels = { pipeline: string; stage: string; partition: string }
 

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { ConfigError, WeirError } from './errors.ts'
-import { Pipeline } from './pipeline.ts'
+import { Pipeline } from './api/pipeline.ts'
 
 export type PipelineFactory = (params: Record<string, string>) => Pipeline | Promise<Pipeline>
 

@@ -14,7 +14,7 @@ import type { Actor } from './actor.ts'
 import { PROGRESS_VERSION, progressSubjects, type ActorProgress, type Percentiles, type WorkerHealth } from './control/progress.ts'
 import type { ControlBus } from './control/bus.ts'
 import { describeError } from './errors.ts'
-import type { Pipeline } from './pipeline.ts'
+import type { Pipeline } from './api/pipeline.ts'
 
 export interface ProgressReporterOptions {
   cluster: string

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { TopologyMismatchError } from './errors.ts'
-import type { Pipeline, TopologyDescription } from './pipeline.ts'
+import type { Pipeline, TopologyDescription } from './api/pipeline.ts'
 
 const FILE = 'topology.json'
 

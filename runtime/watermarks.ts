@@ -8,7 +8,7 @@
  */
 import { CONTROL_HEADER, type PipeRecord, type StoredRecord } from './pipe/pipe.ts'
 import { stateCodec } from './codec.ts'
-import type { WatermarkOptions } from './pipeline.ts'
+import type { WatermarkOptions } from './api/pipeline.ts'
 
 /** The control header's value on a watermark mark. */
 const MARK_KIND = 'watermark'

@@ -4,13 +4,13 @@
  * actors back over the control bus.
  */
 import type { Logger } from 'pino'
-import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type AssignmentMessage, type WorkerHeartbeat } from '../coordinator/messages.ts'
+import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type AssignmentMessage, type WorkerHeartbeat } from './control/messages.ts'
 import { Actor, type ActorConfig } from './actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError, WeirError } from './errors.ts'
 import type { Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
-import type { Pipeline } from './pipeline.ts'
+import type { Pipeline } from './api/pipeline.ts'
 import { ProgressReporter } from './progress-reporter.ts'
 import { StandbyReplica } from './standby.ts'
 

@@ -6,9 +6,9 @@
  */
 import { Pipeline } from '../../index.ts'
 import { KafkaPipe } from '../../runtime/pipe/kafka/kafka-pipe.ts'
-import { startEmbedded, type RunningPipeline } from '../../runtime/embedded-runner.ts'
+import { startEmbedded, type RunningPipeline } from '../../runner/embedded-runner.ts'
 import { CountWords, SplitWords } from '../../examples/wordcount.ts'
-import type { Context, LifecycleContext, StreamRecord } from '../../runtime/processor.ts'
+import type { Context, LifecycleContext, StreamRecord } from '../../runtime/api/processor.ts'
 import { WORDS_PER_LINE } from './kafka-input.ts'
 import type { ContenderRun } from './kafka-raw-wordcount.ts'
 import { wallMs } from './stats.ts'

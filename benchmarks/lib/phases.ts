@@ -6,7 +6,7 @@
 import { join } from 'node:path'
 import type { ActorStats } from '../../runtime/actor.ts'
 import { stateCodec } from '../../runtime/codec.ts'
-import { startEmbedded, type RunningPipeline } from '../../runtime/embedded-runner.ts'
+import { startEmbedded, type RunningPipeline } from '../../runner/embedded-runner.ts'
 import { createLogger } from '../../runtime/log.ts'
 import { partitionForKey } from '../../runtime/partitioner.ts'
 import { StateStore } from '../../runtime/state/state-store.ts'

@@ -2,8 +2,8 @@
  * The word-count pipelines the benchmarks run: a deterministic source of `word-${i % keys}`
  * records and a keyed counting stage with one `value<number>` per word.
  */
-import { Pipeline } from '../../runtime/pipeline.ts'
-import { Processor, Source, type Context, type SourceContext, type SourceStatus, type StreamRecord } from '../../runtime/processor.ts'
+import { Pipeline } from '../../runtime/api/pipeline.ts'
+import { Processor, Source, type Context, type SourceContext, type SourceStatus, type StreamRecord } from '../../runtime/api/processor.ts'
 
 /** Records emitted per `poll` call (the actor ends a micro-batch at maxBatch anyway). */
 const PER_POLL = 1000

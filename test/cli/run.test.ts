@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { BIN, ROOT, cleanEnv, startWeir, tempDirs, weir } from '../support/weir-cli.ts'
-import { readTopic } from '../../runtime/testing/index.ts'
+import { readTopic } from '../../testing/index.ts'
 
 const fixture = (name: string): string => join(ROOT, 'test/cli/fixtures', name)
 const tempDir = tempDirs('weir-cli-')

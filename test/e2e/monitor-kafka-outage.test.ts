@@ -12,7 +12,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { progressSubjects, sloAlert, type SloAlert } from '../../runtime/control/progress.ts'
-import { removeDir, tempDataDir } from '../../runtime/testing/index.ts'
+import { removeDir, tempDataDir } from '../../testing/index.ts'
 import { requireService } from '../support/services.ts'
 import { startWeir, tempDirs, until } from '../support/weir-cli.ts'
 

@@ -4,8 +4,8 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline } from '../../index.ts'
 import { GeneratorSource, JsonlFileSink } from '../../processors/index.ts'
-import { removeDir, runToCompletion, tempDataDir } from '../../runtime/testing/index.ts'
-import { startEmbedded } from '../../runtime/embedded-runner.ts'
+import { removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
+import { startEmbedded } from '../../runner/embedded-runner.ts'
 
 const dirs: string[] = []
 

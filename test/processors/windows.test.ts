@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline } from '../../index.ts'
 import { GeneratorSource, WindowAggregate, session, sliding, tumbling, type WindowAggregation, type WindowAssigner } from '../../processors/index.ts'
-import { CRASH_POINTS, readStageOutput, readState, removeDir, runToCompletion, tempDataDir, type ReadRecord } from '../../runtime/testing/index.ts'
+import { CRASH_POINTS, readStageOutput, readState, removeDir, runToCompletion, tempDataDir, type ReadRecord } from '../../testing/index.ts'
 
 const dirs: string[] = []
 function dir(): string {

@@ -18,7 +18,7 @@ import {
   runToCompletion,
   tempDataDir,
   type ProcessCrash,
-} from '../../runtime/testing/index.ts'
+} from '../../testing/index.ts'
 import { expectSame, observe } from './fixtures/observe.ts'
 import { recoveryInputs, recoveryPipeline } from './fixtures/recovery-pipeline.ts'
 

@@ -14,10 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CountWords, SplitWords } from '../../examples/wordcount.ts'
 import { GeneratorSource } from '../../processors/index.ts'
 import { codecFor } from '../../runtime/codec.ts'
-import { startEmbedded } from '../../runtime/embedded-runner.ts'
+import { startEmbedded } from '../../runner/embedded-runner.ts'
 import { KafkaPipe } from '../../runtime/pipe/kafka/kafka-pipe.ts'
-import { Pipeline } from '../../runtime/pipeline.ts'
-import { readTopic, removeDir, tempDataDir } from '../../runtime/testing/index.ts'
+import { Pipeline } from '../../runtime/api/pipeline.ts'
+import { readTopic, removeDir, tempDataDir } from '../../testing/index.ts'
 import { requireService } from '../support/services.ts'
 
 const run = promisify(execFile)

@@ -9,8 +9,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline, Processor, Source, startEmbedded, type Context, type SourceContext, type StreamRecord, type Timer } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
 import { EmbeddedPipe } from '../../runtime/pipe/embedded/embedded-pipe.ts'
-import { naming } from '../../runtime/pipeline.ts'
-import { multisetDiff, readStageOutput, readState, removeDir, runToCompletion, tempDataDir } from '../../runtime/testing/index.ts'
+import { naming } from '../../runtime/naming.ts'
+import { multisetDiff, readStageOutput, readState, removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
 
 const dirs: string[] = []
 function dir(): string {

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline, Processor, policy, startEmbedded, type Codec, type Context, type StreamRecord } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
-import { readDeadLetters, readStageOutput, readState, readTopic, removeDir, runToCompletion, tempDataDir } from '../../runtime/testing/index.ts'
+import { readDeadLetters, readStageOutput, readState, readTopic, removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
 import { codecFor } from '../../runtime/codec.ts'
 
 const dirs: string[] = []

@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline, Processor, type Context, type StreamRecord, type Timer } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
-import { CRASH_POINTS, readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../runtime/testing/index.ts'
+import { CRASH_POINTS, readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
 
 const dirs: string[] = []
 function dir(): string {

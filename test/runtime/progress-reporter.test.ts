@@ -9,7 +9,7 @@ import { Pipeline, Processor, startEmbedded, type Context, type StreamRecord } f
 import { GeneratorSource } from '../../processors/index.ts'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { actorProgress, progressSubjects, workerHealth, type ActorProgress, type WorkerHealth } from '../../runtime/control/progress.ts'
-import { removeDir, tempDataDir } from '../../runtime/testing/index.ts'
+import { removeDir, tempDataDir } from '../../testing/index.ts'
 import { requireService } from '../support/services.ts'
 
 const nats = await requireService('nats')

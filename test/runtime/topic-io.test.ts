@@ -6,13 +6,13 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 import { CountWords, SplitWords } from '../../examples/wordcount.ts'
-import { startEmbedded } from '../../runtime/embedded-runner.ts'
+import { startEmbedded } from '../../runner/embedded-runner.ts'
 import { EmbeddedPipe } from '../../runtime/pipe/embedded/embedded-pipe.ts'
 import { KafkaPipe } from '../../runtime/pipe/kafka/kafka-pipe.ts'
 import type { Pipe } from '../../runtime/pipe/pipe.ts'
-import { Pipeline } from '../../runtime/pipeline.ts'
+import { Pipeline } from '../../runtime/api/pipeline.ts'
 import { codecFor } from '../../runtime/codec.ts'
-import { readTopic, removeDir, tempDataDir } from '../../runtime/testing/index.ts'
+import { readTopic, removeDir, tempDataDir } from '../../testing/index.ts'
 import { requireService } from '../support/services.ts'
 
 const kafka = await requireService('kafka')

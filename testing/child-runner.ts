@@ -6,10 +6,10 @@
  *
  *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
  */
-import { startEmbedded } from '../embedded-runner.ts'
-import { Faults } from '../faults.ts'
-import { openPipe } from '../open-pipe.ts'
-import { loadPipeline } from '../pipeline-file.ts'
+import { startEmbedded } from '../runner/embedded-runner.ts'
+import { Faults } from '../runtime/faults.ts'
+import { openPipe } from '../runtime/open-pipe.ts'
+import { loadPipeline } from '../runtime/pipeline-file.ts'
 
 const [file, dataDir, paramsJson = '{}', epochMs = '1000'] = process.argv.slice(2)
 if (file === undefined || dataDir === undefined) {

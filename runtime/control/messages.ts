@@ -3,7 +3,7 @@
  * message is validated on receipt; a malformed one is logged with its subject and dropped.
  */
 import { z } from 'zod'
-import type { Pipeline } from '../runtime/pipeline.ts'
+import type { Pipeline } from '../api/pipeline.ts'
 
 /** The actor stages of a pipeline, as a coordinator that never loaded the pipeline file needs them. */
 export const pipelineShape = z.object({

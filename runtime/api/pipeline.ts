@@ -5,8 +5,9 @@
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
-import type { Codec, CodecName } from './codec.ts'
-import { ConfigError } from './errors.ts'
+import type { Codec, CodecName } from '../codec.ts'
+import { ConfigError } from '../errors.ts'
+import { naming } from '../naming.ts'
 import { Processor, Source } from './processor.ts'
 
 export type ProcessorFactory = (new () => Processor<any, any>) | (() => Processor<any, any>)
@@ -449,13 +450,3 @@ export function instantiate(spec: StageSpec): Processor<unknown, unknown> {
   return p
 }
 
-/** Topic names, consumer groups and transactional ids of a stage. */
-export const naming = {
-  output: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}`,
-  changelog: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}.changelog`,
-  deadLetter: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}.dlq`,
-  group: (pipeline: string, stage: string): string => `weir.${pipeline}.${stage}`,
-  transactionalId: (pipeline: string, stage: string, partition: number): string => `weir.${pipeline}.${stage}.${partition}`,
-  side: (pipeline: string, stage: string, side: string): string => `weir.${pipeline}.${stage}.side.${side}`,
-  actor: (stage: string, partition: number): string => `${stage}/${partition}`,
-}

@@ -1,0 +1,186 @@
+/**
+ * Keyed and actor-scoped state handles (Flink's ValueState, MapState, ListState and
+ * operator state). A processor declares them as fields; the runtime binds them to the
+ * actor's write cache, scoped to the key of the record or timer being processed.
+ */
+import { WeirError } from '../errors.ts'
+
+/** @internal How state handles reach the actor's cache. */
+export interface StateAccess {
+  keyed(name: string): { get(): unknown; set(value: unknown): void }
+  actorScoped(name: string): { get(): unknown; set(value: unknown): void }
+}
+
+abstract class StateHandle {
+  protected access: { get(): unknown; set(value: unknown): void } | undefined
+  constructor(readonly name: string) {}
+  /** @internal */
+  abstract bind(state: StateAccess): void
+  protected slot(): { get(): unknown; set(value: unknown): void } {
+    if (this.access === undefined) {
+      throw new WeirError('WEIR_STATE_UNBOUND', `state '${this.name}' is used outside the runtime (construct processors through a pipeline)`, {})
+    }
+    return this.access
+  }
+}
+
+/**
+ * One value per key (Flink's ValueState). Values are encoded with msgpack at the next
+ * checkpoint, in the background: treat a value as immutable once `set` (set a new object
+ * instead of changing the one stored), or the checkpoint may see a half-made change.
+ *
+ * @example
+ * count = this.state.value<number>('count')
+ * onRecord(r) { this.count.set((this.count.get() ?? 0) + 1) }
+ */
+export class ValueState<T> extends StateHandle {
+  /** @internal */
+  bind(state: StateAccess): void {
+    this.access = state.keyed(this.name)
+  }
+  get(): T | undefined {
+    return this.slot().get() as T | undefined
+  }
+  set(value: T): void {
+    if (value === undefined) throw new WeirError('WEIR_STATE_VALUE', `state '${this.name}': set(undefined) is not allowed, use clear()`, {})
+    this.slot().set(value)
+  }
+  clear(): void {
+    this.slot().set(undefined)
+  }
+}
+
+/**
+ * A map per key (Flink's MapState). Stored as one value per key: best for small maps.
+ *
+ * @example
+ * seen = this.state.map<number>('seen')
+ * onRecord(r) { this.seen.set(r.value.id, r.timestamp) }
+ */
+export class MapState<V> extends StateHandle {
+  /** @internal */
+  bind(state: StateAccess): void {
+    this.access = state.keyed(this.name)
+  }
+  private current(): Readonly<Record<string, V>> {
+    return (this.slot().get() as Record<string, V> | undefined) ?? {}
+  }
+  get(mapKey: string): V | undefined {
+    return this.current()[mapKey]
+  }
+  has(mapKey: string): boolean {
+    return Object.prototype.hasOwnProperty.call(this.current(), mapKey)
+  }
+  set(mapKey: string, value: V): void {
+    this.slot().set({ ...this.current(), [mapKey]: value })
+  }
+  delete(mapKey: string): void {
+    const next = { ...this.current() }
+    delete next[mapKey]
+    this.slot().set(Object.keys(next).length === 0 ? undefined : next)
+  }
+  entries(): Array<[string, V]> {
+    return Object.entries(this.current())
+  }
+  keys(): string[] {
+    return Object.keys(this.current())
+  }
+  get size(): number {
+    return Object.keys(this.current()).length
+  }
+  clear(): void {
+    this.slot().set(undefined)
+  }
+}
+
+/**
+ * A list per key (Flink's ListState).
+ *
+ * @example
+ * recent = this.state.list<number>('recent')
+ * onRecord(r) { this.recent.add(r.value.price) }
+ */
+export class ListState<T> extends StateHandle {
+  /** @internal */
+  bind(state: StateAccess): void {
+    this.access = state.keyed(this.name)
+  }
+  get(): readonly T[] {
+    return (this.slot().get() as T[] | undefined) ?? []
+  }
+  add(value: T): void {
+    this.slot().set([...this.get(), value])
+  }
+  update(values: readonly T[]): void {
+    this.slot().set(values.length === 0 ? undefined : [...values])
+  }
+  clear(): void {
+    this.slot().set(undefined)
+  }
+}
+
+/**
+ * One value per actor (per partition), not per key: a source's read position, a sink's
+ * committed file length. Flink calls this operator state.
+ *
+ * @example
+ * position = this.state.actorValue<number>('position')
+ */
+export class ActorValueState<T> extends StateHandle {
+  /** @internal */
+  bind(state: StateAccess): void {
+    this.access = state.actorScoped(this.name)
+  }
+  get(): T | undefined {
+    return this.slot().get() as T | undefined
+  }
+  set(value: T): void {
+    this.slot().set(value)
+  }
+  clear(): void {
+    this.slot().set(undefined)
+  }
+}
+
+const STATE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
+
+/** Declares a processor's state; handles are bound to the actor's store by the runtime. */
+export class StateRegistry {
+  /** @internal */
+  readonly handles: StateHandle[] = []
+  /** @internal Names of keyed states, prefetched for every key of a micro-batch. */
+  readonly keyedNames: string[] = []
+  /** @internal */
+  readonly actorNames: string[] = []
+
+  private declare<H extends StateHandle>(handle: H, keyed: boolean): H {
+    if (!STATE_NAME.test(handle.name)) {
+      throw new WeirError('WEIR_STATE_NAME', `state name '${handle.name}' must match ${STATE_NAME}`, { field: 'state' })
+    }
+    if (this.handles.some((h) => h.name === handle.name)) {
+      throw new WeirError('WEIR_STATE_NAME', `state '${handle.name}' is declared twice`, { field: 'state' })
+    }
+    this.handles.push(handle)
+    ;(keyed ? this.keyedNames : this.actorNames).push(handle.name)
+    return handle
+  }
+
+  value<T>(name: string): ValueState<T> {
+    return this.declare(new ValueState<T>(name), true)
+  }
+  map<V>(name: string): MapState<V> {
+    return this.declare(new MapState<V>(name), true)
+  }
+  list<T>(name: string): ListState<T> {
+    return this.declare(new ListState<T>(name), true)
+  }
+  actorValue<T>(name: string): ActorValueState<T> {
+    return this.declare(new ActorValueState<T>(name), false)
+  }
+
+  /** @internal */
+  bind(access: StateAccess): void {
+    for (const h of this.handles) h.bind(access)
+  }
+}
+
