@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { Coordinator, coordinatedPipeline } from '../coordinator/coordinator.ts'
-import { defaultActorConfig, type ActorConfig, type ActorStats } from '../runtime/actor.ts'
+import { defaultActorConfig, type ActorConfig, type ActorStats } from '../runtime/actor/actor.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { LocalBus } from '../runtime/control/local/local-bus.ts'
 import { Faults } from '../runtime/faults.ts'

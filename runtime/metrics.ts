@@ -11,7 +11,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
-import type { Actor, ActorStats } from './actor.ts'
+import type { Actor, ActorStats } from './actor/actor.ts'
 import { ConfigError } from './errors.ts'
 import type { Pipeline } from './api/pipeline.ts'
 

@@ -25,7 +25,7 @@ import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
 import { isControlRecord } from '../runtime/watermarks.ts'
-import type { ActorConfig } from '../runtime/actor.ts'
+import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
 export { CRASH_POINTS, SimulatedCrash }

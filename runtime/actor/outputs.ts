@@ -1,0 +1,53 @@
+/**
+ * What user code emits, as pipe records: encoded with the output's codec and partitioned
+ * as the stage's output says (by key with Kafka's partitioner after a keyBy, else to the
+ * actor's own partition). Records are held by the current unit and reach the transaction
+ * only when the unit succeeded.
+ */
+import type { Pipeline, StageSpec } from '../api/pipeline.ts'
+import type { EmitOptions } from '../api/processor.ts'
+import { codecFor, type Codec } from '../codec.ts'
+import { WeirError } from '../errors.ts'
+import { partitionForKey } from '../partitioner.ts'
+import type { PipeRecord } from '../pipe/pipe.ts'
+import type { UnitScope } from './scope.ts'
+
+interface Output {
+  topic: string
+  spec: StageSpec
+  codec: Codec<unknown>
+}
+
+export class Outputs {
+  private readonly main: Output
+  private readonly sides = new Map<string, Output>()
+
+  constructor(pipeline: Pipeline, private readonly spec: StageSpec, private readonly partition: number, private readonly actor: string, private readonly scope: UnitScope) {
+    this.main = { topic: pipeline.outputTopic(spec), spec, codec: codecFor(spec.codec) }
+    for (const side of pipeline.sideStagesOf(spec.name)) {
+      this.sides.set(side.sideName!, { topic: pipeline.outputTopic(side), spec: side, codec: codecFor(side.codec) })
+    }
+  }
+
+  /** `ctx.emit`: a record to the stage's output. */
+  emit(key: string | null, value: unknown, options: EmitOptions | undefined): void {
+    this.hold(this.main, key, value, options)
+  }
+
+  /** `ctx.emitTo`: a record to side output `name`. */
+  emitTo(name: string, key: string | null, value: unknown, options: EmitOptions | undefined): void {
+    const side = this.sides.get(name)
+    if (side === undefined) throw new WeirError('WEIR_SIDE_OUTPUT_UNKNOWN', `stage ${this.spec.name} has no side output '${name}' (declare it in the stage's sideOutputs option)`, { stage: this.spec.name, actor: this.actor })
+    this.hold(side, key, value, options)
+  }
+
+  private hold(out: Output, key: string | null, value: unknown, options: EmitOptions | undefined): void {
+    const keyBuf = key === null ? null : Buffer.from(key)
+    const valueBuf = value === undefined ? null : out.codec.encode(value)
+    const n = out.spec.outputPartitions
+    const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
+    const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp: options?.timestamp ?? this.scope.timestamp }
+    if (options?.headers !== undefined) record.headers = options.headers
+    this.scope.emits.push({ topic: out.topic, partition, record })
+  }
+}
