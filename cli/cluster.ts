@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import type { Logger } from 'pino'
 import { hostname } from 'node:os'
 import { startCoordinatorService, type CoordinatorService } from '../coordinator/coordinator-service.ts'
+import { DEFAULT_RELEASE_TIMEOUT_MS } from '../coordinator/coordinator.ts'
 import { ClusterMetadata } from '../coordinator/cluster-metadata.ts'
 import { LeaderLease } from '../coordinator/leader-lease.ts'
 import { startClusterWorker, type ClusterWorker } from '../runner/cluster-worker.ts'
@@ -55,12 +56,12 @@ function refused(err: unknown, command: string): number {
   return 1
 }
 
-/** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N]` */
+/** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N] [--release-timeout-ms N]` */
 export async function coordinatorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let metadata: ClusterMetadata | undefined
   try {
-    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' } }, false)
+    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' } }, false)
     if (values.help) {
       process.stdout.write(COORDINATOR_USAGE)
       return 0
@@ -73,6 +74,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
     const workerTimeoutMs = wholeMs(values['worker-timeout-ms'] as string | undefined, '--worker-timeout-ms', 10_000, 100)
     const settleMs = wholeMs(values['settle-ms'] as string | undefined, '--settle-ms', 3000, 0)
+    const releaseTimeoutMs = wholeMs(values['release-timeout-ms'] as string | undefined, '--release-timeout-ms', DEFAULT_RELEASE_TIMEOUT_MS, 0)
     const leaseTtlMs = wholeMs(values['lease-ttl-ms'] as string | undefined, '--lease-ttl-ms', 5000, 300)
     const name = (values.name as string | undefined) ?? `${hostname()}-${process.pid}`
     const log = logger('weir-coordinator').child({ coordinator: name })
@@ -99,7 +101,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
           if (leading !== term) return
           process.stdout.write(`weir coordinator ${name}: leading cluster ${cluster} (term ${term})${Object.keys(record.pipelines).length > 0 ? `; continuing ${Object.keys(record.pipelines).join(', ')}` : ''}\n`)
           service = startCoordinatorService(busForService, {
-            cluster, log, epochIntervalMs, workerTimeoutMs, settleMs, generationBase: term * 1_000_000,
+            cluster, log, epochIntervalMs, workerTimeoutMs, settleMs, releaseTimeoutMs, generationBase: term * 1_000_000,
             metadata: {
               store, term, restored: record.pipelines,
               onFenced: () => {

@@ -145,6 +145,9 @@ Options:
   --worker-timeout-ms N     A worker silent this long is declared dead (default 10000)
   --settle-ms N             Listen this long for running workers before the first
                             placement of a pipeline (default 3000)
+  --release-timeout-ms N    A planned move (a worker leaves or joins) waits this long
+                            for the old owner to report the actor released after its
+                            final checkpoint, then assigns it anyway (default 10000)
   --lease-ttl-ms N          Leadership lease in NATS KV: several coordinators may run,
                             one leads; a standby takes over this long after the leader
                             died (at once when it stops cleanly) (default 5000)

@@ -36,6 +36,11 @@ export const pipelineMetadata = z.object({
   completedEpoch: z.number().int().nonnegative(),
   /** Actors that reached the end of their input. */
   finished: z.array(z.string()).default([]),
+  /**
+   * Actors in a planned move still waiting for their old owner's release report (their
+   * target is in `assignment`): a successor waits for it too, at most its release timeout.
+   */
+  releasing: z.record(z.object({ from: z.string(), generation: z.number().int().nonnegative() })).default({}),
 })
 export type PipelineMetadata = z.infer<typeof pipelineMetadata>
 

@@ -29,6 +29,8 @@ export interface CoordinatorServiceOptions {
   workerTimeoutMs?: number
   /** Listening time before the first placement of a pipeline, ms. Default 3000. */
   settleMs?: number
+  /** How long a planned move waits for the old owner's release before fencing it, ms. Default 10 000. */
+  releaseTimeoutMs?: number
   /** Passed to each Coordinator: the leader's term × 1e6. */
   generationBase?: number
   /**
@@ -102,6 +104,7 @@ export function startCoordinatorService(bus: ControlBus, options: CoordinatorSer
       epochIntervalMs: options.epochIntervalMs ?? 1000,
       workerTimeoutMs: options.workerTimeoutMs ?? 10_000,
       settleMs: options.settleMs ?? 3000,
+      releaseTimeoutMs: options.releaseTimeoutMs,
       generationBase: options.generationBase,
       log,
       restored,

@@ -5,12 +5,19 @@
  * epochs and moves actors; actors commit on their own (and on a local timer when no epoch
  * comes). It needs only the pipeline's shape, which workers send, so `weir coordinator`
  * never loads a pipeline file.
+ *
+ * A planned move (a worker leaves, or joins and takes a share) releases before it assigns,
+ * as Kafka's consumer protocol waits for a partition's revocation before its new owner gets
+ * it: the actor is first published as releasing from its old owner, which stops it with a
+ * final checkpoint and reports `actorReleased`; only then is it assigned to its new owner,
+ * whose producer therefore fences nothing in flight. A release not heard within
+ * `releaseTimeoutMs` falls back to fencing, and an actor of a worker declared dead moves at once.
  */
 import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
-import { actorFinished, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from '../runtime/control/messages.ts'
+import { actorFinished, actorReleased, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from '../runtime/control/messages.ts'
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 import type { PipelineMetadata } from './cluster-metadata.ts'
@@ -58,10 +65,27 @@ export interface CoordinatorOptions {
   restored?: PipelineMetadata
   /** Called when membership, placement or finished actors change: the leader stores `metadata()`. */
   onChange?: () => void
+  /**
+   * How long an actor in a planned move waits for its old owner's release report before it
+   * is assigned anyway (its new owner's producer then fences the old instance), ms.
+   * Default 10 000.
+   */
+  releaseTimeoutMs?: number
 }
+
+/** Default of `releaseTimeoutMs`. */
+export const DEFAULT_RELEASE_TIMEOUT_MS = 10_000
 
 interface Member {
   lastSeen: number
+}
+
+/** An actor in a planned move, waiting for `from` to report it released. */
+interface Release {
+  from: string
+  /** The generation that first published the release: reports from older ones are stale. */
+  generation: number
+  timer: NodeJS.Timeout | undefined
 }
 
 export class Coordinator {
@@ -84,6 +108,10 @@ export class Coordinator {
   private readonly actorLoad = new Map<string, number>()
   /** Stored members not heard from yet since this coordinator started. */
   private readonly unheard = new Set<string>()
+  /** Actors moving in a planned hand-off, by actor: assigned (in `assignment`) but not published until released. */
+  private readonly releasing = new Map<string, Release>()
+  private republishing: NodeJS.Immediate | undefined
+  private started = false
 
   constructor(private readonly bus: ControlBus, private readonly pipeline: CoordinatedPipeline, private readonly options: CoordinatorOptions) {
     this.actors = pipeline.shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
@@ -102,6 +130,12 @@ export class Coordinator {
       this.unheard.add(w)
     }
     for (const [a, w] of Object.entries(m.assignment)) if (this.actors.includes(a)) this.assignment.set(a, w)
+    for (const [a, r] of Object.entries(m.releasing)) {
+      if (!this.actors.includes(a)) continue
+      // Still waited for (timers start with the coordinator): a leaving worker may still report it.
+      this.releasing.set(a, { from: r.from, generation: r.generation, timer: undefined })
+      if (!this.workers.has(r.from)) this.left.add(r.from)
+    }
     for (const [a, ws] of Object.entries(m.standbys)) if (this.actors.includes(a)) this.standbys.set(a, ws)
     this.clock.restore(m.epoch, m.completedEpoch)
     for (const a of m.finished) this.actorDone(a, false)
@@ -119,6 +153,7 @@ export class Coordinator {
       epoch: this.clock.latest,
       completedEpoch: this.clock.completed,
       finished: [...this.finishedActors],
+      releasing: Object.fromEntries([...this.releasing].map(([a, r]) => [a, { from: r.from, generation: r.generation }])),
     }
   }
 
@@ -150,7 +185,9 @@ export class Coordinator {
         this.left.delete(msg.data.worker)
         if (this.workers.has(msg.data.worker)) {
           this.workers.get(msg.data.worker)!.lastSeen = Date.now()
-          this.publishAssignment()
+          // A generation's content never changes: releases not yet published go out in a new one.
+          if (this.republishing !== undefined) this.publishReleased()
+          else this.publishAssignment()
           return void this.heard(msg.data.worker)
         }
         this.join(msg.data.worker)
@@ -167,6 +204,11 @@ export class Coordinator {
         for (const [a, l] of Object.entries(hb.load ?? {})) if (this.assignment.get(a) === hb.worker || !this.settled) this.actorLoad.set(a, l)
         // Before the first placement, what a worker runs is the truth (stored metadata may be a step behind it).
         if (!this.settled) for (const a of hb.actors) if (this.actors.includes(a)) this.assignment.set(a, hb.worker)
+        // A release report may be lost (core NATS, a leader change): a worker that applied the
+        // releasing generation and no longer lists the actor has stopped it and closed its producer.
+        for (const [a, r] of this.releasing) {
+          if (r.from === hb.worker && hb.generation >= r.generation && !hb.actors.includes(a)) this.released(a, 'its worker no longer runs it')
+        }
         const known = this.workers.get(hb.worker)
         if (known !== undefined) {
           known.lastSeen = Date.now()
@@ -192,7 +234,19 @@ export class Coordinator {
         const msg = actorFinished.safeParse(raw)
         if (msg.success) this.actorDone(msg.data.actor)
       }),
+      this.bus.subscribe(this.subject('actorReleased'), (raw, subject) => {
+        const msg = actorReleased.safeParse(raw)
+        if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed release report dropped')
+        const r = this.releasing.get(msg.data.actor)
+        // From another worker, or from an older release of the same actor: not this one. A worker
+        // that left reports only after its leave (one connection keeps its order): every report of it is final.
+        if (r === undefined || r.from !== msg.data.worker || (msg.data.generation < r.generation && !this.left.has(msg.data.worker))) return
+        const final = msg.data.finalCheckpoint
+        this.released(msg.data.actor, final === undefined ? 'released without a final checkpoint' : `released after its final checkpoint (epoch ${final.epoch})`)
+      }),
     )
+    this.started = true
+    for (const actor of this.releasing.keys()) this.armReleaseTimer(actor)
     this.clock.start()
     const timeout = this.options.workerTimeoutMs ?? Infinity
     if (Number.isFinite(timeout)) {
@@ -257,16 +311,91 @@ export class Coordinator {
     return this.clock.completed
   }
 
-  /** Workers and the actors each runs in the newest generation. */
-  get placement(): { generation: number; workers: string[]; actors: Record<string, string> } {
-    return { generation: this.generation, workers: [...this.workers.keys()], actors: Object.fromEntries(this.assignment) }
+  /**
+   * Workers and where each actor goes in the newest generation (an actor being released
+   * runs nowhere until its old owner, in `releasing`, reports it stopped).
+   */
+  get placement(): { generation: number; workers: string[]; actors: Record<string, string>; releasing: Record<string, string> } {
+    return { generation: this.generation, workers: [...this.workers.keys()], actors: Object.fromEntries(this.assignment), releasing: Object.fromEntries([...this.releasing].map(([a, r]) => [a, r.from])) }
   }
 
   private rebalance(): void {
     if (!this.settled) return
+    clearImmediate(this.republishing)
+    this.republishing = undefined
     const workers = [...this.workers.keys()]
+    const previous = this.assignment
     this.assignment = place(this.actors, workers, this.assignment, this.standbys, this.actorLoad)
     this.standbys = placeStandbys(this.actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
+    this.generation++
+    this.updateReleases(previous)
+    this.publishAssignment()
+    this.options.onChange?.()
+  }
+
+  /**
+   * A worker that can still stop an actor cleanly (a member, or one that announced its
+   * leave) releases it before anyone else gets it. A worker declared dead cannot: its
+   * actors move at once, and their new owners' producers fence whatever it left.
+   */
+  private canRelease(worker: string): boolean {
+    return this.workers.has(worker) || this.left.has(worker)
+  }
+
+  private updateReleases(previous: Assignment): void {
+    for (const actor of this.actors) {
+      const target = this.assignment.get(actor)
+      const pending = this.releasing.get(actor)
+      if (pending !== undefined) {
+        // Back to the worker releasing it (it starts it again), or that worker died: nothing to wait for.
+        if (target === pending.from) this.endRelease(actor)
+        else if (!this.canRelease(pending.from)) {
+          this.log.info({ actor, from: pending.from, to: target }, 'worker releasing an actor is gone: assigning the actor now')
+          this.endRelease(actor)
+        }
+        continue
+      }
+      const from = previous.get(actor)
+      if (from === undefined || from === target || !this.canRelease(from)) continue
+      this.releasing.set(actor, { from, generation: this.generation, timer: undefined })
+      this.armReleaseTimer(actor)
+    }
+  }
+
+  private armReleaseTimer(actor: string): void {
+    const r = this.releasing.get(actor)
+    if (r === undefined || !this.started || r.timer !== undefined) return
+    const timeoutMs = this.options.releaseTimeoutMs ?? DEFAULT_RELEASE_TIMEOUT_MS
+    r.timer = setTimeout(() => {
+      r.timer = undefined
+      this.log.warn({ actor, from: r.from, to: this.assignment.get(actor), timeoutMs }, 'actor not released in time: assigning it anyway (its new owner fences the old instance)')
+      this.released(actor, 'release timed out')
+    }, timeoutMs)
+    r.timer.unref()
+  }
+
+  private endRelease(actor: string): void {
+    const r = this.releasing.get(actor)
+    if (r === undefined) return
+    clearTimeout(r.timer)
+    this.releasing.delete(actor)
+  }
+
+  /** The old owner let the actor go (or will not): its new owner gets it in the next generation. */
+  private released(actor: string, why: string): void {
+    const r = this.releasing.get(actor)
+    if (r === undefined) return
+    this.endRelease(actor)
+    this.log.info({ actor, from: r.from, to: this.assignment.get(actor), why }, 'actor released: assigning it to its new owner')
+    // Reports of one hand-off arrive in bursts: one new generation for the ones heard together.
+    this.republishing ??= setImmediate(() => this.publishReleased())
+  }
+
+  /** Publishes the actors released since the last generation, in a new one. */
+  private publishReleased(): void {
+    clearImmediate(this.republishing)
+    this.republishing = undefined
+    if (!this.settled) return
     this.generation++
     this.publishAssignment()
     this.options.onChange?.()
@@ -274,8 +403,16 @@ export class Coordinator {
 
   private publishAssignment(): void {
     if (!this.settled) return
-    const msg: AssignmentMessage = { v: 1, generation: this.generation, actors: Object.fromEntries(this.assignment) }
+    const actors: Record<string, string> = {}
+    for (const [a, w] of this.assignment) if (!this.releasing.has(a)) actors[a] = w
+    const msg: AssignmentMessage = { v: 1, generation: this.generation, actors }
     if (this.standbys.size > 0) msg.standbys = Object.fromEntries(this.standbys)
+    if (this.releasing.size > 0) {
+      msg.releasing = Object.fromEntries([...this.releasing].map(([a, r]) => {
+        const to = this.assignment.get(a)
+        return [a, to === undefined ? { from: r.from } : { from: r.from, to }]
+      }))
+    }
     this.bus.publish(this.subject('assignment'), msg)
   }
 
@@ -302,6 +439,8 @@ export class Coordinator {
     this.clock.stop()
     clearInterval(this.livenessTimer)
     clearTimeout(this.settleTimer)
+    clearImmediate(this.republishing)
+    for (const r of this.releasing.values()) clearTimeout(r.timer)
     for (const s of this.subs) s.unsubscribe()
   }
 }

@@ -104,9 +104,11 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
       }
       ending = true
       worker.announceLeave()
-      // The coordinator moves our actors: each stops (final checkpoint) when the new assignment comes.
+      // The coordinator releases our actors: each stops (final checkpoint, producer closed) when
+      // the releasing assignment comes and is reported released; only then does another worker open it.
       const deadline = Date.now() + handoffMs
-      while (worker.actorIds.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+      // Finished actors too: each is released to its new owner like a running one.
+      while (worker.actorList.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
       await worker.stop()
       settle.resolve('stopped')
       await done
@@ -126,7 +128,7 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
       bus.subscribe(subjects.assignment(cluster, pipeline.name), (raw) => {
         // Accepted once an assignment counts this worker in (others' assignments say nothing about it).
         const msg = assignmentMessage.safeParse(raw)
-        if (msg.success && Object.values(msg.data.actors).includes(worker)) finish(() => resolve('accepted'))
+        if (msg.success && (Object.values(msg.data.actors).includes(worker) || Object.values(msg.data.releasing ?? {}).some((r) => r.to === worker))) finish(() => resolve('accepted'))
       }),
       bus.subscribe(subjects.workerRefused(cluster, pipeline.name), (raw) => {
         const msg = workerRefused.safeParse(raw)

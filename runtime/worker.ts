@@ -4,7 +4,7 @@
  * actors back over the control bus.
  */
 import type { Logger } from 'pino'
-import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type AssignmentMessage, type WorkerHeartbeat } from './control/messages.ts'
+import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type ActorReleased, type AssignmentMessage, type WorkerHeartbeat } from './control/messages.ts'
 import { Actor, type ActorConfig } from './actor/actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError, WeirError } from './errors.ts'
@@ -219,9 +219,12 @@ export class Worker {
     this.assigned = mine
     const standby = new Set(Object.entries(msg.standbys ?? {}).filter(([, ws]) => ws.includes(this.options.id)).map(([a]) => a))
     const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
+    // Asked to release an actor it does not run (never started, or waiting out a restart): nothing to stop.
+    for (const [a, r] of Object.entries(msg.releasing ?? {})) if (r.from === this.options.id && !this.actors.has(a)) this.reportReleased(a, msg.generation, undefined)
     // A replica of an actor that becomes active here stops first: the actor opens the store it kept warm.
     await Promise.all([...this.replicas.keys()].filter((a) => !standby.has(a) || mine.has(a)).map((a) => this.stopReplica(a)))
-    await Promise.all(leaving.map((a) => this.stopActor(a)))
+    // Each one is reported as soon as it stopped, so its new owner can start it while the others still stop.
+    await Promise.all(leaving.map(async (a) => this.reportReleased(a, msg.generation, await this.stopActor(a))))
     for (const a of standby) if (!mine.has(a) && !this.actors.has(a) && !this.replicas.has(a) && !this.stopped) this.startReplica(a)
     // Actors restore in parallel: on Kafka each one waits for its producer's InitProducerId and its readers' group joins.
     await Promise.all([...mine].filter((id) => !this.actors.has(id)).map((id) => (this.stopped || this.leaving ? undefined : this.startActor(id))))
@@ -271,6 +274,7 @@ export class Worker {
     // Stopped, or moved away while restoring (this worker was paused): the stop path releases
     // the actor, and its processor is never opened (a sink's open may touch external state).
     if (this.stopped || !this.assigned.has(id) || this.leaving) return
+    this.log.info({ actor: id, positions: actor.inputPositions, replayed: actor.stats.replayedChangelogRecords, restoreMs: Math.round(actor.stats.restoreMs) }, 'actor restored: starting from its last checkpoint')
     this.maybeUpstreamFinished(actor)
     entry.started = true
     entry.running = actor.run().then(
@@ -313,14 +317,29 @@ export class Worker {
     return true
   }
 
-  private async stopActor(id: string): Promise<void> {
+  /** Stops an actor with a final checkpoint; resolves once its producer and store are closed. */
+  private async stopActor(id: string): Promise<Actor | undefined> {
     const entry = this.actors.get(id)
-    if (entry === undefined) return
+    if (entry === undefined) return undefined
     await entry.restoring.catch(() => undefined)
     entry.actor.requestStop()
     await entry.running
     if (!entry.started) await entry.actor.release()
     if (this.actors.get(id) === entry) this.actors.delete(id)
+    return entry.actor
+  }
+
+  /**
+   * Tells the coordinator this worker let an actor go: it is stopped, its producer and store
+   * closed. A clean stop (its final checkpoint committed) carries that checkpoint's epoch and
+   * input positions, where the next owner starts.
+   */
+  private reportReleased(id: string, generation: number, actor: Actor | undefined): void {
+    const clean = actor !== undefined && (actor.lifecycle === 'closed' || actor.lifecycle === 'finished')
+    const msg: ActorReleased = { v: 1, actor: id, worker: this.options.id, generation }
+    if (clean) msg.finalCheckpoint = { epoch: actor.stats.lastEpoch, positions: actor.inputPositions }
+    this.log.info({ actor: id, generation, lifecycle: actor?.lifecycle, ...msg.finalCheckpoint }, clean ? 'actor released after its final checkpoint' : 'actor released')
+    this.bus.publish(this.subject('actorReleased'), msg)
   }
 
   /** Graceful stop: every actor takes a final checkpoint. */
@@ -331,7 +350,11 @@ export class Worker {
     for (const s of this.subs) s.unsubscribe()
     const actors = this.actorList
     await Promise.all([...this.replicas.keys()].map((a) => this.stopReplica(a)))
-    await Promise.all([...this.actors.keys()].map((a) => this.stopActor(a)))
+    // A leaving worker whose hand-off ran out of time still says what it let go, so nobody waits out a release timeout.
+    await Promise.all([...this.actors.keys()].map(async (a) => {
+      const stopped = await this.stopActor(a)
+      if (this.leaving) this.reportReleased(a, Math.max(0, this.generation), stopped)
+    }))
     // The final figures, after the last checkpoints: the monitor sees where each actor stopped.
     for (const a of actors) this.progress.publishNow(a)
     this.progress.stop()

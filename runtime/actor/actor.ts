@@ -213,6 +213,11 @@ export class Actor {
     return this.spec.kind === 'source'
   }
 
+  /** Where its input readers stand; after a clean stop, the positions its final checkpoint committed. */
+  get inputPositions(): PartitionOffset[] {
+    return this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position }))
+  }
+
   /** The actor's current watermark, as `ctx.watermark` shows it. */
   get watermark(): number {
     return this.marks?.watermark ?? -Infinity

@@ -34,6 +34,7 @@ export const subjects = {
   epochAck: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.epoch-ack`,
   assignment: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.assignment`,
   actorFinished: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.actor-finished`,
+  actorReleased: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.actor-released`,
   stageFinished: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.stage-finished`,
   workerHello: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-hello`,
   workerHeartbeat: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-heartbeat`,

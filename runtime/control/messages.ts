@@ -69,13 +69,22 @@ export const workerRefused = z.object({
 })
 export type WorkerRefused = z.infer<typeof workerRefused>
 
+/** A pipe position: the next offset to read of a topic partition. */
+const position = z.object({ topic: z.string(), partition: z.number().int().nonnegative(), offset: z.number().int().nonnegative() })
+
 export const assignmentMessage = z.object({
   v: z.literal(1),
   generation: z.number().int().nonnegative(),
-  /** actor id → worker id */
+  /** actor id → worker id. Actors being released (below) are in neither. */
   actors: z.record(z.string()),
   /** actor id → workers that keep a standby replica of its state */
   standbys: z.record(z.array(z.string())).optional(),
+  /**
+   * Actors moving in a planned hand-off: `from` stops the actor (final checkpoint, producer
+   * closed) and reports `actorReleased`; only then is it assigned to `to` (absent while no
+   * worker can take it). Nobody runs it meanwhile.
+   */
+  releasing: z.record(z.object({ from: z.string(), to: z.string().optional() })).optional(),
 })
 export type AssignmentMessage = z.infer<typeof assignmentMessage>
 
@@ -98,3 +107,23 @@ export const actorFinished = z.object({
   actor: z.string(),
   worker: z.string(),
 })
+
+/**
+ * A worker no longer runs an actor it was asked to give up: its instance stopped and its
+ * producer and state store are closed. `finalCheckpoint` is present when that stop took a
+ * final checkpoint and it committed: the next owner starts exactly there.
+ */
+export const actorReleased = z.object({
+  v: z.literal(1),
+  actor: z.string(),
+  worker: z.string(),
+  /** The assignment generation the worker applied when it stopped the actor. */
+  generation: z.number().int().nonnegative(),
+  finalCheckpoint: z.object({
+    /** Epoch of the final checkpoint. */
+    epoch: z.number().int().nonnegative(),
+    /** Input positions it committed (none for a source). */
+    positions: z.array(position),
+  }).optional(),
+})
+export type ActorReleased = z.infer<typeof actorReleased>

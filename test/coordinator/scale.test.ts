@@ -9,7 +9,9 @@
  * and progress event of the pipeline:
  * - generations strictly increase (a repeated generation is only a re-publish, identical);
  * - every generation maps every actor (all stages × partitions) to one worker that is alive
- *   then (hello heard, no leave heard, process not exited), balanced (max − min ≤ 1);
+ *   then (hello heard, no leave heard, process not exited), balanced (max − min ≤ 1); an
+ *   actor in a planned move is listed as releasing from its old owner to its new one, and
+ *   counts for the new one;
  * - the workers of successive generations are {a}, {a,b}, {a,b,c}, {a,c}, {a};
  * - no actor is reported running/committing by two workers at overlapping times beyond a
  *   short hand-off window (progress events come about once a second per actor).
@@ -134,18 +136,25 @@ describe.skipIf(!kafka.available || !nats.available)('scaling a cluster during a
         const m = assignmentMessage.safeParse(raw)
         if (!m.success) return void problems.push(`malformed assignment: ${JSON.stringify(raw)}`)
         const g = m.data
+        // Where every actor goes: an actor being released counts for its new owner.
+        const target: Record<string, string> = { ...g.actors }
+        for (const [actor, r] of Object.entries(g.releasing ?? {})) {
+          if (g.actors[actor] !== undefined) problems.push(`generation ${g.generation} assigns ${actor} to ${g.actors[actor]} while ${r.from} releases it`)
+          if (r.to !== undefined) target[actor] = r.to
+        }
         const last = generations.at(-1)
         if (last !== undefined && g.generation === last.generation) {
           // A worker repeating its hello gets the current generation again: it must be the same.
-          if (JSON.stringify(g.actors) !== JSON.stringify(last.actors)) problems.push(`generation ${g.generation} published twice with different actors`)
+          if (JSON.stringify(target) !== JSON.stringify(last.actors)) problems.push(`generation ${g.generation} published twice with different actors`)
           return
         }
         if (last !== undefined && g.generation < last.generation) problems.push(`generation ${g.generation} after ${last.generation}`)
-        generations.push({ generation: g.generation, at, actors: g.actors })
+        generations.push({ generation: g.generation, at, actors: target })
         const perWorker = new Map<string, number>()
-        for (const w of Object.values(g.actors)) perWorker.set(w, (perWorker.get(w) ?? 0) + 1)
-        note(`generation ${g.generation}: ${[...perWorker].sort().map(([w, n]) => `${w}×${n}`).join(' ')}`)
-        const mapped = Object.keys(g.actors).sort()
+        for (const w of Object.values(target)) perWorker.set(w, (perWorker.get(w) ?? 0) + 1)
+        const releasing = Object.keys(g.releasing ?? {}).length
+        note(`generation ${g.generation}: ${[...perWorker].sort().map(([w, n]) => `${w}×${n}`).join(' ')}${releasing > 0 ? ` (${releasing} releasing)` : ''}`)
+        const mapped = Object.keys(target).sort()
         if (JSON.stringify(mapped) !== JSON.stringify(allActors)) problems.push(`generation ${g.generation} maps ${mapped.join(',')}, expected every actor ${allActors.join(',')}`)
         for (const w of perWorker.keys()) {
           const why = aliveAt(w, at)
@@ -200,17 +209,19 @@ describe.skipIf(!kafka.available || !nats.available)('scaling a cluster during a
     const at = (ms: number): Promise<void> => sleep(Math.max(0, begin + ms - Date.now()))
     // A worker is stopped only once it runs actors (on a loaded machine a worker takes 2–5 s
     // to load and join): a SIGTERM before that is not a hand-off.
-    const holdsActors = async (id: string): Promise<void> => {
-      for (let i = 0; i < 300 && !Object.values(generations.at(-1)?.actors ?? {}).includes(id); i++) await sleep(100)
+    // The scale-up is complete (all three hold actors) before the scale-down starts.
+    const holdActors = async (ids: string[]): Promise<void> => {
+      for (let i = 0; i < 300 && !ids.every((id) => Object.values(generations.at(-1)?.actors ?? {}).includes(id)); i++) await sleep(100)
       await sleep(1000)
     }
+    const holdsActors = (id: string): Promise<void> => holdActors([id])
     const a = worker('a')
     await at(3000)
     const b = worker('b')
     await at(5000)
     const c = worker('c')
     await at(8000)
-    await holdsActors('b')
+    await holdActors(['b', 'c'])
     note('SIGTERM b')
     b.kill('SIGTERM')
     await at(10_000)
