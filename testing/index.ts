@@ -171,14 +171,17 @@ export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string
   return readTopic<T>(dataDir, pipeline.outputTopic(spec), codecFor(spec.codec))
 }
 
-/** A stage's dead-letter records (error, origin, attempts, original key and value bytes). */
+/** A stage's dead-letter records (error, origin or timer, attempts, original key and value bytes). */
 export function readDeadLetters(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<DeadLetter>>> {
   return readTopic<DeadLetter>(dataDir, naming.deadLetter(pipeline.name, stage), stateCodec)
 }
 
 export interface DeadLetter {
   error: { code: string; message: string; cause?: { name: string; message: string; stack?: string } }
-  origin: { topic: string; partition: number; offset: number; timestamp: number }
+  /** Where the failing record was read; absent for a failing timer (see `timer`). */
+  origin?: { topic: string; partition: number; offset: number; timestamp: number }
+  /** The timer whose `onTimer` failed (its key is also in `key`; `value` is null). */
+  timer?: { key: string | null; time: number; domain: 'processing-time' | 'event-time' }
   stage: string
   actor: string
   attempts: number

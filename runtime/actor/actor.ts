@@ -703,20 +703,54 @@ export class Actor {
     }
   }
 
+  /** Fires timers; a throwing `onTimer` is rolled back and follows the stage's `onError` policy, as a record does. */
   private async runTimers(due: TimerEntry[], domain: Timer['domain']): Promise<void> {
     await prefetch(this.store, this.cache, this.processor.state.keyedNames, due.map((t) => t.key))
+    const policy = this.spec.onError
+    const retries = policy.kind === 'retry' ? policy.attempts : 0
     for (const t of due) {
       const timer: Timer = { key: t.key, time: t.time, domain }
-      this.beginUnit(t.key, t.time)
-      try {
-        const r = this.processor.onTimer?.(timer, this.ctx)
-        if (r instanceof Promise) await r
-        this.unitSucceeded()
-      } catch (cause) {
-        this.failUnit()
-        throw new ActorFailedError(this.id, cause, { stage: this.spec.name, partition: this.partition, timer: t.time, domain })
+      for (let attempt = 0; ; attempt++) {
+        this.beginUnit(t.key, t.time)
+        try {
+          const r = this.processor.onTimer?.(timer, this.ctx)
+          if (r instanceof Promise) await r
+          this.unitSucceeded()
+          break
+        } catch (cause) {
+          this.failUnit()
+          if (attempt < retries) {
+            await sleep(backoff(policy, attempt))
+            continue
+          }
+          this.timerFailed(timer, cause, attempt + 1)
+          break
+        }
       }
     }
+  }
+
+  /** A timer failed for good: fail-stop stops the actor; else a dead letter carries the timer (key, time, domain), there being no record. */
+  private timerFailed(timer: Timer, cause: unknown, attempts: number): void {
+    const context = { stage: this.spec.name, partition: this.partition, actor: this.id, timer: timer.time, domain: timer.domain }
+    const err = new ProcessingError(`${this.spec.name} failed in onTimer (${timer.domain} timer at ${timer.time}): ${(cause as Error)?.message ?? String(cause)}`, context, cause)
+    const policy = this.spec.onError
+    if ((policy.kind === 'retry' ? policy.then : policy.kind) === 'fail-stop') throw new ActorFailedError(this.id, err, context)
+    const described = describeError(err)
+    const why = describeError(cause)
+    const body = {
+      error: { code: described.code, message: described.message, cause: { name: why.name, message: why.message, stack: why.stack } },
+      timer,
+      stage: this.spec.name,
+      actor: this.id,
+      attempts,
+      key: timer.key === null ? null : Buffer.from(timer.key),
+      value: null,
+      failedAt: Date.now(),
+    }
+    this.checkpoints.send(this.dlqTopic, this.partition, { key: body.key, value: stateCodec.encode(body), timestamp: timer.time })
+    this.stats.deadLettered++
+    this.log.warn({ timer: timer.time, domain: timer.domain, key: timer.key, attempts, err: described.message }, 'timer sent to dead-letter topic')
   }
 
   /**

@@ -71,10 +71,10 @@ describe('dead-letter topic', () => {
 
     const index = await indexByOffset(p, d)
     const decodeFailures = dead.filter((r) => r.value.error.code === 'WEIR_DECODE_FAILED')
-    expect(decodeFailures.map((r) => index.get(r.value.origin.offset)).sort((a, b) => a! - b!)).toEqual(garbage)
+    expect(decodeFailures.map((r) => index.get(r.value.origin!.offset)).sort((a, b) => a! - b!)).toEqual(garbage)
     expect(decodeFailures[0]!.value.value!.toString()).toBe('{"unterminated')
     const processingFailures = dead.filter((r) => r.value.error.code === 'WEIR_PROCESSING_FAILED')
-    expect(processingFailures.map((r) => index.get(r.value.origin.offset)).sort((a, b) => a! - b!)).toEqual(poison)
+    expect(processingFailures.map((r) => index.get(r.value.origin!.offset)).sort((a, b) => a! - b!)).toEqual(poison)
     const first = processingFailures[0]!.value
     expect(first).toMatchObject({ stage: 'tally', actor: 'tally/0', attempts: 1, origin: { topic: 'weir.dlq.in', partition: 0 } })
     expect(first.error.cause?.message).toMatch(/cannot handle poison-/)
