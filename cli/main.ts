@@ -5,6 +5,7 @@
  * Exit codes: 0 success, 1 the run failed, 2 usage error or refused input, 3 `weir status`
  * heard no worker, 130 interrupted.
  */
+import { actorCommand } from './actor.ts'
 import { coordinatorCommand, workerCommand } from './cluster.ts'
 import { monitorCommand } from './monitor.ts'
 import { runCommand } from './run.ts'
@@ -24,6 +25,8 @@ export async function main(argv: string[]): Promise<number> {
       return workerCommand(rest)
     case 'status':
       return statusCommand(rest)
+    case 'actor':
+      return actorCommand(rest)
     case 'help':
     case '--help':
     case '-h':

@@ -310,6 +310,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       stats,
       lastEpoch: lastEpoch(run.completedEpoch(), stats),
       dataDir,
+      failedActor: run.failedActor,
     }),
   )
   if (failure !== undefined) {

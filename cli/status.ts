@@ -79,6 +79,8 @@ export interface StatusActor {
   /** null: never committed. */
   lastCommitAgoMs: number | null
   lastHeardAgoMs: number
+  /** The actor failed for good (lifecycle 'failed'): its error, where it failed, and whether it is quarantined. */
+  failure: { code: string; message: string; quarantined: boolean; failedOn: string[] } | null
 }
 
 export interface StatusPipeline {
@@ -247,6 +249,7 @@ function actorReport(a: ActorEntry, workerHeard: boolean, now: number): StatusAc
     lastCommitAt: e.lastCommitAt,
     lastCommitAgoMs: e.lastCommitAt === null ? null : Math.max(0, Math.round(now - e.lastCommitAt)),
     lastHeardAgoMs: Math.round(now - a.seenAt),
+    failure: e.failure === undefined ? null : { code: e.failure.code, message: e.failure.message, quarantined: e.failure.quarantined, failedOn: e.failure.failedOn },
   }
 }
 
@@ -269,7 +272,8 @@ const ACTOR_HEADER = ['ACTOR', 'STAGE', 'PARTITION', 'LIFECYCLE', 'LAG', 'LAST E
 const ACTOR_NUMBERS = new Set([2, 4, 5, 6, 7, 8, 9])
 
 function actorRow(a: StatusActor): string[] {
-  const lifecycle = a.state === 'missing' ? `${a.lifecycle} (silent ${formatSeconds(a.lastHeardAgoMs)})` : a.lifecycle
+  const base = a.failure?.quarantined === true ? 'failed, quarantined' : a.lifecycle
+  const lifecycle = a.state === 'missing' ? `${base} (silent ${formatSeconds(a.lastHeardAgoMs)})` : base
   const wm = a.ended ? 'ended' : age(a.watermarkLagMs)
   return [a.actor, a.stage, String(a.partition), lifecycle, formatCount(a.lag), String(a.lastEpoch), wm, formatCount(a.recordsIn), formatCount(a.recordsOut), a.lastCommitAgoMs === null ? 'never' : `${formatSeconds(a.lastCommitAgoMs)} ago`]
 }
@@ -292,6 +296,11 @@ function formatPipeline(p: StatusPipeline): string[] {
     if (g.actors.length > 0) lines.push(...table(ACTOR_HEADER, g.actors.map(actorRow), ACTOR_NUMBERS, '    '))
     else lines.push('    no actor progress heard')
     if (g.notHeard.length > 0) lines.push(`    runs but sent no progress: ${g.notHeard.join(', ')}`)
+    for (const a of g.actors.filter((x) => x.failure !== null)) {
+      const f = a.failure!
+      const what = f.quarantined ? `quarantined after failing on ${f.failedOn.join(' and ')}; clear it with 'weir actor clear ${p.pipeline} ${a.actor}'` : 'being moved to another worker'
+      lines.push(`    ${a.actor} failed [${f.code}]: ${f.message} (${what})`)
+    }
     const standbys = p.workers.find((w) => `worker ${w.worker}` === g.title)?.standbys ?? []
     if (standbys.length > 0) lines.push(`    standbys (changelog records behind): ${standbys.map((r) => `${r.actor} ${r.lag === null ? '?' : formatCount(r.lag)}`).join(', ')}`)
   }

@@ -11,6 +11,8 @@ export interface SummaryInput {
   stats: Record<string, ActorStats>
   lastEpoch: number
   dataDir: string
+  /** The run failed because this actor failed for good (the others took a final checkpoint). */
+  failedActor?: string
 }
 
 function table(rows: string[][]): string[] {
@@ -22,7 +24,10 @@ function table(rows: string[][]): string[] {
 export function formatSummary(s: SummaryInput): string {
   const totals = stageTotals(s.pipeline, s.stats)
   const lines: string[] = []
-  const note = s.outcome === 'stopped' ? ' (final checkpoint taken; run again to resume)' : s.outcome === 'failed' ? ' (nothing after the last checkpoint was committed)' : ''
+  const failedNote = s.failedActor === undefined
+    ? ' (nothing after the last checkpoint was committed)'
+    : ` (actor ${s.failedActor} failed for good and committed nothing after its last checkpoint; the others took a final checkpoint; run again to resume)`
+  const note = s.outcome === 'stopped' ? ' (final checkpoint taken; run again to resume)' : s.outcome === 'failed' ? failedNote : ''
   lines.push(`pipeline:   ${s.pipeline.name}`)
   lines.push(`outcome:    ${s.outcome}${note}`)
   lines.push(`elapsed:    ${formatDuration(s.elapsedMs)}`)

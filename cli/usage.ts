@@ -8,12 +8,14 @@ Commands:
   worker <pipeline.ts>  Run the actors a coordinator assigns, on Kafka and NATS
   monitor             Watch pipeline timeliness on the control bus (dashboard, API, metrics)
   status              List the workers and actors heard on the control bus, then exit
+  actor clear <pipeline> <actor>
+                      Lift an actor's quarantine (it failed for good on two workers)
   help [command]      Show this help, or the help of one command
 
 Options:
   -h, --help          Show this help
 
-Run 'weir help <command>' (run, coordinator, worker, monitor, status) for the options of a command.
+Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor) for the options of a command.
 `
 
 export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
@@ -54,6 +56,10 @@ Environment:
   WEIR_MONITOR_TOKEN   Bearer token the --monitor endpoints require
   WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>
 
+An actor that fails for good (its stage's onError policy says fail-stop, or open or
+onCheckpoint throws) ends the run after the other actors took a final checkpoint: exit 1
+with the error naming the actor; running again resumes every actor from its checkpoint.
+
 Exit codes: 0 finished or stopped, 1 the run failed, 2 refused (bad input, nothing touched),
 130 interrupted twice.
 `
@@ -80,7 +86,8 @@ Options:
   -h, --help           Show this help
 
 Endpoints: / (dashboard), /api/status, /api/actors, /api/history?pipeline=&output=,
-/metrics (Prometheus). SLO alerts go to weir.<cluster>.<pipeline>.alerts.
+/metrics (Prometheus). SLO alerts, and an alert when an actor fails for good or runs
+again, go to weir.<cluster>.<pipeline>.alerts.
 
 Environment:
   WEIR_MONITOR_TOKEN   The token, when no --token-file is given
@@ -119,7 +126,8 @@ JSON (version 1; fields are only added within a version; ages are ms before "at"
         "state": "ok"|"missing", "lifecycle", "lag", "lastEpoch", "watermark": ms|null,
         "watermarkLagMs": ms|null, "idle", "ended", "recordsIn", "recordsOut", "errors",
         "deadLettered", "lastCommitAt": ms|null, "lastCommitAgoMs": ms|null,
-        "lastHeardAgoMs" }] }] }
+        "lastHeardAgoMs", "failure": null | { "code", "message", "quarantined": bool,
+        "failedOn": [workers] } }] }] }
   Actors are ordered by stage (sources first), then partition. docs/monitoring.md
   describes the messages the figures come from.
 
@@ -129,6 +137,25 @@ Environment:
 
 Exit codes: 0 printed, 1 failed (bus unreachable), 2 refused (bad option, nothing
 connected), 3 no weir worker heard within --wait-ms (nothing printed on stdout).
+`
+
+export const ACTOR_USAGE = `Usage: weir actor clear <pipeline> <actor> --bus nats://host:port [options]
+
+An actor that fails for good (its processor throws past its stage's onError policy, or in
+open or onCheckpoint) stops alone; the coordinator moves it to another worker, and after
+it failed on two workers (or on every worker there is) quarantines it: it runs nowhere,
+and 'weir status' and the monitor show it failed. Once the cause is fixed (new code, a
+bad input skipped), 'weir actor clear' asks the leading coordinator to forget its failures
+and place it again; it resumes from its last checkpoint. See docs/operations.md.
+
+Options:
+  --bus URL            nats://host:port of the control bus (or WEIR_BUS)
+  --cluster NAME       The cluster (default 'default')
+  --wait-ms N          How long to wait for the coordinator's answer (default 10000)
+  -h, --help           Show this help
+
+Exit codes: 0 cleared (or it had no failure to clear), 1 no coordinator answered (or the
+bus failed), 2 refused (bad option, no such actor).
 `
 
 export const COORDINATOR_USAGE = `Usage: weir coordinator --bus nats://host:port [options]
@@ -177,7 +204,7 @@ Options:
   -h, --help                Show this help
 `
 
-const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, help: MAIN_USAGE }
+const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, help: MAIN_USAGE }
 
 /** `weir help [command]`. */
 export function helpCommand(argv: string[]): number {

@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import { z } from 'zod'
 import { ConfigError, WeirError } from '../runtime/errors.ts'
 import { createLogger } from '../runtime/log.ts'
-import { pipelineShape } from '../runtime/control/messages.ts'
+import { actorFailure, pipelineShape } from '../runtime/control/messages.ts'
 import { isCasConflict, kvError, LeaderFencedError, openClusterBucket, parseLease, type ClusterBucket, type KvTarget } from './leader-lease.ts'
 
 /** What a leader keeps of one pipeline, so its successor continues from there. */
@@ -41,6 +41,11 @@ export const pipelineMetadata = z.object({
    * target is in `assignment`): a successor waits for it too, at most its release timeout.
    */
   releasing: z.record(z.object({ from: z.string(), generation: z.number().int().nonnegative() })).default({}),
+  /**
+   * Actors that failed for good, with the workers they failed on: a successor keeps not
+   * placing them there, and keeps the quarantined ones unassigned until cleared.
+   */
+  failures: z.record(actorFailure.extend({ quarantined: z.boolean() })).default({}),
 })
 export type PipelineMetadata = z.infer<typeof pipelineMetadata>
 

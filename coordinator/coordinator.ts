@@ -12,12 +12,18 @@
  * final checkpoint and reports `actorReleased`; only then is it assigned to its new owner,
  * whose producer therefore fences nothing in flight. A release not heard within
  * `releaseTimeoutMs` falls back to fencing, and an actor of a worker declared dead moves at once.
+ *
+ * An actor that fails for good on a worker (`actorFailed`: its instance stopped alone, the
+ * worker runs on) moves to a worker it has not failed on; after failing on two workers, or
+ * on every worker there is, it is quarantined: assigned to nobody, kept in the metadata and
+ * published with the assignment, until an operator clears it (`actorClear`). A bad actor
+ * thus costs its own partition, never the workers that try it.
  */
 import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
-import { actorFinished, actorReleased, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from '../runtime/control/messages.ts'
+import { actorClear, actorFailed, actorFinished, actorReleased, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type ActorClear, type ActorClearAnswer, type ActorFailed, type ActorFailure, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from '../runtime/control/messages.ts'
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 import type { PipelineMetadata } from './cluster-metadata.ts'
@@ -76,6 +82,9 @@ export interface CoordinatorOptions {
 /** Default of `releaseTimeoutMs`. */
 export const DEFAULT_RELEASE_TIMEOUT_MS = 10_000
 
+/** An actor that failed for good on this many different workers is quarantined. */
+export const QUARANTINE_AFTER_WORKERS = 2
+
 interface Member {
   lastSeen: number
 }
@@ -112,6 +121,8 @@ export class Coordinator {
   private readonly releasing = new Map<string, Release>()
   private republishing: NodeJS.Immediate | undefined
   private started = false
+  /** Actors that failed for good: where, the last error, and whether they are quarantined. */
+  private readonly failures = new Map<string, { failure: ActorFailure; quarantined: boolean }>()
 
   constructor(private readonly bus: ControlBus, private readonly pipeline: CoordinatedPipeline, private readonly options: CoordinatorOptions) {
     this.actors = pipeline.shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
@@ -139,6 +150,11 @@ export class Coordinator {
     for (const [a, ws] of Object.entries(m.standbys)) if (this.actors.includes(a)) this.standbys.set(a, ws)
     this.clock.restore(m.epoch, m.completedEpoch)
     for (const a of m.finished) this.actorDone(a, false)
+    for (const [a, { quarantined, ...failure }] of Object.entries(m.failures)) {
+      if (!this.actors.includes(a)) continue
+      this.failures.set(a, { failure, quarantined })
+      if (quarantined) this.quarantine(a)
+    }
   }
 
   /** What a successor needs to continue: stored in NATS KV by the leader. */
@@ -154,6 +170,7 @@ export class Coordinator {
       completedEpoch: this.clock.completed,
       finished: [...this.finishedActors],
       releasing: Object.fromEntries([...this.releasing].map(([a, r]) => [a, { from: r.from, generation: r.generation }])),
+      failures: Object.fromEntries([...this.failures].map(([a, f]) => [a, { ...f.failure, quarantined: f.quarantined }])),
     }
   }
 
@@ -244,6 +261,16 @@ export class Coordinator {
         const final = msg.data.finalCheckpoint
         this.released(msg.data.actor, final === undefined ? 'released without a final checkpoint' : `released after its final checkpoint (epoch ${final.epoch})`)
       }),
+      this.bus.subscribe(this.subject('actorFailed'), (raw, subject) => {
+        const msg = actorFailed.safeParse(raw)
+        if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed actor failure report dropped')
+        this.failedOn(msg.data)
+      }),
+      this.bus.subscribe(this.subject('actorClear'), (raw, subject) => {
+        const msg = actorClear.safeParse(raw)
+        if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed clear request dropped')
+        this.clear(msg.data)
+      }),
     )
     this.started = true
     for (const actor of this.releasing.keys()) this.armReleaseTimer(actor)
@@ -306,6 +333,68 @@ export class Coordinator {
     this.rebalance()
   }
 
+  /**
+   * An actor failed for good on `report.worker`. Its instance is stopped and closed there, so
+   * it moves at once (nothing to release) to a worker it has not failed on; after failing on
+   * QUARANTINE_AFTER_WORKERS workers, or with no other worker to try, it is quarantined.
+   */
+  private failedOn(report: ActorFailed): void {
+    const { actor, worker } = report
+    if (!this.actors.includes(actor) || this.failures.get(actor)?.quarantined === true) return
+    // Only the instance this coordinator gave the actor to counts: a zombie (a worker paused
+    // past its timeout, the actor moved meanwhile) failing on its way out is not the actor's fault.
+    if (this.assignment.get(actor) !== worker && this.releasing.get(actor)?.from !== worker) {
+      this.log.info({ actor, worker, runsOn: this.assignment.get(actor), err: report.error }, 'failure of an actor instance that no longer runs there: not counted')
+      return
+    }
+    const before = this.failures.get(actor)?.failure.workers ?? []
+    const workers = before.includes(worker) ? before : [...before, worker]
+    const untried = [...this.workers.keys()].filter((w) => !workers.includes(w))
+    const quarantined = workers.length >= QUARANTINE_AFTER_WORKERS || untried.length === 0
+    this.failures.set(actor, { failure: { workers, error: report.error, at: report.at }, quarantined })
+    // Its instance is closed: nothing to release, and it starts afresh wherever placement puts it.
+    this.endRelease(actor)
+    this.assignment.delete(actor)
+    if (quarantined) {
+      this.quarantine(actor)
+      this.log.error({ actor, workers, err: report.error }, `actor quarantined: it failed for good on ${workers.join(' and ')}; it runs nowhere until an operator clears it (weir actor clear ${this.pipeline.name} ${actor})`)
+    } else {
+      this.log.warn({ actor, worker, err: report.error, untried }, 'actor failed for good on a worker: moving it to another')
+    }
+    this.rebalance()
+  }
+
+  /** Assigned to nobody and out of epoch completion until cleared. */
+  private quarantine(actor: string): void {
+    this.assignment.delete(actor)
+    this.endRelease(actor)
+    this.clock.retire(actor)
+  }
+
+  /** An operator clears an actor's failures: it is placed again (anywhere) and counted from zero. */
+  private clear(request: ActorClear): void {
+    const answer = (a: Omit<ActorClearAnswer, 'v' | 'actor' | 'requestId'>): void => this.bus.publish(this.subject('actorClearAnswer'), { v: 1, actor: request.actor, requestId: request.requestId, ...a } satisfies ActorClearAnswer)
+    if (!this.actors.includes(request.actor)) return answer({ outcome: 'unknown-actor' })
+    const known = this.failures.get(request.actor)
+    if (known === undefined) return answer({ outcome: 'not-failed' })
+    this.failures.delete(request.actor)
+    if (known.quarantined && !this.finishedActors.has(request.actor)) this.clock.track(request.actor)
+    this.log.warn({ actor: request.actor, failure: known.failure, quarantined: known.quarantined }, 'actor failures cleared by an operator: placing it again')
+    this.rebalance()
+    this.options.onChange?.()
+    answer({ outcome: 'cleared', generation: this.generation, failure: known.failure })
+  }
+
+  /** Actors placement deals with: all but the quarantined. */
+  private get placeable(): string[] {
+    return this.actors.filter((a) => this.failures.get(a)?.quarantined !== true)
+  }
+
+  /** Where each placeable actor failed: it goes elsewhere while it can. */
+  private get avoid(): Map<string, string[]> {
+    return new Map([...this.failures].filter(([, f]) => !f.quarantined).map(([a, f]) => [a, f.failure.workers]))
+  }
+
   /** The newest epoch every live actor has committed. */
   get completedEpoch(): number {
     return this.clock.completed
@@ -315,8 +404,14 @@ export class Coordinator {
    * Workers and where each actor goes in the newest generation (an actor being released
    * runs nowhere until its old owner, in `releasing`, reports it stopped).
    */
-  get placement(): { generation: number; workers: string[]; actors: Record<string, string>; releasing: Record<string, string> } {
-    return { generation: this.generation, workers: [...this.workers.keys()], actors: Object.fromEntries(this.assignment), releasing: Object.fromEntries([...this.releasing].map(([a, r]) => [a, r.from])) }
+  get placement(): { generation: number; workers: string[]; actors: Record<string, string>; releasing: Record<string, string>; quarantined: string[] } {
+    return {
+      generation: this.generation,
+      workers: [...this.workers.keys()],
+      actors: Object.fromEntries(this.assignment),
+      releasing: Object.fromEntries([...this.releasing].map(([a, r]) => [a, r.from])),
+      quarantined: [...this.failures].filter(([, f]) => f.quarantined).map(([a]) => a),
+    }
   }
 
   private rebalance(): void {
@@ -325,8 +420,9 @@ export class Coordinator {
     this.republishing = undefined
     const workers = [...this.workers.keys()]
     const previous = this.assignment
-    this.assignment = place(this.actors, workers, this.assignment, this.standbys, this.actorLoad)
-    this.standbys = placeStandbys(this.actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
+    const actors = this.placeable
+    this.assignment = place(actors, workers, this.assignment, this.standbys, this.actorLoad, this.avoid)
+    this.standbys = placeStandbys(actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
     this.generation++
     this.updateReleases(previous)
     this.publishAssignment()
@@ -413,6 +509,8 @@ export class Coordinator {
         return [a, to === undefined ? { from: r.from } : { from: r.from, to }]
       }))
     }
+    const quarantined = [...this.failures].filter(([, f]) => f.quarantined)
+    if (quarantined.length > 0) msg.quarantined = Object.fromEntries(quarantined.map(([a, f]) => [a, f.failure]))
     this.bus.publish(this.subject('assignment'), msg)
   }
 

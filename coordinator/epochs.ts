@@ -45,9 +45,14 @@ export class EpochClock {
     if (prev !== undefined && epoch > prev) this.acked.set(actor, epoch)
   }
 
-  /** A finished actor no longer holds completion back. */
+  /** A finished (or quarantined) actor no longer holds completion back. */
   retire(actor: string): void {
     this.acked.delete(actor)
+  }
+
+  /** A retired actor runs again (its quarantine was cleared): it holds completion back from where it stands now. */
+  track(actor: string): void {
+    if (!this.acked.has(actor)) this.acked.set(actor, this.completed)
   }
 
   get completed(): number {

@@ -17,12 +17,16 @@ export type Standbys = Map<string, string[]>
 /** Actor → its load (records per second), as workers report it. Unknown actors count as the mean. */
 export type ActorLoad = ReadonlyMap<string, number>
 
+/** Actor → workers it should not go to (it failed there). */
+export type Avoid = ReadonlyMap<string, readonly string[]>
+
 /**
  * Balanced and sticky; an actor whose worker is gone (or full) goes preferably to a worker
  * that holds a standby of it, so failover replays only a changelog tail, else to the
- * least-loaded worker with room.
+ * least-loaded worker with room. An actor never goes to a worker in `avoid` while another
+ * exists (one over the count balance if need be); if it failed on every worker, anywhere.
  */
-export function place(actors: readonly string[], workers: readonly string[], previous: Assignment, standbys: Standbys = new Map(), actorLoad: ActorLoad = new Map()): Assignment {
+export function place(actors: readonly string[], workers: readonly string[], previous: Assignment, standbys: Standbys = new Map(), actorLoad: ActorLoad = new Map(), avoid: Avoid = new Map()): Assignment {
   const out: Assignment = new Map()
   if (workers.length === 0) return out
   const sorted = [...workers].sort()
@@ -40,15 +44,18 @@ export function place(actors: readonly string[], workers: readonly string[], pre
   const unplaced: string[] = []
   for (const a of actors) {
     const w = previous.get(a)
-    if (w !== undefined && count.has(w) && count.get(w)! < cap) put(a, w)
+    if (w !== undefined && count.has(w) && count.get(w)! < cap && !(avoid.get(a)?.includes(w) ?? false)) put(a, w)
     else unplaced.push(a)
   }
   // Heaviest first, so the big ones spread before the small ones fill the gaps.
   unplaced.sort((x, y) => loadOf(y) - loadOf(x) || actors.indexOf(x) - actors.indexOf(y))
   for (const a of unplaced) {
     const open = sorted.filter((w) => count.get(w)! < cap)
-    const warm = (standbys.get(a) ?? []).filter((w) => open.includes(w))
-    const candidates = warm.length > 0 ? warm : open
+    const allowed = sorted.filter((w) => !(avoid.get(a)?.includes(w) ?? false))
+    const openAllowed = open.filter((w) => allowed.includes(w))
+    const pool = openAllowed.length > 0 ? openAllowed : allowed.length > 0 ? allowed : open
+    const warm = (standbys.get(a) ?? []).filter((w) => pool.includes(w))
+    const candidates = warm.length > 0 ? warm : pool
     let best = candidates[0]!
     for (const w of candidates) if (load.get(w)! < load.get(best)! || (load.get(w) === load.get(best) && count.get(w)! < count.get(best)!)) best = w
     put(a, best)

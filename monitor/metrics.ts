@@ -21,7 +21,7 @@ export class MonitorMetrics {
   readonly malformed: Counter
   readonly viewDelay: Histogram
   private readonly outputGauges: Record<'timeliness' | 'endToEnd' | 'sloBroken', Gauge<(typeof OUTPUT_LABELS)[number]>>
-  private readonly stageGauges: Record<'lag' | 'unprocessed' | 'failures' | 'late' | 'checkpointAge' | 'missing', Gauge<(typeof STAGE_LABELS)[number]>>
+  private readonly stageGauges: Record<'lag' | 'unprocessed' | 'failures' | 'late' | 'checkpointAge' | 'missing' | 'failed', Gauge<(typeof STAGE_LABELS)[number]>>
   private readonly stalled: Gauge<'cluster' | 'pipeline'>
 
   /** `extra`: registries served on the same /metrics (an embedded run's worker metrics). */
@@ -40,6 +40,7 @@ export class MonitorMetrics {
       late: gauge('weir_stage_late_records_per_second', 'Late records per second over the last minute', STAGE_LABELS),
       checkpointAge: gauge('weir_stage_checkpoint_age_seconds', 'Now minus the oldest last commit of the stage actors', STAGE_LABELS),
       missing: gauge('weir_stage_actors_missing', 'Actors of the stage that send no progress', STAGE_LABELS),
+      failed: gauge('weir_stage_actors_failed', 'Actors of the stage that failed for good (stopped, moved or quarantined)', STAGE_LABELS),
     }
     this.stalled = gauge('weir_pipeline_stalled', '1 while no actor committed a checkpoint for too long', ['cluster', 'pipeline'])
     this.received = new Counter({ name: 'weir_monitor_events_received_total', help: 'Progress and health messages received', registers })
@@ -76,6 +77,7 @@ export class MonitorMetrics {
         setIf(this.stageGauges.late, labels, s.lateRate, 1)
         setIf(this.stageGauges.checkpointAge, labels, s.checkpointAgeMs, 1000)
         this.stageGauges.missing.set(labels, s.actors.missing)
+        this.stageGauges.failed.set(labels, s.actors.failed)
       }
     }
   }

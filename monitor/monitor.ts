@@ -17,6 +17,7 @@ import { progressSubjects } from '../runtime/control/progress.ts'
 import { WeirError } from '../runtime/errors.ts'
 import { createLogger } from '../runtime/log.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, type SloConfig } from './config.ts'
+import { FailureAlerts } from './failures.ts'
 import { TimelinessHistory } from './history.ts'
 import { MonitorMetrics } from './metrics.ts'
 import { monitorClock, MonitorView } from './model.ts'
@@ -101,6 +102,7 @@ export async function startMonitor(options: MonitorOptions): Promise<RunningMoni
     },
   })
   const slos = new SloTracker(options.slos ?? [], { publish: (s, a) => options.bus.publish(s, a), log })
+  const failures = new FailureAlerts({ publish: (s, a) => options.bus.publish(s, a), log })
   const history = new TimelinessHistory()
   const statusNow = (): MonitorStatus => buildStatus(view, monitorClock(), startedAt, (c, p, o) => slos.stateOf(c, p, o))
 
@@ -117,6 +119,7 @@ export async function startMonitor(options: MonitorOptions): Promise<RunningMoni
     view.prune()
     const status = statusNow()
     slos.evaluate(status.pipelines, Date.now())
+    failures.evaluate(status.pipelines, view, Date.now())
     // Evaluated again so the figures carry the states the SLOs just moved to.
     const settled = { ...status, pipelines: status.pipelines.map((p) => ({ ...p, outputs: p.outputs.map((o) => ({ ...o, slo: slos.stateOf(p.cluster, p.pipeline, o.output) })) })) }
     history.record(settled)

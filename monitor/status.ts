@@ -10,7 +10,7 @@
  */
 import type { Percentiles } from '../runtime/control/progress.ts'
 import type { MonitorView, PipelineEntry } from './model.ts'
-import { MISSING_INTERVALS, outputStatus, pipelineStalled, stageStatus, type ActorSnapshot, type OutputStatus, type StageStatus } from './timeliness.ts'
+import { MISSING_INTERVALS, outputStatus, pipelineStalled, stageStatus, type ActorSnapshot, type FailedActor, type OutputStatus, type StageStatus } from './timeliness.ts'
 
 export interface SloView {
   timelinessMs: number
@@ -44,6 +44,8 @@ export interface PipelineStatus {
   outputs: Array<OutputStatus & { slo: SloView | null }>
   stages: Array<Omit<StageStatus, 'silentMs' | 'stalled'> & { stalled: boolean }>
   workers: WorkerStatus[]
+  /** Actors that failed for good (every stage), with their error; quarantined ones run nowhere until cleared. */
+  failedActors: Array<FailedActor & { stage: string }>
 }
 
 export interface MonitorStatus {
@@ -79,6 +81,7 @@ export function pipelineStatus(p: PipelineEntry, intervalMs: number, now: number
     stalled: pipelineStalled(actors, now, intervalMs),
     outputs,
     stages: [...stages.values()].map(({ silentMs: _silent, ...s }) => s),
+    failedActors: [...stages.values()].flatMap((s) => s.failed.map((f) => ({ ...f, stage: s.name }))),
     workers: [...p.workers.values()].map((w) => ({
       worker: w.health.worker,
       hostname: w.health.hostname,

@@ -163,11 +163,31 @@ export interface StageStatus {
   recordsOutRate: number | null
   /** now − the oldest newest-commit of its live actors (an actor that never committed: since it started). */
   checkpointAgeMs: number | null
-  actors: { running: number; missing: number; ended: number; total: number }
+  actors: { running: number; missing: number; ended: number; failed: number; total: number }
+  /** Actors of the stage that failed for good (lifecycle 'failed'), with their error. */
+  failed: FailedActor[]
   /** Longest silence of a missing actor, ms (0 when none is missing). */
   silentMs: number
-  /** Missing actors, or a checkpoint older than the stall limit. */
+  /** Missing or failed actors, or a checkpoint older than the stall limit. */
   stalled: boolean
+}
+
+/** An actor that failed for good, as its worker reports it. */
+export interface FailedActor {
+  actor: string
+  worker: string
+  code: string
+  message: string
+  /** The coordinator stopped moving it: it runs again only once an operator clears it. */
+  quarantined: boolean
+  failedOn: string[]
+  /** When it failed (publisher's clock). */
+  at: number
+}
+
+function failedActor(p: ActorProgress): FailedActor | undefined {
+  if (p.failure === undefined) return undefined
+  return { actor: p.actor, worker: p.worker, code: p.failure.code, message: p.failure.message, quarantined: p.failure.quarantined, failedOn: p.failure.failedOn, at: p.failure.at }
 }
 
 export interface StageContext {
@@ -200,6 +220,8 @@ export function stageStatus(stage: TopologyStage, actors: readonly ActorSnapshot
   const commits = live.map((p) => p.lastCommitAt ?? p.startedAt)
   const checkpointAgeMs = commits.length === 0 ? null : Math.max(0, now - Math.min(...commits))
   const missing = staleSeen + unseenMissing
+  // A failed actor is reported (not missing) but does nothing until it is moved or cleared.
+  const failed = actors.map((a) => failedActor(a.progress)).filter((f): f is FailedActor => f !== undefined)
   const checkpointStallMs = Math.max(MIN_STALL_MS, CHECKPOINT_STALL_INTERVALS * ctx.intervalMs)
   const rates = stageRates(actors, now)
   return {
@@ -221,10 +243,12 @@ export function stageStatus(stage: TopologyStage, actors: readonly ActorSnapshot
       running: fresh.filter((a) => isRunning(a.progress) && !a.progress.ended).length,
       missing,
       ended: fresh.filter((a) => a.progress.ended).length,
+      failed: failed.length,
       total: Math.max(expected, actors.length),
     },
+    failed,
     silentMs,
-    stalled: missing > 0 || (checkpointAgeMs !== null && checkpointAgeMs > checkpointStallMs),
+    stalled: missing > 0 || failed.length > 0 || (checkpointAgeMs !== null && checkpointAgeMs > checkpointStallMs),
   }
 }
 
@@ -265,6 +289,8 @@ export function upstreamOf(output: string, topology: Topology): Set<string> {
 export interface HoldingBack {
   stage: string
   reason: string
+  /** The stage's actors that failed for good, when that is what holds the output back. */
+  failedActors?: string[]
 }
 
 /** `12400` → `12 400`: readable at a glance, unambiguous in any locale. */
@@ -300,6 +326,9 @@ export function holdingBack(output: string, stages: ReadonlyMap<string, StageSta
   // Most upstream first; the topology's own order breaks ties, so the answer is stable.
   path.sort((a, b) => (depths.get(a) ?? 0) - (depths.get(b) ?? 0) || order.indexOf(a) - order.indexOf(b))
 
+  // A failed actor stalls everything downstream of it (its watermark is frozen): it is the answer.
+  const failing = path.map((n) => stages.get(n)!).find((s) => s.failed.length > 0)
+  if (failing !== undefined) return { stage: failing.name, reason: failedReason(failing), failedActors: failing.failed.map((f) => f.actor) }
   const stalled = path.map((n) => stages.get(n)!).find((s) => s.stalled)
   if (stalled !== undefined) return { stage: stalled.name, reason: stalledReason(stalled) }
 
@@ -314,6 +343,11 @@ export function holdingBack(output: string, stages: ReadonlyMap<string, StageSta
   }
   if (best === undefined) return null
   return { stage: best.stage.name, reason: delayReason(best.stage, best.added) }
+}
+
+function failedReason(s: StageStatus): string {
+  const each = s.failed.map((f) => `${f.actor} failed${f.quarantined ? ` (quarantined after failing on ${f.failedOn.join(' and ')})` : ` on ${f.worker}`}: ${f.message}`)
+  return `${s.name}: ${each.join('; ')}`
 }
 
 function stalledReason(s: StageStatus): string {

@@ -2,6 +2,16 @@
  * Runs a pipeline in one process: embedded pipe, in-process control bus, a coordinator
  * and one worker behind the same ports the cluster uses. Bounded pipelines run until
  * every actor finished; unbounded ones until `stop()` (a final checkpoint on each actor).
+ *
+ * An actor that fails for good (past its stage's `onError` policy, or in `open` or
+ * `onCheckpoint`) ends the run, bounded or not, as a task failure ends a Flink job once its
+ * restart strategy gave up and as Kafka Streams' default exception handler shuts the
+ * client down: the other actors take a final checkpoint, then `done` rejects with the
+ * ActorFailedError naming the actor. Nothing is lost: a rerun on the same data dir resumes
+ * every actor from its last checkpoint. `done` rejects with the actor's error as thrown when
+ * it is a WeirError (StateCorruptedError from a sink's open, say), else an ActorFailedError
+ * naming it; `failedActor` says which. (In a cluster the actor stops alone instead, and
+ * the coordinator moves or quarantines it: docs/operations.md.)
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -62,6 +72,8 @@ export interface RunningPipeline {
   readonly metrics: Registry
   /** The control bus the run coordinates and reports progress on. */
   readonly bus: ControlBus
+  /** The actor whose failure ended the run (its error is what `done` rejects with), if one did. */
+  readonly failedActor: string | undefined
 }
 
 /** Instantiates every stage's processor once, so a wrong factory is refused before anything is written. */
@@ -125,12 +137,18 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     actorConfig: { ...defaultActorConfig, ...options.actorConfig },
     progressIntervalMs: options.progressIntervalMs,
     epochIntervalMs: options.epochIntervalMs ?? 1000,
+    onActorFailed: (actor, err) => {
+      if (ending) return
+      failedActor = actor
+      void failGracefully(err)
+    },
   })
   const metrics = workerMetrics(pipeline, () => worker.actorList)
 
   let settle!: { resolve(r: RunResult): void; reject(e: unknown): void }
   const done = new Promise<RunResult>((resolve, reject) => { settle = { resolve, reject } })
   let ending = false
+  let failedActor: string | undefined
   const lastStats: Record<string, ActorStats> = {}
   const stats = (): Record<string, ActorStats> => {
     for (const a of worker.actorList) lastStats[a.id] = a.stats
@@ -159,6 +177,22 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     settle.reject(err)
   }
 
+  /** One actor failed for good: the others stop with a final checkpoint, then the run fails with its error. */
+  const failGracefully = async (err: unknown): Promise<void> => {
+    if (ending) return
+    ending = true
+    try {
+      stats()
+      coordinator.stop()
+      await worker.stop()
+      stats()
+      if (ownsBus) await bus.close()
+      if (ownsPipe) await pipe.close().catch(() => undefined)
+    } finally {
+      settle.reject(err)
+    }
+  }
+
   coordinator.start()
   worker.start((err) => void fail(err))
 
@@ -169,6 +203,9 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     metrics,
     stats,
     completedEpoch: () => coordinator.completedEpoch,
+    get failedActor() {
+      return failedActor
+    },
     async measureLag() {
       let total = 0
       for (const a of worker.actorList) total += await a.measureLag().catch(() => 0)

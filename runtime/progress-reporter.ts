@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { Actor } from './actor/actor.ts'
-import { PROGRESS_VERSION, progressSubjects, type ActorProgress, type Percentiles, type WorkerHealth } from './control/progress.ts'
+import { PROGRESS_VERSION, progressSubjects, type ActorFailureProgress, type ActorProgress, type Percentiles, type WorkerHealth } from './control/progress.ts'
 import type { ControlBus } from './control/bus.ts'
 import { describeError } from './errors.ts'
 import type { Pipeline } from './api/pipeline.ts'
@@ -26,6 +26,8 @@ export interface ProgressReporterOptions {
   log: Logger
   /** Standby replicas kept warm on this worker (cluster mode). */
   standbys?: () => StandbyView[]
+  /** How an actor failed for good, if it did: it is reported 'failed' with this, and not among the worker's running actors. */
+  failure?: (actor: Actor) => ActorFailureProgress | undefined
 }
 
 /** What the reporter needs of a standby replica. */
@@ -148,6 +150,7 @@ export class ProgressReporter {
   private publishActor(actor: Actor): void {
     const s = actor.stats
     const now = Date.now()
+    const failure = this.options.failure?.(actor)
     const event: ActorProgress = {
       v: PROGRESS_VERSION,
       cluster: this.options.cluster,
@@ -158,7 +161,7 @@ export class ProgressReporter {
       partition: actor.partition,
       at: now,
       startedAt: s.startedAt,
-      lifecycle: actor.lifecycle,
+      lifecycle: failure === undefined ? actor.lifecycle : 'failed',
       watermark: finiteOrNull(s.watermark),
       watermarkChangedAt: s.watermarkChangedAt ?? null,
       idle: s.idle,
@@ -178,6 +181,7 @@ export class ProgressReporter {
       lastCommitAt: s.lastCommitAt ?? null,
       stateBytes: this.stateBytes.get(actor.id) ?? null,
     }
+    if (failure !== undefined) event.failure = failure
     this.lastSent.set(actor.id, now)
     this.bus.publish(this.subject.progress, event)
   }
@@ -198,7 +202,7 @@ export class ProgressReporter {
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,
       eventLoopDelayMs: { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) },
-      actors: this.actors().map((a) => a.id),
+      actors: this.actors().filter((a) => this.options.failure?.(a) === undefined).map((a) => a.id),
       topology: {
         stages: this.pipeline.topology.map((s) => ({ name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism, topic: this.pipeline.outputTopic(s) })),
         outputs: this.pipeline.outputs.map((s) => s.name),

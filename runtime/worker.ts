@@ -1,14 +1,16 @@
 /**
  * A worker hosts actors. It runs what the coordinator assigns (newest generation only),
  * forwards epochs to its actors as barrier requests, and reports commits and finished
- * actors back over the control bus.
+ * actors back over the control bus. An actor that fails for good (not a retriable pipe
+ * error) stops alone: the worker keeps its state, reports it (`actorFailed`, and failed on
+ * the progress channel) and runs its other actors.
  */
 import type { Logger } from 'pino'
-import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type ActorReleased, type AssignmentMessage, type WorkerHeartbeat } from './control/messages.ts'
-import { Actor, type ActorConfig } from './actor/actor.ts'
+import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type WorkerHeartbeat } from './control/messages.ts'
+import { Actor, ActorFailedError, type ActorConfig } from './actor/actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError, WeirError } from './errors.ts'
-import type { Faults } from './faults.ts'
+import { SimulatedCrash, type Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
 import type { Pipeline } from './api/pipeline.ts'
 import { ProgressReporter } from './progress-reporter.ts'
@@ -36,6 +38,18 @@ export interface WorkerOptions {
   heartbeatMs?: number
   /** Called once the coordinator reports every stage of the pipeline finished (bounded pipelines). */
   onPipelineFinished?: () => void
+  /** Called when an actor failed for good and stopped alone (after it was reported). */
+  onActorFailed?: (actor: string, err: WeirError) => void
+}
+
+/** An actor that failed for good here: stopped, its state kept, reported until it runs again somewhere. */
+interface FailedActor {
+  actor: Actor
+  /** A typed error as thrown (StateCorruptedError, ActorFailedError, …); anything else wrapped in ActorFailedError. */
+  error: WeirError
+  at: number
+  /** Set once the coordinator published it quarantined. */
+  quarantined: ActorFailure | undefined
 }
 
 /** The coordinator refused this worker (it runs a different topology of the pipeline). */
@@ -68,12 +82,23 @@ export class Worker {
   private pipelineFinished = false
   /** Announced its leave: no more heartbeats (they would make it a member again) and no new actors. */
   private leaving = false
+  /** Stopping as a crash would: actors' errors from here on are the abandon's doing, not theirs. */
+  private abandoning = false
   /** Each actor's record count at the previous heartbeat, for its load. */
   private readonly loadSamples = new Map<string, { at: number; count: number }>()
+  /** Actors that failed for good here, by id. */
+  private readonly failed = new Map<string, FailedActor>()
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
-    this.progress = new ProgressReporter(bus, pipeline, () => this.actorList, { cluster: options.cluster, worker: options.id, intervalMs: options.progressIntervalMs, log: this.log, standbys: () => [...this.replicas.values()] })
+    this.progress = new ProgressReporter(bus, pipeline, () => [...this.actorList, ...[...this.failed.values()].map((f) => f.actor)], {
+      cluster: options.cluster, worker: options.id, intervalMs: options.progressIntervalMs, log: this.log, standbys: () => [...this.replicas.values()],
+      failure: (actor) => {
+        const f = this.failed.get(actor.id)
+        if (f === undefined || f.actor !== actor) return undefined
+        return { code: f.error.code, message: f.error.message, at: f.at, quarantined: f.quarantined !== undefined, failedOn: f.quarantined?.workers ?? [this.options.id] }
+      },
+    })
   }
 
   get id(): string {
@@ -167,7 +192,7 @@ export class Worker {
   private reconcile(): void {
     if (this.stopped || this.leaving || this.applying !== undefined) return
     for (const id of this.assigned) {
-      if (this.actors.has(id) || this.restartsPending.has(id)) continue
+      if (this.actors.has(id) || this.restartsPending.has(id) || this.failed.has(id)) continue
       this.log.info({ actor: id }, 'assigned actor not running here: starting it')
       void this.startActor(id).catch((err: unknown) => this.failure?.(err))
     }
@@ -217,6 +242,11 @@ export class Worker {
     this.generation = msg.generation
     const mine = new Set(Object.entries(msg.actors).filter(([, w]) => w === this.options.id).map(([a]) => a))
     this.assigned = mine
+    // A failed actor assigned again (here after a clear, or elsewhere) is no longer this worker's to report.
+    for (const [a, f] of this.failed) {
+      if (msg.actors[a] !== undefined) this.failed.delete(a)
+      else f.quarantined = msg.quarantined?.[a]
+    }
     const standby = new Set(Object.entries(msg.standbys ?? {}).filter(([, ws]) => ws.includes(this.options.id)).map(([a]) => a))
     const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
     // Asked to release an actor it does not run (never started, or waiting out a restart): nothing to stop.
@@ -268,7 +298,9 @@ export class Worker {
     try {
       await entry.restoring
     } catch (err) {
+      if (this.abandoning) return
       if (this.restartLater(id, err, attempt, startedAt, actor)) return
+      if (isolated(err)) return this.failedForGood(id, err, actor, true)
       throw err
     }
     // Stopped, or moved away while restoring (this worker was paused): the stop path releases
@@ -284,11 +316,37 @@ export class Worker {
         if (actor.lifecycle === 'fenced' && this.actors.get(id) === entry) this.actors.delete(id)
       },
       (err: unknown) => {
+        if (this.abandoning) return
         if (this.restartLater(id, err, attempt, startedAt)) return
+        if (isolated(err)) return this.failedForGood(id, err, actor, false)
         this.log.error({ actor: id, err: describeError(err) }, 'actor failed')
         this.failure?.(err)
       },
     )
+  }
+
+  /**
+   * The actor failed for good: it stops alone. Its state stays in the state dir, its
+   * producer and store are closed (`release`: it failed while restoring, before run() could
+   * close them), the coordinator hears of it (and moves or quarantines it), and the
+   * progress channel reports it failed with its error.
+   */
+  private async failedForGood(id: string, err: unknown, actor: Actor, release: boolean): Promise<void> {
+    if (this.actors.get(id)?.actor === actor) this.actors.delete(id)
+    const error = err instanceof WeirError ? err : new ActorFailedError(id, err, { stage: actor.stage.name, partition: actor.partition })
+    const at = Date.now()
+    this.failed.set(id, { actor, error, at, quarantined: undefined })
+    this.log.error({ actor: id, err: describeError(err) }, 'actor failed for good: it stops alone (its state is kept); the worker runs its other actors')
+    if (release) await actor.release()
+    const report: ActorFailed = { v: 1, actor: id, worker: this.options.id, generation: Math.max(0, this.generation), error: { code: error.code, message: error.message }, at }
+    this.bus.publish(this.subject('actorFailed'), report)
+    this.progress.publishNow(actor)
+    this.options.onActorFailed?.(id, error)
+  }
+
+  /** Actors that failed for good on this worker and are not running anywhere since. */
+  get failedActors(): Array<{ actor: string; error: WeirError; at: number; quarantined: boolean }> {
+    return [...this.failed].map(([actor, f]) => ({ actor, error: f.error, at: f.at, quarantined: f.quarantined !== undefined }))
   }
 
   /**
@@ -357,12 +415,14 @@ export class Worker {
     }))
     // The final figures, after the last checkpoints: the monitor sees where each actor stopped.
     for (const a of actors) this.progress.publishNow(a)
+    for (const f of this.failed.values()) this.progress.publishNow(f.actor)
     this.progress.stop()
   }
 
   /** Stops without writing anything more, as a kill would; waits for in-flight I/O to settle. */
   async abandon(): Promise<void> {
     this.stopped = true
+    this.abandoning = true
     clearInterval(this.fallbackTimer)
     clearInterval(this.heartbeatTimer)
     this.progress.stop()
@@ -382,3 +442,13 @@ export class Worker {
     return [...this.actors.values()].map((e) => e.actor)
   }
 }
+
+/**
+ * Whether an actor's failure stays with the actor. A simulated crash is a crash of the
+ * process (recovery tests), and a retriable pipe error that outlasted the restarts is an
+ * outage of the pipe, not of the actor: those still stop the worker.
+ */
+function isolated(err: unknown): boolean {
+  return !(err instanceof SimulatedCrash) && !(err instanceof WeirError && err.retriable)
+}
+

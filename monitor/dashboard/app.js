@@ -48,6 +48,7 @@ function count(n) {
 }
 
 function stageHealth(stage) {
+  if ((stage.actors.failed ?? 0) > 0) return 'failed'
   if (stage.actors.missing > 0) return 'missing'
   if ((stage.failureRate ?? 0) > 0) return 'failing'
   if (stage.stalled || (stage.watermarkLagMs ?? 0) > LAGGING_MS) return 'lagging'
@@ -118,7 +119,7 @@ function drawGraph(pipeline) {
     g.append(svg('text', { x: 8, y: 17, class: 'name' }, s.name))
     g.append(svg('text', { x: 8, y: 34, class: 'fig', 'data-field': 'watermarkLag' }, `lag ${s.ended ? 'ended' : seconds(s.watermarkLagMs)}`))
     g.append(svg('text', { x: 8, y: 50, class: 'fig', 'data-field': 'failureRate' }, `failures ${rate(s.failureRate)}`))
-    g.append(svg('text', { x: 8, y: 65, class: 'fig', 'data-field': 'actors' }, `actors ${s.actors.running}/${s.actors.total}${s.actors.missing > 0 ? ` (${s.actors.missing} missing)` : ''}`))
+    g.append(svg('text', { x: 8, y: 65, class: 'fig', 'data-field': 'actors' }, `actors ${s.actors.running}/${s.actors.total}${(s.actors.failed ?? 0) > 0 ? ` (${s.actors.failed} failed)` : ''}${s.actors.missing > 0 ? ` (${s.actors.missing} missing)` : ''}`))
     const tip = [`${s.name} (${s.kind}, ${s.parallelism} partitions)`, `unprocessed ${count(s.unprocessed)}`, `in ${rate(s.recordsInRate)}, out ${rate(s.recordsOutRate)}, late ${rate(s.lateRate)}`, `checkpoint age ${seconds(s.checkpointAgeMs)}`]
     if (holding.has(s.name)) tip.push(`holding back: ${holding.get(s.name)}`)
     g.append(svg('title', {}, tip.join('\n')))
@@ -179,6 +180,15 @@ function drawWorkers(pipeline) {
   return table
 }
 
+function drawFailures(pipeline) {
+  const list = el('ul', { class: 'failures' })
+  for (const f of pipeline.failedActors ?? []) {
+    const what = f.quarantined ? `quarantined after failing on ${f.failedOn.join(' and ')}; clear: weir actor clear ${pipeline.pipeline} ${f.actor}` : `failed on ${f.worker}; being moved`
+    list.append(el('li', { 'data-actor': f.actor }, `${f.actor} [${f.code}] ${f.message} (${what})`))
+  }
+  return list
+}
+
 function drawPipeline(p) {
   const section = el('section', { class: 'pipeline', 'data-pipeline': `${p.cluster}/${p.pipeline}` })
   const title = el('h2', {}, p.pipeline)
@@ -194,7 +204,9 @@ function drawPipeline(p) {
   section.append(graph)
   const outputs = el('div', { class: 'outputs' })
   for (const o of p.outputs) outputs.append(drawOutput(p, o))
-  section.append(outputs, drawWorkers(p))
+  section.append(outputs)
+  if ((p.failedActors ?? []).length > 0) section.append(drawFailures(p))
+  section.append(drawWorkers(p))
   return section
 }
 

@@ -72,6 +72,16 @@ export type WorkerRefused = z.infer<typeof workerRefused>
 /** A pipe position: the next offset to read of a topic partition. */
 const position = z.object({ topic: z.string(), partition: z.number().int().nonnegative(), offset: z.number().int().nonnegative() })
 
+/** An actor's failure as the coordinator keeps it: the workers it failed on, the last error. */
+export const actorFailure = z.object({
+  /** Workers it failed on, in order. */
+  workers: z.array(z.string()),
+  error: z.object({ code: z.string(), message: z.string() }),
+  /** When it last failed (the reporting worker's clock), ms. */
+  at: z.number(),
+})
+export type ActorFailure = z.infer<typeof actorFailure>
+
 export const assignmentMessage = z.object({
   v: z.literal(1),
   generation: z.number().int().nonnegative(),
@@ -85,6 +95,12 @@ export const assignmentMessage = z.object({
    * worker can take it). Nobody runs it meanwhile.
    */
   releasing: z.record(z.object({ from: z.string(), to: z.string().optional() })).optional(),
+  /**
+   * Actors that failed for good on two workers (or on every worker there is): assigned to
+   * nobody until an operator clears them (`weir actor clear`). Their last worker keeps
+   * reporting them failed on the progress channel.
+   */
+  quarantined: z.record(actorFailure).optional(),
 })
 export type AssignmentMessage = z.infer<typeof assignmentMessage>
 
@@ -127,3 +143,42 @@ export const actorReleased = z.object({
   }).optional(),
 })
 export type ActorReleased = z.infer<typeof actorReleased>
+
+/**
+ * An actor failed for good on a worker (its processor threw past its `onError` policy, in
+ * `open`, `onCheckpoint`, or restore): it stopped alone, its state kept, and the worker
+ * runs its other actors. Retriable pipe errors are retried by the worker and never end here.
+ */
+export const actorFailed = z.object({
+  v: z.literal(1),
+  actor: z.string(),
+  worker: z.string(),
+  /** The assignment generation the worker ran it under. */
+  generation: z.number().int().nonnegative(),
+  error: z.object({ code: z.string(), message: z.string() }),
+  at: z.number(),
+})
+export type ActorFailed = z.infer<typeof actorFailed>
+
+/** An operator asks the leading coordinator to forget an actor's failures (and lift its quarantine). */
+export const actorClear = z.object({
+  v: z.literal(1),
+  actor: z.string().min(1),
+  /** Echoed in the answer, so the asking command knows it is about its request. */
+  requestId: z.string().min(1).max(100),
+})
+export type ActorClear = z.infer<typeof actorClear>
+
+/** The coordinator's answer to an `actorClear`. */
+export const actorClearAnswer = z.object({
+  v: z.literal(1),
+  actor: z.string(),
+  requestId: z.string(),
+  /** `cleared`: its failures are forgotten and it is placed again; `not-failed`: nothing was recorded; `unknown-actor`: no such actor. */
+  outcome: z.enum(['cleared', 'not-failed', 'unknown-actor']),
+  /** The generation that places it again (when cleared). */
+  generation: z.number().int().nonnegative().optional(),
+  /** What was cleared. */
+  failure: actorFailure.optional(),
+})
+export type ActorClearAnswer = z.infer<typeof actorClearAnswer>

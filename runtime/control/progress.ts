@@ -7,7 +7,8 @@
  * Subjects (namespaced by cluster and pipeline):
  *   weir.<cluster>.<pipeline>.progress   one ActorProgress per actor, ~1/s and on watermark change
  *   weir.<cluster>.<pipeline>.health     one WorkerHealth per worker, ~1/s (carries the topology)
- *   weir.<cluster>.<pipeline>.alerts     SloAlert from the monitor when an SLO breaks or recovers
+ *   weir.<cluster>.<pipeline>.alerts     SloAlert from the monitor when an SLO breaks or recovers,
+ *                                        ActorAlert when an actor fails for good or runs again
  *
  * @example
  * bus.subscribe(progressSubjects.allProgress('prod'), (raw) => {
@@ -78,8 +79,24 @@ export const actorProgress = z.object({
   lastCommitAt: z.number().nullable(),
   /** Bytes of the actor's local RocksDB files (sampled every few seconds). */
   stateBytes: z.number().nonnegative().nullable(),
+  /**
+   * Present when the actor failed for good (its lifecycle is then 'failed'): it stopped
+   * alone on this worker, its state kept, and runs nowhere until the coordinator moves it or
+   * an operator clears its quarantine. Absent from older publishers.
+   */
+  failure: z.object({
+    code: z.string(),
+    message: z.string(),
+    /** When it failed (publisher's clock). */
+    at: z.number(),
+    /** The coordinator stopped moving it (it failed on two workers, or on every one there is). */
+    quarantined: z.boolean(),
+    /** Workers it failed on, as far as this worker knows. */
+    failedOn: z.array(z.string()),
+  }).optional(),
 })
 export type ActorProgress = z.infer<typeof actorProgress>
+export type ActorFailureProgress = NonNullable<ActorProgress['failure']>
 
 export const topologyStage = z.object({
   name: z.string(),
@@ -141,6 +158,25 @@ export const sloAlert = z.object({
   at: z.number(),
 })
 export type SloAlert = z.infer<typeof sloAlert>
+
+/** The monitor saw an actor fail for good (`failed`), or run again after it had (`recovered`). */
+export const actorAlert = z.object({
+  v: z.literal(PROGRESS_VERSION),
+  kind: z.literal('actor'),
+  cluster: z.string(),
+  pipeline: z.string(),
+  actor: z.string(),
+  stage: z.string(),
+  /** The worker that reported it. */
+  worker: z.string(),
+  state: z.enum(['failed', 'recovered']),
+  quarantined: z.boolean(),
+  /** The actor's error (failed), null once recovered. */
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  reason: z.string(),
+  at: z.number(),
+})
+export type ActorAlert = z.infer<typeof actorAlert>
 
 /** Subjects of the progress channel. `cluster`/`pipeline` may be `*` in subscriptions. */
 export const progressSubjects = {

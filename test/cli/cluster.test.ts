@@ -96,7 +96,7 @@ describe.skipIf(!kafka.available || !nats.available)('malformed control messages
 
     // Garbage on every subject: not JSON, JSON of the wrong shape, the right shape with bad values.
     const garbage = ['{not json', '[]', JSON.stringify({ v: 2 }), JSON.stringify({ v: 1, worker: '', generation: -1, actors: 'all', epoch: 0 })]
-    const kinds = ['workerHello', 'workerHeartbeat', 'workerLeave', 'assignment', 'epoch', 'epochAck', 'actorFinished', 'actorReleased', 'workerRefused'] as const
+    const kinds = ['workerHello', 'workerHeartbeat', 'workerLeave', 'assignment', 'epoch', 'epochAck', 'actorFinished', 'actorReleased', 'actorFailed', 'actorClear', 'workerRefused'] as const
     for (const kind of kinds) for (const g of garbage) nc.publish(subjects[kind](cluster, name), g)
     await nc.flush()
     await sleep(1500)
@@ -117,6 +117,8 @@ describe.skipIf(!kafka.available || !nats.available)('malformed control messages
     expect(c.stderr).toMatch(/malformed worker hello dropped/)
     expect(c.stderr).toMatch(/malformed worker heartbeat dropped/)
     expect(c.stderr).toMatch(/malformed release report dropped/)
+    expect(c.stderr).toMatch(/malformed actor failure report dropped/)
+    expect(c.stderr).toMatch(/malformed clear request dropped/)
     expect(c.stderr).toMatch(/malformed control message \(not JSON\) dropped/)
     expect(c.stderr).toContain(subjects.workerHello(cluster, name))
     expect(w.stderr).toMatch(/malformed assignment dropped/)

@@ -70,12 +70,9 @@ async function twoWorkers(s: Setup, beforeW2: () => void = () => undefined): Pro
   await until(() => s.assignments.length > 0 && actorsOf(s.newest(), 'w1').length === 4, 2000, 'w1 gets every actor')
   beforeW2()
   hello(s.bus, 'w2')
-  // w2 takes its share from w1, which is live: released first. w1 lets them go.
-  const moving = await until(() => {
-    const r = s.newest().releasing ?? {}
-    return Object.keys(r).length === 2 ? Object.keys(r).sort() : undefined
-  }, 2000, 'two actors released from w1 to w2')
-  for (const a of moving) release(s.bus, 'w1', a, s.newest().generation)
+  // w2 takes its share from w1, which is live: released first. w1 lets them go (its heartbeat may already have).
+  const releasing = await until(() => s.assignments.find((g) => Object.keys(g.releasing ?? {}).length === 2), 2000, 'two actors released from w1 to w2')
+  for (const a of Object.keys(releasing.releasing!)) release(s.bus, 'w1', a, releasing.generation)
   await until(() => actorsOf(s.newest(), 'w2').length === 2, 2000, 'w2 holds two actors')
   return actorsOf(s.newest(), 'w2')
 }
@@ -169,7 +166,7 @@ describe('coordinator: planned moves release before they assign', () => {
   it('a successor restored mid-release waits for the report, and assigns at once when it comes', async () => {
     const restored: PipelineMetadata = {
       fingerprint: FINGERPRINT, shape: SHAPE, members: ['w1'], generation: 5,
-      assignment: { 'count/0': 'w1', 'count/1': 'w1', 'count/2': 'w1', 'count/3': 'w1' }, standbys: {}, epoch: 10, completedEpoch: 9, finished: [],
+      assignment: { 'count/0': 'w1', 'count/1': 'w1', 'count/2': 'w1', 'count/3': 'w1' }, standbys: {}, epoch: 10, completedEpoch: 9, finished: [], failures: {},
       releasing: { 'count/2': { from: 'gone', generation: 5 }, 'count/3': { from: 'gone', generation: 5 } },
     }
     const s = setUp({ restored, releaseTimeoutMs: 500, settleMs: 60_000, generationBase: 2_000_000 })

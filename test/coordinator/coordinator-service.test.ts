@@ -159,7 +159,7 @@ describe.skipIf(!nats.available)('coordinator service with its metadata in NATS 
     const { cluster, bus, store, assignments } = await setUp()
     const gone: PipelineMetadata = {
       fingerprint: FINGERPRINT, shape: SHAPE, members: ['w1', 'dead'], generation: 1_000_007,
-      assignment: { 'count/0': 'w1', 'count/1': 'dead', 'count/2': 'w1', 'count/3': 'dead' }, standbys: {}, epoch: 40, completedEpoch: 39, finished: [], releasing: {},
+      assignment: { 'count/0': 'w1', 'count/1': 'dead', 'count/2': 'w1', 'count/3': 'dead' }, standbys: {}, epoch: 40, completedEpoch: 39, finished: [], releasing: {}, failures: {},
     }
     await store.putPipelines(1, { [PIPELINE]: gone })
     const claimed = await store.claim(2)

@@ -242,7 +242,7 @@ describe.skipIf(!nats.available)('LeaderLease on NATS KV', () => {
 })
 
 function pipelineMeta(overrides: Partial<PipelineMetadata>): PipelineMetadata {
-  return { fingerprint: 'f1', shape: { stages: [{ name: 'count', parallelism: 2 }], standbys: 0 }, members: [], generation: 0, assignment: {}, standbys: {}, epoch: 0, completedEpoch: 0, finished: [], releasing: {}, ...overrides }
+  return { fingerprint: 'f1', shape: { stages: [{ name: 'count', parallelism: 2 }], standbys: 0 }, members: [], generation: 0, assignment: {}, standbys: {}, epoch: 0, completedEpoch: 0, finished: [], releasing: {}, failures: {}, ...overrides }
 }
 
 const natsServerBinary = spawnSync('nats-server', ['--version']).status === 0

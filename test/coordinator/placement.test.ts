@@ -28,6 +28,26 @@ describe('placement', () => {
     expect([...shrunk.values()].includes('w2')).toBe(false)
   })
 
+  it('never puts an actor on a worker it failed on while another exists, and still places it when it failed on all', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 2, max: 5 }), fc.integer({ min: 0, max: 29 }), (n, w, pick) => {
+        const workers = Array.from({ length: w }, (_, i) => `w${i}`)
+        const before = place(actors(n), workers, new Map())
+        const failing = actors(n)[pick % n]!
+        const failedOn = [before.get(failing)!]
+        const after = place(actors(n), workers, before, new Map(), new Map(), new Map([[failing, failedOn]]))
+        expect([...after.keys()].sort()).toEqual(actors(n).sort())
+        expect(failedOn).not.toContain(after.get(failing))
+        // Every other actor stays where it was unless balance moved it for the failing one.
+        const moved = actors(n).filter((a) => a !== failing && after.get(a) !== before.get(a))
+        expect(moved.length).toBeLessThanOrEqual(1)
+        const everywhere = place(actors(n), workers, before, new Map(), new Map(), new Map([[failing, workers]]))
+        expect(workers).toContain(everywhere.get(failing))
+      }),
+      { numRuns: 200 },
+    )
+  })
+
   it('places n standbys per actor on other workers than its active one, sticky, and a moving actor goes to its standby', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 0, max: 2 }), (n, w, k) => {

@@ -20,6 +20,7 @@ function pipeline(timelinessMs: number | null, stalled = false, cluster = 'prod'
     outputs: [{ output: 'sink', timelinessMs, endToEndMs: null, watermark: null, ended: false, holdingBack: { stage: 'ema', reason: 'ema adds 3.0 s of watermark delay' }, slo: null }],
     stages: [],
     workers: [],
+    failedActors: [],
   }
 }
 

@@ -9,6 +9,7 @@ import {
   stageStatus,
   type ActorSnapshot,
   type CounterSample,
+  type FailedActor,
   type StageStatus,
   type Topology,
 } from '../../monitor/timeliness.ts'
@@ -92,8 +93,20 @@ describe('stage figures', () => {
     ]
     const st = stageStatus(THREE_STAGES.stages[1]!, actors, ctx)
     expect(st).toMatchObject({ watermark: now - 3000, watermarkLagMs: 3000, unprocessed: 12, unprocessedByInput: { source: 12 }, failureRate: 3, lateRate: 2, recordsInRate: 200, recordsOutRate: 100 })
-    expect(st.actors).toEqual({ running: 1, missing: 0, ended: 0, total: 2 })
+    expect(st.actors).toEqual({ running: 1, missing: 0, ended: 0, failed: 0, total: 2 })
     expect(st.stalled).toBe(false)
+  })
+
+  it('lists an actor that failed for good with its error, and calls the stage stalled (it reports, but does nothing)', () => {
+    const failure = { code: 'WEIR_ACTOR_FAILED', message: 'actor ema/1 stopped: boom', at: now - 5000, quarantined: true, failedOn: ['a', 'b'] }
+    const actors = [
+      snapshot(progress({ stage: 'ema', partition: 0, watermark: now - 1000 }), now),
+      snapshot(progress({ stage: 'ema', partition: 1, worker: 'b', watermark: now - 9000, lifecycle: 'failed', failure }), now),
+    ]
+    const st = stageStatus(THREE_STAGES.stages[1]!, actors, ctx)
+    expect(st.actors).toEqual({ running: 1, missing: 0, ended: 0, failed: 1, total: 2 })
+    expect(st.failed).toEqual([{ actor: 'ema/1', worker: 'b', code: 'WEIR_ACTOR_FAILED', message: 'actor ema/1 stopped: boom', quarantined: true, failedOn: ['a', 'b'], at: now - 5000 }])
+    expect(st.stalled).toBe(true)
   })
 
   it('counts silent actors, and never-heard ones once the pipeline is known for a while, as missing', () => {
@@ -116,7 +129,7 @@ describe('stage figures', () => {
 })
 
 /** Stage figures for a topology from per-stage watermark lags and optional missing actors. */
-function stagesOf(topology: Topology, lags: Record<string, number | null>, extra: Record<string, { missing?: number; unprocessed?: number; silentMs?: number }> = {}): Map<string, StageStatus> {
+function stagesOf(topology: Topology, lags: Record<string, number | null>, extra: Record<string, { missing?: number; unprocessed?: number; silentMs?: number; failed?: FailedActor[] }> = {}): Map<string, StageStatus> {
   const m = new Map<string, StageStatus>()
   for (const s of topology.stages) {
     const e = extra[s.name] ?? {}
@@ -124,8 +137,8 @@ function stagesOf(topology: Topology, lags: Record<string, number | null>, extra
       name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism,
       watermark: null, ended: false, watermarkLagMs: lags[s.name] ?? null,
       unprocessed: e.unprocessed ?? 0, unprocessedByInput: {}, failureRate: 0, lateRate: 0, recordsInRate: 0, recordsOutRate: 0,
-      checkpointAgeMs: 500, actors: { running: s.parallelism - (e.missing ?? 0), missing: e.missing ?? 0, ended: 0, total: s.parallelism },
-      silentMs: e.silentMs ?? 0, stalled: (e.missing ?? 0) > 0,
+      checkpointAgeMs: 500, actors: { running: s.parallelism - (e.missing ?? 0) - (e.failed?.length ?? 0), missing: e.missing ?? 0, ended: 0, failed: e.failed?.length ?? 0, total: s.parallelism },
+      failed: e.failed ?? [], silentMs: e.silentMs ?? 0, stalled: (e.missing ?? 0) > 0 || (e.failed?.length ?? 0) > 0,
     })
   }
   return m
@@ -144,6 +157,14 @@ describe('holding back', () => {
   it('prefers a stage with missing actors over any delay', () => {
     const hb = holdingBack('sink', stagesOf(THREE_STAGES, { source: 100, ema: 200, sink: 9000 }, { ema: { missing: 1, silentMs: 12_000 } }), THREE_STAGES)
     expect(hb).toEqual({ stage: 'ema', reason: 'ema: 1 of 2 actors send no progress for 12 s' })
+  })
+
+  it('names a failed actor before any missing actor or delay, downstream of it too', () => {
+    const failed: FailedActor = { actor: 'ema/1', worker: 'b', code: 'WEIR_ACTOR_FAILED', message: 'actor ema/1 stopped: boom', quarantined: true, failedOn: ['a', 'b'], at: 0 }
+    const stages = stagesOf(THREE_STAGES, { source: 100, ema: 9000, sink: 9500 }, { ema: { failed: [failed] }, sink: { missing: 1, silentMs: 12_000 } })
+    expect(holdingBack('sink', stages, THREE_STAGES)).toEqual({ stage: 'ema', reason: 'ema: ema/1 failed (quarantined after failing on a and b): actor ema/1 stopped: boom', failedActors: ['ema/1'] })
+    const moving = stagesOf(THREE_STAGES, { source: 100, ema: 9000, sink: 9500 }, { ema: { failed: [{ ...failed, quarantined: false, failedOn: ['b'] }] } })
+    expect(holdingBack('sink', moving, THREE_STAGES)?.reason).toBe('ema: ema/1 failed on b: actor ema/1 stopped: boom')
   })
 
   it('breaks ties toward the most upstream stage, and takes the slowest of several inputs', () => {
