@@ -10,15 +10,18 @@ import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError } from '../runtime/errors.ts'
-import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { openBus, type BusTarget } from '../runtime/open-bus.ts'
 import { parseMonitorConfig, type SloConfig } from '../monitor/config.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
+import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 
 import { MONITOR_USAGE } from './usage.ts'
 
 export interface MonitorArgs {
   bus: string
+  /** The bus's server, credentials and TLS. */
+  busTarget: BusTarget
   /** A cluster name, or `*` for every cluster. */
   cluster: string
   port: number
@@ -51,6 +54,7 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
         config: { type: 'string' },
         slo: { type: 'string', multiple: true },
         'token-file': { type: 'string' },
+        ...NATS_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -62,7 +66,7 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
 
   const bus = values.bus ?? env.WEIR_BUS
   if (bus === undefined) throw new ConfigError('--bus', 'the monitor reads the control bus: give --bus nats://host:port (or WEIR_BUS)')
-  checkBusUrl(bus, '--bus')
+  const busTarget = busTargetOf(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, env, cwd)
 
   const config = values.config === undefined ? undefined : parseConfigFile(resolve(cwd, values.config))
   const cluster = values.cluster ?? config?.cluster ?? '*'
@@ -82,7 +86,7 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
   checkMonitorBinding(host, token, values.host === undefined && config?.host !== undefined ? 'host' : '--host')
 
   const slos = [...(config?.slos ?? []), ...(values.slo ?? []).map((s) => parseSloFlag(s, '--slo'))]
-  return { bus, cluster, port, host, token, slos }
+  return { bus, busTarget, cluster, port, host, token, slos }
 }
 
 function parseConfigFile(file: string): ReturnType<typeof parseMonitorConfig> {
@@ -118,7 +122,7 @@ export async function monitorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let monitor: RunningMonitor
   try {
-    bus = await openBus(args.bus, { name: 'weir-monitor', log })
+    bus = await openBus(args.busTarget, { name: 'weir-monitor', log })
     monitor = await startMonitor({ bus, cluster: args.cluster, port: args.port, host: args.host, token: args.token, slos: args.slos, log })
   } catch (err) {
     await bus?.close().catch(() => undefined)

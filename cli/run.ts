@@ -12,13 +12,14 @@ import { startEmbedded, type RunResult, type RunningPipeline } from '../runner/e
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
-import { checkBusUrl, localBus, openBus } from '../runtime/open-bus.ts'
+import { localBus, openBus, type BusTarget } from '../runtime/open-bus.ts'
 import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
+import { busTargetOf, NATS_OPTIONS, refuseNatsOptionsWithoutBus } from './nats-options.ts'
 import { ProgressDisplay } from './progress.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { lastEpoch } from './stats.ts'
@@ -37,6 +38,8 @@ export interface RunArgs {
   pipeConfig: string | undefined
   /** A nats:// URL to coordinate over (and be observed on) instead of the in-process bus. */
   bus: string | undefined
+  /** Its server, credentials and TLS. */
+  busTarget: BusTarget | undefined
   /** Namespace of the control subjects on the bus. */
   cluster: string
   /** `--monitor`: serve the monitor from this process, watching this run's bus. */
@@ -84,6 +87,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
         slo: { type: 'string', multiple: true },
         'metrics-port': { type: 'string' },
         'metrics-host': { type: 'string' },
+        ...NATS_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -116,7 +120,8 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   if (pipeConfig !== undefined && pipe === 'embedded') throw new ConfigError('--pipe-config', 'only a kafka:// pipe takes a config file')
 
   const bus = values.bus ?? process.env.WEIR_BUS
-  if (bus !== undefined) checkBusUrl(bus)
+  if (bus === undefined) refuseNatsOptionsWithoutBus(values)
+  const busTarget = bus === undefined ? undefined : busTargetOf(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, process.env, cwd)
   const cluster = values.cluster ?? 'embedded'
   checkClusterName(cluster, '--cluster')
   if (values.cluster !== undefined && bus === undefined) throw new ConfigError('--cluster', 'only with --bus')
@@ -128,6 +133,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
     metrics,
     monitor: parseMonitorOptions(values),
     bus,
+    busTarget,
     cluster,
     pipe,
     pipeConfig,
@@ -257,7 +263,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
 
   try {
-    if (args.bus !== undefined) bus = await openBus(args.bus, { name: `weir-run-${pipeline.name}`, log })
+    if (args.busTarget !== undefined) bus = await openBus(args.busTarget, { name: `weir-run-${pipeline.name}`, log })
     if (args.pipe !== 'embedded') pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log })
     // The monitor listens on the run's own bus; without --bus that is an in-process one made here.
     if (args.monitor !== undefined) bus ??= localBus(log)

@@ -1,5 +1,21 @@
 /** Usage texts of the `weir` command and the `help` subcommand. */
 
+/** The NATS credential and TLS options of every command that talks to the bus (cli/nats-options.ts). */
+const NATS_SECURITY = `NATS credentials and TLS (docs/operations.md, "Security"; one kind of credentials):
+  in the URL           nats://user:password@host:port or nats://token@host:port
+                       (tls://host:port requires TLS)
+  --nats-token-file F  A token, read from F          (or WEIR_NATS_TOKEN=<token>)
+  --nats-user NAME     A user, with ...              (or WEIR_NATS_USER=<name>)
+  --nats-password-file F  its password, read from F  (or WEIR_NATS_PASSWORD=<password>)
+  --nats-creds F       A credentials file (user JWT and seed) (or WEIR_NATS_CREDS=<file>)
+  --nats-nkey F        A file holding an nkey user seed (SU…) (or WEIR_NATS_NKEY=<file>)
+  --nats-ca F          CA certificates to trust; implies TLS  (or WEIR_NATS_CA=<file>)
+  --nats-cert F        Client certificate, mutual TLS; needs --nats-key (or WEIR_NATS_CERT)
+  --nats-key F         Its private key               (or WEIR_NATS_KEY=<file>)
+  An option wins over its variable. Credentials the server refuses exit 1 with
+  WEIR_BUS_UNAUTHORIZED naming the server; secrets never appear in output or logs.
+`
+
 export const MAIN_USAGE = `Usage: weir <command> [options]
 
 Commands:
@@ -46,6 +62,7 @@ Options:
   -q, --quiet          No progress display on a terminal
   -h, --help           Show this help
 
+${NATS_SECURITY.replace('NATS credentials and TLS', 'NATS credentials and TLS, with --bus')}
 Environment:
   WEIR_LOG_LEVEL       Runtime log level on stderr (default error)
   WEIR_PIPE            Default for --pipe
@@ -79,6 +96,7 @@ Options:
   --token-file FILE    Require 'Authorization: Bearer <token>' on every endpoint
   -h, --help           Show this help
 
+${NATS_SECURITY}
 Endpoints: / (dashboard), /api/status, /api/actors, /api/history?pipeline=&output=,
 /metrics (Prometheus). SLO alerts go to weir.<cluster>.<pipeline>.alerts.
 
@@ -108,6 +126,7 @@ Options:
   --json               Print one JSON document instead of tables (below)
   -h, --help           Show this help
 
+${NATS_SECURITY}
 JSON (version 1; fields are only added within a version; ages are ms before "at"):
   { "v": 1, "bus", "cluster", "waitMs", "at": ms since the epoch,
     "messages": { "received", "malformed", "stale" },
@@ -150,6 +169,9 @@ Options:
                             died (at once when it stops cleanly) (default 5000)
   --name NAME               This coordinator's name (default <host>-<pid>)
   -h, --help                Show this help
+
+${NATS_SECURITY}
+The bus, the leader lease and the cluster metadata (NATS KV) use the same credentials.
 `
 
 export const WORKER_USAGE = `Usage: weir worker <pipeline.ts> --pipe kafka://host:port --bus nats://host:port [options]
@@ -172,7 +194,8 @@ Options:
                             fallback (default 1000)
   --heartbeat-ms N          Heartbeat interval (default 1000)
   -h, --help                Show this help
-`
+
+${NATS_SECURITY}`
 
 const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, help: MAIN_USAGE }
 
