@@ -101,7 +101,7 @@ export function redactNatsUrl(url: string): string {
 /** Throws a ConfigError naming `field` unless `url` is nats:// or tls://[credentials@]host:port. */
 export function checkNatsUrl(url: string, field: string): void {
   const m = URL_SHAPE.exec(url)
-  if (m === null) throw new ConfigError(field, `'${redactNatsUrl(url)}' is not a nats://host:port (or tls://host:port) URL`)
+  if (m === null) throw new ConfigError(field, `'${redactNatsUrl(url)}' is not a nats://host:port URL (nor tls://host:port)`)
   const port = Number(m[4])
   if (port < 1 || port > 65535) throw new ConfigError(field, `port ${port} of '${redactNatsUrl(url)}' is not in 1..65535`)
 }
