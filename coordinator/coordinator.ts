@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
-import { actorFinished, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from '../runtime/control/messages.ts'
+import { actorFinished, epochAck, generationTerm, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerHeartbeat, type WorkerRefused } from '../runtime/control/messages.ts'
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 import type { PipelineMetadata } from './cluster-metadata.ts'
@@ -76,6 +76,7 @@ export class Coordinator {
   private readonly subs: Subscription[] = []
   private readonly clock: EpochClock
   private readonly actors: string[]
+  private readonly actorSet: ReadonlySet<string>
   private readonly log: Logger
   private livenessTimer: NodeJS.Timeout | undefined
   private settled = false
@@ -87,6 +88,7 @@ export class Coordinator {
 
   constructor(private readonly bus: ControlBus, private readonly pipeline: CoordinatedPipeline, private readonly options: CoordinatorOptions) {
     this.actors = pipeline.shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
+    this.actorSet = new Set(this.actors)
     this.clock = new EpochClock(this.actors, options.epochIntervalMs, (epoch) => this.publishEpoch(epoch))
     this.log = options.log.child({ pipeline: pipeline.name, component: 'coordinator' })
     this.generation = options.generationBase ?? 0
@@ -101,8 +103,8 @@ export class Coordinator {
       this.workers.set(w, { lastSeen: now })
       this.unheard.add(w)
     }
-    for (const [a, w] of Object.entries(m.assignment)) if (this.actors.includes(a)) this.assignment.set(a, w)
-    for (const [a, ws] of Object.entries(m.standbys)) if (this.actors.includes(a)) this.standbys.set(a, ws)
+    for (const [a, w] of Object.entries(m.assignment)) if (this.actorSet.has(a)) this.assignment.set(a, w)
+    for (const [a, ws] of Object.entries(m.standbys)) if (this.actorSet.has(a)) this.standbys.set(a, ws)
     this.clock.restore(m.epoch, m.completedEpoch)
     for (const a of m.finished) this.actorDone(a, false)
   }
@@ -160,13 +162,14 @@ export class Coordinator {
         if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker heartbeat dropped')
         const hb = msg.data
         if (this.left.has(hb.worker) || !this.accepts(hb.worker, hb.fingerprint)) return
+        if (hb.actors.length > this.actors.length) return void log.warn({ subject, worker: hb.worker, reason: `it lists ${hb.actors.length} actors; the pipeline has ${this.actors.length}` }, 'worker heartbeat refused')
         // Continue where the running workers are: their generation, their epochs, their actors.
-        if (hb.generation > this.generation) this.generation = hb.generation
+        if (hb.generation > this.generation) this.adoptGeneration(hb)
         this.clock.advanceTo(hb.lastEpoch)
         for (const a of hb.finished) this.actorDone(a)
         for (const [a, l] of Object.entries(hb.load ?? {})) if (this.assignment.get(a) === hb.worker || !this.settled) this.actorLoad.set(a, l)
         // Before the first placement, what a worker runs is the truth (stored metadata may be a step behind it).
-        if (!this.settled) for (const a of hb.actors) if (this.actors.includes(a)) this.assignment.set(a, hb.worker)
+        if (!this.settled) for (const a of hb.actors) if (this.actorSet.has(a)) this.assignment.set(a, hb.worker)
         const known = this.workers.get(hb.worker)
         if (known !== undefined) {
           known.lastSeen = Date.now()
@@ -208,8 +211,24 @@ export class Coordinator {
     }
   }
 
+  /**
+   * Continues a running worker's generation, only while listening before the first placement
+   * and only from this leader's term or an earlier one: after placing, this coordinator's own
+   * generation is the newest there is, so a higher one came of a message it never sent (a
+   * forged assignment, which the worker drops once it sees the epochs state an older
+   * generation: worker.ts). Adopting it would let one message push generations past every later leader's.
+   */
+  private adoptGeneration(hb: WorkerHeartbeat): void {
+    const term = generationTerm(this.options.generationBase ?? 0)
+    let reason: string | undefined
+    if (generationTerm(hb.generation) > term) reason = `generation ${hb.generation} is of lease term ${generationTerm(hb.generation)}, after this coordinator's term ${term}`
+    else if (this.settled) reason = `generation ${hb.generation} is newer than the newest this coordinator assigned (${this.generation})`
+    if (reason === undefined) this.generation = hb.generation
+    else this.log.warn({ worker: hb.worker, generation: hb.generation, reason }, 'worker generation not adopted')
+  }
+
   private actorDone(actor: string, announce = true): void {
-    if (this.finishedActors.has(actor) || !this.actors.includes(actor)) return
+    if (this.finishedActors.has(actor) || !this.actorSet.has(actor)) return
     this.finishedActors.add(actor)
     this.clock.retire(actor)
     this.updateFinishedStages(announce)
