@@ -15,7 +15,7 @@ import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream'
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import { BusAuthError, connectNats, type NatsCredentials, type NatsTls } from '../runtime/control/nats/nats-connection.ts'
+import { BusAuthError, connectNats, type NatsCredentials, type NatsTls } from '../runtime/open-bus.ts'
 import { ConfigError, WeirError, type ErrorContext } from '../runtime/errors.ts'
 import { createLogger } from '../runtime/log.ts'
 

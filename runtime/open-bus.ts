@@ -14,7 +14,9 @@ import { NatsBus } from './control/nats/nats-bus.ts'
 import { checkNatsUrl, redactNatsUrl, resolveNatsTarget, type NatsSources, type NatsTarget } from './control/nats/nats-connection.ts'
 import { createLogger } from './log.ts'
 
-export type { NatsSecurityOptions as BusSecurityOptions, NatsTarget as BusTarget } from './control/nats/nats-connection.ts'
+export type { NatsCredentials, NatsSecurityOptions as BusSecurityOptions, NatsTarget as BusTarget, NatsTls } from './control/nats/nats-connection.ts'
+/** The coordinator's lease and metadata live in NATS KV: they connect here, as the bus does. */
+export { BusAuthError, BusUnavailableError, connectNats } from './control/nats/nats-connection.ts'
 
 /** Checks a bus URL without connecting (for refusing bad input before anything starts). */
 export function checkBusUrl(url: string, field = '--bus'): void {
