@@ -7,6 +7,7 @@
  * credentials is refused by the server and changes nothing.
  */
 import { randomUUID } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
@@ -14,7 +15,7 @@ import { subjects } from '../../runtime/control/bus.ts'
 import { assignmentMessage, workerHeartbeat } from '../../runtime/control/messages.ts'
 import { requireNatsServerBinary, startNatsServer, WEIR_AUTH_CONF, type NatsServer } from '../support/nats-server.ts'
 import { requireService } from '../support/services.ts'
-import { expectExactWordCounts, sleep, startWeir, tempDirs, until, weir, wordcountReference } from '../support/weir-cli.ts'
+import { expectExactWordCounts, finalCounts, sleep, startWeir, tempDirs, until, weir, wordcountReference } from '../support/weir-cli.ts'
 
 const kafka = await requireService('kafka')
 const installed = requireNatsServerBinary()
@@ -130,4 +131,26 @@ describe.skipIf(!installed || !kafka.available)('a cluster on NATS with per-role
     expect(c.stderr).not.toMatch(/Permissions Violation/)
     expect(w!.stderr).not.toMatch(/Permissions Violation/)
   }, 240_000)
+
+  it('weir run --bus takes a token from --nats-token-file, weir status one in the URL, and neither prints it', async () => {
+    const token = `t${randomUUID().replaceAll('-', '')}`
+    const tokenServer = await startNatsServer({ authorization: `token: "${token}"` })
+    const dir = tempDir()
+    writeFileSync(join(dir, 'token'), `${token}\n`)
+    const cluster = `t${randomUUID().slice(0, 8)}`
+    const run = startWeir(['run', 'examples/wordcount.ts', '--bus', tokenServer.url, '--nats-token-file', join(dir, 'token'), '--cluster', cluster, '--data-dir', join(dir, 'data'),
+      '--param', 'lines=300', '--param', 'rate=100', '--param', `out=${dir}/out/c-{partition}.jsonl`, '-q'])
+    onTestFinished(() => void run.child.kill('SIGKILL'))
+    const status = await until(async () => {
+      const r = await weir(['status', '--bus', tokenServer.url.replace('nats://', `nats://${token}@`), '--cluster', cluster, '--wait-ms', '1500'])
+      return r.code === 0 ? r : undefined
+    }, 30_000, 'weir status hears the run')
+    expect(status.stdout).toContain(`weir status: nats://***@127.0.0.1:${tokenServer.port}, cluster ${cluster}`)
+    expect(status.stdout + status.stderr).not.toContain(token)
+    const r = await run.done
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/outcome:\s+finished/)
+    expect(r.stdout + r.stderr).not.toContain(token)
+    expect(finalCounts(join(dir, 'out'))).toEqual(await wordcountReference(tempDir(), 300))
+  }, 120_000)
 })
