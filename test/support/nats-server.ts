@@ -9,10 +9,12 @@
  * const url = server.url // nats://127.0.0.1:PORT, no credentials in it
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { nkeys } from '@nats-io/transport-node'
 import { afterAll } from 'vitest'
 import { reachable } from './services.ts'
 import { freePort, until } from './weir-cli.ts'
@@ -34,6 +36,10 @@ export interface NatsServerOptions {
   include?: { file: string; env: Record<string, string> }
   /** A `tls { … }` block's body. */
   tls?: string
+  /** Further configuration, as it goes in the file (e.g. `operator: …` and a resolver for JWT users). */
+  raw?: string
+  /** JetStream (the coordinator's KV); default on. Operator mode without a system account needs it off. */
+  jetstream?: boolean
 }
 
 /** deploy/nats/weir-auth.conf: the documented per-role permissions of cluster `prod`. */
@@ -65,9 +71,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const port = await freePort()
   const conf = [
     `listen: 127.0.0.1:${port}`,
-    `jetstream { store_dir: "${join(dir, 'js')}", max_memory_store: 64M, max_file_store: 256M }`,
+    options.jetstream === false ? '' : `jetstream { store_dir: "${join(dir, 'js')}", max_memory_store: 64M, max_file_store: 256M }`,
     options.authorization === undefined ? '' : `authorization {\n${options.authorization}\n}`,
     options.tls === undefined ? '' : `tls {\n${options.tls}\n}`,
+    options.raw ?? '',
     // nats-server takes include paths relative to the including file only.
     options.include === undefined ? '' : `include "${relative(dir, options.include.file)}"`,
   ].join('\n')
@@ -90,7 +97,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     },
   }
   running.push(server)
-  await until(async () => child.exitCode === null && log.includes('Server is ready') && (await reachable(server.url, 500)), 20_000, `nats-server on ${port} ready (log: ${log.slice(-2000)})`)
+  await until(async () => {
+    if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}: ${log.slice(-2000)}`)
+    return log.includes('Server is ready') && (await reachable(server.url, 500))
+  }, 20_000, `nats-server on ${port} ready`)
   return server
 }
 
@@ -140,4 +150,46 @@ export function makeTlsFiles(dir: string): TlsFiles {
   sign('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
   sign('client', 'extendedKeyUsage=clientAuth\n')
   return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') }
+}
+
+/**
+ * NATS operator mode for tests of `.creds` files: an operator and one account made here (JWTs
+ * signed with their nkeys), the server configuration that trusts them (`raw`, with
+ * `jetstream: false`: operator mode wants a system account for JetStream), and user
+ * credentials files with permissions, signed by that account or, to be refused, by another.
+ */
+export interface OperatorMode {
+  raw: string
+  /** Writes `<name>.creds` in `dir` for a user with these permissions and returns its path. */
+  userCreds(dir: string, name: string, permissions: NatsPermissions, options?: { untrusted?: boolean }): string
+}
+
+const b64url = (data: string | Uint8Array): string => Buffer.from(data).toString('base64url')
+
+/** A NATS JWT: ed25519-nkey signature by `signer` over header and claims. */
+function natsJwt(signer: ReturnType<typeof nkeys.createAccount>, subject: string, name: string, nats: Record<string, unknown>): string {
+  const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' }))
+  const claims = b64url(JSON.stringify({ jti: randomUUID().replaceAll('-', '').toUpperCase(), iat: Math.floor(Date.now() / 1000), iss: signer.getPublicKey(), name, sub: subject, nats: { version: 2, ...nats } }))
+  return `${header}.${claims}.${b64url(signer.sign(new TextEncoder().encode(`${header}.${claims}`)))}`
+}
+
+export function operatorMode(): OperatorMode {
+  const operator = nkeys.createOperator()
+  const account = nkeys.createAccount()
+  const stranger = nkeys.createAccount()
+  const limits = { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 }
+  const operatorJwt = natsJwt(operator, operator.getPublicKey(), 'weir-test-operator', { type: 'operator' })
+  const accountJwt = natsJwt(operator, account.getPublicKey(), 'weir-test', { type: 'account', limits })
+  return {
+    raw: `operator: "${operatorJwt}"\nresolver: MEMORY\nresolver_preload: { ${account.getPublicKey()}: "${accountJwt}" }`,
+    userCreds(dir, name, permissions, options = {}) {
+      const user = nkeys.createUser()
+      const jwt = natsJwt(options.untrusted === true ? stranger : account, user.getPublicKey(), name, {
+        type: 'user', pub: { allow: permissions.publish }, sub: { allow: permissions.subscribe }, subs: -1, data: -1, payload: -1,
+      })
+      const file = join(dir, `${name}.creds`)
+      writeFileSync(file, `-----BEGIN NATS USER JWT-----\n${jwt}\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n${new TextDecoder().decode(user.getSeed())}\n------END USER NKEY SEED------\n`)
+      return file
+    },
+  }
 }

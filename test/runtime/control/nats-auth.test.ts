@@ -16,7 +16,7 @@ import { subjects, type ControlBus } from '../../../runtime/control/bus.ts'
 import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
 import { resolveNatsTarget, type NatsTarget } from '../../../runtime/control/nats/nats-connection.ts'
 import { openBus } from '../../../runtime/open-bus.ts'
-import { makeTlsFiles, requireNatsServerBinary, startNatsServer, WEIR_AUTH_CONF, type NatsServer } from '../../support/nats-server.ts'
+import { makeTlsFiles, operatorMode, requireNatsServerBinary, startNatsServer, WEIR_AUTH_CONF, type NatsServer } from '../../support/nats-server.ts'
 import { tempDirs, until } from '../../support/weir-cli.ts'
 
 const installed = requireNatsServerBinary()
@@ -176,3 +176,36 @@ describe.skipIf(!installed)('NATS with an nkey over mutual TLS', () => {
     expect(refused).toMatchObject({ code: 'WEIR_BUS_UNAUTHORIZED', message: expect.stringContaining(`the nkey seed in ${other}`) })
   })
 })
+
+describe.skipIf(!installed)('NATS in operator mode with a credentials file', () => {
+  it('connects with WEIR_NATS_CREDS, keeps to the JWT\'s permissions, and refuses a user of an account the server does not trust', async () => {
+    const dir = tempDir()
+    const operator = operatorMode()
+    const server = await startNatsServer({ raw: operator.raw, jetstream: false })
+    const workerCreds = operator.userCreds(dir, 'weir-worker', { publish: ['weir.prod.*.worker-hello'], subscribe: ['weir.prod.*.assignment'] })
+    const coordinatorCreds = operator.userCreds(dir, 'weir-coordinator', { publish: ['weir.prod.*.assignment'], subscribe: ['weir.prod.*.worker-hello'] })
+    const worker = capture()
+    const workerBus = await NatsBus.connect({ ...resolveNatsTarget({ url: server.url, env: { WEIR_NATS_CREDS: workerCreds } }), log: worker.log })
+    const coordinatorBus = await openBus(resolveNatsTarget({ url: server.url, options: { creds: coordinatorCreds } }))
+    try {
+      const hellos: unknown[] = []
+      const assignments: unknown[] = []
+      coordinatorBus.subscribe(subjects.workerHello('prod', 'p'), (m) => hellos.push(m))
+      workerBus.subscribe(subjects.assignment('prod', 'p'), (m) => assignments.push(m))
+      await new Promise((r) => setTimeout(r, 200))
+      workerBus.publish(subjects.workerHello('prod', 'p'), { v: 1 })
+      workerBus.publish(subjects.assignment('prod', 'p'), { v: 1, forged: true })
+      coordinatorBus.publish(subjects.assignment('prod', 'p'), { v: 1 })
+      await until(() => hellos.length === 1 && assignments.length === 1, 5000, 'the allowed messages delivered')
+      await until(() => worker.lines.find((l) => String(l.msg).startsWith('NATS refused a publish')), 5000, 'the worker\'s assignment refused')
+      expect(assignments).toEqual([{ v: 1 }])
+    } finally {
+      await workerBus.close()
+      await coordinatorBus.close()
+    }
+    const untrusted = operator.userCreds(dir, 'stranger', { publish: ['>'], subscribe: ['>'] }, { untrusted: true })
+    const refused = await rejection(openBus(resolveNatsTarget({ url: server.url, env: { WEIR_NATS_CREDS: untrusted } })))
+    expect(refused).toMatchObject({ code: 'WEIR_BUS_UNAUTHORIZED', message: expect.stringContaining(`refused the credentials file ${untrusted} (WEIR_NATS_CREDS)`) })
+  })
+})
+
