@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
-import { actorFinished, epochAck, generationTerm, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerHeartbeat, type WorkerRefused } from '../runtime/control/messages.ts'
+import { actorFinished, epochAck, generationTerm, MAX_WORKERS, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerHeartbeat, type WorkerRefused } from '../runtime/control/messages.ts'
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 import type { PipelineMetadata } from './cluster-metadata.ts'
@@ -181,6 +181,8 @@ export class Coordinator {
         const msg = workerLeave.safeParse(raw)
         if (!msg.success) return
         this.left.add(msg.data.worker)
+        // Oldest first: leaves of ids never seen must not grow it without bound.
+        if (this.left.size > MAX_WORKERS) this.left.delete(this.left.values().next().value!)
         this.unheard.delete(msg.data.worker)
         if (!this.workers.has(msg.data.worker)) return
         log.info({ worker: msg.data.worker }, 'worker leaves; moving its actors')
@@ -247,6 +249,7 @@ export class Coordinator {
   }
 
   private join(worker: string): void {
+    if (this.workers.size >= MAX_WORKERS) return void this.log.warn({ worker, reason: `the pipeline has ${this.workers.size} workers (at most ${MAX_WORKERS})` }, 'worker not admitted')
     this.workers.set(worker, { lastSeen: Date.now() })
     this.log.info({ worker, workers: this.workers.size }, 'worker joined')
     this.rebalance()

@@ -110,7 +110,7 @@ export class Worker {
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed epoch dropped')
         this.lastEpochAt = Date.now()
         this.followLeader(msg.data)
-        for (const s of msg.data.finishedStages) this.finishedStages.add(s)
+        for (const s of msg.data.finishedStages) if (this.pipeline.stage(s) !== undefined) this.finishedStages.add(s)
         for (const { actor } of this.actors.values()) {
           actor.requestBarrier(msg.data.epoch)
           this.maybeUpstreamFinished(actor)

@@ -16,6 +16,8 @@ export const MAX_PARALLELISM = 4096
 export const MAX_STAGES = 256
 /** Actors of one pipeline at most (the sum of its stages' parallelism). */
 export const MAX_ACTORS = 16_384
+/** Workers of one pipeline a coordinator admits at most (more than its actors can only idle). */
+export const MAX_WORKERS = 4096
 /** Length of a worker id at most (a default id is the host name and 9 characters). */
 export const MAX_WORKER_ID = 300
 /**

@@ -11,7 +11,7 @@ import { MAX_COORDINATED_ACTORS, MAX_PIPELINES, startCoordinatorService, type Co
 import { Coordinator } from '../../coordinator/coordinator.ts'
 import { subjects } from '../../runtime/control/bus.ts'
 import { LocalBus } from '../../runtime/control/local/local-bus.ts'
-import { MAX_ACTORS, type PipelineShape, type WorkerHeartbeat } from '../../runtime/control/messages.ts'
+import { MAX_ACTORS, MAX_WORKERS, type PipelineShape, type WorkerHeartbeat } from '../../runtime/control/messages.ts'
 import { sleep, until } from '../support/weir-cli.ts'
 
 const CLUSTER = 'bounds'
@@ -83,7 +83,7 @@ describe('a coordinator service refuses what would make it allocate without boun
   })
 })
 
-describe('a coordinator adopts a worker generation only from its own term, and only before it places', () => {
+describe('a coordinator checks what workers say: their generation (own term, before placing only), actors, numbers', () => {
   const SHAPE: PipelineShape = { stages: [{ name: 'count', parallelism: 2 }], standbys: 0 }
   const heartbeat = (generation: number, actors: string[] = ['count/0']): WorkerHeartbeat => ({ v: 1, worker: 'w1', fingerprint: 'fp', generation, shape: SHAPE, actors, finished: [], lastEpoch: 0 })
 
@@ -120,4 +120,20 @@ describe('a coordinator adopts a worker generation only from its own term, and o
     expect(lines[0]).toMatchObject({ worker: 'w1', reason: 'it lists 3 actors; the pipeline has 2' })
     expect(c.placement.workers).toEqual([])
   })
+
+  it(`admits at most ${MAX_WORKERS} workers, and remembers at most as many that left`, async () => {
+    const bus = new LocalBus()
+    const { log, lines } = capture()
+    const c = new Coordinator(bus, { name: 'wc', fingerprint: 'fp', shape: SHAPE }, { cluster: CLUSTER, epochIntervalMs: 60_000, log })
+    stops.push(() => c.stop())
+    c.start()
+    for (let i = 0; i <= MAX_WORKERS; i++) bus.publish(subjects.workerHello(CLUSTER, 'wc'), { v: 1, worker: `w${i}`, pipeline: 'wc', fingerprint: 'fp' })
+    await until(() => lines.find((l) => l.msg === 'worker not admitted'), 30_000, 'the worker over the bound not admitted')
+    expect(lines.find((l) => l.msg === 'worker not admitted')).toMatchObject({ worker: `w${MAX_WORKERS}`, reason: `the pipeline has ${MAX_WORKERS} workers (at most ${MAX_WORKERS})` })
+    expect(c.placement.workers).toHaveLength(MAX_WORKERS)
+    for (let i = 0; i < 3 * MAX_WORKERS; i++) bus.publish(subjects.workerLeave(CLUSTER, 'wc'), { v: 1, worker: `never-seen-${i}` })
+    await sleep(100)
+    expect((c as unknown as { left: Set<string> }).left.size).toBe(MAX_WORKERS)
+  }, 60_000)
 })
+
