@@ -159,7 +159,8 @@ export class Worker {
   private followLeader(epoch: EpochMessage): void {
     this.leaderGeneration = epoch.generation
     if (epoch.generation >= this.generation) return void (this.epochsBehind = 0)
-    if (++this.epochsBehind < EPOCHS_BEFORE_FOLLOWING) return
+    // A worker on its way out says no hello: that would make it a member again.
+    if (++this.epochsBehind < EPOCHS_BEFORE_FOLLOWING || this.leaving || this.stopped) return
     this.log.warn({ generation: this.generation, leaderGeneration: epoch.generation, epochs: this.epochsBehind }, 'the leader never stated this worker\'s assignment generation: dropping it and following the leader')
     this.epochsBehind = 0
     this.generation = epoch.generation - 1

@@ -45,10 +45,15 @@ export class NatsBus implements ControlBus {
 
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
     if (!Array.isArray(options.servers) || options.servers.length === 0) throw new ConfigError('bus.servers', 'at least one nats://host:port is needed')
-    options.servers.forEach((s, i) => checkNatsUrl(s, `bus.servers.${i}`))
+    options.servers.forEach((s, i) => {
+      checkNatsUrl(s, `bus.servers.${i}`)
+      // nats.js would drop them silently: credentials come resolved (resolveNatsTarget), never in a server URL.
+      if (s.includes('@')) throw new ConfigError(`bus.servers.${i}`, 'give credentials in `credentials` (resolveNatsTarget takes them out of a URL), not in a server URL')
+    })
     const log = (options.log ?? createLogger()).child({ component: 'nats-bus' })
     const credentials = options.credentials ?? { kind: 'none' }
-    const nc = await connectNats({ servers: options.servers, credentials, tls: options.tls }, { name: options.name ?? 'weir', timeoutMs: options.connectTimeoutMs })
+    const tls = options.tls ?? (options.servers.some((s) => s.startsWith('tls://')) ? {} : undefined)
+    const nc = await connectNats({ servers: options.servers, credentials, tls }, { name: options.name ?? 'weir', timeoutMs: options.connectTimeoutMs })
     const bus = new NatsBus(nc, log.child({ credentials: describeCredentials(credentials) }))
     void bus.watchStatus()
     return bus

@@ -66,6 +66,8 @@ describe.skipIf(!installed)('NATS with the documented per-role permissions (depl
     expect(inUrl.message).toContain(server.url)
     expect(inUrl.message).not.toContain('hunter2')
     expect(await rejection(openBus(server.url))).toMatchObject({ code: 'WEIR_BUS_UNAUTHORIZED', message: expect.stringContaining('no credentials') })
+    // Credentials in a server URL given straight to the adapter would be dropped by nats.js: refused.
+    expect(await rejection(NatsBus.connect({ servers: [server.url.replace('nats://', 'nats://weir-worker:x@')] }))).toMatchObject({ code: 'WEIR_CONFIG_INVALID', message: expect.stringMatching(/^bus\.servers\.0: give credentials in `credentials`/) })
   })
 
   it('a worker credential cannot publish an assignment: the server refuses it, the bus logs it, no subscriber gets it', async () => {
