@@ -411,9 +411,9 @@ export class Pipeline {
     return this.stages.get(name)
   }
 
-  /** Stages that read `stage`'s output. */
+  /** Stages that read `stage`'s output (its side outputs are its own outputs, not readers: see sideStagesOf). */
   downstreamOf(stage: string): StageSpec[] {
-    return this.topology.filter((s) => s.inputs.includes(stage))
+    return this.topology.filter((s) => s.kind !== 'side' && s.inputs.includes(stage))
   }
 
   /** Stages whose output nobody reads: the pipeline's outputs. */
