@@ -47,19 +47,31 @@ export class Timers {
     return this.byKey.size
   }
 
+  /** Registered by the current unit of user code: undone with its state if the unit fails. */
   register(key: string | null, time: number): void {
     const k = cacheKey(key, time)
     if (this.byKey.has(k)) return
-    this.byKey.set(k, { key, time })
+    const entry: TimerEntry = { key, time }
+    this.byKey.set(k, entry)
     this.sorted = undefined
     this.cache.set(this.cache.getOrCreate(this.prefix, k), 1)
+    this.cache.onRollback(() => {
+      this.byKey.delete(k)
+      this.sorted = undefined
+    })
   }
 
   delete(key: string | null, time: number): void {
     const k = cacheKey(key, time)
-    if (!this.byKey.delete(k)) return
+    const entry = this.byKey.get(k)
+    if (entry === undefined) return
+    this.byKey.delete(k)
     this.sorted = undefined
     this.cache.set(this.cache.getOrCreate(this.prefix, k), undefined)
+    this.cache.onRollback(() => {
+      this.byKey.set(k, entry)
+      this.sorted = undefined
+    })
   }
 
   nextDue(): number | undefined {
