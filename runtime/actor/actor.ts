@@ -16,6 +16,7 @@ import { replayChangelog } from '../state/changelog.ts'
 import { StateStore } from '../state/state-store.ts'
 import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
 import { WriteCache } from '../state/write-cache.ts'
+import { freezeLoaded } from '../values.ts'
 import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
@@ -191,7 +192,7 @@ export class Actor {
     this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
     this.cache = new WriteCache(deps.config.cacheEntries)
-    this.scope = new UnitScope(this.cache)
+    this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
     this.outputs = new Outputs(deps.pipeline, deps.spec, deps.partition, this.id, this.scope)
     this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs }
     this.onEpoch = hooks.onEpoch
@@ -257,7 +258,7 @@ export class Actor {
     }
     this.stats.replayedChangelogRecords = replayed.records
     this.processor = instantiate(this.spec)
-    this.processor.state.bind(stateAccess(this.cache, this.scope, this.id))
+    this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
     this.timers = await Timers.load(this.store, this.cache)
     this.eventTimers = await Timers.load(this.store, this.cache, EVENT_TIMER_PREFIX)
@@ -296,7 +297,7 @@ export class Actor {
     const keys = [...this.processor.state.actorNames]
     keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
-    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
+    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? freezeLoaded(stateCodec.decode(values[i]!)) : undefined, true))
   }
 
   // ---- control -------------------------------------------------------------------------
@@ -345,7 +346,7 @@ export class Actor {
    */
   async run(): Promise<void> {
     try {
-      await this.processor.open?.(this.lifecycleCtx)
+      if (this.processor.open !== undefined) await this.scope.hook('open', () => this.processor.open!(this.lifecycleCtx))
       if (this.isSource) await this.runSource()
       else await this.runProcessor()
     } catch (err) {
@@ -625,7 +626,7 @@ export class Actor {
         cause = err
       }
     }
-    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
+    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}${frozenHint(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
     const final = policy.kind === 'retry' ? policy.then : policy.kind
     if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
     this.deadLetter(raw, rec.topic, err, attempt + 1)
@@ -672,11 +673,11 @@ export class Actor {
       if (!Number.isSafeInteger(time) || time < 0) throw new WeirError('WEIR_TIMER_TIME', `a timer's time must be a whole number of ms >= 0, got ${time}`, { actor: this.id })
     }
     return {
-      registerProcessingTime: (time) => (checkTime(time), this.timers.register(this.scope.key, time)),
-      deleteProcessingTime: (time) => this.timers.delete(this.scope.key, time),
+      registerProcessingTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerProcessingTime'), this.timers.register(this.scope.key, time)),
+      deleteProcessingTime: (time) => (this.scope.requireUnit('ctx.timers.deleteProcessingTime'), this.timers.delete(this.scope.key, time)),
       currentProcessingTime: () => Date.now(),
-      registerEventTime: (time) => (checkTime(time), this.eventTimers.register(this.scope.key, time)),
-      deleteEventTime: (time) => this.eventTimers.delete(this.scope.key, time),
+      registerEventTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerEventTime'), this.eventTimers.register(this.scope.key, time)),
+      deleteEventTime: (time) => (this.scope.requireUnit('ctx.timers.deleteEventTime'), this.eventTimers.delete(this.scope.key, time)),
       currentWatermark: () => this.watermark,
     }
   }
@@ -740,7 +741,7 @@ export class Actor {
     this.lifecycle = 'committing'
     await this.checkpoints.ready()
     this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
-    await this.processor.onCheckpoint?.(this.lifecycleCtx)
+    if (this.processor.onCheckpoint !== undefined) await this.scope.hook('onCheckpoint', () => this.processor.onCheckpoint!(this.lifecycleCtx))
     this.faults.point('before-commit')
     this.awaitingFirstCommit = false
     this.localBarrierRequested = false
@@ -785,7 +786,7 @@ export class Actor {
       }
     }
     for (const r of this.readers) r.close()
-    await Promise.resolve(this.processor?.close?.()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
+    if (this.processor?.close !== undefined) await this.scope.hook('close', () => this.processor.close!()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
     await this.closeProducerAndStore()
     if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
   }
@@ -824,6 +825,12 @@ function yieldToLoop(): Promise<void> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
+}
+
+/** What a TypeError from changing a frozen state value means, and what to do instead. */
+function frozenHint(cause: unknown): string {
+  if (!(cause instanceof TypeError) || !/read only property|not extensible|Cannot (add|delete|assign to read only) property/.test(cause.message)) return ''
+  return ' (state values are frozen once set or read: set a new object, e.g. state.set({ ...old, n: old.n + 1 }), instead of changing one in place)'
 }
 
 function backoff(policy: StageSpec['onError'], attempt: number): number {

@@ -6,16 +6,21 @@
  */
 import type { Pipeline, StageSpec } from '../api/pipeline.ts'
 import type { EmitOptions } from '../api/processor.ts'
-import { codecFor, type Codec } from '../codec.ts'
-import { WeirError } from '../errors.ts'
+import { codecFor, type Codec, type CodecName } from '../codec.ts'
+import { ValueError, WeirError } from '../errors.ts'
 import { partitionForKey } from '../partitioner.ts'
 import type { PipeRecord } from '../pipe/pipe.ts'
+import { checkValue } from '../values.ts'
 import type { UnitScope } from './scope.ts'
 
 interface Output {
   topic: string
   spec: StageSpec
   codec: Codec<unknown>
+  /** The built-in codec whose round trip values are checked against; undefined for a user codec. */
+  builtin: CodecName | undefined
+  /** `ctx.emit` or `ctx.emitTo('name')`, for errors. */
+  what: string
 }
 
 export class Outputs {
@@ -23,9 +28,9 @@ export class Outputs {
   private readonly sides = new Map<string, Output>()
 
   constructor(pipeline: Pipeline, private readonly spec: StageSpec, private readonly partition: number, private readonly actor: string, private readonly scope: UnitScope) {
-    this.main = { topic: pipeline.outputTopic(spec), spec, codec: codecFor(spec.codec) }
+    this.main = output(pipeline, spec, 'ctx.emit')
     for (const side of pipeline.sideStagesOf(spec.name)) {
-      this.sides.set(side.sideName!, { topic: pipeline.outputTopic(side), spec: side, codec: codecFor(side.codec) })
+      this.sides.set(side.sideName!, output(pipeline, side, `ctx.emitTo('${side.sideName!}')`))
     }
   }
 
@@ -42,6 +47,11 @@ export class Outputs {
   }
 
   private hold(out: Output, key: string | null, value: unknown, options: EmitOptions | undefined): void {
+    this.scope.requireUnit(out.what)
+    if (out.builtin !== undefined && value !== undefined) {
+      const problem = checkValue(value, out.builtin)
+      if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
+    }
     const keyBuf = key === null ? null : Buffer.from(key)
     const valueBuf = value === undefined ? null : out.codec.encode(value)
     const n = out.spec.outputPartitions
@@ -50,4 +60,8 @@ export class Outputs {
     if (options?.headers !== undefined) record.headers = options.headers
     this.scope.emits.push({ topic: out.topic, partition, record })
   }
+}
+
+function output(pipeline: Pipeline, spec: StageSpec, what: string): Output {
+  return { topic: pipeline.outputTopic(spec), spec, codec: codecFor(spec.codec), builtin: typeof spec.codec === 'string' ? spec.codec : undefined, what }
 }

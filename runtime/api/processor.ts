@@ -80,6 +80,13 @@ export interface Context<Out> {
   /**
    * Sends a record to this stage's output. Emitted records become visible downstream
    * when the actor's next checkpoint commits, atomically with its state and offsets.
+   * The value is encoded at once; one the stage's codec would not give back unchanged (a
+   * function, Map or class instance for msgpack; NaN or a Date for JSON) is refused with
+   * `WEIR_VALUE_UNSUPPORTED` naming the field. `undefined` writes a record without a value
+   * (a tombstone in a compacted topic). Only while a record or timer is processed.
+   *
+   * @example
+   * ctx.emit(r.key, { word: r.value, n })
    */
   emit(key: string | null, value: Out, options?: EmitOptions): void
   /**
