@@ -17,6 +17,7 @@ import { StateStore } from '../state/state-store.ts'
 import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
 import { WriteCache } from '../state/write-cache.ts'
 import { freezeLoaded } from '../values.ts'
+import { keyBytes, keyString } from '../record-keys.ts'
 import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
@@ -523,7 +524,7 @@ export class Actor {
         marks = true
         continue
       }
-      const key = r.key === null ? null : r.key.toString('utf8')
+      const key = r.key === null ? null : keyString(r.key)
       let value: unknown
       let timestamp = r.timestamp
       try {
@@ -535,7 +536,7 @@ export class Actor {
         this.deadLetter(r, topic, err, 1)
         continue
       }
-      decoded[i] = { key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
+      decoded[i] = { key, keyBytes: r.key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
       keys.add(key)
     }
     await prefetch(this.store, this.cache, this.processor.state.keyedNames, keys)
@@ -702,7 +703,7 @@ export class Actor {
   private async runTimers(due: TimerEntry[], domain: Timer['domain']): Promise<void> {
     await prefetch(this.store, this.cache, this.processor.state.keyedNames, due.map((t) => t.key))
     for (const t of due) {
-      const timer: Timer = { key: t.key, time: t.time, domain }
+      const timer: Timer = { key: t.key, keyBytes: t.key === null ? null : keyBytes(t.key), time: t.time, domain }
       this.beginUnit(t.key, t.time)
       try {
         const r = this.processor.onTimer?.(timer, this.ctx)

@@ -11,6 +11,7 @@ import { ValueError, WeirError } from '../errors.ts'
 import { partitionForKey } from '../partitioner.ts'
 import type { PipeRecord } from '../pipe/pipe.ts'
 import { checkValue } from '../values.ts'
+import { keyBytes } from '../record-keys.ts'
 import type { UnitScope } from './scope.ts'
 
 interface Output {
@@ -35,24 +36,24 @@ export class Outputs {
   }
 
   /** `ctx.emit`: a record to the stage's output. */
-  emit(key: string | null, value: unknown, options: EmitOptions | undefined): void {
+  emit(key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     this.hold(this.main, key, value, options)
   }
 
   /** `ctx.emitTo`: a record to side output `name`. */
-  emitTo(name: string, key: string | null, value: unknown, options: EmitOptions | undefined): void {
+  emitTo(name: string, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     const side = this.sides.get(name)
     if (side === undefined) throw new WeirError('WEIR_SIDE_OUTPUT_UNKNOWN', `stage ${this.spec.name} has no side output '${name}' (declare it in the stage's sideOutputs option)`, { stage: this.spec.name, actor: this.actor })
     this.hold(side, key, value, options)
   }
 
-  private hold(out: Output, key: string | null, value: unknown, options: EmitOptions | undefined): void {
+  private hold(out: Output, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     this.scope.requireUnit(out.what)
     if (out.builtin !== undefined && value !== undefined) {
       const problem = checkValue(value, out.builtin)
       if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
     }
-    const keyBuf = key === null ? null : Buffer.from(key)
+    const keyBuf = key === null ? null : keyBytes(key)
     const valueBuf = value === undefined ? null : out.codec.encode(value)
     const n = out.spec.outputPartitions
     const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n

@@ -10,6 +10,7 @@ import type { PipeRecord } from '../pipe/pipe.ts'
 import { stateCodec } from '../codec.ts'
 import type { StateStore } from '../state/state-store.ts'
 import type { CacheEntry, WriteCache } from '../state/write-cache.ts'
+import { storeKeyBytes } from '../record-keys.ts'
 import { freezeLoaded, freezeStateValue } from '../values.ts'
 import { ACTOR_PREFIX, keyedPrefix, NULL_KEY } from './state-keys.ts'
 
@@ -156,7 +157,7 @@ export async function prefetch(store: StateStore, cache: WriteCache, names: read
     }
   }
   if (missing.length === 0) return
-  const values = await store.getMany(missing.map((m) => Buffer.from(m.prefix + m.key)))
+  const values = await store.getMany(missing.map((m) => storeKeyBytes(m.prefix + m.key)))
   for (let i = 0; i < missing.length; i++) {
     const v = values[i]
     cache.load(missing[i]!.prefix, missing[i]!.key, v ? freezeLoaded(stateCodec.decode(v)) : undefined)

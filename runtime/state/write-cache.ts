@@ -20,6 +20,7 @@ export class CacheEntry {
     this.value = value
   }
 
+  /** The cache key in the store (`prefix + key`; see record-keys.ts storeKeyBytes for its bytes). */
   get storeKey(): string {
     return this.prefix + this.key
   }
