@@ -10,7 +10,7 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client'
 import type { Actor, ActorStats } from './actor/actor.ts'
 import { ConfigError } from './errors.ts'
 import type { Pipeline } from './api/pipeline.ts'
@@ -20,7 +20,7 @@ type Labels = { pipeline: string; stage: string; partition: string }
 /** Builds the registry of a worker running `pipeline`; `actors` lists the actors it runs now. */
 export function workerMetrics(pipeline: Pipeline, actors: () => Actor[], options: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry()
-  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'weir_worker_' })
+  if (options.processMetrics !== false) collectProcessMetrics(registry, 'weir_worker_')
   const labelNames = ['pipeline', 'stage', 'partition'] as const
   const labels = (a: Actor): Labels => ({ pipeline: pipeline.name, stage: a.stage.name, partition: String(a.partition) })
 
@@ -62,6 +62,28 @@ export function workerMetrics(pipeline: Pipeline, actors: () => Actor[], options
   gauge('weir_actor_end_to_end_seconds', 'At the last commit: commit time minus the ingest horizon it carried.', (s) => (s.endToEndMs === undefined ? undefined : s.endToEndMs / 1000))
   gauge('weir_actor_commit_seconds', 'Duration of the last pipe commit.', (s) => (s.commitMs.length === 0 ? undefined : s.commitMs[s.commitMs.length - 1]! / 1000))
   return registry
+}
+
+/**
+ * Registers prom-client's default Node.js process metrics, less the gauges it names
+ * `*_total` (nodejs_active_handles_total, nodejs_active_requests_total,
+ * nodejs_active_resources_total): Prometheus keeps that suffix for counters, and
+ * `promtool check metrics` rejects the exposition over them. Nothing is lost: each is the
+ * sum over `type` of the gauge of the same name without the suffix, e.g.
+ * `sum without (type) (nodejs_active_handles)`.
+ *
+ * @example
+ * const registry = new Registry()
+ * collectProcessMetrics(registry, 'weir_worker_')
+ */
+export function collectProcessMetrics(registry: Registry, prefix = ''): void {
+  const defaults = new Registry()
+  collectDefaultMetrics({ register: defaults, prefix })
+  // The typings say MetricObject; at runtime these are the metric instances.
+  for (const metric of defaults.getMetricsAsArray()) {
+    if (metric.name.endsWith('_total') && !((metric as unknown) instanceof Counter)) continue
+    registry.registerMetric(metric as unknown as Metric)
+  }
 }
 
 export interface MetricsServer {
