@@ -93,3 +93,69 @@ describe.skipIf(promtool === undefined)('promtool check metrics', () => {
     expect(await promtoolCheck(text), c.logTails()).toEqual({ code: 0, output: '' })
   }, 90_000)
 })
+
+/** Status of GET `url` with these headers. */
+async function status(url: string, headers: Record<string, string> = {}): Promise<{ status: number; authenticate: string | null }> {
+  const res = await fetch(url, { headers })
+  await res.arrayBuffer()
+  return { status: res.status, authenticate: res.headers.get('www-authenticate') }
+}
+
+/** Every request to /metrics (or anywhere) needs the token; with it the worker's metrics are served. */
+async function expectTokenRequired(url: string, token: string): Promise<void> {
+  const unauthorized = { status: 401, authenticate: 'Bearer realm="weir-metrics"' }
+  expect(await status(url)).toEqual(unauthorized)
+  expect(await status(url, { authorization: 'Bearer wrong' })).toEqual(unauthorized)
+  expect(await status(url, { authorization: token })).toEqual(unauthorized)
+  expect(await status(url.replace('/metrics', '/other'))).toEqual(unauthorized)
+  expect(await metricsWithActors(url, { authorization: `Bearer ${token}` })).toContain('# TYPE weir_actor_records_in_total counter')
+}
+
+describe("a worker's /metrics off loopback", () => {
+  it('is refused at start without a token, naming the option, before anything is created (weir run and weir worker, exit 2)', async () => {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'empty-token'), '\n')
+    const worker = ['worker', 'examples/wordcount.ts', '--pipe', 'kafka://127.0.0.1:9092', '--bus', 'nats://127.0.0.1:4222', '--state-dir', join(dir, 'state')]
+    const run = ['run', TICKER, '--data-dir', join(dir, 'data')]
+    const noToken = /--metrics-host: '0\.0\.0\.0' is reachable from other machines: give a token \(--metrics-token-file FILE or WEIR_METRICS_TOKEN\)/
+    const cases: Array<[string[], RegExp]> = [
+      [[...run, '--metrics-port', '0', '--metrics-host', '0.0.0.0'], noToken],
+      [[...worker, '--metrics-port', '0', '--metrics-host', '0.0.0.0'], noToken],
+      [[...run, '--metrics-port', '0', '--metrics-host', '0.0.0.0', '--metrics-token-file', join(dir, 'empty-token')], /--metrics-token-file: .*empty-token is empty/],
+      [[...worker, '--metrics-port', '0', '--metrics-host', '0.0.0.0', '--metrics-token-file', join(dir, 'missing')], /--metrics-token-file: cannot read/],
+      [[...worker, '--metrics-host', '127.0.0.1'], /--metrics-host: only with --metrics-port/],
+    ]
+    const results = await Promise.all(cases.map(([args]) => weir(args, { env: { WEIR_METRICS_TOKEN: '' } })))
+    results.forEach((r, i) => {
+      expect(r.code, `${cases[i]![0].join(' ')}: ${r.stderr}`).toBe(2)
+      expect(r.stderr).toMatch(cases[i]![1])
+    })
+    expect(existsSync(join(dir, 'data'))).toBe(false)
+    expect(existsSync(join(dir, 'state'))).toBe(false)
+  }, 60_000)
+
+  it('with a token, weir run --metrics-host 0.0.0.0 answers 401 to a request without it and serves the metrics with it', async () => {
+    const dir = tempDir()
+    const run = startWeir(['run', TICKER, '--data-dir', join(dir, 'data'), '--metrics-port', '0', '--metrics-host', '0.0.0.0', '-q'], { env: { WEIR_METRICS_TOKEN: 's3cret' } })
+    onTestFinished(() => {
+      run.child.kill('SIGKILL')
+    })
+    const [, port] = await waitFor(run.child.stderr!, /weir: metrics at http:\/\/0\.0\.0\.0:(\d+)\/metrics\n/, 30_000)
+    await expectTokenRequired(`http://127.0.0.1:${port}/metrics`, 's3cret')
+    run.child.kill('SIGTERM')
+    expect((await run.done).code).toBe(0)
+  }, 60_000)
+
+  it.skipIf(!kafka.available || !nats.available)('with a token file, weir worker --metrics-host 0.0.0.0 answers 401 to a request without it and serves the metrics with it', async () => {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'token'), 'w0rker-t0ken\n')
+    const name = `t${randomUUID().slice(0, 8)}`
+    const c = new TestCluster({ cluster: name, kafka: `kafka://${kafka.url}`, nats: nats.url, logDir: join(dir, 'logs') })
+    onTestFinished(() => c.killAll())
+    c.startCoordinator('c1', ['--settle-ms', '300'])
+    const worker = c.startWorker('a', 'examples/wordcount.ts', ['--state-dir', join(dir, 'a'), '--metrics-port', '0', '--metrics-host', '0.0.0.0', '--metrics-token-file', join(dir, 'token'),
+      '--param', `name=${name}`, '--param', 'lines=100000', '--param', 'rate=20', '--param', `out=${dir}/out/c-{partition}.jsonl`])
+    const port = await until(() => /metrics at http:\/\/0\.0\.0\.0:(\d+)\/metrics/.exec(worker.stdout())?.[1], 30_000, 'the worker serving metrics')
+    await expectTokenRequired(`http://127.0.0.1:${port}/metrics`, 'w0rker-t0ken')
+  }, 90_000)
+})
