@@ -22,7 +22,7 @@ export function checkTopology(dataDir: string, pipeline: Pipeline): void {
   for (const old of stored.stages) {
     const now = next.stages.find((s) => s.name === old.name)
     if (now === undefined) {
-      throw new TopologyMismatchError(`stage '${old.name}' was removed; its state and offsets in ${dataDir} would be orphaned (take a savepoint, or use a new --data-dir)`, { stage: old.name, field: `stages.${old.name}` })
+      throw new TopologyMismatchError(`stage '${old.name}' was removed; its state and offsets in ${dataDir} would be orphaned. To run the new topology, start it from empty state under a new pipeline name (with the embedded pipe, a new --data-dir does too); savepoints, which will carry state across a topology change, are not built yet`, { stage: old.name, field: `stages.${old.name}` })
     }
     for (const field of ['kind', 'parallelism', 'outputPartitions', 'keyedOutput', 'topic'] as const) {
       if (old[field] !== now[field]) {

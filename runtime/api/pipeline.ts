@@ -421,7 +421,7 @@ export class Pipeline {
     return this.actorStages.filter((s) => this.downstreamOf(s.name).length === 0)
   }
 
-  /** The shape that state and offsets depend on; a change here needs a savepoint. */
+  /** The shape that state and offsets depend on; a change here cannot reuse existing state (savepoints, which would carry it across, are not built yet). */
   describe(): TopologyDescription {
     return {
       pipeline: this.name,
