@@ -13,6 +13,7 @@ import { LeaderLease } from '../coordinator/leader-lease.ts'
 import { startClusterWorker, type ClusterWorker } from '../runner/cluster-worker.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError, describeError, TopologyMismatchError } from '../runtime/errors.ts'
+import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
 import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
@@ -49,7 +50,7 @@ function waitForSignal(): Promise<NodeJS.Signals> {
 }
 
 function refused(err: unknown, command: string): number {
-  if (err instanceof UsageError || err instanceof ConfigError || err instanceof TopologyMismatchError) return printRefusal(err, command)
+  if (err instanceof UsageError || err instanceof ConfigError || err instanceof TopologyMismatchError || err instanceof DataDirPipeMismatchError) return printRefusal(err, command)
   printError(err)
   return 1
 }

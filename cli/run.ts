@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runner/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
+import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { checkBusUrl, localBus, openBus } from '../runtime/open-bus.ts'
@@ -217,7 +218,7 @@ function cliLogger(beforeWrite: () => void): Logger {
 
 /** Errors that mean "refused at start, nothing touched": exit 2. */
 function isRefusal(err: unknown): boolean {
-  return err instanceof TopologyMismatchError || err instanceof ConfigError
+  return err instanceof TopologyMismatchError || err instanceof ConfigError || err instanceof DataDirPipeMismatchError
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
