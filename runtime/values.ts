@@ -18,67 +18,91 @@ export interface ValueProblem {
 const MAX_DEPTH = 200
 const INT64_MIN = -(2n ** 63n)
 const UINT64_MAX = 2n ** 64n - 1n
-/** Objects this module froze whole (with everything they reference): not walked again. */
-const deepFrozen = new WeakSet<object>()
 
 /**
  * Checks that `value` survives a round trip through the built-in codec `codec` unchanged;
- * undefined when it does. Values of user-supplied codecs are not checked.
+ * undefined when it does. Values of user-supplied codecs are not checked. A frozen object
+ * is taken as checked (state values are frozen once checked; see freezeStateValue).
  */
 export function checkValue(value: unknown, codec: CodecName): ValueProblem | undefined {
   switch (codec) {
-    case 'msgpack': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, msgpackLeaf) : msgpackLeaf(value, 'value')
-    case 'json': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, jsonLeaf) : jsonLeaf(value, 'value')
+    case 'msgpack': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, msgpackLeaf, false) : msgpackLeaf(value, 'value')
+    case 'json': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, jsonLeaf, false) : jsonLeaf(value, 'value')
     case 'string': return typeof value === 'string' ? undefined : { path: 'value', reason: `is ${describe(value)}; the string codec takes strings only` }
     case 'raw': return value instanceof Uint8Array ? undefined : { path: 'value', reason: `is ${describe(value)}; the raw codec takes Buffers (Uint8Array) only` }
   }
 }
 
 /**
- * Checks a state value (stored with msgpack) and makes it immutable: objects and arrays are
- * frozen deeply; Buffers and Dates, which cannot be frozen, are copied, so the caller's
- * later changes do not reach the state. Returns the value to store, or the problem.
+ * Checks a state value (stored with msgpack) and makes it immutable, in one pass: objects
+ * and arrays are frozen deeply; Buffers and Dates, which cannot be frozen, are copied, so
+ * the caller's later changes do not reach the state. An object that is frozen already is
+ * taken as it is (weir froze it when it was stored; one you froze yourself must not hold
+ * objects you change later). Returns the value to store, or the problem.
  */
 export function freezeStateValue<T>(value: T): { value: T } | { problem: ValueProblem } {
   if (typeof value !== 'object' || value === null) {
     const problem = msgpackLeaf(value, 'value')
     return problem === undefined ? { value } : { problem }
   }
-  if (deepFrozen.has(value)) return { value }
-  const problem = walk(value, 'value', 0, msgpackLeaf)
-  if (problem !== undefined) return { problem }
-  return { value: freezeDeep(value) }
+  if (value instanceof Uint8Array || value instanceof Date) {
+    const problem = msgpackLeaf(value, 'value')
+    return problem === undefined ? { value: copyUnfreezable(value) } : { problem }
+  }
+  const problem = walk(value, 'value', 0, msgpackLeaf, true)
+  return problem === undefined ? { value } : { problem }
 }
 
 /** Freezes a value decoded from the store (already known to be msgpack-clean). */
 export function freezeLoaded<T>(value: T): T {
-  if (typeof value !== 'object' || value === null || deepFrozen.has(value)) return value
-  return freezeDeep(value)
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array || value instanceof Date) return value
+  walk(value, 'value', 0, () => undefined, true)
+  return value
 }
 
 type Leaf = (v: unknown, path: string) => ValueProblem | undefined
 
-function walk(v: object, path: string, depth: number, leaf: Leaf): ValueProblem | undefined {
+/**
+ * Walks plain objects and arrays, asking `leaf` about everything else; with `freeze`, each
+ * container is frozen once its contents passed (Buffers and Dates in it replaced by copies).
+ */
+function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
   if (depth > MAX_DEPTH) return { path, reason: `is nested deeper than ${MAX_DEPTH} levels (a reference cycle?)` }
-  if (deepFrozen.has(v)) return undefined
+  if (Object.isFrozen(v)) return undefined
+  const o = v as Record<string, unknown>
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      const e: unknown = v[i]
-      const p = typeof e === 'object' && e !== null ? walk(e, `${path}[${i}]`, depth + 1, leaf) : leaf(e, `${path}[${i}]`)
+      const p = entry(o, i, `${path}[${i}]`, depth, leaf, freeze)
       if (p !== undefined) return p
     }
-    return undefined
-  }
-  const proto: unknown = Object.getPrototypeOf(v)
-  if (proto === Object.prototype || proto === null) {
-    for (const k of Object.keys(v)) {
-      const e: unknown = (v as Record<string, unknown>)[k]
-      const p = typeof e === 'object' && e !== null ? walk(e, `${path}.${k}`, depth + 1, leaf) : leaf(e, `${path}.${k}`)
+  } else {
+    const proto: unknown = Object.getPrototypeOf(v)
+    if (proto !== Object.prototype && proto !== null) return leaf(v, path)
+    // for-in is safe here: the prototype is Object.prototype or null, so nothing is inherited.
+    for (const k in o) {
+      const p = entry(o, k, `${path}.${k}`, depth, leaf, freeze)
       if (p !== undefined) return p
     }
-    return undefined
   }
-  return leaf(v, path)
+  if (freeze) Object.freeze(v)
+  return undefined
+}
+
+function entry(o: Record<string | number, unknown>, k: string | number, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
+  const e = o[k]
+  if (typeof e !== 'object' || e === null) return leaf(e, path)
+  if (e instanceof Uint8Array || e instanceof Date) {
+    const p = leaf(e, path)
+    if (p === undefined && freeze) o[k] = copyUnfreezable(e)
+    return p
+  }
+  return walk(e, path, depth + 1, leaf, freeze)
+}
+
+/** Buffers and Dates cannot be frozen: the state keeps its own copy. */
+function copyUnfreezable<T>(v: T): T {
+  if (v instanceof Date) return new Date(v.getTime()) as T
+  return Buffer.from(v as Uint8Array) as T
 }
 
 /** msgpack (weir's default codec and the state encoding): what comes back as it went in. */
@@ -107,24 +131,6 @@ function jsonLeaf(v: unknown, path: string): ValueProblem | undefined {
   if (v === null) return undefined
   if (v instanceof Date) return { path, reason: 'is a Date, which JSON turns into a string; emit date.toISOString() or a number of ms' }
   return { path, reason: `is ${describe(v)}, which JSON would not give back as it is; use plain objects, arrays, strings, finite numbers, booleans and null` }
-}
-
-function freezeDeep<T>(v: T): T {
-  if (typeof v !== 'object' || v === null || deepFrozen.has(v)) return v
-  if (v instanceof Uint8Array) return Buffer.from(v) as T
-  if (v instanceof Date) return new Date(v.getTime()) as T
-  // A copied Buffer or Date replaces the original, unless the caller froze the container already.
-  const settable = !Object.isFrozen(v)
-  const o = v as Record<string, unknown>
-  for (const k of Array.isArray(v) ? v.keys() : Object.keys(o)) {
-    const e = o[k as string]
-    if (typeof e !== 'object' || e === null) continue
-    const f = freezeDeep(e)
-    if (f !== e && settable) o[k as string] = f
-  }
-  Object.freeze(v)
-  deepFrozen.add(v)
-  return v
 }
 
 function describe(v: unknown): string {
