@@ -2,7 +2,7 @@
  * The live progress display on a terminal: per stage records/s, totals and lag, the last
  * completed epoch, redrawn in place on stderr about once a second.
  */
-import type { ActorStats } from '../runtime/actor.ts'
+import type { ActorStats } from '../runtime/actor/actor.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
 import { formatDuration, formatTimeliness, outputTimeliness, stageTotals, throughputOf } from './stats.ts'
 

@@ -1,5 +1,5 @@
 /** Per-stage totals from per-actor stats (actor ids are `<stage>/<partition>`). */
-import type { ActorStats } from '../runtime/actor.ts'
+import type { ActorStats } from '../runtime/actor/actor.ts'
 import type { Pipeline, StageSpec } from '../runtime/api/pipeline.ts'
 
 export interface StageTotals {

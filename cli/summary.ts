@@ -1,5 +1,5 @@
 /** The summary `weir run` prints on stdout when a run ends. */
-import type { ActorStats } from '../runtime/actor.ts'
+import type { ActorStats } from '../runtime/actor/actor.ts'
 import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
 import { formatDuration, formatTimeliness, outputTimeliness, stageTotals } from './stats.ts'

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino'
 import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, pipelineShapeOf, workerHelloOf, type AssignmentMessage, type EpochMessage, type WorkerHeartbeat } from './control/messages.ts'
-import { Actor, type ActorConfig } from './actor.ts'
+import { Actor, type ActorConfig } from './actor/actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError, WeirError } from './errors.ts'
 import type { Faults } from './faults.ts'

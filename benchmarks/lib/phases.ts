@@ -4,7 +4,7 @@
  * to the orchestrator over the IPC channel (`process.send`).
  */
 import { join } from 'node:path'
-import type { ActorStats } from '../../runtime/actor.ts'
+import type { ActorStats } from '../../runtime/actor/actor.ts'
 import { stateCodec } from '../../runtime/codec.ts'
 import { startEmbedded, type RunningPipeline } from '../../runner/embedded-runner.ts'
 import { createLogger } from '../../runtime/log.ts'

@@ -8,7 +8,7 @@
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import wordcount from '../../examples/wordcount.ts'
-import { defaultActorConfig } from '../../runtime/actor.ts'
+import { defaultActorConfig } from '../../runtime/actor/actor.ts'
 import { subjects } from '../../runtime/control/bus.ts'
 import { LocalBus } from '../../runtime/control/local/local-bus.ts'
 import type { WorkerHeartbeat } from '../../runtime/control/messages.ts'

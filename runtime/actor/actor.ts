@@ -1,0 +1,839 @@
+/**
+ * An actor: one processor instance bound to one partition of its stage. It restores its
+ * state, runs the processor over its input (or polls its source) one unit at a time, and
+ * takes barriers between micro-batches; the checkpoint protocol itself is checkpoint.ts.
+ */
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { instantiate, type Pipeline, type StageSpec } from '../api/pipeline.ts'
+import { Source, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StreamRecord, type Timer, type TimerService } from '../api/processor.ts'
+import { codecFor, stateCodec, type Codec } from '../codec.ts'
+import { ActorFencedError, DecodeError, ProcessingError, WeirError, describeError } from '../errors.ts'
+import { SimulatedCrash, type Faults } from '../faults.ts'
+import { naming } from '../naming.ts'
+import type { PartitionOffset, PartitionReader, Pipe, StoredRecord, TransactionalProducer } from '../pipe/pipe.ts'
+import { replayChangelog } from '../state/changelog.ts'
+import { StateStore } from '../state/state-store.ts'
+import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
+import { WriteCache } from '../state/write-cache.ts'
+import { freezeLoaded } from '../values.ts'
+import { keyBytes, keyString } from '../record-keys.ts'
+import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
+import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
+import { ActorContext } from './context.ts'
+import { Outputs } from './outputs.ts'
+import { purgeConsumed } from './purge.ts'
+import { prefetch, stateAccess, UnitScope } from './scope.ts'
+import { ACTOR_PREFIX, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
+import { ActorWatermarks } from './watermark-marks.ts'
+
+export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
+
+export interface ActorConfig {
+  /** Records per micro-batch. */
+  maxBatch: number
+  /** Cached state entries kept in memory (clean entries beyond are evicted). */
+  cacheEntries: number
+  /** Dirty entries that force an early barrier. */
+  maxDirty: number
+  /**
+   * Records emitted in one transaction that force an early barrier. A reader sees a
+   * writer's transaction whole, after the others' before it: bounding it bounds how far
+   * one writer's records run ahead of the others' watermarks (and the open windows that
+   * takes downstream) during a backlog.
+   */
+  maxTransactionRecords: number
+}
+
+export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000, maxTransactionRecords: 20_000 }
+
+/** Figures an actor reports; read by progress displays, metrics and benchmarks. */
+export interface ActorStats {
+  recordsIn: number
+  recordsOut: number
+  errors: number
+  deadLettered: number
+  lastEpoch: number
+  checkpoints: number
+  /** Time processing was stopped at each barrier, ms (last 1024). */
+  barrierStallsMs: number[]
+  /** Time from commit start to pipe commit done, ms (last 1024). */
+  commitMs: number[]
+  restoreMs: number
+  replayedChangelogRecords: number
+  lag: number
+  /** Unprocessed records per input stage. */
+  lagByInput: Record<string, number>
+  /** Records that arrived at or below the watermark. */
+  late: number
+  /** Event-time watermark (-Infinity before the first, +Infinity at the end of input). */
+  watermark: number
+  /** Wall clock when the watermark last advanced. */
+  watermarkChangedAt: number | undefined
+  /** Every input is idle. */
+  idle: boolean
+  /** Ingest horizon carried by the newest checkpoint (wall-clock ms; -Infinity unknown). */
+  ingestHorizon: number
+  /** Commit time minus ingest horizon of the newest checkpoint, ms. */
+  endToEndMs: number | undefined
+  lastCommitAt: number | undefined
+  /** Sampled time to process one record, µs (last 1024 samples). */
+  processingUs: number[]
+  /** When this actor instance started. */
+  startedAt: number
+}
+
+export interface ActorDeps {
+  pipeline: Pipeline
+  spec: StageSpec
+  partition: number
+  pipe: Pipe
+  dataDir: string
+  log: Logger
+  faults: Faults
+  config: ActorConfig
+}
+
+/** Consumed input records are purged every this many checkpoints. */
+const PURGE_EVERY = 10
+/** One record in this many has its processing time sampled for the progress channel. */
+const SAMPLE_EVERY = 64
+
+function pushBounded(list: number[], v: number): void {
+  list.push(v)
+  if (list.length > 1024) list.shift()
+}
+
+export class ActorFailedError extends WeirError {
+  constructor(actor: string, cause: unknown, context: Record<string, unknown>) {
+    super('WEIR_ACTOR_FAILED', `actor ${actor} stopped: ${(cause as Error)?.message ?? String(cause)}`, { actor, ...context }, { cause })
+  }
+}
+
+export class Actor {
+  readonly id: string
+  lifecycle: ActorLifecycle = 'restoring'
+  readonly stats: ActorStats = {
+    recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0,
+    lagByInput: {}, late: 0, watermark: -Infinity, watermarkChangedAt: undefined, idle: false, ingestHorizon: -Infinity, endToEndMs: undefined, lastCommitAt: undefined, processingUs: [], startedAt: Date.now(),
+  }
+
+  readonly partition: number
+  private readonly spec: StageSpec
+  private readonly pipeline: Pipeline
+  private readonly pipe: Pipe
+  private readonly log: Logger
+  private readonly faults: Faults
+  private readonly config: ActorConfig
+  private readonly changelogTopic: string
+  private readonly dlqTopic: string
+  private readonly group: string
+  private readonly storePath: string
+  private readonly inputTopics: string[]
+  private readonly inputCodecs: Codec<unknown>[]
+  /** Per input, the event time of a topic input's records (`timestampOf`), if it has one. */
+  private readonly inputTimestamps: Array<((value: unknown, recordTimestamp: number) => number) | undefined>
+
+  private store!: StateStore
+  /** Opened first at restore (it fences older instances); the checkpointer runs it after. */
+  private producer: TransactionalProducer | undefined
+  private checkpoints!: Checkpointer
+  private readers: PartitionReader[] = []
+  private processor!: Processor<unknown, unknown>
+  private readonly cache: WriteCache
+  private readonly scope: UnitScope
+  private readonly outputs: Outputs
+  private timers!: Timers
+  private eventTimers!: Timers
+  private marks!: ActorWatermarks
+  private ctx!: ActorContext
+  private readonly lifecycleCtx: LifecycleContext
+
+  private requestedEpoch = 0
+  /** A checkpoint the worker asked for without a new epoch (the coordinator is out of reach). */
+  private localBarrierRequested = false
+  /** Records emitted since the last barrier. */
+  private transactionRecords = 0
+  /** Newest epoch whose barrier this actor took (its commit may still be in flight). */
+  private barrierEpoch = 0
+  private committedEpoch = 0
+  /**
+   * After a (re)start the first micro-batch is committed at once rather than at the next
+   * epoch, so output resumes promptly after recovery.
+   */
+  private awaitingFirstCommit = true
+  private unitsSinceStart = 0
+  /** Input positions of the newest committed checkpoint that carried them. */
+  private committedPositions: PartitionOffset[] | undefined
+  private positionsChanged = false
+  private upstreamFinished = false
+  private sourceDone = false
+  private stopRequested = false
+  private abandoned = false
+  private wake: (() => void) | undefined
+  private readonly onEpoch: (epoch: number) => void
+  private readonly onFinished: () => void
+  private readonly onWatermark: (() => void) | undefined
+
+  constructor(deps: ActorDeps, hooks: { onEpoch(epoch: number): void; onFinished(): void; onWatermark?(): void }) {
+    this.spec = deps.spec
+    this.pipeline = deps.pipeline
+    this.partition = deps.partition
+    this.pipe = deps.pipe
+    this.faults = deps.faults
+    this.config = deps.config
+    this.id = naming.actor(deps.spec.name, deps.partition)
+    this.log = deps.log.child({ actor: this.id, stage: deps.spec.name, partition: deps.partition })
+    const p = deps.pipeline.name
+    this.changelogTopic = naming.changelog(p, deps.spec.name)
+    this.dlqTopic = naming.deadLetter(p, deps.spec.name)
+    this.group = naming.group(p, deps.spec.name)
+    this.inputCodecs = deps.spec.inputs.map((i) => codecFor(deps.pipeline.stage(i)!.codec))
+    this.inputTimestamps = deps.spec.inputs.map((i) => deps.pipeline.stage(i)!.timestampOf)
+    this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
+    this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
+    this.cache = new WriteCache(deps.config.cacheEntries)
+    this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
+    this.outputs = new Outputs(deps.pipeline, deps.spec, deps.partition, this.id, this.scope)
+    this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs }
+    this.onEpoch = hooks.onEpoch
+    this.onFinished = hooks.onFinished
+    this.onWatermark = hooks.onWatermark
+  }
+
+  /** The directory of this actor's local RocksDB. */
+  get statePath(): string {
+    return this.storePath
+  }
+
+  /** The stage this actor runs. */
+  get stage(): StageSpec {
+    return this.spec
+  }
+
+  get isSource(): boolean {
+    return this.spec.kind === 'source'
+  }
+
+  /** The actor's current watermark, as `ctx.watermark` shows it. */
+  get watermark(): number {
+    return this.marks?.watermark ?? -Infinity
+  }
+
+  // ---- restore -------------------------------------------------------------------------
+
+  /** Opens state and readers: local RocksDB plus the changelog tail it is missing. */
+  async restore(): Promise<void> {
+    const started = performance.now()
+    // Opening the producer fences the previous instance (on Kafka: aborts or completes its
+    // open transaction, which can take a while); the changelog replays meanwhile.
+    const opening = this.pipe.producer(naming.transactionalId(this.pipeline.name, this.spec.name, this.partition))
+    let replayed: { position: number; records: number }
+    try {
+      this.store = await StateStore.open(this.storePath)
+      const replay = (): Promise<{ position: number; records: number }> => replayChangelog({
+        pipe: this.pipe,
+        topic: this.changelogTopic,
+        partition: this.partition,
+        store: this.store,
+        storePath: this.storePath,
+        log: this.log,
+        faults: this.faults,
+        reopen: async () => {
+          await this.store.close()
+          StateStore.destroy(this.storePath)
+          this.store = await StateStore.open(this.storePath)
+          return this.store
+        },
+      })
+      const before = await replay()
+      this.producer = await opening
+      // Only now is the previous instance's last transaction settled: a commit it had in
+      // flight may just have become visible. Replay that tail too, or its positions are lost.
+      const tail = await replay()
+      replayed = { position: tail.position, records: before.records + tail.records }
+    } catch (err) {
+      // A producer opened for a restore that failed is closed with the actor.
+      await opening.then((p) => void (this.producer ??= p), () => undefined)
+      throw err
+    }
+    this.stats.replayedChangelogRecords = replayed.records
+    this.processor = instantiate(this.spec)
+    this.processor.state.bind(stateAccess(this.cache, this.scope))
+    await this.loadActorState()
+    this.timers = await Timers.load(this.store, this.cache)
+    this.eventTimers = await Timers.load(this.store, this.cache, EVENT_TIMER_PREFIX)
+    this.checkpoints = new Checkpointer({
+      producer: this.producer!,
+      store: this.store,
+      cache: this.cache,
+      pipe: this.pipe,
+      faults: this.faults,
+      actor: this.id,
+      partition: this.partition,
+      changelogTopic: this.changelogTopic,
+      outputTopic: this.pipeline.outputTopic(this.spec),
+      group: this.group,
+      changelogPosition: replayed.position,
+      onCommitted: (c) => this.committed(c),
+    })
+    this.checkpoints.onFailed(() => this.wake?.())
+    this.marks = new ActorWatermarks(
+      { pipeline: this.pipeline, spec: this.spec, partition: this.partition, actor: this.id, cache: this.cache, stats: this.stats, send: (t, p, r) => this.checkpoints.send(t, p, r), onAdvance: this.onWatermark },
+      this.cache.get(ACTOR_PREFIX, WATERMARKS)?.value,
+      this.isSource && this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true,
+    )
+    this.ctx = new ActorContext(this.spec, this.partition, this.scope, this.outputs, this.timerService(), this.log, () => this.watermark)
+    const stored = this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined
+    for (const topic of this.inputTopics) {
+      const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
+      this.readers.push(await this.pipe.reader(topic, this.partition, from))
+    }
+    this.stats.restoreMs = performance.now() - started
+    this.lifecycle = 'running'
+    this.log.debug({ changelogPosition: replayed.position, replayed: replayed.records, ms: this.stats.restoreMs }, 'actor restored')
+  }
+
+  private async loadActorState(): Promise<void> {
+    const keys = [...this.processor.state.actorNames]
+    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS)
+    const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
+    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? freezeLoaded(stateCodec.decode(values[i]!)) : undefined, true))
+  }
+
+  // ---- control -------------------------------------------------------------------------
+
+  /** Asks for barrier `epoch` at the next record boundary. */
+  requestBarrier(epoch: number): void {
+    if (epoch > this.requestedEpoch) this.requestedEpoch = epoch
+    this.wake?.()
+  }
+
+  /**
+   * Takes a checkpoint at the next record boundary under the current epoch number, as an
+   * early barrier does: the worker's fallback while no epochs arrive, so commits (and the
+   * watermarks and outputs they carry) never wait on the coordinator or the control bus.
+   */
+  requestLocalBarrier(): void {
+    this.localBarrierRequested = true
+    this.wake?.()
+  }
+
+  /** Every upstream stage finished: end when the inputs are drained. */
+  markUpstreamFinished(): void {
+    this.upstreamFinished = true
+    this.wake?.()
+  }
+
+  /** Takes a final checkpoint and stops. */
+  requestStop(): void {
+    this.stopRequested = true
+    this.wake?.()
+  }
+
+  /** Stops without writing anything more, as a kill would. */
+  abandon(): void {
+    this.abandoned = true
+    this.stopRequested = true
+    for (const r of this.readers) r.close()
+    this.wake?.()
+  }
+
+  // ---- running -------------------------------------------------------------------------
+
+  /**
+   * Opens the processor, then runs until finished, stopped, fenced or failed. Opening is
+   * here, not in restore(): a worker that lost the actor while restoring never opens it.
+   */
+  async run(): Promise<void> {
+    try {
+      if (this.processor.open !== undefined) await this.scope.hook('open', () => this.processor.open!(this.lifecycleCtx))
+      if (this.isSource) await this.runSource()
+      else await this.runProcessor()
+    } catch (err) {
+      if (err instanceof SimulatedCrash) this.abandoned = true
+      if (this.abandoned) throw err
+      if (err instanceof ActorFencedError) {
+        this.lifecycle = 'fenced'
+        this.log.warn({ err: describeError(err) }, 'actor fenced: a newer instance owns this partition')
+        return
+      }
+      this.lifecycle = 'failed'
+      throw err
+    } finally {
+      if (!this.abandoned) await this.closeResources()
+    }
+  }
+
+  private barrierDue(): boolean {
+    return this.requestedEpoch > this.barrierEpoch || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || this.transactionRecords >= this.config.maxTransactionRecords || (this.awaitingFirstCommit && this.unitsSinceStart > 0)
+  }
+
+  private async runProcessor(): Promise<void> {
+    let next = 0
+    while (!this.abandoned) {
+      this.checkpoints.checkFailed()
+      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
+      if (this.stopRequested) break
+      let records: StoredRecord[] = []
+      let input = next
+      await this.checkpoints.whenWritable()
+      for (let i = 0; i < this.readers.length && records.length === 0; i++) {
+        input = (next + i) % this.readers.length
+        records = await this.readers[input]!.poll(this.config.maxBatch, 0)
+      }
+      if (this.abandoned) return
+      if (records.length === 0) {
+        await this.fireDueTimers()
+        await this.advanceWatermark()
+        // A bounded actor ends when its inputs are drained and its pending timers have fired.
+        if (this.upstreamFinished && this.timers.size === 0 && (await this.inputsDrained())) {
+          // Every upstream writer ended: the watermark is +infinity and every event-time timer fires.
+          await this.advanceWatermark(true)
+          await this.finish()
+          return
+        }
+        if (this.barrierDue() || this.stopRequested) continue
+        // Wait for data on one input; an append wakes the reader at once.
+        const due = this.timers.nextDue()
+        const waitMs = Math.max(1, Math.min(50, due === undefined ? 50 : due - Date.now()))
+        input = next
+        records = await this.readers[input]!.poll(this.config.maxBatch, waitMs)
+        if (this.abandoned) return
+        if (records.length === 0) {
+          next = (next + 1) % this.readers.length
+          continue
+        }
+      }
+      next = (input + 1) % this.readers.length
+      await this.processBatch(input, records)
+      this.marks.markIfDue()
+      this.positionsChanged = true
+      this.unitsSinceStart++
+      // Records already buffered resolve polls without I/O; let timers (epochs) and I/O run.
+      await yieldToLoop()
+      await this.fireDueTimers()
+      this.cache.evict()
+    }
+    await this.finalCheckpointOnStop()
+  }
+
+  private async runSource(): Promise<void> {
+    const source = this.processor as Source<unknown>
+    this.sourceDone = this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true
+    while (!this.abandoned) {
+      this.checkpoints.checkFailed()
+      if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
+      if (this.stopRequested) break
+      if (this.sourceDone) return this.finish()
+      await this.checkpoints.whenWritable()
+      let status: SourceStatus = 'more'
+      let emitted = 0
+      while (status === 'more' && emitted < this.config.maxBatch && !this.barrierDue() && !this.stopRequested) {
+        status = await this.pollSource(source)
+        emitted += this.flushEmits()
+        this.unitsSinceStart++
+        this.faults.point('source-poll')
+      }
+      this.marks.markIfDue()
+      if (status === 'done') {
+        this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, SOURCE_FINISHED, true), true)
+        this.sourceDone = true
+        this.marks.source!.end()
+      } else if (status === 'idle') {
+        this.marks.source!.observeIdle(Date.now())
+        await this.idle(50)
+      }
+      await this.fireDueTimers()
+      this.cache.evict()
+      // A source whose poll is synchronous would otherwise keep epochs from ever firing.
+      await yieldToLoop()
+    }
+    await this.finalCheckpointOnStop()
+  }
+
+  /** End of input: a last checkpoint, visible to readers, before telling the coordinator. */
+  private async finish(): Promise<void> {
+    await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+    await this.checkpoints.drain()
+    await this.checkpoints.awaitOutputsVisible()
+    this.lifecycle = 'finished'
+    this.onFinished()
+  }
+
+  private async finalCheckpointOnStop(): Promise<void> {
+    if (!this.stopRequested || this.abandoned) return
+    await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+    await this.checkpoints.drain()
+  }
+
+  private async pollSource(source: Source<unknown>): Promise<SourceStatus> {
+    const attempts = this.spec.onError.kind === 'retry' ? this.spec.onError.attempts : 0
+    for (let attempt = 0; ; attempt++) {
+      this.beginUnit(null, Date.now())
+      try {
+        const r = source.poll(this.ctx as SourceContext<unknown>)
+        const status = r instanceof Promise ? await r : r
+        this.scope.succeed()
+        return status
+      } catch (err) {
+        this.failUnit()
+        if (attempt < attempts) {
+          await sleep(backoff(this.spec.onError, attempt))
+          continue
+        }
+        throw new ActorFailedError(this.id, err, { stage: this.spec.name, partition: this.partition })
+      }
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    if (this.barrierDue() || this.stopRequested || this.abandoned) return Promise.resolve()
+    const wait = Math.max(1, Math.min(ms, 100))
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t)
+        this.wake = undefined
+        resolve()
+      }
+      const t = setTimeout(done, wait)
+      this.wake = done
+    })
+  }
+
+  private async inputsDrained(): Promise<boolean> {
+    for (const r of this.readers) {
+      if (r.position < (await this.pipe.endOffset(r.topic, r.partition))) return false
+    }
+    return true
+  }
+
+  // ---- records -------------------------------------------------------------------------
+
+  private async processBatch(input: number, records: StoredRecord[]): Promise<void> {
+    const codec = this.inputCodecs[input]!
+    const topic = this.inputTopics[input]!
+    const timestampOf = this.inputTimestamps[input]
+    const decoded: Array<StreamRecord<unknown> | WatermarkMark | undefined> = new Array(records.length)
+    const keys = new Set<string | null>()
+    let marks = false
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!
+      if (r.headers !== undefined && isControlRecord(r)) {
+        decoded[i] = decodeMark(r)
+        marks = true
+        continue
+      }
+      const key = r.key === null ? null : keyString(r.key)
+      let value: unknown
+      let timestamp = r.timestamp
+      try {
+        value = r.value === null ? null : codec.decode(r.value)
+        if (timestampOf !== undefined) timestamp = timestampOf(value, r.timestamp)
+        if (!Number.isFinite(timestamp)) throw new Error(`timestampOf returned ${timestamp}`)
+      } catch (cause) {
+        const err = new DecodeError(`cannot decode record with codec ${codec.name}: ${(cause as Error).message}`, { topic, partition: this.partition, offset: r.offset, stage: this.spec.name, actor: this.id }, cause)
+        this.deadLetter(r, topic, err, 1)
+        continue
+      }
+      decoded[i] = { key, keyBytes: r.key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
+      keys.add(key)
+    }
+    await prefetch(this.store, this.cache, this.processor.state.keyedNames, keys)
+    const watermarks = this.marks.inputs!
+    const external = watermarks.hasExternalInputs
+    const now = external ? Date.now() : 0
+    const mid = this.faults.armed ? Math.floor(records.length / 2) : -1
+    for (let i = 0; i < decoded.length; i++) {
+      const rec = decoded[i]
+      if (i === mid) this.faults.point('mid-batch')
+      if (rec === undefined) continue
+      if (marks && !('offset' in rec)) {
+        // In-band watermark: records before it are done; timers it makes due fire here, in order.
+        watermarks.applyMark(input, rec)
+        await this.advanceWatermark()
+        continue
+      }
+      const record = rec as StreamRecord<unknown>
+      this.stats.recordsIn++
+      if (record.timestamp <= watermarks.watermark) this.stats.late++
+      if (external) watermarks.observeTimestamp(input, record.timestamp, now)
+      if ((this.stats.recordsIn & (SAMPLE_EVERY - 1)) === 0) {
+        const t = performance.now()
+        const pending = this.processRecord(record, records[i]!)
+        if (pending !== undefined) await pending
+        pushBounded(this.stats.processingUs, (performance.now() - t) * 1000)
+        continue
+      }
+      const pending = this.processRecord(record, records[i]!)
+      if (pending !== undefined) await pending
+    }
+    if (external) await this.advanceWatermark()
+  }
+
+  /**
+   * Runs one record. The common case (a synchronous onRecord that succeeds) completes
+   * without creating a Promise; only async processors and failures take the slow path.
+   */
+  private processRecord(rec: StreamRecord<unknown>, raw: StoredRecord): Promise<void> | undefined {
+    this.beginUnit(rec.key, rec.timestamp)
+    let result: void | Promise<void>
+    try {
+      result = this.processor.onRecord(rec, this.ctx)
+    } catch (cause) {
+      return this.recordFailed(rec, raw, cause, 0)
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        () => this.unitSucceeded(),
+        (cause: unknown) => this.recordFailed(rec, raw, cause, 0),
+      )
+    }
+    this.unitSucceeded()
+    return undefined
+  }
+
+  private beginUnit(key: string | null, timestamp: number): void {
+    this.scope.begin(key, timestamp)
+  }
+
+  /** The unit failed: its state changes and emitted records are discarded. */
+  private failUnit(): void {
+    this.scope.fail()
+    this.stats.errors++
+  }
+
+  private unitSucceeded(): void {
+    this.scope.succeed()
+    this.flushEmits()
+  }
+
+  /** Rolls the record back, then retries, dead-letters or stops as the stage's policy says. */
+  private async recordFailed(rec: StreamRecord<unknown>, raw: StoredRecord, cause: unknown, attempt: number): Promise<void> {
+    const policy = this.spec.onError
+    for (;;) {
+      this.failUnit()
+      const attempts = policy.kind === 'retry' ? policy.attempts : 0
+      if (attempt >= attempts) break
+      await sleep(backoff(policy, attempt))
+      attempt++
+      this.beginUnit(rec.key, rec.timestamp)
+      try {
+        const r = this.processor.onRecord(rec, this.ctx)
+        if (r instanceof Promise) await r
+        this.unitSucceeded()
+        return
+      } catch (err) {
+        cause = err
+      }
+    }
+    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}${frozenHint(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
+    const final = policy.kind === 'retry' ? policy.then : policy.kind
+    if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
+    this.deadLetter(raw, rec.topic, err, attempt + 1)
+  }
+
+  private deadLetter(raw: StoredRecord, topic: string, err: WeirError, attempts: number): void {
+    const described = describeError(err)
+    const cause = err.cause === undefined ? undefined : describeError(err.cause)
+    const body = {
+      error: { code: described.code, message: described.message, cause: cause ? { name: cause.name, message: cause.message, stack: cause.stack } : undefined },
+      origin: { topic, partition: this.partition, offset: raw.offset, timestamp: raw.timestamp },
+      stage: this.spec.name,
+      actor: this.id,
+      attempts,
+      key: raw.key,
+      value: raw.value,
+      failedAt: Date.now(),
+    }
+    this.checkpoints.send(this.dlqTopic, this.partition, { key: raw.key, value: stateCodec.encode(body), timestamp: raw.timestamp })
+    this.stats.deadLettered++
+    this.log.warn({ topic, partition: this.partition, offset: raw.offset, code: described.code, attempts, err: described.message }, 'record sent to dead-letter topic')
+  }
+
+  /** Moves the succeeded unit's records into the transaction. */
+  private flushEmits(): number {
+    const emits = this.scope.emits
+    const n = emits.length
+    if (n === 0) return 0
+    for (let i = 0; i < n; i++) {
+      const e = emits[i]!
+      this.checkpoints.send(e.topic, e.partition, e.record)
+    }
+    this.marks.emitted(emits)
+    emits.length = 0
+    this.stats.recordsOut += n
+    this.transactionRecords += n
+    return n
+  }
+
+  // ---- timers and watermarks -----------------------------------------------------------
+
+  private timerService(): TimerService {
+    const checkTime = (time: number): void => {
+      if (!Number.isSafeInteger(time) || time < 0) throw new WeirError('WEIR_TIMER_TIME', `a timer's time must be a whole number of ms >= 0, got ${time}`, { actor: this.id })
+    }
+    return {
+      registerProcessingTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerProcessingTime'), this.timers.register(this.scope.key, time)),
+      deleteProcessingTime: (time) => (this.scope.requireUnit('ctx.timers.deleteProcessingTime'), this.timers.delete(this.scope.key, time)),
+      currentProcessingTime: () => Date.now(),
+      registerEventTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerEventTime'), this.eventTimers.register(this.scope.key, time)),
+      deleteEventTime: (time) => (this.scope.requireUnit('ctx.timers.deleteEventTime'), this.eventTimers.delete(this.scope.key, time)),
+      currentWatermark: () => this.watermark,
+    }
+  }
+
+  private async fireDueTimers(): Promise<void> {
+    if (this.processor.onTimer === undefined) return
+    const due = this.timers.takeDue(Date.now())
+    if (due.length === 0) return
+    await this.runTimers(due, 'processing-time')
+  }
+
+  /** Fires event-time timers up to `watermark`, including ones they register at or below it. */
+  private async fireEventTimers(watermark: number): Promise<void> {
+    if (this.processor.onTimer === undefined) return
+    for (;;) {
+      const due = this.eventTimers.takeDue(watermark)
+      if (due.length === 0) return
+      await this.runTimers(due, 'event-time')
+    }
+  }
+
+  private async runTimers(due: TimerEntry[], domain: Timer['domain']): Promise<void> {
+    await prefetch(this.store, this.cache, this.processor.state.keyedNames, due.map((t) => t.key))
+    for (const t of due) {
+      const timer: Timer = { key: t.key, keyBytes: t.key === null ? null : keyBytes(t.key), time: t.time, domain }
+      this.beginUnit(t.key, t.time)
+      try {
+        const r = this.processor.onTimer?.(timer, this.ctx)
+        if (r instanceof Promise) await r
+        this.unitSucceeded()
+      } catch (cause) {
+        this.failUnit()
+        throw new ActorFailedError(this.id, cause, { stage: this.spec.name, partition: this.partition, timer: t.time, domain })
+      }
+    }
+  }
+
+  /**
+   * Recomputes the input watermark and fires the event-time timers it makes due (all of
+   * them at the end of input).
+   */
+  private async advanceWatermark(endOfInput = false): Promise<void> {
+    const watermarks = this.marks.inputs
+    if (watermarks === undefined) return
+    const now = Date.now()
+    if (endOfInput) watermarks.end(now)
+    else if (!watermarks.update(now) && this.eventTimers.size === 0) return
+    this.marks.publish(watermarks.view)
+    await this.fireEventTimers(watermarks.watermark)
+  }
+
+  // ---- checkpoint ----------------------------------------------------------------------
+
+  /**
+   * Barrier `epoch` (checkpoint.ts is the protocol): `onCheckpoint` runs, the input
+   * positions and the watermark state join the changed state, a watermark mark follows
+   * the epoch's records, and the checkpointer seals the transaction in the background.
+   */
+  private async checkpoint(epoch: number): Promise<void> {
+    const stallStart = performance.now()
+    this.lifecycle = 'committing'
+    await this.checkpoints.ready()
+    this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
+    if (this.processor.onCheckpoint !== undefined) await this.scope.hook('onCheckpoint', () => this.processor.onCheckpoint!(this.lifecycleCtx))
+    this.faults.point('before-commit')
+    this.awaitingFirstCommit = false
+    this.localBarrierRequested = false
+    this.transactionRecords = 0
+    const positions = this.positionsChanged ? this.readers.map((r) => ({ topic: r.topic, partition: r.partition, offset: r.position })) : undefined
+    this.positionsChanged = false
+    // The positions also go into the actor's own changelog: restore reads them from there,
+    // where they are certain to match the outputs (Kafka shows a transaction's group offsets
+    // a moment after its data, and kafkajs cannot ask for stable offsets).
+    if (positions !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(positions.map((o) => [o.topic, o.offset])))
+    const ingest = this.marks.atBarrier(positions !== undefined)
+    this.checkpoints.take(epoch, positions, ingest)
+    pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
+    this.lifecycle = 'running'
+  }
+
+  /** A checkpoint committed in the pipe: figures, the epoch ack, and now and then a purge. */
+  private committed(c: CommittedCheckpoint): void {
+    this.stats.lastCommitAt = c.committedAt
+    this.stats.ingestHorizon = c.ingest
+    if (Number.isFinite(c.ingest)) this.stats.endToEndMs = Math.max(0, c.committedAt - c.ingest)
+    if (c.positions !== undefined) this.committedPositions = c.positions
+    pushBounded(this.stats.commitMs, c.commitMs)
+    this.committedEpoch = Math.max(this.committedEpoch, c.epoch)
+    this.stats.lastEpoch = this.committedEpoch
+    this.stats.checkpoints++
+    this.onEpoch(this.committedEpoch)
+    if (this.stats.checkpoints % PURGE_EVERY === 0) {
+      const inputs = this.readers.map((r, i) => ({ stage: this.pipeline.stage(this.spec.inputs[i]!)!, topic: r.topic, partition: r.partition }))
+      purgeConsumed(this.pipe, this.pipeline, this.spec, inputs, this.committedPositions, this.log)
+    }
+  }
+
+  // ---- closing -------------------------------------------------------------------------
+
+  private async closeResources(): Promise<void> {
+    if (this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') {
+      try {
+        await this.checkpoints?.drain()
+      } catch (err) {
+        this.log.error({ err: describeError(err) }, 'local state write failed; the changelog replays it on restart')
+      }
+    }
+    for (const r of this.readers) r.close()
+    if (this.processor?.close !== undefined) await this.scope.hook('close', () => this.processor.close!()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
+    await this.closeProducerAndStore()
+    if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
+  }
+
+  /** Waits for in-flight local writes and closes files; for an abandoned (crashed) actor. */
+  async release(): Promise<void> {
+    await this.closeProducerAndStore()
+  }
+
+  private async closeProducerAndStore(): Promise<void> {
+    if (this.checkpoints !== undefined) await this.checkpoints.close()
+    else await this.producer?.close().catch(() => undefined)
+    await this.store?.close().catch(() => undefined)
+  }
+
+  /** Input lag: end offsets minus positions. */
+  async measureLag(): Promise<number> {
+    let lag = 0
+    const byInput: Record<string, number> = {}
+    for (const [i, r] of this.readers.entries()) {
+      const n = Math.max(0, (await this.pipe.endOffset(r.topic, r.partition)) - r.position)
+      byInput[this.spec.inputs[i]!] = n
+      lag += n
+    }
+    this.stats.lag = lag
+    this.stats.lagByInput = byInput
+    return lag
+  }
+}
+
+const EMPTY_HEADERS: Readonly<Record<string, Buffer>> = Object.freeze({})
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+/** What a TypeError from changing a frozen state value means, and what to do instead. */
+function frozenHint(cause: unknown): string {
+  if (!(cause instanceof TypeError) || !/read only property|not extensible|Cannot (add|delete|assign to read only) property/.test(cause.message)) return ''
+  return ' (state values are frozen once set or read: set a new object, e.g. state.set({ ...old, n: old.n + 1 }), instead of changing one in place)'
+}
+
+function backoff(policy: StageSpec['onError'], attempt: number): number {
+  return policy.kind === 'retry' ? Math.min(30_000, policy.backoffMs * 2 ** attempt) : 0
+}

@@ -1,0 +1,204 @@
+/**
+ * The checkpoint protocol of one actor, weir's central invariant: checkpoint N is one pipe
+ * transaction holding the records emitted since N-1, the changelog of the state changed
+ * since N-1 and the input positions at the barrier; local RocksDB is written only after
+ * that transaction committed, so it is never ahead of the committed truth.
+ *
+ * The barrier itself only snapshots (the dirty cache entries, the positions): that is the
+ * whole processing stall. Encoding the changelog, the pipe commit and the local write run
+ * in the background while the next epoch is processed; records emitted meanwhile are held
+ * and enter the next transaction when it opens. The next barrier waits for all of it, so
+ * commits happen in order and none is attempted after one failed.
+ */
+import type { Faults } from '../faults.ts'
+import { PipeError } from '../errors.ts'
+import type { PartitionOffset, Pipe, PipeRecord, TransactionalProducer } from '../pipe/pipe.ts'
+import { stateCodec } from '../codec.ts'
+import { storeKeyBytes } from '../record-keys.ts'
+import type { StateStore, StoreWrite } from '../state/state-store.ts'
+import type { DirtyEntry, WriteCache } from '../state/write-cache.ts'
+
+/** Changelog records encoded between two turns of the event loop while sealing a checkpoint. */
+const ENCODE_SLICE = 4096
+
+/** What a committed checkpoint reports to its actor. */
+export interface CommittedCheckpoint {
+  epoch: number
+  /** Wall clock when the pipe commit returned. */
+  committedAt: number
+  /** The ingest horizon the checkpoint carried (-Infinity unknown). */
+  ingest: number
+  /** Input positions it committed, if they changed since the previous one. */
+  positions: PartitionOffset[] | undefined
+  /** Time from commit start to pipe commit done, ms. */
+  commitMs: number
+}
+
+export interface CheckpointerDeps {
+  producer: TransactionalProducer
+  store: StateStore
+  cache: WriteCache
+  pipe: Pipe
+  faults: Faults
+  actor: string
+  partition: number
+  /** The stage's compacted changelog topic; this actor writes partition `partition`. */
+  changelogTopic: string
+  /** The stage's output topic: its committed ends are awaited before the actor reports it finished. */
+  outputTopic: string
+  /** The stage's consumer group, where input positions are also committed. */
+  group: string
+  /** Where the local store is in the changelog at restore. */
+  changelogPosition: number
+  /** Called once per committed checkpoint, in order, after its pipe commit (the local write may still run). */
+  onCommitted(checkpoint: CommittedCheckpoint): void
+}
+
+export class Checkpointer {
+  private readonly producer: TransactionalProducer
+  /** Counts this actor's checkpoints; pins cache entries until their local write is done. */
+  private seq = 0
+  private inflight: Promise<void> = Promise.resolve()
+  private failure: unknown
+  /** Records of the next epoch, held while the previous transaction is being sealed. */
+  private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
+  private localWrite: Promise<void> = Promise.resolve()
+  private changelogPosition: number
+  /** Offset after the last record this actor committed to each partition of its output. */
+  private readonly outputEnds = new Map<number, PartitionOffset>()
+  private onFailure: (() => void) | undefined
+
+  constructor(private readonly deps: CheckpointerDeps) {
+    this.producer = deps.producer
+    this.changelogPosition = deps.changelogPosition
+    this.producer.begin()
+  }
+
+  /** Called when a background commit fails, so a waiting run loop wakes up and sees it. */
+  onFailed(wake: () => void): void {
+    this.onFailure = wake
+  }
+
+  /** Rethrows a failed background commit: nothing is committed after a failure. */
+  checkFailed(): void {
+    if (this.failure !== undefined) throw this.failure
+  }
+
+  /** Waits until the previous checkpoint's pipe commit is done (its local write may still run). */
+  async ready(): Promise<void> {
+    await this.inflight
+    this.checkFailed()
+  }
+
+  /** Sends a record into the open transaction, or holds it while the previous one is sealed. */
+  send(topic: string, partition: number, record: PipeRecord): void {
+    if (this.deferred !== undefined) this.deferred.push({ topic, partition, record })
+    else this.producer.send(topic, partition, record)
+  }
+
+  /** Resolves when the pipe can take more records (backpressure of the producer). */
+  whenWritable(): Promise<void> {
+    return this.producer.whenWritable()
+  }
+
+  /**
+   * Takes the barrier: snapshots the dirty entries (their values as of now) and starts
+   * the background half (changelog, positions, commit, local write). Call after `ready()`.
+   */
+  take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number): void {
+    // Pinning uses this actor's own sequence: an early barrier (full cache, first batch)
+    // reuses the coordinator's epoch number, and pins must not be released by an older write.
+    const seq = ++this.seq
+    const dirty = this.deps.cache.takeDirty(seq)
+    this.deferred = []
+    this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest)
+    this.inflight.catch((err: unknown) => {
+      this.failure = err
+      this.onFailure?.()
+    })
+  }
+
+  /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
+  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number): Promise<void> {
+    const { changelogTopic, partition, group } = this.deps
+    const now = Date.now()
+    const writes: StoreWrite[] = new Array(dirty.length)
+    for (let i = 0; i < dirty.length; i++) {
+      const d = dirty[i]!
+      const key = storeKeyBytes(d.key)
+      const value = d.value === undefined ? null : stateCodec.encode(d.value)
+      writes[i] = { key, value }
+      this.producer.send(changelogTopic, partition, { key, value, timestamp: now })
+      // Let the next epoch's records through between slices.
+      if ((i + 1) % ENCODE_SLICE === 0) await yieldToLoop()
+    }
+    if (positions !== undefined) this.producer.sendOffsets(group, positions)
+    const commitStart = performance.now()
+    const committing = this.producer.commit()
+    committing.catch(() => undefined)
+    this.producer.begin()
+    const held = this.deferred ?? []
+    this.deferred = undefined
+    for (const h of held) this.producer.send(h.topic, h.partition, h.record)
+    await this.complete(committing, writes, epoch, seq, commitStart, positions, ingest)
+  }
+
+  /** The background half of a checkpoint: pipe commit, then local state, then the report. */
+  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number): Promise<void> {
+    const ends = await committing
+    const committedAt = Date.now()
+    const commitMs = performance.now() - commitStart
+    for (const e of ends) {
+      if (e.topic === this.deps.outputTopic && (this.outputEnds.get(e.partition)?.offset ?? -1) < e.offset) this.outputEnds.set(e.partition, e)
+    }
+    this.deps.faults.point('after-pipe-commit')
+    const changelogEnd = ends.find((e) => e.topic === this.deps.changelogTopic)?.offset
+    if (changelogEnd !== undefined) this.changelogPosition = changelogEnd
+    const position = this.changelogPosition
+    // One local write at a time; its entries stay pinned in the cache until it is done.
+    await this.localWrite
+    if (writes.length > 0) {
+      this.localWrite = this.deps.store.apply(writes, position).then(() => {
+        this.deps.cache.markFlushed(seq)
+        this.deps.faults.point('after-local-write')
+      })
+      this.localWrite.catch(() => undefined)
+    } else {
+      this.deps.cache.markFlushed(seq)
+    }
+    this.deps.onCommitted({ epoch, committedAt, ingest, positions, commitMs })
+  }
+
+  /** Waits until every barrier taken so far has committed and reached local state; rethrows a failure. */
+  async drain(): Promise<void> {
+    await this.inflight
+    await this.localWrite
+  }
+
+  /**
+   * Before an actor reports that it finished, its last output must be readable: on Kafka a
+   * transaction's records become visible when its commit markers are written, just after
+   * EndTxn returns. A downstream actor told "upstream finished" compares its position
+   * with the end offset, which must already include these records.
+   */
+  async awaitOutputsVisible(): Promise<void> {
+    const deadline = Date.now() + 60_000
+    for (const { topic, partition, offset } of this.outputEnds.values()) {
+      while ((await this.deps.pipe.endOffset(topic, partition)) < offset) {
+        if (Date.now() > deadline) throw new PipeError(`committed records of ${topic}/${partition} up to ${offset} are still not visible after 60 s`, { topic, partition, offset, actor: this.deps.actor }, { retriable: true })
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    }
+  }
+
+  /** Closes the producer after in-flight work settled (an open transaction is aborted by the pipe). */
+  async close(): Promise<void> {
+    await this.inflight.catch(() => undefined)
+    await this.localWrite.catch(() => undefined)
+    await this.producer.close().catch(() => undefined)
+  }
+}
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}

@@ -1,0 +1,68 @@
+/**
+ * What user code emits, as pipe records: encoded with the output's codec and partitioned
+ * as the stage's output says (by key with Kafka's partitioner after a keyBy, else to the
+ * actor's own partition). Records are held by the current unit and reach the transaction
+ * only when the unit succeeded.
+ */
+import type { Pipeline, StageSpec } from '../api/pipeline.ts'
+import type { EmitOptions } from '../api/processor.ts'
+import { codecFor, type Codec, type CodecName } from '../codec.ts'
+import { ValueError, WeirError } from '../errors.ts'
+import { partitionForKey } from '../partitioner.ts'
+import type { PipeRecord } from '../pipe/pipe.ts'
+import { checkValue } from '../values.ts'
+import { keyBytes } from '../record-keys.ts'
+import type { UnitScope } from './scope.ts'
+
+interface Output {
+  topic: string
+  spec: StageSpec
+  codec: Codec<unknown>
+  /** The built-in codec whose round trip values are checked against; undefined for a user codec. */
+  builtin: CodecName | undefined
+  /** `ctx.emit` or `ctx.emitTo('name')`, for errors. */
+  what: string
+}
+
+export class Outputs {
+  private readonly main: Output
+  private readonly sides = new Map<string, Output>()
+
+  constructor(pipeline: Pipeline, private readonly spec: StageSpec, private readonly partition: number, private readonly actor: string, private readonly scope: UnitScope) {
+    this.main = output(pipeline, spec, 'ctx.emit')
+    for (const side of pipeline.sideStagesOf(spec.name)) {
+      this.sides.set(side.sideName!, output(pipeline, side, `ctx.emitTo('${side.sideName!}')`))
+    }
+  }
+
+  /** `ctx.emit`: a record to the stage's output. */
+  emit(key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
+    this.hold(this.main, key, value, options)
+  }
+
+  /** `ctx.emitTo`: a record to side output `name`. */
+  emitTo(name: string, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
+    const side = this.sides.get(name)
+    if (side === undefined) throw new WeirError('WEIR_SIDE_OUTPUT_UNKNOWN', `stage ${this.spec.name} has no side output '${name}' (declare it in the stage's sideOutputs option)`, { stage: this.spec.name, actor: this.actor })
+    this.hold(side, key, value, options)
+  }
+
+  private hold(out: Output, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
+    this.scope.requireUnit(out.what)
+    if (out.builtin !== undefined && value !== undefined) {
+      const problem = checkValue(value, out.builtin)
+      if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
+    }
+    const keyBuf = key === null ? null : keyBytes(key)
+    const valueBuf = value === undefined ? null : out.codec.encode(value)
+    const n = out.spec.outputPartitions
+    const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
+    const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp: options?.timestamp ?? this.scope.timestamp }
+    if (options?.headers !== undefined) record.headers = options.headers
+    this.scope.emits.push({ topic: out.topic, partition, record })
+  }
+}
+
+function output(pipeline: Pipeline, spec: StageSpec, what: string): Output {
+  return { topic: pipeline.outputTopic(spec), spec, codec: codecFor(spec.codec), builtin: typeof spec.codec === 'string' ? spec.codec : undefined, what }
+}

@@ -1,0 +1,165 @@
+/**
+ * One unit of user code at a time: a record, a timer or a source poll. Keyed state is
+ * scoped to the unit's key; the unit's state changes and the records it emitted are kept
+ * when it succeeds and undone together when it fails, as if it never ran. State handles
+ * reach the actor's write cache only through here.
+ */
+import type { StateAccess } from '../api/state.ts'
+import { ScopeError, ValueError, WeirError } from '../errors.ts'
+import type { PipeRecord } from '../pipe/pipe.ts'
+import { stateCodec } from '../codec.ts'
+import type { StateStore } from '../state/state-store.ts'
+import type { CacheEntry, WriteCache } from '../state/write-cache.ts'
+import { storeKeyBytes } from '../record-keys.ts'
+import { freezeLoaded, freezeStateValue } from '../values.ts'
+import { ACTOR_PREFIX, keyedPrefix, NULL_KEY } from './state-keys.ts'
+
+/**
+ * What user code may touch now: in a unit (a record, a timer, a poll) everything, scoped to
+ * its key; in a lifecycle hook (open, onCheckpoint, close) actor state only; otherwise
+ * (a callback that runs after the unit or hook returned) nothing.
+ */
+export type ScopePhase = { kind: 'unit' } | { kind: 'hook'; hook: string } | { kind: 'none' }
+
+const NONE: ScopePhase = { kind: 'none' }
+const UNIT: ScopePhase = { kind: 'unit' }
+
+/** A record emitted by the current unit, held until the unit succeeds. */
+export interface PendingEmit {
+  topic: string
+  partition: number
+  record: PipeRecord
+}
+
+export class UnitScope {
+  /** The current unit's key: the scope of keyed state. */
+  key: string | null = null
+  /** The current unit's event time (a record's timestamp, a timer's time). */
+  timestamp = 0
+  /** Records the current unit emitted. */
+  readonly emits: PendingEmit[] = []
+  phase: ScopePhase = NONE
+
+  constructor(private readonly cache: WriteCache, readonly stage: string, readonly actor: string) {}
+
+  /** Enters a unit: state is scoped to `key`, changes are journaled so they can be undone. */
+  begin(key: string | null, timestamp: number): void {
+    this.key = key
+    this.timestamp = timestamp
+    this.phase = UNIT
+    this.cache.beginRecord()
+  }
+
+  /** The unit succeeded: its state changes stay; its emitted records are handed over. */
+  succeed(): void {
+    this.phase = NONE
+    this.cache.endRecord()
+  }
+
+  /** The unit failed: its state changes and emitted records are discarded. */
+  fail(): void {
+    this.phase = NONE
+    this.cache.rollbackRecord()
+    this.emits.length = 0
+  }
+
+  /** Runs a lifecycle hook (open, onCheckpoint, close): actor state only. */
+  async hook<T>(hook: string, run: () => T | Promise<T>): Promise<T> {
+    this.phase = { kind: 'hook', hook }
+    try {
+      return await run()
+    } finally {
+      this.phase = NONE
+    }
+  }
+
+  /** Throws unless a record, timer or poll is running: `what` is the operation (`ctx.emit`, `state 'x'`). */
+  requireUnit(what: string): void {
+    if (this.phase.kind === 'unit') return
+    const where = this.phase.kind === 'hook' ? `in ${this.phase.hook}` : 'after the record, timer or hook it belongs to returned'
+    throw new ScopeError(`stage ${this.stage}: ${what} was used ${where}: it belongs to the record or timer being processed (use it in onRecord or onTimer, synchronously or before the Promise onRecord returned settles)`, { stage: this.stage, actor: this.actor, rule: 'unit-only' })
+  }
+
+  /** Throws unless a unit or a lifecycle hook is running. */
+  requireUnitOrHook(what: string): void {
+    if (this.phase.kind !== 'none') return
+    throw new ScopeError(`stage ${this.stage}: ${what} was used after the record, timer or hook it belongs to returned: a change there would be part of no checkpoint (finish state changes before onRecord, onTimer or the hook returns, or before the Promise it returned settles)`, { stage: this.stage, actor: this.actor, rule: 'no-late-access' })
+  }
+}
+
+/** A state value checked and frozen for storing; a value msgpack would not give back is refused. */
+function storable(scope: UnitScope, name: string, value: unknown, keyed: boolean): unknown {
+  if (value === undefined) return undefined
+  const r = freezeStateValue(value)
+  if ('value' in r) return r.value
+  throw new ValueError(`state '${name}'.set`, r.problem.reason, { stage: scope.stage, actor: scope.actor, ...(keyed ? { key: scope.key } : {}), path: r.problem.path })
+}
+
+/**
+ * The binding of state handles to the actor's cache, scoped to the current unit's key.
+ * Keyed state is usable only in a unit; actor state also in lifecycle hooks. Values are
+ * checked and frozen when set.
+ */
+export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
+  const actor = scope.actor
+  return {
+    keyed(name) {
+      const what = `keyed state '${name}'`
+      // Records of one key often come in runs: remember the last entry until the cache evicts.
+      let lastKey: string | null | undefined
+      let lastEntry: CacheEntry | undefined
+      let lastGeneration = -1
+      const space = cache.space(keyedPrefix(name))
+      const entryFor = (): CacheEntry => {
+        if (scope.phase !== UNIT) scope.requireUnit(what)
+        const key = scope.key
+        if (key === lastKey && lastGeneration === cache.generation && lastEntry !== undefined) return lastEntry
+        const entry = space.get(key ?? NULL_KEY)
+        if (entry === undefined) {
+          // Every key of a micro-batch is prefetched; a miss is a bug in the runtime, not user error.
+          throw new WeirError('WEIR_STATE_NOT_PREFETCHED', `state '${name}' for key ${key} was not prefetched`, { actor })
+        }
+        lastKey = key
+        lastEntry = entry
+        lastGeneration = cache.generation
+        return entry
+      }
+      return {
+        get: () => entryFor().value,
+        set: (v) => cache.set(entryFor(), storable(scope, name, v, true)),
+      }
+    },
+    actorScoped(name) {
+      const what = `actor state '${name}'`
+      // Loaded and pinned at restore; a name first used later starts empty.
+      const entryFor = (): CacheEntry => {
+        scope.requireUnitOrHook(what)
+        return cache.getOrCreate(ACTOR_PREFIX, name, true)
+      }
+      return {
+        get: () => entryFor().value,
+        set: (v) => cache.set(entryFor(), storable(scope, name, v, false)),
+      }
+    },
+  }
+}
+
+/** Loads the keyed state of `keys` that is not cached, in one batched RocksDB read. */
+export async function prefetch(store: StateStore, cache: WriteCache, names: readonly string[], keys: Iterable<string | null>): Promise<void> {
+  if (names.length === 0) return
+  const missing: Array<{ prefix: string; key: string }> = []
+  for (const name of names) {
+    const prefix = keyedPrefix(name)
+    const space = cache.space(prefix)
+    for (const k of keys) {
+      const key = k ?? NULL_KEY
+      if (!space.has(key)) missing.push({ prefix, key })
+    }
+  }
+  if (missing.length === 0) return
+  const values = await store.getMany(missing.map((m) => storeKeyBytes(m.prefix + m.key)))
+  for (let i = 0; i < missing.length; i++) {
+    const v = values[i]
+    cache.load(missing[i]!.prefix, missing[i]!.key, v ? freezeLoaded(stateCodec.decode(v)) : undefined)
+  }
+}
