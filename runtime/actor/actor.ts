@@ -20,9 +20,10 @@ import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.t
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
 import { Outputs } from './outputs.ts'
+import { Publisher, type CheckpointRecord } from './publish.ts'
 import { purgeConsumed } from './purge.ts'
 import { prefetch, stateAccess, UnitScope } from './scope.ts'
-import { ACTOR_PREFIX, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
+import { ACTOR_PREFIX, CHECKPOINT_RECORD, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
 import { ActorWatermarks } from './watermark-marks.ts'
 
 export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
@@ -136,6 +137,12 @@ export class Actor {
   /** Opened first at restore (it fences older instances); the checkpointer runs it after. */
   private producer: TransactionalProducer | undefined
   private checkpoints!: Checkpointer
+  /** Runs the processor's `onCheckpointCommitted`, if it has one. */
+  private publisher: Publisher | undefined
+  /** The newest committed checkpoint that carried a record for the publisher, found at restore. */
+  private restoredCheckpoint: CheckpointRecord | undefined
+  /** This actor's checkpoint count (kept in its checkpoints when it has a publisher). */
+  private checkpointNo = 0
   private readers: PartitionReader[] = []
   private processor!: Processor<unknown, unknown>
   private readonly cache: WriteCache
@@ -259,6 +266,11 @@ export class Actor {
     this.processor = instantiate(this.spec)
     this.processor.state.bind(stateAccess(this.cache, this.scope, this.id))
     await this.loadActorState()
+    if (this.processor.onCheckpointCommitted !== undefined) {
+      this.publisher = new Publisher({ processor: this.processor, cache: this.cache, lifecycle: this.lifecycleCtx, faults: this.faults, log: this.log, actor: this.id, abandoned: () => this.abandoned })
+      this.restoredCheckpoint = this.publisher.restored()
+      this.checkpointNo = this.restoredCheckpoint?.checkpoint ?? 0
+    }
     this.timers = await Timers.load(this.store, this.cache)
     this.eventTimers = await Timers.load(this.store, this.cache, EVENT_TIMER_PREFIX)
     this.checkpoints = new Checkpointer({
@@ -294,7 +306,7 @@ export class Actor {
 
   private async loadActorState(): Promise<void> {
     const keys = [...this.processor.state.actorNames]
-    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS)
+    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS, CHECKPOINT_RECORD)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
     keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
   }
@@ -346,6 +358,8 @@ export class Actor {
   async run(): Promise<void> {
     try {
       await this.processor.open?.(this.lifecycleCtx)
+      // A crash may have come between the pipe commit of the newest checkpoint and its publish.
+      if (this.restoredCheckpoint !== undefined) await this.publisher!.publish(this.restoredCheckpoint, true)
       if (this.isSource) await this.runSource()
       else await this.runProcessor()
     } catch (err) {
@@ -740,7 +754,9 @@ export class Actor {
     this.lifecycle = 'committing'
     await this.checkpoints.ready()
     this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
-    await this.processor.onCheckpoint?.(this.lifecycleCtx)
+    const checkpoint = ++this.checkpointNo
+    const staged = await this.processor.onCheckpoint?.({ ...this.lifecycleCtx, checkpoint, epoch })
+    const publish = this.publisher?.stage(checkpoint, epoch, staged)
     this.faults.point('before-commit')
     this.awaitingFirstCommit = false
     this.localBarrierRequested = false
@@ -752,7 +768,7 @@ export class Actor {
     // a moment after its data, and kafkajs cannot ask for stable offsets).
     if (positions !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(positions.map((o) => [o.topic, o.offset])))
     const ingest = this.marks.atBarrier(positions !== undefined)
-    this.checkpoints.take(epoch, positions, ingest)
+    this.checkpoints.take(epoch, positions, ingest, publish)
     pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
   }
@@ -785,6 +801,7 @@ export class Actor {
       }
     }
     for (const r of this.readers) r.close()
+    await this.checkpoints?.settled()
     await Promise.resolve(this.processor?.close?.()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
     await this.closeProducerAndStore()
     if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
