@@ -149,7 +149,8 @@ function readSink(outDir: string): { sink: unknown[]; corrupt: string[] } {
   const sink: unknown[] = []
   const corrupt: string[] = []
   if (!existsSync(outDir)) return { sink, corrupt }
-  for (const f of readdirSync(outDir).sort()) {
+  // Hidden files are a sink's staging files (a fenced zombie's may be left).
+  for (const f of readdirSync(outDir).filter((x) => !x.startsWith('.')).sort()) {
     for (const line of readFileSync(join(outDir, f), 'utf8').split('\n')) {
       if (line === '') continue
       try {
