@@ -135,6 +135,47 @@ describe('JSONL file sink', () => {
   })
 })
 
+/**
+ * Reads the word count's sink files now and then every 20 ms until stopped; reports the
+ * first lines seen twice (a word's count in two lines) or torn (not JSON; a last line still
+ * being written is not looked at), with the time since the watch began.
+ */
+function watchForRepeats(dir: string): { stop(): { problems: string[]; reads: number } } {
+  const since = Date.now()
+  const problems: string[] = []
+  let reads = 0
+  const look = (): void => {
+    const seen = new Set<string>()
+    for (const f of existsSync(dir) ? readdirSync(dir).filter((x) => !x.startsWith('.')) : []) {
+      const text = readFileSync(join(dir, f), 'utf8')
+      for (const line of text.slice(0, text.lastIndexOf('\n') + 1).split('\n')) {
+        if (line === '') continue
+        let r: { word: string; count: number }
+        try {
+          r = JSON.parse(line) as { word: string; count: number }
+        } catch {
+          problems.push(`+${Date.now() - since} ms: ${f} has a torn line ${JSON.stringify(line.slice(0, 80))}`)
+          continue
+        }
+        const id = `${r.word} ${r.count}`
+        if (seen.has(id)) problems.push(`+${Date.now() - since} ms: ${f} repeats '${r.word}' count ${r.count}`)
+        seen.add(id)
+      }
+    }
+    reads++
+  }
+  look()
+  const timer = setInterval(() => {
+    if (problems.length < 5) look()
+  }, 20)
+  return {
+    stop: () => {
+      clearInterval(timer)
+      return { problems: problems.slice(0, 5), reads }
+    },
+  }
+}
+
 describe.skipIf(!kafka.available || !nats.available)('JSONL file sink in a cluster', () => {
   const tempDir = tempDirs('weir-sink-zombie-')
   const LINES = 600
@@ -155,8 +196,10 @@ describe.skipIf(!kafka.available || !nats.available)('JSONL file sink in a clust
       const a = assignmentMessage.safeParse(m)
       if (a.success) assignments.push(a.data)
     })
-    c.startCoordinator('c1', ['--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
-    const args = (id: string): string[] => ['--epoch-ms', '300', '--heartbeat-ms', '250', '--state-dir', join(dir, id),
+    // Epochs of a second: the zombie is paused with lines of an open epoch in hand, most likely
+    // not in the middle of a commit (which would end in its fencing before it writes more).
+    c.startCoordinator('c1', ['--epoch-ms', '1000', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
+    const args = (id: string): string[] => ['--epoch-ms', '1000', '--heartbeat-ms', '250', '--state-dir', join(dir, id),
       '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', `out=${out}/c-{partition}.jsonl`]
     const workers = [c.startWorker('a', 'examples/wordcount.ts', args('a')), c.startWorker('b', 'examples/wordcount.ts', args('b'))]
     const sinksOf = (a: AssignmentMessage, worker: string): string[] => Object.entries(a.actors).filter(([actor, w]) => w === worker && actor.startsWith('sink/')).map(([actor]) => actor)
@@ -177,13 +220,21 @@ describe.skipIf(!kafka.available || !nats.available)('JSONL file sink in a clust
     await until(() => assignments.some((a) => a.generation > before.generation && !Object.values(a.actors).includes(zombie.name) && moved.every((x) => a.actors[x] === successor)), 30_000, `${moved.join(', ')} moved from ${zombie.name} to ${successor} (placed: ${JSON.stringify(placed.actors)})`)
     const sizes = files.map(size)
     await until(() => files.every((f, i) => size(f) > sizes[i]!), 30_000, `${successor} wrote to the moved actors' files`)
+    // The zombie's writes could also be undone later (a restart that truncates, say): the
+    // files are watched from just before it resumes, and must never hold a torn or a repeated line.
+    const watch = watchForRepeats(out)
     zombie.signal('SIGCONT')
     const resumedAt = Date.now()
     for (const w of workers) {
       const o = await w.done
       expect(o.code, `${w.name}${w === zombie ? ' (the zombie)' : ''}: ${o.stderr.slice(-2000)}`).toBe(0)
     }
-    const report = `${zombie.name} (sink actors ${moved.join(', ')}) paused ${((resumedAt - pausedAt) / 1000).toFixed(1)} s`
+    const seen = watch.stop()
+    // It did act after waking: its sink actors went on to a commit, which was fenced.
+    const fenced = readFileSync(zombie.logFile, 'utf8').split('\n').filter((l) => l.includes('actor fenced') && moved.some((x) => l.includes(`"actor":"${x}"`)) && Number(/"time":(\d+)/.exec(l)?.[1]) >= resumedAt)
+    expect(fenced.length, `${zombie.name}'s sink actors were fenced after it resumed`).toBeGreaterThan(0)
+    const report = `${zombie.name} (sink actors ${moved.join(', ')}) paused ${((resumedAt - pausedAt) / 1000).toFixed(1)} s; the files were read ${seen.reads} times`
+    expect(seen.problems, report).toEqual([])
     for (const [word, counts] of countsPerWord(out)) {
       const doubled = counts.filter((n, i) => counts.indexOf(n) !== i)
       expect(doubled, `'${word}': lines written twice\n${report}`).toEqual([])
