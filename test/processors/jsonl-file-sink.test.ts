@@ -63,14 +63,14 @@ describe('JSONL file sink', () => {
     expect(staging(d), 'staging files left after the run').toEqual([])
   })
 
-  it('publishes an epoch of several MiB (staged in parts) whole, also when a crash came before its publish', async () => {
+  it('publishes an epoch of several MiB (staged in parts) whole, also when a crash came before its publish (durable: true)', async () => {
     const d = tempDataDir('weir-sink-')
     dirs.push(d)
     const out = join(d, 'out.jsonl')
     const p = (): Pipeline => {
       const pipeline = new Pipeline('sink')
       pipeline.source<number>('n', () => new GeneratorSource<number>({ count: 6000, generate: (i) => ({ key: `k${i}`, value: i }) }))
-        .to('file', () => new JsonlFileSink<number>({ path: out, format: (r) => ({ n: r.value, pad: 'x'.repeat(1000) }) }))
+        .to('file', () => new JsonlFileSink<number>({ path: out, durable: true, format: (r) => ({ n: r.value, pad: 'x'.repeat(1000) }) }))
       return pipeline
     }
     // Rare epochs: after the first micro-batch (committed at once) the rest comes in one or two checkpoints of MiBs.
