@@ -13,14 +13,14 @@ import { LeaderLease } from '../coordinator/leader-lease.ts'
 import { startClusterWorker, type ClusterWorker } from '../runner/cluster-worker.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError, describeError, TopologyMismatchError } from '../runtime/errors.ts'
+import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
 import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
-import { parsePort } from '../monitor/monitor.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
-import { parseParams } from './run.ts'
+import { parseMetricsOptions, parseParams } from './run.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
 
 function logger(service: string): Logger {
@@ -50,7 +50,7 @@ function waitForSignal(): Promise<NodeJS.Signals> {
 }
 
 function refused(err: unknown, command: string): number {
-  if (err instanceof UsageError || err instanceof ConfigError || err instanceof TopologyMismatchError) return printRefusal(err, command)
+  if (err instanceof UsageError || err instanceof ConfigError || err instanceof TopologyMismatchError || err instanceof DataDirPipeMismatchError) return printRefusal(err, command)
   printError(err)
   return 1
 }
@@ -138,7 +138,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
   }
 }
 
-/** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N]` */
+/** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N [--metrics-host H] [--metrics-token-file F]]` */
 export async function workerCommand(argv: string[]): Promise<number> {
   // Listened for from the start: a SIGTERM while the worker starts stops it cleanly once it has.
   const signalled = waitForSignal()
@@ -149,7 +149,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   try {
     const { values, positionals } = parse(argv, {
       pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
-      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
     }, true)
     if (values.help) {
       process.stdout.write(WORKER_USAGE)
@@ -167,7 +167,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     const id = values.id as string | undefined
     if (id !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new ConfigError('--id', `'${id}' must be 1-64 of A-Z a-z 0-9 _ . -`)
     const params = parseParams(values.param as string[] | undefined)
-    const metricsPort = values['metrics-port'] === undefined ? undefined : parsePort(values['metrics-port'] as string, '--metrics-port')
+    const metricsOptions = parseMetricsOptions(values as Record<string, string | undefined>, process.cwd(), process.env)
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
     const heartbeatMs = wholeMs(values['heartbeat-ms'] as string | undefined, '--heartbeat-ms', 1000, 50)
     const pipeline = await loadPipeline(resolve(positionals[0]!), params)
@@ -176,7 +176,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     bus = await openBus(busUrl, { name: `weir-worker-${pipeline.name}`, log })
     pipe = await openPipe(pipeUrl, { dataDir: stateDir, configFile: values['pipe-config'] === undefined ? undefined : resolve(values['pipe-config'] as string), log })
     worker = await startClusterWorker(pipeline, { pipe, bus, cluster, stateDir, id, log, epochIntervalMs, heartbeatMs })
-    if (metricsPort !== undefined) metrics = await serveMetrics(worker.metrics, { port: metricsPort })
+    if (metricsOptions !== undefined) metrics = await serveMetrics(worker.metrics, metricsOptions)
     process.stdout.write(`weir worker ${worker.id}: pipeline ${pipeline.name} in cluster ${cluster}${metrics === undefined ? '' : `, metrics at ${metrics.url}`}\n`)
     const running = worker
     const outcome = await Promise.race([running.done, signalled.then(async (signal) => {

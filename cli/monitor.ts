@@ -14,6 +14,7 @@ import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
 import { parseMonitorConfig, type SloConfig } from '../monitor/config.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
+import { readToken } from './token.ts'
 
 import { MONITOR_USAGE } from './usage.ts'
 
@@ -71,14 +72,7 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
   const port = values.port === undefined ? (config?.port ?? DEFAULT_MONITOR_PORT) : parsePort(values.port, '--port')
   const host = values.host ?? config?.host ?? DEFAULT_MONITOR_HOST
 
-  let token: string | undefined
-  if (values['token-file'] !== undefined) {
-    token = readText(resolve(cwd, values['token-file']), '--token-file').trim()
-    if (token === '') throw new ConfigError('--token-file', `${values['token-file']} is empty`)
-  } else if (env.WEIR_MONITOR_TOKEN !== undefined && env.WEIR_MONITOR_TOKEN !== '') {
-    token = env.WEIR_MONITOR_TOKEN
-  }
-  if (token !== undefined && /\s/.test(token)) throw new ConfigError(values['token-file'] === undefined ? 'WEIR_MONITOR_TOKEN' : '--token-file', 'the token must not contain whitespace')
+  const token = readToken({ file: values['token-file'], fileOption: '--token-file', envName: 'WEIR_MONITOR_TOKEN' }, cwd, env)
   checkMonitorBinding(host, token, values.host === undefined && config?.host !== undefined ? 'host' : '--host')
 
   const slos = [...(config?.slos ?? []), ...(values.slo ?? []).map((s) => parseSloFlag(s, '--slo'))]

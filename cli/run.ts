@@ -10,10 +10,11 @@ import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runner/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
+import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { checkBusUrl, localBus, openBus } from '../runtime/open-bus.ts'
-import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
+import { checkMetricsBinding, serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
@@ -23,6 +24,7 @@ import { ProgressDisplay } from './progress.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { lastEpoch } from './stats.ts'
 import { formatSummary } from './summary.ts'
+import { readToken } from './token.ts'
 import { RUN_USAGE } from './usage.ts'
 
 export interface RunArgs {
@@ -41,8 +43,8 @@ export interface RunArgs {
   cluster: string
   /** `--monitor`: serve the monitor from this process, watching this run's bus. */
   monitor: RunMonitorArgs | undefined
-  /** `--metrics-port`: serve the worker's Prometheus metrics on their own (loopback unless --metrics-host). */
-  metrics: { port: number; host: string } | undefined
+  /** `--metrics-port`: serve the worker's Prometheus metrics on their own (loopback unless --metrics-host, which needs a token). */
+  metrics: { port: number; host: string; token: string | undefined } | undefined
 }
 
 export interface RunMonitorArgs {
@@ -84,6 +86,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
         slo: { type: 'string', multiple: true },
         'metrics-port': { type: 'string' },
         'metrics-host': { type: 'string' },
+        'metrics-token-file': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -121,8 +124,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   checkClusterName(cluster, '--cluster')
   if (values.cluster !== undefined && bus === undefined) throw new ConfigError('--cluster', 'only with --bus')
 
-  if (values['metrics-host'] !== undefined && values['metrics-port'] === undefined) throw new ConfigError('--metrics-host', 'only with --metrics-port')
-  const metrics = values['metrics-port'] === undefined ? undefined : { port: parsePort(values['metrics-port'], '--metrics-port'), host: values['metrics-host'] ?? '127.0.0.1' }
+  const metrics = parseMetricsOptions(values, cwd, process.env)
 
   return {
     metrics,
@@ -137,6 +139,24 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
     params,
     quiet: values.quiet ?? false,
   }
+}
+
+/**
+ * `--metrics-port N [--metrics-host H] [--metrics-token-file F]` of `weir run` and `weir
+ * worker`: the worker's own /metrics; a public host without a token is refused.
+ */
+export function parseMetricsOptions(values: { 'metrics-port'?: string; 'metrics-host'?: string; 'metrics-token-file'?: string }, cwd: string, env: NodeJS.ProcessEnv): { port: number; host: string; token: string | undefined } | undefined {
+  if (values['metrics-port'] === undefined) {
+    for (const option of ['metrics-host', 'metrics-token-file'] as const) {
+      if (values[option] !== undefined) throw new ConfigError(`--${option}`, 'only with --metrics-port')
+    }
+    return undefined
+  }
+  const port = parsePort(values['metrics-port'], '--metrics-port')
+  const host = values['metrics-host'] ?? '127.0.0.1'
+  const token = readToken({ file: values['metrics-token-file'], fileOption: '--metrics-token-file', envName: 'WEIR_METRICS_TOKEN' }, cwd, env)
+  checkMetricsBinding(host, token)
+  return { port, host, token }
 }
 
 /** The --monitor options; each of the others without --monitor is refused, naming it. */
@@ -198,7 +218,7 @@ function cliLogger(beforeWrite: () => void): Logger {
 
 /** Errors that mean "refused at start, nothing touched": exit 2. */
 function isRefusal(err: unknown): boolean {
-  return err instanceof TopologyMismatchError || err instanceof ConfigError
+  return err instanceof TopologyMismatchError || err instanceof ConfigError || err instanceof DataDirPipeMismatchError
 }
 
 export async function runCommand(argv: string[]): Promise<number> {

@@ -42,7 +42,9 @@ Options:
   --monitor-host H     Its address (default 127.0.0.1; another needs WEIR_MONITOR_TOKEN)
   --slo OUTPUT=DUR     A timeliness SLO for an output stage, e.g. count=2s (repeatable)
   --metrics-port N     Serve the worker's Prometheus metrics on GET /metrics (0 = any port)
-  --metrics-host H     Their address (default 127.0.0.1)
+  --metrics-host H     Their address (default 127.0.0.1; another needs a token)
+  --metrics-token-file FILE
+                       Require 'Authorization: Bearer <token>' on /metrics
   -q, --quiet          No progress display on a terminal
   -h, --help           Show this help
 
@@ -52,6 +54,7 @@ Environment:
   WEIR_BUS             Default for --bus
   WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_MONITOR_TOKEN   Bearer token the --monitor endpoints require
+  WEIR_METRICS_TOKEN   The --metrics-port token, when no --metrics-token-file is given
   WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>
 
 Exit codes: 0 finished or stopped, 1 the run failed, 2 refused (bad input, nothing touched),
@@ -167,7 +170,10 @@ Options:
   --state-dir DIR           Local RocksDB state (default ./.weir/<pipeline>-worker)
   --id ID                   Worker id, unique in the cluster (default <host>-<random>)
   --param key=value         A parameter for a pipeline function (repeatable)
-  --metrics-port N          Serve Prometheus metrics on GET /metrics
+  --metrics-port N          Serve Prometheus metrics on GET /metrics (0 = any port)
+  --metrics-host H          Their address (default 127.0.0.1; another needs a token)
+  --metrics-token-file FILE Require 'Authorization: Bearer <token>' on /metrics (or
+                            WEIR_METRICS_TOKEN)
   --epoch-ms N              The coordinator's epoch interval, for the local checkpoint
                             fallback (default 1000)
   --heartbeat-ms N          Heartbeat interval (default 1000)

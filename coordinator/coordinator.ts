@@ -220,7 +220,7 @@ export class Coordinator {
   /** Refuses a worker running a different topology under this pipeline's name, telling it why. */
   private accepts(worker: string, fingerprint: string): boolean {
     if (fingerprint === this.pipeline.fingerprint) return true
-    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): run the same pipeline file on every worker, or move to the new topology with a savepoint`
+    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): run the same pipeline file on every worker; to run the new topology, start it under a new pipeline name (its state starts empty: savepoints, which will carry state across a topology change, are not built yet)`
     this.log.error({ worker, fingerprint, expected: this.pipeline.fingerprint }, 'worker runs a different pipeline topology; refused')
     const msg: WorkerRefused = { v: 1, worker, reason, expectedFingerprint: this.pipeline.fingerprint, fingerprint }
     this.bus.publish(this.subject('workerRefused'), msg)

@@ -16,6 +16,8 @@ import { replayChangelog } from '../state/changelog.ts'
 import { StateStore } from '../state/state-store.ts'
 import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
 import { WriteCache } from '../state/write-cache.ts'
+import { freezeLoaded } from '../values.ts'
+import { keyBytes, keyString } from '../record-keys.ts'
 import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
@@ -198,7 +200,7 @@ export class Actor {
     this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
     this.cache = new WriteCache(deps.config.cacheEntries)
-    this.scope = new UnitScope(this.cache)
+    this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
     this.outputs = new Outputs(deps.pipeline, deps.spec, deps.partition, this.id, this.scope)
     this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs }
     this.onEpoch = hooks.onEpoch
@@ -264,7 +266,7 @@ export class Actor {
     }
     this.stats.replayedChangelogRecords = replayed.records
     this.processor = instantiate(this.spec)
-    this.processor.state.bind(stateAccess(this.cache, this.scope, this.id))
+    this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
     if (this.processor.onCheckpointCommitted !== undefined) {
       this.publisher = new Publisher({ processor: this.processor, cache: this.cache, lifecycle: this.lifecycleCtx, faults: this.faults, log: this.log, actor: this.id, abandoned: () => this.abandoned })
@@ -308,7 +310,7 @@ export class Actor {
     const keys = [...this.processor.state.actorNames]
     keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS, CHECKPOINT_RECORD)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
-    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
+    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? freezeLoaded(stateCodec.decode(values[i]!)) : undefined, true))
   }
 
   // ---- control -------------------------------------------------------------------------
@@ -357,7 +359,7 @@ export class Actor {
    */
   async run(): Promise<void> {
     try {
-      await this.processor.open?.(this.lifecycleCtx)
+      if (this.processor.open !== undefined) await this.scope.hook('open', () => this.processor.open!(this.lifecycleCtx))
       // A crash may have come between the pipe commit of the newest checkpoint and its publish.
       if (this.restoredCheckpoint !== undefined) await this.publisher!.publish(this.restoredCheckpoint, true)
       if (this.isSource) await this.runSource()
@@ -536,7 +538,7 @@ export class Actor {
         marks = true
         continue
       }
-      const key = r.key === null ? null : r.key.toString('utf8')
+      const key = r.key === null ? null : keyString(r.key)
       let value: unknown
       let timestamp = r.timestamp
       try {
@@ -548,7 +550,7 @@ export class Actor {
         this.deadLetter(r, topic, err, 1)
         continue
       }
-      decoded[i] = { key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
+      decoded[i] = { key, keyBytes: r.key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
       keys.add(key)
     }
     await prefetch(this.store, this.cache, this.processor.state.keyedNames, keys)
@@ -639,7 +641,7 @@ export class Actor {
         cause = err
       }
     }
-    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
+    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}${frozenHint(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
     const final = policy.kind === 'retry' ? policy.then : policy.kind
     if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
     this.deadLetter(raw, rec.topic, err, attempt + 1)
@@ -686,11 +688,11 @@ export class Actor {
       if (!Number.isSafeInteger(time) || time < 0) throw new WeirError('WEIR_TIMER_TIME', `a timer's time must be a whole number of ms >= 0, got ${time}`, { actor: this.id })
     }
     return {
-      registerProcessingTime: (time) => (checkTime(time), this.timers.register(this.scope.key, time)),
-      deleteProcessingTime: (time) => this.timers.delete(this.scope.key, time),
+      registerProcessingTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerProcessingTime'), this.timers.register(this.scope.key, time)),
+      deleteProcessingTime: (time) => (this.scope.requireUnit('ctx.timers.deleteProcessingTime'), this.timers.delete(this.scope.key, time)),
       currentProcessingTime: () => Date.now(),
-      registerEventTime: (time) => (checkTime(time), this.eventTimers.register(this.scope.key, time)),
-      deleteEventTime: (time) => this.eventTimers.delete(this.scope.key, time),
+      registerEventTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerEventTime'), this.eventTimers.register(this.scope.key, time)),
+      deleteEventTime: (time) => (this.scope.requireUnit('ctx.timers.deleteEventTime'), this.eventTimers.delete(this.scope.key, time)),
       currentWatermark: () => this.watermark,
     }
   }
@@ -715,7 +717,7 @@ export class Actor {
   private async runTimers(due: TimerEntry[], domain: Timer['domain']): Promise<void> {
     await prefetch(this.store, this.cache, this.processor.state.keyedNames, due.map((t) => t.key))
     for (const t of due) {
-      const timer: Timer = { key: t.key, time: t.time, domain }
+      const timer: Timer = { key: t.key, keyBytes: t.key === null ? null : keyBytes(t.key), time: t.time, domain }
       this.beginUnit(t.key, t.time)
       try {
         const r = this.processor.onTimer?.(timer, this.ctx)
@@ -755,7 +757,7 @@ export class Actor {
     await this.checkpoints.ready()
     this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
     const checkpoint = ++this.checkpointNo
-    const staged = await this.processor.onCheckpoint?.({ ...this.lifecycleCtx, checkpoint, epoch })
+    const staged = this.processor.onCheckpoint === undefined ? undefined : await this.scope.hook('onCheckpoint', () => this.processor.onCheckpoint!({ ...this.lifecycleCtx, checkpoint, epoch }))
     const publish = this.publisher?.stage(checkpoint, epoch, staged)
     this.faults.point('before-commit')
     this.awaitingFirstCommit = false
@@ -802,7 +804,7 @@ export class Actor {
     }
     for (const r of this.readers) r.close()
     await this.checkpoints?.settled()
-    await Promise.resolve(this.processor?.close?.()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
+    if (this.processor?.close !== undefined) await this.scope.hook('close', () => this.processor.close!()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
     await this.closeProducerAndStore()
     if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
   }
@@ -841,6 +843,12 @@ function yieldToLoop(): Promise<void> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
+}
+
+/** What a TypeError from changing a frozen state value means, and what to do instead. */
+function frozenHint(cause: unknown): string {
+  if (!(cause instanceof TypeError) || !/read only property|not extensible|Cannot (add|delete|assign to read only) property/.test(cause.message)) return ''
+  return ' (state values are frozen once set or read: set a new object, e.g. state.set({ ...old, n: old.n + 1 }), instead of changing one in place)'
 }
 
 function backoff(policy: StageSpec['onError'], attempt: number): number {

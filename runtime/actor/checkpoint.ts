@@ -16,6 +16,7 @@ import type { Faults } from '../faults.ts'
 import { PipeError } from '../errors.ts'
 import type { PartitionOffset, Pipe, PipeRecord, TransactionalProducer } from '../pipe/pipe.ts'
 import { stateCodec } from '../codec.ts'
+import { storeKeyBytes } from '../record-keys.ts'
 import type { StateStore, StoreWrite } from '../state/state-store.ts'
 import type { DirtyEntry, WriteCache } from '../state/write-cache.ts'
 
@@ -127,7 +128,7 @@ export class Checkpointer {
     const writes: StoreWrite[] = new Array(dirty.length)
     for (let i = 0; i < dirty.length; i++) {
       const d = dirty[i]!
-      const key = Buffer.from(d.key)
+      const key = storeKeyBytes(d.key)
       const value = d.value === undefined ? null : stateCodec.encode(d.value)
       writes[i] = { key, value }
       this.producer.send(changelogTopic, partition, { key, value, timestamp: now })

@@ -7,9 +7,10 @@
  */
 import type { Logger } from 'pino'
 import type { CommitContext, LifecycleContext, Processor } from '../api/processor.ts'
-import { PublishError, WeirError, describeError } from '../errors.ts'
+import { PublishError, ValueError, WeirError, describeError } from '../errors.ts'
 import type { Faults } from '../faults.ts'
 import type { WriteCache } from '../state/write-cache.ts'
+import { freezeStateValue } from '../values.ts'
 import { ACTOR_PREFIX, CHECKPOINT_RECORD } from './state-keys.ts'
 
 /** What a checkpoint stores for its post-commit hook (actor state CHECKPOINT_RECORD). */
@@ -45,11 +46,14 @@ export class Publisher {
 
   /**
    * At the barrier: puts the checkpoint's record into the state it commits, and returns the
-   * publish to run once the pipe committed it.
+   * publish to run once the pipe committed it. What `onCheckpoint` returned is state: checked
+   * and frozen as a state value is.
    */
   stage(checkpoint: number, epoch: number, staged: unknown): () => Promise<void> {
-    const record: CheckpointRecord = staged === undefined ? { checkpoint, epoch } : { checkpoint, epoch, staged }
-    const { cache } = this.deps
+    const { cache, lifecycle, actor } = this.deps
+    const checked = freezeStateValue(staged)
+    if (!('value' in checked)) throw new ValueError('the value onCheckpoint returned', checked.problem.reason, { stage: lifecycle.stage, actor, path: checked.problem.path })
+    const record: CheckpointRecord = staged === undefined ? { checkpoint, epoch } : { checkpoint, epoch, staged: checked.value }
     cache.set(cache.getOrCreate(ACTOR_PREFIX, CHECKPOINT_RECORD, true), record)
     return () => this.publish(record, false)
   }
@@ -58,6 +62,8 @@ export class Publisher {
   async publish(record: CheckpointRecord, recovering: boolean): Promise<void> {
     const { processor, lifecycle, faults, log } = this.deps
     faults.point('before-publish')
+    // No scope phase is set: the publish runs beside the next epoch's records, so a state
+    // handle here throws ScopeError, or acts on a record in flight; the contract forbids both.
     const commit: CommitContext = { ...lifecycle, checkpoint: record.checkpoint, epoch: record.epoch, staged: record.staged, recovering }
     for (let attempt = 1; ; attempt++) {
       try {

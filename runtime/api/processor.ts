@@ -8,8 +8,15 @@ import { StateRegistry } from './state.ts'
 
 /** A record handed to `onRecord`. */
 export interface StreamRecord<T> {
-  /** The record key (UTF-8), or null for unkeyed records. */
+  /**
+   * The record key as a string, or null for unkeyed records: the key itself when its bytes
+   * are UTF-8; otherwise an opaque string (starting with U+D800) that stands for the bytes
+   * exactly, so passing it to `ctx.emit` writes the same bytes and state is never shared
+   * between two keys. `keyBytes` has the bytes.
+   */
   readonly key: string | null
+  /** The record key's bytes as written to the pipe, or null. */
+  readonly keyBytes: Buffer | null
   readonly value: T
   /** Event timestamp, ms since the epoch. */
   readonly timestamp: number
@@ -28,7 +35,9 @@ export interface EmitOptions {
 
 /** A timer that fired; state accessed in `onTimer` is scoped to `timer.key`. */
 export interface Timer {
+  /** The key it was registered for, in the same form as `StreamRecord.key`. */
   readonly key: string | null
+  readonly keyBytes: Buffer | null
   /** When it was due, ms since the epoch (event time for 'event-time' timers). */
   readonly time: number
   readonly domain: 'processing-time' | 'event-time'
@@ -80,8 +89,15 @@ export interface Context<Out> {
   /**
    * Sends a record to this stage's output. Emitted records become visible downstream
    * when the actor's next checkpoint commits, atomically with its state and offsets.
+   * The value is encoded at once; one the stage's codec would not give back unchanged (a
+   * function, Map or class instance for msgpack; NaN or a Date for JSON) is refused with
+   * `WEIR_VALUE_UNSUPPORTED` naming the field. `undefined` writes a record without a value
+   * (a tombstone in a compacted topic). Only while a record or timer is processed.
+   *
+   * @example
+   * ctx.emit(r.key, { word: r.value, n })
    */
-  emit(key: string | null, value: Out, options?: EmitOptions): void
+  emit(key: string | Uint8Array | null, value: Out, options?: EmitOptions): void
   /**
    * Sends a record to side output `name` (declared in the stage's `sideOutputs`), with
    * the same guarantees as `emit`.
@@ -89,7 +105,7 @@ export interface Context<Out> {
    * @example
    * if (r.timestamp <= ctx.watermark) ctx.emitTo('late', r.key, r.value)
    */
-  emitTo(name: string, key: string | null, value: unknown, options?: EmitOptions): void
+  emitTo(name: string, key: string | Uint8Array | null, value: unknown, options?: EmitOptions): void
 }
 
 /** What a source sees in `poll`. */
@@ -188,9 +204,10 @@ export abstract class Processor<In = unknown, Out = unknown, Staged = unknown> {
    * - **Idempotent.** It can run more than once for one checkpoint: at start after a crash,
    *   after a failed attempt, and on a zombie (a paused instance whose actor moved) next to
    *   its successor. Publishing the same checkpoint twice must leave what once does.
-   * - **Only what the checkpoint says.** Publish `commit.staged`, nothing else: the state
-   *   handles show the next epoch's values (the next epoch is being processed meanwhile),
-   *   and do not change state here (changes would land in whatever epoch is open).
+   * - **Only what the checkpoint says.** Publish `commit.staged`, nothing else, and leave
+   *   state alone: the next epoch is processed meanwhile, so state is not the checkpoint's
+   *   any more (state handles throw `ScopeError` here; `onCheckpoint` is where the
+   *   checkpoint's state can go into what is staged).
    * - **Failures.** A throw is retried with backoff (about 3 s in all); when it keeps
    *   failing the actor fails, and its restart publishes again. A `WeirError` that is not
    *   `retriable` (e.g. `StateCorruptedError`) fails the actor at once. The next

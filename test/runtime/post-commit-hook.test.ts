@@ -43,9 +43,9 @@ class Tracker extends Processor<number, never, Staged> {
   }
 }
 
-function pipeline(count: number, make: () => Tracker): Pipeline {
+function pipeline(count: number, make: () => Tracker, ratePerSecond?: number): Pipeline {
   const p = new Pipeline('hook')
-  p.source<number>('n', () => new GeneratorSource<number>({ count, generate: (i) => ({ key: `k${i}`, value: i }) })).to('track', make)
+  p.source<number>('n', () => new GeneratorSource<number>({ count, ratePerSecond, generate: (i) => ({ key: `k${i}`, value: i }) })).to('track', make)
   return p
 }
 
@@ -102,8 +102,9 @@ const publishes = (calls: Call[]): Array<Extract<Call, { kind: 'publish' }>> => 
 describe('post-commit hook', () => {
   it('gets each committed checkpoint once, in order, with what onCheckpoint staged, before the next checkpoint is taken', async () => {
     const calls: Call[] = []
-    await runToCompletion(pipeline(600, () => new Tracker(calls)), { dataDir: dir(), epochIntervalMs: 10, actorConfig: { maxBatch: 50 } })
-    expect(calls.length).toBeGreaterThan(6)
+    // Paced (600 records in about 0.6 s) so that it takes many checkpoints.
+    await runToCompletion(pipeline(600, () => new Tracker(calls), 1000), { dataDir: dir(), epochIntervalMs: 10, actorConfig: { maxBatch: 50 } })
+    expect(calls.length).toBeGreaterThan(10)
     calls.forEach((c, i) => {
       const stage = calls[i - (i % 2)]!
       expect(c.kind, `call ${i}`).toBe(i % 2 === 0 ? 'stage' : 'publish')
@@ -148,6 +149,24 @@ describe('post-commit hook', () => {
     const run = await startEmbedded(pipeline(300, () => new Tracker(calls, fail)), { dataDir: dir(), epochIntervalMs: 10, actorConfig: { maxBatch: 50 } })
     await expect(run.done).rejects.toMatchObject({ code: 'WEIR_STATE_CORRUPTED' })
     expect(publishes(calls).filter((c) => c.checkpoint === 2)).toHaveLength(1)
+  })
+
+  it('refuses state in the hook (it runs beside the next epoch) and a staged value msgpack would not give back', async () => {
+    class ReadsState extends Tracker {
+      private readonly n = this.state.actorValue<number>('n')
+      override onCheckpointCommitted(): void {
+        this.n.get()
+      }
+    }
+    const reads = await startEmbedded(pipeline(300, () => new ReadsState([])), { dataDir: dir(), epochIntervalMs: 10, actorConfig: { maxBatch: 50 } })
+    await expect(reads.done).rejects.toMatchObject({ code: 'WEIR_OUT_OF_SCOPE' })
+    class StagesAFunction extends Tracker {
+      override onCheckpoint(ctx: CheckpointContext): Staged {
+        return { ...super.onCheckpoint(ctx), format: () => undefined } as Staged
+      }
+    }
+    const stages = await startEmbedded(pipeline(300, () => new StagesAFunction([])), { dataDir: dir(), epochIntervalMs: 10, actorConfig: { maxBatch: 50 } })
+    await expect(stages.done).rejects.toMatchObject({ code: 'WEIR_VALUE_UNSUPPORTED' })
   })
 
   it('makes a sink written with the two hooks (docs/sinks.md\'s example) exactly-once under crashes at every point', async () => {
