@@ -123,6 +123,16 @@ export class StateCorruptedError extends WeirError {
   }
 }
 
+/**
+ * A processor's `onCheckpointCommitted` kept failing for a committed checkpoint. Retriable
+ * unless the hook's own error was not: the actor restarts and publishes the checkpoint again.
+ */
+export class PublishError extends WeirError {
+  constructor(message: string, context: ErrorContext, options: { retriable: boolean; cause: unknown }) {
+    super('WEIR_PUBLISH_FAILED', message, context, options)
+  }
+}
+
 /** The pipe or store was closed while an operation was waiting on it. */
 export class ClosedError extends WeirError {
   constructor(what: string) {

@@ -247,9 +247,9 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
 }
 
-/** Files in a directory (e.g. a sink's part files), sorted. */
+/** Files in a directory (e.g. a sink's part files), sorted; hidden ones (a sink's staging files) left out. */
 export function listFiles(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir).sort().map((f) => join(dir, f)) : []
+  return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.')).sort().map((f) => join(dir, f)) : []
 }
 
 /** fast-check arbitraries for crash schedules. */

@@ -22,9 +22,10 @@ import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.t
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
 import { Outputs } from './outputs.ts'
+import { Publisher, type CheckpointRecord } from './publish.ts'
 import { purgeConsumed } from './purge.ts'
 import { prefetch, stateAccess, UnitScope } from './scope.ts'
-import { ACTOR_PREFIX, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
+import { ACTOR_PREFIX, CHECKPOINT_RECORD, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
 import { ActorWatermarks } from './watermark-marks.ts'
 
 export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
@@ -138,6 +139,12 @@ export class Actor {
   /** Opened first at restore (it fences older instances); the checkpointer runs it after. */
   private producer: TransactionalProducer | undefined
   private checkpoints!: Checkpointer
+  /** Runs the processor's `onCheckpointCommitted`, if it has one. */
+  private publisher: Publisher | undefined
+  /** The newest committed checkpoint that carried a record for the publisher, found at restore. */
+  private restoredCheckpoint: CheckpointRecord | undefined
+  /** This actor's checkpoint count (kept in its checkpoints when it has a publisher). */
+  private checkpointNo = 0
   private readers: PartitionReader[] = []
   private processor!: Processor<unknown, unknown>
   private readonly cache: WriteCache
@@ -261,6 +268,11 @@ export class Actor {
     this.processor = instantiate(this.spec)
     this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
+    if (this.processor.onCheckpointCommitted !== undefined) {
+      this.publisher = new Publisher({ processor: this.processor, cache: this.cache, lifecycle: this.lifecycleCtx, faults: this.faults, log: this.log, actor: this.id, abandoned: () => this.abandoned })
+      this.restoredCheckpoint = this.publisher.restored()
+      this.checkpointNo = this.restoredCheckpoint?.checkpoint ?? 0
+    }
     this.timers = await Timers.load(this.store, this.cache)
     this.eventTimers = await Timers.load(this.store, this.cache, EVENT_TIMER_PREFIX)
     this.checkpoints = new Checkpointer({
@@ -296,7 +308,7 @@ export class Actor {
 
   private async loadActorState(): Promise<void> {
     const keys = [...this.processor.state.actorNames]
-    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS)
+    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS, CHECKPOINT_RECORD)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
     keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? freezeLoaded(stateCodec.decode(values[i]!)) : undefined, true))
   }
@@ -348,6 +360,8 @@ export class Actor {
   async run(): Promise<void> {
     try {
       if (this.processor.open !== undefined) await this.scope.hook('open', () => this.processor.open!(this.lifecycleCtx))
+      // A crash may have come between the pipe commit of the newest checkpoint and its publish.
+      if (this.restoredCheckpoint !== undefined) await this.publisher!.publish(this.restoredCheckpoint, true)
       if (this.isSource) await this.runSource()
       else await this.runProcessor()
     } catch (err) {
@@ -742,7 +756,9 @@ export class Actor {
     this.lifecycle = 'committing'
     await this.checkpoints.ready()
     this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
-    if (this.processor.onCheckpoint !== undefined) await this.scope.hook('onCheckpoint', () => this.processor.onCheckpoint!(this.lifecycleCtx))
+    const checkpoint = ++this.checkpointNo
+    const staged = this.processor.onCheckpoint === undefined ? undefined : await this.scope.hook('onCheckpoint', () => this.processor.onCheckpoint!({ ...this.lifecycleCtx, checkpoint, epoch }))
+    const publish = this.publisher?.stage(checkpoint, epoch, staged)
     this.faults.point('before-commit')
     this.awaitingFirstCommit = false
     this.localBarrierRequested = false
@@ -754,7 +770,7 @@ export class Actor {
     // a moment after its data, and kafkajs cannot ask for stable offsets).
     if (positions !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(positions.map((o) => [o.topic, o.offset])))
     const ingest = this.marks.atBarrier(positions !== undefined)
-    this.checkpoints.take(epoch, positions, ingest)
+    this.checkpoints.take(epoch, positions, ingest, publish)
     pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
   }
@@ -787,6 +803,7 @@ export class Actor {
       }
     }
     for (const r of this.readers) r.close()
+    await this.checkpoints?.settled()
     if (this.processor?.close !== undefined) await this.scope.hook('close', () => this.processor.close!()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
     await this.closeProducerAndStore()
     if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
