@@ -67,7 +67,9 @@ export class UnitScope {
   async hook<T>(hook: string, run: () => T | Promise<T>): Promise<T> {
     this.phase = { kind: 'hook', hook }
     try {
-      return await run()
+      // Only a Promise is awaited: a returned value with a `then` (a staged object) is not adopted as one.
+      const r = run()
+      return r instanceof Promise ? await r : r
     } finally {
       this.phase = NONE
     }
