@@ -4,8 +4,8 @@
  * actors is measured, without standby replicas (`failover_ms`: the new owner replays the
  * whole changelog) and with one (`failover_standby_ms`: it replays only what its warm copy
  * misses). The full changelog replay of the moved state is timed on its own (`replay_ms`).
- * Prints exactly one JSON line on stdout; progress goes to stderr. See benchmarks/README.md,
- * "Failover".
+ * Prints exactly one JSON line on stdout; progress goes to stderr. See benchmarks/README.md
+ * (current results, method notes).
  *
  * How, and why so:
  * - Real processes on the real services, as a deployment runs them (docs/operations.md):
@@ -95,7 +95,7 @@ const PIPELINE_FILE = join(dirname(SCRIPT), 'lib/failover-pipeline.ts')
 const SETTLE_MS = 3000
 /** The pre-load runs at most this many records per partition ahead of the count stage's committed input position. */
 const PRELOAD_AHEAD = 30_000
-/** The project's goals (benchmarks/README.md, "Failover"). */
+/** The project's goals (benchmarks/README.md, current results). */
 const GOAL_MS = { standbys_0: 5000, standbys_1: 2000 }
 /** How long the standbys 1 run waits for the survivor to report its replicas caught up before it kills anyway. */
 const STANDBY_CATCH_UP_MS = 30_000

@@ -2,7 +2,7 @@
  * Kafka word-count benchmark: the same word count over the same input topic on the same broker,
  * by a hand-written kafkajs transactional loop (the ceiling), Kafka Streams and weir on the
  * Kafka pipe, one after another, each checked against the expected counts. Prints exactly one
- * JSON line on stdout; progress goes to stderr. See benchmarks/README.md, "Kafka throughput".
+ * JSON line on stdout; progress goes to stderr. See benchmarks/README.md (current results, method notes).
  *
  * @example
  * npm run bench:kafka

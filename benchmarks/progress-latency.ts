@@ -3,7 +3,7 @@
  * actor's watermark change until the monitor shows it (p50/p99), and what the monitor
  * costs (CPU, RSS); compared with raw NATS publish → subscribe latency of the same traffic
  * in the same run. Real processes: one `weir monitor`, W `weir run` workers. Prints exactly
- * one JSON line on stdout; progress goes to stderr. See benchmarks/README.md, "Progress latency".
+ * one JSON line on stdout; progress goes to stderr. See benchmarks/README.md (current results, method notes).
  *
  * @example
  * npm run bench:progress

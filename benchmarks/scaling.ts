@@ -4,7 +4,7 @@
  * pre-loaded input topic. Each run has its own pipeline name (so its own topics, groups and
  * transactional ids) and output topic; its output is read back and checked. Prints exactly
  * one JSON line on stdout with both rates and their ratio; progress goes to stderr. See
- * benchmarks/README.md, "Scaling".
+ * benchmarks/README.md (current results, method notes).
  *
  * @example
  * npm run bench:scaling

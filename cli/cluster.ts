@@ -14,14 +14,15 @@ import { LeaderLease } from '../coordinator/leader-lease.ts'
 import { startClusterWorker, type ClusterWorker } from '../runner/cluster-worker.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError, describeError, TopologyMismatchError } from '../runtime/errors.ts'
+import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
-import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { openBus, redactBusUrl } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
-import { parsePort } from '../monitor/monitor.ts'
+import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
-import { parseParams } from './run.ts'
+import { parseMetricsOptions, parseParams } from './run.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
 
 function logger(service: string): Logger {
@@ -51,7 +52,7 @@ function waitForSignal(): Promise<NodeJS.Signals> {
 }
 
 function refused(err: unknown, command: string): number {
-  if (err instanceof UsageError || err instanceof ConfigError || err instanceof TopologyMismatchError) return printRefusal(err, command)
+  if (err instanceof UsageError || err instanceof ConfigError || err instanceof TopologyMismatchError || err instanceof DataDirPipeMismatchError) return printRefusal(err, command)
   printError(err)
   return 1
 }
@@ -61,14 +62,15 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let metadata: ClusterMetadata | undefined
   try {
-    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' } }, false)
+    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, ...NATS_OPTIONS }, false)
     if (values.help) {
       process.stdout.write(COORDINATOR_USAGE)
       return 0
     }
     const url = (values.bus as string | undefined) ?? process.env.WEIR_BUS
     if (url === undefined) throw new ConfigError('--bus', 'a coordinator needs the NATS control bus: --bus nats://host:port')
-    checkBusUrl(url)
+    // The bus, the lease and the metadata connect with the same credentials and TLS.
+    const target = busTargetOf(url, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, process.env)
     const cluster = (values.cluster as string | undefined) ?? 'default'
     checkClusterName(cluster, '--cluster')
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
@@ -78,11 +80,11 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     const leaseTtlMs = wholeMs(values['lease-ttl-ms'] as string | undefined, '--lease-ttl-ms', 5000, 300)
     const name = (values.name as string | undefined) ?? `${hostname()}-${process.pid}`
     const log = logger('weir-coordinator').child({ coordinator: name })
-    bus = await openBus(url, { name: `weir-coordinator-${cluster}`, log })
+    bus = await openBus(target, { name: `weir-coordinator-${cluster}`, log })
     // One coordinator of the cluster leads (a lease in NATS KV); the others wait to take over.
-    const lease = await LeaderLease.open({ servers: [url], cluster, holder: name, ttlMs: leaseTtlMs, log })
+    const lease = await LeaderLease.open({ ...target, cluster, holder: name, ttlMs: leaseTtlMs, log })
     // The leader keeps its metadata beside the lease: a successor continues from it.
-    metadata = await ClusterMetadata.open({ servers: [url], cluster, log })
+    metadata = await ClusterMetadata.open({ ...target, cluster, log })
     const store = metadata
     let service: CoordinatorService | undefined
     let leading = 0
@@ -124,7 +126,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
       standDown()
     })
     await lease.start()
-    process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${url} (worker timeout ${workerTimeoutMs} ms, lease ${leaseTtlMs} ms)\n`)
+    process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${redactBusUrl(url)} (worker timeout ${workerTimeoutMs} ms, lease ${leaseTtlMs} ms)\n`)
     const signal = await waitForSignal()
     log.info({ signal }, 'coordinator stopping')
     service?.stop()
@@ -140,7 +142,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
   }
 }
 
-/** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N]` */
+/** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N [--metrics-host H] [--metrics-token-file F]]` */
 export async function workerCommand(argv: string[]): Promise<number> {
   // Listened for from the start: a SIGTERM while the worker starts stops it cleanly once it has.
   const signalled = waitForSignal()
@@ -151,7 +153,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   try {
     const { values, positionals } = parse(argv, {
       pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
-      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+      ...NATS_OPTIONS,
     }, true)
     if (values.help) {
       process.stdout.write(WORKER_USAGE)
@@ -163,22 +166,22 @@ export async function workerCommand(argv: string[]): Promise<number> {
     checkPipeUrl(pipeUrl)
     const busUrl = (values.bus as string | undefined) ?? process.env.WEIR_BUS
     if (busUrl === undefined) throw new ConfigError('--bus', 'a worker needs the NATS control bus: --bus nats://host:port')
-    checkBusUrl(busUrl)
+    const busTarget = busTargetOf(busUrl, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, process.env)
     const cluster = (values.cluster as string | undefined) ?? 'default'
     checkClusterName(cluster, '--cluster')
     const id = values.id as string | undefined
     if (id !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new ConfigError('--id', `'${id}' must be 1-64 of A-Z a-z 0-9 _ . -`)
     const params = parseParams(values.param as string[] | undefined)
-    const metricsPort = values['metrics-port'] === undefined ? undefined : parsePort(values['metrics-port'] as string, '--metrics-port')
+    const metricsOptions = parseMetricsOptions(values as Record<string, string | undefined>, process.cwd(), process.env)
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
     const heartbeatMs = wholeMs(values['heartbeat-ms'] as string | undefined, '--heartbeat-ms', 1000, 50)
     const pipeline = await loadPipeline(resolve(positionals[0]!), params)
     const stateDir = resolve((values['state-dir'] as string | undefined) ?? `.weir/${pipeline.name}-worker`)
     const log = logger('weir-worker')
-    bus = await openBus(busUrl, { name: `weir-worker-${pipeline.name}`, log })
+    bus = await openBus(busTarget, { name: `weir-worker-${pipeline.name}`, log })
     pipe = await openPipe(pipeUrl, { dataDir: stateDir, configFile: values['pipe-config'] === undefined ? undefined : resolve(values['pipe-config'] as string), log })
     worker = await startClusterWorker(pipeline, { pipe, bus, cluster, stateDir, id, log, epochIntervalMs, heartbeatMs })
-    if (metricsPort !== undefined) metrics = await serveMetrics(worker.metrics, { port: metricsPort })
+    if (metricsOptions !== undefined) metrics = await serveMetrics(worker.metrics, metricsOptions)
     process.stdout.write(`weir worker ${worker.id}: pipeline ${pipeline.name} in cluster ${cluster}${metrics === undefined ? '' : `, metrics at ${metrics.url}`}\n`)
     const running = worker
     const outcome = await Promise.race([running.done, signalled.then(async (signal) => {

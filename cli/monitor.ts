@@ -10,15 +10,19 @@ import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError } from '../runtime/errors.ts'
-import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { openBus, type BusTarget } from '../runtime/open-bus.ts'
 import { parseMonitorConfig, type SloConfig } from '../monitor/config.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
+import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
+import { readToken } from './token.ts'
 
 import { MONITOR_USAGE } from './usage.ts'
 
 export interface MonitorArgs {
   bus: string
+  /** The bus's server, credentials and TLS. */
+  busTarget: BusTarget
   /** A cluster name, or `*` for every cluster. */
   cluster: string
   port: number
@@ -51,6 +55,7 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
         config: { type: 'string' },
         slo: { type: 'string', multiple: true },
         'token-file': { type: 'string' },
+        ...NATS_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -62,7 +67,7 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
 
   const bus = values.bus ?? env.WEIR_BUS
   if (bus === undefined) throw new ConfigError('--bus', 'the monitor reads the control bus: give --bus nats://host:port (or WEIR_BUS)')
-  checkBusUrl(bus, '--bus')
+  const busTarget = busTargetOf(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, env, cwd)
 
   const config = values.config === undefined ? undefined : parseConfigFile(resolve(cwd, values.config))
   const cluster = values.cluster ?? config?.cluster ?? '*'
@@ -71,18 +76,11 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
   const port = values.port === undefined ? (config?.port ?? DEFAULT_MONITOR_PORT) : parsePort(values.port, '--port')
   const host = values.host ?? config?.host ?? DEFAULT_MONITOR_HOST
 
-  let token: string | undefined
-  if (values['token-file'] !== undefined) {
-    token = readText(resolve(cwd, values['token-file']), '--token-file').trim()
-    if (token === '') throw new ConfigError('--token-file', `${values['token-file']} is empty`)
-  } else if (env.WEIR_MONITOR_TOKEN !== undefined && env.WEIR_MONITOR_TOKEN !== '') {
-    token = env.WEIR_MONITOR_TOKEN
-  }
-  if (token !== undefined && /\s/.test(token)) throw new ConfigError(values['token-file'] === undefined ? 'WEIR_MONITOR_TOKEN' : '--token-file', 'the token must not contain whitespace')
+  const token = readToken({ file: values['token-file'], fileOption: '--token-file', envName: 'WEIR_MONITOR_TOKEN' }, cwd, env)
   checkMonitorBinding(host, token, values.host === undefined && config?.host !== undefined ? 'host' : '--host')
 
   const slos = [...(config?.slos ?? []), ...(values.slo ?? []).map((s) => parseSloFlag(s, '--slo'))]
-  return { bus, cluster, port, host, token, slos }
+  return { bus, busTarget, cluster, port, host, token, slos }
 }
 
 function parseConfigFile(file: string): ReturnType<typeof parseMonitorConfig> {
@@ -118,7 +116,7 @@ export async function monitorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let monitor: RunningMonitor
   try {
-    bus = await openBus(args.bus, { name: 'weir-monitor', log })
+    bus = await openBus(args.busTarget, { name: 'weir-monitor', log })
     monitor = await startMonitor({ bus, cluster: args.cluster, port: args.port, host: args.host, token: args.token, slos: args.slos, log })
   } catch (err) {
     await bus?.close().catch(() => undefined)

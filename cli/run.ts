@@ -10,19 +10,22 @@ import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runner/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
+import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
-import { checkBusUrl, localBus, openBus } from '../runtime/open-bus.ts'
-import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
+import { localBus, openBus, type BusTarget } from '../runtime/open-bus.ts'
+import { checkMetricsBinding, serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
+import { busTargetOf, NATS_OPTIONS, refuseNatsOptionsWithoutBus } from './nats-options.ts'
 import { ProgressDisplay } from './progress.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { lastEpoch } from './stats.ts'
 import { formatSummary } from './summary.ts'
+import { readToken } from './token.ts'
 import { RUN_USAGE } from './usage.ts'
 
 export interface RunArgs {
@@ -37,12 +40,14 @@ export interface RunArgs {
   pipeConfig: string | undefined
   /** A nats:// URL to coordinate over (and be observed on) instead of the in-process bus. */
   bus: string | undefined
+  /** Its server, credentials and TLS. */
+  busTarget: BusTarget | undefined
   /** Namespace of the control subjects on the bus. */
   cluster: string
   /** `--monitor`: serve the monitor from this process, watching this run's bus. */
   monitor: RunMonitorArgs | undefined
-  /** `--metrics-port`: serve the worker's Prometheus metrics on their own (loopback unless --metrics-host). */
-  metrics: { port: number; host: string } | undefined
+  /** `--metrics-port`: serve the worker's Prometheus metrics on their own (loopback unless --metrics-host, which needs a token). */
+  metrics: { port: number; host: string; token: string | undefined } | undefined
 }
 
 export interface RunMonitorArgs {
@@ -84,6 +89,8 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
         slo: { type: 'string', multiple: true },
         'metrics-port': { type: 'string' },
         'metrics-host': { type: 'string' },
+        'metrics-token-file': { type: 'string' },
+        ...NATS_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -116,18 +123,19 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   if (pipeConfig !== undefined && pipe === 'embedded') throw new ConfigError('--pipe-config', 'only a kafka:// pipe takes a config file')
 
   const bus = values.bus ?? process.env.WEIR_BUS
-  if (bus !== undefined) checkBusUrl(bus)
+  if (bus === undefined) refuseNatsOptionsWithoutBus(values)
+  const busTarget = bus === undefined ? undefined : busTargetOf(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, process.env, cwd)
   const cluster = values.cluster ?? 'embedded'
   checkClusterName(cluster, '--cluster')
   if (values.cluster !== undefined && bus === undefined) throw new ConfigError('--cluster', 'only with --bus')
 
-  if (values['metrics-host'] !== undefined && values['metrics-port'] === undefined) throw new ConfigError('--metrics-host', 'only with --metrics-port')
-  const metrics = values['metrics-port'] === undefined ? undefined : { port: parsePort(values['metrics-port'], '--metrics-port'), host: values['metrics-host'] ?? '127.0.0.1' }
+  const metrics = parseMetricsOptions(values, cwd, process.env)
 
   return {
     metrics,
     monitor: parseMonitorOptions(values),
     bus,
+    busTarget,
     cluster,
     pipe,
     pipeConfig,
@@ -137,6 +145,24 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
     params,
     quiet: values.quiet ?? false,
   }
+}
+
+/**
+ * `--metrics-port N [--metrics-host H] [--metrics-token-file F]` of `weir run` and `weir
+ * worker`: the worker's own /metrics; a public host without a token is refused.
+ */
+export function parseMetricsOptions(values: { 'metrics-port'?: string; 'metrics-host'?: string; 'metrics-token-file'?: string }, cwd: string, env: NodeJS.ProcessEnv): { port: number; host: string; token: string | undefined } | undefined {
+  if (values['metrics-port'] === undefined) {
+    for (const option of ['metrics-host', 'metrics-token-file'] as const) {
+      if (values[option] !== undefined) throw new ConfigError(`--${option}`, 'only with --metrics-port')
+    }
+    return undefined
+  }
+  const port = parsePort(values['metrics-port'], '--metrics-port')
+  const host = values['metrics-host'] ?? '127.0.0.1'
+  const token = readToken({ file: values['metrics-token-file'], fileOption: '--metrics-token-file', envName: 'WEIR_METRICS_TOKEN' }, cwd, env)
+  checkMetricsBinding(host, token)
+  return { port, host, token }
 }
 
 /** The --monitor options; each of the others without --monitor is refused, naming it. */
@@ -198,7 +224,7 @@ function cliLogger(beforeWrite: () => void): Logger {
 
 /** Errors that mean "refused at start, nothing touched": exit 2. */
 function isRefusal(err: unknown): boolean {
-  return err instanceof TopologyMismatchError || err instanceof ConfigError
+  return err instanceof TopologyMismatchError || err instanceof ConfigError || err instanceof DataDirPipeMismatchError
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -257,7 +283,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
 
   try {
-    if (args.bus !== undefined) bus = await openBus(args.bus, { name: `weir-run-${pipeline.name}`, log })
+    if (args.busTarget !== undefined) bus = await openBus(args.busTarget, { name: `weir-run-${pipeline.name}`, log })
     if (args.pipe !== 'embedded') pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log })
     // The monitor listens on the run's own bus; without --bus that is an in-process one made here.
     if (args.monitor !== undefined) bus ??= localBus(log)

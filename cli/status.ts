@@ -11,7 +11,8 @@ import { parseArgs } from 'node:util'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { progressSubjects } from '../runtime/control/progress.ts'
 import { ConfigError } from '../runtime/errors.ts'
-import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { openBus, redactBusUrl, type BusTarget } from '../runtime/open-bus.ts'
+import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { monitorClock, MonitorView, type ActorEntry, type PipelineEntry } from '../monitor/model.ts'
 import { pipelineStatus } from '../monitor/status.ts'
 import { formatCount, formatSeconds, isMissing, stageDepths, watermarkLag } from '../monitor/timeliness.ts'
@@ -28,7 +29,10 @@ export const NOTHING_HEARD_EXIT = 3
 export const STATUS_JSON_VERSION = 1
 
 export interface StatusArgs {
+  /** The bus URL as shown in the report: credentials replaced by `***`. */
   bus: string
+  /** The bus's server, credentials and TLS (absent: the URL alone). */
+  busTarget?: BusTarget
   /** A cluster name, or `*` for every cluster. */
   cluster: string
   waitMs: number
@@ -123,6 +127,7 @@ export function parseStatusArgs(argv: string[], env: NodeJS.ProcessEnv = process
         cluster: { type: 'string' },
         'wait-ms': { type: 'string' },
         json: { type: 'boolean' },
+        ...NATS_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -133,10 +138,10 @@ export function parseStatusArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (values.help) return 'help'
   const bus = values.bus ?? env.WEIR_BUS
   if (bus === undefined) throw new ConfigError('--bus', 'weir status listens on the control bus: give --bus nats://host:port (or WEIR_BUS)')
-  checkBusUrl(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus')
+  const busTarget = busTargetOf(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, env)
   const cluster = values.cluster ?? '*'
   if (cluster !== '*') checkClusterName(cluster, '--cluster')
-  return { bus, cluster, waitMs: parseWaitMs(values['wait-ms']), json: values.json ?? false }
+  return { bus: redactBusUrl(bus), busTarget, cluster, waitMs: parseWaitMs(values['wait-ms']), json: values.json ?? false }
 }
 
 function parseWaitMs(raw: string | undefined): number {
@@ -342,7 +347,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
 
   let bus: ControlBus
   try {
-    bus = await openBus(args.bus, { name: 'weir-status' })
+    bus = await openBus(args.busTarget ?? args.bus, { name: 'weir-status' })
   } catch (err) {
     printError(err)
     return err instanceof ConfigError ? 2 : 1

@@ -1,5 +1,21 @@
 /** Usage texts of the `weir` command and the `help` subcommand. */
 
+/** The NATS credential and TLS options of every command that talks to the bus (cli/nats-options.ts). */
+const NATS_SECURITY = `NATS credentials and TLS (docs/operations.md, "Security"; one kind of credentials):
+  in the URL           nats://user:password@host:port or nats://token@host:port
+                       (tls://host:port requires TLS)
+  --nats-token-file F  A token, read from F          (or WEIR_NATS_TOKEN=<token>)
+  --nats-user NAME     A user, with ...              (or WEIR_NATS_USER=<name>)
+  --nats-password-file F  its password, read from F  (or WEIR_NATS_PASSWORD=<password>)
+  --nats-creds F       A credentials file (user JWT and seed) (or WEIR_NATS_CREDS=<file>)
+  --nats-nkey F        A file holding an nkey user seed (SU…) (or WEIR_NATS_NKEY=<file>)
+  --nats-ca F          CA certificates to trust; implies TLS  (or WEIR_NATS_CA=<file>)
+  --nats-cert F        Client certificate, mutual TLS; needs --nats-key (or WEIR_NATS_CERT)
+  --nats-key F         Its private key               (or WEIR_NATS_KEY=<file>)
+  An option wins over its variable. Credentials the server refuses exit 1 with
+  WEIR_BUS_UNAUTHORIZED naming the server; secrets never appear in output or logs.
+`
+
 export const MAIN_USAGE = `Usage: weir <command> [options]
 
 Commands:
@@ -44,16 +60,20 @@ Options:
   --monitor-host H     Its address (default 127.0.0.1; another needs WEIR_MONITOR_TOKEN)
   --slo OUTPUT=DUR     A timeliness SLO for an output stage, e.g. count=2s (repeatable)
   --metrics-port N     Serve the worker's Prometheus metrics on GET /metrics (0 = any port)
-  --metrics-host H     Their address (default 127.0.0.1)
+  --metrics-host H     Their address (default 127.0.0.1; another needs a token)
+  --metrics-token-file FILE
+                       Require 'Authorization: Bearer <token>' on /metrics
   -q, --quiet          No progress display on a terminal
   -h, --help           Show this help
 
+${NATS_SECURITY.replace('NATS credentials and TLS', 'NATS credentials and TLS, with --bus')}
 Environment:
   WEIR_LOG_LEVEL       Runtime log level on stderr (default error)
   WEIR_PIPE            Default for --pipe
   WEIR_BUS             Default for --bus
   WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_MONITOR_TOKEN   Bearer token the --monitor endpoints require
+  WEIR_METRICS_TOKEN   The --metrics-port token, when no --metrics-token-file is given
   WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>
 
 An actor that fails for good (its stage's onError policy says fail-stop, or open or
@@ -85,6 +105,7 @@ Options:
   --token-file FILE    Require 'Authorization: Bearer <token>' on every endpoint
   -h, --help           Show this help
 
+${NATS_SECURITY}
 Endpoints: / (dashboard), /api/status, /api/actors, /api/history?pipeline=&output=,
 /metrics (Prometheus). SLO alerts, and an alert when an actor fails for good or runs
 again, go to weir.<cluster>.<pipeline>.alerts.
@@ -115,6 +136,7 @@ Options:
   --json               Print one JSON document instead of tables (below)
   -h, --help           Show this help
 
+${NATS_SECURITY}
 JSON (version 1; fields are only added within a version; ages are ms before "at"):
   { "v": 1, "bus", "cluster", "waitMs", "at": ms since the epoch,
     "messages": { "received", "malformed", "stale" },
@@ -180,6 +202,9 @@ Options:
                             died (at once when it stops cleanly) (default 5000)
   --name NAME               This coordinator's name (default <host>-<pid>)
   -h, --help                Show this help
+
+${NATS_SECURITY}
+The bus, the leader lease and the cluster metadata (NATS KV) use the same credentials.
 `
 
 export const WORKER_USAGE = `Usage: weir worker <pipeline.ts> --pipe kafka://host:port --bus nats://host:port [options]
@@ -197,12 +222,16 @@ Options:
   --state-dir DIR           Local RocksDB state (default ./.weir/<pipeline>-worker)
   --id ID                   Worker id, unique in the cluster (default <host>-<random>)
   --param key=value         A parameter for a pipeline function (repeatable)
-  --metrics-port N          Serve Prometheus metrics on GET /metrics
+  --metrics-port N          Serve Prometheus metrics on GET /metrics (0 = any port)
+  --metrics-host H          Their address (default 127.0.0.1; another needs a token)
+  --metrics-token-file FILE Require 'Authorization: Bearer <token>' on /metrics (or
+                            WEIR_METRICS_TOKEN)
   --epoch-ms N              The coordinator's epoch interval, for the local checkpoint
                             fallback (default 1000)
   --heartbeat-ms N          Heartbeat interval (default 1000)
   -h, --help                Show this help
-`
+
+${NATS_SECURITY}`
 
 const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, help: MAIN_USAGE }
 

@@ -18,7 +18,7 @@ import { describeError } from '../runtime/errors.ts'
 import type { ClusterMetadata, PipelineMetadata } from './cluster-metadata.ts'
 import { Coordinator } from './coordinator.ts'
 import { LeaderFencedError } from './leader-lease.ts'
-import { pipelineShape, workerHeartbeat, workerHello, type PipelineShape } from '../runtime/control/messages.ts'
+import { MAX_ACTORS, pipelineShape, workerHeartbeat, workerHello, type PipelineShape } from '../runtime/control/messages.ts'
 
 export interface CoordinatorServiceOptions {
   cluster: string
@@ -49,6 +49,13 @@ export interface CoordinatorServiceOptions {
 
 /** Epoch progress is written at most this often; placement changes at once. */
 const METADATA_INTERVAL_MS = 1000
+/**
+ * Pipelines one coordinator service coordinates at most, and their actors in all: each hello
+ * of an unknown pipeline makes a coordinator, so without a bound forged hellos would make
+ * coordinators without end.
+ */
+export const MAX_PIPELINES = 64
+export const MAX_COORDINATED_ACTORS = 4 * MAX_ACTORS
 
 export interface CoordinatorService {
   /** Coordinators by pipeline name. */
@@ -115,22 +122,36 @@ export function startCoordinatorService(bus: ControlBus, options: CoordinatorSer
     coordinator.start()
     log.info({ pipeline, fingerprint, actors: shape.stages.reduce((n, s) => n + s.parallelism, 0), restored: restored === undefined ? undefined : { generation: restored.generation, members: restored.members, completedEpoch: restored.completedEpoch } }, 'coordinating pipeline')
   }
-  const ensure = (pipeline: string, fingerprint: string, shape: unknown): void => {
+  let coordinatedActors = 0
+  const ensure = (pipeline: string, fingerprint: string, shape: unknown, subject: string): void => {
     if (coordinators.has(pipeline)) return
     const parsed = pipelineShape.safeParse(shape)
     if (!parsed.success) return
+    const actors = parsed.data.stages.reduce((n, s) => n + s.parallelism, 0)
+    const refusal = coordinators.size >= MAX_PIPELINES
+      ? `this coordinator already coordinates ${coordinators.size} pipelines (at most ${MAX_PIPELINES})`
+      : coordinatedActors + actors > MAX_COORDINATED_ACTORS
+        ? `its ${actors} actors would make ${coordinatedActors + actors} coordinated here (at most ${MAX_COORDINATED_ACTORS})`
+        : undefined
+    if (refusal !== undefined) return void log.warn({ subject, pipeline, reason: refusal }, 'pipeline refused')
+    coordinatedActors += actors
     create(pipeline, fingerprint, parsed.data)
   }
   // Pipelines the previous leader coordinated continue at once, before any worker speaks.
-  for (const [pipeline, m] of Object.entries(meta?.restored ?? {})) create(pipeline, m.fingerprint, m.shape, m)
+  for (const [pipeline, m] of Object.entries(meta?.restored ?? {})) {
+    coordinatedActors += m.shape.stages.reduce((n, s) => n + s.parallelism, 0)
+    create(pipeline, m.fingerprint, m.shape, m)
+  }
   // The first message of a pipeline creates its coordinator; the coordinator's own
   // subscription sees messages from then on, so the creating message is replayed to it.
   const subs: Subscription[] = [
     bus.subscribe(subjects.workerHello(options.cluster, '*'), (raw, subject) => {
       const msg = workerHello.safeParse(raw)
       if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker hello dropped')
+      // The subject says which pipeline: a hello naming another would make a coordinator the subject never reaches.
+      if (msg.data.pipeline !== subject.split('.')[2]) return void log.warn({ subject, pipeline: msg.data.pipeline, reason: 'the hello names another pipeline than its subject' }, 'worker hello refused')
       if (coordinators.has(msg.data.pipeline)) return
-      ensure(msg.data.pipeline, msg.data.fingerprint, msg.data.shape)
+      ensure(msg.data.pipeline, msg.data.fingerprint, msg.data.shape, subject)
       if (coordinators.has(msg.data.pipeline)) bus.publish(subject, raw)
     }),
     bus.subscribe(subjects.workerHeartbeat(options.cluster, '*'), (raw, subject) => {
@@ -138,7 +159,7 @@ export function startCoordinatorService(bus: ControlBus, options: CoordinatorSer
       if (coordinators.has(pipeline)) return
       const msg = workerHeartbeat.safeParse(raw)
       if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker heartbeat dropped')
-      ensure(pipeline, msg.data.fingerprint, msg.data.shape)
+      ensure(pipeline, msg.data.fingerprint, msg.data.shape, subject)
       if (coordinators.has(pipeline)) bus.publish(subject, raw)
     }),
   ]

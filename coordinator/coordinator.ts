@@ -23,7 +23,7 @@ import type { Logger } from 'pino'
 import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
-import { actorClear, actorFailed, actorFinished, actorReleased, epochAck, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type ActorClear, type ActorClearAnswer, type ActorFailed, type ActorFailure, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerRefused } from '../runtime/control/messages.ts'
+import { actorClear, actorFailed, actorFinished, actorReleased, epochAck, generationTerm, MAX_WORKERS, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type ActorClear, type ActorClearAnswer, type ActorFailed, type ActorFailure, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerHeartbeat, type WorkerRefused } from '../runtime/control/messages.ts'
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 import type { PipelineMetadata } from './cluster-metadata.ts'
@@ -109,6 +109,7 @@ export class Coordinator {
   private readonly subs: Subscription[] = []
   private readonly clock: EpochClock
   private readonly actors: string[]
+  private readonly actorSet: ReadonlySet<string>
   private readonly log: Logger
   private livenessTimer: NodeJS.Timeout | undefined
   private settled = false
@@ -126,6 +127,7 @@ export class Coordinator {
 
   constructor(private readonly bus: ControlBus, private readonly pipeline: CoordinatedPipeline, private readonly options: CoordinatorOptions) {
     this.actors = pipeline.shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => naming.actor(s.name, p)))
+    this.actorSet = new Set(this.actors)
     this.clock = new EpochClock(this.actors, options.epochIntervalMs, (epoch) => this.publishEpoch(epoch))
     this.log = options.log.child({ pipeline: pipeline.name, component: 'coordinator' })
     this.generation = options.generationBase ?? 0
@@ -140,18 +142,18 @@ export class Coordinator {
       this.workers.set(w, { lastSeen: now })
       this.unheard.add(w)
     }
-    for (const [a, w] of Object.entries(m.assignment)) if (this.actors.includes(a)) this.assignment.set(a, w)
+    for (const [a, w] of Object.entries(m.assignment)) if (this.actorSet.has(a)) this.assignment.set(a, w)
     for (const [a, r] of Object.entries(m.releasing)) {
-      if (!this.actors.includes(a)) continue
+      if (!this.actorSet.has(a)) continue
       // Still waited for (timers start with the coordinator): a leaving worker may still report it.
       this.releasing.set(a, { from: r.from, generation: r.generation, timer: undefined })
       if (!this.workers.has(r.from)) this.left.add(r.from)
     }
-    for (const [a, ws] of Object.entries(m.standbys)) if (this.actors.includes(a)) this.standbys.set(a, ws)
+    for (const [a, ws] of Object.entries(m.standbys)) if (this.actorSet.has(a)) this.standbys.set(a, ws)
     this.clock.restore(m.epoch, m.completedEpoch)
     for (const a of m.finished) this.actorDone(a, false)
     for (const [a, { quarantined, ...failure }] of Object.entries(m.failures)) {
-      if (!this.actors.includes(a)) continue
+      if (!this.actorSet.has(a)) continue
       this.failures.set(a, { failure, quarantined })
       if (quarantined) this.quarantine(a)
     }
@@ -214,13 +216,14 @@ export class Coordinator {
         if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker heartbeat dropped')
         const hb = msg.data
         if (this.left.has(hb.worker) || !this.accepts(hb.worker, hb.fingerprint)) return
+        if (hb.actors.length > this.actors.length) return void log.warn({ subject, worker: hb.worker, reason: `it lists ${hb.actors.length} actors; the pipeline has ${this.actors.length}` }, 'worker heartbeat refused')
         // Continue where the running workers are: their generation, their epochs, their actors.
-        if (hb.generation > this.generation) this.generation = hb.generation
+        if (hb.generation > this.generation) this.adoptGeneration(hb)
         this.clock.advanceTo(hb.lastEpoch)
         for (const a of hb.finished) this.actorDone(a)
         for (const [a, l] of Object.entries(hb.load ?? {})) if (this.assignment.get(a) === hb.worker || !this.settled) this.actorLoad.set(a, l)
         // Before the first placement, what a worker runs is the truth (stored metadata may be a step behind it).
-        if (!this.settled) for (const a of hb.actors) if (this.actors.includes(a)) this.assignment.set(a, hb.worker)
+        if (!this.settled) for (const a of hb.actors) if (this.actorSet.has(a)) this.assignment.set(a, hb.worker)
         // A release report may be lost (core NATS, a leader change): a worker that applied the
         // releasing generation and no longer lists the actor has stopped it and closed its producer.
         for (const [a, r] of this.releasing) {
@@ -237,6 +240,8 @@ export class Coordinator {
         const msg = workerLeave.safeParse(raw)
         if (!msg.success) return
         this.left.add(msg.data.worker)
+        // Oldest first: leaves of ids never seen must not grow it without bound.
+        if (this.left.size > MAX_WORKERS) this.left.delete(this.left.values().next().value!)
         this.unheard.delete(msg.data.worker)
         if (!this.workers.has(msg.data.worker)) return
         log.info({ worker: msg.data.worker }, 'worker leaves; moving its actors')
@@ -289,8 +294,24 @@ export class Coordinator {
     }
   }
 
+  /**
+   * Continues a running worker's generation, only while listening before the first placement
+   * and only from this leader's term or an earlier one: after placing, this coordinator's own
+   * generation is the newest there is, so a higher one came of a message it never sent (a
+   * forged assignment, which the worker drops once it sees the epochs state an older
+   * generation: worker.ts). Adopting it would let one message push generations past every later leader's.
+   */
+  private adoptGeneration(hb: WorkerHeartbeat): void {
+    const term = generationTerm(this.options.generationBase ?? 0)
+    let reason: string | undefined
+    if (generationTerm(hb.generation) > term) reason = `generation ${hb.generation} is of lease term ${generationTerm(hb.generation)}, after this coordinator's term ${term}`
+    else if (this.settled) reason = `generation ${hb.generation} is newer than the newest this coordinator assigned (${this.generation})`
+    if (reason === undefined) this.generation = hb.generation
+    else this.log.warn({ worker: hb.worker, generation: hb.generation, reason }, 'worker generation not adopted')
+  }
+
   private actorDone(actor: string, announce = true): void {
-    if (this.finishedActors.has(actor) || !this.actors.includes(actor)) return
+    if (this.finishedActors.has(actor) || !this.actorSet.has(actor)) return
     this.finishedActors.add(actor)
     this.clock.retire(actor)
     this.updateFinishedStages(announce)
@@ -301,7 +322,7 @@ export class Coordinator {
   /** Refuses a worker running a different topology under this pipeline's name, telling it why. */
   private accepts(worker: string, fingerprint: string): boolean {
     if (fingerprint === this.pipeline.fingerprint) return true
-    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): run the same pipeline file on every worker, or move to the new topology with a savepoint`
+    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): run the same pipeline file on every worker; to run the new topology, start it under a new pipeline name (its state starts empty: savepoints, which will carry state across a topology change, are not built yet)`
     this.log.error({ worker, fingerprint, expected: this.pipeline.fingerprint }, 'worker runs a different pipeline topology; refused')
     const msg: WorkerRefused = { v: 1, worker, reason, expectedFingerprint: this.pipeline.fingerprint, fingerprint }
     this.bus.publish(this.subject('workerRefused'), msg)
@@ -309,6 +330,7 @@ export class Coordinator {
   }
 
   private join(worker: string): void {
+    if (this.workers.size >= MAX_WORKERS) return void this.log.warn({ worker, reason: `the pipeline has ${this.workers.size} workers (at most ${MAX_WORKERS})` }, 'worker not admitted')
     this.workers.set(worker, { lastSeen: Date.now() })
     this.log.info({ worker, workers: this.workers.size }, 'worker joined')
     this.rebalance()
@@ -340,7 +362,7 @@ export class Coordinator {
    */
   private failedOn(report: ActorFailed): void {
     const { actor, worker } = report
-    if (!this.actors.includes(actor) || this.failures.get(actor)?.quarantined === true) return
+    if (!this.actorSet.has(actor) || this.failures.get(actor)?.quarantined === true) return
     // Only the instance this coordinator gave the actor to counts: a zombie (a worker paused
     // past its timeout, the actor moved meanwhile) failing on its way out is not the actor's fault.
     if (this.assignment.get(actor) !== worker && this.releasing.get(actor)?.from !== worker) {
@@ -374,7 +396,7 @@ export class Coordinator {
   /** An operator clears an actor's failures: it is placed again (anywhere) and counted from zero. */
   private clear(request: ActorClear): void {
     const answer = (a: Omit<ActorClearAnswer, 'v' | 'actor' | 'requestId'>): void => this.bus.publish(this.subject('actorClearAnswer'), { v: 1, actor: request.actor, requestId: request.requestId, ...a } satisfies ActorClearAnswer)
-    if (!this.actors.includes(request.actor)) return answer({ outcome: 'unknown-actor' })
+    if (!this.actorSet.has(request.actor)) return answer({ outcome: 'unknown-actor' })
     const known = this.failures.get(request.actor)
     if (known === undefined) return answer({ outcome: 'not-failed' })
     this.failures.delete(request.actor)

@@ -13,8 +13,9 @@ import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream'
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv'
-import { connect, type NatsConnection } from '@nats-io/transport-node'
+import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import { BusAuthError, connectNats, type NatsCredentials, type NatsTls } from '../runtime/open-bus.ts'
 import { ConfigError, WeirError, type ErrorContext } from '../runtime/errors.ts'
 import { createLogger } from '../runtime/log.ts'
 
@@ -57,8 +58,11 @@ export class LeaderFencedError extends WeirError {
 export interface KvTarget {
   /** An open connection to reuse; it is left open on release. */
   nc?: NatsConnection
-  /** `nats://host:port` URLs to connect to when no `nc` is given; that connection is closed on release. */
+  /** `nats://host:port` URLs (no credentials in them) to connect to when no `nc` is given; that connection is closed on release. */
   servers?: string[]
+  /** Credentials and TLS for `servers`: the same as the process's bus (resolveBusTarget). */
+  credentials?: NatsCredentials
+  tls?: NatsTls
   /** Give up connecting after this long, ms (reconnects later are unlimited). */
   connectTimeoutMs?: number
   /** Cluster name; the bucket is `weir-<cluster>`. */
@@ -120,30 +124,29 @@ async function connectTo(target: KvTarget): Promise<{ nc: NatsConnection; ownsCo
   const servers = target.servers ?? []
   if (servers.length === 0) throw new ConfigError('servers', 'give either an open NatsConnection (nc) or at least one nats://host:port')
   try {
-    const nc = await connect({
-      servers,
-      name: `weir-lease-${target.cluster}`,
-      timeout: target.connectTimeoutMs ?? 5000,
-      reconnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 500,
-    })
+    const nc = await connectNats({ servers, credentials: target.credentials ?? { kind: 'none' }, tls: target.tls }, { name: `weir-lease-${target.cluster}`, timeoutMs: target.connectTimeoutMs })
     return { nc, ownsConnection: true, servers }
   } catch (err) {
+    // Refused credentials stay what they are: the CLI reports them as it does for the bus.
+    if (err instanceof BusAuthError) throw err
     throw new KvUnavailableError(`cannot connect to NATS at ${servers.join(', ')}: ${(err as Error).message}`, { servers }, { retriable: true, cause: err })
   }
 }
 
-/** JetStream missing is an operator's problem; anything else (timeouts, reconnects) may clear up. */
+/** JetStream missing or a permission refused is an operator's problem; anything else (timeouts, reconnects) may clear up. */
 export function kvError(what: string, servers: string[], err: unknown): KvUnavailableError {
   // JetStreamNotEnabled is not exported by @nats-io/jetstream's public module, so match its name.
   const noJetStream =
     (err instanceof Error && err.name === 'JetStreamNotEnabled') ||
     (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.JetStreamNotEnabledForAccount)
+  // A request whose publish or reply subscription the server refused fails with the violation in its message.
+  const refused = err instanceof Error && /Permissions Violation/i.test(err.message)
   const message = noJetStream
     ? `${what}: JetStream is not enabled on NATS at ${servers.join(', ')} (start nats-server with -js)`
-    : `${what} on NATS at ${servers.join(', ')}: ${(err as Error)?.message ?? String(err)}`
-  return new KvUnavailableError(message, { servers }, { retriable: !noJetStream, cause: err })
+    : refused
+      ? `${what} on NATS at ${servers.join(', ')}: ${err.message} (the coordinator's NATS user needs the KV permissions of docs/operations.md, "Security")`
+      : `${what} on NATS at ${servers.join(', ')}: ${(err as Error)?.message ?? String(err)}`
+  return new KvUnavailableError(message, { servers }, { retriable: !noJetStream && !refused, cause: err })
 }
 
 /** Parses a stored lease; null for a value weir did not write (or a newer version of it). */

@@ -7,9 +7,9 @@
  * parseSloFlag('wordcount/count=500ms', '--slo')     // { pipeline: 'wordcount', output: 'count', timelinessMs: 500 }
  * parseMonitorConfig(JSON.parse(text), 'monitor.json')
  */
-import { isIP } from 'node:net'
 import { z } from 'zod'
 import { ConfigError } from '../runtime/errors.ts'
+import { checkPublicBinding } from '../runtime/http-token.ts'
 
 /** The port `weir monitor` and `weir run --monitor` listen on unless told otherwise. */
 export const DEFAULT_MONITOR_PORT = 9464
@@ -99,23 +99,12 @@ export function parseMonitorConfig(raw: unknown, file: string): MonitorConfig {
   throw new ConfigError(field, `${issue.message} (in ${file})`, { file })
 }
 
-/** True for addresses only this machine can reach. */
-export function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true
-  if (isIP(host) === 4) return host.startsWith('127.')
-  if (isIP(host) === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1'
-  return false
-}
-
 /**
  * Refuses a bind address anyone else can reach unless a token guards it: the API shows
  * pipeline names, hosts and pids, and nothing else stands in front of it.
  */
 export function checkMonitorBinding(host: string, token: string | undefined, field = '--host'): void {
-  if (host.trim() === '') throw new ConfigError(field, 'must not be empty')
-  if (!isLoopback(host) && (token === undefined || token === '')) {
-    throw new ConfigError(field, `'${host}' is reachable from other machines: give a token (--token-file FILE or WEIR_MONITOR_TOKEN) or bind 127.0.0.1`)
-  }
+  checkPublicBinding(host, token, field, '--token-file FILE or WEIR_MONITOR_TOKEN')
 }
 
 /** Throws a ConfigError naming `field` unless `text` is a port number (0 = any free port). */

@@ -9,7 +9,8 @@
  * metrics.update(status)
  * reply.type(metrics.contentType).send(await metrics.text())
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client'
+import { collectProcessMetrics } from '../runtime/metrics.ts'
 import type { MonitorStatus } from './status.ts'
 
 const OUTPUT_LABELS = ['cluster', 'pipeline', 'output'] as const
@@ -51,7 +52,7 @@ export class MonitorMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     })
-    collectDefaultMetrics({ register: this.registry })
+    collectProcessMetrics(this.registry)
   }
 
   get contentType(): string {

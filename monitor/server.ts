@@ -7,13 +7,13 @@
  * const app = createServer({ status, actors, history, metrics, token, log })
  * await app.listen({ port: 9464, host: '127.0.0.1' })
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import { z } from 'zod'
+import { requestHasToken, sameToken } from '../runtime/http-token.ts'
 import type { HistoryPoint } from './history.ts'
 import type { MonitorMetrics } from './metrics.ts'
 import type { ActorRow, MonitorStatus } from './status.ts'
@@ -71,30 +71,6 @@ function sendError(reply: FastifyReply, status: number, code: string, message: s
   return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message } })
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest()
-}
-
-/** Constant-time: comparing digests keeps the length of the token out of the timing too. */
-function sameToken(given: string | undefined, token: string): boolean {
-  return given !== undefined && timingSafeEqual(digest(given), digest(token))
-}
-
-function cookieToken(req: FastifyRequest): string | undefined {
-  const header = req.headers.cookie
-  if (header === undefined) return undefined
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=')
-    if (eq > 0 && part.slice(0, eq).trim() === TOKEN_COOKIE) return decodeURIComponent(part.slice(eq + 1).trim())
-  }
-  return undefined
-}
-
-function bearerToken(req: FastifyRequest): string | undefined {
-  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')
-  return m?.[1]
-}
-
 export function createServer(deps: ServerDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, routerOptions: { maxParamLength: 128 }, return503OnClosing: true, forceCloseConnections: true })
   const files = new Map(Object.entries(STATIC).map(([path, f]) => [path, { body: readFileSync(join(DASHBOARD_DIR, f.file)), type: f.type }]))
@@ -106,7 +82,7 @@ export function createServer(deps: ServerDeps): FastifyInstance {
     const length = Number(req.headers['content-length'] ?? 0)
     if (length > 0 || req.headers['transfer-encoding'] !== undefined) return sendError(reply, 400, 'WEIR_MONITOR_NO_BODY', 'requests must not have a body')
     if (deps.token === undefined) return undefined
-    if (sameToken(bearerToken(req), deps.token) || sameToken(cookieToken(req), deps.token)) return undefined
+    if (requestHasToken(req.headers, deps.token, TOKEN_COOKIE)) return undefined
     // The dashboard's one-time link: trade the token for a cookie and drop it from the address bar.
     const path = url.split('?')[0]
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '')

@@ -7,6 +7,6 @@
 export { GeneratorSource } from './sources/generator-source.ts'
 export type { GeneratorOptions, Generated } from './sources/generator-source.ts'
 export { JsonlFileSink } from './sinks/jsonl-file-sink.ts'
-export type { JsonlFileSinkOptions } from './sinks/jsonl-file-sink.ts'
+export type { JsonlFileSinkOptions, StagedLines } from './sinks/jsonl-file-sink.ts'
 export { WindowAggregate, tumbling, sliding, session } from './windows/index.ts'
 export type { Window, WindowAssigner, WindowAggregation, WindowAggregateOptions } from './windows/index.ts'

@@ -20,7 +20,7 @@ import { Faults } from '../runtime/faults.ts'
 import { workerMetrics } from '../runtime/metrics.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
-import { checkTopology, recordTopology } from '../runtime/topology-guard.ts'
+import { checkPipe, checkTopology, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
 import { Worker, WorkerRefusedError } from '../runtime/worker.ts'
 
 export interface ClusterWorkerOptions {
@@ -53,6 +53,7 @@ export interface ClusterWorker {
 export async function startClusterWorker(pipeline: Pipeline, options: ClusterWorkerOptions): Promise<ClusterWorker> {
   checkClusterName(options.cluster)
   checkTopology(options.stateDir, pipeline)
+  checkPipe(options.stateDir, options.pipe)
   validateFactories(pipeline)
   const id = options.id ?? `${hostname()}-${randomUUID().slice(0, 8)}`
   // Hello every second until the worker's heartbeats start: a coordinator that starts (or
@@ -65,6 +66,7 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
     if (joined === 'no answer') options.log.warn({ worker: id, cluster: options.cluster }, 'no coordinator answered; starting anyway (actors start once one assigns them)')
     await ensureTopics(options.pipe, pipeline)
     recordTopology(options.stateDir, pipeline)
+    recordPipe(options.stateDir, options.pipe)
   } finally {
     clearInterval(helloLoop)
   }

@@ -26,7 +26,7 @@ import { EmbeddedPipe, type EmbeddedPipeOptions } from '../runtime/pipe/embedded
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { instantiate, type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
-import { checkTopology, recordTopology } from '../runtime/topology-guard.ts'
+import { checkPipe, checkTopology, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
 import { Worker } from '../runtime/worker.ts'
 import { workerMetrics } from '../runtime/metrics.ts'
 import type { Registry } from 'prom-client'
@@ -113,8 +113,15 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
   validateFactories(pipeline)
   const pipe = options.pipe ?? (await EmbeddedPipe.open(options.dataDir, options.pipeOptions))
   const ownsPipe = options.pipe === undefined
+  try {
+    checkPipe(options.dataDir, pipe)
+  } catch (err) {
+    if (ownsPipe) await pipe.close()
+    throw err
+  }
   await ensureTopics(pipe, pipeline)
   recordTopology(options.dataDir, pipeline)
+  recordPipe(options.dataDir, pipe)
 
   const bus = options.bus ?? new LocalBus(log)
   const ownsBus = options.bus === undefined

@@ -85,6 +85,30 @@ export class ProcessingError extends WeirError {
   }
 }
 
+/**
+ * A value handed to `ctx.emit` or a state handle would not come back as it went in (a
+ * function, a Map, a class instance, NaN in JSON): refused there, so nothing is lost
+ * silently. `path` names the bad field (`value.items[2]`).
+ */
+export class ValueError extends WeirError {
+  constructor(what: string, reason: string, context: ErrorContext & { path: string }) {
+    const key = context.key === undefined ? '' : `, key ${JSON.stringify(context.key)}`
+    super('WEIR_VALUE_UNSUPPORTED', `stage ${context.stage}${key}: ${what}: ${context.path} ${reason}`, context)
+  }
+}
+
+/**
+ * User code touched state, timers or emit outside the unit it belongs to: keyed state
+ * outside a record or timer (in open, onCheckpoint, close), or anything after the record,
+ * timer or hook returned (a callback that runs later). Such a change would belong to no
+ * checkpoint, or to the wrong key.
+ */
+export class ScopeError extends WeirError {
+  constructor(message: string, context: ErrorContext & { rule: string }) {
+    super('WEIR_OUT_OF_SCOPE', message, context)
+  }
+}
+
 /** The pipeline in a data dir was built from a different topology than the one being started. */
 export class TopologyMismatchError extends WeirError {
   constructor(message: string, context: ErrorContext = {}) {
@@ -96,6 +120,16 @@ export class TopologyMismatchError extends WeirError {
 export class StateCorruptedError extends WeirError {
   constructor(message: string, context: ErrorContext = {}) {
     super('WEIR_STATE_CORRUPTED', message, context)
+  }
+}
+
+/**
+ * A processor's `onCheckpointCommitted` kept failing for a committed checkpoint. Retriable
+ * unless the hook's own error was not: the actor restarts and publishes the checkpoint again.
+ */
+export class PublishError extends WeirError {
+  constructor(message: string, context: ErrorContext, options: { retriable: boolean; cause: unknown }) {
+    super('WEIR_PUBLISH_FAILED', message, context, options)
   }
 }
 

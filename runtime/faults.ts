@@ -17,6 +17,10 @@ export const CRASH_POINTS = [
   'after-pipe-commit',
   /** After local RocksDB was written. */
   'after-local-write',
+  /** After the pipe committed, before `onCheckpointCommitted` publishes (actors that have it; also at start). */
+  'before-publish',
+  /** After `onCheckpointCommitted` published a committed checkpoint. */
+  'after-publish',
   /** While replaying the changelog into local state during recovery. */
   'during-replay',
   /** In a source's poll, after it emitted. */

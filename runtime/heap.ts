@@ -3,7 +3,7 @@
  * objects per record (decoded values, Kafka messages, encoder buffers); with V8's default
  * 16 MiB semi-spaces the young generation fills every few milliseconds and survivors get
  * copied over and over. 64 MiB semi-spaces cut CPU by ~10% on the Kafka word count
- * (benchmarks/README.md) for ~100 MiB more RSS. Applied by `weir run` before anything else
+ * (benchmarks/HISTORY.md, bench:kafka at 57e597a) for ~100 MiB more RSS. Applied by `weir run` before anything else
  * is loaded; a `--max-semi-space-size` given by the user (NODE_OPTIONS, node flags) wins.
  *
  * @example

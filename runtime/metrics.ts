@@ -6,13 +6,14 @@
  *
  * @example
  * const metrics = workerMetrics(pipeline, () => worker.actorList)
- * const server = await serveMetrics(metrics, { port: 9465 })
+ * const server = await serveMetrics(metrics, { port: 9465, host: '0.0.0.0', token })
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client'
 import type { Actor, ActorStats } from './actor/actor.ts'
 import { ConfigError } from './errors.ts'
+import { checkPublicBinding, requestHasToken } from './http-token.ts'
 import type { Pipeline } from './api/pipeline.ts'
 
 type Labels = { pipeline: string; stage: string; partition: string }
@@ -20,7 +21,7 @@ type Labels = { pipeline: string; stage: string; partition: string }
 /** Builds the registry of a worker running `pipeline`; `actors` lists the actors it runs now. */
 export function workerMetrics(pipeline: Pipeline, actors: () => Actor[], options: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry()
-  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'weir_worker_' })
+  if (options.processMetrics !== false) collectProcessMetrics(registry, 'weir_worker_')
   const labelNames = ['pipeline', 'stage', 'partition'] as const
   const labels = (a: Actor): Labels => ({ pipeline: pipeline.name, stage: a.stage.name, partition: String(a.partition) })
 
@@ -64,23 +65,68 @@ export function workerMetrics(pipeline: Pipeline, actors: () => Actor[], options
   return registry
 }
 
+/**
+ * Registers prom-client's default Node.js process metrics, less the gauges it names
+ * `*_total` (nodejs_active_handles_total, nodejs_active_requests_total,
+ * nodejs_active_resources_total): Prometheus keeps that suffix for counters, and
+ * `promtool check metrics` rejects the exposition over them. Nothing is lost: each is the
+ * sum over `type` of the gauge of the same name without the suffix, e.g.
+ * `sum without (type) (nodejs_active_handles)`.
+ *
+ * @example
+ * const registry = new Registry()
+ * collectProcessMetrics(registry, 'weir_worker_')
+ */
+export function collectProcessMetrics(registry: Registry, prefix = ''): void {
+  const defaults = new Registry()
+  collectDefaultMetrics({ register: defaults, prefix })
+  // The typings say MetricObject; at runtime these are the metric instances.
+  for (const metric of defaults.getMetricsAsArray()) {
+    if (metric.name.endsWith('_total') && !((metric as unknown) instanceof Counter)) continue
+    registry.registerMetric(metric as unknown as Metric)
+  }
+}
+
 export interface MetricsServer {
   readonly url: string
   close(): Promise<void>
 }
 
+export interface MetricsServerOptions {
+  port: number
+  /** Default 127.0.0.1; an address other machines can reach needs `token`. */
+  host?: string
+  /** When set, every request needs `Authorization: Bearer <token>` (Prometheus: `authorization.credentials_file`). */
+  token?: string
+}
+
+/**
+ * Refuses (ConfigError naming --metrics-host) an address other machines can reach without
+ * a token: the metrics name pipelines, stages and hosts, and nothing else stands in front.
+ */
+export function checkMetricsBinding(host: string, token: string | undefined): void {
+  checkPublicBinding(host, token, '--metrics-host', '--metrics-token-file FILE or WEIR_METRICS_TOKEN')
+}
+
 /**
  * Serves `GET /metrics` from the registries (merged) on host:port; loopback unless told
- * otherwise. Anything else is 404; request bodies are refused.
+ * otherwise, and off loopback only with a token (the monitor's rule, runtime/http-token.ts).
+ * Anything else is 404; request bodies are refused.
  */
-export async function serveMetrics(registries: Registry | Registry[], options: { port: number; host?: string }): Promise<MetricsServer> {
+export async function serveMetrics(registries: Registry | Registry[], options: MetricsServerOptions): Promise<MetricsServer> {
   const host = options.host ?? '127.0.0.1'
+  const token = options.token === '' ? undefined : options.token
   if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new ConfigError('--metrics-port', `expected a port in 0..65535, got ${options.port}`)
+  checkMetricsBinding(host, token)
   const registry = Array.isArray(registries) ? Registry.merge(registries) : registries
   const server: Server = createServer((req, res) => {
     if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') {
       res.writeHead(413).end()
       req.destroy()
+      return
+    }
+    if (token !== undefined && !requestHasToken(req.headers, token)) {
+      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="weir-metrics"' }).end('a token is required: Authorization: Bearer <token>\n')
       return
     }
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {

@@ -6,7 +6,7 @@
  * the progress channel) and runs its other actors.
  */
 import type { Logger } from 'pino'
-import { assignmentMessage, epochMessage, workerRefused, pipelineShapeOf, workerHelloOf, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type WorkerHeartbeat } from './control/messages.ts'
+import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, pipelineShapeOf, workerHelloOf, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type EpochMessage, type WorkerHeartbeat } from './control/messages.ts'
 import { Actor, ActorFailedError, type ActorConfig } from './actor/actor.ts'
 import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { describeError, WeirError } from './errors.ts'
@@ -18,6 +18,10 @@ import { StandbyReplica } from './standby.ts'
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
+/** An assignment more lease terms than this ahead of the leader's epochs is refused: no failover skips so many. */
+const MAX_TERMS_AHEAD = 1000
+/** Epochs, all stating an older generation than this worker's, after which it drops its generation and follows the leader. */
+const EPOCHS_BEFORE_FOLLOWING = 5
 
 export interface WorkerOptions {
   id: string
@@ -88,6 +92,11 @@ export class Worker {
   private readonly loadSamples = new Map<string, { at: number; count: number }>()
   /** Actors that failed for good here, by id. */
   private readonly failed = new Map<string, FailedActor>()
+  /** Actor ids of the pipeline: an assignment naming any other is refused. */
+  private readonly pipelineActors: ReadonlySet<string>
+  /** The newest generation the leader's epochs stated, and how many epochs in a row stated one older than ours. */
+  private leaderGeneration = -1
+  private epochsBehind = 0
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
@@ -99,6 +108,7 @@ export class Worker {
         return { code: f.error.code, message: f.error.message, at: f.at, quarantined: f.quarantined !== undefined, failedOn: f.quarantined?.workers ?? [this.options.id] }
       },
     })
+    this.pipelineActors = new Set(pipeline.actorStages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => `${s.name}/${p}`)))
   }
 
   get id(): string {
@@ -116,13 +126,16 @@ export class Worker {
       this.bus.subscribe(this.subject('assignment'), (raw, subject) => {
         const msg = assignmentMessage.safeParse(raw)
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed assignment dropped')
+        const refusal = this.assignmentRefusal(msg.data)
+        if (refusal !== undefined) return void this.log.warn({ subject, generation: msg.data.generation, reason: refusal }, 'assignment refused')
         this.enqueueAssignment(msg.data)
       }),
       this.bus.subscribe(this.subject('epoch'), (raw, subject) => {
         const msg = epochMessage.safeParse(raw)
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed epoch dropped')
         this.lastEpochAt = Date.now()
-        for (const s of msg.data.finishedStages) this.finishedStages.add(s)
+        this.followLeader(msg.data)
+        for (const s of msg.data.finishedStages) if (this.pipeline.stage(s) !== undefined) this.finishedStages.add(s)
         for (const { actor } of this.actors.values()) {
           actor.requestBarrier(msg.data.epoch)
           this.maybeUpstreamFinished(actor)
@@ -149,6 +162,34 @@ export class Worker {
       for (const { actor } of this.actors.values()) actor.requestLocalBarrier()
     }, interval)
     this.fallbackTimer.unref()
+  }
+
+  /** Why an assignment cannot be the leader's: an actor the pipeline lacks, a generation far beyond the leader's. */
+  private assignmentRefusal(msg: AssignmentMessage): string | undefined {
+    const unknown = [...Object.keys(msg.actors), ...Object.keys(msg.standbys ?? {}), ...Object.keys(msg.releasing ?? {}), ...Object.keys(msg.quarantined ?? {})].find((a) => !this.pipelineActors.has(a))
+    if (unknown !== undefined) return `actor ${unknown} is not an actor of pipeline '${this.pipeline.name}'`
+    if (this.leaderGeneration >= 0 && msg.generation > this.leaderGeneration + MAX_TERMS_AHEAD * GENERATIONS_PER_TERM) {
+      return `generation ${msg.generation} is more than ${MAX_TERMS_AHEAD} lease terms ahead of the leader's epochs (generation ${this.leaderGeneration})`
+    }
+    return undefined
+  }
+
+  /**
+   * Epochs state the leader's generation. One older than ours, epoch after epoch, means the
+   * leader never sent the assignment we hold (a forged or stray message): without this, its
+   * generation would make us ignore every real assignment after it. We drop it and say
+   * hello; the leader answers with its current assignment. A leader that did send ours states
+   * it in its next epoch, so a deposed leader's epochs in between change nothing.
+   */
+  private followLeader(epoch: EpochMessage): void {
+    this.leaderGeneration = epoch.generation
+    if (epoch.generation >= this.generation) return void (this.epochsBehind = 0)
+    // A worker on its way out says no hello: that would make it a member again.
+    if (++this.epochsBehind < EPOCHS_BEFORE_FOLLOWING || this.leaving || this.stopped) return
+    this.log.warn({ generation: this.generation, leaderGeneration: epoch.generation, epochs: this.epochsBehind }, 'the leader never stated this worker\'s assignment generation: dropping it and following the leader')
+    this.epochsBehind = 0
+    this.generation = epoch.generation - 1
+    this.bus.publish(this.subject('workerHello'), workerHelloOf(this.pipeline, this.options.id))
   }
 
   /** Alive, with what it runs: lets a coordinator that (re)started continue from here. */

@@ -208,7 +208,8 @@ missing_packages() {
   for s in "$@"; do
     case $s in
       kafka) have java || echo openjdk-17-jre-headless; have mvn || echo maven ;;
-      nats) have nats-server || echo nats-server ;;
+      # openssl: the NATS TLS tests make their certificates with it (test/support/nats-server.ts).
+      nats) have nats-server || echo nats-server; have openssl || echo openssl ;;
       postgres) pg_bin >/dev/null || echo postgresql ;;
       redis) { have redis-server && have redis-cli; } || echo redis-server ;;
       mariadb) { have mariadbd && have mariadb-install-db && have mariadb && have mariadb-admin; } || echo mariadb-server ;;

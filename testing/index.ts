@@ -25,6 +25,7 @@ import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
 import { isControlRecord } from '../runtime/watermarks.ts'
+import { keyString } from '../runtime/record-keys.ts'
 import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
@@ -155,7 +156,7 @@ export async function readTopic<T = unknown>(from: string | Pipe, topic: string,
     const out: Array<ReadRecord<T>> = []
     for (let p = 0; p < spec.partitions; p++) {
       await readRange(pipe, topic, p, await pipe.startOffset(topic, p), await pipe.endOffset(topic, p), (batch) => {
-        for (const r of batch) if (!isControlRecord(r)) out.push({ partition: p, offset: r.offset, key: r.key?.toString('utf8') ?? null, value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
+        for (const r of batch) if (!isControlRecord(r)) out.push({ partition: p, offset: r.offset, key: r.key === null ? null : keyString(r.key), value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
       })
     }
     return out
@@ -191,7 +192,7 @@ export interface DeadLetter {
 }
 
 export interface StageState {
-  /** Keyed state: state name → record key → value. */
+  /** Keyed state: state name → record key (as `StreamRecord.key` shows it) → value. */
   keyed: Record<string, Record<string, unknown>>
   /** Actor-scoped state: partition → state name → value. */
   actor: Record<number, Record<string, unknown>>
@@ -215,9 +216,10 @@ export async function readState(pipeline: Pipeline, dataDir: string, stage: stri
         if (k.startsWith('\u0001') || k.startsWith('\u0003')) { state.timers[p] = (state.timers[p] ?? 0) + 1; continue }
         // '#…' names are the runtime's own (source finished, input positions), not the processor's.
         if (k.startsWith('\u0002')) { if (!k.startsWith('\u0002#')) (state.actor[p] ??= {})[k.slice(1)] = stateCodec.decode(value); continue }
-        const sep = k.indexOf('\u0000')
-        const name = k.slice(0, sep)
-        const recordKey = k.slice(sep + 1)
+        // Keyed entries: the state's name, \0, then the record key's own bytes.
+        const sep = key.indexOf(0)
+        const name = key.toString('utf8', 0, sep)
+        const recordKey = keyString(key.subarray(sep + 1))
         ;(state.keyed[name] ??= {})[recordKey] = stateCodec.decode(value)
       }
     } finally {
@@ -248,9 +250,9 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
 }
 
-/** Files in a directory (e.g. a sink's part files), sorted. */
+/** Files in a directory (e.g. a sink's part files), sorted; hidden ones (a sink's staging files) left out. */
 export function listFiles(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir).sort().map((f) => join(dir, f)) : []
+  return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.')).sort().map((f) => join(dir, f)) : []
 }
 
 /** fast-check arbitraries for crash schedules. */

@@ -52,7 +52,7 @@ export class WordsSource extends Source<string> {
     if (n >= total) return 'done'
     // Yield to the event loop, as a source doing real I/O would: the actor's loop only awaits
     // microtasks around a synchronous poll, so without this no epoch timer could fire until
-    // the source is done (see benchmarks/README.md, "Runtime problems found").
+    // the source is done (see benchmarks/HISTORY.md, "Runtime performance problems found").
     return new Promise<SourceStatus>((resolve) => setImmediate(resolve, 'more'))
   }
 }

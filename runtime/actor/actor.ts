@@ -16,13 +16,16 @@ import { replayChangelog } from '../state/changelog.ts'
 import { StateStore } from '../state/state-store.ts'
 import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
 import { WriteCache } from '../state/write-cache.ts'
+import { freezeLoaded } from '../values.ts'
+import { keyBytes, keyString } from '../record-keys.ts'
 import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
 import { Outputs } from './outputs.ts'
+import { Publisher, type CheckpointRecord } from './publish.ts'
 import { purgeConsumed } from './purge.ts'
 import { prefetch, stateAccess, UnitScope } from './scope.ts'
-import { ACTOR_PREFIX, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
+import { ACTOR_PREFIX, CHECKPOINT_RECORD, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
 import { ActorWatermarks } from './watermark-marks.ts'
 
 export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
@@ -136,6 +139,12 @@ export class Actor {
   /** Opened first at restore (it fences older instances); the checkpointer runs it after. */
   private producer: TransactionalProducer | undefined
   private checkpoints!: Checkpointer
+  /** Runs the processor's `onCheckpointCommitted`, if it has one. */
+  private publisher: Publisher | undefined
+  /** The newest committed checkpoint that carried a record for the publisher, found at restore. */
+  private restoredCheckpoint: CheckpointRecord | undefined
+  /** This actor's checkpoint count (kept in its checkpoints when it has a publisher). */
+  private checkpointNo = 0
   private readers: PartitionReader[] = []
   private processor!: Processor<unknown, unknown>
   private readonly cache: WriteCache
@@ -191,7 +200,7 @@ export class Actor {
     this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
     this.cache = new WriteCache(deps.config.cacheEntries)
-    this.scope = new UnitScope(this.cache)
+    this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
     this.outputs = new Outputs(deps.pipeline, deps.spec, deps.partition, this.id, this.scope)
     this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs }
     this.onEpoch = hooks.onEpoch
@@ -262,8 +271,13 @@ export class Actor {
     }
     this.stats.replayedChangelogRecords = replayed.records
     this.processor = instantiate(this.spec)
-    this.processor.state.bind(stateAccess(this.cache, this.scope, this.id))
+    this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
+    if (this.processor.onCheckpointCommitted !== undefined) {
+      this.publisher = new Publisher({ processor: this.processor, cache: this.cache, lifecycle: this.lifecycleCtx, faults: this.faults, log: this.log, actor: this.id, abandoned: () => this.abandoned })
+      this.restoredCheckpoint = this.publisher.restored()
+      this.checkpointNo = this.restoredCheckpoint?.checkpoint ?? 0
+    }
     this.timers = await Timers.load(this.store, this.cache)
     this.eventTimers = await Timers.load(this.store, this.cache, EVENT_TIMER_PREFIX)
     this.checkpoints = new Checkpointer({
@@ -299,9 +313,9 @@ export class Actor {
 
   private async loadActorState(): Promise<void> {
     const keys = [...this.processor.state.actorNames]
-    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS)
+    keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS, CHECKPOINT_RECORD)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
-    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? stateCodec.decode(values[i]!) : undefined, true))
+    keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? freezeLoaded(stateCodec.decode(values[i]!)) : undefined, true))
   }
 
   // ---- control -------------------------------------------------------------------------
@@ -350,7 +364,9 @@ export class Actor {
    */
   async run(): Promise<void> {
     try {
-      await this.processor.open?.(this.lifecycleCtx)
+      if (this.processor.open !== undefined) await this.scope.hook('open', () => this.processor.open!(this.lifecycleCtx))
+      // A crash may have come between the pipe commit of the newest checkpoint and its publish.
+      if (this.restoredCheckpoint !== undefined) await this.publisher!.publish(this.restoredCheckpoint, true)
       if (this.isSource) await this.runSource()
       else await this.runProcessor()
     } catch (err) {
@@ -527,7 +543,7 @@ export class Actor {
         marks = true
         continue
       }
-      const key = r.key === null ? null : r.key.toString('utf8')
+      const key = r.key === null ? null : keyString(r.key)
       let value: unknown
       let timestamp = r.timestamp
       try {
@@ -539,7 +555,7 @@ export class Actor {
         this.deadLetter(r, topic, err, 1)
         continue
       }
-      decoded[i] = { key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
+      decoded[i] = { key, keyBytes: r.key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
       keys.add(key)
     }
     await prefetch(this.store, this.cache, this.processor.state.keyedNames, keys)
@@ -630,7 +646,7 @@ export class Actor {
         cause = err
       }
     }
-    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
+    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}${frozenHint(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
     const final = policy.kind === 'retry' ? policy.then : policy.kind
     if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
     this.deadLetter(raw, rec.topic, err, attempt + 1)
@@ -677,11 +693,11 @@ export class Actor {
       if (!Number.isSafeInteger(time) || time < 0) throw new WeirError('WEIR_TIMER_TIME', `a timer's time must be a whole number of ms >= 0, got ${time}`, { actor: this.id })
     }
     return {
-      registerProcessingTime: (time) => (checkTime(time), this.timers.register(this.scope.key, time)),
-      deleteProcessingTime: (time) => this.timers.delete(this.scope.key, time),
+      registerProcessingTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerProcessingTime'), this.timers.register(this.scope.key, time)),
+      deleteProcessingTime: (time) => (this.scope.requireUnit('ctx.timers.deleteProcessingTime'), this.timers.delete(this.scope.key, time)),
       currentProcessingTime: () => Date.now(),
-      registerEventTime: (time) => (checkTime(time), this.eventTimers.register(this.scope.key, time)),
-      deleteEventTime: (time) => this.eventTimers.delete(this.scope.key, time),
+      registerEventTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerEventTime'), this.eventTimers.register(this.scope.key, time)),
+      deleteEventTime: (time) => (this.scope.requireUnit('ctx.timers.deleteEventTime'), this.eventTimers.delete(this.scope.key, time)),
       currentWatermark: () => this.watermark,
     }
   }
@@ -709,7 +725,7 @@ export class Actor {
     const policy = this.spec.onError
     const retries = policy.kind === 'retry' ? policy.attempts : 0
     for (const t of due) {
-      const timer: Timer = { key: t.key, time: t.time, domain }
+      const timer: Timer = { key: t.key, keyBytes: t.key === null ? null : keyBytes(t.key), time: t.time, domain }
       for (let attempt = 0; ; attempt++) {
         this.beginUnit(t.key, t.time)
         try {
@@ -740,11 +756,11 @@ export class Actor {
     const why = describeError(cause)
     const body = {
       error: { code: described.code, message: described.message, cause: { name: why.name, message: why.message, stack: why.stack } },
-      timer,
+      timer: { key: timer.key, time: timer.time, domain: timer.domain },
       stage: this.spec.name,
       actor: this.id,
       attempts,
-      key: timer.key === null ? null : Buffer.from(timer.key),
+      key: timer.keyBytes,
       value: null,
       failedAt: Date.now(),
     }
@@ -779,7 +795,9 @@ export class Actor {
     this.lifecycle = 'committing'
     await this.checkpoints.ready()
     this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
-    await this.processor.onCheckpoint?.(this.lifecycleCtx)
+    const checkpoint = ++this.checkpointNo
+    const staged = this.processor.onCheckpoint === undefined ? undefined : await this.scope.hook('onCheckpoint', () => this.processor.onCheckpoint!({ ...this.lifecycleCtx, checkpoint, epoch }))
+    const publish = this.publisher?.stage(checkpoint, epoch, staged)
     this.faults.point('before-commit')
     this.awaitingFirstCommit = false
     this.localBarrierRequested = false
@@ -791,7 +809,7 @@ export class Actor {
     // a moment after its data, and kafkajs cannot ask for stable offsets).
     if (positions !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(positions.map((o) => [o.topic, o.offset])))
     const ingest = this.marks.atBarrier(positions !== undefined)
-    this.checkpoints.take(epoch, positions, ingest)
+    this.checkpoints.take(epoch, positions, ingest, publish)
     pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
   }
@@ -824,7 +842,8 @@ export class Actor {
       }
     }
     for (const r of this.readers) r.close()
-    await Promise.resolve(this.processor?.close?.()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
+    await this.checkpoints?.settled()
+    if (this.processor?.close !== undefined) await this.scope.hook('close', () => this.processor.close!()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
     await this.closeProducerAndStore()
     if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
   }
@@ -863,6 +882,12 @@ function yieldToLoop(): Promise<void> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
+}
+
+/** What a TypeError from changing a frozen state value means, and what to do instead. */
+function frozenHint(cause: unknown): string {
+  if (!(cause instanceof TypeError) || !/read only property|not extensible|Cannot (add|delete|assign to read only) property/.test(cause.message)) return ''
+  return ' (state values are frozen once set or read: set a new object, e.g. state.set({ ...old, n: old.n + 1 }), instead of changing one in place)'
 }
 
 function backoff(policy: StageSpec['onError'], attempt: number): number {

@@ -7,13 +7,16 @@
  * The barrier itself only snapshots (the dirty cache entries, the positions): that is the
  * whole processing stall. Encoding the changelog, the pipe commit and the local write run
  * in the background while the next epoch is processed; records emitted meanwhile are held
- * and enter the next transaction when it opens. The next barrier waits for all of it, so
- * commits happen in order and none is attempted after one failed.
+ * and enter the next transaction when it opens. A processor that publishes after commits
+ * (`onCheckpointCommitted`, publish.ts) publishes here too, once the pipe committed. The next
+ * barrier waits for all of it, so commits and publishes happen in order and none is
+ * attempted after one failed.
  */
 import type { Faults } from '../faults.ts'
 import { PipeError } from '../errors.ts'
 import type { PartitionOffset, Pipe, PipeRecord, TransactionalProducer } from '../pipe/pipe.ts'
 import { stateCodec } from '../codec.ts'
+import { storeKeyBytes } from '../record-keys.ts'
 import type { StateStore, StoreWrite } from '../state/state-store.ts'
 import type { DirtyEntry, WriteCache } from '../state/write-cache.ts'
 
@@ -102,15 +105,16 @@ export class Checkpointer {
 
   /**
    * Takes the barrier: snapshots the dirty entries (their values as of now) and starts
-   * the background half (changelog, positions, commit, local write). Call after `ready()`.
+   * the background half (changelog, positions, commit, local write, and `publish` if the
+   * processor publishes after commits). Call after `ready()`: it waits for the publish too.
    */
-  take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number): void {
+  take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number, publish?: () => Promise<void>): void {
     // Pinning uses this actor's own sequence: an early barrier (full cache, first batch)
     // reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.seq
     const dirty = this.deps.cache.takeDirty(seq)
     this.deferred = []
-    this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest)
+    this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest, publish)
     this.inflight.catch((err: unknown) => {
       this.failure = err
       this.onFailure?.()
@@ -118,13 +122,13 @@ export class Checkpointer {
   }
 
   /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
-  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number): Promise<void> {
+  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: (() => Promise<void>) | undefined): Promise<void> {
     const { changelogTopic, partition, group } = this.deps
     const now = Date.now()
     const writes: StoreWrite[] = new Array(dirty.length)
     for (let i = 0; i < dirty.length; i++) {
       const d = dirty[i]!
-      const key = Buffer.from(d.key)
+      const key = storeKeyBytes(d.key)
       const value = d.value === undefined ? null : stateCodec.encode(d.value)
       writes[i] = { key, value }
       this.producer.send(changelogTopic, partition, { key, value, timestamp: now })
@@ -139,11 +143,11 @@ export class Checkpointer {
     const held = this.deferred ?? []
     this.deferred = undefined
     for (const h of held) this.producer.send(h.topic, h.partition, h.record)
-    await this.complete(committing, writes, epoch, seq, commitStart, positions, ingest)
+    await this.complete(committing, writes, epoch, seq, commitStart, positions, ingest, publish)
   }
 
-  /** The background half of a checkpoint: pipe commit, then local state, then the report. */
-  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number): Promise<void> {
+  /** The background half of a checkpoint: pipe commit, then local state and the publish, then the report. */
+  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number, publish: (() => Promise<void>) | undefined): Promise<void> {
     const ends = await committing
     const committedAt = Date.now()
     const commitMs = performance.now() - commitStart
@@ -165,7 +169,14 @@ export class Checkpointer {
     } else {
       this.deps.cache.markFlushed(seq)
     }
+    // Only the pipe commit makes the staged output the checkpoint's; the next barrier waits for it.
+    if (publish !== undefined) await publish()
     this.deps.onCommitted({ epoch, committedAt, ingest, positions, commitMs })
+  }
+
+  /** Waits until the background half settled, failed or not: a publish must not outlive the processor. */
+  async settled(): Promise<void> {
+    await this.inflight.catch(() => undefined)
   }
 
   /** Waits until every barrier taken so far has committed and reached local state; rethrows a failure. */

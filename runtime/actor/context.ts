@@ -37,10 +37,10 @@ export class ActorContext implements SourceContext<unknown>, Context<unknown> {
   get sideOutputs(): readonly string[] {
     return this.spec.sideOutputs
   }
-  emit(key: string | null, value: unknown, options?: EmitOptions): void {
+  emit(key: string | Uint8Array | null, value: unknown, options?: EmitOptions): void {
     this.outputs.emit(key, value, options)
   }
-  emitTo(name: string, key: string | null, value: unknown, options?: EmitOptions): void {
+  emitTo(name: string, key: string | Uint8Array | null, value: unknown, options?: EmitOptions): void {
     this.outputs.emitTo(name, key, value, options)
   }
 }

@@ -6,16 +6,22 @@
  */
 import type { Pipeline, StageSpec } from '../api/pipeline.ts'
 import type { EmitOptions } from '../api/processor.ts'
-import { codecFor, type Codec } from '../codec.ts'
-import { WeirError } from '../errors.ts'
+import { codecFor, type Codec, type CodecName } from '../codec.ts'
+import { ValueError, WeirError } from '../errors.ts'
 import { partitionForKey } from '../partitioner.ts'
 import type { PipeRecord } from '../pipe/pipe.ts'
+import { checkValue } from '../values.ts'
+import { keyBytes } from '../record-keys.ts'
 import type { UnitScope } from './scope.ts'
 
 interface Output {
   topic: string
   spec: StageSpec
   codec: Codec<unknown>
+  /** The built-in codec whose round trip values are checked against; undefined for a user codec. */
+  builtin: CodecName | undefined
+  /** `ctx.emit` or `ctx.emitTo('name')`, for errors. */
+  what: string
 }
 
 export class Outputs {
@@ -23,26 +29,31 @@ export class Outputs {
   private readonly sides = new Map<string, Output>()
 
   constructor(pipeline: Pipeline, private readonly spec: StageSpec, private readonly partition: number, private readonly actor: string, private readonly scope: UnitScope) {
-    this.main = { topic: pipeline.outputTopic(spec), spec, codec: codecFor(spec.codec) }
+    this.main = output(pipeline, spec, 'ctx.emit')
     for (const side of pipeline.sideStagesOf(spec.name)) {
-      this.sides.set(side.sideName!, { topic: pipeline.outputTopic(side), spec: side, codec: codecFor(side.codec) })
+      this.sides.set(side.sideName!, output(pipeline, side, `ctx.emitTo('${side.sideName!}')`))
     }
   }
 
   /** `ctx.emit`: a record to the stage's output. */
-  emit(key: string | null, value: unknown, options: EmitOptions | undefined): void {
+  emit(key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     this.hold(this.main, key, value, options)
   }
 
   /** `ctx.emitTo`: a record to side output `name`. */
-  emitTo(name: string, key: string | null, value: unknown, options: EmitOptions | undefined): void {
+  emitTo(name: string, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     const side = this.sides.get(name)
     if (side === undefined) throw new WeirError('WEIR_SIDE_OUTPUT_UNKNOWN', `stage ${this.spec.name} has no side output '${name}' (declare it in the stage's sideOutputs option)`, { stage: this.spec.name, actor: this.actor })
     this.hold(side, key, value, options)
   }
 
-  private hold(out: Output, key: string | null, value: unknown, options: EmitOptions | undefined): void {
-    const keyBuf = key === null ? null : Buffer.from(key)
+  private hold(out: Output, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
+    this.scope.requireUnit(out.what)
+    if (out.builtin !== undefined && value !== undefined) {
+      const problem = checkValue(value, out.builtin)
+      if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
+    }
+    const keyBuf = key === null ? null : keyBytes(key)
     const valueBuf = value === undefined ? null : out.codec.encode(value)
     const n = out.spec.outputPartitions
     const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
@@ -50,4 +61,8 @@ export class Outputs {
     if (options?.headers !== undefined) record.headers = options.headers
     this.scope.emits.push({ topic: out.topic, partition, record })
   }
+}
+
+function output(pipeline: Pipeline, spec: StageSpec, what: string): Output {
+  return { topic: pipeline.outputTopic(spec), spec, codec: codecFor(spec.codec), builtin: typeof spec.codec === 'string' ? spec.codec : undefined, what }
 }

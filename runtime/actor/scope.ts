@@ -5,12 +5,24 @@
  * reach the actor's write cache only through here.
  */
 import type { StateAccess } from '../api/state.ts'
-import { WeirError } from '../errors.ts'
+import { ScopeError, ValueError, WeirError } from '../errors.ts'
 import type { PipeRecord } from '../pipe/pipe.ts'
 import { stateCodec } from '../codec.ts'
 import type { StateStore } from '../state/state-store.ts'
 import type { CacheEntry, WriteCache } from '../state/write-cache.ts'
+import { storeKeyBytes } from '../record-keys.ts'
+import { freezeLoaded, freezeStateValue } from '../values.ts'
 import { ACTOR_PREFIX, keyedPrefix, NULL_KEY } from './state-keys.ts'
+
+/**
+ * What user code may touch now: in a unit (a record, a timer, a poll) everything, scoped to
+ * its key; in a lifecycle hook (open, onCheckpoint, close) actor state only; otherwise
+ * (a callback that runs after the unit or hook returned) nothing.
+ */
+export type ScopePhase = { kind: 'unit' } | { kind: 'hook'; hook: string } | { kind: 'none' }
+
+const NONE: ScopePhase = { kind: 'none' }
+const UNIT: ScopePhase = { kind: 'unit' }
 
 /** A record emitted by the current unit, held until the unit succeeds. */
 export interface PendingEmit {
@@ -26,38 +38,82 @@ export class UnitScope {
   timestamp = 0
   /** Records the current unit emitted. */
   readonly emits: PendingEmit[] = []
+  phase: ScopePhase = NONE
 
-  constructor(private readonly cache: WriteCache) {}
+  constructor(private readonly cache: WriteCache, readonly stage: string, readonly actor: string) {}
 
   /** Enters a unit: state is scoped to `key`, changes are journaled so they can be undone. */
   begin(key: string | null, timestamp: number): void {
     this.key = key
     this.timestamp = timestamp
+    this.phase = UNIT
     this.cache.beginRecord()
   }
 
   /** The unit succeeded: its state changes stay; its emitted records are handed over. */
   succeed(): void {
+    this.phase = NONE
     this.cache.endRecord()
   }
 
   /** The unit failed: its state changes and emitted records are discarded. */
   fail(): void {
+    this.phase = NONE
     this.cache.rollbackRecord()
     this.emits.length = 0
   }
+
+  /** Runs a lifecycle hook (open, onCheckpoint, close): actor state only. */
+  async hook<T>(hook: string, run: () => T | Promise<T>): Promise<T> {
+    this.phase = { kind: 'hook', hook }
+    try {
+      // Only a Promise is awaited: a returned value with a `then` (a staged object) is not adopted as one.
+      const r = run()
+      return r instanceof Promise ? await r : r
+    } finally {
+      this.phase = NONE
+    }
+  }
+
+  /** Throws unless a record, timer or poll is running: `what` is the operation (`ctx.emit`, `state 'x'`). */
+  requireUnit(what: string): void {
+    if (this.phase.kind === 'unit') return
+    const where = this.phase.kind === 'hook' ? `in ${this.phase.hook}` : 'after the record, timer or hook it belongs to returned'
+    throw new ScopeError(`stage ${this.stage}: ${what} was used ${where}: it belongs to the record or timer being processed (use it in onRecord or onTimer, synchronously or before the Promise onRecord returned settles)`, { stage: this.stage, actor: this.actor, rule: 'unit-only' })
+  }
+
+  /** Throws unless a unit or a lifecycle hook is running. */
+  requireUnitOrHook(what: string): void {
+    if (this.phase.kind !== 'none') return
+    throw new ScopeError(`stage ${this.stage}: ${what} was used after the record, timer or hook it belongs to returned: a change there would be part of no checkpoint (finish state changes before onRecord, onTimer or the hook returns, or before the Promise it returned settles)`, { stage: this.stage, actor: this.actor, rule: 'no-late-access' })
+  }
 }
 
-/** The binding of state handles to the actor's cache, scoped to the current unit's key. */
-export function stateAccess(cache: WriteCache, scope: UnitScope, actor: string): StateAccess {
+/** A state value checked and frozen for storing; a value msgpack would not give back is refused. */
+function storable(scope: UnitScope, name: string, value: unknown, keyed: boolean): unknown {
+  if (value === undefined) return undefined
+  const r = freezeStateValue(value)
+  if ('value' in r) return r.value
+  throw new ValueError(`state '${name}'.set`, r.problem.reason, { stage: scope.stage, actor: scope.actor, ...(keyed ? { key: scope.key } : {}), path: r.problem.path })
+}
+
+/**
+ * The binding of state handles to the actor's cache, scoped to the current unit's key.
+ * Keyed state is usable only in a unit; actor state also in lifecycle hooks. Values are
+ * checked and frozen when set.
+ */
+export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
+  const actor = scope.actor
   return {
     keyed(name) {
+      const what = `keyed state '${name}'`
       // Records of one key often come in runs: remember the last entry until the cache evicts.
       let lastKey: string | null | undefined
       let lastEntry: CacheEntry | undefined
       let lastGeneration = -1
       const space = cache.space(keyedPrefix(name))
       const entryFor = (): CacheEntry => {
+        if (scope.phase !== UNIT) scope.requireUnit(what)
         const key = scope.key
         if (key === lastKey && lastGeneration === cache.generation && lastEntry !== undefined) return lastEntry
         const entry = space.get(key ?? NULL_KEY)
@@ -72,15 +128,19 @@ export function stateAccess(cache: WriteCache, scope: UnitScope, actor: string):
       }
       return {
         get: () => entryFor().value,
-        set: (v) => cache.set(entryFor(), v),
+        set: (v) => cache.set(entryFor(), storable(scope, name, v, true)),
       }
     },
     actorScoped(name) {
+      const what = `actor state '${name}'`
       // Loaded and pinned at restore; a name first used later starts empty.
-      const entryFor = (): CacheEntry => cache.getOrCreate(ACTOR_PREFIX, name, true)
+      const entryFor = (): CacheEntry => {
+        scope.requireUnitOrHook(what)
+        return cache.getOrCreate(ACTOR_PREFIX, name, true)
+      }
       return {
         get: () => entryFor().value,
-        set: (v) => cache.set(entryFor(), v),
+        set: (v) => cache.set(entryFor(), storable(scope, name, v, false)),
       }
     },
   }
@@ -99,9 +159,9 @@ export async function prefetch(store: StateStore, cache: WriteCache, names: read
     }
   }
   if (missing.length === 0) return
-  const values = await store.getMany(missing.map((m) => Buffer.from(m.prefix + m.key)))
+  const values = await store.getMany(missing.map((m) => storeKeyBytes(m.prefix + m.key)))
   for (let i = 0; i < missing.length; i++) {
     const v = values[i]
-    cache.load(missing[i]!.prefix, missing[i]!.key, v ? stateCodec.decode(v) : undefined)
+    cache.load(missing[i]!.prefix, missing[i]!.key, v ? freezeLoaded(stateCodec.decode(v)) : undefined)
   }
 }

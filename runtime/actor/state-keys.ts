@@ -15,6 +15,11 @@ export const SOURCE_FINISHED = '#finished'
 export const INPUT_POSITIONS = '#positions'
 /** Watermark state matching the committed positions (per-writer marks; a source's newest event time). */
 export const WATERMARKS = '#watermarks'
+/**
+ * The checkpoint's number and epoch, and what `onCheckpoint` staged for it: written at each
+ * barrier of a processor with `onCheckpointCommitted`, handed back after the commit and at start.
+ */
+export const CHECKPOINT_RECORD = '#checkpoint'
 
 /** The cache prefix of a keyed state: its stored keys are `name \0 record key`. */
 export function keyedPrefix(name: string): string {

@@ -411,9 +411,9 @@ export class Pipeline {
     return this.stages.get(name)
   }
 
-  /** Stages that read `stage`'s output. */
+  /** Stages that read `stage`'s output (its side outputs are its own outputs, not readers: see sideStagesOf). */
   downstreamOf(stage: string): StageSpec[] {
-    return this.topology.filter((s) => s.inputs.includes(stage))
+    return this.topology.filter((s) => s.kind !== 'side' && s.inputs.includes(stage))
   }
 
   /** Stages whose output nobody reads: the pipeline's outputs. */
@@ -421,7 +421,7 @@ export class Pipeline {
     return this.actorStages.filter((s) => this.downstreamOf(s.name).length === 0)
   }
 
-  /** The shape that state and offsets depend on; a change here needs a savepoint. */
+  /** The shape that state and offsets depend on; a change here cannot reuse existing state (savepoints, which would carry it across, are not built yet). */
   describe(): TopologyDescription {
     return {
       pipeline: this.name,

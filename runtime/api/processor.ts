@@ -8,8 +8,15 @@ import { StateRegistry } from './state.ts'
 
 /** A record handed to `onRecord`. */
 export interface StreamRecord<T> {
-  /** The record key (UTF-8), or null for unkeyed records. */
+  /**
+   * The record key as a string, or null for unkeyed records: the key itself when its bytes
+   * are UTF-8; otherwise an opaque string (starting with U+D800) that stands for the bytes
+   * exactly, so passing it to `ctx.emit` writes the same bytes and state is never shared
+   * between two keys. `keyBytes` has the bytes.
+   */
   readonly key: string | null
+  /** The record key's bytes as written to the pipe, or null. */
+  readonly keyBytes: Buffer | null
   readonly value: T
   /** Event timestamp, ms since the epoch. */
   readonly timestamp: number
@@ -28,7 +35,9 @@ export interface EmitOptions {
 
 /** A timer that fired; state accessed in `onTimer` is scoped to `timer.key`. */
 export interface Timer {
+  /** The key it was registered for, in the same form as `StreamRecord.key`. */
   readonly key: string | null
+  readonly keyBytes: Buffer | null
   /** When it was due, ms since the epoch (event time for 'event-time' timers). */
   readonly time: number
   readonly domain: 'processing-time' | 'event-time'
@@ -80,8 +89,15 @@ export interface Context<Out> {
   /**
    * Sends a record to this stage's output. Emitted records become visible downstream
    * when the actor's next checkpoint commits, atomically with its state and offsets.
+   * The value is encoded at once; one the stage's codec would not give back unchanged (a
+   * function, Map or class instance for msgpack; NaN or a Date for JSON) is refused with
+   * `WEIR_VALUE_UNSUPPORTED` naming the field. `undefined` writes a record without a value
+   * (a tombstone in a compacted topic). Only while a record or timer is processed.
+   *
+   * @example
+   * ctx.emit(r.key, { word: r.value, n })
    */
-  emit(key: string | null, value: Out, options?: EmitOptions): void
+  emit(key: string | Uint8Array | null, value: Out, options?: EmitOptions): void
   /**
    * Sends a record to side output `name` (declared in the stage's `sideOutputs`), with
    * the same guarantees as `emit`.
@@ -89,7 +105,7 @@ export interface Context<Out> {
    * @example
    * if (r.timestamp <= ctx.watermark) ctx.emitTo('late', r.key, r.value)
    */
-  emitTo(name: string, key: string | null, value: unknown, options?: EmitOptions): void
+  emitTo(name: string, key: string | Uint8Array | null, value: unknown, options?: EmitOptions): void
 }
 
 /** What a source sees in `poll`. */
@@ -108,6 +124,40 @@ export interface LifecycleContext {
   readonly sideOutputs: readonly string[]
 }
 
+/** What `onCheckpoint` sees: the barrier being taken. */
+export interface CheckpointContext extends LifecycleContext {
+  /**
+   * The number this checkpoint gets if it commits: one more than this actor's newest
+   * committed checkpoint. For a processor with `onCheckpointCommitted` the count is kept
+   * in its checkpoints, so it goes on across restarts and moves; two instances of one
+   * actor (a zombie and its successor) may stage the same number, but only one commits it.
+   */
+  readonly checkpoint: number
+  /** The coordinator's epoch of the barrier (an early barrier reuses the current one). */
+  readonly epoch: number
+}
+
+/**
+ * What `onCheckpointCommitted` receives: a checkpoint that committed in the pipe, and
+ * what `onCheckpoint` staged for it.
+ */
+export interface CommitContext<Staged = unknown> extends LifecycleContext {
+  /** The committed checkpoint's number (`CheckpointContext.checkpoint` at its barrier). */
+  readonly checkpoint: number
+  /** Its epoch. */
+  readonly epoch: number
+  /**
+   * What `onCheckpoint` returned for this checkpoint, as committed with it (undefined if it
+   * returned nothing). At start this is read back from the checkpoint's state.
+   */
+  readonly staged: Staged | undefined
+  /**
+   * True for the call at start, for the newest committed checkpoint: a previous instance
+   * may have published it already, or crashed before or while doing so.
+   */
+  readonly recovering: boolean
+}
+
 /**
  * A processor: one instance runs per partition of its input (an actor). Records arrive
  * strictly in order; state access is synchronous. Return a Promise from `onRecord` only
@@ -122,8 +172,11 @@ export interface LifecycleContext {
  *     ctx.emit(r.key, n)
  *   }
  * }
+ *
+ * `Staged` is what `onCheckpoint` hands to `onCheckpointCommitted` (a two-phase sink's
+ * staged output; docs/sinks.md).
  */
-export abstract class Processor<In = unknown, Out = unknown> {
+export abstract class Processor<In = unknown, Out = unknown, Staged = unknown> {
   /** Declare state as class fields: `total = this.state.value<number>('total')`. */
   readonly state = new StateRegistry()
 
@@ -132,10 +185,53 @@ export abstract class Processor<In = unknown, Out = unknown> {
   abstract onRecord(record: StreamRecord<In>, ctx: Context<Out>): void | Promise<void>
   onTimer?(timer: Timer, ctx: Context<Out>): void | Promise<void>
   /**
-   * Called at every barrier before the checkpoint commits: flush external writes here
-   * (a sink's file, a database transaction). State set here is part of the checkpoint.
+   * Called at every barrier, before the checkpoint commits. State set here is part of the
+   * checkpoint. A sink stages here what the checkpoint's records make it write (the first
+   * phase of a two-phase commit: write it where it is not visible yet) and returns what
+   * `onCheckpointCommitted` needs to publish it: plain data (msgpack), stored in the
+   * checkpoint, so keep it small (a file name, an offset, a transaction id) and do not
+   * change it after returning it. Anything written to the outside world here can belong
+   * to a checkpoint that never commits (a crash, a zombie that was fenced).
    */
-  onCheckpoint?(ctx: LifecycleContext): void | Promise<void>
+  onCheckpoint?(ctx: CheckpointContext): Staged | void | Promise<Staged | void>
+  /**
+   * Called after a checkpoint committed in the pipe, once per checkpoint and in order, with
+   * what `onCheckpoint` staged for it; and at start (after `open`, before any record) for
+   * the newest committed checkpoint, so that a crash between the pipe commit and the
+   * publish is finished by the next instance. This is where a two-phase sink publishes.
+   *
+   * The contract:
+   * - **Idempotent.** It can run more than once for one checkpoint: at start after a crash,
+   *   after a failed attempt, and on a zombie (a paused instance whose actor moved) next to
+   *   its successor. Publishing the same checkpoint twice must leave what once does.
+   * - **Only what the checkpoint says.** Publish `commit.staged`, nothing else, and leave
+   *   state alone: the next epoch is processed meanwhile, so state is not the checkpoint's
+   *   any more (state handles throw `ScopeError` here; `onCheckpoint` is where the
+   *   checkpoint's state can go into what is staged).
+   * - **Failures.** A throw is retried with backoff (about 3 s in all); when it keeps
+   *   failing the actor fails, and its restart publishes again. A `WeirError` that is not
+   *   `retriable` (e.g. `StateCorruptedError`) fails the actor at once. The next
+   *   checkpoint does not commit before this one is published.
+   *
+   * @example
+   * // Each checkpoint's lines become one object: uploaded under a temporary key at the
+   * // barrier, copied to their final key (named by the checkpoint) once it committed.
+   * class UploadSink extends Processor<string, never, { tmp: string }> {
+   *   private lines: string[] = []
+   *   onRecord(r: StreamRecord<string>) { this.lines.push(r.value) }
+   *   async onCheckpoint(ctx: CheckpointContext) {
+   *     if (this.lines.length === 0) return
+   *     const tmp = `tmp/${ctx.partition}/${ctx.checkpoint}-${randomUUID()}`
+   *     await bucket.put(tmp, this.lines.splice(0).join('\n'))
+   *     return { tmp }
+   *   }
+   *   async onCheckpointCommitted(commit: CommitContext<{ tmp: string }>) {
+   *     // Copying again writes the same object to the same key.
+   *     if (commit.staged) await bucket.copy(commit.staged.tmp, `out/${commit.partition}/${commit.checkpoint}`)
+   *   }
+   * }
+   */
+  onCheckpointCommitted?(commit: CommitContext<Staged>): void | Promise<void>
   /** Called when the actor stops (end of input, shutdown, or moving elsewhere). */
   close?(): void | Promise<void>
 }

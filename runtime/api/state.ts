@@ -25,9 +25,17 @@ abstract class StateHandle {
 }
 
 /**
- * One value per key (Flink's ValueState). Values are encoded with msgpack at the next
- * checkpoint, in the background: treat a value as immutable once `set` (set a new object
- * instead of changing the one stored), or the checkpoint may see a half-made change.
+ * One value per key (Flink's ValueState), scoped to the key of the record or timer being
+ * processed: use it in `onRecord` and `onTimer` only (elsewhere it throws
+ * `WEIR_OUT_OF_SCOPE`).
+ *
+ * Values are immutable once stored: `set` freezes objects and arrays deeply (Buffers and
+ * Dates are copied), and values read back are frozen too, so a stored value can never
+ * change behind the checkpoint's back. To change one, set a new object
+ * (`state.set({ ...old, n: old.n + 1 })`); changing one in place throws a TypeError.
+ * Values must survive msgpack unchanged: plain objects, arrays, strings, numbers,
+ * booleans, null, BigInts within 64 bits, Dates and Buffers; a function, Map, Set or class
+ * instance is refused by `set` (`WEIR_VALUE_UNSUPPORTED`, naming the field).
  *
  * @example
  * count = this.state.value<number>('count')

@@ -90,6 +90,12 @@ export interface TransactionalProducer {
 export interface Pipe {
   /** `embedded` or `kafka`: for logs and status. */
   readonly kind: string
+  /**
+   * Which log this is: `embedded:<id>` (an id created with the embedded log) or
+   * `kafka:<cluster id>`. Local state belongs to the log whose changelogs it reflects; a
+   * data dir remembers it and refuses another (see topology-guard.ts).
+   */
+  readonly identity: string
   /** Creates the topic, or checks an existing one has the same partition count. */
   ensureTopic(spec: TopicSpec): Promise<void>
   describeTopic(name: string): Promise<TopicSpec | undefined>

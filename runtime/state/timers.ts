@@ -5,11 +5,13 @@
  */
 import type { StateStore } from './state-store.ts'
 import type { WriteCache } from './write-cache.ts'
+import { keyString } from '../record-keys.ts'
 
 /** Cache prefixes of the two domains' timers. */
 export const TIMER_PREFIX = '\u0001'
 export const EVENT_TIMER_PREFIX = '\u0003'
 const NULL_KEY = '\u0001null'
+const NULL_KEY_BYTES = Buffer.from(NULL_KEY)
 
 export interface TimerEntry {
   key: string | null
@@ -21,10 +23,11 @@ function cacheKey(key: string | null, time: number): string {
   return time.toString(36).padStart(11, '0') + '\u0000' + (key ?? NULL_KEY)
 }
 
-function parse(k: string): TimerEntry {
-  const sep = k.indexOf('\u0000')
-  const key = k.slice(sep + 1)
-  return { time: parseInt(k.slice(0, sep), 36), key: key === NULL_KEY ? null : key }
+/** A timer from its stored key: prefix, the time in base 36, \0, the record key's own bytes. */
+function parseStored(stored: Buffer, prefixBytes: number): TimerEntry {
+  const sep = stored.indexOf(0, prefixBytes)
+  const key = stored.subarray(sep + 1)
+  return { time: parseInt(stored.toString('latin1', prefixBytes, sep), 36), key: key.equals(NULL_KEY_BYTES) ? null : keyString(key) }
 }
 
 export class Timers {
@@ -37,8 +40,8 @@ export class Timers {
   static async load(store: StateStore, cache: WriteCache, prefix = TIMER_PREFIX): Promise<Timers> {
     const timers = new Timers(cache, prefix)
     for (const { key } of await store.scan(prefix)) {
-      const k = key.toString('utf8').slice(prefix.length)
-      timers.byKey.set(k, parse(k))
+      const entry = parseStored(key, Buffer.byteLength(prefix))
+      timers.byKey.set(cacheKey(entry.key, entry.time), entry)
     }
     return timers
   }
@@ -47,19 +50,31 @@ export class Timers {
     return this.byKey.size
   }
 
+  /** Registered by the current unit of user code: undone with its state if the unit fails. */
   register(key: string | null, time: number): void {
     const k = cacheKey(key, time)
     if (this.byKey.has(k)) return
-    this.byKey.set(k, { key, time })
+    const entry: TimerEntry = { key, time }
+    this.byKey.set(k, entry)
     this.sorted = undefined
     this.cache.set(this.cache.getOrCreate(this.prefix, k), 1)
+    this.cache.onRollback(() => {
+      this.byKey.delete(k)
+      this.sorted = undefined
+    })
   }
 
   delete(key: string | null, time: number): void {
     const k = cacheKey(key, time)
-    if (!this.byKey.delete(k)) return
+    const entry = this.byKey.get(k)
+    if (entry === undefined) return
+    this.byKey.delete(k)
     this.sorted = undefined
     this.cache.set(this.cache.getOrCreate(this.prefix, k), undefined)
+    this.cache.onRollback(() => {
+      this.byKey.set(k, entry)
+      this.sorted = undefined
+    })
   }
 
   nextDue(): number | undefined {

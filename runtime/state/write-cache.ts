@@ -20,16 +20,14 @@ export class CacheEntry {
     this.value = value
   }
 
+  /** The cache key in the store (`prefix + key`; see record-keys.ts storeKeyBytes for its bytes). */
   get storeKey(): string {
     return this.prefix + this.key
   }
 }
 
-interface UndoStep {
-  entry: CacheEntry
-  value: unknown
-  dirty: boolean
-}
+/** Restores an entry's value and dirtiness, or runs an undo of an index kept beside the cache (timers). */
+type UndoStep = { entry: CacheEntry; value: unknown; dirty: boolean } | { undo: () => void }
 
 export interface DirtyEntry {
   key: string
@@ -109,6 +107,15 @@ export class WriteCache {
     }
   }
 
+  /**
+   * While a record runs, `undo` is kept and run if the record fails: for in-memory indexes
+   * of cached state (the timers' time order) that a rollback of the values alone would leave
+   * stale. Outside a record it is not kept (nothing is ever rolled back there).
+   */
+  onRollback(undo: () => void): void {
+    if (this.journaling) this.journal.push({ undo })
+  }
+
   /** Starts recording undo steps for one record. */
   beginRecord(): void {
     this.seq++
@@ -126,6 +133,10 @@ export class WriteCache {
   rollbackRecord(): void {
     for (let i = this.journal.length - 1; i >= 0; i--) {
       const step = this.journal[i]!
+      if ('undo' in step) {
+        step.undo()
+        continue
+      }
       step.entry.value = step.value
       step.entry.dirty = step.dirty
     }

@@ -45,6 +45,7 @@ describe.skipIf(!kafka.available)('weir run on Kafka', () => {
   beforeAll(async () => {
     await forget('wordcount')
     await forget('ticker')
+    await forget('pipe-guard')
   }, 60_000)
 
   it('runs the word count on Kafka with the same totals as on the embedded pipe', async () => {
@@ -68,6 +69,25 @@ describe.skipIf(!kafka.available)('weir run on Kafka', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(/outcome:\s+finished/)
     expect(readFileSync(join(dir, 'signals.jsonl'), 'utf8').split('\n').filter((l) => l !== '').length).toBeGreaterThan(0)
+  }, 180_000)
+
+  it('refuses a data dir made with another pipe, naming both, and touches nothing', async () => {
+    const dir = tempDir()
+    const data = join(dir, 'data')
+    const embedded = await weir(['run', 'examples/wordcount.ts', '--data-dir', data, '--param', 'lines=50', '--param', `out=${dir}/out/counts-{partition}.jsonl`, '-q'])
+    expect(embedded.code, embedded.stderr).toBe(0)
+    const before = readFileSync(join(data, 'pipe.json'), 'utf8')
+    const onKafka = await weir(['run', 'examples/wordcount.ts', '--pipe', `kafka://${kafka.url}`, '--data-dir', data, '--param', 'lines=50', '--param', `out=${dir}/out/counts-{partition}.jsonl`, '-q'])
+    expect(onKafka.code).toBe(2)
+    expect(onKafka.stderr).toMatch(/made with the embedded pipe \(embedded:[0-9a-f-]+\)[\s\S]*this kafka pipe \(kafka:[\s\S]*WEIR_DATA_DIR_PIPE/)
+    expect(readFileSync(join(data, 'pipe.json'), 'utf8')).toBe(before)
+    // And the other way round: a data dir of a Kafka run is refused by an embedded run.
+    const kafkaData = join(dir, 'kafka-data')
+    const k = await weir(['run', 'examples/wordcount.ts', '--pipe', `kafka://${kafka.url}`, '--data-dir', kafkaData, '--param', 'lines=50', '--param', 'name=pipe-guard', '--param', `out=${dir}/out2/counts-{partition}.jsonl`, '-q'])
+    expect(k.code, k.stderr).toBe(0)
+    const e = await weir(['run', 'examples/wordcount.ts', '--data-dir', kafkaData, '--param', 'lines=50', '--param', 'name=pipe-guard', '--param', `out=${dir}/out2/counts-{partition}.jsonl`, '-q'])
+    expect(e.code).toBe(2)
+    expect(e.stderr).toMatch(/made with the kafka pipe \(kafka:[\s\S]*WEIR_DATA_DIR_PIPE/)
   }, 180_000)
 
   it('refuses a malformed pipe URL or an unreachable broker with a clear error', async () => {

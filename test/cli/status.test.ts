@@ -83,7 +83,7 @@ describe('weir status: refusals and failures', () => {
       expect(r.stderr, cases[i]![0].join(' ')).toMatch(cases[i]![1])
       expect(r.stdout).toBe('')
     })
-    expect(parseStatusArgs(['--bus', dead], {})).toEqual({ bus: dead, cluster: '*', waitMs: 2500, json: false })
+    expect(parseStatusArgs(['--bus', dead], {})).toMatchObject({ bus: dead, cluster: '*', waitMs: 2500, json: false, busTarget: { servers: [dead], credentials: { kind: 'none' } } })
     expect(() => parseStatusArgs([], { WEIR_BUS: 'nats:/x' })).toThrow(/^WEIR_BUS: /)
   })
 

@@ -75,7 +75,7 @@ function runWeir(args: string[]): Promise<Outcome> {
 
 function lines(dir: string): number {
   if (!existsSync(dir)) return 0
-  return readdirSync(dir).reduce((n, f) => n + readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean).length, 0)
+  return readdirSync(dir).filter((f) => !f.startsWith('.')).reduce((n, f) => n + readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean).length, 0)
 }
 
 /** The word count's final counts from a crash-free run without any bus. */

@@ -9,6 +9,9 @@ import { Pipeline } from '../../index.ts'
 import { GeneratorSource, WindowAggregate, session, sliding, tumbling, type WindowAggregation, type WindowAssigner } from '../../processors/index.ts'
 import { CRASH_POINTS, readStageOutput, readState, removeDir, runToCompletion, tempDataDir, type ReadRecord } from '../../testing/index.ts'
 
+/** The crash points these pipelines reach: no processor of theirs publishes after commits ('before-publish', 'after-publish'). */
+const POINTS = CRASH_POINTS.filter((p) => !p.endsWith('-publish'))
+
 const dirs: string[] = []
 function dir(): string {
   const d = tempDataDir('weir-windows-')
@@ -353,7 +356,7 @@ describe('event-time windows', () => {
     ]
     let crashes = 0
     for (const c of cases) {
-      for (const point of CRASH_POINTS) {
+      for (const point of POINTS) {
         const d = dir()
         const p = windowPipeline(c.window, c.at, c.count, { maxOutOfOrdernessMs: c.bound })
         const { crashed } = await runToCompletion(p, { dataDir: d, epochIntervalMs: 10, actorConfig: { maxBatch: 200 }, crashes: [{ point, hit: 3 }, { point, hit: 7 }] })
@@ -362,7 +365,7 @@ describe('event-time windows', () => {
       }
     }
     // Most points are reached twice (a replay only happens after a crash).
-    expect(crashes).toBeGreaterThanOrEqual(CRASH_POINTS.length * 2 * 1.5)
+    expect(crashes).toBeGreaterThanOrEqual(POINTS.length * 2 * 1.5)
   })
 })
 

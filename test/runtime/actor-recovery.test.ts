@@ -160,6 +160,34 @@ describe('actor recovery', () => {
     await pipe.close()
   })
 
+  it('a stage with side outputs has its main output purged too (the side output is not a reader of it)', async () => {
+    class Classify extends Processor<number, number> {
+      onRecord(r: StreamRecord<number>, ctx: Context<number>): void {
+        if (r.value % 2 === 0) ctx.emit(r.key, r.value)
+        else ctx.emitTo('odd', r.key, r.value)
+      }
+    }
+    class Drop extends Processor<number, never> {
+      onRecord(): void {}
+    }
+    const p = new Pipeline('sides')
+    const classified = p.source<number>('numbers', () => new GeneratorSource<number>({ count: 4000, ratePerSecond: 8000, generate: (i, part) => ({ key: `k${(i * 7 + part) % 97}`, value: i }) }), { partitions: 2 })
+      .process<number>('classify', Classify, { sideOutputs: ['odd'] })
+    classified.process('evens', Drop)
+    classified.sideOutput<number>('odd').process('odds', Drop)
+    const d = dir()
+    const pipe = await EmbeddedPipe.open(d)
+    const run = await startEmbedded(p, { dataDir: d, pipe, epochIntervalMs: 10 })
+    await run.done
+    const main = naming.output('sides', 'classify')
+    const side = naming.side('sides', 'classify', 'odd')
+    const mainStarts = await Promise.all([0, 1].map((q) => pipe.startOffset(main, q)))
+    const sideStarts = await Promise.all([0, 1].map((q) => pipe.startOffset(side, q)))
+    await pipe.close()
+    expect(mainStarts.some((s) => s > 0), `main output start offsets ${mainStarts.join(', ')}`).toBe(true)
+    expect(sideStarts.some((s) => s > 0), `side output start offsets ${sideStarts.join(', ')}`).toBe(true)
+  })
+
   it('a pipeline whose partitioning changed is refused and the data dir is left untouched', async () => {
     const d = dir()
     await runToCompletion(counting(100), { dataDir: d })

@@ -9,6 +9,9 @@ import { Pipeline, Processor, type Context, type StreamRecord, type Timer } from
 import { GeneratorSource } from '../../processors/index.ts'
 import { CRASH_POINTS, readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
 
+/** The crash points these pipelines reach: no processor of theirs publishes after commits ('before-publish', 'after-publish'). */
+const POINTS = CRASH_POINTS.filter((p) => !p.endsWith('-publish'))
+
 const dirs: string[] = []
 function dir(): string {
   const d = tempDataDir('weir-event-time-')
@@ -100,7 +103,7 @@ describe('event time', () => {
 
   it('the same windows after crashes at every point of the checkpoint protocol', async () => {
     const reference = expectedWindows(2000)
-    for (const point of CRASH_POINTS) {
+    for (const point of POINTS) {
       const d = dir()
       const p = pipeline(2000)
       await runToCompletion(p, { dataDir: d, epochIntervalMs: 15, crashes: [{ point, hit: 3 }, { point, hit: 7 }] })

@@ -24,7 +24,7 @@ export interface Outcome {
 }
 
 /** These shape a run; a test sets the ones it means. */
-const RUN_SETTINGS = ['WEIR_LOG_LEVEL', 'WEIR_CRASH_AT', 'WEIR_PIPE', 'WEIR_BUS']
+const RUN_SETTINGS = ['WEIR_LOG_LEVEL', 'WEIR_CRASH_AT', 'WEIR_PIPE', 'WEIR_BUS', 'WEIR_MONITOR_TOKEN', 'WEIR_METRICS_TOKEN']
 
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env }
@@ -60,10 +60,13 @@ export function tempDirs(prefix: string): () => string {
   }
 }
 
+/** Not a hidden file: a sink's staging files are hidden. */
+export const visible = (name: string): boolean => !name.startsWith('.')
+
 /** The last count per word in the word count example's JSON-lines output files. */
 export function finalCounts(dir: string): Record<string, number> {
   const out: Record<string, number> = {}
-  for (const f of readdirSync(dir)) {
+  for (const f of readdirSync(dir).filter(visible)) {
     for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
       if (line === '') continue
       const r = JSON.parse(line) as { word: string; count: number }
@@ -76,7 +79,7 @@ export function finalCounts(dir: string): Record<string, number> {
 /** Per word, the running counts the word count's JSON-lines files hold, in file order (exactly-once: 1..N once each). */
 export function countsPerWord(dir: string): Map<string, number[]> {
   const m = new Map<string, number[]>()
-  for (const f of readdirSync(dir)) {
+  for (const f of readdirSync(dir).filter(visible)) {
     for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
       if (line === '') continue
       const r = JSON.parse(line) as { word: string; count: number }

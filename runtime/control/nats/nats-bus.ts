@@ -10,36 +10,27 @@
  * const bus = await NatsBus.connect({ servers: ['nats://127.0.0.1:4222'], name: 'weir-worker-1' })
  * bus.subscribe('weir.prod.wordcount.>', (msg, subject) => console.log(subject, msg))
  */
-import { connect, type NatsConnection, type Subscription as NatsSubscription } from '@nats-io/transport-node'
+import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import { ConfigError, WeirError } from '../../errors.ts'
+import { ConfigError } from '../../errors.ts'
 import { createLogger } from '../../log.ts'
 import type { ControlBus, Handler, Subscription } from '../bus.ts'
+import { checkNatsUrl, connectNats, describeCredentials, type NatsCredentials, type NatsTls } from './nats-connection.ts'
+
+export { BusAuthError, BusUnavailableError, checkNatsUrl } from './nats-connection.ts'
 
 export interface NatsBusOptions {
-  /** `nats://host:port` URLs. */
+  /** `nats://host:port` URLs, without credentials (resolveNatsTarget takes them out of a URL). */
   servers: string[]
   /** Connection name shown by the server (`nats server report connections`). */
   name?: string
-  /** Credentials, when the server requires them. */
-  token?: string
-  user?: string
-  pass?: string
+  /** What to authenticate with, when the server requires it (resolveNatsTarget). */
+  credentials?: NatsCredentials
+  /** TLS, required when set. */
+  tls?: NatsTls
   /** Give up connecting at start after this long, ms (reconnects later are unlimited). */
   connectTimeoutMs?: number
   log?: Logger
-}
-
-/** The bus could not be reached or refused us; `servers` names where we tried. */
-export class BusUnavailableError extends WeirError {
-  constructor(message: string, context: Record<string, unknown>, cause?: unknown) {
-    super('WEIR_BUS_UNAVAILABLE', message, context, { retriable: true, cause })
-  }
-}
-
-/** Throws a ConfigError naming `field` unless `url` is nats://host:port. */
-export function checkNatsUrl(url: string, field: string): void {
-  if (!/^nats:\/\/[^\s/:]+:\d{1,5}$/.test(url)) throw new ConfigError(field, `'${url}' is not a nats://host:port URL`)
 }
 
 export class NatsBus implements ControlBus {
@@ -54,26 +45,16 @@ export class NatsBus implements ControlBus {
 
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
     if (!Array.isArray(options.servers) || options.servers.length === 0) throw new ConfigError('bus.servers', 'at least one nats://host:port is needed')
-    options.servers.forEach((s, i) => checkNatsUrl(s, `bus.servers.${i}`))
+    options.servers.forEach((s, i) => {
+      checkNatsUrl(s, `bus.servers.${i}`)
+      // nats.js would drop them silently: credentials come resolved (resolveNatsTarget), never in a server URL.
+      if (s.includes('@')) throw new ConfigError(`bus.servers.${i}`, 'give credentials in `credentials` (resolveNatsTarget takes them out of a URL), not in a server URL')
+    })
     const log = (options.log ?? createLogger()).child({ component: 'nats-bus' })
-    let nc: NatsConnection
-    try {
-      nc = await connect({
-        servers: options.servers,
-        name: options.name ?? 'weir',
-        token: options.token,
-        user: options.user,
-        pass: options.pass,
-        timeout: options.connectTimeoutMs ?? 5000,
-        reconnect: true,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 500,
-        waitOnFirstConnect: false,
-      })
-    } catch (err) {
-      throw new BusUnavailableError(`cannot connect to NATS at ${options.servers.join(', ')}: ${(err as Error).message}`, { servers: options.servers }, err)
-    }
-    const bus = new NatsBus(nc, log)
+    const credentials = options.credentials ?? { kind: 'none' }
+    const tls = options.tls ?? (options.servers.some((s) => s.startsWith('tls://')) ? {} : undefined)
+    const nc = await connectNats({ servers: options.servers, credentials, tls }, { name: options.name ?? 'weir', timeoutMs: options.connectTimeoutMs })
+    const bus = new NatsBus(nc, log.child({ credentials: describeCredentials(credentials) }))
     void bus.watchStatus()
     return bus
   }
@@ -92,7 +73,8 @@ export class NatsBus implements ControlBus {
   subscribe(subject: string, handler: Handler): Subscription {
     const sub = this.nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err !== null) return void this.log.warn({ subject, err: err.message }, 'subscription error')
+        // A refused subscription (permissions) ends it: say so once, loudly, naming the subject.
+        if (err !== null) return void this.log.error({ subject, err: err.message }, err.name === 'PermissionViolationError' ? 'NATS refused this subscription: the credentials lack permission to subscribe to it' : 'subscription error')
         let decoded: unknown
         try {
           decoded = JSON.parse(this.decoder.decode(msg.data))
@@ -128,9 +110,26 @@ export class NatsBus implements ControlBus {
     await this.nc.close().catch(() => undefined)
   }
 
+  /** Publishes the server refused, by subject: the first is logged as an error, then every 100th. */
+  private readonly refusedPublishes = new Map<string, number>()
+
   private async watchStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect') this.log.warn({ status: s.type, server: (s as { server?: string }).server }, `nats ${s.type}`)
+      if (s.type === 'disconnect' || s.type === 'reconnect') this.log.warn({ status: s.type, server: s.server }, `nats ${s.type}`)
+      else if (s.type === 'error') this.serverError(s.error)
+      else if (s.type === 'close' && !this.closed) this.log.error({ err: (await this.nc.closed())?.message }, 'NATS connection closed for good (credentials refused on reconnect?): control messages are dropped from now on')
     }
+  }
+
+  private serverError(err: Error): void {
+    const violation = err as Error & { operation?: string; subject?: string }
+    if (err.name !== 'PermissionViolationError') return void this.log.error({ err: err.message }, 'NATS server error')
+    // Subscriptions report their own refusal (above); a refused publish is dropped by the server.
+    if (violation.operation !== 'publish') return
+    const subject = violation.subject ?? '?'
+    const count = (this.refusedPublishes.get(subject) ?? 0) + 1
+    this.refusedPublishes.set(subject, count)
+    this.dropped++
+    if (count === 1 || count % 100 === 0) this.log.error({ subject, refused: count }, 'NATS refused a publish: the credentials lack permission to publish on this subject')
   }
 }

@@ -4,6 +4,7 @@
  * offsets, so outputs, changelog and input positions become durable together or not at all.
  * Producer epochs fence a zombie: only the newest instance of a transactional id commits.
  */
+import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import RocksDB from 'rocksdb-native'
@@ -22,6 +23,7 @@ import type {
 } from '../pipe.ts'
 import { RecordBatchBuilder, SparseBatchBuilder, batchAppendTime, batchBase, decodeBatch } from './record-batch.ts'
 import {
+  IDENTITY_KEY,
   TOPIC_PREFIX,
   cleanKey,
   dataKey,
@@ -81,6 +83,7 @@ export interface EmbeddedPipeOptions {
 
 export class EmbeddedPipe implements Pipe {
   readonly kind = 'embedded'
+  identity = 'embedded'
   private readonly db: RocksDB
   private readonly topics = new Map<string, TopicMeta>()
   private readonly logs = new Map<string, PartitionLog[]>()
@@ -128,6 +131,13 @@ export class EmbeddedPipe implements Pipe {
   }
 
   private async load(): Promise<void> {
+    const id = await this.db.get(IDENTITY_KEY)
+    if (id !== null) this.identity = `embedded:${id.toString()}`
+    else {
+      const created = randomUUID()
+      await this.db.put(IDENTITY_KEY, Buffer.from(created))
+      this.identity = `embedded:${created}`
+    }
     for await (const { key, value } of this.db.iterator({ gte: TOPIC_PREFIX, lt: String.fromCharCode(TOPIC_PREFIX.charCodeAt(0) + 1) })) {
       const meta = unpack(value) as TopicMeta
       this.registerTopic(meta)

@@ -7,6 +7,8 @@ export const OFFSET_PREFIX = 'o'
 export const EPOCH_PREFIX = 'x'
 export const DATA_PREFIX = 'd'
 export const CLEAN_PREFIX = 'c'
+/** The log's identity, created with it. */
+export const IDENTITY_KEY = Buffer.from('i')
 
 export function topicKey(name: string): Buffer {
   return Buffer.from(TOPIC_PREFIX + name)

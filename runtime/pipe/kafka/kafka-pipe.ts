@@ -41,6 +41,7 @@ const DELETE_WAIT_MS = 15_000
 
 export class KafkaPipe implements Pipe {
   readonly kind = 'kafka'
+  readonly identity: string
   private readonly readers = new Set<KafkaPartitionReader>()
   private readonly producers = new Set<KafkaTransactionalProducer>()
   /** Readers closed but still leaving their consumer group. */
@@ -53,7 +54,10 @@ export class KafkaPipe implements Pipe {
     private readonly admin: Admin,
     readonly options: ResolvedKafkaOptions,
     private readonly log: Logger,
-  ) {}
+    clusterId: string,
+  ) {
+    this.identity = `kafka:${clusterId}`
+  }
 
   /** Connects the admin client; fails with a typed error naming the brokers when none answers. */
   static async connect(options: KafkaPipeOptions, log: Logger = createLogger()): Promise<KafkaPipe> {
@@ -70,14 +74,15 @@ export class KafkaPipe implements Pipe {
       logCreator: kafkaLogCreator(log.child({ component: 'kafkajs' })),
     })
     const admin = kafka.admin({ retry: { retries: 3, initialRetryTime: resolved.initialRetryTimeMs, maxRetryTime: resolved.maxRetryTimeMs } })
+    let clusterId: string
     try {
       await admin.connect()
-      await admin.describeCluster()
+      clusterId = (await admin.describeCluster()).clusterId
     } catch (err) {
       await admin.disconnect().catch(() => undefined)
       throw toWeirError(err, `connect to ${resolved.brokers.join(',')}`, { brokers: resolved.brokers })
     }
-    return new KafkaPipe(kafka, admin, resolved, log)
+    return new KafkaPipe(kafka, admin, resolved, log, clusterId)
   }
 
   async ensureTopic(spec: TopicSpec): Promise<void> {

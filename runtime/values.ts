@@ -1,0 +1,141 @@
+/**
+ * What a record value or a state value may be, so that what user code emits or stores is
+ * exactly what comes back: a value the codec would drop, change or refuse later (a
+ * function, a Map, a class instance, NaN in JSON, a BigInt beyond 64 bits) is refused
+ * where it is handed over, naming the path of the bad field. State values are also frozen
+ * when set or loaded, so user code cannot change them behind the runtime's back (the undo
+ * journal, the pending changelog and the cache share them).
+ */
+import type { CodecName } from './codec.ts'
+
+/** What is wrong with a value: where (`value.items[2]`) and why. */
+export interface ValueProblem {
+  path: string
+  reason: string
+}
+
+/** Deeper than this is refused (a cycle, most likely): msgpack would overflow the stack. */
+const MAX_DEPTH = 200
+const INT64_MIN = -(2n ** 63n)
+const UINT64_MAX = 2n ** 64n - 1n
+
+/**
+ * Checks that `value` survives a round trip through the built-in codec `codec` unchanged;
+ * undefined when it does. Values of user-supplied codecs are not checked. A frozen object
+ * is taken as checked (state values are frozen once checked; see freezeStateValue).
+ */
+export function checkValue(value: unknown, codec: CodecName): ValueProblem | undefined {
+  switch (codec) {
+    case 'msgpack': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, msgpackLeaf, false) : msgpackLeaf(value, 'value')
+    case 'json': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, jsonLeaf, false) : jsonLeaf(value, 'value')
+    case 'string': return typeof value === 'string' ? undefined : { path: 'value', reason: `is ${describe(value)}; the string codec takes strings only` }
+    case 'raw': return value instanceof Uint8Array ? undefined : { path: 'value', reason: `is ${describe(value)}; the raw codec takes Buffers (Uint8Array) only` }
+  }
+}
+
+/**
+ * Checks a state value (stored with msgpack) and makes it immutable, in one pass: objects
+ * and arrays are frozen deeply; Buffers and Dates, which cannot be frozen, are copied, so
+ * the caller's later changes do not reach the state. An object that is frozen already is
+ * taken as it is (weir froze it when it was stored; one you froze yourself must not hold
+ * objects you change later). Returns the value to store, or the problem.
+ */
+export function freezeStateValue<T>(value: T): { value: T } | { problem: ValueProblem } {
+  if (typeof value !== 'object' || value === null) {
+    const problem = msgpackLeaf(value, 'value')
+    return problem === undefined ? { value } : { problem }
+  }
+  if (value instanceof Uint8Array || value instanceof Date) {
+    const problem = msgpackLeaf(value, 'value')
+    return problem === undefined ? { value: copyUnfreezable(value) } : { problem }
+  }
+  const problem = walk(value, 'value', 0, msgpackLeaf, true)
+  return problem === undefined ? { value } : { problem }
+}
+
+/** Freezes a value decoded from the store (already known to be msgpack-clean). */
+export function freezeLoaded<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array || value instanceof Date) return value
+  walk(value, 'value', 0, () => undefined, true)
+  return value
+}
+
+type Leaf = (v: unknown, path: string) => ValueProblem | undefined
+
+/**
+ * Walks plain objects and arrays, asking `leaf` about everything else; with `freeze`, each
+ * container is frozen once its contents passed (Buffers and Dates in it replaced by copies).
+ */
+function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
+  if (depth > MAX_DEPTH) return { path, reason: `is nested deeper than ${MAX_DEPTH} levels (a reference cycle?)` }
+  if (Object.isFrozen(v)) return undefined
+  const o = v as Record<string, unknown>
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const p = entry(o, i, `${path}[${i}]`, depth, leaf, freeze)
+      if (p !== undefined) return p
+    }
+  } else {
+    const proto: unknown = Object.getPrototypeOf(v)
+    if (proto !== Object.prototype && proto !== null) return leaf(v, path)
+    // for-in is safe here: the prototype is Object.prototype or null, so nothing is inherited.
+    for (const k in o) {
+      const p = entry(o, k, `${path}.${k}`, depth, leaf, freeze)
+      if (p !== undefined) return p
+    }
+  }
+  if (freeze) Object.freeze(v)
+  return undefined
+}
+
+function entry(o: Record<string | number, unknown>, k: string | number, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
+  const e = o[k]
+  if (typeof e !== 'object' || e === null) return leaf(e, path)
+  if (e instanceof Uint8Array || e instanceof Date) {
+    const p = leaf(e, path)
+    if (p === undefined && freeze) o[k] = copyUnfreezable(e)
+    return p
+  }
+  return walk(e, path, depth + 1, leaf, freeze)
+}
+
+/** Buffers and Dates cannot be frozen: the state keeps its own copy. */
+function copyUnfreezable<T>(v: T): T {
+  if (v instanceof Date) return new Date(v.getTime()) as T
+  return Buffer.from(v as Uint8Array) as T
+}
+
+/** msgpack (weir's default codec and the state encoding): what comes back as it went in. */
+function msgpackLeaf(v: unknown, path: string): ValueProblem | undefined {
+  switch (typeof v) {
+    case 'number': case 'string': case 'boolean': case 'undefined': return undefined
+    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX ? undefined : { path, reason: `is a BigInt outside 64 bits (${v}), which msgpack cannot hold; store it as a string` }
+    case 'function': return { path, reason: 'is a function, which msgpack would drop' }
+    case 'symbol': return { path, reason: 'is a symbol, which msgpack cannot encode' }
+  }
+  if (v === null || Buffer.isBuffer(v) || (v instanceof Uint8Array && v.constructor === Uint8Array)) return undefined
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? { path, reason: 'is an invalid Date' } : undefined
+  return { path, reason: `is ${describe(v)}, which msgpack would turn into ${v instanceof Map ? 'a plain object' : v instanceof Set ? 'an array' : 'something else'}; use plain objects, arrays, strings, numbers, booleans, null, Dates and Buffers` }
+}
+
+/** JSON: only what JSON.parse gives back as JSON.stringify got it. */
+function jsonLeaf(v: unknown, path: string): ValueProblem | undefined {
+  switch (typeof v) {
+    case 'string': case 'boolean': return undefined
+    case 'number': return Number.isFinite(v) ? undefined : { path, reason: `is ${v}, which JSON turns into null` }
+    case 'undefined': return path.endsWith(']') ? { path, reason: 'is undefined in an array, which JSON turns into null' } : undefined
+    case 'bigint': return { path, reason: 'is a BigInt, which JSON cannot encode; store it as a string' }
+    case 'function': return { path, reason: 'is a function, which JSON drops' }
+    case 'symbol': return { path, reason: 'is a symbol, which JSON drops' }
+  }
+  if (v === null) return undefined
+  if (v instanceof Date) return { path, reason: 'is a Date, which JSON turns into a string; emit date.toISOString() or a number of ms' }
+  return { path, reason: `is ${describe(v)}, which JSON would not give back as it is; use plain objects, arrays, strings, finite numbers, booleans and null` }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null'
+  if (typeof v !== 'object') return `a ${typeof v}`
+  const name = (v as { constructor?: { name?: string } }).constructor?.name
+  return name === undefined || name === '' ? 'an object with a custom prototype' : `a ${name}`
+}
