@@ -12,7 +12,8 @@ import { parseArgs } from 'node:util'
 import { checkClusterName, subjects, type ControlBus } from '../runtime/control/bus.ts'
 import { actorClearAnswer, type ActorClear, type ActorClearAnswer } from '../runtime/control/messages.ts'
 import { ConfigError } from '../runtime/errors.ts'
-import { checkBusUrl, openBus } from '../runtime/open-bus.ts'
+import { openBus, redactBusUrl, type BusTarget } from '../runtime/open-bus.ts'
+import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { printError, printRefusal, UsageError } from './report.ts'
 import { ACTOR_USAGE } from './usage.ts'
 
@@ -20,7 +21,10 @@ const DEFAULT_WAIT_MS = 10_000
 const MAX_WAIT_MS = 10 * 60_000
 
 export interface ActorClearArgs {
+  /** The bus URL, credentials redacted (for messages). */
   bus: string
+  /** Where to connect, with credentials and TLS (absent: `bus` as it is). */
+  busTarget?: BusTarget
   cluster: string
   pipeline: string
   actor: string
@@ -32,12 +36,12 @@ export interface ActorClearArgs {
  *
  * @example
  * parseActorArgs(['clear', 'wordcount', 'count/1', '--bus', 'nats://127.0.0.1:4222'])
- * // { bus: 'nats://127.0.0.1:4222', cluster: 'default', pipeline: 'wordcount', actor: 'count/1', waitMs: 10000 }
+ * // { bus: 'nats://127.0.0.1:4222', busTarget: {…}, cluster: 'default', pipeline: 'wordcount', actor: 'count/1', waitMs: 10000 }
  */
 export function parseActorArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ActorClearArgs | 'help' {
   let parsed
   try {
-    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { bus: { type: 'string' }, cluster: { type: 'string' }, 'wait-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } } })
+    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { bus: { type: 'string' }, cluster: { type: 'string' }, 'wait-ms': { type: 'string' }, ...NATS_OPTIONS, help: { type: 'boolean', short: 'h' } } })
   } catch (err) {
     throw new UsageError((err as Error).message)
   }
@@ -50,13 +54,13 @@ export function parseActorArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!/^[^/\s]+\/\d+$/.test(actor)) throw new ConfigError('<actor>', `'${actor}' is not an actor id: expected <stage>/<partition>, e.g. count/1`)
   const bus = values.bus ?? env.WEIR_BUS
   if (bus === undefined) throw new ConfigError('--bus', 'weir actor talks to the coordinator over the control bus: give --bus nats://host:port (or WEIR_BUS)')
-  checkBusUrl(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus')
+  const busTarget = busTargetOf(bus, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, env)
   const cluster = values.cluster ?? 'default'
   checkClusterName(cluster, '--cluster')
   const raw = values['wait-ms']
   const waitMs = raw === undefined ? DEFAULT_WAIT_MS : Number(raw)
   if (raw !== undefined && (!/^\d+$/.test(raw) || waitMs < 1 || waitMs > MAX_WAIT_MS)) throw new ConfigError('--wait-ms', `'${raw}' must be a whole number of milliseconds from 1 to ${MAX_WAIT_MS}`)
-  return { bus, cluster, pipeline, actor, waitMs }
+  return { bus: redactBusUrl(bus), busTarget, cluster, pipeline, actor, waitMs }
 }
 
 /**
@@ -100,7 +104,7 @@ export async function actorCommand(argv: string[]): Promise<number> {
   }
   let bus: ControlBus
   try {
-    bus = await openBus(args.bus, { name: 'weir-actor' })
+    bus = await openBus(args.busTarget ?? args.bus, { name: 'weir-actor' })
   } catch (err) {
     printError(err)
     return err instanceof ConfigError ? 2 : 1

@@ -176,6 +176,7 @@ Options:
   --wait-ms N          How long to wait for the coordinator's answer (default 10000)
   -h, --help           Show this help
 
+${NATS_SECURITY}
 Exit codes: 0 cleared (or it had no failure to clear), 1 no coordinator answered (or the
 bus failed), 2 refused (bad option, no such actor).
 `

@@ -29,7 +29,7 @@ describe('weir actor clear', () => {
       expect(r.stderr, cases[i]![0].join(' ')).toMatch(cases[i]![1])
       expect(r.stdout).toBe('')
     })
-    expect(parseActorArgs(['clear', 'wc', 'count/3', '--bus', dead], {})).toEqual({ bus: dead, cluster: 'default', pipeline: 'wc', actor: 'count/3', waitMs: 10_000 })
+    expect(parseActorArgs(['clear', 'wc', 'count/3', '--bus', dead], {})).toMatchObject({ bus: dead, cluster: 'default', pipeline: 'wc', actor: 'count/3', waitMs: 10_000 })
   })
 
   it('fails naming the server when NATS does not answer, exit 1', async () => {

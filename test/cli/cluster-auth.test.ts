@@ -3,8 +3,9 @@
  * deploy/nats/weir-auth.conf, cluster `prod`, on a private nats-server. Every command given
  * wrong credentials exits 1 naming the server, never the password; with the right ones a
  * coordinator and a worker on Kafka run the word count to its exact output, `weir status`
- * with the monitor's credentials sees them, and an assignment published with a worker's
- * credentials is refused by the server and changes nothing.
+ * with the monitor's credentials sees them, `weir actor clear` with the operator's gets the
+ * leader's answer, and an assignment published with a worker's credentials is refused by
+ * the server and changes nothing.
  */
 import { randomUUID } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
@@ -20,11 +21,12 @@ import { expectExactWordCounts, finalCounts, sleep, startWeir, tempDirs, until, 
 const kafka = await requireService('kafka')
 const installed = requireNatsServerBinary()
 const tempDir = tempDirs('weir-cli-cluster-auth-')
-const PASSWORDS = { WEIR_COORDINATOR_PASSWORD: `c-${randomUUID()}`, WEIR_WORKER_PASSWORD: `w-${randomUUID()}`, WEIR_MONITOR_PASSWORD: `m-${randomUUID()}` }
+const PASSWORDS = { WEIR_COORDINATOR_PASSWORD: `c-${randomUUID()}`, WEIR_WORKER_PASSWORD: `w-${randomUUID()}`, WEIR_MONITOR_PASSWORD: `m-${randomUUID()}`, WEIR_OPERATOR_PASSWORD: `o-${randomUUID()}` }
 const role = (user: string, password: string): Record<string, string> => ({ WEIR_NATS_USER: user, WEIR_NATS_PASSWORD: password })
 const COORDINATOR = role('weir-coordinator', PASSWORDS.WEIR_COORDINATOR_PASSWORD)
 const WORKER = role('weir-worker', PASSWORDS.WEIR_WORKER_PASSWORD)
 const MONITOR = role('weir-monitor', PASSWORDS.WEIR_MONITOR_PASSWORD)
+const OPERATOR = role('weir-operator', PASSWORDS.WEIR_OPERATOR_PASSWORD)
 
 function json(m: { json(): unknown }): unknown {
   try {
@@ -102,6 +104,11 @@ describe.skipIf(!installed || !kafka.available)('a cluster on NATS with per-role
     const status = await weir(['status', '--bus', server.url, '--cluster', 'prod', '--json'], { env: MONITOR })
     expect(status.code, status.stderr).toBe(0)
     expect((JSON.parse(status.stdout) as { pipelines: Array<{ pipeline: string; workers: Array<{ worker: string }> }> }).pipelines.find((p) => p.pipeline === name)?.workers.map((w) => w.worker)).toEqual(['a'])
+
+    // The operator's credentials reach the leader and hear its answer (nothing to clear here).
+    const clear = await weir(['actor', 'clear', name, 'count/0', '--bus', server.url, '--cluster', 'prod'], { env: OPERATOR })
+    expect(clear.code, clear.stderr).toBe(0)
+    expect(clear.stdout).toContain(`count/0 of pipeline ${name} (cluster prod) has no recorded failure; nothing to clear`)
 
     // A worker credential publishes an assignment that would take every actor away: the server refuses it.
     const forger = await connect({ servers: server.url, user: 'weir-worker', pass: PASSWORDS.WEIR_WORKER_PASSWORD })

@@ -21,7 +21,7 @@ import { tempDirs, until } from '../../support/weir-cli.ts'
 
 const installed = requireNatsServerBinary()
 const tempDir = tempDirs('weir-nats-auth-')
-const PASSWORDS = { WEIR_COORDINATOR_PASSWORD: `c-${randomUUID()}`, WEIR_WORKER_PASSWORD: `w-${randomUUID()}`, WEIR_MONITOR_PASSWORD: `m-${randomUUID()}` }
+const PASSWORDS = { WEIR_COORDINATOR_PASSWORD: `c-${randomUUID()}`, WEIR_WORKER_PASSWORD: `w-${randomUUID()}`, WEIR_MONITOR_PASSWORD: `m-${randomUUID()}`, WEIR_OPERATOR_PASSWORD: `o-${randomUUID()}` }
 
 /** A logger whose lines land in `lines`, parsed. */
 function capture(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
