@@ -430,11 +430,13 @@ export class Worker {
 
   /**
    * Tells the coordinator this worker let an actor go: it is stopped, its producer and store
-   * closed. A clean stop (its final checkpoint committed) carries that checkpoint's epoch and
-   * input positions, where the next owner starts.
+   * closed. A clean stop (its final checkpoint committed, or it never ran) carries that
+   * checkpoint's epoch and input positions, where the next owner starts.
    */
   private reportReleased(id: string, generation: number, actor: Actor | undefined): void {
-    const clean = actor !== undefined && (actor.lifecycle === 'closed' || actor.lifecycle === 'finished')
+    // 'running' after a stop: restored but never run (it was given away first), so nothing of
+    // it is uncommitted and its positions are the ones it restored (epoch 0: it committed nothing).
+    const clean = actor !== undefined && (actor.lifecycle === 'closed' || actor.lifecycle === 'finished' || actor.lifecycle === 'running')
     const msg: ActorReleased = { v: 1, actor: id, worker: this.options.id, generation }
     if (clean) msg.finalCheckpoint = { epoch: actor.stats.lastEpoch, positions: actor.inputPositions }
     this.log.info({ actor: id, generation, lifecycle: actor?.lifecycle, ...msg.finalCheckpoint }, clean ? 'actor released after its final checkpoint' : 'actor released')

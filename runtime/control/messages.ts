@@ -175,7 +175,7 @@ export const actorReleased = z.object({
   /** The assignment generation the worker applied when it stopped the actor. */
   generation: count,
   finalCheckpoint: z.object({
-    /** Epoch of the final checkpoint. */
+    /** Epoch of the final checkpoint (0: this instance was restored and stopped without running). */
     epoch: count,
     /** Input positions it committed (none for a source). */
     positions: z.array(position).max(MAX_STAGES),

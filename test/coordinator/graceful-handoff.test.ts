@@ -20,6 +20,7 @@ import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { actorReleased, assignmentMessage, workerLeave, type ActorReleased, type AssignmentMessage } from '../../runtime/control/messages.ts'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
+import { actorProgress } from '../../runtime/control/progress.ts'
 import { TestCluster } from '../support/cluster.ts'
 import { requireService } from '../support/services.ts'
 import { expectExactWordCounts, tempDirs, until, wordcountReference } from '../support/weir-cli.ts'
@@ -70,6 +71,12 @@ describe.skipIf(!kafka.available || !nats.available)('graceful hand-off', () => 
       }
     })
     const assignments = (): AssignmentMessage[] => events.flatMap((e) => (e.assignment === undefined ? [] : [e.assignment]))
+    /** Actors each worker reported running (their processor opened). */
+    const running = new Set<string>()
+    observer.subscribe(`weir.${cluster.options.cluster}.${name}.progress`, (raw) => {
+      const m = actorProgress.safeParse(raw)
+      if (m.success && (m.data.lifecycle === 'running' || m.data.lifecycle === 'committing')) running.add(`${m.data.worker} ${m.data.actor}`)
+    })
 
     cluster.startCoordinator('c1', ['--epoch-ms', '300', '--worker-timeout-ms', '10000', '--settle-ms', '300'])
     expect(await cluster.waitForLeader(20_000), cluster.logTails()).toBeDefined()
@@ -77,11 +84,14 @@ describe.skipIf(!kafka.available || !nats.available)('graceful hand-off', () => 
     const worker = (id: string): ReturnType<TestCluster['startWorker']> => cluster.startWorker(id, 'examples/wordcount.ts', ['--epoch-ms', '300', '--heartbeat-ms', '250', '--state-dir', join(dir, id), ...params])
     const a = worker('a')
     const b = worker('b')
-    // Both run actors, and have for a while (every actor committed a few checkpoints).
-    const both = await until(() => assignments().find((g) => new Set(Object.values(g.actors)).size === 2), 60_000, 'an assignment giving actors to both workers')
-    await new Promise((r) => setTimeout(r, 3000))
-    const held = Object.entries(assignments().at(-1)!.actors).filter(([, w]) => w === 'b').map(([actor]) => actor).sort()
+    // Both run actors, and have for a while: b restored every actor it holds (on a loaded
+    // machine that takes seconds), then every actor committed a few checkpoints.
+    const both = await until(() => assignments().find((g) => new Set(Object.values(g.actors)).size === 2 && g.releasing === undefined), 60_000, 'an assignment giving actors to both workers')
+    const held = Object.entries(both.actors).filter(([, w]) => w === 'b').map(([actor]) => actor).sort()
     expect(held.length, `b's actors in generation ${both.generation}`).toBeGreaterThan(0)
+    await until(() => held.every((x) => running.has(`b ${x}`)), 60_000, 'b runs every actor it holds')
+    await new Promise((r) => setTimeout(r, 2000))
+    expect(assignments().at(-1)!.generation, 'no move after b started its actors').toBe(both.generation)
     const leftAt = Date.now()
     b.signal('SIGTERM')
     const [ra, rb] = await Promise.all([a.done, b.done])
@@ -104,7 +114,8 @@ describe.skipIf(!kafka.available || !nats.available)('graceful hand-off', () => 
     expect([...releases.keys()].filter((x) => held.includes(x)).sort(), 'actors b released').toEqual(held)
     for (const actor of held) {
       const r = releases.get(actor)!.released
-      expect(r.finalCheckpoint, `${actor}: released without a committed final checkpoint`).toBeDefined()
+      const trail = (): string => readFileSync(b.logFile, 'utf8').split('\n').filter((l) => l.includes(`"${actor}"`)).slice(-8).map((l) => l.slice(0, 600)).join('\n')
+      expect(r.finalCheckpoint, `${actor}: released without a committed final checkpoint; b's log of it:\n${trail()}`).toBeDefined()
       const firstToA = events.find((e) => e.at >= leftAt && e.assignment?.actors[actor] === 'a')
       expect(firstToA, `${actor} was never assigned to a`).toBeDefined()
       expect(firstToA!.at, `${actor} assigned to a before b released it`).toBeGreaterThanOrEqual(releases.get(actor)!.at)
