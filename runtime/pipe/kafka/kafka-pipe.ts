@@ -238,7 +238,8 @@ export class KafkaPipe implements Pipe {
   async deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
     this.checkOpen()
     try {
-      await this.retrying('delete records', { topic, partition, offset }, () => this.admin.deleteTopicRecords({ topic, partitions: [{ partition, offset: String(offset) }] }))
+      // deleteTopicRecords lists the topic's offsets first: the same TypeError as fetchTopicOffsets while leaders are missing from kafkajs's metadata.
+      await this.retrying('delete records', { topic, partition, offset }, () => this.admin.deleteTopicRecords({ topic, partitions: [{ partition, offset: String(offset) }] }), (err) => err instanceof TypeError)
     } catch (err) {
       throw toWeirError(err, 'delete records', { topic, partition, offset })
     }
