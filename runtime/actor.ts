@@ -619,6 +619,7 @@ export class Actor {
   }
 
   private async processBatch(input: number, records: StoredRecord[]): Promise<void> {
+    const recordsBefore = this.stats.recordsIn
     const codec = this.inputCodecs[input]!
     const topic = this.inputTopics[input]!
     const timestampOf = this.inputTimestamps[input]
@@ -676,6 +677,8 @@ export class Actor {
       const pending = this.processRecord(record, records[i]!)
       if (pending !== undefined) await pending
     }
+    // A crash plan can be placed by how far a stage got (faults.ts afterRecords).
+    this.faults.processed(this.spec.name, this.stats.recordsIn - recordsBefore)
     if (external) await this.advanceWatermark()
   }
 
