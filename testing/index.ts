@@ -307,6 +307,30 @@ export async function readCommittedState(pipeline: Pipeline, from: string | Pipe
   }
 }
 
+/**
+ * Records deleted from a pipeline's edge topics (those a later stage reads) so far: the sum
+ * of their start offsets. Consumed edge records are purged by default (Pipeline option
+ * purgeConsumedRecords), so a recovery test can check that the deleting path ran.
+ *
+ * @example
+ * expect(await purgedRecords(pipeline, dataDir)).toBeGreaterThan(0)
+ */
+export async function purgedRecords(pipeline: Pipeline, from: string | Pipe): Promise<number> {
+  const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
+  try {
+    let purged = 0
+    for (const s of pipeline.actorStages) {
+      if (pipeline.downstreamOf(s.name).length === 0) continue
+      const topic = pipeline.outputTopic(s)
+      if ((await pipe.describeTopic(topic)) === undefined) continue
+      for (let p = 0; p < s.outputPartitions; p++) purged += await pipe.startOffset(topic, p)
+    }
+    return purged
+  } finally {
+    if (typeof from === 'string') await pipe.close()
+  }
+}
+
 /** Elements in `actual` missing from or extra to `expected`, compared as multisets of JSON. */
 export function multisetDiff(expected: unknown[], actual: unknown[]): { missing: string[]; extra: string[] } {
   const count = new Map<string, number>()

@@ -21,12 +21,12 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import { KafkaPipe } from '../../runtime/pipe/kafka/kafka-pipe.ts'
-import { removeDir, runFileToCompletion, runToCompletion, tempDataDir } from '../../testing/index.ts'
+import { purgedRecords, removeDir, runFileToCompletion, runToCompletion, tempDataDir } from '../../testing/index.ts'
 import { requireService } from '../support/services.ts'
 import { measureRun, plannedCrashes, translate, type PlannedCrash } from './fixtures/crash-plan.ts'
 import { expectSame, observe } from './fixtures/observe.ts'
 import { inputSize, recoveryInputs, recoveryPipeline } from './fixtures/recovery-pipeline.ts'
-import { epochsOf, formatStats, purgedEdgeRecords, type CaseStats } from './fixtures/stats.ts'
+import { epochsOf, formatStats, type CaseStats } from './fixtures/stats.ts'
 
 const kafka = await requireService('kafka')
 const RUNS = Number(process.env.WEIR_KAFKA_PROPERTY_RUNS ?? 12)
@@ -82,7 +82,7 @@ describe.skipIf(!kafka.available)('exactly-once recovery on Kafka', () => {
           const actual = await observe(inp, name, dataDir, outDir, pipe)
           expectSame(expected, actual, label)
           const size = inputSize(inp)
-          cases.push({ kind: 'sigkill', planned: r.planned.length, crashed: r.crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedEdgeRecords(pipeline, pipe) })
+          cases.push({ kind: 'sigkill', planned: r.planned.length, crashed: r.crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedRecords(pipeline, pipe) })
           removeDir(refDir)
           removeDir(runDir)
         }),

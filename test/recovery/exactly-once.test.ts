@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
+  purgedRecords,
   removeDir,
   runFileToCompletion,
   runToCompletion,
@@ -24,7 +25,7 @@ import {
 import { inProcess, measureRun, plannedCrashes, translate, type PlannedCrash } from './fixtures/crash-plan.ts'
 import { expectSame, observe } from './fixtures/observe.ts'
 import { inputSize, recoveryInputs, recoveryPipeline } from './fixtures/recovery-pipeline.ts'
-import { epochsOf, formatStats, purgedEdgeRecords, type CaseStats } from './fixtures/stats.ts'
+import { epochsOf, formatStats, type CaseStats } from './fixtures/stats.ts'
 
 const RUNS = Number(process.env.WEIR_PROPERTY_RUNS ?? 40)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
@@ -87,7 +88,7 @@ describe('exactly-once recovery', () => {
           const actual = await observe(inp, 'recovery', dataDir, outDir)
           expectSame(expected, actual, label)
           const size = inputSize(inp)
-          cases.push({ kind: m.kind, planned: planned.length, crashed: crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedEdgeRecords(pipeline, dataDir) })
+          cases.push({ kind: m.kind, planned: planned.length, crashed: crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedRecords(pipeline, dataDir) })
           removeDir(refDir)
           removeDir(runDir)
         }),
