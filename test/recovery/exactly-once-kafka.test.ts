@@ -54,7 +54,9 @@ describe.skipIf(!kafka.available)('exactly-once recovery on Kafka', () => {
           const refDir = tempDataDir('weir-ref-')
           const runDir = tempDataDir('weir-kafka-crash-')
           dirs.push(refDir, runDir)
+          const refStart = Date.now()
           const ref = await runToCompletion(recoveryPipeline(inp, join(refDir, 'out'), name), { dataDir: join(refDir, 'data'), epochIntervalMs: EPOCH_MS, actorConfig: { maxBatch: MAX_BATCH } })
+          const referenceMs = Date.now() - refStart
           const expected = await observe(inp, name, join(refDir, 'data'), join(refDir, 'out'))
 
           const pipeline = recoveryPipeline(inp, join(runDir, 'out'), name)
@@ -64,6 +66,7 @@ describe.skipIf(!kafka.available)('exactly-once recovery on Kafka', () => {
           writeFileSync(inputFile, JSON.stringify(inp))
           const moved: string[] = []
           const places: number[] = []
+          const crashStart = Date.now()
           const r = await runFileToCompletion(FIXTURE, {
             dataDir,
             params: { input: inputFile, out: outDir, name },
@@ -77,19 +80,20 @@ describe.skipIf(!kafka.available)('exactly-once recovery on Kafka', () => {
             timeoutMs: 120_000,
             env: { WEIR_PIPE: `kafka://${kafka.url}`, WEIR_MAX_BATCH: String(MAX_BATCH) },
           })
+          const crashedMs = Date.now() - crashStart
           const label = `${name} ${JSON.stringify(plans)} → ${JSON.stringify(r.planned)}`
           expect(r.crashed, `${label}: every planned crash must fire`).toEqual(r.planned)
           const actual = await observe(inp, name, dataDir, outDir, pipe)
           expectSame(expected, actual, label)
           const size = inputSize(inp)
-          cases.push({ kind: 'sigkill', planned: r.planned.length, crashed: r.crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedRecords(pipeline, pipe) })
+          cases.push({ kind: 'sigkill', planned: r.planned.length, crashed: r.crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedRecords(pipeline, pipe), referenceMs, crashedMs })
           removeDir(refDir)
           removeDir(runDir)
         }),
         { numRuns: RUNS, seed: SEED, verbose: 1, endOnFailure: true },
       )
     } finally {
-      console.log(formatStats('exactly-once recovery on Kafka', cases, Date.now() - started))
+      console.log(formatStats('exactly-once recovery on Kafka', cases, Date.now() - started, 'reference on the embedded pipe'))
       for (const t of (await pipe.listTopics()).filter((t) => t.startsWith(`weir.rec-${run}-`))) await pipe.deleteTopic(t).catch(() => undefined)
       await pipe.close()
     }

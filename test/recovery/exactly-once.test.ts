@@ -57,7 +57,9 @@ describe('exactly-once recovery', () => {
           const runDir = tempDataDir('weir-crash-')
           dirs.push(refDir, runDir)
           const reference = recoveryPipeline(inp, join(refDir, 'out'))
+          const refStart = Date.now()
           const ref = await runToCompletion(reference, { dataDir: join(refDir, 'data'), epochIntervalMs: EPOCH_MS, actorConfig: ACTOR_CONFIG, pipeOptions: COMPACT_OFTEN })
+          const referenceMs = Date.now() - refStart
           const expected = await observe(inp, 'recovery', join(refDir, 'data'), join(refDir, 'out'))
           const pipeline = recoveryPipeline(inp, join(runDir, 'out'))
           const dataDir = join(runDir, 'data')
@@ -70,6 +72,7 @@ describe('exactly-once recovery', () => {
             if (t.place !== undefined) places.push(t.place)
             return t.crash
           }
+          const crashStart = Date.now()
           let planned: unknown[]
           let crashed: unknown[]
           if (m.kind === 'in-process') {
@@ -83,12 +86,13 @@ describe('exactly-once recovery', () => {
             planned = r.planned
             crashed = r.crashed
           }
+          const crashedMs = Date.now() - crashStart
           const label = `${m.kind} ${JSON.stringify(m.plans)} → ${JSON.stringify(planned)}`
           expect(crashed, `${label}: every planned crash must fire`).toEqual(planned)
           const actual = await observe(inp, 'recovery', dataDir, outDir)
           expectSame(expected, actual, label)
           const size = inputSize(inp)
-          cases.push({ kind: m.kind, planned: planned.length, crashed: crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedRecords(pipeline, dataDir) })
+          cases.push({ kind: m.kind, planned: planned.length, crashed: crashed.length, moved, places, epochs: epochsOf(ref.result), batches: ref.finalRunHits['mid-batch'], lines: size.lines, words: size.words, purged: await purgedRecords(pipeline, dataDir), referenceMs, crashedMs })
           removeDir(refDir)
           removeDir(runDir)
         }),
