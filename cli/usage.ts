@@ -52,7 +52,7 @@ Environment:
   WEIR_BUS             Default for --bus
   WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_MONITOR_TOKEN   Bearer token the --monitor endpoints require
-  WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>
+  WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>[@<polls>|@<stage>:<records>]
 
 Exit codes: 0 finished or stopped, 1 the run failed, 2 refused (bad input, nothing touched),
 130 interrupted twice.
