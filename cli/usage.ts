@@ -74,7 +74,7 @@ Environment:
   WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_MONITOR_TOKEN   Bearer token the --monitor endpoints require
   WEIR_METRICS_TOKEN   The --metrics-port token, when no --metrics-token-file is given
-  WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>
+  WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>[@<polls>|@<stage>:<records>]
 
 An actor that fails for good (its stage's onError policy says fail-stop, or open or
 onCheckpoint throws) ends the run after the other actors took a final checkpoint: exit 1

@@ -2,7 +2,8 @@
  * Runs one pipeline file in a child process for weir/testing: the pipeline's default
  * export (a Pipeline or a function of params), on the embedded pipe in a data dir or on
  * the pipe WEIR_PIPE names (kafka://…), with the crash plan from WEIR_CRASH_AT (and
- * WEIR_COMPACTION_MIN_DIRTY to compact changelogs often). Exits 0 when the pipeline finished.
+ * WEIR_COMPACTION_MIN_DIRTY to compact changelogs often, WEIR_MAX_BATCH for small
+ * micro-batches). Exits 0 when the pipeline finished.
  *
  *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
  */
@@ -25,8 +26,10 @@ try {
 }
 const minDirty = process.env.WEIR_COMPACTION_MIN_DIRTY
 const pipeOptions = minDirty === undefined ? undefined : { compactionMinDirtyRecords: Number(minDirty), compactionMinIntervalMs: 0 }
+const maxBatch = process.env.WEIR_MAX_BATCH
+const actorConfig = maxBatch === undefined ? undefined : { maxBatch: Number(maxBatch) }
 const pipe = process.env.WEIR_PIPE === undefined || process.env.WEIR_PIPE === '' ? undefined : await openPipe(process.env.WEIR_PIPE, { dataDir })
-const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv(), pipeOptions, pipe })
+const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: Number(epochMs), faults: Faults.fromEnv(), pipeOptions, actorConfig, pipe })
 try {
   const result = await run.done
   await pipe?.close()

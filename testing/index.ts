@@ -37,10 +37,16 @@ export function tempDataDir(prefix = 'weir-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
 }
 
+/**
+ * A crash chosen just before the run it ends, from what the runs before it left in the data
+ * dir (e.g. relative to how far the sources got), so that the plan can be one the run reaches.
+ */
+export type CrashPlanner<T> = (dataDir: string) => T | Promise<T>
+
 export interface RunToCompletionOptions {
   dataDir: string
   /** Crashes to inject, one per run, in order; after them a clean run finishes the pipeline. */
-  crashes?: CrashSpec[]
+  crashes?: Array<CrashSpec | CrashPlanner<CrashSpec>>
   epochIntervalMs?: number
   actorConfig?: Partial<ActorConfig>
   log?: Logger
@@ -50,9 +56,14 @@ export interface RunToCompletionOptions {
 
 export interface CompletedRun {
   dataDir: string
-  /** Crashes that actually happened (a point never reached does not crash). */
+  /** The crash each run was planned to end with (planners resolved), in order. */
+  planned: CrashSpec[]
+  /** Crashes that actually happened (a point never reached does not crash: compare with `planned`). */
   crashed: CrashSpec[]
+  /** The final, clean run's result. */
   result: RunResult
+  /** How often the final run reached each crash point: its micro-batches (mid-batch), checkpoints (before-commit), source polls. */
+  finalRunHits: Record<CrashPoint, number>
 }
 
 /**
@@ -61,8 +72,11 @@ export interface CompletedRun {
  * recovers from the data dir.
  */
 export async function runToCompletion(pipeline: Pipeline, options: RunToCompletionOptions): Promise<CompletedRun> {
+  const planned: CrashSpec[] = []
   const crashed: CrashSpec[] = []
-  for (const spec of options.crashes ?? []) {
+  for (const crash of options.crashes ?? []) {
+    const spec = typeof crash === 'function' ? await crash(options.dataDir) : crash
+    planned.push(spec)
     const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: new Faults(spec, 'throw') })
     try {
       await run.done
@@ -71,18 +85,24 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
       crashed.push(spec)
     }
   }
-  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions })
+  const counter = Faults.counter()
+  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: counter })
   const result = await run.done
-  return { dataDir: options.dataDir, crashed, result }
+  const finalRunHits = Object.fromEntries(CRASH_POINTS.map((p) => [p, counter.hitsOf(p)])) as Record<CrashPoint, number>
+  return { dataDir: options.dataDir, planned, crashed, result, finalRunHits }
 }
 
-/** A crash for a child-process run: SIGKILL at a protocol point, or from outside after a delay. */
-export type ProcessCrash = { kind: 'point'; spec: CrashSpec } | { kind: 'timer'; afterMs: number }
+/**
+ * A crash for a child-process run: SIGKILL at a protocol point, or from outside after a
+ * delay. `params` are added to the pipeline's params for that run only (e.g. a source rate
+ * that keeps the child running past the delay).
+ */
+export type ProcessCrash = { kind: 'point'; spec: CrashSpec } | { kind: 'timer'; afterMs: number; params?: Record<string, string> }
 
 export interface ChildRunOptions {
   dataDir: string
   params?: Record<string, string>
-  crashes?: ProcessCrash[]
+  crashes?: Array<ProcessCrash | CrashPlanner<ProcessCrash>>
   epochIntervalMs?: number
   /** Give up on a child after this long, ms. */
   timeoutMs?: number
@@ -93,22 +113,41 @@ export interface ChildRunOptions {
 const here = dirname(fileURLToPath(import.meta.url))
 const childRunner = join(here, 'child-runner.ts')
 
+/** How a child run ended. `finished`: the pipeline finished (the child reported it), whatever signal came after. */
+export interface ChildOutcome {
+  code: number | null
+  signal: NodeJS.Signals | null
+  finished: boolean
+  stderr: string
+}
+
 /** Runs a pipeline file once in a child process; resolves with how it ended. */
-export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? `${options.crashAt.point}:${options.crashAt.hit}` : '' }
+export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<ChildOutcome> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? Faults.envValue(options.crashAt) : '' }
   const args = ['--import', 'tsx', childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
     let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
     const kill = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs)
     const limit = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`child run of ${file} timed out; stderr:\n${stderr}`)) }, options.timeoutMs ?? 120_000)
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       clearTimeout(kill)
       clearTimeout(limit)
-      resolvePromise({ code, signal, stderr })
+      resolvePromise({ code, signal, finished: stdout.includes('"outcome":"finished"'), stderr })
     })
   })
+}
+
+export interface FileRunResult {
+  /** Runs that ended by SIGKILL before the pipeline finished. */
+  kills: number
+  /** The crash each run was planned to end with (planners resolved), in order. */
+  planned: ProcessCrash[]
+  /** The planned crashes that killed a running child; a kill after the pipeline finished, or a point never reached, is not one. */
+  crashed: ProcessCrash[]
 }
 
 /**
@@ -116,23 +155,26 @@ export function runPipelineFile(file: string, options: { dataDir: string; params
  * SIGKILL (self-inflicted at a protocol point, or sent from here after a delay), then the
  * next process recovers from the data dir.
  */
-export async function runFileToCompletion(file: string, options: ChildRunOptions): Promise<{ kills: number }> {
-  let kills = 0
-  for (const crash of options.crashes ?? []) {
+export async function runFileToCompletion(file: string, options: ChildRunOptions): Promise<FileRunResult> {
+  const planned: ProcessCrash[] = []
+  const crashed: ProcessCrash[] = []
+  for (const plan of options.crashes ?? []) {
+    const crash = typeof plan === 'function' ? await plan(options.dataDir) : plan
+    planned.push(crash)
     const r = await runPipelineFile(file, {
       dataDir: options.dataDir,
-      params: options.params,
+      params: crash.kind === 'timer' ? { ...options.params, ...crash.params } : options.params,
       epochIntervalMs: options.epochIntervalMs,
       timeoutMs: options.timeoutMs,
       env: options.env,
       ...(crash.kind === 'point' ? { crashAt: crash.spec } : { killAfterMs: crash.afterMs }),
     })
-    if (r.signal === 'SIGKILL') kills++
-    else if (r.code !== 0) throw new Error(`child run failed with code ${r.code}:\n${r.stderr}`)
+    if (r.signal === 'SIGKILL' && !r.finished) crashed.push(crash)
+    else if (r.code !== 0 && !r.finished) throw new Error(`child run failed with code ${r.code}, signal ${r.signal}:\n${r.stderr}`)
   }
   const last = await runPipelineFile(file, { dataDir: options.dataDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs, env: options.env })
   if (last.code !== 0) throw new Error(`final child run failed (code ${last.code}, signal ${last.signal}):\n${last.stderr}`)
-  return { kills }
+  return { kills: crashed.length, planned, crashed }
 }
 
 export interface ReadRecord<T = unknown> {
@@ -198,35 +240,100 @@ export interface StageState {
   actor: Record<number, Record<string, unknown>>
   /** Registered timers per partition. */
   timers: Record<number, number>
+  /** Source partitions that committed the end of their input. */
+  finished: Record<number, boolean>
 }
+
+/** Adds one stored state entry of partition `p` to `state`. */
+function addStateEntry(state: StageState, p: number, key: Buffer, value: Buffer): void {
+  const k = key.toString('utf8')
+  if (k.startsWith('\u0000')) return
+  if (k.startsWith('\u0001') || k.startsWith('\u0003')) { state.timers[p] = (state.timers[p] ?? 0) + 1; return }
+  // '#…' names are the runtime's own (source finished, input positions), not the processor's.
+  if (k.startsWith('\u0002')) {
+    if (k === SOURCE_FINISHED_KEY) state.finished[p] = stateCodec.decode(value) === true
+    else if (!k.startsWith('\u0002#')) (state.actor[p] ??= {})[k.slice(1)] = stateCodec.decode(value)
+    return
+  }
+  // Keyed entries: the state's name, \0, then the record key's own bytes.
+  const sep = key.indexOf(0)
+  const name = key.toString('utf8', 0, sep)
+  const recordKey = keyString(key.subarray(sep + 1))
+  ;(state.keyed[name] ??= {})[recordKey] = stateCodec.decode(value)
+}
+
+const SOURCE_FINISHED_KEY = '\u0002#finished'
 
 /** The committed state of every actor of a stage, read from local RocksDB (run the pipeline to completion first). */
 export async function readState(pipeline: Pipeline, dataDir: string, stage: string): Promise<StageState> {
   const spec = pipeline.stage(stage)
   if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
-  const state: StageState = { keyed: {}, actor: {}, timers: {} }
+  const state: StageState = { keyed: {}, actor: {}, timers: {}, finished: {} }
   for (let p = 0; p < spec.parallelism; p++) {
     const path = join(dataDir, 'state', stage, String(p))
     if (!existsSync(path)) continue
     const store = await StateStore.open(path)
     try {
-      for (const { key, value } of await store.scan('')) {
-        const k = key.toString('utf8')
-        if (k.startsWith('\u0000')) continue
-        if (k.startsWith('\u0001') || k.startsWith('\u0003')) { state.timers[p] = (state.timers[p] ?? 0) + 1; continue }
-        // '#…' names are the runtime's own (source finished, input positions), not the processor's.
-        if (k.startsWith('\u0002')) { if (!k.startsWith('\u0002#')) (state.actor[p] ??= {})[k.slice(1)] = stateCodec.decode(value); continue }
-        // Keyed entries: the state's name, \0, then the record key's own bytes.
-        const sep = key.indexOf(0)
-        const name = key.toString('utf8', 0, sep)
-        const recordKey = keyString(key.subarray(sep + 1))
-        ;(state.keyed[name] ??= {})[recordKey] = stateCodec.decode(value)
-      }
+      for (const { key, value } of await store.scan('')) addStateEntry(state, p, key, value)
     } finally {
       await store.close()
     }
   }
   return state
+}
+
+/**
+ * The state of every actor of a stage as its changelog has it committed (the truth a
+ * restart recovers; local RocksDB may be behind it after a crash): from an embedded data
+ * dir or an open pipe (Kafka: read_committed). Works between the runs of a crashed pipeline.
+ *
+ * @example
+ * const { actor, finished } = await readCommittedState(pipeline, dataDir, 'lines')  // how far each source partition got
+ */
+export async function readCommittedState(pipeline: Pipeline, from: string | Pipe, stage: string): Promise<StageState> {
+  const spec = pipeline.stage(stage)
+  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
+  const state: StageState = { keyed: {}, actor: {}, timers: {}, finished: {} }
+  try {
+    const topic = naming.changelog(pipeline.name, stage)
+    if ((await pipe.describeTopic(topic)) === undefined) return state
+    for (let p = 0; p < spec.parallelism; p++) {
+      // The newest record per key wins; a null value deletes the key.
+      const latest = new Map<string, Buffer | null>()
+      await readRange(pipe, topic, p, await pipe.startOffset(topic, p), await pipe.endOffset(topic, p), (batch) => {
+        for (const r of batch) if (r.key !== null) latest.set(r.key.toString('latin1'), r.value)
+      })
+      for (const [key, value] of latest) if (value !== null) addStateEntry(state, p, Buffer.from(key, 'latin1'), value)
+    }
+    return state
+  } finally {
+    if (typeof from === 'string') await pipe.close()
+  }
+}
+
+/**
+ * Records deleted from a pipeline's edge topics (those a later stage reads) so far: the sum
+ * of their start offsets. Consumed edge records are purged by default (Pipeline option
+ * purgeConsumedRecords), so a recovery test can check that the deleting path ran.
+ *
+ * @example
+ * expect(await purgedRecords(pipeline, dataDir)).toBeGreaterThan(0)
+ */
+export async function purgedRecords(pipeline: Pipeline, from: string | Pipe): Promise<number> {
+  const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
+  try {
+    let purged = 0
+    for (const s of pipeline.actorStages) {
+      if (pipeline.downstreamOf(s.name).length === 0) continue
+      const topic = pipeline.outputTopic(s)
+      if ((await pipe.describeTopic(topic)) === undefined) continue
+      for (let p = 0; p < s.outputPartitions; p++) purged += await pipe.startOffset(topic, p)
+    }
+    return purged
+  } finally {
+    if (typeof from === 'string') await pipe.close()
+  }
 }
 
 /** Elements in `actual` missing from or extra to `expected`, compared as multisets of JSON. */

@@ -530,6 +530,7 @@ export class Actor {
   // ---- records -------------------------------------------------------------------------
 
   private async processBatch(input: number, records: StoredRecord[]): Promise<void> {
+    const recordsBefore = this.stats.recordsIn
     const codec = this.inputCodecs[input]!
     const topic = this.inputTopics[input]!
     const timestampOf = this.inputTimestamps[input]
@@ -587,6 +588,8 @@ export class Actor {
       const pending = this.processRecord(record, records[i]!)
       if (pending !== undefined) await pending
     }
+    // A crash plan can be placed by how far a stage got (faults.ts afterRecords).
+    this.faults.processed(this.spec.name, this.stats.recordsIn - recordsBefore)
     if (external) await this.advanceWatermark()
   }
 

@@ -18,15 +18,22 @@
  * against a crash-free reference (`weir run` of the same pipeline file and params on the
  * embedded pipe, once per pipeline):
  *
- * - word count (test/coordinator/fixtures/chaos-wordcount.ts: examples/wordcount.ts with
- *   edge topics kept): its JSONL sink files hold the reference's lines as a multiset, none
- *   torn, and per word the counts 1..N (nothing lost, nothing doubled); the count topic,
- *   read back read_committed, holds the reference's [word, count] multiset too.
- * - ticker (fixtures/chaos-ticker.ts: examples/ticker.ts under a unique name, edges kept):
- *   its signals file holds the reference's lines, none torn; the window-avg, ema and signal
- *   topics, read back read_committed, equal the reference's as multisets (every window fired
- *   once with the same average; the EMA is state, so equal outputs per symbol mean the state
- *   evolved as in the reference).
+ * - word count (test/coordinator/fixtures/chaos-wordcount.ts: examples/wordcount.ts with its
+ *   JSONL sink, plus count-copy, a second reader of the count stage writing a topic no stage
+ *   reads): the sink files hold the reference's lines as a multiset, none torn, and per
+ *   word the counts 1..N (nothing lost, nothing doubled); the count-copy topic, read back
+ *   read_committed, holds the reference's [word, count] multiset too.
+ * - ticker (fixtures/chaos-ticker.ts: examples/ticker.ts under a unique name with its
+ *   signals file, plus ema-copy, a second reader of ema writing a topic no stage reads):
+ *   the signals file holds the reference's lines, none torn; the ema-copy topic, read back
+ *   read_committed, equals the reference's as a multiset (every window fired once with the
+ *   same average, which each ema record carries; the EMA is state, so equal outputs per
+ *   symbol mean the state evolved as in the reference).
+ *
+ * Consumed edge records are purged, as by default: the chaos covers the deleting path
+ * (records deleted below every reader's committed position while readers are killed,
+ * paused, fenced and moved). Each case reports how many edge records were purged, and
+ * each property requires that some were.
  *
  * The sinks are JsonlFileSinks (two-phase: lines published after their checkpoint committed,
  * at the offset it recorded), so a zombie that wakes up after its actors moved must not add,
@@ -60,10 +67,13 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { bucketName } from '../../coordinator/leader-lease.ts'
 import { KafkaPipe } from '../../runtime/pipe/kafka/kafka-pipe.ts'
-import { multisetDiff, readTopic } from '../../testing/index.ts'
+import type { Pipeline } from '../../runtime/api/pipeline.ts'
+import { multisetDiff, purgedRecords, readTopic } from '../../testing/index.ts'
 import { TestCluster, type WeirProcess } from '../support/cluster.ts'
 import { requireService } from '../support/services.ts'
 import { weir } from '../support/weir-cli.ts'
+import chaosTicker from './fixtures/chaos-ticker.ts'
+import chaosWordcount from './fixtures/chaos-wordcount.ts'
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')
@@ -94,6 +104,8 @@ interface ChaosPipeline {
   paced: string[]
   /** Where the sink writes, under `dir`. */
   out(dir: string): string
+  /** The pipeline the file builds, for its topology (which topics are edges). */
+  build(params: Record<string, string>): Pipeline
 }
 
 const WORDCOUNT: ChaosPipeline = {
@@ -102,6 +114,7 @@ const WORDCOUNT: ChaosPipeline = {
   params: ['lines=300'],
   paced: ['rate=36'],
   out: (dir) => `${dir}/out/c-{partition}.jsonl`,
+  build: chaosWordcount,
 }
 const TICKER: ChaosPipeline = {
   kind: 'ticker',
@@ -109,6 +122,7 @@ const TICKER: ChaosPipeline = {
   params: ['ticks=3600'],
   paced: ['rate=400'],
   out: (dir) => `${dir}/out/signals.jsonl`,
+  build: chaosTicker,
 }
 
 // ---- the schedule ----
@@ -142,7 +156,8 @@ interface Observed {
   topics: Record<string, unknown[]>
 }
 
-const TOPIC_STAGES: Record<ChaosPipeline['kind'], string[]> = { wordcount: ['count'], ticker: ['window-avg', 'ema', 'signal'] }
+// Topics no stage reads, so they are kept whole while the edges are purged.
+const TOPIC_STAGES: Record<ChaosPipeline['kind'], string[]> = { wordcount: ['count-copy'], ticker: ['ema-copy'] }
 
 function readSink(outDir: string): { sink: unknown[]; corrupt: string[] } {
   const sink: unknown[] = []
@@ -291,7 +306,8 @@ interface Chaos {
   register(cluster: TestCluster): void
 }
 
-async function runCase({ p, ref, pipe, nc, caseNo, index, events, clusters, register }: Chaos): Promise<void> {
+/** Runs one case; resolves with the edge records purged by its end. */
+async function runCase({ p, ref, pipe, nc, caseNo, index, events, clusters, register }: Chaos): Promise<number> {
   const label = `chaos ${p.kind} case ${index} (replay: WEIR_CHAOS_SEED=${SEED} WEIR_CHAOS_PATH=${index} npx vitest run test/coordinator/chaos.test.ts -t ${p.kind === 'wordcount' ? "'word count'" : 'ticker'})`
   const dir = mkdtempSync(join(tmpdir(), `weir-chaos-${p.kind}-`))
   const name = `chaos-${run}-${caseNo}`
@@ -423,10 +439,12 @@ async function runCase({ p, ref, pipe, nc, caseNo, index, events, clusters, regi
     const actual = await observe(p.kind, name, join(dir, 'out'), pipe)
     const problems = differences(p.kind, ref.observed, actual)
     if (problems.length > 0) fail('the output differs from the crash-free reference', problems)
-    console.log(`chaos ${p.kind} case ${index}: ok in ${((Date.now() - started) / 1000).toFixed(1)} s; ${effects(c)}\n  ${journal.join('\n  ')}`)
+    const purged = await purgedRecords(p.build({ name }), pipe)
+    console.log(`chaos ${p.kind} case ${index}: ok in ${((Date.now() - started) / 1000).toFixed(1)} s; ${effects(c)}; edge records purged: ${purged}\n  ${journal.join('\n  ')}`)
     for (const x of c.coordinators) x.signal('SIGTERM')
     await Promise.race([Promise.all(c.coordinators.map((x) => x.done)), sleep(5000)])
     rmSync(dir, { recursive: true, force: true })
+    return purged
   } finally {
     bus.stop()
     for (const t of pauses) clearTimeout(t)
@@ -486,12 +504,15 @@ describe.skipIf(!kafka.available || !nats.available)('cluster chaos', () => {
     const ref = await referenceOf(p)
     for (const [stage, records] of Object.entries(ref.observed.topics)) expect(records.length, `the reference run wrote nothing to ${stage}: nothing would be compared`).toBeGreaterThan(0)
     let index = PATH === undefined ? 0 : Number(PATH.split(':')[0])
+    const purged: number[] = []
     await fc.assert(
       fc.asyncProperty(schedule, async (events) => {
-        await runCase({ p, ref, pipe, nc, caseNo: caseNo++, index: index++, events, clusters, register: (c) => alive.push(c) })
+        purged.push(await runCase({ p, ref, pipe, nc, caseNo: caseNo++, index: index++, events, clusters, register: (c) => alive.push(c) }))
       }),
       { numRuns: runs, seed, path: PATH, verbose: 1, endOnFailure: true },
     )
+    console.log(`cluster chaos ${p.kind}: edge records purged in ${purged.filter((n) => n > 0).length} of ${purged.length} cases (${purged.join(', ')})`)
+    expect(purged.some((n) => n > 0), 'purging must delete consumed edge records in some cases: the deleting path is what the chaos should cover').toBe(true)
   }
 
   const wordcountRuns = Math.ceil(RUNS / 2)

@@ -216,8 +216,17 @@ export class KafkaPartitionReader implements PartitionReader {
   }
 
   private async onBatch(consumer: Consumer, { batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    if (this.consumer !== consumer || batch.topic !== this.topic || batch.partition !== this.partition) return
+    if (this.consumer !== consumer || batch.topic !== this.topic || batch.partition !== this.partition || this.failure !== undefined) return
     const fetchedOffset = Number((batch as unknown as { fetchedOffset: string }).fetchedOffset)
+    if (fetchedOffset > this.nextFetch) {
+      // kafkajs moves a fetch below the partition's start to the start (fromBeginning), so the
+      // records from nextFetch up to it are gone. Seeking back would spin forever; failing lets
+      // the actor restart from its last checkpoint (a woken zombie then learns where the
+      // instance that purged them got to).
+      this.failure = new PipeError(`records of ${this.topic}/${this.partition} at offsets ${this.nextFetch} to ${fetchedOffset} were deleted before this reader read them (consumed records purged by a newer instance of the actor, or retention)`, { topic: this.topic, partition: this.partition, offset: this.nextFetch }, { retriable: true, kafkaCode: 'OFFSET_OUT_OF_RANGE' })
+      this.waiter?.()
+      return
+    }
     if (fetchedOffset !== this.nextFetch) {
       // A fetch issued before a seek or a consumer restart; the seek puts the consumer back in line.
       consumer.seek({ topic: this.topic, partition: this.partition, offset: String(this.nextFetch) })

@@ -57,6 +57,40 @@ describe.skipIf(!kafka.available)('kafka', () => {
       await p.close()
     })
 
+    // Found by the cluster chaos property with consumed-record purging on: a worker paused
+    // past its timeout got its actor back without noticing it had moved; meanwhile the
+    // actor's new instance had committed further and purged its input. The woken instance's
+    // reader sat below the partition's start: kafkajs reset it to the start, the reader
+    // sought back, and so on, forever; with nothing read, the actor never committed, so it
+    // never learnt it was fenced, and the run hung.
+    it('a reader whose position was deleted (purged or expired) fails with a retriable error naming the range, instead of spinning', async () => {
+      const pipe = await KafkaPipe.connect({ brokers })
+      opened.push(pipe)
+      const topic = `test-${run}-gone`
+      await pipe.ensureTopic({ name: topic, partitions: 1 })
+      const p = await pipe.producer(`test-${run}-gone-tx`)
+      p.begin()
+      for (let i = 0; i < 20; i++) p.send(topic, 0, { key: null, value: Buffer.from(String(i)), timestamp: Date.now() })
+      await p.commit()
+      await p.close()
+      await pipe.deleteRecordsBefore(topic, 0, 10)
+      const reader = await pipe.reader(topic, 0, 3)
+      const failed = await (async () => {
+        const deadline = Date.now() + 15_000
+        while (Date.now() < deadline) {
+          try {
+            await reader.poll(100, 200)
+          } catch (err) {
+            return err
+          }
+        }
+        return undefined
+      })()
+      reader.close()
+      expect(failed, 'the reader never failed: it kept spinning below the start offset').toMatchObject({ code: 'WEIR_PIPE_UNAVAILABLE', retriable: true, context: { topic, partition: 0, offset: 3 } })
+      expect((failed as Error).message).toMatch(/offsets 3 to 10 .*deleted/)
+    }, 60_000)
+
     // kafkajs (2.2.4) filters aborted records assuming the broker lists aborted transactions
     // by first offset; the broker lists them by abort marker. Two writers of one partition
     // whose transactions overlap and abort in the other order (both actors of a stage
