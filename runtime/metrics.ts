@@ -78,13 +78,27 @@ export function workerMetrics(pipeline: Pipeline, actors: () => Actor[], options
  * collectProcessMetrics(registry, 'weir_worker_')
  */
 export function collectProcessMetrics(registry: Registry, prefix = ''): void {
-  const defaults = new Registry()
-  collectDefaultMetrics({ register: defaults, prefix })
-  // The typings say MetricObject; at runtime these are the metric instances.
-  for (const metric of defaults.getMetricsAsArray()) {
-    if (metric.name.endsWith('_total') && !((metric as unknown) instanceof Counter)) continue
-    registry.registerMetric(metric as unknown as Metric)
+  for (const metric of processMetrics(prefix)) registry.registerMetric(metric)
+}
+
+/**
+ * The process metrics are made once per process and prefix, and shared by every registry:
+ * prom-client's collectors (a GC observer, an event-loop monitor) live as long as the
+ * process, so making them per run kept every run's worker in memory (~3 MB per embedded
+ * run in a test process that started a thousand).
+ */
+const processMetricsByPrefix = new Map<string, Metric[]>()
+
+function processMetrics(prefix: string): Metric[] {
+  let metrics = processMetricsByPrefix.get(prefix)
+  if (metrics === undefined) {
+    const defaults = new Registry()
+    collectDefaultMetrics({ register: defaults, prefix })
+    // The typings say MetricObject; at runtime these are the metric instances.
+    metrics = defaults.getMetricsAsArray().filter((m) => !(m.name.endsWith('_total') && !((m as unknown) instanceof Counter))).map((m) => m as unknown as Metric)
+    processMetricsByPrefix.set(prefix, metrics)
   }
+  return metrics
 }
 
 export interface MetricsServer {
