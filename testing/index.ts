@@ -30,6 +30,8 @@ import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
 export { CRASH_POINTS, SimulatedCrash }
+/** fast-check, the copy `arbitraries` is built with (weir's peer dependency), for properties over weir's arbitraries. */
+export { default as fc } from 'fast-check'
 export type { CrashPoint, CrashSpec }
 
 /** A fresh directory under the OS temp dir. */
