@@ -5,7 +5,7 @@
  * WEIR_COMPACTION_MIN_DIRTY to compact changelogs often, WEIR_MAX_BATCH for small
  * micro-batches). Exits 0 when the pipeline finished.
  *
- *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
+ *   node [--import tsx] child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]   (weir's sources need tsx; dist/testing/child-runner.js does not)
  */
 import { startEmbedded } from '../runner/embedded-runner.ts'
 import { Faults } from '../runtime/faults.ts'

@@ -113,7 +113,11 @@ export interface ChildRunOptions {
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
-const childRunner = join(here, 'child-runner.ts')
+// Compiled (an installed weir): the child runner is JavaScript and loads pipeline files
+// itself (runtime/module-import.ts). From weir's TypeScript sources: through tsx.
+const fromSources = import.meta.url.endsWith('.ts')
+const childRunner = join(here, fromSources ? 'child-runner.ts' : 'child-runner.js')
+const childLoader = fromSources ? ['--import', 'tsx'] : []
 
 /** How a child run ended. `finished`: the pipeline finished (the child reported it), whatever signal came after. */
 export interface ChildOutcome {
@@ -126,7 +130,7 @@ export interface ChildOutcome {
 /** Runs a pipeline file once in a child process; resolves with how it ended. */
 export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<ChildOutcome> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? Faults.envValue(options.crashAt) : '' }
-  const args = ['--import', 'tsx', childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
+  const args = [...childLoader, childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
