@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { requireService } from '../support/services.ts'
 import { ROOT, cleanEnv } from '../support/weir-cli.ts'
 
 /** The consumer's own fast-check: another version than weir's pin (4.10.2), as a user's would be. */
@@ -93,6 +94,8 @@ let node: Map<22 | 24, string>
 const requireAll = process.env.WEIR_REQUIRE_SERVICES === '1'
 const blocks = markedBlocks(readFileSync(join(ROOT, 'README.md'), 'utf8'))
 const timings: Record<string, number> = {}
+const kafka = await requireService('kafka')
+const nats = await requireService('nats')
 
 afterAll(() => {
   process.stdout.write(`package test: ${JSON.stringify({ tarballFiles: tarball?.files.length, tarballBytes: tarball?.size, nodes: [...(node ?? new Map()).keys()], ms: timings })}\n`)
@@ -149,6 +152,38 @@ console.log(JSON.stringify({ outcome: result.outcome, values: values.sort((a, b)
     expect(JSON.parse(r.stdout.trim().split('\n').at(-1)!)).toEqual({ outcome: 'finished', values: Array.from({ length: 50 }, (_, i) => i * 2) })
   })
 
+  it.skipIf(!kafka.available || !nats.available)('a plain .mjs runs a pipeline on Kafka with NATS as the bus, with the public API only', async () => {
+    const name = `pkg-kafka-${Date.now().toString(36)}`
+    writeFileSync(join(app, 'on-kafka.mjs'), `
+import { readFileSync } from 'node:fs'
+import { Pipeline, Processor, openBus, openPipe, startEmbedded } from 'weir'
+import { GeneratorSource, JsonlFileSink } from 'weir/processors'
+
+class Double extends Processor {
+  onRecord(r, ctx) { ctx.emit(r.key, r.value * 2) }
+}
+const p = new Pipeline('${name}')
+p.source('numbers', () => new GeneratorSource({ count: 40, generate: (i) => ({ key: String(i % 4), value: i }) }), { partitions: 2 })
+  .keyBy(2)
+  .process('double', () => new Double())
+  .to('sink', () => new JsonlFileSink({ path: 'out/${name}-{partition}.jsonl' }))
+const dataDir = '.weir-${name}'
+const pipe = await openPipe('kafka://${kafka.url}', { dataDir })
+const bus = await openBus('${nats.url}', { name: '${name}' })
+const seen = []
+const sub = bus.subscribe('weir.${name}.>', (m, subject) => seen.push(subject))
+const result = await (await startEmbedded(p, { dataDir, pipe, bus, cluster: '${name}', epochIntervalMs: 200 })).done
+sub.unsubscribe()
+await pipe.close()
+await bus.close()
+const values = [0, 1].flatMap((n) => readFileSync('out/${name}-' + n + '.jsonl', 'utf8').trim().split('\\n').map((l) => JSON.parse(l).value))
+console.log(JSON.stringify({ outcome: result.outcome, pipe: pipe.kind, busMessages: seen.length > 0, values: values.sort((a, b) => a - b) }))
+`)
+    const r = await run(node.get(24) ?? process.execPath, ['on-kafka.mjs'], { cwd: app })
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout.trim().split('\n').at(-1)!)).toEqual({ outcome: 'finished', pipe: 'kafka', busMessages: true, values: Array.from({ length: 80 }, (_, i) => Math.floor(i / 2) * 2) })
+  })
+
   it("a strict TypeScript consumer type-checks against the shipped .d.ts with its own fast-check (no skipLibCheck)", async () => {
     const t = Date.now()
     writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
@@ -157,7 +192,7 @@ console.log(JSON.stringify({ outcome: result.outcome, values: values.sort((a, b)
     }, null, 2))
     writeFileSync(join(app, 'consumer.ts'), `
 import fc from 'fast-check'
-import { Pipeline, Processor, startEmbedded, type Context, type StreamRecord, type RunOptions } from 'weir'
+import { Pipeline, Processor, openBus, openPipe, resolveBusTarget, startEmbedded, type Context, type ControlBus, type Pipe, type RunOptions, type RunResult, type StreamRecord } from 'weir'
 import { GeneratorSource, JsonlFileSink } from 'weir/processors'
 import { arbitraries, runToCompletion, readStageOutput, multisetDiff, tempDataDir, type CrashSpec } from 'weir/testing'
 import { fc as weirFc } from 'weir/testing'
@@ -193,6 +228,18 @@ export const property = fc.asyncProperty(arbitraries.crashSchedule(2), fc.intege
     (await readStageOutput<number>(makePipeline(), crashed, 'count')).map((r) => [r.key, r.value]))
   return diff.missing.length === 0 && diff.extra.length === 0
 })
+// What weir run --pipe kafka://… --bus nats://… does, from code.
+export async function onKafka(pipeline: Pipeline): Promise<RunResult> {
+  const pipe: Pipe = await openPipe('kafka://127.0.0.1:9092', { dataDir: './.weir/typed' })
+  const bus: ControlBus = await openBus(resolveBusTarget({ url: 'nats://127.0.0.1:4222', env: process.env }), { name: 'typed' })
+  const run: RunOptions = { dataDir: './.weir/typed', pipe, bus, cluster: 'prod', actorConfig: { maxBatch: 500 } }
+  try {
+    return await (await startEmbedded(pipeline, run)).done
+  } finally {
+    await pipe.close()
+    await bus.close()
+  }
+}
 export const viaWeir = weirFc.assert(weirFc.asyncProperty(arbitraries.crashSpec(), async (c) => c.hit > 0), { numRuns: 1 })
 `)
     const r = await run(join(app, 'node_modules/.bin/tsc'), ['-p', '.'], { cwd: app, node: node.get(24) })
