@@ -41,12 +41,12 @@ export async function importUserModule(file: string): Promise<Record<string, unk
   } catch (err) {
     const code = codeOf(err) ?? ''
     // tsx already registered (weir's repository) loaded the file as CommonJS and failed.
-    if (REQUIRE_OF_ESM.has(code)) throw commonjsTrap(file, err, 'tsx loaded it as CommonJS') ?? loadFailed(file, err)
+    if (REQUIRE_OF_ESM.has(code)) throw commonjsTrap(file, 'tsx loaded it as CommonJS') ?? loadFailed(file, err)
     if (!NEEDS_TSX.has(code)) throw loadFailed(file, err)
     first = err
   }
   const why = first instanceof Error ? first.message.split('\n')[0] : String(first)
-  const trap = commonjsTrap(file, first, `Node's type stripping cannot load it (${why}), and tsx, which can, would load it as CommonJS`)
+  const trap = commonjsTrap(file, `Node's type stripping cannot load it (${why}), and tsx, which can, would load it as CommonJS`)
   if (trap !== undefined) throw trap
   let register: () => unknown
   try {
@@ -70,7 +70,7 @@ export async function importUserModule(file: string): Promise<Record<string, unk
  * a CommonJS file cannot import weir, an ES module that is loading it (Node reports a
  * require() cycle or a half-loaded module, which does not say what to change).
  */
-function commonjsTrap(file: string, cause: unknown, how: string): WeirError | undefined {
+function commonjsTrap(file: string, how: string): WeirError | undefined {
   if (extname(file) !== '.ts') return undefined
   const pkg = nearestPackageJson(dirname(file))
   if (pkg?.type === 'module') return undefined
@@ -79,7 +79,8 @@ function commonjsTrap(file: string, cause: unknown, how: string): WeirError | un
     'WEIR_PIPELINE_LOAD_FAILED',
     `cannot load pipeline file ${file}: ${how} (no "type": "module" in its package), and a CommonJS file cannot import weir (an ES module); rename it to .mts, or ${fix}`,
     { field: 'pipeline', file },
-    { cause },
+    // No cause: Node's text ("Try making at least part of the dependency in the graph lazily
+    // loaded") would be printed under the advice and point the other way.
   )
 }
 
