@@ -20,8 +20,11 @@ const NEEDS_TSX = new Set([
   'ERR_UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING', // Node does not strip types under node_modules/
 ])
 
-/** A CommonJS file's require() of an ES module failing (Node 20 and 22: in a cycle, or not yet loaded). */
-const REQUIRE_OF_ESM = new Set(['ERR_REQUIRE_CYCLE_MODULE', 'ERR_REQUIRE_ESM', 'ERR_REQUIRE_ASYNC_MODULE', 'ERR_INTERNAL_ASSERTION'])
+/**
+ * A CommonJS file's require() of an ES module that is loading it failing, as Node reports it:
+ * a cycle (Node 20), a module not linked (Node 22), not yet fully loaded (an internal assertion).
+ */
+const REQUIRE_OF_ESM = new Set(['ERR_REQUIRE_CYCLE_MODULE', 'ERR_REQUIRE_ESM', 'ERR_REQUIRE_ASYNC_MODULE', 'ERR_VM_MODULE_LINK_FAILURE', 'ERR_INTERNAL_ASSERTION'])
 
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code
