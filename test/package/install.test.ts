@@ -120,7 +120,7 @@ beforeAll(async () => {
   timings.install = Date.now() - t
 }, 420_000)
 
-describe('the package', () => {
+describe('the package', { timeout: 180_000 }, () => {
   it('holds the compiled library, its types and the bin, and no tests, benchmarks, CI or TypeScript sources', () => {
     const files = tarball.files
     expect(files.filter((f) => /^(test|benchmarks|\.ci|examples|scripts|deploy|types)\//.test(f) || f.startsWith('.'))).toEqual([])
@@ -268,6 +268,36 @@ export default (params: Record<string, string>): Pipeline => {
   const doubled = (file: string): number[] => readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { value: number }).value).sort((a, b) => a - b)
   const expected = Array.from({ length: 30 }, (_, i) => i * 2)
 
+  it("weir/testing runs in the project's vitest: in-process crashes and SIGKILLed child runs (the compiled child runner)", async () => {
+    writeFileSync(join(app, 'kit-pipeline.ts'), pipelineFile('kit'))
+    writeFileSync(join(app, 'kit.test.ts'), `
+import { expect, it } from 'vitest'
+import { arbitraries, fc, readStageOutput, runFileToCompletion, runToCompletion, multisetDiff, tempDataDir } from 'weir/testing'
+import makePipeline from './kit-pipeline.ts'
+
+it('in-process crashes lose and double nothing', async () => {
+  await fc.assert(fc.asyncProperty(arbitraries.crashSchedule(2), async (crashes) => {
+    const ref = tempDataDir(), crashed = tempDataDir()
+    await runToCompletion(makePipeline({ out: ref + '/out.jsonl' }), { dataDir: ref })
+    const run = await runToCompletion(makePipeline({ out: crashed + '/out.jsonl' }), { dataDir: crashed, crashes })
+    expect(run.planned).toEqual(crashes)
+    const output = async (dir: string) => (await readStageOutput(makePipeline({}), dir, 'double')).map((r) => [r.key, r.value])
+    expect(multisetDiff(await output(ref), await output(crashed))).toEqual({ missing: [], extra: [] })
+  }), { numRuns: 3 })
+}, 60_000)
+
+it('a child process killed at a protocol point recovers', async () => {
+  const dataDir = tempDataDir()
+  const r = await runFileToCompletion('kit-pipeline.ts', { dataDir, params: { out: dataDir + '/out.jsonl' }, crashes: [{ kind: 'point', spec: { point: 'after-pipe-commit', hit: 1 } }] })
+  expect(r.kills).toBe(1)
+  expect((await readStageOutput(makePipeline({}), dataDir, 'double')).map((r) => r.value as number).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i * 2))
+}, 60_000)
+`)
+    const r = await run('npx', ['vitest', 'run', 'kit.test.ts'], { cwd: app, node: node.get(24) ?? process.execPath })
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(r.stdout.replace(/\u001b\[[0-9;]*m/g, '')).toMatch(/Tests\s+2 passed/)
+  })
+
   for (const major of [22, 24] as const) {
     describe(`the installed weir bin on Node ${major}`, () => {
       const skip = (): boolean => {
@@ -324,11 +354,14 @@ export default (params: Record<string, string>): Pipeline => {
 
 describe('README blocks marked <!-- file: NAME -->, copied verbatim into the project', () => {
   it('README.md marks at least one block (the pipeline-writing example)', () => {
-    expect(blocks.map((b) => b.name).filter((n) => n.endsWith('.ts') && !n.endsWith('.test.ts')).length).toBeGreaterThan(0)
+    expect(blocks.filter((b) => isPipelineFile(b)).length).toBeGreaterThan(0)
   })
 
+  // A .ts block that exports a pipeline (default, or named `pipeline`) is a pipeline file;
+  // another .ts block (processors a test imports) is only written.
+  const isPipelineFile = (b: { name: string; body: string }): boolean => /\.m?ts$/.test(b.name) && !b.name.endsWith('.test.ts') && /export\s+(default|(const|let|function|async function)\s+pipeline\b)/.test(b.body)
   for (const block of blocks) {
-    it(`${block.name} (README.md:${block.line}) ${block.name.endsWith('.test.ts') ? 'passes under the project\'s vitest' : block.name.endsWith('.ts') ? 'runs with weir run' : 'is written'}`, async () => {
+    it(`${block.name} (README.md:${block.line}) ${block.name.endsWith('.test.ts') ? 'passes under the project\'s vitest' : isPipelineFile(block) ? 'runs with weir run' : 'is written'}`, async () => {
       // Every block is written first: a test or pipeline may import another block's file.
       for (const b of blocks) {
         mkdirSync(dirname(join(app, b.name)), { recursive: true })
@@ -339,7 +372,7 @@ describe('README blocks marked <!-- file: NAME -->, copied verbatim into the pro
       if (block.name.endsWith('.test.ts')) {
         const r = await run('npx', ['vitest', 'run', block.name], { cwd: app, node: nodeBin, timeoutMs: 240_000 })
         expect(r.code, r.stdout + r.stderr).toBe(0)
-      } else if (/\.m?ts$/.test(block.name)) {
+      } else if (isPipelineFile(block)) {
         const r = await run('npx', ['weir', 'run', block.name, '--data-dir', join('.weir-readme', block.name)], { cwd: app, node: nodeBin })
         expect(r.code, r.stdout + r.stderr).toBe(0)
         expect(r.stdout).toMatch(/outcome:\s+finished/)
