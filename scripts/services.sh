@@ -294,11 +294,11 @@ service_blockers() {
     nats) have nats-server || echo "nats-server not found"; have openssl || echo "openssl not found" ;;
     postgres)
       pg_bin >/dev/null || echo "PostgreSQL not installed (initdb not found)"
-      [[ $(id -u) == 0 ]] || echo "not root (the server runs as the postgres user)" ;;
+      [[ $(id -u) == 0 ]] || echo "not root: the server runs as the postgres user" ;;
     redis) { have redis-server && have redis-cli; } || echo "redis-server not found" ;;
     mariadb)
       { have mariadbd && have mariadb-install-db && have mariadb && have mariadb-admin; } || echo "mariadbd not found"
-      [[ $(id -u) == 0 ]] || echo "not root (the server runs as the mysql user)" ;;
+      [[ $(id -u) == 0 ]] || echo "not root: the server runs as the mysql user" ;;
   esac
 }
 
