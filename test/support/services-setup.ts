@@ -117,7 +117,8 @@ async function bringUp(names: readonly ServiceName[], mode: Mode): Promise<Parti
     else if (p.state === 'install' && mode === 'auto') installable.push(name)
     else {
       notStarted[name] = p.state === 'install' ? `${p.why}; WEIR_SERVICES=no-install` : p.why
-      say(`cannot start ${name}: ${p.why} (${p.state === 'install' ? `unset WEIR_SERVICES=no-install to let scripts/services.sh up install it as root: ${p.advice}` : p.advice})`)
+      const advice = p.state === 'install' ? `WEIR_SERVICES=no-install; without it, scripts/services.sh ${p.advice}` : p.advice
+      say(`cannot start ${name}: ${p.why}${advice === '' ? '' : ` (${advice})`}`)
     }
   }
   const starting = [...ready, ...installable]
