@@ -6,7 +6,7 @@
  * shared services on their default ports are only probed.
  */
 import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -23,6 +23,8 @@ let pathWithoutJava: string
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'weir-services-setup-'))
+  // Searchable by the user `nobody` the check below runs as.
+  chmodSync(work, 0o755)
   pathWithoutJava = join(work, 'bin')
   mkdirSync(pathWithoutJava)
   for (const dir of (process.env.PATH ?? '').split(':')) {
@@ -170,5 +172,35 @@ describe('what a run asks for', () => {
       '[services] skipped for missing services: kafka (not running; WEIR_SERVICES=off) 3 tests, redis (not running; WEIR_SERVICES=off) 2 tests; 5 tests in all',
     )
     expect(existsSync(env.WEIR_SERVICES_DIR!)).toBe(false)
+  })
+})
+
+function servicesCheck(names: string[], env: Record<string, string>, user?: string): Promise<{ code: number; stdout: string }> {
+  const script = join(repo, 'scripts/services.sh')
+  const [command, args] = user === undefined ? ['bash', [script, 'check', ...names]] : ['runuser', ['-u', user, '--', 'bash', script, 'check', ...names]]
+  return new Promise((resolve) => {
+    execFile(command, args, { env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout })
+    })
+  })
+}
+
+const root = process.getuid?.() === 0
+
+describe('scripts/services.sh check', () => {
+  it.skipIf(!root)('as root with apt-get, a missing java is for `up` to install; without it, Kafka is missing', async () => {
+    const asRoot = await servicesCheck(['kafka', 'redis'], { PATH: pathWithoutJava })
+    expect(asRoot.stdout).toMatch(/^kafka +install java not found \| up installs openjdk-17-jre-headless\nredis +ready\n$/)
+    expect(asRoot.code).toBe(0)
+    const asNobody = await servicesCheck(['kafka', 'postgres', 'mariadb'], { PATH: pathWithoutJava, HOME: work, WEIR_KAFKA_CACHE_DIR: join(work, 'kafka-cache') }, 'nobody')
+    expect(asNobody.stdout).toBe(
+      [
+        'kafka     missing java not found | install openjdk-17-jre-headless, or run scripts/services.sh up as root',
+        'postgres  missing not root: the server runs as the postgres user',
+        'mariadb   missing not root: the server runs as the mysql user',
+        '',
+      ].join('\n'),
+    )
+    expect(asNobody.code).toBe(1)
   })
 })
