@@ -6,7 +6,7 @@
  * shared services on their default ports are only probed.
  */
 import { execFile } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -151,6 +151,20 @@ describe('with Java missing', () => {
     expect(run.code).not.toBe(0)
     expect(run.stdout + run.stderr).toContain('WEIR_REQUIRE_SERVICES=1 and kafka (java not found; WEIR_SERVICES=no-install) could not be started')
     expect(run.stdout).not.toMatch(/Tests {2}\d+ passed/)
+  })
+})
+
+describe('when scripts/services.sh up fails', () => {
+  it('shows its output and names the service with that reason', async () => {
+    const env = await privateServices(join(work, 'not-ours'))
+    // services.sh refuses a data dir it did not make: a real failure of `up`, nothing started.
+    mkdirSync(env.WEIR_SERVICES_DIR!)
+    writeFileSync(join(env.WEIR_SERVICES_DIR!, 'someone-else'), '')
+    const run = await vitestRun(['test/fixtures/services/redis.fixture.ts'], env)
+    expect(run.code, run.stdout + run.stderr).toBe(0)
+    expect(run.stderr).toContain('[services] starting redis with scripts/services.sh up')
+    expect(run.stderr).toMatch(/\[services\] {3}services\.sh: .* is not empty and was not made by services\.sh/)
+    expect(lastLine(run.stdout)).toBe('[services] skipped for missing services: redis (scripts/services.sh up failed; its output is above) 2 tests')
   })
 })
 

@@ -123,17 +123,14 @@ async function bringUp(names: readonly ServiceName[], mode: Mode): Promise<Parti
   }
   const starting = [...ready, ...installable]
   if (starting.length === 0) return notStarted
-  const notes = starting.flatMap((name) => {
-    const p = prerequisites.get(name)!
-    return p.state === 'install' ? [`${name}: ${p.advice}`] : p.advice !== '' ? [`${name}: ${p.advice}`] : []
-  })
+  const notes = starting.flatMap((name) => (prerequisites.get(name)!.advice === '' ? [] : [`${name}: ${prerequisites.get(name)!.advice}`]))
   say(`starting ${starting.join(', ')} with scripts/services.sh up${notes.length > 0 ? ` (${notes.join('; ')})` : ''}; WEIR_SERVICES=off skips this`)
   const started = Date.now()
-  // Packages first would hold back services that need none: start those on their own.
+  // Services that need no package start first: an apt-get install (minutes, or a failure) does not hold them back.
   await servicesUp(ready)
   await servicesUp(installable)
   const failed = await notAnswering(starting)
-  for (const name of failed) notStarted[name] = 'scripts/services.sh up failed (its output is above)'
+  for (const name of failed) notStarted[name] = 'scripts/services.sh up failed; its output is above'
   const up = starting.filter((name) => !failed.includes(name))
   if (up.length > 0) say(`started ${up.join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
   return notStarted
