@@ -21,7 +21,9 @@ import { CRASH_POINTS, Faults, SimulatedCrash, type CrashPoint, type CrashSpec }
 import { EmbeddedPipe, type EmbeddedPipeOptions } from '../runtime/pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { readRange } from '../runtime/pipe/read-range.ts'
-import { type Pipeline } from '../runtime/api/pipeline.ts'
+import { type Pipeline, type StageSpec } from '../runtime/api/pipeline.ts'
+import { closestName } from '../runtime/closest-name.ts'
+import { UnknownStageError } from '../runtime/errors.ts'
 import { naming } from '../runtime/naming.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
 import { isControlRecord } from '../runtime/watermarks.ts'
@@ -29,7 +31,7 @@ import { keyString } from '../runtime/record-keys.ts'
 import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
-export { CRASH_POINTS, SimulatedCrash }
+export { CRASH_POINTS, SimulatedCrash, UnknownStageError }
 export type { CrashPoint, CrashSpec }
 
 /** A fresh directory under the OS temp dir. */
@@ -207,15 +209,40 @@ export async function readTopic<T = unknown>(from: string | Pipe, topic: string,
   }
 }
 
-/** A stage's committed output records. */
+/**
+ * The stage named `stage`, from `among` (default: every stage of the pipeline); an
+ * UnknownStageError listing them, with the closest name, when there is none.
+ */
+function stageOf(pipeline: Pipeline, stage: string, among: readonly StageSpec[] = pipeline.topology): StageSpec {
+  const spec = among.find((s) => s.name === stage)
+  if (spec !== undefined) return spec
+  const names = among.map((s) => s.name)
+  throw new UnknownStageError(stage, pipeline.name, names, closestName(stage, names))
+}
+
+/**
+ * A stage's committed output records. A stage the pipeline does not have is an
+ * UnknownStageError that lists its stages.
+ */
 export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<T>>> {
-  const spec = pipeline.stage(stage)
-  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const spec = stageOf(pipeline, stage)
   return readTopic<T>(dataDir, pipeline.outputTopic(spec), codecFor(spec.codec))
 }
 
-/** A stage's dead-letter records (error, origin or timer, attempts, original key and value bytes). */
+/**
+ * A stage's dead-letter records: each record the stage could not decode or process (its
+ * `onError` policy sent it to `weir.<pipeline>.<stage>.dlq`), with the error, where it was
+ * read (or the timer that failed), the attempts, and the original key and value bytes.
+ * Reads an embedded data dir or an open pipe, as readTopic does; the stage must be one that
+ * runs actors (a source or a processor).
+ *
+ * @example
+ * const dead = await readDeadLetters(pipeline, dataDir, 'parse')
+ * expect(dead.map((d) => [d.value.error.code, d.value.origin?.offset])).toEqual([['WEIR_PROCESSING_FAILED', 7]])
+ * JSON.parse(dead[0].value.value!.toString('utf8'))   // the record as it was written (a json stage)
+ */
 export function readDeadLetters(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<DeadLetter>>> {
+  stageOf(pipeline, stage, pipeline.actorStages)
   return readTopic<DeadLetter>(dataDir, naming.deadLetter(pipeline.name, stage), stateCodec)
 }
 
@@ -266,8 +293,7 @@ const SOURCE_FINISHED_KEY = '\u0002#finished'
 
 /** The committed state of every actor of a stage, read from local RocksDB (run the pipeline to completion first). */
 export async function readState(pipeline: Pipeline, dataDir: string, stage: string): Promise<StageState> {
-  const spec = pipeline.stage(stage)
-  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const spec = stageOf(pipeline, stage, pipeline.actorStages)
   const state: StageState = { keyed: {}, actor: {}, timers: {}, finished: {} }
   for (let p = 0; p < spec.parallelism; p++) {
     const path = join(dataDir, 'state', stage, String(p))
@@ -291,8 +317,7 @@ export async function readState(pipeline: Pipeline, dataDir: string, stage: stri
  * const { actor, finished } = await readCommittedState(pipeline, dataDir, 'lines')  // how far each source partition got
  */
 export async function readCommittedState(pipeline: Pipeline, from: string | Pipe, stage: string): Promise<StageState> {
-  const spec = pipeline.stage(stage)
-  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const spec = stageOf(pipeline, stage, pipeline.actorStages)
   const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
   const state: StageState = { keyed: {}, actor: {}, timers: {}, finished: {} }
   try {
