@@ -6,7 +6,7 @@
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
-import { Pipeline, Processor, policy, type Context, type StreamRecord } from '../../index.ts'
+import { Pipeline, Processor, policy, type StreamRecord } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
 import { removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
 import wordcount from '../../examples/wordcount.ts'
