@@ -34,9 +34,60 @@ import type { Logger } from 'pino'
 export { CRASH_POINTS, SimulatedCrash, UnknownStageError }
 export type { CrashPoint, CrashSpec }
 
-/** A fresh directory under the OS temp dir. */
+/** Directories tempDataDir made in this process and nothing removed yet. */
+const madeHere = new Set<string>()
+/** Prefixes whose directories of dead processes were swept in this process. */
+const swept = new Set<string>()
+
+/**
+ * A fresh directory under the OS temp dir (`<prefix>pid<pid>-XXXXXX`), removed without being
+ * asked: when this process exits normally, or, when it was killed or ended without an exit
+ * event (a vitest worker does), by the next process that calls tempDataDir with the same
+ * prefix: a directory whose process is gone is removed then. `removeTempDirs()` removes
+ * this process's directories at once (in an `afterAll`, say); `WEIR_KEEP_TEMP_DIRS=1` keeps
+ * every directory, to look at a failed run.
+ *
+ * @example
+ * afterAll(removeTempDirs)
+ * const dataDir = tempDataDir()
+ */
 export function tempDataDir(prefix = 'weir-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix))
+  const keep = process.env.WEIR_KEEP_TEMP_DIRS === '1'
+  if (!keep && !swept.has(prefix)) {
+    swept.add(prefix)
+    removeDirsOfDeadProcesses(prefix)
+  }
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}pid${process.pid}-`))
+  if (keep) return dir
+  if (!process.listeners('exit').includes(removeTempDirs)) process.on('exit', removeTempDirs)
+  madeHere.add(dir)
+  return dir
+}
+
+/** Removes every directory tempDataDir made in this process (e.g. `afterAll(removeTempDirs)`). */
+export function removeTempDirs(): void {
+  for (const dir of madeHere) rmSync(dir, { recursive: true, force: true })
+  madeHere.clear()
+  process.removeListener('exit', removeTempDirs)
+}
+
+function removeDirsOfDeadProcesses(prefix: string): void {
+  const owned = /^pid(\d+)-[A-Za-z0-9]{6}$/
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(prefix)) continue
+    const pid = owned.exec(name.slice(prefix.length))?.[1]
+    if (pid !== undefined && Number(pid) !== process.pid && !isAlive(Number(pid))) rmSync(join(tmpdir(), name), { recursive: true, force: true })
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: alive, owned by someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 /**
@@ -380,6 +431,7 @@ export function multisetDiff(expected: unknown[], actual: unknown[]): { missing:
 /** Removes data dirs made for a test. */
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
+  madeHere.delete(dir)
 }
 
 /** Files in a directory (e.g. a sink's part files), sorted; hidden ones (a sink's staging files) left out. */
