@@ -98,6 +98,12 @@ export type CrashPlanner<T> = (dataDir: string) => T | Promise<T>
 
 export interface RunToCompletionOptions {
   dataDir: string
+  /**
+   * What relative paths of the pipeline's processors resolve against: a JsonlFileSink's
+   * `out/counts.jsonl` is written to `<workDir>/out/counts.jsonl`. Default: `dataDir`, so a
+   * test never writes into the project's own `out/` (and two runs never share a file).
+   */
+  workDir?: string
   /** Crashes to inject, one per run, in order; after them a clean run finishes the pipeline. */
   crashes?: Array<CrashSpec | CrashPlanner<CrashSpec>>
   epochIntervalMs?: number
@@ -130,7 +136,7 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
   for (const crash of options.crashes ?? []) {
     const spec = typeof crash === 'function' ? await crash(options.dataDir) : crash
     planned.push(spec)
-    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: new Faults(spec, 'throw') })
+    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: new Faults(spec, 'throw') })
     try {
       await run.done
     } catch (err) {
@@ -139,7 +145,7 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
     }
   }
   const counter = Faults.counter()
-  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: counter })
+  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: counter })
   const result = await run.done
   const finalRunHits = Object.fromEntries(CRASH_POINTS.map((p) => [p, counter.hitsOf(p)])) as Record<CrashPoint, number>
   return { dataDir: options.dataDir, planned, crashed, result, finalRunHits }
@@ -154,6 +160,12 @@ export type ProcessCrash = { kind: 'point'; spec: CrashSpec } | { kind: 'timer';
 
 export interface ChildRunOptions {
   dataDir: string
+  /**
+   * The child's working directory, which relative paths of the pipeline resolve against (a
+   * JsonlFileSink's `out/counts.jsonl` is `<workDir>/out/counts.jsonl`). Default: `dataDir`,
+   * so a test never writes into the project's own `out/`.
+   */
+  workDir?: string
   params?: Record<string, string>
   crashes?: Array<ProcessCrash | CrashPlanner<ProcessCrash>>
   epochIntervalMs?: number
@@ -174,9 +186,12 @@ export interface ChildOutcome {
   stderr: string
 }
 
-/** Runs a pipeline file once in a child process; resolves with how it ended. */
-export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<ChildOutcome> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? Faults.envValue(options.crashAt) : '' }
+/**
+ * Runs a pipeline file once in a child process; resolves with how it ended. The child works
+ * in `workDir` (default `dataDir`): relative paths of the pipeline resolve there.
+ */
+export function runPipelineFile(file: string, options: { dataDir: string; workDir?: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<ChildOutcome> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? Faults.envValue(options.crashAt) : '', WEIR_TEST_WORK_DIR: resolve(options.workDir ?? options.dataDir) }
   const args = ['--import', 'tsx', childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -216,6 +231,7 @@ export async function runFileToCompletion(file: string, options: ChildRunOptions
     planned.push(crash)
     const r = await runPipelineFile(file, {
       dataDir: options.dataDir,
+      workDir: options.workDir,
       params: crash.kind === 'timer' ? { ...options.params, ...crash.params } : options.params,
       epochIntervalMs: options.epochIntervalMs,
       timeoutMs: options.timeoutMs,
@@ -225,7 +241,7 @@ export async function runFileToCompletion(file: string, options: ChildRunOptions
     if (r.signal === 'SIGKILL' && !r.finished) crashed.push(crash)
     else if (r.code !== 0 && !r.finished) throw new Error(`child run failed with code ${r.code}, signal ${r.signal}:\n${r.stderr}`)
   }
-  const last = await runPipelineFile(file, { dataDir: options.dataDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs, env: options.env })
+  const last = await runPipelineFile(file, { dataDir: options.dataDir, workDir: options.workDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs, env: options.env })
   if (last.code !== 0) throw new Error(`final child run failed (code ${last.code}, signal ${last.signal}):\n${last.stderr}`)
   return { kills: crashed.length, planned, crashed }
 }
