@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Starts the services the run's test files ask for (scripts/services.sh up) and ends the
+    // run with a line naming any that were missing; WEIR_SERVICES=off starts nothing.
+    globalSetup: ['test/support/services-setup.ts'],
     setupFiles: ['test/setup-kafkajs.ts'],
     reporters: ['default'],
     // Tests assert on behaviour; set WEIR_LOG_LEVEL=debug to see the runtime's logs.

@@ -34,6 +34,12 @@ import type { Registry } from 'prom-client'
 export interface RunOptions {
   /** Where the embedded pipe and actor state live. */
   dataDir: string
+  /**
+   * What relative paths of the processors resolve against (`LifecycleContext.workDir`: a
+   * JsonlFileSink's `out/counts.jsonl` is `<workDir>/out/counts.jsonl`). Default: the
+   * process's working directory.
+   */
+  workDir?: string
   /** Checkpoint interval, ms. Default 1000. */
   epochIntervalMs?: number
   actorConfig?: Partial<ActorConfig>
@@ -139,6 +145,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     id: `embedded-${randomUUID().slice(0, 8)}`,
     cluster,
     dataDir: options.dataDir,
+    workDir: options.workDir,
     log,
     faults: options.faults ?? Faults.none(),
     actorConfig: { ...defaultActorConfig, ...options.actorConfig },

@@ -43,6 +43,17 @@ export class ConfigError extends WeirError {
   }
 }
 
+/**
+ * A stage name that the pipeline does not have (a test reading a stage's output, state or
+ * dead letters, say): the message lists the pipeline's stages and the closest one.
+ */
+export class UnknownStageError extends WeirError {
+  constructor(stage: string, pipeline: string, stages: readonly string[], suggestion: string | undefined) {
+    const hint = suggestion === undefined ? '' : `; did you mean '${suggestion}'?`
+    super('WEIR_STAGE_UNKNOWN', `no stage '${stage}' in pipeline '${pipeline}'; its stages are: ${stages.join(', ')}${hint}`, { stage, pipeline, stages, suggestion })
+  }
+}
+
 /** A newer instance of this actor's producer exists; this instance must stop without writing. */
 export class ActorFencedError extends WeirError {
   /** Epochs are known on the embedded pipe; Kafka only says that a newer producer exists. */

@@ -8,6 +8,10 @@
 #   scripts/services.sh up [SERVICE...]       start all five, or the ones named
 #   scripts/services.sh down                  stop them (SIGTERM, then SIGKILL) and remove the data dir
 #   scripts/services.sh status [SERVICE...]   one line each; exits 1 when one does not answer
+#   scripts/services.sh check [SERVICE...]    whether `up` could start each here (starts and installs
+#                                             nothing): "<service> ready [| <note>]", "<service> install <why> |
+#                                             <what up installs>" (root with apt-get), or "<service>
+#                                             missing <why> | <what to do>"; exits 1 when one is missing
 #   scripts/services.sh start-kafka | stop-kafka | restart-kafka
 #
 # SERVICE is kafka, nats, postgres, redis or mariadb. Environment:
@@ -278,6 +282,53 @@ install_prerequisites() {
   fi
   if [[ -n $fetch_pid ]]; then wait "$fetch_pid" || status=1; fi
   return "$status"
+}
+
+# Why `up` could not start SERVICE here as things are, one reason a line (nothing: it can).
+# Only what `up` needs before it starts the server: a program, root, the Kafka jars.
+service_blockers() {
+  case $1 in
+    kafka)
+      have java || echo "java not found"
+      [[ -f $KAFKA_CACHE/libs/.complete ]] || have mvn || echo "mvn not found (fetches the Kafka jars once)" ;;
+    nats) have nats-server || echo "nats-server not found"; have openssl || echo "openssl not found" ;;
+    postgres)
+      pg_bin >/dev/null || echo "PostgreSQL not installed (initdb not found)"
+      [[ $(id -u) == 0 ]] || echo "not root: the server runs as the postgres user" ;;
+    redis) { have redis-server && have redis-cli; } || echo "redis-server not found" ;;
+    mariadb)
+      { have mariadbd && have mariadb-install-db && have mariadb && have mariadb-admin; } || echo "mariadbd not found"
+      [[ $(id -u) == 0 ]] || echo "not root: the server runs as the mysql user" ;;
+  esac
+}
+
+# `up` installs missing packages only as root with apt-get; it cannot make us root.
+cmd_check() {
+  local s blockers packages missing=0 can_install=0
+  parse_services "$@"
+  [[ $(id -u) == 0 ]] && have apt-get && can_install=1
+  for s in "${NAMES[@]}"; do
+    mapfile -t blockers < <(service_blockers "$s")
+    if ((${#blockers[@]} == 0)); then
+      if [[ $s == kafka && ! -f $KAFKA_CACHE/libs/.complete ]]; then
+        printf '%-9s ready | its first start fetches the Kafka %s jars from Maven Central (about 80 s)\n' "$s" "$KAFKA_VERSION"
+      else
+        printf '%-9s ready\n' "$s"
+      fi
+      continue
+    fi
+    mapfile -t packages < <(missing_packages "$s")
+    local why
+    why=$(IFS=';'; printf '%s' "${blockers[*]}" | sed 's/;/; /g')
+    if ((can_install)) && ((${#packages[@]})) && [[ $why != *"not root"* ]]; then
+      printf '%-9s install %s | up installs %s\n' "$s" "$why" "${packages[*]}"
+    else
+      ((${#packages[@]})) && why="$why | install ${packages[*]}, or run scripts/services.sh up as root"
+      printf '%-9s missing %s\n' "$s" "$why"
+      missing=1
+    fi
+  done
+  return "$missing"
 }
 
 # ---------------------------------------------------------------- Kafka
@@ -620,6 +671,7 @@ case ${1:-} in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) shift; cmd_status "$@" ;;
+  check) shift; cmd_check "$@" ;;
   start-kafka) cmd_up kafka ;;
   stop-kafka) cmd_stop_kafka ;;
   restart-kafka) (cmd_stop_kafka) && cmd_up kafka ;;

@@ -21,7 +21,9 @@ import { CRASH_POINTS, Faults, SimulatedCrash, type CrashPoint, type CrashSpec }
 import { EmbeddedPipe, type EmbeddedPipeOptions } from '../runtime/pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { readRange } from '../runtime/pipe/read-range.ts'
-import { type Pipeline } from '../runtime/api/pipeline.ts'
+import { type Pipeline, type StageSpec } from '../runtime/api/pipeline.ts'
+import { closestName } from '../runtime/closest-name.ts'
+import { UnknownStageError } from '../runtime/errors.ts'
 import { naming } from '../runtime/naming.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
 import { isControlRecord } from '../runtime/watermarks.ts'
@@ -29,14 +31,65 @@ import { keyString } from '../runtime/record-keys.ts'
 import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
-export { CRASH_POINTS, SimulatedCrash }
+export { CRASH_POINTS, SimulatedCrash, UnknownStageError }
 /** fast-check, the copy `arbitraries` is built with (weir's peer dependency), for properties over weir's arbitraries. */
 export { default as fc } from 'fast-check'
 export type { CrashPoint, CrashSpec }
 
-/** A fresh directory under the OS temp dir. */
+/** Directories tempDataDir made in this process and nothing removed yet. */
+const madeHere = new Set<string>()
+/** Prefixes whose directories of dead processes were swept in this process. */
+const swept = new Set<string>()
+
+/**
+ * A fresh directory under the OS temp dir (`<prefix>pid<pid>-XXXXXX`), removed without being
+ * asked: when this process exits normally, or, when it was killed or ended without an exit
+ * event (a vitest worker does), by the next process that calls tempDataDir with the same
+ * prefix: a directory whose process is gone is removed then. `removeTempDirs()` removes
+ * this process's directories at once (in an `afterAll`, say); `WEIR_KEEP_TEMP_DIRS=1` keeps
+ * every directory, to look at a failed run.
+ *
+ * @example
+ * afterAll(removeTempDirs)
+ * const dataDir = tempDataDir()
+ */
 export function tempDataDir(prefix = 'weir-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix))
+  const keep = process.env.WEIR_KEEP_TEMP_DIRS === '1'
+  if (!keep && !swept.has(prefix)) {
+    swept.add(prefix)
+    removeDirsOfDeadProcesses(prefix)
+  }
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}pid${process.pid}-`))
+  if (keep) return dir
+  if (!process.listeners('exit').includes(removeTempDirs)) process.on('exit', removeTempDirs)
+  madeHere.add(dir)
+  return dir
+}
+
+/** Removes every directory tempDataDir made in this process (e.g. `afterAll(removeTempDirs)`). */
+export function removeTempDirs(): void {
+  for (const dir of madeHere) rmSync(dir, { recursive: true, force: true })
+  madeHere.clear()
+  process.removeListener('exit', removeTempDirs)
+}
+
+function removeDirsOfDeadProcesses(prefix: string): void {
+  const owned = /^pid(\d+)-[A-Za-z0-9]{6}$/
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(prefix)) continue
+    const pid = owned.exec(name.slice(prefix.length))?.[1]
+    if (pid !== undefined && Number(pid) !== process.pid && !isAlive(Number(pid))) rmSync(join(tmpdir(), name), { recursive: true, force: true })
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: alive, owned by someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 /**
@@ -47,6 +100,12 @@ export type CrashPlanner<T> = (dataDir: string) => T | Promise<T>
 
 export interface RunToCompletionOptions {
   dataDir: string
+  /**
+   * What relative paths of the pipeline's processors resolve against: a JsonlFileSink's
+   * `out/counts.jsonl` is written to `<workDir>/out/counts.jsonl`. Default: `dataDir`, so a
+   * test never writes into the project's own `out/` (and two runs never share a file).
+   */
+  workDir?: string
   /** Crashes to inject, one per run, in order; after them a clean run finishes the pipeline. */
   crashes?: Array<CrashSpec | CrashPlanner<CrashSpec>>
   epochIntervalMs?: number
@@ -79,7 +138,7 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
   for (const crash of options.crashes ?? []) {
     const spec = typeof crash === 'function' ? await crash(options.dataDir) : crash
     planned.push(spec)
-    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: new Faults(spec, 'throw') })
+    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: new Faults(spec, 'throw') })
     try {
       await run.done
     } catch (err) {
@@ -88,7 +147,7 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
     }
   }
   const counter = Faults.counter()
-  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: counter })
+  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: counter })
   const result = await run.done
   const finalRunHits = Object.fromEntries(CRASH_POINTS.map((p) => [p, counter.hitsOf(p)])) as Record<CrashPoint, number>
   return { dataDir: options.dataDir, planned, crashed, result, finalRunHits }
@@ -103,6 +162,12 @@ export type ProcessCrash = { kind: 'point'; spec: CrashSpec } | { kind: 'timer';
 
 export interface ChildRunOptions {
   dataDir: string
+  /**
+   * The child's working directory, which relative paths of the pipeline resolve against (a
+   * JsonlFileSink's `out/counts.jsonl` is `<workDir>/out/counts.jsonl`). Default: `dataDir`,
+   * so a test never writes into the project's own `out/`.
+   */
+  workDir?: string
   params?: Record<string, string>
   crashes?: Array<ProcessCrash | CrashPlanner<ProcessCrash>>
   epochIntervalMs?: number
@@ -127,9 +192,12 @@ export interface ChildOutcome {
   stderr: string
 }
 
-/** Runs a pipeline file once in a child process; resolves with how it ended. */
-export function runPipelineFile(file: string, options: { dataDir: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<ChildOutcome> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? Faults.envValue(options.crashAt) : '' }
+/**
+ * Runs a pipeline file once in a child process; resolves with how it ended. The child works
+ * in `workDir` (default `dataDir`): relative paths of the pipeline resolve there.
+ */
+export function runPipelineFile(file: string, options: { dataDir: string; workDir?: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<ChildOutcome> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? Faults.envValue(options.crashAt) : '', WEIR_TEST_WORK_DIR: resolve(options.workDir ?? options.dataDir) }
   const args = [...childLoader, childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -169,6 +237,7 @@ export async function runFileToCompletion(file: string, options: ChildRunOptions
     planned.push(crash)
     const r = await runPipelineFile(file, {
       dataDir: options.dataDir,
+      workDir: options.workDir,
       params: crash.kind === 'timer' ? { ...options.params, ...crash.params } : options.params,
       epochIntervalMs: options.epochIntervalMs,
       timeoutMs: options.timeoutMs,
@@ -178,7 +247,7 @@ export async function runFileToCompletion(file: string, options: ChildRunOptions
     if (r.signal === 'SIGKILL' && !r.finished) crashed.push(crash)
     else if (r.code !== 0 && !r.finished) throw new Error(`child run failed with code ${r.code}, signal ${r.signal}:\n${r.stderr}`)
   }
-  const last = await runPipelineFile(file, { dataDir: options.dataDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs, env: options.env })
+  const last = await runPipelineFile(file, { dataDir: options.dataDir, workDir: options.workDir, params: options.params, epochIntervalMs: options.epochIntervalMs, timeoutMs: options.timeoutMs, env: options.env })
   if (last.code !== 0) throw new Error(`final child run failed (code ${last.code}, signal ${last.signal}):\n${last.stderr}`)
   return { kills: crashed.length, planned, crashed }
 }
@@ -213,15 +282,40 @@ export async function readTopic<T = unknown>(from: string | Pipe, topic: string,
   }
 }
 
-/** A stage's committed output records. */
+/**
+ * The stage named `stage`, from `among` (default: every stage of the pipeline); an
+ * UnknownStageError listing them, with the closest name, when there is none.
+ */
+function stageOf(pipeline: Pipeline, stage: string, among: readonly StageSpec[] = pipeline.topology): StageSpec {
+  const spec = among.find((s) => s.name === stage)
+  if (spec !== undefined) return spec
+  const names = among.map((s) => s.name)
+  throw new UnknownStageError(stage, pipeline.name, names, closestName(stage, names))
+}
+
+/**
+ * A stage's committed output records. A stage the pipeline does not have is an
+ * UnknownStageError that lists its stages.
+ */
 export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<T>>> {
-  const spec = pipeline.stage(stage)
-  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const spec = stageOf(pipeline, stage)
   return readTopic<T>(dataDir, pipeline.outputTopic(spec), codecFor(spec.codec))
 }
 
-/** A stage's dead-letter records (error, origin or timer, attempts, original key and value bytes). */
+/**
+ * A stage's dead-letter records: each record the stage could not decode or process (its
+ * `onError` policy sent it to `weir.<pipeline>.<stage>.dlq`), with the error, where it was
+ * read (or the timer that failed), the attempts, and the original key and value bytes.
+ * Reads an embedded data dir or an open pipe, as readTopic does; the stage must be one that
+ * runs actors (a source or a processor).
+ *
+ * @example
+ * const dead = await readDeadLetters(pipeline, dataDir, 'parse')
+ * expect(dead.map((d) => [d.value.error.code, d.value.origin?.offset])).toEqual([['WEIR_PROCESSING_FAILED', 7]])
+ * JSON.parse(dead[0].value.value!.toString('utf8'))   // the record as it was written (a json stage)
+ */
 export function readDeadLetters(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<DeadLetter>>> {
+  stageOf(pipeline, stage, pipeline.actorStages)
   return readTopic<DeadLetter>(dataDir, naming.deadLetter(pipeline.name, stage), stateCodec)
 }
 
@@ -272,8 +366,7 @@ const SOURCE_FINISHED_KEY = '\u0002#finished'
 
 /** The committed state of every actor of a stage, read from local RocksDB (run the pipeline to completion first). */
 export async function readState(pipeline: Pipeline, dataDir: string, stage: string): Promise<StageState> {
-  const spec = pipeline.stage(stage)
-  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const spec = stageOf(pipeline, stage, pipeline.actorStages)
   const state: StageState = { keyed: {}, actor: {}, timers: {}, finished: {} }
   for (let p = 0; p < spec.parallelism; p++) {
     const path = join(dataDir, 'state', stage, String(p))
@@ -297,8 +390,7 @@ export async function readState(pipeline: Pipeline, dataDir: string, stage: stri
  * const { actor, finished } = await readCommittedState(pipeline, dataDir, 'lines')  // how far each source partition got
  */
 export async function readCommittedState(pipeline: Pipeline, from: string | Pipe, stage: string): Promise<StageState> {
-  const spec = pipeline.stage(stage)
-  if (spec === undefined) throw new Error(`no stage ${stage} in pipeline ${pipeline.name}`)
+  const spec = stageOf(pipeline, stage, pipeline.actorStages)
   const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
   const state: StageState = { keyed: {}, actor: {}, timers: {}, finished: {} }
   try {
@@ -361,6 +453,7 @@ export function multisetDiff(expected: unknown[], actual: unknown[]): { missing:
 /** Removes data dirs made for a test. */
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
+  madeHere.delete(dir)
 }
 
 /** Files in a directory (e.g. a sink's part files), sorted; hidden ones (a sink's staging files) left out. */

@@ -15,11 +15,13 @@ import { ConfigError, Processor, StateCorruptedError, type CheckpointContext, ty
 
 export interface JsonlFileSinkOptions<T> {
   /**
-   * File path; `{partition}` is replaced by the actor's partition (one file per actor). In a
-   * cluster, every worker must see the same file there (one machine, or a shared filesystem).
+   * File path; `{partition}` is replaced by the actor's partition (one file per actor). A
+   * relative path resolves against the run's working directory (`LifecycleContext.workDir`:
+   * the process's own, or the data dir of a weir/testing run). In a cluster, every worker must
+   * see the same file there (one machine, or a shared filesystem).
    */
   path: string
-  /** What to write per record. Default: `{ key, value, timestamp }`. */
+  /** What to write per record, as one JSON line. Default: `{ key, value, timestamp }` (the record's key, value and event time in ms). */
   format?: (record: StreamRecord<T>) => unknown
   /** fdatasync staged lines at the barrier and the file after each publish, so a machine crash loses nothing either. Default false. */
   durable?: boolean
@@ -74,7 +76,7 @@ export class JsonlFileSink<T = unknown> extends Processor<T, never, StagedLines>
     if (ctx.partitions > 1 && !this.options.path.includes('{partition}')) {
       throw new ConfigError('path', `'${this.options.path}' needs {partition}: stage ${ctx.stage} has ${ctx.partitions} actors, and each writes a file of its own`, { stage: ctx.stage })
     }
-    this.target = resolve(this.options.path.replace('{partition}', String(ctx.partition)))
+    this.target = resolve(ctx.workDir, this.options.path.replace('{partition}', String(ctx.partition)))
     this.dir = dirname(this.target)
     mkdirSync(this.dir, { recursive: true })
     // No O_APPEND: on Linux it makes positional writes append, wherever they were meant to go.

@@ -90,6 +90,8 @@ export interface ActorDeps {
   partition: number
   pipe: Pipe
   dataDir: string
+  /** What relative paths of the processors resolve against (LifecycleContext.workDir). Default: the process's working directory. */
+  workDir?: string
   log: Logger
   faults: Faults
   config: ActorConfig
@@ -202,7 +204,7 @@ export class Actor {
     this.cache = new WriteCache(deps.config.cacheEntries)
     this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
     this.outputs = new Outputs(deps.pipeline, deps.spec, deps.partition, this.id, this.scope)
-    this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs }
+    this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs, workDir: deps.workDir ?? process.cwd() }
     this.onEpoch = hooks.onEpoch
     this.onFinished = hooks.onFinished
     this.onWatermark = hooks.onWatermark

@@ -122,6 +122,15 @@ export interface LifecycleContext {
   readonly log: Logger
   /** The side outputs this stage declared. */
   readonly sideOutputs: readonly string[]
+  /**
+   * The directory relative paths of this run resolve against (a file sink's path, say): the
+   * process's working directory unless the run was given another (`RunOptions.workDir`;
+   * weir/testing gives each test run its data dir, so a test never writes into the project).
+   *
+   * @example
+   * this.target = resolve(ctx.workDir, this.options.path)
+   */
+  readonly workDir: string
 }
 
 /** What `onCheckpoint` sees: the barrier being taken. */
