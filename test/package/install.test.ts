@@ -311,8 +311,10 @@ it('a child process killed at a protocol point recovers', async () => {
       it('runs a TypeScript pipeline file (npx weir run pipeline.ts) with Node type stripping', async (ctx) => {
         if (skip()) return ctx.skip()
         writeFileSync(join(app, `doubles-${major}.ts`), pipelineFile(`doubles-${major}`))
-        const r = await run('npx', ['weir', 'run', `doubles-${major}.ts`, '--data-dir', `.weir-run-${major}`], { cwd: app, node: node.get(major) })
+        // --monitor: the compiled monitor serves the dashboard files copied into dist/.
+        const r = await run('npx', ['weir', 'run', `doubles-${major}.ts`, '--data-dir', `.weir-run-${major}`, '--monitor', '--monitor-port', '0'], { cwd: app, node: node.get(major) })
         expect(r.code, r.stderr).toBe(0)
+        expect(r.stdout + r.stderr).toMatch(/monitor at http:\/\/127\.0\.0\.1:\d+\//)
         expect(r.stdout).toMatch(/outcome:\s+finished/)
         expect(doubled(join(app, `out/doubles-${major}.jsonl`))).toEqual(expected)
       })
