@@ -6,6 +6,7 @@
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { instantiate, type Pipeline, type StageSpec } from '../api/pipeline.ts'
+import { constructProcessor } from '../api/state.ts'
 import { Source, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StreamRecord, type Timer, type TimerService } from '../api/processor.ts'
 import { codecFor, stateCodec, type Codec } from '../codec.ts'
 import { ActorFencedError, DecodeError, ProcessingError, WeirError, describeError } from '../errors.ts'
@@ -270,7 +271,7 @@ export class Actor {
       throw err
     }
     this.stats.replayedChangelogRecords = replayed.records
-    this.processor = instantiate(this.spec)
+    this.processor = constructProcessor(this.spec.name, () => instantiate(this.spec))
     this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
     if (this.processor.onCheckpointCommitted !== undefined) {
