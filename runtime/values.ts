@@ -19,10 +19,15 @@ const MAX_DEPTH = 200
 const INT64_MIN = -(2n ** 63n)
 const UINT64_MAX = 2n ** 64n - 1n
 
+/** What weir says about a BigInt msgpack cannot hold; the codec says the same if one gets past the checks. */
+export const BIGINT_TOO_LARGE = (v: bigint): string =>
+  `is a BigInt outside 64 bits (${v}), which msgpack cannot hold: convert it to a string (String(n), back with BigInt(s)), or to a Number if losing precision is fine`
+
 /**
  * Checks that `value` survives a round trip through the built-in codec `codec` unchanged;
- * undefined when it does. Values of user-supplied codecs are not checked. A frozen object
- * is taken as checked (state values are frozen once checked; see freezeStateValue).
+ * undefined when it does. Values of user-supplied codecs are not checked. An object weir
+ * froze itself (a state value, checked when it was stored) is not walked again; one frozen
+ * by user code is.
  */
 export function checkValue(value: unknown, codec: CodecName): ValueProblem | undefined {
   switch (codec) {
@@ -36,9 +41,9 @@ export function checkValue(value: unknown, codec: CodecName): ValueProblem | und
 /**
  * Checks a state value (stored with msgpack) and makes it immutable, in one pass: objects
  * and arrays are frozen deeply; Buffers and Dates, which cannot be frozen, are copied, so
- * the caller's later changes do not reach the state. An object that is frozen already is
- * taken as it is (weir froze it when it was stored; one you froze yourself must not hold
- * objects you change later). Returns the value to store, or the problem.
+ * the caller's later changes do not reach the state. An object weir froze when it was
+ * stored is taken as it is; one frozen by user code is checked (and its contents frozen)
+ * like any other. Returns the value to store, or the problem.
  */
 export function freezeStateValue<T>(value: T): { value: T } | { problem: ValueProblem } {
   if (typeof value !== 'object' || value === null) {
@@ -62,13 +67,18 @@ export function freezeLoaded<T>(value: T): T {
 
 type Leaf = (v: unknown, path: string) => ValueProblem | undefined
 
+/** Containers weir checked and froze (state values, loaded or set): not walked again. */
+const checkedAndFrozen = new WeakSet<object>()
+
 /**
  * Walks plain objects and arrays, asking `leaf` about everything else; with `freeze`, each
  * container is frozen once its contents passed (Buffers and Dates in it replaced by copies).
  */
 function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
   if (depth > MAX_DEPTH) return { path, reason: `is nested deeper than ${MAX_DEPTH} levels (a reference cycle?)` }
-  if (Object.isFrozen(v)) return undefined
+  // Only what weir checked and froze itself: Object.freeze by user code proves nothing about
+  // the contents (a frozen { n: 2n ** 70n } would reach msgpack and fail there, unexplained).
+  if (checkedAndFrozen.has(v)) return undefined
   const o = v as Record<string, unknown>
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
@@ -84,7 +94,10 @@ function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolea
       if (p !== undefined) return p
     }
   }
-  if (freeze) Object.freeze(v)
+  if (freeze) {
+    Object.freeze(v)
+    checkedAndFrozen.add(v)
+  }
   return undefined
 }
 
@@ -109,7 +122,7 @@ function copyUnfreezable<T>(v: T): T {
 function msgpackLeaf(v: unknown, path: string): ValueProblem | undefined {
   switch (typeof v) {
     case 'number': case 'string': case 'boolean': case 'undefined': return undefined
-    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX ? undefined : { path, reason: `is a BigInt outside 64 bits (${v}), which msgpack cannot hold; store it as a string` }
+    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX ? undefined : { path, reason: BIGINT_TOO_LARGE(v) }
     case 'function': return { path, reason: 'is a function, which msgpack would drop' }
     case 'symbol': return { path, reason: 'is a symbol, which msgpack cannot encode' }
   }
@@ -124,7 +137,7 @@ function jsonLeaf(v: unknown, path: string): ValueProblem | undefined {
     case 'string': case 'boolean': return undefined
     case 'number': return Number.isFinite(v) ? undefined : { path, reason: `is ${v}, which JSON turns into null` }
     case 'undefined': return path.endsWith(']') ? { path, reason: 'is undefined in an array, which JSON turns into null' } : undefined
-    case 'bigint': return { path, reason: 'is a BigInt, which JSON cannot encode; store it as a string' }
+    case 'bigint': return { path, reason: 'is a BigInt, which JSON cannot encode: convert it to a string (String(n)) or a Number, or use the msgpack codec (BigInts within 64 bits)' }
     case 'function': return { path, reason: 'is a function, which JSON drops' }
     case 'symbol': return { path, reason: 'is a symbol, which JSON drops' }
   }

@@ -49,6 +49,10 @@ export class Outputs {
 
   private hold(out: Output, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     this.scope.requireUnit(out.what)
+    if (key !== null && typeof key !== 'string' && !(key instanceof Uint8Array)) {
+      const given = key === undefined ? 'undefined' : `a ${typeof key}${typeof key === 'bigint' || typeof key === 'number' ? ` (${String(key)})` : ''}`
+      throw new ValueError(out.what, `is ${given}; a record key is a string, a Buffer or null: convert it (String(key)) or emit null for no key`, { stage: this.spec.name, actor: this.actor, path: 'key' })
+    }
     if (out.builtin !== undefined && value !== undefined) {
       const problem = checkValue(value, out.builtin)
       if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
