@@ -21,6 +21,7 @@ import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
 import { busTargetOf, NATS_OPTIONS, refuseNatsOptionsWithoutBus } from './nats-options.ts'
 import { parseCommandArgs } from './options.ts'
+import { connectProgress } from './connect-progress.ts'
 import { ProgressDisplay } from './progress.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { lastEpoch } from './stats.ts'
@@ -277,7 +278,14 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   try {
     if (args.busTarget !== undefined) bus = await openBus(args.busTarget, { name: `weir-run-${pipeline.name}`, log })
-    if (args.pipe !== 'embedded') pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log })
+    if (args.pipe !== 'embedded') {
+      const connecting = connectProgress(process.stderr, commandLogger('weir', 'warn'))
+      try {
+        pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log, onConnectRetry: (r) => connecting.onRetry(r) })
+      } finally {
+        connecting.done()
+      }
+    }
     // The monitor listens on the run's own bus; without --bus that is an in-process one made here.
     if (args.monitor !== undefined) bus ??= localBus(log)
     run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster })
