@@ -204,11 +204,12 @@ export class StateRegistry {
   readonly actorNames: string[] = []
 
   private declare<H extends StateHandle>(handle: H, keyed: boolean): H {
+    const where = constructing === undefined ? '' : `stage ${constructing}: `
     if (!STATE_NAME.test(handle.name)) {
-      throw new WeirError('WEIR_STATE_NAME', `state name '${handle.name}' must match ${STATE_NAME}`, { field: 'state' })
+      throw new WeirError('WEIR_STATE_NAME', `${where}state name '${handle.name}' must be 1 to 128 letters, digits, _ . or - (it names the state in the store and the changelog)`, { stage: constructing, field: 'state', state: handle.name })
     }
     if (this.handles.some((h) => h.name === handle.name)) {
-      throw new WeirError('WEIR_STATE_NAME', `state '${handle.name}' is declared twice`, { field: 'state' })
+      throw new WeirError('WEIR_STATE_NAME', `${where}state '${handle.name}' is declared twice in one processor: give each state handle its own name`, { stage: constructing, field: 'state', state: handle.name })
     }
     handle.declaredLate = this.bound
     this.handles.push(handle)

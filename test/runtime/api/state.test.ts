@@ -28,7 +28,7 @@ async function failure(run: Promise<unknown>): Promise<WeirError> {
   return err as WeirError
 }
 
-describe('WEIR_STATE_UNBOUND', () => {
+describe('state errors name the stage and say what to do', () => {
   it('state read in the constructor of a processor built through a pipeline names the stage and says to move it to onRecord', async () => {
     class CountFromConstructor extends Processor<string, number> {
       count = this.state.value<number>('count')
@@ -72,5 +72,23 @@ describe('WEIR_STATE_UNBOUND', () => {
     }
     const c = new Count()
     expect(() => c.onRecord()).toThrow(/state 'count' was used on a processor the runtime did not start.*add the processor to a pipeline/)
+  })
+
+  it('a bad or repeated state name names the stage and says what a name may be', async () => {
+    class BadName extends Processor<string, number> {
+      count = this.state.value<number>('the count')
+      onRecord(): void {}
+    }
+    class Twice extends Processor<string, number> {
+      a = this.state.value<number>('count')
+      b = this.state.map<number>('count')
+      onRecord(): void {}
+    }
+    const bad = new Pipeline('state-bad-name')
+    words(bad).process('counter', BadName)
+    expect((await failure(runToCompletion(bad, { dataDir: dir() }))).message).toBe("stage counter: state name 'the count' must be 1 to 128 letters, digits, _ . or - (it names the state in the store and the changelog)")
+    const twice = new Pipeline('state-twice')
+    words(twice).process('counter', Twice)
+    expect((await failure(runToCompletion(twice, { dataDir: dir() }))).message).toBe("stage counter: state 'count' is declared twice in one processor: give each state handle its own name")
   })
 })
