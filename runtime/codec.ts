@@ -8,7 +8,7 @@
  */
 import { Packr } from 'msgpackr'
 import { WeirError } from './errors.ts'
-import { checkValue } from './values.ts'
+import { findValueProblem } from './values.ts'
 
 export interface Codec<T = unknown> {
   readonly name: string
@@ -19,14 +19,16 @@ export interface Codec<T = unknown> {
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 
 /**
- * Values are checked where user code hands them over (values.ts); a value that got past the
- * checks still fails in weir's words, not the library's (msgpackr's advice names options a
- * weir user cannot set).
+ * Values are checked where user code hands them over (values.ts), except objects already
+ * frozen (taken as checked state values); one frozen by user code that the codec refuses
+ * still fails in weir's words, not the library's (msgpackr's advice names options a weir
+ * user cannot set). `context.path` and `context.reason` say what to change.
  */
 function encodeFailure(codec: 'msgpack' | 'json', value: unknown, err: unknown): unknown {
-  const problem = checkValue(value, codec)
+  const problem = findValueProblem(value, codec)
   if (problem === undefined) return err
-  return new WeirError('WEIR_VALUE_UNSUPPORTED', `the ${codec} codec cannot encode this value: ${problem.path} ${problem.reason}`, { path: problem.path, codec }, { cause: err })
+  // Not the library's error as the cause: its advice is what this replaces.
+  return new WeirError('WEIR_VALUE_UNSUPPORTED', `the ${codec} codec cannot encode this value: ${problem.path} ${problem.reason}`, { path: problem.path, reason: problem.reason, codec })
 }
 
 export const msgpack: Codec<unknown> = {

@@ -19,15 +19,16 @@ const MAX_DEPTH = 200
 const INT64_MIN = -(2n ** 63n)
 const UINT64_MAX = 2n ** 64n - 1n
 
-/** What weir says about a BigInt msgpack cannot hold; the codec says the same if one gets past the checks. */
-export const BIGINT_TOO_LARGE = (v: bigint): string =>
+/** What weir says about a BigInt msgpack cannot hold, where it is handed over and, if one got past that, where it is encoded. */
+const BIGINT_TOO_LARGE = (v: bigint): string =>
   `is a BigInt outside 64 bits (${v}), which msgpack cannot hold: convert it to a string (String(n), back with BigInt(s)), or to a Number if losing precision is fine`
 
 /**
  * Checks that `value` survives a round trip through the built-in codec `codec` unchanged;
- * undefined when it does. Values of user-supplied codecs are not checked. An object weir
- * froze itself (a state value, checked when it was stored) is not walked again; one frozen
- * by user code is.
+ * undefined when it does. Values of user-supplied codecs are not checked. A frozen object
+ * is taken as checked (state values are frozen once checked; see freezeStateValue): one
+ * frozen by user code that the codec refuses fails where it is encoded, in the same words
+ * (findValueProblem).
  */
 export function checkValue(value: unknown, codec: CodecName): ValueProblem | undefined {
   switch (codec) {
@@ -39,11 +40,22 @@ export function checkValue(value: unknown, codec: CodecName): ValueProblem | und
 }
 
 /**
+ * Like checkValue, but walks frozen objects too: for explaining an encode failure. The
+ * checks where values are handed over take a frozen object as checked (weir freezes state
+ * values once checked), so an object frozen by user code gets past them unchecked; this
+ * finds what in it the codec refused. Too slow for every value, fine for an error.
+ */
+export function findValueProblem(value: unknown, codec: 'msgpack' | 'json'): ValueProblem | undefined {
+  const leaf = codec === 'msgpack' ? msgpackLeaf : jsonLeaf
+  return typeof value === 'object' && value !== null ? walk(value, 'value', 0, leaf, false, false) : leaf(value, 'value')
+}
+
+/**
  * Checks a state value (stored with msgpack) and makes it immutable, in one pass: objects
  * and arrays are frozen deeply; Buffers and Dates, which cannot be frozen, are copied, so
- * the caller's later changes do not reach the state. An object weir froze when it was
- * stored is taken as it is; one frozen by user code is checked (and its contents frozen)
- * like any other. Returns the value to store, or the problem.
+ * the caller's later changes do not reach the state. An object that is frozen already is
+ * taken as it is (weir froze it when it was stored; one you froze yourself must not hold
+ * objects you change later). Returns the value to store, or the problem.
  */
 export function freezeStateValue<T>(value: T): { value: T } | { problem: ValueProblem } {
   if (typeof value !== 'object' || value === null) {
@@ -67,22 +79,17 @@ export function freezeLoaded<T>(value: T): T {
 
 type Leaf = (v: unknown, path: string) => ValueProblem | undefined
 
-/** Containers weir checked and froze (state values, loaded or set): not walked again. */
-const checkedAndFrozen = new WeakSet<object>()
-
 /**
  * Walks plain objects and arrays, asking `leaf` about everything else; with `freeze`, each
  * container is frozen once its contents passed (Buffers and Dates in it replaced by copies).
  */
-function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
+function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean, trustFrozen = true): ValueProblem | undefined {
   if (depth > MAX_DEPTH) return { path, reason: `is nested deeper than ${MAX_DEPTH} levels (a reference cycle?)` }
-  // Only what weir checked and froze itself: Object.freeze by user code proves nothing about
-  // the contents (a frozen { n: 2n ** 70n } would reach msgpack and fail there, unexplained).
-  if (checkedAndFrozen.has(v)) return undefined
+  if (trustFrozen && Object.isFrozen(v)) return undefined
   const o = v as Record<string, unknown>
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      const p = entry(o, i, `${path}[${i}]`, depth, leaf, freeze)
+      const p = entry(o, i, `${path}[${i}]`, depth, leaf, freeze, trustFrozen)
       if (p !== undefined) return p
     }
   } else {
@@ -90,18 +97,15 @@ function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolea
     if (proto !== Object.prototype && proto !== null) return leaf(v, path)
     // for-in is safe here: the prototype is Object.prototype or null, so nothing is inherited.
     for (const k in o) {
-      const p = entry(o, k, `${path}.${k}`, depth, leaf, freeze)
+      const p = entry(o, k, `${path}.${k}`, depth, leaf, freeze, trustFrozen)
       if (p !== undefined) return p
     }
   }
-  if (freeze) {
-    Object.freeze(v)
-    checkedAndFrozen.add(v)
-  }
+  if (freeze) Object.freeze(v)
   return undefined
 }
 
-function entry(o: Record<string | number, unknown>, k: string | number, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
+function entry(o: Record<string | number, unknown>, k: string | number, path: string, depth: number, leaf: Leaf, freeze: boolean, trustFrozen: boolean): ValueProblem | undefined {
   const e = o[k]
   if (typeof e !== 'object' || e === null) return leaf(e, path)
   if (e instanceof Uint8Array || e instanceof Date) {
@@ -109,7 +113,7 @@ function entry(o: Record<string | number, unknown>, k: string | number, path: st
     if (p === undefined && freeze) o[k] = copyUnfreezable(e)
     return p
   }
-  return walk(e, path, depth + 1, leaf, freeze)
+  return walk(e, path, depth + 1, leaf, freeze, trustFrozen)
 }
 
 /** Buffers and Dates cannot be frozen: the state keeps its own copy. */

@@ -58,7 +58,16 @@ export class Outputs {
       if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
     }
     const keyBuf = key === null ? null : keyBytes(key)
-    const valueBuf = value === undefined ? null : out.codec.encode(value)
+    let valueBuf: Buffer | null
+    try {
+      valueBuf = value === undefined ? null : out.codec.encode(value)
+    } catch (err) {
+      // A frozen object skips the check above (taken as a checked state value); one frozen by
+      // user code that the codec refused is reported as the check would have.
+      const c = err instanceof WeirError && err.code === 'WEIR_VALUE_UNSUPPORTED' ? err.context : undefined
+      if (c === undefined || typeof c.reason !== 'string' || typeof c.path !== 'string') throw err
+      throw new ValueError(out.what, c.reason, { stage: this.spec.name, actor: this.actor, key, path: c.path, codec: out.builtin })
+    }
     const n = out.spec.outputPartitions
     const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
     const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp: options?.timestamp ?? this.scope.timestamp }
