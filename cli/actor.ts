@@ -8,12 +8,12 @@
  * 2 refused (bad option, no such actor).
  */
 import { randomUUID } from 'node:crypto'
-import { parseArgs } from 'node:util'
 import { checkClusterName, subjects, type ControlBus } from '../runtime/control/bus.ts'
 import { actorClearAnswer, type ActorClear, type ActorClearAnswer } from '../runtime/control/messages.ts'
 import { ConfigError } from '../runtime/errors.ts'
 import { openBus, redactBusUrl, type BusTarget } from '../runtime/open-bus.ts'
 import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
+import { parseCommandArgs } from './options.ts'
 import { printError, printRefusal, UsageError } from './report.ts'
 import { ACTOR_USAGE } from './usage.ts'
 
@@ -39,12 +39,7 @@ export interface ActorClearArgs {
  * // { bus: 'nats://127.0.0.1:4222', busTarget: {…}, cluster: 'default', pipeline: 'wordcount', actor: 'count/1', waitMs: 10000 }
  */
 export function parseActorArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ActorClearArgs | 'help' {
-  let parsed
-  try {
-    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { bus: { type: 'string' }, cluster: { type: 'string' }, 'wait-ms': { type: 'string' }, ...NATS_OPTIONS, help: { type: 'boolean', short: 'h' } } })
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const parsed = parseCommandArgs('actor', { args: argv, allowPositionals: true, options: { bus: { type: 'string' }, cluster: { type: 'string' }, 'wait-ms': { type: 'string' }, ...NATS_OPTIONS, help: { type: 'boolean', short: 'h' } } })
   const { values, positionals } = parsed
   if (values.help) return 'help'
   const [verb, pipeline, actor, ...rest] = positionals

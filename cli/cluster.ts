@@ -4,7 +4,7 @@
  * connects (exit 2); an unreachable bus or pipe at start is exit 1.
  */
 import { resolve } from 'node:path'
-import { parseArgs, type ParseArgsConfig } from 'node:util'
+import type { ParseArgsConfig } from 'node:util'
 import type { Logger } from 'pino'
 import { hostname } from 'node:os'
 import { startCoordinatorService, type CoordinatorService } from '../coordinator/coordinator-service.ts'
@@ -21,6 +21,7 @@ import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
+import { parseCommandArgs } from './options.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { parseMetricsOptions, parseParams } from './run.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
@@ -36,12 +37,8 @@ function wholeMs(raw: string | undefined, field: string, fallback: number, min =
   return n
 }
 
-function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: boolean): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
-  try {
-    return parseArgs({ args: argv, strict: true, allowPositionals: positionals, options: { ...options, help: { type: 'boolean', short: 'h' } } })
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+function parse(command: string, argv: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: boolean): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  return parseCommandArgs(command, { args: argv, allowPositionals: positionals, options: { ...options, help: { type: 'boolean', short: 'h' } } })
 }
 
 function waitForSignal(): Promise<NodeJS.Signals> {
@@ -62,7 +59,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let metadata: ClusterMetadata | undefined
   try {
-    const { values } = parse(argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, ...NATS_OPTIONS }, false)
+    const { values } = parse('coordinator', argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, ...NATS_OPTIONS }, false)
     if (values.help) {
       process.stdout.write(COORDINATOR_USAGE)
       return 0
@@ -151,7 +148,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   let metrics: MetricsServer | undefined
   let worker: ClusterWorker | undefined
   try {
-    const { values, positionals } = parse(argv, {
+    const { values, positionals } = parse('worker', argv, {
       pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
       id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
       ...NATS_OPTIONS,

@@ -11,6 +11,9 @@ import { monitorCommand } from './monitor.ts'
 import { runCommand } from './run.ts'
 import { statusCommand } from './status.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
+import { closestName } from '../runtime/suggest.ts'
+
+const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'help']
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -36,7 +39,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2
     default:
       if (command.startsWith('-')) process.stderr.write(`weir: error: unknown option '${command}'\n\n${MAIN_USAGE}`)
-      else process.stderr.write(`weir: error: unknown command '${command}'\n\n${MAIN_USAGE}`)
+      else {
+        const suggestion = closestName(command, COMMANDS)
+        process.stderr.write(`weir: error: unknown command '${command}'${suggestion === undefined ? '' : `; did you mean weir ${suggestion}?`}\n\n${MAIN_USAGE}`)
+      }
       return 2
   }
 }

@@ -6,7 +6,6 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError } from '../runtime/errors.ts'
@@ -14,7 +13,8 @@ import { openBus, type BusTarget } from '../runtime/open-bus.ts'
 import { parseMonitorConfig, type SloConfig } from '../monitor/config.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
 import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
-import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
+import { parseCommandArgs } from './options.ts'
+import { commandLogger, printError, printRefusal } from './report.ts'
 import { readToken } from './token.ts'
 
 import { MONITOR_USAGE } from './usage.ts'
@@ -41,27 +41,21 @@ function readText(file: string, field: string): string {
 
 /** Parses and validates `monitor`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
 export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): MonitorArgs | 'help' {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        bus: { type: 'string' },
-        cluster: { type: 'string' },
-        port: { type: 'string' },
-        host: { type: 'string' },
-        config: { type: 'string' },
-        slo: { type: 'string', multiple: true },
-        'token-file': { type: 'string' },
-        ...NATS_OPTIONS,
-        help: { type: 'boolean', short: 'h' },
-      },
-    })
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const parsed = parseCommandArgs('monitor', {
+    args: argv,
+    allowPositionals: false,
+    options: {
+      bus: { type: 'string' },
+      cluster: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      config: { type: 'string' },
+      slo: { type: 'string', multiple: true },
+      'token-file': { type: 'string' },
+      ...NATS_OPTIONS,
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
   const { values } = parsed
   if (values.help) return 'help'
 

@@ -41,9 +41,9 @@ function messageOf(err: unknown): string {
   return String(err)
 }
 
-/** The first stack frame of an error: where user code threw. */
+/** The first stack frame of an error outside Node and installed packages: where user code threw. */
 function whereOf(err: Error): string | undefined {
-  const frame = err.stack?.split('\n').find((l) => /^\s+at /.test(l))
+  const frame = err.stack?.split('\n').find((l) => /^\s+at /.test(l) && !/\(node:|^\s+at node:|[/\\]node_modules[/\\]/.test(l))
   return frame?.trim().replace(/^at /, '')
 }
 

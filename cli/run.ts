@@ -6,7 +6,6 @@
  */
 import { statSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runner/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
@@ -21,6 +20,8 @@ import type { Pipeline } from '../runtime/api/pipeline.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
 import { busTargetOf, NATS_OPTIONS, refuseNatsOptionsWithoutBus } from './nats-options.ts'
+import { parseCommandArgs } from './options.ts'
+import { connectProgress } from './connect-progress.ts'
 import { ProgressDisplay } from './progress.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { lastEpoch } from './stats.ts'
@@ -68,36 +69,29 @@ export { UsageError }
 
 /** Parses and validates `run`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
 export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'help' {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        'data-dir': { type: 'string' },
-        'epoch-ms': { type: 'string' },
-        param: { type: 'string', multiple: true },
-        quiet: { type: 'boolean', short: 'q' },
-        pipe: { type: 'string' },
-        'pipe-config': { type: 'string' },
-        bus: { type: 'string' },
-        cluster: { type: 'string' },
-        monitor: { type: 'boolean' },
-        'monitor-port': { type: 'string' },
-        'monitor-host': { type: 'string' },
-        slo: { type: 'string', multiple: true },
-        'metrics-port': { type: 'string' },
-        'metrics-host': { type: 'string' },
-        'metrics-token-file': { type: 'string' },
-        ...NATS_OPTIONS,
-        help: { type: 'boolean', short: 'h' },
-      },
-    })
-  } catch (err) {
-    // parseArgs names the option: "Unknown option '--foo'", "Option '--epoch-ms <value>' argument missing".
-    throw new UsageError((err as Error).message)
-  }
+  const parsed = parseCommandArgs('run', {
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'data-dir': { type: 'string' },
+      'epoch-ms': { type: 'string' },
+      param: { type: 'string', multiple: true },
+      quiet: { type: 'boolean', short: 'q' },
+      pipe: { type: 'string' },
+      'pipe-config': { type: 'string' },
+      bus: { type: 'string' },
+      cluster: { type: 'string' },
+      monitor: { type: 'boolean' },
+      'monitor-port': { type: 'string' },
+      'monitor-host': { type: 'string' },
+      slo: { type: 'string', multiple: true },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
+      'metrics-token-file': { type: 'string' },
+      ...NATS_OPTIONS,
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
   const { values, positionals } = parsed
   if (values.help) return 'help'
   if (positionals.length === 0) throw new UsageError('run: missing the pipeline file (weir run <pipeline.ts>)')
@@ -284,7 +278,14 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   try {
     if (args.busTarget !== undefined) bus = await openBus(args.busTarget, { name: `weir-run-${pipeline.name}`, log })
-    if (args.pipe !== 'embedded') pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log })
+    if (args.pipe !== 'embedded') {
+      const connecting = connectProgress(process.stderr, commandLogger('weir', 'warn'))
+      try {
+        pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log, onConnectRetry: (r) => connecting.onRetry(r) })
+      } finally {
+        connecting.done()
+      }
+    }
     // The monitor listens on the run's own bus; without --bus that is an in-process one made here.
     if (args.monitor !== undefined) bus ??= localBus(log)
     run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster })

@@ -7,7 +7,6 @@
  * Exit codes: 0 printed, 1 the bus failed, 2 refused (bad option, nothing connected),
  * 3 nothing heard within the wait.
  */
-import { parseArgs } from 'node:util'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { progressSubjects } from '../runtime/control/progress.ts'
 import { ConfigError } from '../runtime/errors.ts'
@@ -16,7 +15,8 @@ import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { monitorClock, MonitorView, type ActorEntry, type PipelineEntry } from '../monitor/model.ts'
 import { pipelineStatus } from '../monitor/status.ts'
 import { formatCount, formatSeconds, isMissing, stageDepths, watermarkLag } from '../monitor/timeliness.ts'
-import { printError, printRefusal, UsageError } from './report.ts'
+import { parseCommandArgs } from './options.ts'
+import { printError, printRefusal } from './report.ts'
 
 import { STATUS_USAGE } from './usage.ts'
 
@@ -116,24 +116,18 @@ export interface StatusReport {
  * if (args !== 'help') console.log(args.waitMs) // 2500
  */
 export function parseStatusArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): StatusArgs | 'help' {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        bus: { type: 'string' },
-        cluster: { type: 'string' },
-        'wait-ms': { type: 'string' },
-        json: { type: 'boolean' },
-        ...NATS_OPTIONS,
-        help: { type: 'boolean', short: 'h' },
-      },
-    })
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const parsed = parseCommandArgs('status', {
+    args: argv,
+    allowPositionals: false,
+    options: {
+      bus: { type: 'string' },
+      cluster: { type: 'string' },
+      'wait-ms': { type: 'string' },
+      json: { type: 'boolean' },
+      ...NATS_OPTIONS,
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
   const { values } = parsed
   if (values.help) return 'help'
   const bus = values.bus ?? env.WEIR_BUS

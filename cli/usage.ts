@@ -38,7 +38,8 @@ export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
 
 Runs the pipeline exported by <pipeline.ts> in this process. The file's default export
 (or an export named 'pipeline') is a Pipeline, or a function (params) => Pipeline that
-receives the --param values. A bounded pipeline runs until every stage finished; an
+receives the --param values (a param it does not read while building the pipeline is
+refused, naming the ones it reads). A bounded pipeline runs until every stage finished; an
 unbounded one until Ctrl-C or SIGTERM, which takes a final checkpoint (press Ctrl-C
 again to exit at once). Running again on the same data dir resumes where it stopped.
 

@@ -25,6 +25,7 @@ import { createLogger } from '../runtime/log.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from '../runtime/pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { instantiate, type Pipeline } from '../runtime/api/pipeline.ts'
+import { constructProcessor } from '../runtime/api/state.ts'
 import { naming } from '../runtime/naming.ts'
 import { checkPipe, checkTopology, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
 import { Worker } from '../runtime/worker.ts'
@@ -84,7 +85,7 @@ export interface RunningPipeline {
 
 /** Instantiates every stage's processor once, so a wrong factory is refused before anything is written. */
 export function validateFactories(pipeline: Pipeline): void {
-  for (const spec of pipeline.actorStages) instantiate(spec)
+  for (const spec of pipeline.actorStages) constructProcessor(spec.name, () => instantiate(spec))
 }
 
 /** Checks topic inputs exist with their partition count; creates output, changelog and dead-letter topics per stage. */

@@ -7,6 +7,8 @@
  * c.decode(c.encode({ a: 1 })) // { a: 1 }
  */
 import { Packr } from 'msgpackr'
+import { WeirError } from './errors.ts'
+import { findValueProblem } from './values.ts'
 
 export interface Codec<T = unknown> {
   readonly name: string
@@ -16,15 +18,40 @@ export interface Codec<T = unknown> {
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 
+/**
+ * Values are checked where user code hands them over (values.ts), except objects already
+ * frozen (taken as checked state values); one frozen by user code that the codec refuses
+ * still fails in weir's words, not the library's (msgpackr's advice names options a weir
+ * user cannot set). `context.path` and `context.reason` say what to change.
+ */
+function encodeFailure(codec: 'msgpack' | 'json', value: unknown, err: unknown): unknown {
+  const problem = findValueProblem(value, codec)
+  if (problem === undefined) return err
+  // Not the library's error as the cause: its advice is what this replaces.
+  return new WeirError('WEIR_VALUE_UNSUPPORTED', `the ${codec} codec cannot encode this value: ${problem.path} ${problem.reason}`, { path: problem.path, reason: problem.reason, codec })
+}
+
 export const msgpack: Codec<unknown> = {
   name: 'msgpack',
-  encode: (v) => packr.pack(v),
+  encode: (v) => {
+    try {
+      return packr.pack(v)
+    } catch (err) {
+      throw encodeFailure('msgpack', v, err)
+    }
+  },
   decode: (b) => packr.unpack(b),
 }
 
 export const json: Codec<unknown> = {
   name: 'json',
-  encode: (v) => Buffer.from(JSON.stringify(v)),
+  encode: (v) => {
+    try {
+      return Buffer.from(JSON.stringify(v))
+    } catch (err) {
+      throw encodeFailure('json', v, err)
+    }
+  },
   decode: (b) => JSON.parse(b.toString('utf8')) as unknown,
 }
 

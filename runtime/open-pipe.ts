@@ -11,7 +11,7 @@ import { ConfigError } from './errors.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from './pipe/embedded/embedded-pipe.ts'
 import { KafkaPipe, parseKafkaUrl, readKafkaConfigFile } from './pipe/kafka/kafka-pipe.ts'
 import { resolveKafkaOptions } from './pipe/kafka/options.ts'
-import type { Pipe } from './pipe/pipe.ts'
+import type { ConnectRetry, Pipe } from './pipe/pipe.ts'
 
 export interface OpenPipeOptions {
   /** Where the embedded pipe lives. */
@@ -20,6 +20,8 @@ export interface OpenPipeOptions {
   configFile?: string
   embedded?: EmbeddedPipeOptions
   log?: Logger
+  /** Called for each failed attempt to reach the pipe while opening it (default: a warning in `log` per attempt). */
+  onConnectRetry?: (retry: ConnectRetry) => void
 }
 
 /** Checks a pipe URL without connecting (for refusing bad input before anything starts). */
@@ -39,5 +41,5 @@ export async function openPipe(url: string | undefined, options: OpenPipeOptions
   }
   checkPipeUrl(url)
   const fromFile = options.configFile === undefined ? {} : readKafkaConfigFile(options.configFile)
-  return KafkaPipe.connect({ ...fromFile, ...parseKafkaUrl(url) }, options.log)
+  return KafkaPipe.connect({ ...fromFile, ...parseKafkaUrl(url) }, options.log, { onRetry: options.onConnectRetry })
 }

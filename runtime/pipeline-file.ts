@@ -7,7 +7,9 @@ import { statSync } from 'node:fs'
 import { ConfigError, WeirError } from './errors.ts'
 import { Pipeline } from './api/pipeline.ts'
 import { importUserModule } from './module-import.ts'
+import { refuseUnreadParams, trackParams } from './pipeline-params.ts'
 
+/** A pipeline function; a given param it never reads while building is refused (runtime/pipeline-params.ts). */
 export type PipelineFactory = (params: Record<string, string>) => Pipeline | Promise<Pipeline>
 
 function describeValue(v: unknown): string {
@@ -64,13 +66,15 @@ export async function loadPipeline(file: string, params: Record<string, string>)
     return exported
   }
 
+  const tracked = trackParams(params)
   let built: unknown
   try {
-    built = await (exported as PipelineFactory)({ ...params })
+    built = await (exported as PipelineFactory)(tracked.params)
   } catch (cause) {
     const message = cause instanceof Error ? cause.message : String(cause)
     throw new WeirError('WEIR_PIPELINE_LOAD_FAILED', `the pipeline function (${what}) of ${file} threw: ${message}`, { field: 'pipeline', file }, { cause })
   }
   if (!(built instanceof Pipeline)) throw notAPipeline(file, `the value returned by the pipeline function (${what})`, built)
+  refuseUnreadParams(file, tracked, built)
   return built
 }

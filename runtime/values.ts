@@ -19,10 +19,16 @@ const MAX_DEPTH = 200
 const INT64_MIN = -(2n ** 63n)
 const UINT64_MAX = 2n ** 64n - 1n
 
+/** What weir says about a BigInt msgpack cannot hold, where it is handed over and, if one got past that, where it is encoded. */
+const BIGINT_TOO_LARGE = (v: bigint): string =>
+  `is a BigInt outside 64 bits (${v}), which msgpack cannot hold: convert it to a string (String(n), back with BigInt(s)), or to a Number if losing precision is fine`
+
 /**
  * Checks that `value` survives a round trip through the built-in codec `codec` unchanged;
  * undefined when it does. Values of user-supplied codecs are not checked. A frozen object
- * is taken as checked (state values are frozen once checked; see freezeStateValue).
+ * is taken as checked (state values are frozen once checked; see freezeStateValue): one
+ * frozen by user code that the codec refuses fails where it is encoded, in the same words
+ * (findValueProblem).
  */
 export function checkValue(value: unknown, codec: CodecName): ValueProblem | undefined {
   switch (codec) {
@@ -31,6 +37,17 @@ export function checkValue(value: unknown, codec: CodecName): ValueProblem | und
     case 'string': return typeof value === 'string' ? undefined : { path: 'value', reason: `is ${describe(value)}; the string codec takes strings only` }
     case 'raw': return value instanceof Uint8Array ? undefined : { path: 'value', reason: `is ${describe(value)}; the raw codec takes Buffers (Uint8Array) only` }
   }
+}
+
+/**
+ * Like checkValue, but walks frozen objects too: for explaining an encode failure. The
+ * checks where values are handed over take a frozen object as checked (weir freezes state
+ * values once checked), so an object frozen by user code gets past them unchecked; this
+ * finds what in it the codec refused. Too slow for every value, fine for an error.
+ */
+export function findValueProblem(value: unknown, codec: 'msgpack' | 'json'): ValueProblem | undefined {
+  const leaf = codec === 'msgpack' ? msgpackLeaf : jsonLeaf
+  return typeof value === 'object' && value !== null ? walk(value, 'value', 0, leaf, false, false) : leaf(value, 'value')
 }
 
 /**
@@ -66,13 +83,13 @@ type Leaf = (v: unknown, path: string) => ValueProblem | undefined
  * Walks plain objects and arrays, asking `leaf` about everything else; with `freeze`, each
  * container is frozen once its contents passed (Buffers and Dates in it replaced by copies).
  */
-function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
+function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean, trustFrozen = true): ValueProblem | undefined {
   if (depth > MAX_DEPTH) return { path, reason: `is nested deeper than ${MAX_DEPTH} levels (a reference cycle?)` }
-  if (Object.isFrozen(v)) return undefined
+  if (trustFrozen && Object.isFrozen(v)) return undefined
   const o = v as Record<string, unknown>
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      const p = entry(o, i, `${path}[${i}]`, depth, leaf, freeze)
+      const p = entry(o, i, `${path}[${i}]`, depth, leaf, freeze, trustFrozen)
       if (p !== undefined) return p
     }
   } else {
@@ -80,7 +97,7 @@ function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolea
     if (proto !== Object.prototype && proto !== null) return leaf(v, path)
     // for-in is safe here: the prototype is Object.prototype or null, so nothing is inherited.
     for (const k in o) {
-      const p = entry(o, k, `${path}.${k}`, depth, leaf, freeze)
+      const p = entry(o, k, `${path}.${k}`, depth, leaf, freeze, trustFrozen)
       if (p !== undefined) return p
     }
   }
@@ -88,7 +105,7 @@ function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolea
   return undefined
 }
 
-function entry(o: Record<string | number, unknown>, k: string | number, path: string, depth: number, leaf: Leaf, freeze: boolean): ValueProblem | undefined {
+function entry(o: Record<string | number, unknown>, k: string | number, path: string, depth: number, leaf: Leaf, freeze: boolean, trustFrozen: boolean): ValueProblem | undefined {
   const e = o[k]
   if (typeof e !== 'object' || e === null) return leaf(e, path)
   if (e instanceof Uint8Array || e instanceof Date) {
@@ -96,7 +113,7 @@ function entry(o: Record<string | number, unknown>, k: string | number, path: st
     if (p === undefined && freeze) o[k] = copyUnfreezable(e)
     return p
   }
-  return walk(e, path, depth + 1, leaf, freeze)
+  return walk(e, path, depth + 1, leaf, freeze, trustFrozen)
 }
 
 /** Buffers and Dates cannot be frozen: the state keeps its own copy. */
@@ -109,7 +126,7 @@ function copyUnfreezable<T>(v: T): T {
 function msgpackLeaf(v: unknown, path: string): ValueProblem | undefined {
   switch (typeof v) {
     case 'number': case 'string': case 'boolean': case 'undefined': return undefined
-    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX ? undefined : { path, reason: `is a BigInt outside 64 bits (${v}), which msgpack cannot hold; store it as a string` }
+    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX ? undefined : { path, reason: BIGINT_TOO_LARGE(v) }
     case 'function': return { path, reason: 'is a function, which msgpack would drop' }
     case 'symbol': return { path, reason: 'is a symbol, which msgpack cannot encode' }
   }
@@ -124,7 +141,7 @@ function jsonLeaf(v: unknown, path: string): ValueProblem | undefined {
     case 'string': case 'boolean': return undefined
     case 'number': return Number.isFinite(v) ? undefined : { path, reason: `is ${v}, which JSON turns into null` }
     case 'undefined': return path.endsWith(']') ? { path, reason: 'is undefined in an array, which JSON turns into null' } : undefined
-    case 'bigint': return { path, reason: 'is a BigInt, which JSON cannot encode; store it as a string' }
+    case 'bigint': return { path, reason: 'is a BigInt, which JSON cannot encode: convert it to a string (String(n)) or a Number, or use the msgpack codec (BigInts within 64 bits)' }
     case 'function': return { path, reason: 'is a function, which JSON drops' }
     case 'symbol': return { path, reason: 'is a symbol, which JSON drops' }
   }

@@ -22,7 +22,7 @@ import { EmbeddedPipe, type EmbeddedPipeOptions } from '../runtime/pipe/embedded
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { readRange } from '../runtime/pipe/read-range.ts'
 import { type Pipeline, type StageSpec } from '../runtime/api/pipeline.ts'
-import { closestName } from '../runtime/closest-name.ts'
+import { closestName } from '../runtime/suggest.ts'
 import { UnknownStageError } from '../runtime/errors.ts'
 import { naming } from '../runtime/naming.ts'
 import { StateStore } from '../runtime/state/state-store.ts'

@@ -6,6 +6,7 @@
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { instantiate, type Pipeline, type StageSpec } from '../api/pipeline.ts'
+import { constructProcessor } from '../api/state.ts'
 import { Source, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StreamRecord, type Timer, type TimerService } from '../api/processor.ts'
 import { codecFor, stateCodec, type Codec } from '../codec.ts'
 import { ActorFencedError, DecodeError, ProcessingError, WeirError, describeError } from '../errors.ts'
@@ -272,7 +273,7 @@ export class Actor {
       throw err
     }
     this.stats.replayedChangelogRecords = replayed.records
-    this.processor = instantiate(this.spec)
+    this.processor = constructProcessor(this.spec.name, () => instantiate(this.spec))
     this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
     if (this.processor.onCheckpointCommitted !== undefined) {
@@ -551,12 +552,28 @@ export class Actor {
       let timestamp = r.timestamp
       try {
         value = r.value === null ? null : codec.decode(r.value)
-        if (timestampOf !== undefined) timestamp = timestampOf(value, r.timestamp)
-        if (!Number.isFinite(timestamp)) throw new Error(`timestampOf returned ${timestamp}`)
       } catch (cause) {
         const err = new DecodeError(`cannot decode record with codec ${codec.name}: ${(cause as Error).message}`, { topic, partition: this.partition, offset: r.offset, stage: this.spec.name, actor: this.id }, cause)
         this.deadLetter(r, topic, err, 1)
         continue
+      }
+      if (timestampOf !== undefined) {
+        // The user's function, not the codec: say so, naming the option it was given as.
+        const option = `stages.${this.spec.inputs[input]}.timestampOf`
+        let problem: string | undefined
+        let thrown: unknown
+        try {
+          timestamp = timestampOf(value, r.timestamp)
+          if (!Number.isFinite(timestamp)) problem = `returned ${String(timestamp)}`
+        } catch (cause) {
+          thrown = cause
+          problem = `threw: ${(cause as Error)?.message ?? String(cause)}`
+        }
+        if (problem !== undefined) {
+          const err = new DecodeError(`${option} ${problem} for the record at offset ${r.offset} of ${topic}: it must return the record's event time as a finite number of ms (e.g. Date.parse(value.time)); the record is dead-lettered`, { topic, partition: this.partition, offset: r.offset, stage: this.spec.name, actor: this.id, field: option }, thrown)
+          this.deadLetter(r, topic, err, 1)
+          continue
+        }
       }
       decoded[i] = { key, keyBytes: r.key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
       keys.add(key)
@@ -695,7 +712,7 @@ export class Actor {
 
   private timerService(): TimerService {
     const checkTime = (time: number): void => {
-      if (!Number.isSafeInteger(time) || time < 0) throw new WeirError('WEIR_TIMER_TIME', `a timer's time must be a whole number of ms >= 0, got ${time}`, { actor: this.id })
+      if (!Number.isSafeInteger(time) || time < 0) throw new WeirError('WEIR_TIMER_TIME', `stage ${this.spec.name}: a timer's time is a whole number of ms >= 0 (an epoch time such as Date.now() + 60_000 or record.timestamp + 1), got ${time}: round it (Math.ceil) or check the arithmetic`, { stage: this.spec.name, actor: this.id })
     }
     return {
       registerProcessingTime: (time) => (checkTime(time), this.scope.requireUnit('ctx.timers.registerProcessingTime'), this.timers.register(this.scope.key, time)),

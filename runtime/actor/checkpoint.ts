@@ -13,10 +13,11 @@
  * attempted after one failed.
  */
 import type { Faults } from '../faults.ts'
-import { PipeError } from '../errors.ts'
+import { PipeError, WeirError } from '../errors.ts'
 import type { PartitionOffset, Pipe, PipeRecord, TransactionalProducer } from '../pipe/pipe.ts'
 import { stateCodec } from '../codec.ts'
 import { storeKeyBytes } from '../record-keys.ts'
+import { ACTOR_PREFIX, CHECKPOINT_RECORD } from './state-keys.ts'
 import type { StateStore, StoreWrite } from '../state/state-store.ts'
 import type { DirtyEntry, WriteCache } from '../state/write-cache.ts'
 
@@ -129,7 +130,7 @@ export class Checkpointer {
     for (let i = 0; i < dirty.length; i++) {
       const d = dirty[i]!
       const key = storeKeyBytes(d.key)
-      const value = d.value === undefined ? null : stateCodec.encode(d.value)
+      const value = d.value === undefined ? null : encodeState(d.key, d.value, this.deps.actor)
       writes[i] = { key, value }
       this.producer.send(changelogTopic, partition, { key, value, timestamp: now })
       // Let the next epoch's records through between slices.
@@ -211,4 +212,22 @@ export class Checkpointer {
 
 function yieldToLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
+}
+
+/**
+ * A state value for the changelog. One that msgpack refuses got past the check in set
+ * because it was frozen by user code (see values.ts); say which state, in weir's words.
+ */
+function encodeState(cacheKey: string, value: unknown, actor: string): Buffer {
+  try {
+    return stateCodec.encode(value)
+  } catch (err) {
+    if (!(err instanceof WeirError) || err.code !== 'WEIR_VALUE_UNSUPPORTED') throw err
+    const name = cacheKey.startsWith(ACTOR_PREFIX) ? cacheKey.slice(ACTOR_PREFIX.length) : cacheKey.slice(0, Math.max(0, cacheKey.indexOf('\u0000')))
+    const staged = name === CHECKPOINT_RECORD
+    const what = staged ? 'the value onCheckpoint returned' : `state '${name}'`
+    // The checkpoint record holds what onCheckpoint returned under `staged`.
+    const path = staged ? String(err.context.path).replace(/^value\.staged/, 'value') : String(err.context.path)
+    throw new WeirError('WEIR_VALUE_UNSUPPORTED', `actor ${actor}: ${what} cannot be stored: ${path} ${String(err.context.reason)}`, { ...err.context, path, actor, state: name }, { cause: err })
+  }
 }

@@ -49,12 +49,25 @@ export class Outputs {
 
   private hold(out: Output, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     this.scope.requireUnit(out.what)
+    if (key !== null && typeof key !== 'string' && !(key instanceof Uint8Array)) {
+      const given = key === undefined ? 'undefined' : `a ${typeof key}${typeof key === 'bigint' || typeof key === 'number' ? ` (${String(key)})` : ''}`
+      throw new ValueError(out.what, `is ${given}; a record key is a string, a Buffer or null: convert it (String(key)) or emit null for no key`, { stage: this.spec.name, actor: this.actor, path: 'key' })
+    }
     if (out.builtin !== undefined && value !== undefined) {
       const problem = checkValue(value, out.builtin)
       if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
     }
     const keyBuf = key === null ? null : keyBytes(key)
-    const valueBuf = value === undefined ? null : out.codec.encode(value)
+    let valueBuf: Buffer | null
+    try {
+      valueBuf = value === undefined ? null : out.codec.encode(value)
+    } catch (err) {
+      // A frozen object skips the check above (taken as a checked state value); one frozen by
+      // user code that the codec refused is reported as the check would have.
+      const c = err instanceof WeirError && err.code === 'WEIR_VALUE_UNSUPPORTED' ? err.context : undefined
+      if (c === undefined || typeof c.reason !== 'string' || typeof c.path !== 'string') throw err
+      throw new ValueError(out.what, c.reason, { stage: this.spec.name, actor: this.actor, key, path: c.path, codec: out.builtin })
+    }
     const n = out.spec.outputPartitions
     const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
     const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp: options?.timestamp ?? this.scope.timestamp }

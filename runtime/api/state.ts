@@ -11,15 +11,57 @@ export interface StateAccess {
   actorScoped(name: string): { get(): unknown; set(value: unknown): void }
 }
 
+/** The stage whose processor the runtime is constructing right now (construction is synchronous). */
+let constructing: string | undefined
+
+/**
+ * @internal Runs `make`, a stage's processor factory, so that state used while the processor
+ * is constructed (in its constructor or a field initializer) is reported naming the stage.
+ */
+export function constructProcessor<T>(stage: string, make: () => T): T {
+  const outer = constructing
+  constructing = stage
+  try {
+    return make()
+  } finally {
+    constructing = outer
+  }
+}
+
+/** Why a handle has no access to the actor's state, and what to do instead. */
+function unbound(name: string, declaredLate: boolean): WeirError {
+  if (constructing !== undefined) {
+    return new WeirError(
+      'WEIR_STATE_UNBOUND',
+      `stage ${constructing}: state '${name}' was used in the processor's constructor or a field initializer; state exists only once the actor runs ` +
+        `(keyed state while a record or timer is handled, actor state from open on): declare the handle as a field (${name} = this.state.value('${name}')) and use it in onRecord or onTimer (actorValue also in open)`,
+      { stage: constructing, field: 'state', state: name },
+    )
+  }
+  if (declaredLate) {
+    return new WeirError(
+      'WEIR_STATE_UNBOUND',
+      `state '${name}' was declared after the actor started (in open, onRecord or a method they call), so the runtime never bound it: declare every state handle as a class field (${name} = this.state.value('${name}'))`,
+      { field: 'state', state: name },
+    )
+  }
+  return new WeirError(
+    'WEIR_STATE_UNBOUND',
+    `state '${name}' was used on a processor the runtime did not start (created with new outside a pipeline?): state works only in a running stage: ` +
+      `add the processor to a pipeline (stream.process('name', () => new MyProcessor())) and run it (weir run, or runToCompletion from weir/testing to test it)`,
+    { field: 'state', state: name },
+  )
+}
+
 abstract class StateHandle {
   protected access: { get(): unknown; set(value: unknown): void } | undefined
+  /** @internal Set when the handle was declared after its registry was bound. */
+  declaredLate = false
   constructor(readonly name: string) {}
   /** @internal */
   abstract bind(state: StateAccess): void
   protected slot(): { get(): unknown; set(value: unknown): void } {
-    if (this.access === undefined) {
-      throw new WeirError('WEIR_STATE_UNBOUND', `state '${this.name}' is used outside the runtime (construct processors through a pipeline)`, {})
-    }
+    if (this.access === undefined) throw unbound(this.name, this.declaredLate)
     return this.access
   }
 }
@@ -162,12 +204,14 @@ export class StateRegistry {
   readonly actorNames: string[] = []
 
   private declare<H extends StateHandle>(handle: H, keyed: boolean): H {
+    const where = constructing === undefined ? '' : `stage ${constructing}: `
     if (!STATE_NAME.test(handle.name)) {
-      throw new WeirError('WEIR_STATE_NAME', `state name '${handle.name}' must match ${STATE_NAME}`, { field: 'state' })
+      throw new WeirError('WEIR_STATE_NAME', `${where}state name '${handle.name}' must be 1 to 128 letters, digits, _ . or - (it names the state in the store and the changelog)`, { stage: constructing, field: 'state', state: handle.name })
     }
     if (this.handles.some((h) => h.name === handle.name)) {
-      throw new WeirError('WEIR_STATE_NAME', `state '${handle.name}' is declared twice`, { field: 'state' })
+      throw new WeirError('WEIR_STATE_NAME', `${where}state '${handle.name}' is declared twice in one processor: give each state handle its own name`, { stage: constructing, field: 'state', state: handle.name })
     }
+    handle.declaredLate = this.bound
     this.handles.push(handle)
     ;(keyed ? this.keyedNames : this.actorNames).push(handle.name)
     return handle
@@ -186,8 +230,11 @@ export class StateRegistry {
     return this.declare(new ActorValueState<T>(name), false)
   }
 
+  private bound = false
+
   /** @internal */
   bind(access: StateAccess): void {
+    this.bound = true
     for (const h of this.handles) h.bind(access)
   }
 }

@@ -118,3 +118,23 @@ export interface Pipe {
   deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void>
   close(): Promise<void>
 }
+
+/**
+ * One failed attempt to reach the pipe while it is being opened, reported so a person
+ * waiting is told what is happening (and a log says it per attempt) rather than silence
+ * until the retries run out.
+ */
+export interface ConnectRetry {
+  /** What is being reached: `Kafka at 127.0.0.1:9092`. */
+  target: string
+  /** 1 for the first attempt. */
+  attempt: number
+  /** Why it failed, in words (`connection refused`, `host not found`). */
+  reason: string
+  /** Time since opening started, ms. */
+  elapsedMs: number
+  /** When the next attempt is made, ms from now; undefined after the last one. */
+  retryInMs: number | undefined
+  /** About how long opening retries in all before it fails (the retry budget). */
+  givesUpAfterMs: number
+}

@@ -49,7 +49,7 @@ describe('weir monitor', () => {
     const cases: Array<[string[], RegExp]> = [
       [['monitor', '--bus', BUS, '--slo', 'p/sink=soon'], /weir: error: --slo: 'soon' is not a duration.*WEIR_CONFIG_INVALID/],
       [['monitor', '--bus', BUS, '--config', config], /weir: error: slos\.0\.timelinessMs: .*WEIR_CONFIG_INVALID/],
-      [['monitor', '--bogus'], /Unknown option '--bogus'[\s\S]*weir help monitor/],
+      [['monitor', '--bogus'], /unknown option --bogus; weir monitor takes --bus, [\s\S]*weir monitor --help/],
     ]
     const results = await Promise.all(cases.map(([args]) => weir(args)))
     results.forEach((r, i) => {

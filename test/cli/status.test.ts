@@ -75,7 +75,7 @@ describe('weir status: refusals and failures', () => {
       [['status', '--bus', dead, '--cluster', 'a.b'], /weir: error: --cluster: 'a\.b' must be/],
       [['status', '--bus', 'localhost:4222'], /weir: error: --bus: 'localhost:4222' is not a nats:\/\/host:port URL/],
       [['status'], /weir: error: --bus: weir status listens on the control bus/],
-      [['status', '--bus', dead, '--bogus'], /Unknown option '--bogus'[\s\S]*weir help status/],
+      [['status', '--bus', dead, '--bogus'], /unknown option --bogus; weir status takes --bus, [\s\S]*weir status --help/],
     ]
     const results = await Promise.all(cases.map(([args]) => weir(args)))
     results.forEach((r, i) => {

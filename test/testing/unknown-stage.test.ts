@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest'
 import { Pipeline, Processor, type Context, type StreamRecord } from '../../index.ts'
 import { GeneratorSource, JsonlFileSink } from '../../processors/index.ts'
 import { readCommittedState, readDeadLetters, readStageOutput, readState, UnknownStageError } from '../../testing/index.ts'
-import { closestName } from '../../runtime/closest-name.ts'
 
 class Count extends Processor<string, number> {
   onRecord(r: StreamRecord<string>, ctx: Context<number>): void {
@@ -53,11 +52,5 @@ describe('an unknown stage name', () => {
   it('a name far from every stage gets the list and no guess', async () => {
     const err = await errorOf(() => readStageOutput(pageViews(), dir, 'totals'))
     expect((err as Error).message).toBe("no stage 'totals' in pipeline 'pv'; its stages are: pages, page-counts, sink")
-  })
-
-  it('closestName allows two edits, or one per three characters', () => {
-    expect(closestName('cuont', ['count', 'lines'])).toBe('count')
-    expect(closestName('sink', ['pages', 'page-counts'])).toBeUndefined()
-    expect(closestName('x', ['y'])).toBe('y')
   })
 })

@@ -308,7 +308,12 @@ export function connectError(target: NatsTarget, err: unknown): BusAuthError | B
   if (auth !== undefined) return new BusAuthError(`NATS at ${where} refused ${describeCredentials(target.credentials)}: ${auth.message}`, context, err)
   const tls = chain.find((e) => (e.code !== undefined && TLS_TRUST_CODES.has(e.code)) || /\btls\b/i.test(e.message))
   if (tls !== undefined) return new BusAuthError(`TLS with NATS at ${where} failed: ${tls.message}${target.tls === undefined ? ' (the server requires TLS: use tls:// and WEIR_NATS_CA or --nats-ca)' : ''}`, context, err)
-  return new BusUnavailableError(`cannot connect to NATS at ${where}: ${(err as Error)?.message ?? String(err)}`, { servers: target.servers }, err)
+  return new BusUnavailableError(
+    `cannot connect to NATS at ${where}: ${(err as Error)?.message ?? String(err)}: is nats-server running there, and reachable from this host? ` +
+      'Check the URL in --bus (or WEIR_BUS); for a local server, scripts/services.sh up in a weir checkout starts one on 127.0.0.1:4222',
+    { servers: target.servers },
+    err,
+  )
 }
 
 export interface ConnectNatsOptions {

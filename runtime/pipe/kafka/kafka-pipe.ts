@@ -13,10 +13,10 @@
 import './kafkajs-fixes.ts'
 import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type LogEntry, type Producer } from 'kafkajs'
 import type { Logger } from 'pino'
-import { ClosedError, TopicError } from '../../errors.ts'
+import { ClosedError, PipeError, TopicError } from '../../errors.ts'
 import { createLogger } from '../../log.ts'
-import type { PartitionReader, Pipe, TopicSpec, TransactionalProducer } from '../pipe.ts'
-import { toWeirError } from './kafka-errors.ts'
+import type { ConnectRetry, PartitionReader, Pipe, TopicSpec, TransactionalProducer } from '../pipe.ts'
+import { kafkaCode, toWeirError } from './kafka-errors.ts'
 import { KafkaTransactionalProducer } from './kafka-producer.ts'
 import { KafkaPartitionReader } from './kafka-reader.ts'
 import { resolveKafkaOptions, tlsFor, type KafkaPipeOptions, type ResolvedKafkaOptions } from './options.ts'
@@ -24,17 +24,51 @@ import { resolveKafkaOptions, tlsFor, type KafkaPipeOptions, type ResolvedKafkaO
 export type { KafkaPipeOptions } from './options.ts'
 export { parseKafkaUrl, readKafkaConfigFile } from './options.ts'
 
-/** kafkajs logs through pino; its ERROR lines are mostly retries it recovers from, so they are warnings here. */
-function kafkaLogCreator(log: Logger) {
+/**
+ * kafkajs logs through pino; its ERROR lines are mostly retries it recovers from, so they are
+ * warnings here. While connecting, a failed attempt goes to `onConnectFailure` instead (weir
+ * reports it in its own words), so the same failure is not logged twice.
+ */
+function kafkaLogCreator(log: Logger, onConnectFailure: (retry: { retryCount: number; retryTime: number } | undefined, message: string) => boolean) {
   return () => ({ namespace, level, log: entry }: LogEntry) => {
     const { message, ...extra } = entry
     const fields = { kafka: namespace, ...extra }
     // Retries are bounded on purpose: a transaction that fails aborts, and the actor restarts from its checkpoint.
     if (message.startsWith('Limiting retries for the idempotent producer')) return
+    if (namespace === 'BrokerPool' && typeof extra.retryCount === 'number' && onConnectFailure({ retryCount: extra.retryCount, retryTime: Number(extra.retryTime ?? 0) }, message)) return
+    if (namespace === 'Connection' && message.startsWith('Connection error') && onConnectFailure(undefined, message)) return
     if (level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) log.warn(fields, message)
     else if (level === KafkaLogLevel.INFO) log.debug(fields, message)
     else log.trace(fields, message)
   }
+}
+
+/** A failed connection attempt in words: the socket error kafkajs wraps. */
+export function connectFailureReason(message: string): string {
+  if (/ECONNREFUSED/.test(message)) return 'connection refused'
+  if (/ENOTFOUND|EAI_AGAIN/.test(message)) return 'host not found'
+  if (/EHOSTUNREACH|ENETUNREACH/.test(message)) return 'host unreachable'
+  if (/Connection timeout|ETIMEDOUT/i.test(message)) return 'no answer (connection timeout)'
+  return message.replace(/^Failed to connect to seed broker, trying another broker from the list: /, '')
+}
+
+/** The sum of kafkajs's backoffs before it gives up (exponential from initialRetryTime, doubling, capped). */
+function retryBudgetMs(o: ResolvedKafkaOptions): number {
+  let total = 0
+  for (let n = 0; n < o.retries; n++) total += Math.min(o.initialRetryTimeMs * 2 ** n, o.maxRetryTimeMs)
+  return total
+}
+
+/** One line for a failed attempt: `connecting to Kafka at h:p: connection refused, retrying (attempt 3, 1.5 s; gives up after about 41 s)`. */
+export function describeConnectRetry(r: ConnectRetry): string {
+  const s = (ms: number): string => `${ms < 10_000 ? (ms / 1000).toFixed(1) : Math.round(ms / 1000)} s`
+  if (r.retryInMs === undefined) return `connecting to ${r.target}: ${r.reason}, giving up (attempt ${r.attempt}, ${s(r.elapsedMs)})`
+  return `connecting to ${r.target}: ${r.reason}, retrying (attempt ${r.attempt}, ${s(r.elapsedMs)}; gives up after about ${s(r.givesUpAfterMs)})`
+}
+
+/** How `KafkaPipe.connect` reports a failed attempt; by default a pino warn per attempt. */
+export interface KafkaConnectHooks {
+  onRetry?: (retry: ConnectRetry) => void
 }
 
 const DELETE_WAIT_MS = 15_000
@@ -59,9 +93,37 @@ export class KafkaPipe implements Pipe {
     this.identity = `kafka:${clusterId}`
   }
 
-  /** Connects the admin client; fails with a typed error naming the brokers when none answers. */
-  static async connect(options: KafkaPipeOptions, log: Logger = createLogger()): Promise<KafkaPipe> {
+  /**
+   * Connects the admin client, retrying unreachable brokers (`retries`, with backoff): each
+   * failed attempt is reported to `hooks.onRetry`, or logged as a warning; when the retries
+   * run out, fails with a PipeError naming the brokers and what to check.
+   */
+  static async connect(options: KafkaPipeOptions, log: Logger = createLogger(), hooks: KafkaConnectHooks = {}): Promise<KafkaPipe> {
     const resolved = resolveKafkaOptions(options)
+    const target = `Kafka at ${resolved.brokers.join(',')}`
+    const started = performance.now()
+    const givesUpAfterMs = retryBudgetMs(resolved)
+    let connecting = true
+    let attempts = 0
+    let lastReason: string | undefined
+    const onConnectFailure = (retry: { retryCount: number; retryTime: number } | undefined, message: string): boolean => {
+      if (!connecting) return false
+      // kafkajs logs the socket error (Connection), then the retry (BrokerPool), which says when.
+      if (retry === undefined) return true
+      attempts = retry.retryCount + 1
+      lastReason = connectFailureReason(message)
+      const report: ConnectRetry = {
+        target,
+        attempt: attempts,
+        reason: lastReason,
+        elapsedMs: Math.round(performance.now() - started),
+        retryInMs: retry.retryCount < resolved.retries ? retry.retryTime : undefined,
+        givesUpAfterMs,
+      }
+      if (hooks.onRetry !== undefined) hooks.onRetry(report)
+      else log.warn({ ...report, brokers: resolved.brokers }, describeConnectRetry(report))
+      return true
+    }
     const kafka = new Kafka({
       clientId: resolved.clientId,
       brokers: resolved.brokers,
@@ -71,7 +133,7 @@ export class KafkaPipe implements Pipe {
       requestTimeout: resolved.requestTimeoutMs,
       retry: { retries: resolved.retries, initialRetryTime: resolved.initialRetryTimeMs, maxRetryTime: resolved.maxRetryTimeMs },
       logLevel: KafkaLogLevel.WARN,
-      logCreator: kafkaLogCreator(log.child({ component: 'kafkajs' })),
+      logCreator: kafkaLogCreator(log.child({ component: 'kafkajs' }), onConnectFailure),
     })
     const admin = kafka.admin({ retry: { retries: 3, initialRetryTime: resolved.initialRetryTimeMs, maxRetryTime: resolved.maxRetryTimeMs } })
     let clusterId: string
@@ -79,9 +141,18 @@ export class KafkaPipe implements Pipe {
       await admin.connect()
       clusterId = (await admin.describeCluster()).clusterId
     } catch (err) {
+      connecting = false
       await admin.disconnect().catch(() => undefined)
-      throw toWeirError(err, `connect to ${resolved.brokers.join(',')}`, { brokers: resolved.brokers })
+      if (lastReason === undefined) throw toWeirError(err, `connect to ${resolved.brokers.join(',')}`, { brokers: resolved.brokers })
+      const seconds = Math.round((performance.now() - started) / 1000)
+      throw new PipeError(
+        `cannot connect to ${target}: ${lastReason} (${attempts} attempt${attempts === 1 ? '' : 's'} in ${seconds} s): is a Kafka broker running there, and reachable from this host? ` +
+          'Check the host and port in --pipe (or WEIR_PIPE); for a local broker, scripts/services.sh up in a weir checkout starts one on 127.0.0.1:9092',
+        { brokers: resolved.brokers, attempts },
+        { retriable: true, cause: err, kafkaCode: kafkaCode(err) },
+      )
     }
+    connecting = false
     return new KafkaPipe(kafka, admin, resolved, log, clusterId)
   }
 

@@ -41,7 +41,12 @@ export const kafkaOptionsSchema = z
     sasl: saslSchema.optional(),
     connectionTimeoutMs: z.number().int().min(100).max(120_000).default(3000),
     requestTimeoutMs: z.number().int().min(1000).max(300_000).default(30_000),
-    /** Retries of one request on retriable errors, with exponential backoff up to `maxRetryTimeMs`. */
+    /**
+     * Retries of one request on retriable errors, with exponential backoff (from
+     * `initialRetryTimeMs`, doubling) up to `maxRetryTimeMs`. Opening the pipe retries too:
+     * with the defaults, brokers that do not answer are given up on after about 41 s
+     * (each attempt reported as it fails); lower these for a faster verdict.
+     */
     retries: z.number().int().min(0).max(1000).default(12),
     initialRetryTimeMs: z.number().int().min(10).max(60_000).default(200),
     maxRetryTimeMs: z.number().int().min(100).max(600_000).default(5000),

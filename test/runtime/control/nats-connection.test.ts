@@ -7,8 +7,8 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { nkeys } from '@nats-io/transport-node'
 import { describe, expect, it } from 'vitest'
-import { describeCredentials, natsConnectionOptions, redactNatsUrl, resolveNatsTarget } from '../../../runtime/control/nats/nats-connection.ts'
-import { tempDirs } from '../../support/weir-cli.ts'
+import { connectNats, describeCredentials, natsConnectionOptions, redactNatsUrl, resolveNatsTarget } from '../../../runtime/control/nats/nats-connection.ts'
+import { freePort, tempDirs } from '../../support/weir-cli.ts'
 
 const tempDir = tempDirs('weir-nats-connection-')
 
@@ -97,5 +97,14 @@ describe('resolving NATS credentials and TLS', () => {
       expect((thrown as Error).message, JSON.stringify(sources)).toMatch(message)
       expect((thrown as Error).message).not.toContain('hunter2')
     }
+  })
+})
+
+describe('connecting to a NATS server that is not there', () => {
+  it('names the server and says what to check', async () => {
+    const url = `nats://127.0.0.1:${await freePort()}`
+    const err = await connectNats(resolveNatsTarget({ url }), { name: 'weir-test', timeoutMs: 2000 }).then(() => undefined, (e: unknown) => e)
+    expect(err).toMatchObject({ code: 'WEIR_BUS_UNAVAILABLE', retriable: true })
+    expect((err as Error).message).toMatch(new RegExp(`^cannot connect to NATS at ${url.replace(/[./]/g, '\\$&')}: .+: is nats-server running there, and reachable from this host\\? Check the URL in --bus \\(or WEIR_BUS\\); for a local server, scripts/services.sh up`))
   })
 })

@@ -1,0 +1,113 @@
+/**
+ * A value msgpack or JSON cannot hold is refused in weir's words, naming the stage or state
+ * and the field and saying what to convert it to, on every path: emit, keyed and actor
+ * state, what onCheckpoint stages, including objects frozen by user code (which the checks
+ * take as already checked, so msgpackr's own advice, naming options a weir user cannot set,
+ * surfaced at encode time); and a record key that is not a string, Buffer or null.
+ */
+import { rmSync } from 'node:fs'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Pipeline, Processor, Source, policy, type Context, type SourceContext, type StreamRecord } from '../../index.ts'
+import { GeneratorSource } from '../../processors/index.ts'
+import { codecFor } from '../../runtime/codec.ts'
+import { WeirError } from '../../runtime/errors.ts'
+import { runToCompletion, tempDataDir } from '../../testing/index.ts'
+
+const BIG = 2n ** 70n
+const dirs: string[] = []
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
+
+/** Every message in the error's cause chain. */
+function messages(err: unknown): string {
+  const out: string[] = []
+  for (let e = err; e instanceof Error; e = e.cause) out.push(e.message)
+  return out.join('\n')
+}
+
+type Kind = 'emit' | 'emit-json' | 'keyed-state' | 'actor-state' | 'staged' | 'key'
+
+async function failureOf(kind: Kind): Promise<string> {
+  class Misbehaves extends Processor<number, unknown> {
+    total = this.state.value<unknown>('total')
+    last = this.state.actorValue<unknown>('last')
+    onRecord(r: StreamRecord<number>, ctx: Context<unknown>): void {
+      const frozen = Object.freeze({ n: BIG })
+      if (kind === 'emit' || kind === 'emit-json') ctx.emit(r.key, frozen)
+      if (kind === 'keyed-state') this.total.set(frozen)
+      if (kind === 'actor-state') this.last.set(frozen)
+      if (kind === 'key') ctx.emit(BIG as unknown as string, r.value)
+    }
+    override onCheckpoint(): unknown {
+      return kind === 'staged' ? Object.freeze({ n: BIG }) : undefined
+    }
+    override onCheckpointCommitted(): void {}
+  }
+  const p = new Pipeline(`values-${kind}`)
+  p.source<number>('numbers', () => new GeneratorSource<number>({ count: 2, generate: (i) => ({ key: `k${i}`, value: i }) }), { partitions: 1 })
+    .process('misbehaves', Misbehaves, { onError: policy.failStop(), codec: kind === 'emit-json' ? 'json' : 'msgpack' })
+  const dataDir = tempDataDir('weir-values-')
+  dirs.push(dataDir)
+  const err = await runToCompletion(p, { dataDir }).then(() => undefined, (e: unknown) => e)
+  expect(err, `${kind} should fail`).toBeInstanceOf(Error)
+  return messages(err)
+}
+
+const TO_STRING = 'convert it to a string (String(n), back with BigInt(s)), or to a Number if losing precision is fine'
+
+describe('a BigInt beyond 64 bits says what a weir user can do', () => {
+  it.each([
+    ['emit', "stage misbehaves, key \"k0\": ctx.emit: value.n is a BigInt outside 64 bits (1180591620717411303424), which msgpack cannot hold"],
+    // A frozen object is taken as a checked state value where it is set; the changelog's
+    // encoding then names the state.
+    ['keyed-state', "actor misbehaves/0: state 'total' cannot be stored: value.n is a BigInt outside 64 bits"],
+    ['actor-state', "actor misbehaves/0: state 'last' cannot be stored: value.n is a BigInt outside 64 bits"],
+    ['staged', 'actor misbehaves/0: the value onCheckpoint returned cannot be stored: value.n is a BigInt outside 64 bits'],
+  ] as const)('%s of an object frozen by user code', async (kind, text) => {
+    const m = await failureOf(kind)
+    expect(m).toContain(text)
+    expect(m).toContain(TO_STRING)
+    expect(m).not.toMatch(/useBigIntExtension|largeBigIntToFloat/)
+  })
+
+  it('emit of a frozen object to a JSON output', async () => {
+    const m = await failureOf('emit-json')
+    expect(m).toContain('stage misbehaves, key "k0": ctx.emit: value.n is a BigInt, which JSON cannot encode: convert it to a string (String(n)) or a Number, or use the msgpack codec')
+    expect(m).not.toContain('Do not know how to serialize a BigInt')
+  })
+
+  it('the msgpack codec itself, handed a value no check saw', () => {
+    const err = (() => {
+      try {
+        codecFor('msgpack').encode({ list: [1, BIG] })
+      } catch (e) {
+        return e
+      }
+    })()
+    expect(err).toBeInstanceOf(WeirError)
+    expect((err as WeirError).code).toBe('WEIR_VALUE_UNSUPPORTED')
+    expect((err as WeirError).message).toBe(`the msgpack codec cannot encode this value: value.list[1] is a BigInt outside 64 bits (${BIG}), which msgpack cannot hold: ${TO_STRING}`)
+  })
+})
+
+describe('a record key that is not a string, Buffer or null', () => {
+  it('from a processor names the stage and says to convert it', async () => {
+    const m = await failureOf('key')
+    expect(m).toContain('stage misbehaves: ctx.emit: key is a bigint (1180591620717411303424); a record key is a string, a Buffer or null: convert it (String(key))')
+    expect(m).not.toContain('The first argument must be of type string')
+  })
+
+  it('from a source names the stage', async () => {
+    class NumberKeys extends Source<number> {
+      poll(ctx: SourceContext<number>): 'done' {
+        ctx.emit(42 as unknown as string, 1)
+        return 'done'
+      }
+    }
+    const p = new Pipeline('values-source-key')
+    p.source<number>('numbers', NumberKeys, { partitions: 1 })
+    const dataDir = tempDataDir('weir-values-')
+    dirs.push(dataDir)
+    const m = messages(await runToCompletion(p, { dataDir }).then(() => undefined, (e: unknown) => e))
+    expect(m).toContain('stage numbers: ctx.emit: key is a number (42); a record key is a string, a Buffer or null')
+  })
+})
