@@ -1,6 +1,7 @@
 /**
  * Loads a pipeline file, for `weir run` and weir/testing's child runner: a dynamic import
- * of its file URL (runtime/module-import.ts: Node's type stripping, tsx as the fallback, so TypeScript loads without a build step). The default export, or an export named
+ * of its file URL (runtime/module-import.ts: Node's type stripping, tsx as the fallback, so
+ * TypeScript loads without a build step). The default export, or an export named
  * `pipeline`, is a Pipeline or a function `(params) => Pipeline | Promise<Pipeline>`.
  */
 import { statSync } from 'node:fs'
