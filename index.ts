@@ -11,5 +11,29 @@ export { Pipeline, Stream, policy } from './runtime/api/pipeline.ts'
 export type { StageOptions, FailurePolicy, StageSpec } from './runtime/api/pipeline.ts'
 export { startEmbedded } from './runner/embedded-runner.ts'
 export type { RunOptions, RunResult, RunningPipeline } from './runner/embedded-runner.ts'
+/**
+ * What `RunOptions` and `RunningPipeline` name, so a run on Kafka and NATS can be set up from
+ * code as `weir run --pipe kafka://… --bus nats://…` does.
+ *
+ * @example
+ * import { openBus, openPipe, startEmbedded } from 'weir'
+ * const pipe = await openPipe('kafka://127.0.0.1:9092', { dataDir: './.weir/wordcount' })
+ * const bus = await openBus('nats://127.0.0.1:4222', { name: 'wordcount' })
+ * const run = await startEmbedded(pipeline, { dataDir: './.weir/wordcount', pipe, bus, cluster: 'prod' })
+ * await run.done
+ * await pipe.close(); await bus.close()
+ */
+export { openPipe, checkPipeUrl } from './runtime/open-pipe.ts'
+export type { OpenPipeOptions } from './runtime/open-pipe.ts'
+export type { Pipe } from './runtime/pipe/pipe.ts'
+export type { EmbeddedPipeOptions } from './runtime/pipe/embedded/embedded-pipe.ts'
+export { openBus, localBus, resolveBusTarget, checkBusUrl, BusAuthError, BusUnavailableError } from './runtime/open-bus.ts'
+export type { BusTarget, BusSources, BusSecurityOptions, NatsCredentials, NatsTls } from './runtime/open-bus.ts'
+export type { ControlBus } from './runtime/control/bus.ts'
+export type { ActorConfig, ActorStats } from './runtime/actor/actor.ts'
+/** Crash injection for tests (weir/testing makes them; RunOptions.faults takes one). */
+export type { Faults } from './runtime/faults.ts'
+export type { Logger } from 'pino'
+export type { Registry as MetricsRegistry } from 'prom-client'
 export type { Codec, CodecName } from './runtime/codec.ts'
 export { WeirError, ConfigError, ActorFencedError, DecodeError, ProcessingError, TopologyMismatchError, StateCorruptedError, PublishError } from './runtime/errors.ts'

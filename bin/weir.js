@@ -1,13 +1,22 @@
 #!/usr/bin/env node
-// The weir command. Pipelines are TypeScript files loaded without a build step, so the CLI
-// registers tsx's loader before importing anything written in TypeScript.
-import { register } from 'tsx/esm/api'
+// The weir command. An installed package runs the compiled CLI in dist/ and loads users'
+// TypeScript pipeline files with Node's own type stripping (tsx only as a fallback: see
+// runtime/module-import.ts). In weir's own repository, where the TypeScript sources sit
+// beside bin/ (the package ships only dist/), it runs those sources through tsx instead:
+// tests and examples then never run a stale or missing dist/, and an example importing
+// ../index.ts shares the CLI's copy of the runtime (a second copy's Pipeline is not one).
+import { existsSync } from 'node:fs'
 
-register()
+const fromSources = existsSync(new URL('../cli/main.ts', import.meta.url))
+if (fromSources) {
+  const { register } = await import('tsx/esm/api')
+  register()
+}
+const entry = (path) => new URL(fromSources ? `../${path}.ts` : `../dist/${path}.js`, import.meta.url).href
 // Before the heap grows: larger young-generation semi-spaces for per-record allocation.
-const { tuneHeap } = await import('../runtime/heap.ts')
+const { tuneHeap } = await import(entry('runtime/heap'))
 tuneHeap()
-const { main } = await import('../cli/main.ts')
+const { main } = await import(entry('cli/main'))
 const code = await main(process.argv.slice(2))
 // Exit even if a pipeline module left a timer or socket open; stdout is flushed first.
 process.stdout.write('', () => process.exit(code))

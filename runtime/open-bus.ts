@@ -14,7 +14,7 @@ import { NatsBus } from './control/nats/nats-bus.ts'
 import { checkNatsUrl, redactNatsUrl, resolveNatsTarget, type NatsSources, type NatsTarget } from './control/nats/nats-connection.ts'
 import { createLogger } from './log.ts'
 
-export type { NatsCredentials, NatsSecurityOptions as BusSecurityOptions, NatsTarget as BusTarget, NatsTls } from './control/nats/nats-connection.ts'
+export type { NatsCredentials, NatsSecurityOptions as BusSecurityOptions, NatsSources as BusSources, NatsTarget as BusTarget, NatsTls } from './control/nats/nats-connection.ts'
 /** The coordinator's lease and metadata live in NATS KV: they connect here, as the bus does. */
 export { BusAuthError, BusUnavailableError, connectNats } from './control/nats/nats-connection.ts'
 

@@ -1,12 +1,13 @@
 /**
  * Loads a pipeline file, for `weir run` and weir/testing's child runner: a dynamic import
- * of its file URL (tsx is registered first, so TypeScript loads without a build step). The default export, or an export named
+ * of its file URL (runtime/module-import.ts: Node's type stripping, tsx as the fallback, so
+ * TypeScript loads without a build step). The default export, or an export named
  * `pipeline`, is a Pipeline or a function `(params) => Pipeline | Promise<Pipeline>`.
  */
 import { statSync } from 'node:fs'
-import { pathToFileURL } from 'node:url'
 import { ConfigError, WeirError } from './errors.ts'
 import { Pipeline } from './api/pipeline.ts'
+import { importUserModule } from './module-import.ts'
 import { refuseUnreadParams, trackParams } from './pipeline-params.ts'
 
 /** A pipeline function; a given param it never reads while building is refused (runtime/pipeline-params.ts). */
@@ -38,13 +39,7 @@ export async function loadPipeline(file: string, params: Record<string, string>)
   }
   if (!isFile) throw new ConfigError('pipeline', `${file} is not a file`, { file })
 
-  let mod: Record<string, unknown>
-  try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
-  } catch (cause) {
-    const message = cause instanceof Error ? cause.message : String(cause)
-    throw new WeirError('WEIR_PIPELINE_LOAD_FAILED', `cannot load pipeline file ${file}: ${message}`, { field: 'pipeline', file }, { cause })
-  }
+  const mod = await importUserModule(file)
 
   const candidates = (['default', 'pipeline'] as const).filter((name) => mod[name] !== undefined)
   const usable = candidates.find((name) => mod[name] instanceof Pipeline || typeof mod[name] === 'function')

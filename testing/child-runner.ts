@@ -7,7 +7,7 @@
  * such as a sink's `out/…`, resolve there, not in the test's project). Exits 0 when the
  * pipeline finished.
  *
- *   node --import tsx child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]
+ *   node [--import tsx] child-runner.ts <pipeline.ts> <dataDir> [paramsJson] [epochMs]   (weir's sources need tsx; dist/testing/child-runner.js does not)
  */
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'

@@ -32,6 +32,8 @@ import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
 export { CRASH_POINTS, SimulatedCrash, UnknownStageError }
+/** fast-check, the copy `arbitraries` is built with (weir's peer dependency), for properties over weir's arbitraries. */
+export { default as fc } from 'fast-check'
 export type { CrashPoint, CrashSpec }
 
 /** Directories tempDataDir made in this process and nothing removed yet. */
@@ -176,7 +178,11 @@ export interface ChildRunOptions {
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
-const childRunner = join(here, 'child-runner.ts')
+// Compiled (an installed weir): the child runner is JavaScript and loads pipeline files
+// itself (runtime/module-import.ts). From weir's TypeScript sources: through tsx.
+const fromSources = import.meta.url.endsWith('.ts')
+const childRunner = join(here, fromSources ? 'child-runner.ts' : 'child-runner.js')
+const childLoader = fromSources ? ['--import', 'tsx'] : []
 
 /** How a child run ended. `finished`: the pipeline finished (the child reported it), whatever signal came after. */
 export interface ChildOutcome {
@@ -192,7 +198,7 @@ export interface ChildOutcome {
  */
 export function runPipelineFile(file: string, options: { dataDir: string; workDir?: string; params?: Record<string, string>; crashAt?: CrashSpec; killAfterMs?: number; epochIntervalMs?: number; timeoutMs?: number; env?: Record<string, string> }): Promise<ChildOutcome> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, WEIR_CRASH_AT: options.crashAt ? Faults.envValue(options.crashAt) : '', WEIR_TEST_WORK_DIR: resolve(options.workDir ?? options.dataDir) }
-  const args = ['--import', 'tsx', childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
+  const args = [...childLoader, childRunner, resolve(file), options.dataDir, JSON.stringify(options.params ?? {}), String(options.epochIntervalMs ?? 50)]
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
