@@ -125,7 +125,7 @@ describe('the package', { timeout: 180_000 }, () => {
     const files = tarball.files
     expect(files.filter((f) => /^(test|benchmarks|\.ci|examples|scripts|deploy|types)\//.test(f) || f.startsWith('.'))).toEqual([])
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([])
-    for (const f of ['package.json', 'README.md', 'bin/weir.js', 'dist/index.js', 'dist/index.d.ts', 'dist/processors/index.js', 'dist/testing/index.d.ts', 'dist/testing/child-runner.js', 'dist/cli/main.js', 'dist/monitor/dashboard/index.html']) {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/weir.js', 'dist/index.js', 'dist/index.d.ts', 'dist/processors/index.js', 'dist/testing/index.d.ts', 'dist/testing/child-runner.js', 'dist/cli/main.js', 'dist/monitor/dashboard/index.html']) {
       expect(files, f).toContain(f)
     }
   })
