@@ -63,6 +63,9 @@ export const policy = {
  * How a source (or a topic input) derives event-time watermarks: bounded out-of-orderness,
  * as Flink's `forBoundedOutOfOrderness`. The watermark is the newest event time emitted
  * minus `maxOutOfOrdernessMs` minus 1: records at or below it are late.
+ *
+ * @example
+ * p.source('ticks', Ticks, { partitions: 2, watermarks: { maxOutOfOrdernessMs: 2_000, idleTimeoutMs: 10_000 } })
  */
 export interface WatermarkOptions {
   /** How far behind the newest event time a record may still arrive on time, ms. Default 0. */
@@ -95,6 +98,13 @@ export interface StageOptions {
   topic?: string
 }
 
+/**
+ * An existing topic read as a pipeline's input (see Pipeline.fromTopic); `T` is the type
+ * of its decoded values.
+ *
+ * @example
+ * const opts: TopicInputOptions<string> = { topic: 'text-lines', partitions: 6, codec: 'string' }
+ */
 export interface TopicInputOptions<T = unknown> {
   /** The existing topic to read (Kafka topic name). */
   topic: string
@@ -191,6 +201,12 @@ function validateOptions(stage: string, options: unknown): StageOptions {
   return parsed.data as StageOptions
 }
 
+/**
+ * Options of a whole pipeline.
+ *
+ * @example
+ * new Pipeline('wordcount', { purgeConsumedRecords: false, standbys: 1 })
+ */
 export interface PipelineOptions {
   /**
    * Delete records of an edge topic once every stage reading it has committed past them,
