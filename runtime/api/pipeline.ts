@@ -247,8 +247,9 @@ export class Stream<T> {
    * returned stream see all records of a key in one partition, so keyed state and timers
    * see all of a key; stages that read this stream keep its partitioning. The key is the
    * one the record was emitted with, or `keyOf(value)` when given (the record then
-   * carries that key). Each partitioning of a stream is written once, however many
-   * stages read it.
+   * carries that key; a key function that throws or returns no string or bytes fails the
+   * writing stage's record, as its own code would). Stages reading the same partitioning
+   * (same count, same key function object) share one topic.
    *
    * @example
    * const views = p.source('views', PageViews, { partitions: 2 })

@@ -14,7 +14,7 @@ import { KafkaPipe } from '../../../runtime/pipe/kafka/kafka-pipe.ts'
 import type { Pipe } from '../../../runtime/pipe/pipe.ts'
 import { keyBytes } from '../../../runtime/record-keys.ts'
 import { checkTopology, recordTopology } from '../../../runtime/topology-guard.ts'
-import { readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
+import { readDeadLetters, readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
 import { requireService } from '../../support/services.ts'
 
 const kafka = await requireService('kafka')
@@ -69,6 +69,13 @@ class WhereRead extends Processor<View, { from: number; seq: number; key: string
   }
   onRecord(r: StreamRecord<View>, ctx: Context<{ from: number; seq: number; key: string | null; partition: number }>): void {
     ctx.emit(r.key, { from: r.value.from, seq: r.value.seq, key: r.key, partition: this.partition })
+  }
+}
+
+/** Passes records on unchanged (a stage whose output the test reads). */
+class Log extends Processor<{ from: number; seq: number }, { from: number; seq: number }> {
+  onRecord(r: StreamRecord<{ from: number; seq: number }>, ctx: Context<{ from: number; seq: number }>): void {
+    ctx.emit(r.key, r.value)
   }
 }
 
@@ -154,6 +161,25 @@ describe('pipeline branches', () => {
     expect(run.crashed).toEqual(run.planned)
     await expectBranchesRight(p, dir, 'key function')
   }, 180_000)
+
+  it('a key function that fails dead-letters the record at the writing stage, with none of its outputs', async () => {
+    const dir = tempDataDir('weir-branches-badkey-')
+    dirs.push(dir)
+    const p = new Pipeline('bad-key')
+    const read = p.source('views', () => new GeneratorSource<View>({ count: 50, generate: (i, part) => view(i, part, 'key function') }), { partitions: 2 }).process('where-read', WhereRead)
+    // Every tenth record has no key: its unit fails, so its record reaches neither branch.
+    read.keyBy((r) => (r.seq % 10 === 0 ? (null as unknown as string) : `k${r.seq % 3}`), 2).to('keyed-log', Log)
+    read.to('log', Log)
+    const run = await runToCompletion(p, { dataDir: dir })
+    expect(run.result.outcome).toBe('finished')
+    const dead = await readDeadLetters(p, dir, 'where-read')
+    expect(dead).toHaveLength(10)
+    expect(dead[0]!.value.error.message).toContain('the keyBy key function of stage where-read returned null; it must return a string or a Uint8Array')
+    const seqs = async (stage: string): Promise<number[]> => (await readStageOutput<{ seq: number; from: number }>(p, dir, stage)).map((r) => r.value.from * 1000 + r.value.seq).sort((a, b) => a - b)
+    const expected = [0, 1].flatMap((from) => Array.from({ length: 50 }, (_, i) => i).filter((i) => i % 10 !== 0).map((i) => from * 1000 + i))
+    expect(await seqs('keyed-log')).toEqual(expected)
+    expect(await seqs('log')).toEqual(expected)
+  }, 120_000)
 
   it('the order of the branches does not matter: an unkeyed reader added after the keyed one moves the keyed one to its own topic', () => {
     const p = new Pipeline('late-unkeyed')
