@@ -79,6 +79,14 @@ class Log extends Processor<{ from: number; seq: number }, { from: number; seq: 
   }
 }
 
+/** Even views to its output, odd ones to side output 'odd'. */
+class SplitOdd extends Processor<View, View> {
+  onRecord(r: StreamRecord<View>, ctx: Context<View>): void {
+    if (r.value.seq % 2 === 1) ctx.emitTo('odd', r.key, r.value)
+    else ctx.emit(r.key, r.value)
+  }
+}
+
 function branching(name: string, keyedBy: KeyedBy): Pipeline {
   const p = new Pipeline(name)
   const views = p.source('views', () => new GeneratorSource<View>({ count: PER_PARTITION, generate: (i, part) => view(i, part, keyedBy) }), { partitions: SOURCE_PARTITIONS })
@@ -179,6 +187,37 @@ describe('pipeline branches', () => {
     const expected = [0, 1].flatMap((from) => Array.from({ length: 50 }, (_, i) => i).filter((i) => i % 10 !== 0).map((i) => from * 1000 + i))
     expect(await seqs('keyed-log')).toEqual(expected)
     expect(await seqs('log')).toEqual(expected)
+  }, 120_000)
+
+  it('a side output has branches too: keyed for one reader, as written for another', async () => {
+    const dir = tempDataDir('weir-branches-side-')
+    dirs.push(dir)
+    const p = new Pipeline('side-branches')
+    const split = p.source('views', () => new GeneratorSource<View>({ count: 100, generate: (i, part) => view(i, part, 'key function') }), { partitions: 2 })
+      .process('split', SplitOdd, { sideOutputs: ['odd'] })
+    const odd = split.sideOutput<View>('odd')
+    odd.keyBy((v) => v.page, 3).process('odd-per-page', CountPerPage)
+    odd.process('odd-where-read', WhereRead)
+    split.to('even', Log)
+    expect(p.stage('odd-per-page')!.inputs).toEqual(['split.odd.keyBy.1'])
+    expect(p.stage('odd-where-read')!.inputs).toEqual(['split.odd'])
+    expect(p.stage('split')!.keyedOutput).toBe(false)
+    const run = await runToCompletion(p, { dataDir: dir })
+    expect(run.result.outcome).toBe('finished')
+
+    const expected = new Map<string, number>()
+    for (const from of [0, 1]) for (let i = 1; i < 100; i += 2) expected.set(view(i, from, 'key function').value.page, (expected.get(view(i, from, 'key function').value.page) ?? 0) + 1)
+    const counts = await readStageOutput<{ page: string; count: number; partition: number }>(p, dir, 'odd-per-page')
+    const final = new Map<string, number>()
+    for (const r of counts) {
+      final.set(r.value.page, Math.max(final.get(r.value.page) ?? 0, r.value.count))
+      expect(r.value.partition).toBe(partitionForKey(keyBytes(r.value.page), 3))
+    }
+    expect(Object.fromEntries(final)).toEqual(Object.fromEntries(expected))
+    const read = await readStageOutput<{ from: number; seq: number; partition: number }>(p, dir, 'odd-where-read')
+    expect(read).toHaveLength(100)
+    for (const r of read) expect([r.value.partition, r.value.seq % 2]).toEqual([r.value.from, 1])
+    expect((await readStageOutput<{ seq: number }>(p, dir, 'even')).every((r) => r.value.seq % 2 === 0)).toBe(true)
   }, 120_000)
 
   it('the order of the branches does not matter: an unkeyed reader added after the keyed one moves the keyed one to its own topic', () => {
