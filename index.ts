@@ -8,7 +8,7 @@ export { Processor, Source } from './runtime/api/processor.ts'
 export { ValueState, MapState, ListState, ActorValueState } from './runtime/api/state.ts'
 export type { StreamRecord, Context, SourceContext, LifecycleContext, CheckpointContext, CommitContext, Timer, TimerService, EmitOptions, SourceStatus } from './runtime/api/processor.ts'
 export { Pipeline, Stream, policy } from './runtime/api/pipeline.ts'
-export type { StageOptions, FailurePolicy, StageSpec } from './runtime/api/pipeline.ts'
+export type { StageOptions, FailurePolicy, StageSpec, ProcessorFactory, SourceFactory, KeyOf, TopicInputOptions, WatermarkOptions, PipelineOptions } from './runtime/api/pipeline.ts'
 export { startEmbedded } from './runner/embedded-runner.ts'
 export type { RunOptions, RunResult, RunningPipeline } from './runner/embedded-runner.ts'
 /**

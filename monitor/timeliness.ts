@@ -206,8 +206,8 @@ export function stageStatus(stage: TopologyStage, actors: readonly ActorSnapshot
   const { now } = ctx
   const fresh = actors.filter((a) => !isMissing(a, now))
   const staleSeen = actors.length - fresh.length
-  // A topic stage is read by the next stage's actors and has none of its own.
-  const expected = stage.kind === 'topic' ? 0 : stage.parallelism
+  // A topic input, side output or keyed stream is a topic without actors of its own.
+  const expected = hasActors(stage) ? stage.parallelism : 0
   const unseen = Math.max(0, expected - actors.length)
   const unseenMissing = ctx.knownForMs > MISSING_INTERVALS * ctx.intervalMs ? unseen : 0
   const silentMs = Math.max(0, ...actors.filter((a) => isMissing(a, now)).map((a) => now - a.seenAt), unseenMissing > 0 ? ctx.knownForMs : 0)
@@ -304,12 +304,19 @@ export function formatSeconds(ms: number): string {
   return s < 60 ? `${s.toFixed(1)} s` : `${Math.round(s)} s`
 }
 
+/** Sources and processors run actors; topic inputs, side outputs and keyed streams are topics others write. */
+function hasActors(stage: Pick<TopologyStage, 'kind'>): boolean {
+  return stage.kind === 'source' || stage.kind === 'processor'
+}
+
 /**
  * Watermark lag for comparisons: no watermark holds back without bound. A topic stage has
- * no actors (its reader makes the watermark), so it adds nothing: its reader counts as a source.
+ * no actors (its reader makes the watermark), so it adds nothing: its reader counts as a
+ * source. A side output or keyed stream is as late as the stage writing it.
  */
-function lagOf(s: StageStatus | undefined): number {
+function lagOf(s: StageStatus | undefined, stages: ReadonlyMap<string, StageStatus>): number {
   if (s?.kind === 'topic') return 0
+  if (s?.kind === 'side' || s?.kind === 'keyed') return lagOf(stages.get(s.inputs[0]!), stages)
   return s?.watermarkLagMs ?? Infinity
 }
 
@@ -322,7 +329,7 @@ function lagOf(s: StageStatus | undefined): number {
 export function holdingBack(output: string, stages: ReadonlyMap<string, StageStatus>, topology: Topology): HoldingBack | null {
   const depths = stageDepths(topology)
   const order = topology.stages.map((s) => s.name)
-  const path = [...upstreamOf(output, topology)].filter((n) => stages.has(n) && stages.get(n)!.kind !== 'topic')
+  const path = [...upstreamOf(output, topology)].filter((n) => stages.has(n) && hasActors(stages.get(n)!))
   // Most upstream first; the topology's own order breaks ties, so the answer is stable.
   path.sort((a, b) => (depths.get(a) ?? 0) - (depths.get(b) ?? 0) || order.indexOf(a) - order.indexOf(b))
 
@@ -335,8 +342,8 @@ export function holdingBack(output: string, stages: ReadonlyMap<string, StageSta
   let best: { stage: StageStatus; added: number } | undefined
   for (const name of path) {
     const s = stages.get(name)!
-    const own = lagOf(s)
-    const upstream = s.inputs.length === 0 ? 0 : Math.max(...s.inputs.map((i) => lagOf(stages.get(i))))
+    const own = lagOf(s, stages)
+    const upstream = s.inputs.length === 0 ? 0 : Math.max(...s.inputs.map((i) => lagOf(stages.get(i), stages)))
     // Infinity − Infinity: the stage has no watermark because an input has none; not its doing.
     const added = own === Infinity && upstream === Infinity ? 0 : own - upstream
     if (added > 0 && (best === undefined || added > best.added)) best = { stage: s, added }

@@ -101,7 +101,7 @@ export async function ensureTopics(pipe: Pipe, pipeline: Pipeline): Promise<void
     pipe.ensureTopic({ name: pipeline.outputTopic(s), partitions: s.outputPartitions }),
     pipe.ensureTopic({ name: naming.changelog(pipeline.name, s.name), partitions: s.parallelism, compacted: true }),
     pipe.ensureTopic({ name: naming.deadLetter(pipeline.name, s.name), partitions: s.parallelism }),
-  ]).concat(pipeline.topology.filter((s) => s.kind === 'side').map((s) => pipe.ensureTopic({ name: pipeline.outputTopic(s), partitions: s.outputPartitions }))))
+  ]).concat(pipeline.topology.filter((s) => s.kind === 'side' || s.kind === 'keyed').map((s) => pipe.ensureTopic({ name: pipeline.outputTopic(s), partitions: s.outputPartitions }))))
 }
 
 /**

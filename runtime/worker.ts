@@ -253,8 +253,8 @@ export class Worker {
   }
 
   private maybeUpstreamFinished(actor: Actor): void {
-    // A side output ends when the stage writing it does.
-    const inputs = actor.stage.inputs.map((i) => (this.pipeline.stage(i)?.kind === 'side' ? this.pipeline.stage(i)!.inputs[0]! : i))
+    // A side output or keyed stream ends when the stage writing it does.
+    const inputs = actor.stage.inputs.map((i) => this.pipeline.writerOf(this.pipeline.stage(i)!)?.name ?? i)
     if (inputs.length > 0 && inputs.every((i) => this.finishedStages.has(i))) actor.markUpstreamFinished()
   }
 

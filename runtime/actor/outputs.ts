@@ -1,8 +1,9 @@
 /**
  * What user code emits, as pipe records: encoded with the output's codec and partitioned
  * as the stage's output says (by key with Kafka's partitioner after a keyBy, else to the
- * actor's own partition). Records are held by the current unit and reach the transaction
- * only when the unit succeeded.
+ * actor's own partition), and once more to each keyed stream of that output (partitioned
+ * by key for the stages reading it). Records are held by the current unit and reach the
+ * transaction only when the unit succeeded, so every copy commits or none does.
  */
 import type { Pipeline, StageSpec } from '../api/pipeline.ts'
 import type { EmitOptions } from '../api/processor.ts'
@@ -25,26 +26,29 @@ interface Output {
 }
 
 export class Outputs {
-  private readonly main: Output
-  private readonly sides = new Map<string, Output>()
+  /** The stage's output and its keyed streams. */
+  private readonly main: Output[]
+  /** Each side output and its keyed streams. */
+  private readonly sides = new Map<string, Output[]>()
 
   constructor(pipeline: Pipeline, private readonly spec: StageSpec, private readonly partition: number, private readonly actor: string, private readonly scope: UnitScope) {
-    this.main = output(pipeline, spec, 'ctx.emit')
+    const withKeyed = (s: StageSpec, what: string): Output[] => [s, ...pipeline.keyedStagesOf(s.name)].map((o) => output(pipeline, o, what))
+    this.main = withKeyed(spec, 'ctx.emit')
     for (const side of pipeline.sideStagesOf(spec.name)) {
-      this.sides.set(side.sideName!, output(pipeline, side, `ctx.emitTo('${side.sideName!}')`))
+      this.sides.set(side.sideName!, withKeyed(side, `ctx.emitTo('${side.sideName!}')`))
     }
   }
 
   /** `ctx.emit`: a record to the stage's output. */
   emit(key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
-    this.hold(this.main, key, value, options)
+    for (const out of this.main) this.hold(out, key, value, options)
   }
 
   /** `ctx.emitTo`: a record to side output `name`. */
   emitTo(name: string, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
     const side = this.sides.get(name)
     if (side === undefined) throw new WeirError('WEIR_SIDE_OUTPUT_UNKNOWN', `stage ${this.spec.name} has no side output '${name}' (declare it in the stage's sideOutputs option)`, { stage: this.spec.name, actor: this.actor })
-    this.hold(side, key, value, options)
+    for (const out of side) this.hold(out, key, value, options)
   }
 
   private hold(out: Output, key: string | Uint8Array | null, value: unknown, options: EmitOptions | undefined): void {
@@ -57,7 +61,12 @@ export class Outputs {
       const problem = checkValue(value, out.builtin)
       if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
     }
-    const keyBuf = key === null ? null : keyBytes(key)
+    const keyOf = out.spec.keyOf
+    const newKey = keyOf === undefined ? key : keyOf(value)
+    if (keyOf !== undefined && typeof newKey !== 'string' && !(newKey instanceof Uint8Array)) {
+      throw new WeirError('WEIR_KEY_INVALID', `the keyBy key function of stage ${this.spec.name} returned ${newKey === null ? 'null' : typeof newKey}; it must return a string or a Uint8Array`, { stage: this.spec.name, actor: this.actor })
+    }
+    const keyBuf = newKey === null ? null : keyBytes(newKey)
     let valueBuf: Buffer | null
     try {
       valueBuf = value === undefined ? null : out.codec.encode(value)

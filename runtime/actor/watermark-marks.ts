@@ -52,7 +52,7 @@ export class ActorWatermarks {
   constructor(private readonly deps: ActorWatermarksDeps, stored: unknown, sourceFinished: boolean) {
     const { pipeline, spec, partition } = deps
     // Marks go only where a stage of this pipeline reads: outputs for other systems stay data-only.
-    for (const out of [spec, ...pipeline.sideStagesOf(spec.name)]) {
+    for (const out of pipeline.writtenBy(spec)) {
       if (pipeline.downstreamOf(out.name).length === 0) continue
       const topic = pipeline.outputTopic(out)
       const parts = out.keyedOutput ? Array.from({ length: out.outputPartitions }, (_, p) => p) : [partition % out.outputPartitions]

@@ -1,7 +1,10 @@
 /**
  * The pipeline builder: a named DAG of stages wired through pipe topics. Every edge is a
- * topic, so all in-flight data is durable; `keyBy` makes an edge partitioned by key with
- * Kafka's default partitioner.
+ * topic, so all in-flight data is durable. `keyBy` gives a stream partitioned by key
+ * (Kafka's default partitioner) for the stages that read it only: the writing stage's
+ * actors write that partitioning to a topic of its own (a 'keyed' stage, as a side output
+ * is), in the same transaction as their other outputs, while readers of the stream itself
+ * keep its partitioning.
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
@@ -10,7 +13,35 @@ import { ConfigError } from '../errors.ts'
 import { naming } from '../naming.ts'
 import { Processor, Source } from './processor.ts'
 
-export type ProcessorFactory = (new () => Processor<any, any>) | (() => Processor<any, any>)
+/**
+ * What a stage runs: a Processor class (constructed with no arguments) or a function
+ * returning a new processor. `In` is the type of the records the stage reads, `Out` of
+ * those it emits.
+ *
+ * @example
+ * const count: ProcessorFactory<string, number> = Count
+ * const perMinute: ProcessorFactory<Tick, number> = () => new WindowAggregate({ window: tumbling(60_000), aggregate: average })
+ */
+export type ProcessorFactory<In, Out> = (new () => Processor<In, Out>) | (() => Processor<In, Out>)
+
+/**
+ * What a source stage runs: a Source class or a function returning a new source.
+ *
+ * @example
+ * const numbers: SourceFactory<number> = Numbers
+ */
+export type SourceFactory<Out> = (new () => Source<Out>) | (() => Source<Out>)
+
+/**
+ * The key a keyed stream partitions a record by, from its value (see Stream.keyBy).
+ *
+ * @example
+ * const byPage: KeyOf<PageView> = (view) => view.page
+ */
+export type KeyOf<T> = (value: T) => string | Uint8Array
+
+/** A factory of any stage, as the topology stores it (`In` never: any input type may be stored). */
+type StoredFactory = ProcessorFactory<never, unknown>
 
 /** What a stage does with a record whose decoding or processing throws. */
 export type FailurePolicy =
@@ -32,6 +63,9 @@ export const policy = {
  * How a source (or a topic input) derives event-time watermarks: bounded out-of-orderness,
  * as Flink's `forBoundedOutOfOrderness`. The watermark is the newest event time emitted
  * minus `maxOutOfOrdernessMs` minus 1: records at or below it are late.
+ *
+ * @example
+ * p.source('ticks', Ticks, { partitions: 2, watermarks: { maxOutOfOrdernessMs: 2_000, idleTimeoutMs: 10_000 } })
  */
 export interface WatermarkOptions {
   /** How far behind the newest event time a record may still arrive on time, ms. Default 0. */
@@ -64,7 +98,14 @@ export interface StageOptions {
   topic?: string
 }
 
-export interface TopicInputOptions {
+/**
+ * An existing topic read as a pipeline's input (see Pipeline.fromTopic); `T` is the type
+ * of its decoded values.
+ *
+ * @example
+ * const opts: TopicInputOptions<string> = { topic: 'text-lines', partitions: 6, codec: 'string' }
+ */
+export interface TopicInputOptions<T = unknown> {
   /** The existing topic to read (Kafka topic name). */
   topic: string
   /** Its partition count: the next stage runs one actor per partition. Checked at start. */
@@ -72,7 +113,7 @@ export interface TopicInputOptions {
   /** How its values are encoded. Default msgpack; 'string' or 'json' for topics written by other systems. */
   codec?: CodecName | Codec<unknown>
   /** Event time of a record; default the Kafka record timestamp. */
-  timestampOf?: (value: any, recordTimestamp: number) => number
+  timestampOf?: (value: T, recordTimestamp: number) => number
   /** Watermarks per partition of the topic. */
   watermarks?: WatermarkOptions
 }
@@ -82,9 +123,11 @@ export interface StageSpec {
   /**
    * 'topic': an existing topic read as input (no actors); see Pipeline.fromTopic.
    * 'side': a side output of the stage in `inputs[0]`, written by its actors (no actors of its own).
+   * 'keyed': the stream of `inputs[0]` partitioned by key for the stages that read it,
+   * written by the actors that write `inputs[0]` (no actors of its own); see Stream.keyBy.
    */
-  kind: 'source' | 'processor' | 'topic' | 'side'
-  factory: ProcessorFactory
+  kind: 'source' | 'processor' | 'topic' | 'side' | 'keyed'
+  factory: StoredFactory
   inputs: string[]
   /** Actors of this stage (= partitions of each input topic). */
   parallelism: number
@@ -92,6 +135,8 @@ export interface StageSpec {
   outputPartitions: number
   /** Output records are partitioned by key (keyBy) instead of forwarded to the same partition. */
   keyedOutput: boolean
+  /** Of a keyed output: the key its records get from their value; default the key they were emitted with. */
+  keyOf?: KeyOf<unknown>
   codec: CodecName | Codec<unknown>
   onError: FailurePolicy
   /** An explicitly named output topic (user-owned: created if missing, never purged). */
@@ -156,6 +201,12 @@ function validateOptions(stage: string, options: unknown): StageOptions {
   return parsed.data as StageOptions
 }
 
+/**
+ * Options of a whole pipeline.
+ *
+ * @example
+ * new Pipeline('wordcount', { purgeConsumedRecords: false, standbys: 1 })
+ */
 export interface PipelineOptions {
   /**
    * Delete records of an edge topic once every stage reading it has committed past them,
@@ -170,30 +221,61 @@ export interface PipelineOptions {
   standbys?: number
 }
 
-/** A stage's output, to wire the next stage onto. */
+/** @internal How a keyed stream partitions its records (see Stream.keyBy). */
+export interface Partitioning {
+  partitions: number
+  keyOf: KeyOf<unknown> | undefined
+}
+
+/** @internal What a stage reads: a stage's stream, partitioned as written or by key. */
+export interface StageInput {
+  stage: string
+  partitioning: Partitioning | undefined
+}
+
+/**
+ * A stage's output, to wire the next stage onto. A stream can be read by several stages
+ * (branches); each reads every record.
+ */
 export class Stream<T> {
   /** @internal */
-  constructor(readonly pipeline: Pipeline, readonly stage: string) {}
+  constructor(readonly pipeline: Pipeline, readonly stage: string, private readonly partitioning?: Partitioning) {}
 
   /**
-   * Partitions this stream by record key for the next stage (Kafka's murmur2 partitioner).
+   * This stream partitioned by key (Kafka's murmur2 partitioner) into `partitions`
+   * (default: as many as the stream has), as a new stream: the stages that read the
+   * returned stream see all records of a key in one partition, so keyed state and timers
+   * see all of a key; stages that read this stream keep its partitioning. The key is the
+   * one the record was emitted with, or `keyOf(value)` when given (the record then
+   * carries that key; a key function that throws or returns no string or bytes fails the
+   * writing stage's record, as its own code would). Stages reading the same partitioning
+   * (same count, same key function object) share one topic.
    *
    * @example
-   * words.keyBy(8).process('count', Count)
+   * const views = p.source('views', PageViews, { partitions: 2 })
+   * views.keyBy((v) => v.page, 4).process('per-page', CountPerPage)
+   * views.to('archive', () => new JsonlFileSink({ path: 'out/views-{partition}.jsonl' })) // as the source partitioned them
    */
-  keyBy(partitions?: number): Stream<T> {
-    this.pipeline.setKeyed(this.stage, partitions)
-    return this
+  keyBy(partitions?: number): Stream<T>
+  keyBy(keyOf: KeyOf<T>, partitions?: number): Stream<T>
+  keyBy(keyOfOrPartitions?: KeyOf<T> | number, partitions?: number): Stream<T> {
+    const keyOf = typeof keyOfOrPartitions === 'function' ? (keyOfOrPartitions as KeyOf<unknown>) : undefined
+    const count = typeof keyOfOrPartitions === 'function' ? partitions : keyOfOrPartitions
+    return new Stream<T>(this.pipeline, this.stage, this.pipeline.partitionBy(this.stage, keyOf, count, keyOfOrPartitions))
   }
 
   /**
-   * Adds a stage that reads this stream.
+   * Adds a stage that reads this stream and returns its output. The processor must take
+   * this stream's records (`Processor<T, …>` or a wider input type); what it emits is the
+   * type of the returned stream.
    *
    * @example
-   * lines.process('split', SplitWords).keyBy().process('count', Count)
+   * lines.process('split', SplitWords) // Stream<string>: SplitWords extends Processor<string, string>
+   *   .keyBy(4)
+   *   .process('count', CountWords)    // Stream<number>: CountWords extends Processor<string, number>
    */
-  process<Out>(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<Out> {
-    return this.pipeline.addStage(name, 'processor', factory, [this.stage], options)
+  process<Out>(name: string, factory: ProcessorFactory<T, Out>, options?: StageOptions): Stream<Out> {
+    return this.pipeline.addStage<Out>(name, 'processor', factory as StoredFactory, [{ stage: this.stage, partitioning: this.partitioning }], options)
   }
 
   /**
@@ -205,12 +287,19 @@ export class Stream<T> {
    * avg.sideOutput<Tick>('late').to('late-file', () => new JsonlFileSink({ path: 'late.jsonl' }))
    */
   sideOutput<S>(name: string): Stream<S> {
+    if (this.partitioning !== undefined) throw new ConfigError(`stages.${this.stage}.sideOutputs`, 'take the side output of the stream itself, then keyBy it: stream.sideOutput(name).keyBy(…)', { stage: this.stage })
     return new Stream<S>(this.pipeline, this.pipeline.sideStage(this.stage, name).name)
   }
 
-  /** Adds a sink stage (a processor whose output nobody reads). */
-  to(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<never> {
-    return this.process<never>(name, factory, options)
+  /**
+   * Adds a sink stage (a processor whose output nobody reads) that takes this stream's records.
+   *
+   * @example
+   * counts.to('file', () => new JsonlFileSink({ path: 'out/counts-{partition}.jsonl' }))
+   */
+  to(name: string, factory: ProcessorFactory<T, unknown>, options?: StageOptions): Stream<never> {
+    this.process<unknown>(name, factory, options)
+    return new Stream<never>(this.pipeline, name)
   }
 }
 
@@ -252,8 +341,14 @@ export class Pipeline {
     return this.outputNotes
   }
 
-  source<Out>(name: string, factory: ProcessorFactory, options?: StageOptions): Stream<Out> {
-    return this.addStage(name, 'source', factory, [], options)
+  /**
+   * Adds a source stage: `partitions` actors (default 1), each running its own Source.
+   *
+   * @example
+   * const numbers = p.source('numbers', Numbers, { partitions: 2 }) // Stream<number>: Numbers extends Source<number>
+   */
+  source<Out>(name: string, factory: SourceFactory<Out>, options?: StageOptions): Stream<Out> {
+    return this.addStage<Out>(name, 'source', factory as unknown as StoredFactory, [], options)
   }
 
   /**
@@ -267,7 +362,7 @@ export class Pipeline {
    *   .process('split', SplitWords).keyBy(8)
    *   .process('count', CountWords, { topic: 'word-counts', codec: 'json' })
    */
-  fromTopic<Out>(name: string, options: TopicInputOptions): Stream<Out> {
+  fromTopic<Out>(name: string, options: TopicInputOptions<Out>): Stream<Out> {
     if (!NAME.test(name)) throw new ConfigError(`stages.${name}`, `stage name must match ${NAME}`)
     if (this.stages.has(name)) throw new ConfigError(`stages.${name}`, 'a stage with this name already exists')
     const parsed = topicInputSchema.safeParse(options)
@@ -275,7 +370,7 @@ export class Pipeline {
       const issue = parsed.error.issues[0]!
       throw new ConfigError(`stages.${name}.${issue.path.join('.') || 'options'}`, issue.message, { stage: name })
     }
-    const o = parsed.data as TopicInputOptions
+    const o = parsed.data as TopicInputOptions<unknown>
     this.stages.set(name, {
       name,
       kind: 'topic',
@@ -297,7 +392,7 @@ export class Pipeline {
   }
 
   /** @internal */
-  addStage<Out>(name: string, kind: StageSpec['kind'], factory: ProcessorFactory, inputs: string[], options?: StageOptions): Stream<Out> {
+  addStage<Out>(name: string, kind: StageSpec['kind'], factory: StoredFactory, inputs: StageInput[], options?: StageOptions): Stream<Out> {
     if (!NAME.test(name)) throw new ConfigError(`stages.${name}`, `stage name must match ${NAME}`)
     if (this.stages.has(name)) throw new ConfigError(`stages.${name}`, 'a stage with this name already exists')
     if (typeof factory !== 'function') throw new ConfigError(`stages.${name}.processor`, 'must be a Processor class or a function returning a processor')
@@ -306,10 +401,9 @@ export class Pipeline {
     if (kind === 'source') {
       parallelism = opts.partitions ?? 1
     } else {
-      const upstream = inputs.map((i) => this.stages.get(i)!)
-      const counts = new Set(upstream.map((u) => u.outputPartitions))
+      const counts = new Set(inputs.map((i) => i.partitioning?.partitions ?? this.stages.get(i.stage)!.parallelism))
       if (counts.size > 1) throw new ConfigError(`stages.${name}.inputs`, `inputs have different partition counts (${[...counts].join(', ')}); keyBy them to the same count`)
-      parallelism = upstream[0]!.outputPartitions
+      parallelism = [...counts][0]!
       if (opts.partitions !== undefined && opts.partitions !== parallelism) {
         throw new ConfigError(`stages.${name}.partitions`, `a stage runs one actor per input partition (${parallelism}); use keyBy(${opts.partitions}) upstream to change it`)
       }
@@ -317,11 +411,13 @@ export class Pipeline {
     }
     const sideOutputs = opts.sideOutputs ?? []
     if (new Set(sideOutputs).size !== sideOutputs.length) throw new ConfigError(`stages.${name}.sideOutputs`, 'a side output is declared twice')
+    // Everything is valid: only now may wiring the inputs rearrange how their stages write.
+    const inputStages = inputs.map((i) => this.inputStage(i))
     this.stages.set(name, {
       name,
       kind,
       factory,
-      inputs,
+      inputs: inputStages,
       parallelism,
       outputPartitions: parallelism,
       keyedOutput: false,
@@ -361,17 +457,104 @@ export class Pipeline {
     return spec
   }
 
-  /** @internal */
-  setKeyed(stage: string, partitions?: number): void {
+  /**
+   * @internal The partitioning `Stream.keyBy` asks for, checked. A stream nobody reads yet
+   * is written keyed at once (a stage's own output topic, as before keyed streams were
+   * streams of their own), so that keying a pipeline's output keeps working.
+   */
+  partitionBy(stage: string, keyOf: KeyOf<unknown> | undefined, partitions: number | undefined, given: unknown): Partitioning {
     const spec = this.stages.get(stage)!
-    if ([...this.stages.values()].some((s) => s.inputs.includes(stage))) {
-      throw new ConfigError(`stages.${stage}.keyBy`, 'keyBy must come before the stages that read this stream')
+    if (given !== undefined && typeof given !== 'function' && typeof given !== 'number') {
+      throw new ConfigError(`stages.${stage}.keyBy`, `takes a key function, a partition count, or both (keyBy(keyOf, partitions)); got ${typeof given}`, { stage })
     }
     if (partitions !== undefined && (!Number.isInteger(partitions) || partitions < 1 || partitions > 4096)) {
-      throw new ConfigError(`stages.${stage}.keyBy`, `partitions must be an integer in 1..4096, got ${partitions}`)
+      throw new ConfigError(`stages.${stage}.keyBy`, `partitions must be an integer in 1..4096, got ${partitions}`, { stage })
     }
-    spec.keyedOutput = true
-    spec.outputPartitions = partitions ?? spec.parallelism
+    if (spec.kind === 'topic') {
+      throw new ConfigError(`stages.${stage}.keyBy`, `topic input '${stage}' is partitioned by the systems that write ${spec.topic!}; keyBy the output of the stage that reads it`, { stage })
+    }
+    const partitioning: Partitioning = { partitions: partitions ?? spec.parallelism, keyOf }
+    if (this.readersOf(stage).length === 0 && !spec.keyedOutput) writeKeyed(spec, partitioning)
+    return partitioning
+  }
+
+  /**
+   * The stage a reader of `input` lists as its input. A stage's own output topic carries
+   * the partitioning of its readers as long as they agree (one topic, and the topology a
+   * pipeline had before keyed streams were streams of their own); every other partitioning
+   * readers ask for is a 'keyed' stage of its own, whose topic the same actors write. So a
+   * branch keyed by key and a branch reading the stream as written each get theirs.
+   */
+  private inputStage(input: StageInput): string {
+    const spec = this.stages.get(input.stage)!
+    const wanted = input.partitioning
+    const readers = this.readersOf(spec.name)
+    if (wanted === undefined) {
+      if (spec.keyedOutput) {
+        // Readers of the keyed output move to a keyed stage; the output goes back to as written.
+        if (readers.length > 0) {
+          const keyed = this.addKeyedStage(spec, { partitions: spec.outputPartitions, keyOf: spec.keyOf })
+          for (const r of readers) r.inputs = r.inputs.map((i) => (i === spec.name ? keyed.name : i))
+        }
+        spec.keyedOutput = false
+        spec.outputPartitions = spec.parallelism
+        spec.keyOf = undefined
+      }
+      return spec.name
+    }
+    if (spec.keyedOutput && samePartitioning(spec, wanted)) return spec.name
+    if (readers.length === 0) {
+      writeKeyed(spec, wanted)
+      return spec.name
+    }
+    const existing = this.keyedStagesOf(spec.name).find((k) => samePartitioning(k, wanted))
+    return (existing ?? this.addKeyedStage(spec, wanted)).name
+  }
+
+  private addKeyedStage(of: StageSpec, partitioning: Partitioning): StageSpec {
+    // Two dots: neither a user stage (no dots) nor a side output (`stage.side`) can have this name.
+    const name = `${of.name}.keyBy.${this.keyedStagesOf(of.name).length + 1}`
+    const spec: StageSpec = {
+      name,
+      kind: 'keyed',
+      factory: () => {
+        throw new ConfigError(`stages.${of.name}.keyBy`, 'a keyed stream has no processor')
+      },
+      inputs: [of.name],
+      parallelism: of.parallelism,
+      outputPartitions: partitioning.partitions,
+      keyedOutput: true,
+      keyOf: partitioning.keyOf,
+      codec: of.codec,
+      onError: { kind: 'dead-letter' },
+      watermarks: defaultWatermarks,
+      sideOutputs: [],
+    }
+    this.stages.set(name, spec)
+    return spec
+  }
+
+  /** Stages that read `stage`'s stream as its own output topic carries it. */
+  private readersOf(stage: string): StageSpec[] {
+    return this.topology.filter((s) => s.kind !== 'side' && s.kind !== 'keyed' && s.inputs.includes(stage))
+  }
+
+  /** Keyed stages of `stage`: its stream partitioned otherwise than its own output topic, for the stages reading each. */
+  keyedStagesOf(stage: string): StageSpec[] {
+    return this.topology.filter((s) => s.kind === 'keyed' && s.inputs[0] === stage)
+  }
+
+  /** The stage whose actors write `stage`'s topic: itself, or for a side output or keyed stage the stage they come from; undefined for a topic input. */
+  writerOf(stage: StageSpec): StageSpec | undefined {
+    let s = stage
+    while (s.kind === 'side' || s.kind === 'keyed') s = this.stages.get(s.inputs[0]!)!
+    return s.kind === 'topic' ? undefined : s
+  }
+
+  /** Every stage whose topic the actors of `stage` write: its output, its side outputs, and the keyed stages of each. */
+  writtenBy(stage: StageSpec): StageSpec[] {
+    const own = [stage, ...this.sideStagesOf(stage.name)]
+    return own.flatMap((s) => [s, ...this.keyedStagesOf(s.name)])
   }
 
   /** Stages in the order they were added (a topological order). */
@@ -379,12 +562,12 @@ export class Pipeline {
     return [...this.stages.values()]
   }
 
-  /** Stages that run actors (all but topic inputs and side outputs). */
+  /** Stages that run actors (all but topic inputs, side outputs and keyed stages). */
   get actorStages(): StageSpec[] {
     return this.topology.filter((s) => s.kind === 'source' || s.kind === 'processor')
   }
 
-  /** The topic a stage writes (or, for a topic input, reads; for a side output, its parent writes). */
+  /** The topic a stage writes (or, for a topic input, reads; for a side output or keyed stage, the stage it comes from writes). */
   outputTopic(stage: StageSpec): string {
     if (stage.kind === 'side') return naming.side(this.name, stage.inputs[0]!, stage.sideName!)
     return stage.topic ?? naming.output(this.name, stage.name)
@@ -401,8 +584,8 @@ export class Pipeline {
    * edge; undefined for a topic input, whose writers are outside the pipeline.
    */
   writersOf(stage: StageSpec, partition: number): string[] | undefined {
-    if (stage.kind === 'topic') return undefined
-    const writer = stage.kind === 'side' ? this.stages.get(stage.inputs[0]!)! : stage
+    const writer = this.writerOf(stage)
+    if (writer === undefined) return undefined
     if (stage.keyedOutput) return Array.from({ length: writer.parallelism }, (_, p) => naming.actor(writer.name, p))
     return [naming.actor(writer.name, partition % writer.parallelism)]
   }
@@ -411,14 +594,17 @@ export class Pipeline {
     return this.stages.get(name)
   }
 
-  /** Stages that read `stage`'s output (its side outputs are its own outputs, not readers: see sideStagesOf). */
+  /**
+   * Stages that read `stage`'s topic (its side outputs and keyed stages are topics it
+   * writes, not readers: see writtenBy).
+   */
   downstreamOf(stage: string): StageSpec[] {
-    return this.topology.filter((s) => s.kind !== 'side' && s.inputs.includes(stage))
+    return this.readersOf(stage)
   }
 
   /** Stages whose output nobody reads: the pipeline's outputs. */
   get outputs(): StageSpec[] {
-    return this.actorStages.filter((s) => this.downstreamOf(s.name).length === 0)
+    return this.actorStages.filter((s) => this.downstreamOf(s.name).length === 0 && this.keyedStagesOf(s.name).length === 0)
   }
 
   /** The shape that state and offsets depend on; a change here cannot reuse existing state (savepoints, which would carry it across, are not built yet). */
@@ -434,6 +620,16 @@ export class Pipeline {
   }
 }
 
+function writeKeyed(spec: StageSpec, partitioning: Partitioning): void {
+  spec.keyedOutput = true
+  spec.outputPartitions = partitioning.partitions
+  spec.keyOf = partitioning.keyOf
+}
+
+function samePartitioning(spec: StageSpec, partitioning: Partitioning): boolean {
+  return spec.keyedOutput && spec.outputPartitions === partitioning.partitions && spec.keyOf === partitioning.keyOf
+}
+
 export interface TopologyDescription {
   pipeline: string
   stages: Array<Pick<StageSpec, 'name' | 'kind' | 'inputs' | 'parallelism' | 'outputPartitions' | 'keyedOutput' | 'topic'>>
@@ -443,10 +639,12 @@ export interface TopologyDescription {
 export function instantiate(spec: StageSpec): Processor<unknown, unknown> {
   const f = spec.factory as unknown as { prototype?: unknown }
   const isClass = typeof f.prototype === 'object' && f.prototype instanceof Processor
-  const p = isClass ? new (spec.factory as new () => Processor<unknown, unknown>)() : (spec.factory as () => Processor<unknown, unknown>)()
+  // The runtime hands a processor only records of its input's type (the builder's types
+  // checked it), so it may hold it as taking any record.
+  const p: unknown = isClass ? new (spec.factory as new () => Processor<never, unknown>)() : (spec.factory as () => Processor<never, unknown>)()
   if (!(p instanceof Processor)) throw new ConfigError(`stages.${spec.name}.processor`, 'the factory did not return a Processor')
   if (spec.kind === 'source' && !(p instanceof Source)) throw new ConfigError(`stages.${spec.name}.processor`, 'a source stage needs a Source')
   if (spec.kind === 'processor' && p instanceof Source) throw new ConfigError(`stages.${spec.name}.processor`, 'a Source can only be added with pipeline.source()')
-  return p
+  return p as Processor<unknown, unknown>
 }
 

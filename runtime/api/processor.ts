@@ -189,6 +189,15 @@ export abstract class Processor<In = unknown, Out = unknown, Staged = unknown> {
   /** Declare state as class fields: `total = this.state.value<number>('total')`. */
   readonly state = new StateRegistry()
 
+  /**
+   * Type only, never set. TypeScript compares methods' parameters both ways, so without it
+   * a processor of `string` would type-check where a stream of `string | number` is read;
+   * a function-typed property is compared strictly: a stage must take every record its input holds.
+   */
+  declare readonly '~input'?: (record: In) => void
+  /** Type only, never set: lets `Stream.process` know what a processor emits even when its methods do not name `Context<Out>`. */
+  declare readonly '~output'?: () => Out
+
   /** Called once when the actor starts, after its state is restored. */
   open?(ctx: LifecycleContext): void | Promise<void>
   abstract onRecord(record: StreamRecord<In>, ctx: Context<Out>): void | Promise<void>

@@ -100,8 +100,12 @@ export type ActorFailureProgress = NonNullable<ActorProgress['failure']>
 
 export const topologyStage = z.object({
   name: z.string(),
-  /** 'topic': an existing topic read as input; 'side': a side output of the stage in `inputs[0]` (no actors). */
-  kind: z.enum(['source', 'processor', 'topic', 'side']),
+  /**
+   * 'topic': an existing topic read as input; 'side': a side output of the stage in
+   * `inputs[0]`; 'keyed': the stream of `inputs[0]` partitioned by key (both written by
+   * another stage's actors, no actors of their own).
+   */
+  kind: z.enum(['source', 'processor', 'topic', 'side', 'keyed']),
   inputs: z.array(z.string()),
   parallelism: z.number().int().positive(),
   /** The stage's output topic. */

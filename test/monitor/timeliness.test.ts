@@ -189,6 +189,29 @@ describe('holding back', () => {
     expect(hb).toEqual({ stage: 'ema', reason: 'ema has no watermark yet' })
   })
 
+  it('neither waits for actors of a side output or keyed stream nor blames them: the stage writing them is charged', () => {
+    // source → views.keyBy.1 (written by source's actors, none of its own) → count.
+    const keyed: Topology = {
+      stages: [
+        { name: 'source', kind: 'source', inputs: [], parallelism: 2, topic: 'weir.p.source' },
+        { name: 'source.keyBy.1', kind: 'keyed', inputs: ['source'], parallelism: 2, topic: 'weir.p.source.keyBy.1' },
+        { name: 'count', kind: 'processor', inputs: ['source.keyBy.1'], parallelism: 3, topic: 'weir.p.count' },
+        { name: 'count.late', kind: 'side', inputs: ['count'], parallelism: 3, topic: 'weir.p.count.side.late' },
+        { name: 'late-sink', kind: 'processor', inputs: ['count.late'], parallelism: 3, topic: 'weir.p.late-sink' },
+      ],
+      outputs: ['late-sink'],
+      fingerprint: 'f2',
+    }
+    const ctx = { now, intervalMs: 1000, knownForMs: 60_000 }
+    for (const s of [keyed.stages[1]!, keyed.stages[3]!]) {
+      const st = stageStatus(s, [], ctx)
+      expect(st.actors).toMatchObject({ missing: 0, total: 0 })
+      expect(st.stalled).toBe(false)
+    }
+    const stages = new Map([...stagesOf(keyed, { source: 1000, count: 4000, 'late-sink': 4500 })].map(([n, s]) => [n, n.includes('.') ? stageStatus(keyed.stages.find((k) => k.name === n)!, [], ctx) : s]))
+    expect(holdingBack('late-sink', stages, keyed)).toEqual({ stage: 'count', reason: 'count adds 3.0 s of watermark delay' })
+  })
+
   it('is null when nothing adds delay', () => {
     expect(holdingBack('sink', stagesOf(THREE_STAGES, { source: 0, ema: 0, sink: 0 }), THREE_STAGES)).toBeNull()
   })
