@@ -411,7 +411,8 @@ export async function readCommittedState(pipeline: Pipeline, from: string | Pipe
 }
 
 /**
- * Records deleted from a pipeline's edge topics (those a later stage reads) so far: the sum
+ * Records deleted from a pipeline's edge topics (those a later stage reads, keyed branches
+ * and side outputs included) so far: the sum
  * of their start offsets. Consumed edge records are purged by default (Pipeline option
  * purgeConsumedRecords), so a recovery test can check that the deleting path ran.
  *
@@ -422,7 +423,8 @@ export async function purgedRecords(pipeline: Pipeline, from: string | Pipe): Pr
   const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
   try {
     let purged = 0
-    for (const s of pipeline.actorStages) {
+    // Every topic actors write (outputs, side outputs, keyed branches) that a stage reads.
+    for (const s of pipeline.actorStages.flatMap((a) => pipeline.writtenBy(a))) {
       if (pipeline.downstreamOf(s.name).length === 0) continue
       const topic = pipeline.outputTopic(s)
       if ((await pipe.describeTopic(topic)) === undefined) continue
