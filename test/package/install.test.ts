@@ -375,9 +375,19 @@ describe('README blocks marked <!-- file: NAME -->, copied verbatim into the pro
         const r = await run('npx', ['vitest', 'run', block.name], { cwd: app, node: nodeBin, timeoutMs: 240_000 })
         expect(r.code, r.stdout + r.stderr).toBe(0)
       } else if (isPipelineFile(block)) {
-        const r = await run('npx', ['weir', 'run', block.name, '--data-dir', join('.weir-readme', block.name)], { cwd: app, node: nodeBin })
-        expect(r.code, r.stdout + r.stderr).toBe(0)
-        expect(r.stdout).toMatch(/outcome:\s+finished/)
+        // The README's `weir run` on every supported Node there is here (22 and 24 in CI).
+        const nodes = node.size > 0 ? [...node] : [[24, process.execPath] as const]
+        for (const [version, bin] of nodes) {
+          // A directory per Node (weir and its dependencies resolve from the project's node_modules above it), so each run writes its own output files.
+          const cwd = join(app, `readme-node${version}`)
+          for (const b of blocks) {
+            mkdirSync(dirname(join(cwd, b.name)), { recursive: true })
+            writeFileSync(join(cwd, b.name), b.body)
+          }
+          const r = await run('npx', ['weir', 'run', block.name, '--data-dir', join('.weir-readme', block.name)], { cwd, node: bin })
+          expect(r.code, `Node ${version}: ${r.stdout}${r.stderr}`).toBe(0)
+          expect(r.stdout).toMatch(/outcome:\s+finished/)
+        }
       }
       timings[`readme:${block.name}`] = Date.now() - t
     }, 300_000)
