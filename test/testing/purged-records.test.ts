@@ -20,7 +20,8 @@ class Pass extends Processor<number, number> {
 
 function branches(): Pipeline {
   const p = new Pipeline('branches')
-  const numbers = p.source<number>('numbers', () => new GeneratorSource<number>({ count: 2000, generate: (i) => ({ key: `k${i}`, value: i }) }), { partitions: 2 })
+  const numbers = p.source<number>('numbers', () => new GeneratorSource<number>({ count: 2000, ratePerSecond: 10_000, generate: (i) => ({ key: `k${i}`, value: i }) }), { partitions: 2 })
+  // Paced (about 200 ms of input), so the readers commit, and purge, over many checkpoints even on a loaded machine.
   // Two readers that disagree: the source's own topic stays unkeyed, the keyed one gets numbers.keyBy.1.
   numbers.process('as-is', () => new Pass())
   numbers.keyBy((v) => `k${v % 13}`, 3).process('by-key', () => new Pass())
