@@ -165,8 +165,12 @@ describe.skipIf(!nats.available)('weir monitor on NATS', () => {
     const c = cluster()
     const m = await start({ cluster: c })
     const w = fake(c)
-    w.publishOnce()
-    await eventually(async () => expect(await actorsOf(m)).toHaveLength(6))
+    // Published until seen: the monitor's subscription reaches the server a moment after start
+    // returns, and a message published before that is not delivered (the next interval's would be).
+    await eventually(async () => {
+      w.publishOnce()
+      expect(await actorsOf(m)).toHaveLength(6)
+    })
     const before = await actorsOf(m)
     const subject = progressSubjects.progress(c, 'p')
     const valid = progress({ cluster: c, stage: 'ema', partition: 0, watermark: Date.now() })
