@@ -166,10 +166,21 @@ export interface StageStatus {
   actors: { running: number; missing: number; ended: number; failed: number; total: number }
   /** Actors of the stage that failed for good (lifecycle 'failed'), with their error. */
   failed: FailedActor[]
+  /** Actors of the stage waiting on an outside system (`ctx.waitingOn`), with what and since when. */
+  waiting: WaitingActor[]
   /** Longest silence of a missing actor, ms (0 when none is missing). */
   silentMs: number
   /** Missing or failed actors, or a checkpoint older than the stall limit. */
   stalled: boolean
+}
+
+/** An actor waiting on an outside system, as its worker reports it. */
+export interface WaitingActor {
+  actor: string
+  on: string
+  message: string
+  /** When the wait began (publisher's clock). */
+  since: number
 }
 
 /** An actor that failed for good, as its worker reports it. */
@@ -247,6 +258,7 @@ export function stageStatus(stage: TopologyStage, actors: readonly ActorSnapshot
       total: Math.max(expected, actors.length),
     },
     failed,
+    waiting: fresh.flatMap((a) => (a.progress.waiting === undefined ? [] : [{ actor: a.progress.actor, ...a.progress.waiting }])),
     silentMs,
     stalled: missing > 0 || failed.length > 0 || (checkpointAgeMs !== null && checkpointAgeMs > checkpointStallMs),
   }
@@ -291,6 +303,8 @@ export interface HoldingBack {
   reason: string
   /** The stage's actors that failed for good, when that is what holds the output back. */
   failedActors?: string[]
+  /** The stage's actors waiting on an outside system, when that is what holds the output back. */
+  waitingActors?: string[]
 }
 
 /** `12400` → `12 400`: readable at a glance, unambiguous in any locale. */
@@ -326,7 +340,7 @@ function lagOf(s: StageStatus | undefined, stages: ReadonlyMap<string, StageStat
  * adding the most watermark delay: its lag minus the largest lag among its inputs (a
  * source: its whole lag). Ties go to the most upstream stage. Null when nothing adds delay.
  */
-export function holdingBack(output: string, stages: ReadonlyMap<string, StageStatus>, topology: Topology): HoldingBack | null {
+export function holdingBack(output: string, stages: ReadonlyMap<string, StageStatus>, topology: Topology, now = Date.now()): HoldingBack | null {
   const depths = stageDepths(topology)
   const order = topology.stages.map((s) => s.name)
   const path = [...upstreamOf(output, topology)].filter((n) => stages.has(n) && hasActors(stages.get(n)!))
@@ -336,6 +350,9 @@ export function holdingBack(output: string, stages: ReadonlyMap<string, StageSta
   // A failed actor stalls everything downstream of it (its watermark is frozen): it is the answer.
   const failing = path.map((n) => stages.get(n)!).find((s) => s.failed.length > 0)
   if (failing !== undefined) return { stage: failing.name, reason: failedReason(failing), failedActors: failing.failed.map((f) => f.actor) }
+  // An actor waiting on an outside system (a sink's store that is down) commits nothing until it answers.
+  const waiting = path.map((n) => stages.get(n)!).find((s) => s.waiting.length > 0)
+  if (waiting !== undefined) return { stage: waiting.name, reason: waitingReason(waiting, now), waitingActors: waiting.waiting.map((w) => w.actor) }
   const stalled = path.map((n) => stages.get(n)!).find((s) => s.stalled)
   if (stalled !== undefined) return { stage: stalled.name, reason: stalledReason(stalled) }
 
@@ -355,6 +372,12 @@ export function holdingBack(output: string, stages: ReadonlyMap<string, StageSta
 function failedReason(s: StageStatus): string {
   const each = s.failed.map((f) => `${f.actor} failed${f.quarantined ? ` (quarantined after failing on ${f.failedOn.join(' and ')})` : ` on ${f.worker}`}: ${f.message}`)
   return `${s.name}: ${each.join('; ')}`
+}
+
+function waitingReason(s: StageStatus, now: number): string {
+  const first = s.waiting[0]!
+  const others = s.waiting.length > 1 ? ` (and ${s.waiting.length - 1} more of its actors)` : ''
+  return `${s.name}: ${first.actor} waits for ${first.on} for ${formatSeconds(Math.max(0, now - first.since))}${others}${first.message === '' ? '' : `: ${first.message}`}`
 }
 
 function stalledReason(s: StageStatus): string {
@@ -389,7 +412,7 @@ export function outputStatus(output: string, actors: readonly ActorSnapshot[], s
     endToEndMs: e2e.length === 0 ? null : Math.max(...e2e),
     watermark: wm === Infinity ? null : wm,
     ended: wm === Infinity,
-    holdingBack: wm === Infinity ? null : holdingBack(output, stages, topology),
+    holdingBack: wm === Infinity ? null : holdingBack(output, stages, topology, now),
   }
 }
 

@@ -144,6 +144,36 @@ export class PublishError extends WeirError {
   }
 }
 
+/**
+ * A sink's store refused this instance's write because a newer instance of the actor claimed
+ * it (the write of a zombie: a paused instance whose actor moved on). The instance stops as a
+ * fenced one does; nothing it wrote after the claim is in the store.
+ */
+export class SinkFencedError extends WeirError {
+  constructor(message: string, context: ErrorContext) {
+    super('WEIR_SINK_FENCED', message, context)
+  }
+}
+
+/**
+ * A sink cannot go on with its store for a reason no record is to blame for (a missing table,
+ * refused credentials, a store whose progress went backwards): the actor stops, its records
+ * are not dead-lettered. `retriable` when a restart may help.
+ */
+export class SinkError extends WeirError {
+  constructor(message: string, context: ErrorContext, options: { retriable?: boolean; cause?: unknown } = {}) {
+    super('WEIR_SINK_FAILED', message, context, options)
+  }
+}
+
+/**
+ * Errors about the actor rather than the record it was processing: thrown from `onRecord`
+ * they stop (or fence) the actor instead of sending the record to the dead-letter topic.
+ */
+export function failsActor(err: unknown): boolean {
+  return err instanceof ActorFencedError || err instanceof SinkFencedError || err instanceof SinkError || err instanceof StateCorruptedError
+}
+
 /** The pipe or store was closed while an operation was waiting on it. */
 export class ClosedError extends WeirError {
   constructor(what: string) {

@@ -182,6 +182,7 @@ export class ProgressReporter {
       stateBytes: this.stateBytes.get(actor.id) ?? null,
     }
     if (failure !== undefined) event.failure = failure
+    if (s.waiting !== undefined) event.waiting = { ...s.waiting }
     this.lastSent.set(actor.id, now)
     this.bus.publish(this.subject.progress, event)
   }

@@ -12,6 +12,8 @@
 #                                             nothing): "<service> ready [| <note>]", "<service> install <why> |
 #                                             <what up installs>" (root with apt-get), or "<service>
 #                                             missing <why> | <what to do>"; exits 1 when one is missing
+#   scripts/services.sh stop SERVICE...       stop the ones named, keeping their data (a test's outage);
+#                                             `up` starts them again on the same data
 #   scripts/services.sh start-kafka | stop-kafka | restart-kafka
 #
 # SERVICE is kafka, nats, postgres, redis or mariadb. Environment:
@@ -653,18 +655,23 @@ cmd_status() {
   return "$down"
 }
 
-cmd_stop_kafka() {
-  local pid
+# Stops the services named and keeps their data, so that `up` resumes them where they were.
+cmd_stop() {
+  local s pid
+  (($#)) || die "stop needs the services to stop (one or more of: ${ALL_SERVICES[*]})"
+  parse_services "$@"
   take_lock
-  if pid=$(service_pid kafka); then
-    stop_pid "$pid" TERM 60 kafka || die "kafka did not stop"
-    rm -f "$DIR/kafka/kafka.pid"
-    report kafka "stopped (pid $pid)"
-  elif answers "$KAFKA_PORT"; then
-    die "kafka on 127.0.0.1:$KAFKA_PORT was not started by services.sh here ($DIR); not stopping it"
-  else
-    report kafka "not running"
-  fi
+  for s in "${NAMES[@]}"; do
+    if pid=$(service_pid "$s"); then
+      stop_pid "$pid" "$(stop_signal "$s")" 60 "$s" || die "$s did not stop"
+      [[ $s == postgres ]] || rm -f "$DIR/$s/$s.pid"
+      report "$s" "stopped (pid $pid)"
+    elif answers "$(service_port "$s")"; then
+      die "$s on 127.0.0.1:$(service_port "$s") was not started by services.sh here ($DIR); not stopping it"
+    else
+      report "$s" "not running"
+    fi
+  done
 }
 
 case ${1:-} in
@@ -673,7 +680,8 @@ case ${1:-} in
   status) shift; cmd_status "$@" ;;
   check) shift; cmd_check "$@" ;;
   start-kafka) cmd_up kafka ;;
-  stop-kafka) cmd_stop_kafka ;;
-  restart-kafka) (cmd_stop_kafka) && cmd_up kafka ;;
+  stop) shift; cmd_stop "$@" ;;
+  stop-kafka) cmd_stop kafka ;;
+  restart-kafka) (cmd_stop kafka) && cmd_up kafka ;;
   *) sed -n '2,/^# shellcheck/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -322,7 +322,7 @@ export function readDeadLetters(pipeline: Pipeline, dataDir: string | Pipe, stag
 export interface DeadLetter {
   error: { code: string; message: string; cause?: { name: string; message: string; stack?: string } }
   /** Where the failing record was read; absent for a failing timer (see `timer`). */
-  origin?: { topic: string; partition: number; offset: number; timestamp: number }
+  origin?: { topic: string; partition: number; offset: number; timestamp: number; lastOffset?: number }
   /** The timer whose `onTimer` failed (its key is also in `key`; `value` is null). */
   timer?: { key: string | null; time: number; domain: 'processing-time' | 'event-time' }
   stage: string
@@ -330,6 +330,8 @@ export interface DeadLetter {
   attempts: number
   key: Buffer | null
   value: Buffer | null
+  /** What `ctx.deadLetter` was given besides the error (a database's error fields, an HTTP response). */
+  detail?: unknown
   failedAt: number
 }
 

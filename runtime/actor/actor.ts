@@ -7,9 +7,9 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { instantiate, type Pipeline, type StageSpec } from '../api/pipeline.ts'
 import { constructProcessor } from '../api/state.ts'
-import { Source, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StreamRecord, type Timer, type TimerService } from '../api/processor.ts'
+import { Source, type DeadLetterRecord, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StreamRecord, type Timer, type TimerService } from '../api/processor.ts'
 import { codecFor, stateCodec, type Codec } from '../codec.ts'
-import { ActorFencedError, DecodeError, ProcessingError, WeirError, describeError } from '../errors.ts'
+import { ActorFencedError, DecodeError, ProcessingError, SinkFencedError, WeirError, describeError, failsActor } from '../errors.ts'
 import { SimulatedCrash, type Faults } from '../faults.ts'
 import { naming } from '../naming.ts'
 import type { PartitionOffset, PartitionReader, Pipe, StoredRecord, TransactionalProducer } from '../pipe/pipe.ts'
@@ -57,6 +57,8 @@ export interface ActorStats {
   deadLettered: number
   lastEpoch: number
   checkpoints: number
+  /** What the actor waits on now (`ctx.waitingOn`): an outside system that holds it back. */
+  waiting: { on: string; message: string; since: number } | undefined
   /** Time processing was stopped at each barrier, ms (last 1024). */
   barrierStallsMs: number[]
   /** Time from commit start to pipe commit done, ms (last 1024). */
@@ -118,7 +120,7 @@ export class Actor {
   readonly id: string
   lifecycle: ActorLifecycle = 'restoring'
   readonly stats: ActorStats = {
-    recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0,
+    recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, waiting: undefined, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0,
     lagByInput: {}, late: 0, watermark: -Infinity, watermarkChangedAt: undefined, idle: false, ingestHorizon: -Infinity, endToEndMs: undefined, lastCommitAt: undefined, processingUs: [], startedAt: Date.now(),
   }
 
@@ -205,7 +207,11 @@ export class Actor {
     this.cache = new WriteCache(deps.config.cacheEntries)
     this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
     this.outputs = new Outputs(deps.pipeline, deps.spec, deps.partition, this.id, this.scope)
-    this.lifecycleCtx = { stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs, workDir: deps.workDir ?? process.cwd() }
+    this.lifecycleCtx = {
+      pipeline: p, stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs, workDir: deps.workDir ?? process.cwd(),
+      deadLetter: (record, error, detail) => this.userDeadLetter(record, error, detail),
+      waitingOn: (on, error) => this.waitingOn(on, error),
+    }
     this.onEpoch = hooks.onEpoch
     this.onFinished = hooks.onFinished
     this.onWatermark = hooks.onWatermark
@@ -303,7 +309,7 @@ export class Actor {
       this.cache.get(ACTOR_PREFIX, WATERMARKS)?.value,
       this.isSource && this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true,
     )
-    this.ctx = new ActorContext(this.spec, this.partition, this.scope, this.outputs, this.timerService(), this.log, () => this.watermark)
+    this.ctx = new ActorContext(this.spec, this.partition, this.scope, this.outputs, this.timerService(), this.log, () => this.watermark, this.lifecycleCtx)
     const stored = this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined
     for (const topic of this.inputTopics) {
       const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
@@ -375,9 +381,9 @@ export class Actor {
     } catch (err) {
       if (err instanceof SimulatedCrash) this.abandoned = true
       if (this.abandoned) throw err
-      if (err instanceof ActorFencedError) {
+      if (err instanceof ActorFencedError || err instanceof SinkFencedError) {
         this.lifecycle = 'fenced'
-        this.log.warn({ err: describeError(err) }, 'actor fenced: a newer instance owns this partition')
+        this.log.warn({ err: describeError(err) }, err instanceof SinkFencedError ? "actor fenced: its sink's store refused the write, a newer instance claimed it" : 'actor fenced: a newer instance owns this partition')
         return
       }
       this.lifecycle = 'failed'
@@ -652,6 +658,10 @@ export class Actor {
   /** Rolls the record back, then retries, dead-letters or stops as the stage's policy says. */
   private async recordFailed(rec: StreamRecord<unknown>, raw: StoredRecord, cause: unknown, attempt: number): Promise<void> {
     const policy = this.spec.onError
+    if (failsActor(cause)) {
+      this.failUnit()
+      throw cause
+    }
     for (;;) {
       this.failUnit()
       const attempts = policy.kind === 'retry' ? policy.attempts : 0
@@ -666,6 +676,10 @@ export class Actor {
         return
       } catch (err) {
         cause = err
+        if (failsActor(cause)) {
+          this.failUnit()
+          throw cause
+        }
       }
     }
     const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}${frozenHint(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
@@ -674,22 +688,58 @@ export class Actor {
     this.deadLetter(raw, rec.topic, err, attempt + 1)
   }
 
-  private deadLetter(raw: StoredRecord, topic: string, err: WeirError, attempts: number): void {
+  private deadLetter(raw: StoredRecord, topic: string, err: WeirError, attempts: number, extra: { detail?: unknown; lastOffset?: number } = {}): void {
     const described = describeError(err)
     const cause = err.cause === undefined ? undefined : describeError(err.cause)
     const body = {
       error: { code: described.code, message: described.message, cause: cause ? { name: cause.name, message: cause.message, stack: cause.stack } : undefined },
-      origin: { topic, partition: this.partition, offset: raw.offset, timestamp: raw.timestamp },
+      origin: { topic, partition: this.partition, offset: raw.offset, timestamp: raw.timestamp, ...(extra.lastOffset === undefined ? {} : { lastOffset: extra.lastOffset }) },
       stage: this.spec.name,
       actor: this.id,
       attempts,
       key: raw.key,
       value: raw.value,
+      ...(extra.detail === undefined ? {} : { detail: extra.detail }),
       failedAt: Date.now(),
     }
     this.checkpoints.send(this.dlqTopic, this.partition, { key: raw.key, value: stateCodec.encode(body), timestamp: raw.timestamp })
     this.stats.deadLettered++
     this.log.warn({ topic, partition: this.partition, offset: raw.offset, code: described.code, attempts, err: described.message }, 'record sent to dead-letter topic')
+  }
+
+  /** `ctx.deadLetter`: a record user code gives up on (a sink's row the store refused). */
+  private userDeadLetter(record: StreamRecord<unknown> | DeadLetterRecord, error: unknown, detail: unknown): void {
+    if (this.checkpoints === undefined) throw new WeirError('WEIR_DEAD_LETTER_EARLY', `stage ${this.spec.name}: ctx.deadLetter was called before the actor restored its state`, { stage: this.spec.name, actor: this.id })
+    const read = 'keyBytes' in record
+    const input = read ? this.inputTopics.indexOf(record.topic) : -1
+    let value: Buffer | null
+    if (read) {
+      // The bytes as read: re-encoded with the codec they were decoded with.
+      const codec = this.inputCodecs[input]
+      const v = (record as StreamRecord<unknown>).value
+      value = codec === undefined || v === null || v === undefined ? null : Buffer.from(codec.encode(v))
+    } else {
+      const v = (record as DeadLetterRecord).value
+      value = typeof v === 'string' ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+    }
+    const key = read ? (record as StreamRecord<unknown>).keyBytes : record.key === null ? null : keyBytes(record.key)
+    const origin = read ? { topic: record.topic, offset: (record as StreamRecord<unknown>).offset } : (record as DeadLetterRecord).origin
+    const context = { topic: origin?.topic, partition: this.partition, offset: origin?.offset, stage: this.spec.name, actor: this.id }
+    const err = error instanceof WeirError ? error : new ProcessingError(`${this.spec.name}: ${(error as Error)?.message ?? String(error)}`, context, error)
+    const raw: StoredRecord = { key, value, timestamp: record.timestamp, offset: origin?.offset ?? -1 }
+    this.deadLetter(raw, origin?.topic ?? '', err, 1, { detail, lastOffset: read ? undefined : (record as DeadLetterRecord).origin?.lastOffset })
+  }
+
+  /** `ctx.waitingOn`: an outside system holds the actor back (or, with undefined, no longer). */
+  private waitingOn(on: string | undefined, error: unknown): void {
+    if (on === undefined) {
+      if (this.stats.waiting !== undefined) this.log.info({ on: this.stats.waiting.on, waitedMs: Date.now() - this.stats.waiting.since }, 'no longer waiting')
+      this.stats.waiting = undefined
+      return
+    }
+    const message = error === undefined ? '' : ((error as Error)?.message ?? String(error))
+    if (this.stats.waiting?.on !== on) this.log.warn({ on, err: message }, 'waiting on an outside system')
+    this.stats.waiting = { on, message, since: this.stats.waiting?.on === on ? this.stats.waiting.since : Date.now() }
   }
 
   /** Moves the succeeded unit's records into the transaction. */

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino'
 import type { StageSpec } from '../api/pipeline.ts'
-import type { Context, EmitOptions, SourceContext, TimerService } from '../api/processor.ts'
+import type { ActorReports, Context, DeadLetterRecord, EmitOptions, SourceContext, StreamRecord, TimerService } from '../api/processor.ts'
 import type { Outputs } from './outputs.ts'
 import type { UnitScope } from './scope.ts'
 
@@ -18,6 +18,7 @@ export class ActorContext implements SourceContext<unknown>, Context<unknown> {
     readonly timers: TimerService,
     readonly log: Logger,
     private readonly watermarkOf: () => number,
+    private readonly reports: ActorReports,
   ) {}
   get key(): string | null {
     return this.scope.key
@@ -39,6 +40,12 @@ export class ActorContext implements SourceContext<unknown>, Context<unknown> {
   }
   emit(key: string | Uint8Array | null, value: unknown, options?: EmitOptions): void {
     this.outputs.emit(key, value, options)
+  }
+  deadLetter(record: StreamRecord<unknown> | DeadLetterRecord, error: unknown, detail?: unknown): void {
+    this.reports.deadLetter(record, error, detail)
+  }
+  waitingOn(on: string | undefined, error?: unknown): void {
+    this.reports.waitingOn(on, error)
   }
   emitTo(name: string, key: string | Uint8Array | null, value: unknown, options?: EmitOptions): void {
     this.outputs.emitTo(name, key, value, options)

@@ -69,8 +69,50 @@ export interface TimerService {
   currentWatermark(): number
 }
 
+/**
+ * A record for the dead-letter topic that is not a `StreamRecord` as read: what a sink
+ * made of records (an HTTP request, say) and could not deliver.
+ */
+export interface DeadLetterRecord {
+  key: string | Uint8Array | null
+  /** The bytes (or text) to keep: what was sent, or the records it was made of. */
+  value: Uint8Array | string
+  /** Event time, ms since the epoch. */
+  timestamp: number
+  /** The input records it came from, when it came from a range of them. */
+  origin?: { topic: string; partition: number; offset: number; lastOffset?: number }
+}
+
+/**
+ * What every hook and unit can report besides records: dead letters and waiting on an
+ * outside system. A sink uses both (docs/sinks.md).
+ */
+export interface ActorReports {
+  /**
+   * Sends a record to the stage's dead-letter topic with the error and `detail` (plain data:
+   * a database's error fields, an HTTP response), in the open checkpoint: it commits with
+   * the checkpoint's outputs and state, so a crash neither loses nor doubles it. A
+   * `StreamRecord` keeps its key and value bytes and where it was read; `weir/testing`'s
+   * `readDeadLetters` reads them back.
+   *
+   * @example
+   * ctx.deadLetter(record, err, { sqlState: err.code, constraint: err.constraint })
+   */
+  deadLetter(record: StreamRecord<unknown> | DeadLetterRecord, error: unknown, detail?: unknown): void
+  /**
+   * Tells the progress channel that this actor waits on an outside system (a database that
+   * is down, an endpoint that answers 503): the monitor shows the stage holding its outputs
+   * back, with `on` and the error. Call with `undefined` once it answers again.
+   *
+   * @example
+   * ctx.waitingOn('PostgreSQL 127.0.0.1:5432', err)  // while retrying
+   * ctx.waitingOn(undefined)                          // it answered
+   */
+  waitingOn(on: string | undefined, error?: unknown): void
+}
+
 /** What a processor can do while handling a record or a timer. */
-export interface Context<Out> {
+export interface Context<Out> extends ActorReports {
   /** The current record's (or timer's) key: the scope of keyed state. */
   readonly key: string | null
   /** The current record's event timestamp (a timer's time in onTimer). */
@@ -115,7 +157,9 @@ export interface SourceContext<Out> extends Context<Out> {
 }
 
 /** Hooks outside record processing. */
-export interface LifecycleContext {
+export interface LifecycleContext extends ActorReports {
+  /** The pipeline's name: with `stage` and `partition` it names the actor across runs and machines. */
+  readonly pipeline: string
   readonly stage: string
   readonly partition: number
   readonly partitions: number

@@ -80,6 +80,12 @@ export const actorProgress = z.object({
   /** Bytes of the actor's local RocksDB files (sampled every few seconds). */
   stateBytes: z.number().nonnegative().nullable(),
   /**
+   * Present while the actor waits on an outside system (`ctx.waitingOn`: a sink's database
+   * that is down): `on` names it, `message` is its last error, `since` when the wait began
+   * (publisher's clock). The actor takes no checkpoint meanwhile. Absent from older publishers.
+   */
+  waiting: z.object({ on: z.string(), message: z.string(), since: z.number() }).optional(),
+  /**
    * Present when the actor failed for good (its lifecycle is then 'failed'): it stopped
    * alone on this worker, its state kept, and runs nowhere until the coordinator moves it or
    * an operator clears its quarantine. Absent from older publishers.

@@ -9,7 +9,7 @@ import {
   stageStatus,
   type ActorSnapshot,
   type CounterSample,
-  type FailedActor,
+  type FailedActor, type WaitingActor,
   type StageStatus,
   type Topology,
 } from '../../monitor/timeliness.ts'
@@ -129,7 +129,7 @@ describe('stage figures', () => {
 })
 
 /** Stage figures for a topology from per-stage watermark lags and optional missing actors. */
-function stagesOf(topology: Topology, lags: Record<string, number | null>, extra: Record<string, { missing?: number; unprocessed?: number; silentMs?: number; failed?: FailedActor[] }> = {}): Map<string, StageStatus> {
+function stagesOf(topology: Topology, lags: Record<string, number | null>, extra: Record<string, { missing?: number; unprocessed?: number; silentMs?: number; failed?: FailedActor[]; waiting?: WaitingActor[] }> = {}): Map<string, StageStatus> {
   const m = new Map<string, StageStatus>()
   for (const s of topology.stages) {
     const e = extra[s.name] ?? {}
@@ -138,7 +138,7 @@ function stagesOf(topology: Topology, lags: Record<string, number | null>, extra
       watermark: null, ended: false, watermarkLagMs: lags[s.name] ?? null,
       unprocessed: e.unprocessed ?? 0, unprocessedByInput: {}, failureRate: 0, lateRate: 0, recordsInRate: 0, recordsOutRate: 0,
       checkpointAgeMs: 500, actors: { running: s.parallelism - (e.missing ?? 0) - (e.failed?.length ?? 0), missing: e.missing ?? 0, ended: 0, failed: e.failed?.length ?? 0, total: s.parallelism },
-      failed: e.failed ?? [], silentMs: e.silentMs ?? 0, stalled: (e.missing ?? 0) > 0 || (e.failed?.length ?? 0) > 0,
+      failed: e.failed ?? [], waiting: e.waiting ?? [], silentMs: e.silentMs ?? 0, stalled: (e.missing ?? 0) > 0 || (e.failed?.length ?? 0) > 0,
     })
   }
   return m
@@ -165,6 +165,15 @@ describe('holding back', () => {
     expect(holdingBack('sink', stages, THREE_STAGES)).toEqual({ stage: 'ema', reason: 'ema: ema/1 failed (quarantined after failing on a and b): actor ema/1 stopped: boom', failedActors: ['ema/1'] })
     const moving = stagesOf(THREE_STAGES, { source: 100, ema: 9000, sink: 9500 }, { ema: { failed: [{ ...failed, quarantined: false, failedOn: ['b'] }] } })
     expect(holdingBack('sink', moving, THREE_STAGES)?.reason).toBe('ema: ema/1 failed on b: actor ema/1 stopped: boom')
+  })
+
+  it('names a stage waiting on an outside system before a missing actor or delay, with what it waits for', () => {
+    const waiting: WaitingActor = { actor: 'sink/0', on: 'PostgreSQL 127.0.0.1:5432', message: 'connect ECONNREFUSED 127.0.0.1:5432', since: 1_000 }
+    const stages = stagesOf(THREE_STAGES, { source: 100, ema: 9000, sink: 9500 }, { sink: { waiting: [waiting] }, ema: { missing: 1, silentMs: 12_000 } })
+    // Missing actors upstream come first on the path; a waiting stage downstream of them still explains why nothing commits there.
+    expect(holdingBack('sink', stages, THREE_STAGES, 13_400)).toEqual({ stage: 'sink', reason: 'sink: sink/0 waits for PostgreSQL 127.0.0.1:5432 for 12.4 s: connect ECONNREFUSED 127.0.0.1:5432', waitingActors: ['sink/0'] })
+    const failed: FailedActor = { actor: 'ema/1', worker: 'b', code: 'WEIR_ACTOR_FAILED', message: 'boom', quarantined: false, failedOn: ['b'], at: 0 }
+    expect(holdingBack('sink', stagesOf(THREE_STAGES, { source: 100, ema: 9000, sink: 9500 }, { sink: { waiting: [waiting] }, ema: { failed: [failed] } }), THREE_STAGES, 13_400)?.stage).toBe('ema')
   })
 
   it('breaks ties toward the most upstream stage, and takes the slowest of several inputs', () => {
