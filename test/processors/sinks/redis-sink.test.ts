@@ -15,12 +15,18 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, Pipeline } from '../../../index.ts'
 import { GeneratorSource, RedisSink, type RedisCommand } from '../../../processors/index.ts'
-import { readDeadLetters, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
+import fc from 'fast-check'
+import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type DeadLetter, type ProcessCrash, type ReadRecord } from '../../../testing/index.ts'
 import { startEmbedded } from '../../../runner/embedded-runner.ts'
 import { requireService } from '../../support/services.ts'
-import { readProgress, readRedis, redisPipeline, removeKeys, type RedisInput } from './fixtures/redis-pipeline.ts'
+import { eventCount, readProgress, readRedis, redisInputs, redisPipeline, removeKeys, type RedisInput } from './fixtures/redis-pipeline.ts'
 
 const redis = await requireService('redis')
+const RUNS = Number(process.env.WEIR_REDIS_PROPERTY_RUNS ?? 20)
+const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
+const FIXTURE = join(import.meta.dirname, 'fixtures', 'redis-pipeline.ts')
+const EPOCH_MS = 20
+const MAX_BATCH = 64
 const dirs: string[] = []
 let client: Redis
 const prefixes: string[] = []
@@ -52,6 +58,97 @@ function expectedContent(input: RedisInput): Record<string, unknown> {
     ;((out[`latest:${e.account}`] ??= {}) as Record<string, string>)[`p${source}`] = String(index)
   }))
   return normalized(out)
+}
+
+/** A crash as generated: a SIGKILL at a protocol point, or from outside (timer), placed at `at` (0..1) of what the run still has to do. */
+interface PlannedKill {
+  point: CrashPoint | 'timer'
+  at: number
+}
+
+/** Points a sink actor is certain to reach while it has records to process (see translateKill). */
+const SINK_POINTS = ['mid-batch', 'before-commit', 'after-pipe-commit', 'before-publish'] as const satisfies readonly CrashPoint[]
+
+const plannedKills: fc.Arbitrary<PlannedKill[]> = fc.array(
+  fc.record({ point: fc.oneof({ weight: 3, arbitrary: fc.constantFrom<CrashPoint | 'timer'>(...SINK_POINTS) }, { weight: 1, arbitrary: fc.constant<CrashPoint | 'timer'>('timer') }), at: fc.integer({ min: 0, max: 1000 }).map((n) => n / 1000) }),
+  { minLength: 1, maxLength: 3 },
+)
+
+interface RunLeft {
+  /** Events the sink has not written yet (by the progress in Redis). */
+  sinkRemaining: number
+  total: number
+  /** Events each source partition has not emitted in a committed checkpoint. */
+  sourceRemaining: number[]
+}
+
+async function measure(pipeline: Pipeline, input: RedisInput, dataDir: string, prefix: string): Promise<RunLeft> {
+  const written = (await readProgress(client, prefix)).reduce((n, p) => n + Object.values(JSON.parse(p.positions ?? '{}') as Record<string, number>).reduce((a, b) => a + b, 0), 0)
+  const source = await readCommittedState(pipeline, dataDir, 'events').catch(() => ({ actor: {} as Record<number, Record<string, unknown>> }))
+  const total = eventCount(input)
+  return { total, sinkRemaining: Math.max(0, total - written), sourceRemaining: input.partitions.map((events, p) => events.length - ((source.actor[p]?.next as number | undefined) ?? 0)) }
+}
+
+/** A generated run of the pipeline lasts at least this long after its sources start, when paced for a timed kill, ms. */
+const PACED_WINDOW_MS = 1500
+
+/**
+ * A crash the run is certain to reach. A point is counted from the moment the sink processed
+ * `at` of the events it still has to write, less a micro-batch: it still has one to process
+ * then, so it reads one more batch, takes one more checkpoint, commits it and publishes it
+ * (mid-batch, before-commit, after-pipe-commit, before-publish). Placed at the start, the
+ * first hit: every run takes a last checkpoint of every actor, and publishes the sink's. A
+ * timed kill comes within the time the paced sources need for what they still have to emit;
+ * with nothing left to emit it becomes a before-commit crash (counted as moved).
+ */
+function translateKill(plan: PlannedKill, left: RunLeft): { crash: ProcessCrash; place?: number; moved: boolean } {
+  const bySink = (point: CrashPoint): { crash: ProcessCrash; place?: number; moved: boolean } => {
+    const records = Math.round(plan.at * Math.max(0, left.sinkRemaining - MAX_BATCH))
+    const place = left.total === 0 ? undefined : (left.total - left.sinkRemaining + records) / left.total
+    return { crash: { kind: 'point', spec: records === 0 ? { point, hit: 1 } : { point, hit: 1, afterRecords: { stage: 'sink', records } } }, place, moved: false }
+  }
+  if (plan.point !== 'timer') return bySink(plan.point)
+  const most = Math.max(0, ...left.sourceRemaining)
+  if (most < 2) return { ...bySink('before-commit'), moved: true }
+  const rate = Math.max(1, Math.floor(((most - 1) * 1000) / PACED_WINDOW_MS))
+  // The child needs a moment to load before its sources start; the kill comes within the paced window after that.
+  return { crash: { kind: 'timer', afterMs: 500 + Math.floor(plan.at * PACED_WINDOW_MS), params: { rate: String(rate) } }, moved: false }
+}
+
+/** A dead letter, as both runs must have it: the record's bytes and the error (keys named without the run's prefix). */
+function deadLetterId(d: ReadRecord<DeadLetter>): string {
+  return `${d.value.value?.toString('base64')} ${d.value.error.code} ${d.value.error.message.replace(/weir:test:redis-sink:(ref|run)-[0-9a-f]{8}:[0-9a-f]{8}:/g, '')}`
+}
+
+interface CaseStats {
+  events: number
+  checkpoints: number
+  generations: number
+  crashes: string[]
+  places: number[]
+  moved: string[]
+  dead: number
+  ms: number
+}
+
+function formatCoverage(cases: CaseStats[], ms: number): string {
+  const spread = (xs: number[]): string => {
+    if (xs.length === 0) return '-'
+    const s = [...xs].sort((a, b) => a - b)
+    return `min ${s[0]}, median ${s[Math.floor(s.length / 2)]}, max ${s.at(-1)}`
+  }
+  const byPoint = new Map<string, number>()
+  for (const c of cases) for (const p of c.crashes) byPoint.set(p, (byPoint.get(p) ?? 0) + 1)
+  const places = cases.flatMap((c) => c.places)
+  const bins = [0, 0, 0, 0]
+  for (const p of places) bins[Math.min(3, Math.floor(p * 4))]!++
+  return [
+    `Redis sink recovery property: ${cases.length} cases in ${(ms / 1000).toFixed(1)} s`,
+    `  crashes fired (all planned): ${[...byPoint].map(([p, n]) => `${p} ${n}`).join(', ')}; moved to before-commit: ${cases.reduce((n, c) => n + c.moved.length, 0)}`,
+    `  where the sink-placed crashes landed (share of the case's events written): ${bins.map((n, i) => `${i * 25}-${(i + 1) * 25}% ${n}`).join(', ')}`,
+    `  events per case: ${spread(cases.map((c) => c.events))}; sink checkpoints per case (newest actor's): ${spread(cases.map((c) => c.checkpoints))}`,
+    `  generations (claims) of the busiest sink actor: ${spread(cases.map((c) => c.generations))}; dead letters: ${cases.reduce((n, c) => n + c.dead, 0)} in ${cases.filter((c) => c.dead > 0).length} cases`,
+  ].join('\n')
 }
 
 describe.skipIf(!redis.available)('Redis sink', () => {
@@ -113,6 +210,57 @@ describe.skipIf(!redis.available)('Redis sink', () => {
     expect(dead[1]!.value.error.message).toMatch(/^Redis refused HSET .*:word: WRONGTYPE/)
   })
 
+  it(`after real SIGKILLs at generated points, Redis holds what a crash-free run wrote: every XADD and INCRBY once (${RUNS} generated cases)`, async () => {
+    const cases: CaseStats[] = []
+    const started = Date.now()
+    try {
+      await fc.assert(
+        fc.asyncProperty(redisInputs(600), plannedKills, async (input, plans) => {
+          const id = randomUUID().slice(0, 8)
+          const refPrefix = newPrefix(`ref-${id}`)
+          const runPrefix = newPrefix(`run-${id}`)
+          const d = tempDir()
+          const inputFile = join(d, 'input.json')
+          writeFileSync(inputFile, JSON.stringify(input))
+          const name = `redis-prop-${id}`
+          const ref = redisPipeline(input, { name, url: redis.url, prefix: refPrefix })
+          await runToCompletion(ref, { dataDir: join(d, 'ref'), epochIntervalMs: EPOCH_MS, actorConfig: { maxBatch: MAX_BATCH } })
+          const expected = await readRedis(client, refPrefix)
+          expect(normalized(expected), 'the crash-free run wrote what the input says').toEqual(expectedContent(input))
+          const pipeline = redisPipeline(input, { name, url: redis.url, prefix: runPrefix })
+          const dataDir = join(d, 'run')
+          const places: number[] = []
+          const moved: string[] = []
+          const planner = (plan: PlannedKill) => async (): Promise<ProcessCrash> => {
+            const t = translateKill(plan, await measure(pipeline, input, dataDir, runPrefix))
+            if (t.place !== undefined) places.push(t.place)
+            if (t.moved) moved.push(plan.point)
+            return t.crash
+          }
+          const crashStart = Date.now()
+          const r = await runFileToCompletion(FIXTURE, { dataDir, params: { input: inputFile, name, url: redis.url, prefix: runPrefix }, crashes: plans.map(planner), epochIntervalMs: EPOCH_MS, env: { WEIR_MAX_BATCH: String(MAX_BATCH) }, timeoutMs: 90_000 })
+          const label = `${JSON.stringify(plans)} → ${JSON.stringify(r.planned)}`
+          expect(r.crashed, `${label}: every planned crash must fire`).toEqual(r.planned)
+          expect(normalized(await readRedis(client, runPrefix)), label).toEqual(normalized(expected))
+          const deadRef = (await readDeadLetters(ref, join(d, 'ref'), 'sink')).map(deadLetterId).sort()
+          const deadRun = (await readDeadLetters(pipeline, dataDir, 'sink')).map(deadLetterId).sort()
+          expect(deadRun, `${label}: dead letters`).toEqual(deadRef)
+          expect(deadRef).toHaveLength(input.partitions.flat().filter((e) => e.poison === true).length)
+          const progress = await readProgress(client, runPrefix)
+          cases.push({ events: eventCount(input), checkpoints: Math.max(0, ...progress.map((p) => Number(p.checkpoint ?? 0))), generations: Math.max(0, ...progress.map((p) => Number(p.generation))), crashes: r.planned.map((c) => (c.kind === 'timer' ? 'timer' : c.spec.point)), places, moved, dead: deadRun.length, ms: Date.now() - crashStart })
+          await removeKeys(client, refPrefix)
+          await removeKeys(client, runPrefix)
+          removeDir(d)
+        }),
+        { numRuns: RUNS, seed: SEED, verbose: 1, endOnFailure: true },
+      )
+    } finally {
+      console.log(formatCoverage(cases, Date.now() - started))
+    }
+    expect(cases.filter((c) => c.crashes.includes('timer')).length, 'some cases are killed from outside').toBeGreaterThan(0)
+    expect(cases.filter((c) => c.checkpoints >= 5).length, 'most cases span several checkpoints').toBeGreaterThan(RUNS / 2)
+  }, Math.max(300_000, RUNS * 30_000))
+
   describe('options are checked at start, naming the field', () => {
     const commands = (): RedisCommand[] => []
     const cases: Array<[string, () => unknown, string]> = [
@@ -156,5 +304,3 @@ afterAll(() => {
   for (const d of dirs) removeDir(d)
 })
 
-void writeFileSync
-void join
