@@ -8,20 +8,25 @@
  *
  * WEIR_REDIS_PROPERTY_RUNS sets the property's number of cases (default 20); WEIR_PROPERTY_SEED replays one.
  */
+import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { ConfigError, Pipeline } from '../../../index.ts'
 import { GeneratorSource, RedisSink, type RedisCommand } from '../../../processors/index.ts'
 import fc from 'fast-check'
 import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type DeadLetter, type ProcessCrash, type ReadRecord } from '../../../testing/index.ts'
 import { startEmbedded } from '../../../runner/embedded-runner.ts'
+import { actorProgress, progressSubjects } from '../../../runtime/control/progress.ts'
+import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
 import { requireService } from '../../support/services.ts'
+import { freePort, sleep, startWeir, tempDirs, until } from '../../support/weir-cli.ts'
 import { eventCount, readProgress, readRedis, redisInputs, redisPipeline, removeKeys, type RedisInput } from './fixtures/redis-pipeline.ts'
 
 const redis = await requireService('redis')
+const nats = await requireService('nats')
 const RUNS = Number(process.env.WEIR_REDIS_PROPERTY_RUNS ?? 20)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'redis-pipeline.ts')
@@ -298,6 +303,112 @@ describe.skipIf(!redis.available)('Redis sink', () => {
       await expect(startEmbedded(p, { dataDir: tempDir() }).then((run) => run.done)).rejects.toMatchObject({ code: 'WEIR_CONFIG_INVALID', context: { field: 'url' } })
     })
   })
+})
+
+/** A Redis of the test's own, durable (appendonly, fsync at every write), that the test kills and starts again on the same files. */
+class PrivateRedis {
+  private child: ChildProcess | undefined
+  constructor(readonly port: number, readonly dir: string) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  async start(): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' })
+    this.child = child
+    await until(async () => {
+      const c = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      c.on('error', () => undefined)
+      try {
+        await c.connect()
+        return (await c.ping()) === 'PONG'
+      } catch {
+        return undefined
+      } finally {
+        c.disconnect()
+      }
+    }, 30_000, `redis-server on port ${this.port}`)
+  }
+
+  /** A crash of Redis: SIGKILL, nothing flushed beyond what appendfsync always already wrote. */
+  async kill(): Promise<void> {
+    const child = this.child
+    this.child = undefined
+    if (child === undefined || child.exitCode !== null) return
+    const exited = new Promise((r) => child.once('exit', r))
+    child.kill('SIGKILL')
+    await exited
+  }
+}
+
+describe.skipIf(!redis.available || !nats.available)('Redis sink while Redis restarts', () => {
+  const tempDirOf = tempDirs('weir-redis-restart-')
+
+  it('holds the output back while Redis is down (the monitor shows the sink waiting for it), then writes every command once', async () => {
+    const dir = tempDirOf()
+    mkdirSync(join(dir, 'redis'))
+    const store = new PrivateRedis(await freePort(), join(dir, 'redis'))
+    await store.start()
+    onTestFinished(() => store.kill())
+    const storeClient = new Redis(store.url, { lazyConnect: true })
+    storeClient.on('error', () => undefined)
+    onTestFinished(() => storeClient.disconnect())
+    await storeClient.connect()
+    // Several seconds of paced input: Redis goes down in the middle of it.
+    const input: RedisInput = { partitions: [0, 1].map((p) => Array.from({ length: 1500 }, (_, i) => (i % 97 === 50 ? { account: (i + p) % 12, amount: 1, poison: true as const } : { account: (i * 7 + p) % 12, amount: i - 300 }))) }
+    const inputFile = join(dir, 'input.json')
+    writeFileSync(inputFile, JSON.stringify(input))
+    const cluster = `r${randomUUID().slice(0, 8)}`
+    const name = `redis-restart-${cluster}`
+    const prefix = `weir:test:redis-restart:${cluster}`
+    const waiting: string[] = []
+    const observer = await NatsBus.connect({ servers: [nats.url], name: 'redis-restart-test' })
+    onTestFinished(() => observer.close())
+    observer.subscribe(progressSubjects.progress(cluster, name), (m) => {
+      const p = actorProgress.safeParse(m)
+      if (p.success && p.data.waiting !== undefined) waiting.push(`${p.data.actor} waits for ${p.data.waiting.on}: ${p.data.waiting.message}`)
+    })
+    const monitor = startWeir(['monitor', '--bus', nats.url, '--cluster', cluster, '--port', '0'])
+    const run = startWeir(['run', FIXTURE, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '200', '--data-dir', join(dir, 'data'),
+      '--param', `input=${inputFile}`, '--param', `name=${name}`, '--param', `url=${store.url}`, '--param', `prefix=${prefix}`, '--param', 'rate=150', '-q'])
+    onTestFinished(async () => {
+      run.child.kill('SIGKILL')
+      monitor.child.kill('SIGKILL')
+      await Promise.all([run.done, monitor.done])
+    })
+    let stdout = ''
+    monitor.child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
+    const url = await until(async () => /dashboard (http:\/\/\S+?)\/? /.exec(stdout)?.[1]?.replace(/\/$/, ''), 20_000, 'monitor URL')
+    const holdingBack = async (): Promise<string | undefined> => {
+      const res = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(5000) })
+      const status = (await res.json()) as { pipelines: Array<{ pipeline: string; outputs: Array<{ output: string; holdingBack: { stage: string; reason: string } | null }> }> }
+      return status.pipelines.find((p) => p.pipeline === name)?.outputs.find((o) => o.output === 'sink')?.holdingBack?.reason
+    }
+    const written = async (): Promise<number> => {
+      const hashes = await readProgress(storeClient, prefix)
+      return hashes.reduce((n, h) => n + Object.values(JSON.parse(h.positions ?? '{}') as Record<string, number>).reduce((a, b) => a + b, 0), 0)
+    }
+    await until(async () => ((await written()) > 200 ? true : undefined), 60_000, 'the sink wrote to Redis')
+    await store.kill()
+    const downAt = Date.now()
+    const reason = await until(async () => {
+      const r = await holdingBack()
+      return r?.includes(`waits for Redis 127.0.0.1:${store.port}`) ? r : undefined
+    }, 30_000, 'the monitor shows the sink waiting for Redis')
+    // Down a while longer: the sink keeps retrying, nothing is dropped.
+    await sleep(Math.max(0, 3000 - (Date.now() - downAt)))
+    await store.start()
+    await storeClient.connect().catch(() => undefined)
+    const outcome = await run.done
+    expect(outcome.code, outcome.stderr.slice(-3000)).toBe(0)
+    expect(waiting.some((w) => w.startsWith('sink/') && w.includes(`Redis 127.0.0.1:${store.port}`)), 'progress events on NATS carried the wait').toBe(true)
+    expect(reason).toMatch(/^sink: sink\/\d waits for Redis 127\.0\.0\.1:\d+ for/)
+    expect(normalized(await readRedis(storeClient, prefix))).toEqual(expectedContent(input))
+    const pipeline = redisPipeline(input, { name, url: store.url, prefix })
+    const dead = await readDeadLetters(pipeline, join(dir, 'data'), 'sink')
+    expect(dead).toHaveLength(input.partitions.flat().filter((e) => e.poison === true).length)
+  }, 180_000)
 })
 
 afterAll(() => {
