@@ -10,10 +10,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFailed, onTestFinished } from 'vitest'
 import { ConfigError, Pipeline } from '../../../index.ts'
 import { GeneratorSource, RedisSink, type RedisCommand } from '../../../processors/index.ts'
 import fc from 'fast-check'
@@ -21,12 +21,15 @@ import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, ru
 import { startEmbedded } from '../../../runner/embedded-runner.ts'
 import { actorProgress, progressSubjects } from '../../../runtime/control/progress.ts'
 import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
+import { assignmentMessage, type AssignmentMessage } from '../../../runtime/control/messages.ts'
+import { TestCluster } from '../../support/cluster.ts'
 import { requireService } from '../../support/services.ts'
 import { freePort, sleep, startWeir, tempDirs, until } from '../../support/weir-cli.ts'
 import { eventCount, readProgress, readRedis, redisInputs, redisPipeline, removeKeys, type RedisInput } from './fixtures/redis-pipeline.ts'
 
 const redis = await requireService('redis')
 const nats = await requireService('nats')
+const kafka = await requireService('kafka')
 const RUNS = Number(process.env.WEIR_REDIS_PROPERTY_RUNS ?? 20)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'redis-pipeline.ts')
@@ -409,6 +412,73 @@ describe.skipIf(!redis.available || !nats.available)('Redis sink while Redis res
     const dead = await readDeadLetters(pipeline, join(dir, 'data'), 'sink')
     expect(dead).toHaveLength(input.partitions.flat().filter((e) => e.poison === true).length)
   }, 180_000)
+})
+
+describe.skipIf(!redis.available || !nats.available || !kafka.available)('Redis sink in a cluster', () => {
+  const tempDirOf = tempDirs('weir-redis-zombie-')
+
+  it('a worker paused past its timeout while its sink actors move, then resumed: its write is refused by the generation and logged, and Redis holds every command once', async () => {
+    const dir = tempDirOf()
+    const cluster = `z${randomUUID().slice(0, 8)}`
+    const name = `redis-zombie-${cluster}`
+    const prefix = `weir:test:redis-sink:zombie:${cluster}`
+    const client = new Redis(redis.url)
+    onTestFinished(async () => {
+      await removeKeys(client, prefix)
+      client.disconnect()
+    })
+    const input: RedisInput = { partitions: [0, 1].map((p) => Array.from({ length: 1200 }, (_, i) => (i % 101 === 60 ? { account: (i + p) % 12, amount: 1, poison: true as const } : { account: (i * 5 + p) % 12, amount: i % 37 }))) }
+    const inputFile = join(dir, 'input.json')
+    writeFileSync(inputFile, JSON.stringify(input))
+    const c = new TestCluster({ cluster, kafka: `kafka://${kafka.url}`, nats: nats.url, logDir: join(dir, 'logs'), logLevel: 'info' })
+    onTestFinished(() => c.killAll())
+    const assignments: AssignmentMessage[] = []
+    onTestFailed(() => console.log(`assignments: ${JSON.stringify(assignments.map((a) => [a.generation, a.actors]))}\n${c.logTails(30)}`))
+    const observer = await NatsBus.connect({ servers: [nats.url], name: 'redis-zombie-test' })
+    onTestFinished(() => observer.close())
+    observer.subscribe(`weir.${cluster}.${name}.assignment`, (m) => {
+      const a = assignmentMessage.safeParse(m)
+      if (a.success) assignments.push(a.data)
+    })
+    c.startCoordinator('c1', ['--epoch-ms', '1000', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
+    // Small batches: a sink actor writes to Redis all the time, so the zombie has a write to make when it wakes.
+    const args = (id: string): string[] => ['--epoch-ms', '1000', '--heartbeat-ms', '250', '--state-dir', join(dir, id),
+      '--param', `input=${inputFile}`, '--param', `name=${name}`, '--param', `url=${redis.url}`, '--param', `prefix=${prefix}`, '--param', 'rate=60', '--param', 'batchRows=3']
+    const workers = [c.startWorker('a', FIXTURE, args('a')), c.startWorker('b', FIXTURE, args('b'))]
+    const sinksOf = (a: AssignmentMessage, worker: string): string[] => Object.entries(a.actors).filter(([actor, w]) => w === worker && actor.startsWith('sink/')).map(([actor]) => actor)
+    await until(() => [...assignments].reverse().find((a) => new Set(Object.values(a.actors)).size === 2), 60_000, 'actors on both workers')
+    await sleep(1000)
+    const before = assignments.at(-1)!
+    const zombie = workers.find((w) => sinksOf(before, w.name).length > 0)!
+    const successor = workers.find((w) => w !== zombie)!.name
+    const moved = sinksOf(before, zombie.name)
+    const progressOf = async (actor: string): Promise<{ generation: number; written: number }> => {
+      const h = await client.hgetall(`${prefix}:progress:${name}:${actor.replace('/', ':')}`)
+      return { generation: Number(h.generation ?? 0), written: Object.values(JSON.parse(h.positions ?? '{}') as Record<string, number>).reduce((a, b) => a + b, 0) }
+    }
+    await until(async () => ((await Promise.all(moved.map(progressOf))).every((p) => p.written > 0) ? true : undefined), 60_000, `${zombie.name}'s sink actors wrote to Redis`)
+    await sleep(300)
+    const generations = (await Promise.all(moved.map(progressOf))).map((p) => p.generation)
+    zombie.signal('SIGSTOP')
+    const pausedAt = Date.now()
+    await until(() => assignments.some((a) => a.generation > before.generation && !Object.values(a.actors).includes(zombie.name) && moved.every((x) => a.actors[x] === successor)), 30_000, `${moved.join(', ')} moved from ${zombie.name} to ${successor}`)
+    // The successor claimed the moved actors (a new generation in their progress hashes) and writes on.
+    const claimed = await until(async () => {
+      const now = await Promise.all(moved.map(progressOf))
+      return now.every((p, i) => p.generation > generations[i]!) ? now : undefined
+    }, 30_000, `${successor} claimed ${moved.join(', ')}`)
+    await until(async () => ((await Promise.all(moved.map(progressOf))).every((p, i) => p.written > claimed[i]!.written) ? true : undefined), 30_000, `${successor} wrote for the moved actors`)
+    zombie.signal('SIGCONT')
+    const resumedAt = Date.now()
+    for (const w of workers) {
+      const o = await w.done
+      expect(o.code, `${w.name}${w === zombie ? ' (the zombie)' : ''}: ${o.stderr.slice(-2000)}`).toBe(0)
+    }
+    const log = readFileSync(zombie.logFile, 'utf8').split('\n')
+    const refused = log.filter((l) => l.includes("actor fenced: its sink's store refused the write") && l.includes('WEIR_SINK_FENCED') && moved.some((x) => l.includes(`"actor":"${x}"`)) && Number(/"time":(\d+)/.exec(l)?.[1]) >= resumedAt)
+    expect(refused.length, `${zombie.name} (sink actors ${moved.join(', ')}, paused ${((resumedAt - pausedAt) / 1000).toFixed(1)} s) logged its refused write after it resumed`).toBeGreaterThan(0)
+    expect(normalized(await readRedis(client, prefix))).toEqual(expectedContent(input))
+  }, 240_000)
 })
 
 afterAll(() => {
