@@ -9,7 +9,7 @@
  * nothing is left in doubt: a write whose acknowledgement was lost is recognised by the
  * progress it wrote.
  */
-import { ConfigError, SinkError, SinkFencedError, StateCorruptedError, WeirError, describeError } from '../errors.ts'
+import { ConfigError, ProcessingError, SinkError, SinkFencedError, StateCorruptedError, WeirError, describeError } from '../errors.ts'
 import { Processor, type CheckpointContext, type CommitContext, type Context, type LifecycleContext, type StreamRecord } from './processor.ts'
 
 /** The actor a sink writes for: the key of its progress in the store. */
@@ -104,6 +104,13 @@ export interface StoreSinkOptions {
 /** What a checkpoint records for the sink: the positions its writes reached at the barrier. */
 interface StagedPositions {
   positions: Record<string, number>
+  /**
+   * Per input topic, the offset after the newest record this actor had processed at the
+   * barrier: the dead letters of records below it are in the checkpoint (sent, or sent again
+   * from the store's progress). The store's `positions` can be ahead of it after a restart,
+   * before the records the store holds come again. Absent in checkpoints of older versions.
+   */
+  consumed?: Record<string, number>
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -147,6 +154,8 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
   private claimedDeadLetters = new Map<string, PendingDeadLetter>()
   /** Where this instance's records reached. */
   private positions: Record<string, number> = {}
+  /** Where the records this actor processed reached, store or not (see StagedPositions.consumed). */
+  private consumed: Record<string, number> = {}
   /** Dead letters not yet in a committed pipe checkpoint. */
   private pendingDeadLetters: PendingDeadLetter[] = []
   private deadLettersChanged = false
@@ -223,17 +232,18 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
   override onRecord(record: StreamRecord<In>, ctx: Context<never>): void | Promise<void> {
     this.throwIfFailed()
     if (!this.foreignChecked) this.checkForeignProgress()
+    this.consumed[record.topic] = record.offset + 1
     if (record.offset < (this.claimed[record.topic] ?? 0)) {
       // The store holds this record's outcome: a previous instance wrote it after the pipe's checkpoint.
       const dead = this.claimedDeadLetters.get(`${record.topic}:${record.offset}`)
-      if (dead !== undefined) ctx.deadLetter(record, new SinkError(dead.message, { topic: dead.topic, offset: dead.offset, stage: ctx.stage, partition: ctx.partition, rejectedCode: dead.code }), dead.detail)
+      if (dead !== undefined) ctx.deadLetter(record, storedDeadLetterError(dead, ctx.stage, ctx.partition), dead.detail)
       return
     }
     let row: Row
     try {
       row = this.toRow(record)
     } catch (err) {
-      this.rejectRecord(record, err, undefined, ctx)
+      this.rejectRecord(record, deadLetterError(err, record, ctx.stage, ctx.partition), undefined, ctx)
       return
     }
     this.buffer.push({ row, record: record as StreamRecord<unknown> })
@@ -261,7 +271,7 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
     }
     // Writes from here on commit with the next checkpoint.
     this.checkpointNo = ctx.checkpoint + 1
-    return { positions: { ...this.storePositions } }
+    return { positions: { ...this.storePositions }, consumed: { ...this.consumed } }
   }
 
   /**
@@ -280,8 +290,13 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
         }
       }
     }
+    // Only dead letters the committed checkpoint holds leave the store's progress: those of
+    // records the actor had processed, not all those below the store's positions (after a
+    // restart the store is ahead until its records come again and their dead letters are resent).
+    const consumed = commit.staged?.consumed ?? committed
+    if (commit.recovering) for (const [topic, offset] of Object.entries(consumed)) this.consumed[topic] = Math.max(this.consumed[topic] ?? 0, offset)
     const before = this.pendingDeadLetters.length
-    this.pendingDeadLetters = this.pendingDeadLetters.filter((d) => d.offset >= (committed[d.topic] ?? 0))
+    this.pendingDeadLetters = this.pendingDeadLetters.filter((d) => d.offset >= (consumed[d.topic] ?? 0))
     if (this.pendingDeadLetters.length !== before) this.deadLettersChanged = true
   }
 
@@ -290,7 +305,7 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
     await this.disconnect()
   }
 
-  private rejectRecord(record: StreamRecord<unknown>, error: unknown, detail: unknown, ctx: { deadLetter: LifecycleContext['deadLetter'] }): void {
+  private rejectRecord(record: StreamRecord<unknown>, error: WeirError, detail: unknown, ctx: { deadLetter: LifecycleContext['deadLetter'] }): void {
     const described = describeError(error)
     this.pendingDeadLetters.push({ topic: record.topic, offset: record.offset, code: described.code, message: described.message, ...(detail === undefined ? {} : { detail }) })
     this.deadLettersChanged = true
@@ -300,15 +315,17 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
 
   /**
    * Progress in the store while the pipe has no checkpoint of this actor: a previous instance
-   * may have written during the first checkpoint and crashed before the pipe committed it (the
-   * rows are this input's: pass over them), or the store holds another history of the pipeline
-   * (a new data dir or new topics: its offsets mean other records). Only the first checkpoint
-   * can have written without the pipe committing it, so progress of a later one is foreign.
+   * may have written and crashed before the pipe committed anything (the rows are this input's:
+   * pass over them), or the store holds another history of the pipeline (a new data dir or new
+   * topics: its offsets mean other records). A checkpoint's pipe commit runs in the background
+   * while the next epoch's records are written (the barrier after waits for it), so without any
+   * pipe commit the store can hold writes of the first two checkpoints; progress of a later
+   * one is foreign.
    */
   private checkForeignProgress(): void {
     this.foreignChecked = true
     const p = this.claimedProgress
-    if (this.pipeHistory || p === undefined || p.checkpoint <= 1) return
+    if (this.pipeHistory || p === undefined || p.checkpoint <= 2) return
     const actor = this.actor!
     const reset = this.resetHint(actor)
     throw new SinkError(`${this.describeStore()} holds progress of ${actor.pipeline} ${actor.stage}/${actor.partition} up to checkpoint ${p.checkpoint} (positions ${encodePositions(p.positions)}), but this run's pipe has no checkpoint of it: the store belongs to another run of the pipeline (a new data dir or new topics), whose offsets mean other records. Give this run a pipeline name or table of its own, or remove that progress to write this run's rows after the old ones${reset === '' ? '' : ` (${reset})`}`, { stage: actor.stage, partition: actor.partition, pipeline: actor.pipeline, storeCheckpoint: p.checkpoint })
@@ -346,7 +363,7 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
         positions: to,
         checkpoint: this.checkpointNo,
         epoch: this.epoch,
-        deadLetters: [...pending, ...rejected.map((r) => pendingOf(rows[r.index]!.record, r.error, r.detail))],
+        deadLetters: [...pending, ...rejected.map((r) => pendingOf(rows[r.index]!.record, deadLetterError(r.error, rows[r.index]!.record, actor.stage, actor.partition), r.detail))],
       }),
     }
     this.inflight = this.retrying('write', () => this.write(batch)).then(
@@ -356,8 +373,9 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
         if (result.outcome === 'written') {
           for (const r of result.rejected) {
             const record = rows[r.index]!.record
-            this.pendingDeadLetters.push(pendingOf(record, r.error, r.detail))
-            ctx.deadLetter(record, r.error, r.detail)
+            const error = deadLetterError(r.error, record, actor.stage, actor.partition)
+            this.pendingDeadLetters.push(pendingOf(record, error, r.detail))
+            ctx.deadLetter(record, error, r.detail)
           }
         } else {
           // An earlier attempt committed: its dead letters are in the progress it wrote.
@@ -366,7 +384,7 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
             const d = written.get(`${record.topic}:${record.offset}`)
             if (d === undefined) continue
             this.pendingDeadLetters.push(d)
-            ctx.deadLetter(record, new SinkError(d.message, { topic: d.topic, offset: d.offset, stage: actor.stage, partition: actor.partition, rejectedCode: d.code }), d.detail)
+            ctx.deadLetter(record, storedDeadLetterError(d, actor.stage, actor.partition), d.detail)
           }
         }
       },
@@ -402,7 +420,23 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
   }
 }
 
-function pendingOf(record: StreamRecord<unknown>, error: unknown, detail: unknown): PendingDeadLetter {
+/**
+ * The error a dead letter is sent with: a WeirError as it is; another error as the actor's
+ * `ctx.deadLetter` would wrap it (ProcessingError, the stage's name before its message), so
+ * the code and message kept in the store's progress are the dead letter's own, and one sent
+ * again from the progress after a restart is the same as the first.
+ */
+function deadLetterError(error: unknown, record: StreamRecord<unknown>, stage: string, partition: number): WeirError {
+  if (error instanceof WeirError) return error
+  return new ProcessingError(`${stage}: ${(error as Error)?.message ?? String(error)}`, { topic: record.topic, partition, offset: record.offset, stage }, error)
+}
+
+/** A dead letter kept in the store's progress, sent again: its error with the code and message it was first sent with. */
+function storedDeadLetterError(d: PendingDeadLetter, stage: string, partition: number): WeirError {
+  return new WeirError(d.code, d.message, { topic: d.topic, offset: d.offset, stage, partition })
+}
+
+function pendingOf(record: StreamRecord<unknown>, error: WeirError, detail: unknown): PendingDeadLetter {
   const described = describeError(error)
   return { topic: record.topic, offset: record.offset, code: described.code, message: described.message, ...(detail === undefined ? {} : { detail }) }
 }
