@@ -158,7 +158,6 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
   private consumed: Record<string, number> = {}
   /** Dead letters not yet in a committed pipe checkpoint. */
   private pendingDeadLetters: PendingDeadLetter[] = []
-  private deadLettersChanged = false
   private buffer: SinkRow<Row>[] = []
   private inflight: Promise<void> | undefined
   private failure: unknown
@@ -264,7 +263,8 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
     this.throwIfFailed()
     this.checkpointNo = ctx.checkpoint
     this.epoch = Math.max(this.epoch, ctx.epoch)
-    if (this.buffer.length > 0 || this.deadLettersChanged || encodePositions(this.positions) !== encodePositions(this.storePositions)) {
+    // Positions move with every record (written or dead-lettered), so a write always moves them: `from` and `to` differ.
+    if (this.buffer.length > 0 || encodePositions(this.positions) !== encodePositions(this.storePositions)) {
       this.startWrite()
       await this.inflight
       this.throwIfFailed()
@@ -295,9 +295,7 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
     // restart the store is ahead until its records come again and their dead letters are resent).
     const consumed = commit.staged?.consumed ?? committed
     if (commit.recovering) for (const [topic, offset] of Object.entries(consumed)) this.consumed[topic] = Math.max(this.consumed[topic] ?? 0, offset)
-    const before = this.pendingDeadLetters.length
     this.pendingDeadLetters = this.pendingDeadLetters.filter((d) => d.offset >= (consumed[d.topic] ?? 0))
-    if (this.pendingDeadLetters.length !== before) this.deadLettersChanged = true
   }
 
   override async close(): Promise<void> {
@@ -308,7 +306,6 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
   private rejectRecord(record: StreamRecord<unknown>, error: WeirError, detail: unknown, ctx: { deadLetter: LifecycleContext['deadLetter'] }): void {
     const described = describeError(error)
     this.pendingDeadLetters.push({ topic: record.topic, offset: record.offset, code: described.code, message: described.message, ...(detail === undefined ? {} : { detail }) })
-    this.deadLettersChanged = true
     this.positions[record.topic] = Math.max(this.positions[record.topic] ?? 0, record.offset + 1)
     ctx.deadLetter(record, error, detail)
   }
@@ -348,7 +345,6 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
     const to = { ...this.positions }
     const from = { ...this.storePositions }
     const pending = [...this.pendingDeadLetters]
-    this.deadLettersChanged = false
     const actor = this.actor!
     const batch: SinkBatch<Row> = {
       actor,
