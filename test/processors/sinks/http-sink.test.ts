@@ -11,11 +11,18 @@
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Pipeline } from '../../../index.ts'
 import { HttpSink } from '../../../processors/index.ts'
 import { startEmbedded } from '../../../runner/embedded-runner.ts'
-import { readDeadLetters, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
-import { DedupServer } from './fixtures/dedup-server.ts'
+import { stateCodec } from '../../../runtime/codec.ts'
+import { naming } from '../../../runtime/naming.ts'
+import { EmbeddedPipe } from '../../../runtime/pipe/embedded/embedded-pipe.ts'
+import { readRange } from '../../../runtime/pipe/read-range.ts'
+import { isControlRecord } from '../../../runtime/watermarks.ts'
+import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type ProcessCrash } from '../../../testing/index.ts'
+import { DedupServer, type LoggedRequest } from './fixtures/dedup-server.ts'
 import { allItems, httpPipeline, sortItems } from './fixtures/http-pipeline.ts'
 
 const dirs: string[] = []
@@ -98,7 +105,8 @@ describe('HTTP sink', () => {
     await runToCompletion(p, { dataDir: dataDir(), epochIntervalMs: 20, actorConfig: { maxBatch: 50 } })
     expect(sortItems(server.items())).toEqual(allItems(counts))
     expect(server.conflicts).toEqual([])
-    const byKey = Map.groupBy(server.log, (r) => r.key)
+    const byKey = new Map<string, LoggedRequest[]>()
+    for (const r of server.log) byKey.set(r.key, [...(byKey.get(r.key) ?? []), r])
     let throttled = 0
     let timedOut = 0
     for (const [key, reqs] of byKey) {
@@ -199,4 +207,149 @@ describe('HTTP sink', () => {
     const run = await startEmbedded(missing, { dataDir: dataDir() })
     await expect(run.done).rejects.toMatchObject({ code: 'WEIR_CONFIG_INVALID', context: { field: 'secretHeaders.Authorization' } })
   })
+})
+
+// ---- the recovery property ------------------------------------------------------------
+
+const RUNS = Number(process.env.WEIR_HTTP_PROPERTY_RUNS ?? 20)
+const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
+const FIXTURE = join(import.meta.dirname, 'fixtures', 'http-pipeline.ts')
+const MAX_BATCH = 64
+const EPOCH_MS = 20
+/** The points a sink's crash can hit (source-poll and during-replay are the other tests' business). */
+const SINK_POINTS = ['mid-batch', 'before-commit', 'after-pipe-commit', 'after-local-write', 'before-publish', 'after-publish'] as const satisfies readonly CrashPoint[]
+/** A timed SIGKILL comes within this long of the child's start; its source is paced to emit for longer. */
+const KILL_WINDOW_MS = 1000
+
+interface Plan {
+  point: (typeof SINK_POINTS)[number] | 'timer'
+  /** Where in the run: a fraction of what it still has to do. */
+  at: number
+}
+
+/** Records per partition, skewed: a few, a few hundred, up to 1500 (explicit bounds: fast-check's default size would cap nothing here, but say so). */
+const count = fc.oneof({ weight: 1, arbitrary: fc.integer({ min: 0, max: 20 }) }, { weight: 2, arbitrary: fc.integer({ min: 20, max: 400 }) }, { weight: 2, arbitrary: fc.integer({ min: 400, max: 1500 }) })
+const caseArb = fc.record({
+  counts: fc.array(count, { minLength: 1, maxLength: 2, size: 'max' }),
+  maxRecords: fc.integer({ min: 1, max: 25 }),
+  concurrency: fc.integer({ min: 1, max: 4 }),
+  plans: fc.array(fc.record({ point: fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...SINK_POINTS) }, { weight: 1, arbitrary: fc.constant('timer' as const) }), at: fc.integer({ min: 0, max: 1000 }).map((n) => n / 1000) }), { minLength: 1, maxLength: 3, size: 'max' }),
+})
+
+/** What the runs so far left: records the sink still has to process, lines each source partition still has to emit. */
+async function measure(pipeline: Pipeline, dataDir: string, counts: number[]): Promise<{ sinkRemaining: number; sourceRemaining: number[] }> {
+  const pipe = await EmbeddedPipe.open(dataDir)
+  try {
+    const source = await readCommittedState(pipeline, pipe, 'numbers')
+    const sourceRemaining = counts.map((n, p) => n - ((source.actor[p]?.next as number | undefined) ?? 0))
+    let sinkRemaining = sourceRemaining.reduce((a, b) => a + b, 0)
+    const topic = pipeline.outputTopic(pipeline.stage('numbers')!)
+    const group = naming.group(pipeline.name, 'hook')
+    if ((await pipe.describeTopic(topic)) !== undefined) {
+      for (let p = 0; p < counts.length; p++) {
+        const start = await pipe.startOffset(topic, p)
+        const from = Math.max(start, (await pipe.committedOffset(group, topic, p)) ?? start)
+        await readRange(pipe, topic, p, from, await pipe.endOffset(topic, p), (batch) => {
+          for (const r of batch) if (!isControlRecord(r)) sinkRemaining++
+        })
+      }
+    }
+    return { sinkRemaining, sourceRemaining }
+  } finally {
+    await pipe.close()
+  }
+}
+
+/**
+ * A crash the run is certain to reach. At a protocol point once the sink processed `at` of
+ * the records it still has (less a micro-batch, as the count moves a batch at a time): a
+ * record is left then, so the sink reads one more batch and takes one more checkpoint, which
+ * commits and is published (a hit of every point); at 0, hit 1: every actor takes a last
+ * checkpoint. A timed SIGKILL within KILL_WINDOW_MS of the child's start, its sources paced to
+ * emit for longer than that; with too little left to pace, a crash at before-commit instead.
+ */
+function translate(plan: Plan, run: { sinkRemaining: number; sourceRemaining: number[] }): { crash: ProcessCrash; moved: boolean } {
+  const atPoint = (point: CrashPoint): ProcessCrash => {
+    const records = Math.round(plan.at * Math.max(0, run.sinkRemaining - MAX_BATCH))
+    return { kind: 'point', spec: records === 0 ? { point, hit: 1 } : { point, hit: 1, afterRecords: { stage: 'hook', records } } }
+  }
+  if (plan.point !== 'timer') return { crash: atPoint(plan.point), moved: false }
+  const most = Math.max(...run.sourceRemaining)
+  if (most < 2) return { crash: atPoint('before-commit'), moved: true }
+  // Paced at `rate`, a partition's last line comes (most - 1) / rate s after its source started, at the earliest.
+  const rate = Math.max(1, Math.floor(((most - 1) * 1000) / (KILL_WINDOW_MS * 1.5)))
+  return { crash: { kind: 'timer', afterMs: Math.floor(plan.at * KILL_WINDOW_MS), params: { rate: String(rate) } }, moved: false }
+}
+
+/** Checkpoints the sink's actors took in all (their newest committed checkpoint's number), from the changelog. */
+async function sinkCheckpoints(pipeline: Pipeline, dataDir: string, partitions: number): Promise<number> {
+  const pipe = await EmbeddedPipe.open(dataDir)
+  try {
+    const topic = naming.changelog(pipeline.name, 'hook')
+    let n = 0
+    for (let p = 0; p < partitions; p++) {
+      let newest = 0
+      await readRange(pipe, topic, p, await pipe.startOffset(topic, p), await pipe.endOffset(topic, p), (batch) => {
+        for (const r of batch) if (r.key?.toString('latin1') === '\u0002#checkpoint' && r.value !== null) newest = (stateCodec.decode(r.value) as { checkpoint: number }).checkpoint
+      })
+      n += newest
+    }
+    return n
+  } finally {
+    await pipe.close()
+  }
+}
+
+describe('HTTP sink recovery', () => {
+  it(`the receiver's deduplicated content after real SIGKILLs equals the crash-free reference (${RUNS} generated cases)`, async () => {
+    const stats = { cases: 0, planned: 0, crashed: 0, moved: 0, timers: 0, points: {} as Record<string, number>, records: 0, requests: 0, repeats: 0, checkpoints: 0, withRepeats: 0 }
+    const started = Date.now()
+    try {
+      await fc.assert(
+        fc.asyncProperty(caseArb, async (c) => {
+          const name = `http-prop`
+          const sink = { batch: { maxRecords: c.maxRecords }, concurrency: c.concurrency, timeoutMs: 2000, retry: { initialDelayMs: 20, maxDelayMs: 300 } }
+          // The crash-free reference, in this process.
+          server.reset()
+          const refDir = dataDir()
+          await runToCompletion(httpPipeline({ url: server.url, counts: c.counts, name, sink }), { dataDir: refDir, epochIntervalMs: EPOCH_MS, actorConfig: { maxBatch: MAX_BATCH } })
+          const reference = sortItems(server.items())
+          expect(reference, 'the reference delivers the input').toEqual(allItems(c.counts))
+
+          server.reset()
+          const d = dataDir()
+          const pipeline = httpPipeline({ url: server.url, counts: c.counts, name, sink })
+          const params = { url: server.url, counts: c.counts.join(','), name, maxRecords: String(c.maxRecords), concurrency: String(c.concurrency) }
+          let moved = 0
+          const planner = (plan: Plan) => async (): Promise<ProcessCrash> => {
+            const t = translate(plan, await measure(pipeline, d, c.counts))
+            if (t.moved) moved++
+            return t.crash
+          }
+          const r = await runFileToCompletion(FIXTURE, { dataDir: d, params, crashes: c.plans.map(planner), epochIntervalMs: EPOCH_MS, env: { WEIR_MAX_BATCH: String(MAX_BATCH) } })
+          const label = `${JSON.stringify({ ...c, counts: c.counts })} → ${JSON.stringify(r.planned)}`
+          expect(r.crashed, `${label}: every planned crash must fire`).toEqual(r.planned)
+          expect(server.conflicts, label).toEqual([])
+          expect(sortItems(server.items()), `${label}: deduplicated content`).toEqual(reference)
+          stats.cases++
+          stats.planned += r.planned.length
+          stats.crashed += r.crashed.length
+          stats.moved += moved
+          for (const k of r.crashed) {
+            const point = k.kind === 'timer' ? 'timer' : k.spec.point
+            stats.points[point] = (stats.points[point] ?? 0) + 1
+          }
+          stats.records += reference.length
+          stats.requests += server.log.length
+          stats.repeats += server.repeats().length
+          if (server.repeats().length > 0) stats.withRepeats++
+          stats.checkpoints += await sinkCheckpoints(pipeline, d, c.counts.length)
+        }),
+        { numRuns: RUNS, seed: SEED, verbose: 1, endOnFailure: true },
+      )
+    } finally {
+      console.log(`HTTP sink recovery: ${stats.cases} cases in ${((Date.now() - started) / 1000).toFixed(0)} s; ${stats.crashed} of ${stats.planned} planned SIGKILLs fired (${JSON.stringify(stats.points)}, ${stats.moved} moved to before-commit); ${stats.records} records in ${stats.requests} requests over ${stats.checkpoints} sink checkpoints; ${stats.repeats} resent requests (repeated keys) in ${stats.withRepeats} cases`)
+    }
+    expect(stats.repeats, 'resends after crashes show as repeated keys').toBeGreaterThan(0)
+  }, Math.max(600_000, RUNS * 30_000))
 })
