@@ -22,9 +22,14 @@ import { EmbeddedPipe } from '../../../runtime/pipe/embedded/embedded-pipe.ts'
 import { readRange } from '../../../runtime/pipe/read-range.ts'
 import { isControlRecord } from '../../../runtime/watermarks.ts'
 import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type ProcessCrash } from '../../../testing/index.ts'
+import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
+import { actorProgress, progressSubjects } from '../../../runtime/control/progress.ts'
+import { requireService } from '../../support/services.ts'
+import { startWeir, until } from '../../support/weir-cli.ts'
 import { DedupServer, type LoggedRequest } from './fixtures/dedup-server.ts'
 import { allItems, httpPipeline, sortItems } from './fixtures/http-pipeline.ts'
 
+const nats = await requireService('nats')
 const dirs: string[] = []
 function dataDir(): string {
   const d = tempDataDir('weir-http-')
@@ -352,4 +357,84 @@ describe('HTTP sink recovery', () => {
     }
     expect(stats.repeats, 'resends after crashes show as repeated keys').toBeGreaterThan(0)
   }, Math.max(600_000, RUNS * 30_000))
+})
+
+// ---- the endpoint restarts under a running pipeline -----------------------------------
+
+interface HoldingBack { stage: string; reason: string }
+interface Output { output: string; holdingBack: HoldingBack | null }
+interface PipelineStatus { pipeline: string; outputs: Output[] }
+
+describe.skipIf(!nats.available)('HTTP sink while the endpoint restarts', () => {
+  it('answers 503, then refuses connections: the sink holds back and says what it waits for (progress and monitor); afterwards each record is there once', async () => {
+    server.reset()
+    const d = dataDir()
+    const cluster = `h${Date.now().toString(36)}`
+    const name = 'http-outage'
+    const counts = [1500, 1500]
+    const waitingEvents: Array<{ actor: string; on: string; message: string }> = []
+    const observer = await NatsBus.connect({ servers: [nats.url], name: 'http-outage-test' })
+    observer.subscribe(progressSubjects.progress(cluster, name), (m) => {
+      const e = actorProgress.safeParse(m)
+      if (e.success && e.data.stage === 'hook' && e.data.waiting !== undefined) waitingEvents.push({ actor: e.data.actor, ...e.data.waiting })
+    })
+    const monitor = startWeir(['monitor', '--bus', nats.url, '--cluster', cluster, '--port', '0'])
+    // About 10 s of input (150 records/s per partition).
+    const run = startWeir(['run', FIXTURE, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '250', '--data-dir', d, '-q',
+      '--param', `url=${server.url}`, '--param', `counts=${counts.join(',')}`, '--param', 'rate=150', '--param', `name=${name}`, '--param', 'maxRecords=10'])
+    let outage = ''
+    try {
+      let stdout = ''
+      monitor.child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()))
+      const url = await until(async () => /dashboard (http:\/\/\S+?)\/? /.exec(stdout)?.[1]?.replace(/\/$/, ''), 20_000, 'monitor URL')
+      const holding = async (): Promise<HoldingBack | undefined> => {
+        const res = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(5000) })
+        const p = ((await res.json()) as { pipelines: PipelineStatus[] }).pipelines.find((x) => x.pipeline === name)
+        return p?.outputs.find((o) => o.output === 'hook')?.holdingBack ?? undefined
+      }
+      await until(() => server.log.length >= 5, 30_000, 'the sink delivering')
+      // The endpoint says it is restarting.
+      outage = '503'
+      server.answer = () => ({ status: 503, headers: { 'retry-after': '0' }, body: 'restarting' })
+      const takenBefore503 = server.taken.size
+      const during503 = await until(async () => {
+        const h = await holding()
+        return h !== undefined && h.reason.includes('waits for') ? h : undefined
+      }, 30_000, 'the monitor showing the sink waiting on the endpoint (503)')
+      expect(during503.stage).toBe('hook')
+      expect(during503.reason).toContain(`waits for HTTP POST ${server.url}`)
+      expect(during503.reason).toContain('503')
+      // Then it is down: connections are refused.
+      outage = 'down'
+      await server.stop()
+      // While it answered 503 it took nothing (only what had passed the answer hook already: at most one request per connection, 2 actors x concurrency 2).
+      expect(server.taken.size - takenBefore503).toBeLessThanOrEqual(4)
+      const downSince = Date.now()
+      const whileDown = await until(async () => {
+        const h = await holding()
+        return h !== undefined && h.reason.includes('waits for') && /ECONNREFUSED|connect/i.test(h.reason) ? h : undefined
+      }, 30_000, 'the monitor showing the sink waiting on the endpoint (connection refused)')
+      expect(whileDown.stage).toBe('hook')
+      await until(() => Date.now() - downSince > 2000, 5000, 'two seconds down')
+      server.answer = () => undefined
+      outage = 'back'
+      await server.restart()
+      const o = await run.done
+      expect(o.code, o.stderr.slice(-3000)).toBe(0)
+      await until(async () => ((await holding()) === undefined || !(await holding())!.reason.includes('waits for') ? true : undefined), 20_000, 'the monitor no longer showing the sink waiting')
+    } finally {
+      if (outage === 'down') await server.restart().catch(() => undefined)
+      run.child.kill('SIGKILL')
+      monitor.child.kill('SIGKILL')
+      await Promise.all([run.done, monitor.done])
+      await observer.close()
+    }
+    expect(server.conflicts).toEqual([])
+    expect(sortItems(server.items())).toEqual(allItems(counts))
+    expect(server.log.filter((r) => r.status === 503).length, 'requests answered 503 were retried').toBeGreaterThan(0)
+    const ons = new Set(waitingEvents.map((w) => w.on))
+    expect([...ons]).toEqual([`HTTP POST ${server.url}`])
+    expect(waitingEvents.some((w) => w.message.includes('503'))).toBe(true)
+    expect(waitingEvents.some((w) => /ECONNREFUSED|connect/i.test(w.message))).toBe(true)
+  }, 180_000)
 })
