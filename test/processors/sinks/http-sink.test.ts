@@ -93,6 +93,16 @@ describe('HTTP sink', () => {
     expect(sortItems([...server.items(), ...refused])).toEqual(allItems(counts))
   })
 
+  it('dead-letters a record its format cannot turn into JSON, and sends the others', async () => {
+    server.reset()
+    const p = httpPipeline({ url: server.url, counts: [50], name: 'http-format', sink: { format: (r) => (r.value.i === 20 ? { n: 1n } : r.value), retry: FAST_RETRY } })
+    const d = dataDir()
+    await runToCompletion(p, { dataDir: d, epochIntervalMs: 20 })
+    const dead = await readDeadLetters(p, d, 'hook')
+    expect(dead.map((x) => [x.value.error.message.includes('BigInt'), x.value.origin?.partition])).toEqual([[true, 0]])
+    expect(sortItems(server.items())).toEqual(allItems([50]).filter((x) => x.i !== 20))
+  })
+
   it('honours Retry-After on 429 and retries requests that time out, delivering each record once', async () => {
     server.reset()
     const counts = [120]
