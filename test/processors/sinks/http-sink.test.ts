@@ -147,12 +147,12 @@ describe('HTTP sink', () => {
   it('keeps to ratePerSecond and to concurrency (measured at the server)', async () => {
     server.reset()
     const rate = 20
-    // 40 requests of 5 records: at 20/s they take at least 1.95 s.
+    // At least 40 requests of up to 5 records (a checkpoint's last one can be shorter): at 20/s they take at least 1.95 s.
     const p = httpPipeline({ url: server.url, counts: [200], name: 'http-rate', sink: { batch: { maxRecords: 5 }, ratePerSecond: rate, concurrency: 4, retry: FAST_RETRY } })
     await runToCompletion(p, { dataDir: dataDir(), epochIntervalMs: 20, actorConfig: { maxBatch: 50 } })
     expect(sortItems(server.items())).toEqual(allItems([200]))
     const starts = server.log.map((r) => r.at).sort((a, b) => a - b)
-    expect(starts).toHaveLength(40)
+    expect(starts.length).toBeGreaterThanOrEqual(40)
     const spanMs = starts.at(-1)! - starts[0]!
     expect(spanMs, 'started at most 20 per second').toBeGreaterThanOrEqual(((starts.length - 1) * 1000) / rate - 100)
     // In any second at most rate + 1 requests started (network jitter can bring two a little closer).
