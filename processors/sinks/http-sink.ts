@@ -266,9 +266,10 @@ export class HttpSink<T = unknown> extends Processor<T, never, StagedRequests> {
       if (outcome.kind === 'retry') {
         if (!waited) this.failing++
         waited = true
-        const waitMs = outcome.afterMs ?? delay / 2 + Math.random() * (delay / 2)
+        // Never sooner than Retry-After asks, nor than the backoff (a Retry-After of 0 must not make a busy loop).
+        const waitMs = Math.max(outcome.afterMs ?? 0, delay / 2 + Math.random() * (delay / 2))
         commit.waitingOn(this.describedEndpoint, outcome.error)
-        if (attempt === 1 || attempt % 10 === 0) commit.log.warn({ idempotencyKey: key, attempt, delayMs: Math.round(waitMs), err: describe(outcome.error) }, 'HTTP sink request not taken; retrying')
+        if (attempt === 1 || attempt % 10 === 0) commit.log.warn({ idempotencyKey: key, attempt, delayMs: Math.round(waitMs), err: messageOf(outcome.error) }, 'HTTP sink request not taken; retrying')
         await sleep(waitMs)
         delay = Math.min(this.maxDelayMs, delay * 2)
         continue
@@ -398,6 +399,6 @@ function responseHeaders(headers: Record<string, string | string[] | undefined>)
   return out
 }
 
-function describe(err: unknown): string {
+function messageOf(err: unknown): string {
   return (err as Error)?.message ?? String(err)
 }

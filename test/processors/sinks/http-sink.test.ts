@@ -437,6 +437,7 @@ describe.skipIf(!nats.available)('HTTP sink while the endpoint restarts', () => 
       outage = '503'
       server.answer = () => ({ status: 503, headers: { 'retry-after': '0' }, body: 'restarting' })
       const takenBefore503 = server.taken.size
+      const from503 = Date.now()
       const during503 = await until(async () => {
         const h = await holding()
         return h !== undefined && h.reason.includes('waits for') ? h : undefined
@@ -447,6 +448,9 @@ describe.skipIf(!nats.available)('HTTP sink while the endpoint restarts', () => 
       // Then it is down: connections are refused.
       outage = 'down'
       await server.stop()
+      // Retry-After: 0 does not make a busy loop: the backoff still spaces the retries (4 requests in flight at most, the first wait 10-20 ms).
+      const answered503 = server.log.filter((r) => r.status === 503).length
+      expect(answered503, `503 answers in ${Date.now() - from503} ms`).toBeLessThanOrEqual((4 * (Date.now() - from503)) / 10)
       // While it answered 503 it took nothing (only what had passed the answer hook already: at most one request per connection, 2 actors x concurrency 2).
       expect(server.taken.size - takenBefore503).toBeLessThanOrEqual(4)
       const downSince = Date.now()
