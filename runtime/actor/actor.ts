@@ -482,8 +482,7 @@ export class Actor {
 
   /** End of input: a last checkpoint, visible to readers, before telling the coordinator. */
   private async finish(): Promise<void> {
-    await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
-    await this.checkpoints.drain()
+    await this.lastCheckpoint()
     await this.checkpoints.awaitOutputsVisible()
     this.lifecycle = 'finished'
     this.onFinished()
@@ -491,8 +490,23 @@ export class Actor {
 
   private async finalCheckpointOnStop(): Promise<void> {
     if (!this.stopRequested || this.abandoned) return
-    await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
-    await this.checkpoints.drain()
+    await this.lastCheckpoint()
+  }
+
+  /**
+   * The actor's last checkpoint, and as many more as it takes to commit what the publishes of
+   * the ones before sent (dead letters of onCheckpointCommitted go into the transaction open
+   * beside it: without one more checkpoint the producer's close would abort them).
+   */
+  private async lastCheckpoint(): Promise<void> {
+    for (let extra = 0; ; extra++) {
+      await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+      await this.checkpoints.drain()
+      if (this.checkpoints.sentSinceBarrier === 0) return
+      if (extra >= MAX_EXTRA_LAST_CHECKPOINTS) {
+        throw new WeirError('WEIR_PUBLISH_UNSETTLED', `stage ${this.spec.name}: onCheckpointCommitted sent records (dead letters) in each of ${extra + 1} final checkpoints, including ones that staged nothing: it must only publish what its checkpoint staged`, { stage: this.spec.name, actor: this.id })
+      }
+    }
   }
 
   private async pollSource(source: Source<unknown>): Promise<SourceStatus> {
@@ -945,6 +959,9 @@ export class Actor {
     return lag
   }
 }
+
+/** Checkpoints after the last one that a publish's dead letters may take before the actor gives up (a hook that dead-letters on every publish). */
+const MAX_EXTRA_LAST_CHECKPOINTS = 3
 
 const EMPTY_HEADERS: Readonly<Record<string, Buffer>> = Object.freeze({})
 

@@ -70,6 +70,7 @@ export class Checkpointer {
   /** Offset after the last record this actor committed to each partition of its output. */
   private readonly outputEnds = new Map<number, PartitionOffset>()
   private onFailure: (() => void) | undefined
+  private sinceBarrier = 0
 
   constructor(private readonly deps: CheckpointerDeps) {
     this.producer = deps.producer
@@ -93,8 +94,14 @@ export class Checkpointer {
     this.checkFailed()
   }
 
+  /** Records sent since the newest barrier: what the open transaction (with the held ones) will commit. */
+  get sentSinceBarrier(): number {
+    return this.sinceBarrier
+  }
+
   /** Sends a record into the open transaction, or holds it while the previous one is sealed. */
   send(topic: string, partition: number, record: PipeRecord): void {
+    this.sinceBarrier++
     if (this.deferred !== undefined) this.deferred.push({ topic, partition, record })
     else this.producer.send(topic, partition, record)
   }
@@ -115,6 +122,7 @@ export class Checkpointer {
     const seq = ++this.seq
     const dirty = this.deps.cache.takeDirty(seq)
     this.deferred = []
+    this.sinceBarrier = 0
     this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest, publish)
     this.inflight.catch((err: unknown) => {
       this.failure = err

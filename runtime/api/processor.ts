@@ -91,7 +91,10 @@ export interface ActorReports {
   /**
    * Sends a record to the stage's dead-letter topic with the error and `detail` (plain data:
    * a database's error fields, an HTTP response), in the open checkpoint: it commits with
-   * the checkpoint's outputs and state, so a crash neither loses nor doubles it. A
+   * the checkpoint's outputs and state, so a crash neither loses nor doubles it. From
+   * `onCheckpointCommitted` it goes into the checkpoint after the one being published (a
+   * crash before that commits publishes the checkpoint again, and the dead letter is sent
+   * again); an actor's last checkpoint is followed by one more if its publish sent any. A
    * `StreamRecord` keeps its key and value bytes and where it was read; `weir/testing`'s
    * `readDeadLetters` reads them back.
    *

@@ -10,10 +10,10 @@ import { randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Pipeline, Processor, StateCorruptedError, type CheckpointContext, type CommitContext, type StreamRecord } from '../../index.ts'
+import { Pipeline, Processor, StateCorruptedError, type CheckpointContext, type CommitContext, type Context, type StreamRecord, type Timer } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
 import { startEmbedded } from '../../runner/embedded-runner.ts'
-import { listFiles, removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
+import { listFiles, readDeadLetters, removeDir, runToCompletion, tempDataDir } from '../../testing/index.ts'
 
 interface Staged {
   upTo: number
@@ -97,6 +97,33 @@ class FilePerCheckpointSink extends Processor<unknown, never, StagedFile> {
   }
 }
 
+/**
+ * Stages the values of its checkpoint's records; its publish gives up on every tenth value
+ * (ctx.deadLetter from onCheckpointCommitted, as an HTTP sink does with a request refused).
+ * Every hundredth record also sets an event-time timer that fires only at the end of the
+ * input, just before the actor's final checkpoint, which so always stages their values
+ * (1000 + the record's): dead letters of the final checkpoint's publish, whatever the timing.
+ */
+class DeadLettersOnPublish extends Processor<number, never, { values: number[] }> {
+  private values: number[] = []
+  onRecord(r: StreamRecord<number>, ctx: Context<never>): void {
+    this.values.push(r.value)
+    if (r.value % 100 === 0) ctx.timers.registerEventTime(9e12)
+  }
+  override onTimer(t: Timer): void {
+    this.values.push(1000 + Number(t.key!.slice(1)))
+  }
+  override onCheckpoint(): { values: number[] } | undefined {
+    if (this.values.length === 0) return undefined
+    return { values: this.values.splice(0) }
+  }
+  override onCheckpointCommitted(c: CommitContext<{ values: number[] }>): void {
+    for (const v of c.staged?.values ?? []) {
+      if (v % 10 === 0) c.deadLetter({ key: `v${v}`, value: String(v), timestamp: v }, new Error(`refused ${v}`), { value: v })
+    }
+  }
+}
+
 const publishes = (calls: Call[]): Array<Extract<Call, { kind: 'publish' }>> => calls.filter((c): c is Extract<Call, { kind: 'publish' }> => c.kind === 'publish')
 
 describe('post-commit hook', () => {
@@ -168,6 +195,29 @@ describe('post-commit hook', () => {
     }
     const stages = await startEmbedded(pipeline(300, () => new StagesAFunction([])), { dataDir: dir(), epochIntervalMs: 10, actorConfig: { maxBatch: 50 } })
     await expect(stages.done).rejects.toMatchObject({ code: 'WEIR_VALUE_UNSUPPORTED' })
+  })
+
+  it('commits dead letters sent from onCheckpointCommitted once each, those of the final checkpoint and of a publish at start included', async () => {
+    const make = (ratePerSecond?: number): Pipeline => {
+      const p = new Pipeline('hook-dead')
+      p.source<number>('n', () => new GeneratorSource<number>({ count: 500, ratePerSecond, generate: (i) => ({ key: `k${i}`, value: i }) })).to('track', () => new DeadLettersOnPublish())
+      return p
+    }
+    const expected = [...Array.from({ length: 50 }, (_, i) => i * 10), ...Array.from({ length: 5 }, (_, i) => 1000 + i * 100)]
+    for (const [epochIntervalMs, rate] of [[10, 2000], [60_000, undefined]] as const) {
+      const clean = dir()
+      await runToCompletion(make(rate), { dataDir: clean, epochIntervalMs, actorConfig: { maxBatch: 50 } })
+      const dead = await readDeadLetters(make(), clean, 'track')
+      expect(dead.map((x) => Number(x.value.value!.toString())).sort((a, b) => a - b), `epochs of ${epochIntervalMs} ms`).toEqual(expected)
+      expect(dead[0]!.value).toMatchObject({ stage: 'track', key: Buffer.from('v0'), error: { message: expect.stringContaining('refused 0') }, detail: { value: 0 } })
+    }
+    // Crashes between a publish and the next commit: the restart publishes the newest committed checkpoint again.
+    const crashes = [{ point: 'after-publish', hit: 2 }, { point: 'before-publish', hit: 3 }, { point: 'mid-batch', hit: 2 }] as const
+    const d = dir()
+    const { crashed } = await runToCompletion(make(2000), { dataDir: d, crashes: [...crashes], epochIntervalMs: 10, actorConfig: { maxBatch: 50 } })
+    expect(crashed.length).toBeGreaterThan(0)
+    const after = await readDeadLetters(make(2000), d, 'track')
+    expect(after.map((x) => Number(x.value.value!.toString())).sort((a, b) => a - b)).toEqual(expected)
   })
 
   it('makes a sink written with the two hooks (docs/sinks.md\'s example) exactly-once under crashes at every point', async () => {
