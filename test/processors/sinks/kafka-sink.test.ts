@@ -1,0 +1,343 @@
+/**
+ * The Kafka sink writes each record to its target topic once for read_committed readers:
+ * across real SIGKILLs at generated points (compared with what a crash-free run writes), and
+ * with two instances of one actor open at once (the older one's write is refused by Kafka's
+ * fencing and none of it is visible). A record the mapping cannot convert or that is too
+ * large is dead-lettered once; bad options are refused at start naming the field.
+ *
+ * WEIR_KAFKA_SINK_PROPERTY_RUNS sets the property's number of cases (default 20); WEIR_PROPERTY_SEED replays one.
+ */
+import { randomUUID } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import pino from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ConfigError, Pipeline, SinkFencedError, openPipe, type CheckpointContext, type Context, type LifecycleContext, type Pipe, type StreamRecord } from '../../../index.ts'
+import { GeneratorSource, KafkaSink } from '../../../processors/index.ts'
+import fc from 'fast-check'
+import { readCommittedState, readDeadLetters, readTopic, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type ProcessCrash } from '../../../testing/index.ts'
+import { startEmbedded } from '../../../runner/embedded-runner.ts'
+import { json, utf8 } from '../../../runtime/codec.ts'
+import { requireService } from '../../support/services.ts'
+import { eventCount, kafkaInputs, kafkaPipeline, messageValue, type KafkaInput } from './fixtures/kafka-pipeline.ts'
+
+const kafka = await requireService('kafka')
+const RUNS = Number(process.env.WEIR_KAFKA_SINK_PROPERTY_RUNS ?? 20)
+const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
+const FIXTURE = join(import.meta.dirname, 'fixtures', 'kafka-pipeline.ts')
+const EPOCH_MS = 20
+const MAX_BATCH = 64
+const RUN_ID = randomUUID().slice(0, 8)
+/** The sink creates it (compacted) on first use; one for the file, so reads of it stay short. */
+const PROGRESS_TOPIC = `weir-test-kafka-sink-progress-${RUN_ID}`
+const dirs: string[] = []
+const topics: string[] = []
+let pipe: Pipe
+
+function tempDir(): string {
+  const d = tempDataDir('weir-kafka-sink-')
+  dirs.push(d)
+  return d
+}
+
+async function newTopic(what: string, partitions = 3): Promise<string> {
+  const name = `weir-test-kafka-sink-${what}-${randomUUID().slice(0, 8)}`
+  await pipe.ensureTopic({ name, partitions })
+  topics.push(name)
+  return name
+}
+
+/** The target topic as a read_committed reader sees it. */
+async function readTarget(topic: string): Promise<Array<{ partition: number; key: string | null; value: string }>> {
+  return (await readTopic<string>(pipe, topic, utf8)).map((r) => ({ partition: r.partition, key: r.key, value: r.value }))
+}
+
+interface StoredProgress {
+  generation: number
+  positions: Record<string, number>
+  checkpoint: number
+  deadLetters: unknown[]
+}
+
+/** The newest committed progress record of each actor of `pipeline`. */
+async function readSinkProgress(pipeline: string): Promise<Map<string, StoredProgress>> {
+  const out = new Map<string, StoredProgress>()
+  for (const r of await readTopic<StoredProgress>(pipe, PROGRESS_TOPIC, json)) {
+    if (r.key?.startsWith(`${pipeline}/`) && !r.key.endsWith('/claim')) out.set(r.key, r.value)
+  }
+  return out
+}
+
+/** What a crash-free run of `input` writes: computed from the input, not by a run. */
+function expectedValues(input: KafkaInput): string[] {
+  return input.partitions.flatMap((events, source) => events.flatMap((e, index) => (e.poison === true || e.big === true ? [] : [messageValue({ ...e, source, index })]))).sort()
+}
+
+function expectedDeadLetters(input: KafkaInput): string[] {
+  return input.partitions.flatMap((events, source) => events.flatMap((e, index) => (e.poison === true ? [`${e.account} poison ${source}/${index}`] : e.big === true ? [`${e.account} too large`] : []))).sort()
+}
+
+function deadLetterIds(dead: Awaited<ReturnType<typeof readDeadLetters>>): string[] {
+  return dead.map((d) => {
+    const m = d.value.error.message
+    const poison = /event (\d+\/\d+) is poison/.exec(m)
+    return `${d.value.key?.toString()} ${poison !== null ? `poison ${poison[1]}` : /above maxMessageBytes/.test(m) ? 'too large' : m}`
+  }).sort()
+}
+
+/**
+ * Each record once (as a multiset, the order of accounts from several sources depends on
+ * timing), and each source's events of one account in order within their partition.
+ */
+function checkTarget(records: Array<{ partition: number; key: string | null; value: string }>, expected: string[], label: string): void {
+  expect(records.map((r) => r.value).sort(), label).toEqual(expected)
+  const last = new Map<string, number>()
+  for (const r of records) {
+    const v = JSON.parse(r.value) as { source: number; index: number; account: number }
+    expect(r.key, label).toBe(`a${v.account}`)
+    const k = `${r.partition}:${r.key}:${v.source}`
+    expect(v.index, `${label}: ${k} in order`).toBeGreaterThan(last.get(k) ?? -1)
+    last.set(k, v.index)
+  }
+}
+
+/** A crash as generated: a SIGKILL at a protocol point, or from outside (timer), placed at `at` (0..1) of what the run still has to do. */
+interface PlannedKill {
+  point: CrashPoint | 'timer'
+  at: number
+}
+
+/** Points a sink actor is certain to reach while it has records to process (see translateKill). */
+const SINK_POINTS = ['mid-batch', 'before-commit', 'after-pipe-commit', 'before-publish'] as const satisfies readonly CrashPoint[]
+
+const plannedKills: fc.Arbitrary<PlannedKill[]> = fc.array(
+  fc.record({ point: fc.oneof({ weight: 3, arbitrary: fc.constantFrom<CrashPoint | 'timer'>(...SINK_POINTS) }, { weight: 1, arbitrary: fc.constant<CrashPoint | 'timer'>('timer') }), at: fc.integer({ min: 0, max: 1000 }).map((n) => n / 1000) }),
+  { minLength: 1, maxLength: 3 },
+)
+
+interface RunLeft {
+  /** Events the sink has not written yet (by the progress in Kafka). */
+  sinkRemaining: number
+  total: number
+  /** Events each source partition has not emitted in a committed checkpoint. */
+  sourceRemaining: number[]
+}
+
+async function measure(pipeline: Pipeline, input: KafkaInput, dataDir: string): Promise<RunLeft> {
+  const written = [...(await readSinkProgress(pipeline.name)).values()].reduce((n, p) => n + Object.values(p.positions).reduce((a, b) => a + b, 0), 0)
+  const source = await readCommittedState(pipeline, dataDir, 'events').catch(() => ({ actor: {} as Record<number, Record<string, unknown>> }))
+  const total = eventCount(input)
+  return { total, sinkRemaining: Math.max(0, total - written), sourceRemaining: input.partitions.map((events, p) => events.length - ((source.actor[p]?.next as number | undefined) ?? 0)) }
+}
+
+/** A generated run of the pipeline lasts at least this long after its sources start, when paced for a timed kill, ms. */
+const PACED_WINDOW_MS = 1500
+
+/**
+ * A crash the run is certain to reach. A point is counted from the moment the sink processed
+ * `at` of the events it still has to write, less a micro-batch: it still has one to process
+ * then, so it reads one more batch, takes one more checkpoint, commits it and publishes it.
+ * Placed at the start, the first hit: every run takes a last checkpoint of every actor. A
+ * timed kill comes within the time the paced sources need for what they still have to emit;
+ * with nothing left to emit it becomes a before-commit crash (counted as moved).
+ */
+function translateKill(plan: PlannedKill, left: RunLeft): { crash: ProcessCrash; place?: number; moved: boolean } {
+  const bySink = (point: CrashPoint): { crash: ProcessCrash; place?: number; moved: boolean } => {
+    const records = Math.round(plan.at * Math.max(0, left.sinkRemaining - MAX_BATCH))
+    const place = left.total === 0 ? undefined : (left.total - left.sinkRemaining + records) / left.total
+    return { crash: { kind: 'point', spec: records === 0 ? { point, hit: 1 } : { point, hit: 1, afterRecords: { stage: 'sink', records } } }, place, moved: false }
+  }
+  if (plan.point !== 'timer') return bySink(plan.point)
+  const most = Math.max(0, ...left.sourceRemaining)
+  if (most < 2) return { ...bySink('before-commit'), moved: true }
+  const rate = Math.max(1, Math.floor(((most - 1) * 1000) / PACED_WINDOW_MS))
+  return { crash: { kind: 'timer', afterMs: 500 + Math.floor(plan.at * PACED_WINDOW_MS), params: { rate: String(rate) } }, moved: false }
+}
+
+interface CaseStats {
+  events: number
+  checkpoints: number
+  generations: number
+  crashes: string[]
+  places: number[]
+  moved: number
+  dead: number
+  ms: number
+}
+
+function formatCoverage(cases: CaseStats[], ms: number): string {
+  const spread = (xs: number[]): string => {
+    if (xs.length === 0) return '-'
+    const s = [...xs].sort((a, b) => a - b)
+    return `min ${s[0]}, median ${s[Math.floor(s.length / 2)]}, max ${s.at(-1)}`
+  }
+  const byPoint = new Map<string, number>()
+  for (const c of cases) for (const p of c.crashes) byPoint.set(p, (byPoint.get(p) ?? 0) + 1)
+  const bins = [0, 0, 0, 0]
+  for (const p of cases.flatMap((c) => c.places)) bins[Math.min(3, Math.floor(p * 4))]!++
+  return [
+    `Kafka sink recovery property: ${cases.length} cases in ${(ms / 1000).toFixed(1)} s`,
+    `  crashes fired (all planned): ${[...byPoint].map(([p, n]) => `${p} ${n}`).join(', ')}; moved to before-commit: ${cases.reduce((n, c) => n + c.moved, 0)}`,
+    `  where the sink-placed crashes landed (share of the case's events written): ${bins.map((n, i) => `${i * 25}-${(i + 1) * 25}% ${n}`).join(', ')}`,
+    `  events per case: ${spread(cases.map((c) => c.events))}; sink checkpoints per case (newest actor's): ${spread(cases.map((c) => c.checkpoints))}`,
+    `  generations (claims) of the busiest sink actor: ${spread(cases.map((c) => c.generations))}; dead letters: ${cases.reduce((n, c) => n + c.dead, 0)} in ${cases.filter((c) => c.dead > 0).length} cases; ms per case: ${spread(cases.map((c) => c.ms))}`,
+  ].join('\n')
+}
+
+describe.skipIf(!kafka.available)('Kafka sink', () => {
+  beforeAll(async () => {
+    pipe = await openPipe(`kafka://${kafka.url}`, { dataDir: tempDir(), log: pino({ level: 'silent' }) })
+  })
+  afterAll(async () => {
+    for (const t of [...topics, PROGRESS_TOPIC]) await pipe.deleteTopic(t).catch(() => undefined)
+    await pipe?.close()
+    for (const d of dirs) removeDir(d)
+  })
+
+  it('writes every record once, in one transaction with the actor\'s progress record; a record too large or that the mapping refuses is dead-lettered', async () => {
+    const topic = await newTopic('basic')
+    const name = `kafka-basic-${randomUUID().slice(0, 8)}`
+    const input: KafkaInput = { partitions: [Array.from({ length: 700 }, (_, i) => ({ account: i % 7, amount: i, ...(i === 300 ? { poison: true as const } : {}), ...(i === 400 ? { big: true as const } : {}) })), Array.from({ length: 300 }, (_, i) => ({ account: i % 5, amount: -i }))] }
+    const d = tempDir()
+    const pipeline = kafkaPipeline(input, { name, brokers: kafka.url, topic, progressTopic: PROGRESS_TOPIC })
+    await runToCompletion(pipeline, { dataDir: d, epochIntervalMs: 20, actorConfig: { maxBatch: 64 } })
+    checkTarget(await readTarget(topic), expectedValues(input), 'basic')
+    expect(deadLetterIds(await readDeadLetters(pipeline, d, 'sink'))).toEqual(expectedDeadLetters(input))
+    const progress = await readSinkProgress(name)
+    expect([...progress.keys()].sort()).toEqual([`${name}/sink/0`, `${name}/sink/1`])
+    for (const p of progress.values()) {
+      expect(p.generation).toBe(1)
+      expect(p.checkpoint).toBeGreaterThan(1)
+    }
+    // Offsets of the keyed input topic (its control records counted): at least one per event.
+    const written = [...progress.values()].reduce((n, p) => n + Object.values(p.positions).reduce((a, b) => a + b, 0), 0)
+    expect(written).toBeGreaterThanOrEqual(1000)
+  })
+
+  it('two instances of one actor: opening the second fences the first, whose write is refused (SinkFencedError) and invisible to read_committed readers; the second writes on', async () => {
+    const topic = await newTopic('zombie', 1)
+    const pipeline = `kafka-zombie-${randomUUID().slice(0, 8)}`
+    const dead: unknown[] = []
+    const lifecycle = (): LifecycleContext => ({
+      pipeline, stage: 'sink', partition: 0, partitions: 1, log: pino({ level: 'silent' }), sideOutputs: [], workDir: tempDir(),
+      deadLetter: (_r: unknown, err: unknown) => dead.push(err), waitingOn: () => undefined,
+    }) as unknown as LifecycleContext
+    const checkpoint = (ctx: LifecycleContext, n: number): CheckpointContext => ({ ...ctx, checkpoint: n, epoch: n }) as CheckpointContext
+    const record = (i: number): StreamRecord<number> => ({ key: `k${i}`, keyBytes: Buffer.from(`k${i}`), value: i, timestamp: i, headers: {}, topic: 'in', partition: 0, offset: i })
+    const make = (): KafkaSink<number> => new KafkaSink<number>({ brokers: [kafka.url], topic, progressTopic: PROGRESS_TOPIC, retryDelayMs: 20, maxRetryDelayMs: 200 })
+    const first = make()
+    const ctx1 = lifecycle()
+    await first.open(ctx1)
+    for (let i = 0; i < 10; i++) await first.onRecord(record(i), ctx1 as unknown as Context<never>)
+    await first.onCheckpoint(checkpoint(ctx1, 1))
+    const second = make()
+    const ctx2 = lifecycle()
+    await second.open(ctx2)
+    // The first instance goes on as a zombie would: its next write is refused.
+    for (let i = 10; i < 20; i++) await first.onRecord(record(i), ctx1 as unknown as Context<never>)
+    await expect(first.onCheckpoint(checkpoint(ctx1, 2))).rejects.toBeInstanceOf(SinkFencedError)
+    expect((await readTarget(topic)).map((r) => r.value)).toEqual(Array.from({ length: 10 }, (_, i) => String(i)))
+    // The second takes over from the progress the first committed: records 0-9 are passed over.
+    for (let i = 0; i < 20; i++) await second.onRecord(record(i), ctx2 as unknown as Context<never>)
+    await second.onCheckpoint(checkpoint(ctx2, 2))
+    expect((await readTarget(topic)).map((r) => r.value)).toEqual(Array.from({ length: 20 }, (_, i) => String(i)))
+    const progress = (await readSinkProgress(pipeline)).get(`${pipeline}/sink/0`)
+    expect(progress).toMatchObject({ generation: 2, positions: { in: 20 } })
+    expect(dead).toEqual([])
+    await first.close()
+    await second.close()
+  })
+
+  it(`after real SIGKILLs at generated points, read_committed readers of the target topic see what a crash-free run writes: every record once (${RUNS} generated cases)`, async () => {
+    const cases: CaseStats[] = []
+    const started = Date.now()
+    try {
+      await fc.assert(
+        fc.asyncProperty(kafkaInputs(500), plannedKills, async (input, plans) => {
+          const id = randomUUID().slice(0, 8)
+          const topic = await newTopic(`prop-${id}`)
+          const d = tempDir()
+          const inputFile = join(d, 'input.json')
+          writeFileSync(inputFile, JSON.stringify(input))
+          const name = `kafka-prop-${id}`
+          const params = { input: inputFile, name, brokers: kafka.url, topic, progressTopic: PROGRESS_TOPIC }
+          const pipeline = kafkaPipeline(input, { name, brokers: kafka.url, topic, progressTopic: PROGRESS_TOPIC })
+          const dataDir = join(d, 'run')
+          const places: number[] = []
+          let moved = 0
+          const planner = (plan: PlannedKill) => async (): Promise<ProcessCrash> => {
+            const t = translateKill(plan, await measure(pipeline, input, dataDir))
+            if (t.place !== undefined) places.push(t.place)
+            if (t.moved) moved++
+            return t.crash
+          }
+          const crashStart = Date.now()
+          const r = await runFileToCompletion(FIXTURE, { dataDir, params, crashes: plans.map(planner), epochIntervalMs: EPOCH_MS, env: { WEIR_MAX_BATCH: String(MAX_BATCH) }, timeoutMs: 90_000 })
+          const label = `${JSON.stringify(plans)} → ${JSON.stringify(r.planned)}`
+          expect(r.crashed, `${label}: every planned crash must fire`).toEqual(r.planned)
+          checkTarget(await readTarget(topic), expectedValues(input), label)
+          const deadRun = deadLetterIds(await readDeadLetters(pipeline, dataDir, 'sink'))
+          expect(deadRun, `${label}: dead letters`).toEqual(expectedDeadLetters(input))
+          const progress = [...(await readSinkProgress(name)).values()]
+          cases.push({ events: eventCount(input), checkpoints: Math.max(0, ...progress.map((p) => p.checkpoint)), generations: Math.max(0, ...progress.map((p) => p.generation)), crashes: r.planned.map((c) => (c.kind === 'timer' ? 'timer' : c.spec.point)), places, moved, dead: deadRun.length, ms: Date.now() - crashStart })
+          await pipe.deleteTopic(topic).catch(() => undefined)
+          removeDir(d)
+        }),
+        { numRuns: RUNS, seed: SEED, verbose: 1, endOnFailure: true },
+      )
+    } finally {
+      console.log(formatCoverage(cases, Date.now() - started))
+    }
+    expect(cases.filter((c) => c.crashes.includes('timer')).length, 'some cases are killed from outside').toBeGreaterThan(0)
+    expect(cases.filter((c) => c.checkpoints >= 3).length, 'most cases span several checkpoints').toBeGreaterThan(RUNS / 2)
+  }, Math.max(300_000, RUNS * 30_000))
+
+  describe('options are checked at start, naming the field', () => {
+    const base = { brokers: ['127.0.0.1:9092'], topic: 'out' }
+    const cases: Array<[string, () => unknown, string]> = [
+      ['no brokers', () => new KafkaSink({ ...base, brokers: [] }), 'brokers'],
+      ['a broker without a port', () => new KafkaSink({ ...base, brokers: ['kafka.example.com'] }), 'brokers'],
+      ['a topic name Kafka refuses', () => new KafkaSink({ ...base, topic: 'has space' }), 'topic'],
+      ['the progress topic being the target', () => new KafkaSink({ ...base, progressTopic: 'out' }), 'progressTopic'],
+      ['a transactional id prefix with a slash', () => new KafkaSink({ ...base, transactionalIdPrefix: 'a/b' }), 'transactionalIdPrefix'],
+      ['a mapping that is not a function', () => new KafkaSink({ ...base, mapping: 'json' as never }), 'mapping'],
+      ['a codec kafkajs lacks', () => new KafkaSink({ ...base, compression: 'zstd' as never }), 'compression'],
+      ['maxMessageBytes 0', () => new KafkaSink({ ...base, maxMessageBytes: 0 }), 'maxMessageBytes'],
+      ['a transaction timeout of 10 ms', () => new KafkaSink({ ...base, transactionTimeoutMs: 10 }), 'transactionTimeoutMs'],
+      ['batchRows 0', () => new KafkaSink({ ...base, batchRows: 0 }), 'batchRows'],
+      ['a CA file that is not there', () => new KafkaSink({ ...base, ssl: { caFile: '/nonexistent/ca.pem' } }), 'ssl.caFile'],
+      ['an unknown SASL mechanism', () => new KafkaSink({ ...base, sasl: { mechanism: 'gssapi' as never, username: 'u', passwordEnv: 'HOME' } }), 'sasl.mechanism'],
+      ['a SASL password inline', () => new KafkaSink({ ...base, sasl: { mechanism: 'plain', username: 'u', password: 'secret' } as never }), 'sasl.password'],
+      ['an unset SASL password variable', () => new KafkaSink({ ...base, sasl: { mechanism: 'plain', username: 'u', passwordEnv: 'WEIR_TEST_NO_SUCH_VARIABLE' } }), 'sasl.passwordEnv'],
+      ['a SASL password file that is not there', () => new KafkaSink({ ...base, sasl: { mechanism: 'plain', username: 'u', passwordFile: '/nonexistent/pw' } }), 'sasl.passwordFile'],
+    ]
+    for (const [what, make, field] of cases) {
+      it(`refuses ${what} (${field})`, () => {
+        let thrown: unknown
+        try {
+          make()
+        } catch (err) {
+          thrown = err
+        }
+        expect(thrown).toBeInstanceOf(ConfigError)
+        expect((thrown as ConfigError).context.field).toBe(field)
+        expect((thrown as ConfigError).message.startsWith(`${field}: `)).toBe(true)
+      })
+    }
+
+    it('a pipeline with a bad option fails at start with the field named', async () => {
+      const p = new Pipeline('kafka-sink-bad-option')
+      p.source<number>('n', () => new GeneratorSource<number>({ count: 10, generate: (i) => ({ key: `k${i}`, value: i }) }))
+        .to('sink', () => new KafkaSink<number>({ brokers: [kafka.url], topic: 'no such topic' }))
+      await expect(startEmbedded(p, { dataDir: tempDir() }).then((run) => run.done)).rejects.toMatchObject({ code: 'WEIR_CONFIG_INVALID', context: { field: 'topic' } })
+    })
+
+    it('a target topic that does not exist stops the sink with an error naming it', async () => {
+      const p = new Pipeline(`kafka-sink-no-topic-${randomUUID().slice(0, 8)}`)
+      const missing = `weir-test-kafka-sink-missing-${randomUUID().slice(0, 8)}`
+      p.source<number>('n', () => new GeneratorSource<number>({ count: 10, generate: (i) => ({ key: `k${i}`, value: i }) }))
+        .to('sink', () => new KafkaSink<number>({ brokers: [kafka.url], topic: missing, progressTopic: PROGRESS_TOPIC }))
+      await expect(startEmbedded(p, { dataDir: tempDir() }).then((run) => run.done)).rejects.toThrow(new RegExp(`target topic ${missing} does not exist`))
+    })
+  })
+})
