@@ -104,6 +104,13 @@ export interface StoreSinkOptions {
 /** What a checkpoint records for the sink: the positions its writes reached at the barrier. */
 interface StagedPositions {
   positions: Record<string, number>
+  /**
+   * Per input topic, the offset after the newest record this instance had handled at the
+   * barrier: the dead letters of records before it are in the checkpoint (or an earlier one).
+   * Not `positions`: after a restart those start where the store's progress is, ahead of
+   * the records the pipe gives again, whose kept dead letters are sent only when they come.
+   */
+  handled?: Record<string, number>
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -147,6 +154,8 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
   private claimedDeadLetters = new Map<string, PendingDeadLetter>()
   /** Where this instance's records reached. */
   private positions: Record<string, number> = {}
+  /** The offset after the newest record onRecord was given, per topic (see StagedPositions.handled). */
+  private handled: Record<string, number> = {}
   /** Dead letters not yet in a committed pipe checkpoint. */
   private pendingDeadLetters: PendingDeadLetter[] = []
   private deadLettersChanged = false
@@ -223,6 +232,7 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
   override onRecord(record: StreamRecord<In>, ctx: Context<never>): void | Promise<void> {
     this.throwIfFailed()
     if (!this.foreignChecked) this.checkForeignProgress()
+    this.handled[record.topic] = record.offset + 1
     if (record.offset < (this.claimed[record.topic] ?? 0)) {
       // The store holds this record's outcome: a previous instance wrote it after the pipe's checkpoint.
       const dead = this.claimedDeadLetters.get(`${record.topic}:${record.offset}`)
@@ -261,7 +271,7 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
     }
     // Writes from here on commit with the next checkpoint.
     this.checkpointNo = ctx.checkpoint + 1
-    return { positions: { ...this.storePositions } }
+    return { positions: { ...this.storePositions }, handled: { ...this.handled } }
   }
 
   /**
@@ -280,8 +290,11 @@ export abstract class StoreSink<In, Row> extends Processor<In, never, StagedPosi
         }
       }
     }
+    // Dead letters of the records the checkpoint had handled are in the pipe now (a checkpoint
+    // staged before `handled` existed says nothing: its dead letters stay until a later one).
+    const inPipe = commit.staged?.handled ?? {}
     const before = this.pendingDeadLetters.length
-    this.pendingDeadLetters = this.pendingDeadLetters.filter((d) => d.offset >= (committed[d.topic] ?? 0))
+    this.pendingDeadLetters = this.pendingDeadLetters.filter((d) => d.offset >= (inPipe[d.topic] ?? 0))
     if (this.pendingDeadLetters.length !== before) this.deadLettersChanged = true
   }
 
