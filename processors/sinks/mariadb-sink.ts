@@ -108,6 +108,8 @@ function openMariaDbPool(c: ResolvedConnection, log: LifecycleContext['log']): S
     acquireTimeout: 10_000,
     connectTimeout: 5_000,
     bigIntAsNumber: false,
+    // Row values stay out of error messages (which go to logs and dead letters; the dead letter keeps the record itself).
+    logParam: false,
   })
   // The pool reports connections it failed to make, and a connection the server ends while idle
   // (a shutdown) reports it too: unheard, either would crash the process. Writes see their own errors.
