@@ -11,9 +11,16 @@
  *   npx weir run examples/ticker.ts                                  # bounded, finishes by itself
  *   npx weir run examples/ticker.ts --param unbounded=true --param rate=2000 --epoch-ms 200 \
  *     --monitor --slo signals-file=2s                                # live, until Ctrl-C; dashboard on :9464
+ *
+ * With `--param pg=<url>` the signals also go into PostgreSQL (table `ticker_signals`, created
+ * if missing; the password from PGPASSWORD), and with `--param redis=<url>` every window's
+ * average price goes into the Redis hash `ticker:latest` (symbol → price): both exactly once.
+ *
+ *   PGPASSWORD=weir npx weir run examples/ticker.ts \
+ *     --param pg=postgres://weir@127.0.0.1:5432/weir --param redis=redis://127.0.0.1:6379
  */
 import { Pipeline, Processor, policy, type Context, type StreamRecord } from '../index.ts'
-import { GeneratorSource, JsonlFileSink, WindowAggregate, tumbling } from '../processors/index.ts'
+import { GeneratorSource, JsonlFileSink, PostgresSink, RedisSink, WindowAggregate, tumbling } from '../processors/index.ts'
 
 /** A raw tick as an exchange feed sends it: price in cents, symbol in any case. */
 export interface RawTick {
@@ -141,7 +148,7 @@ export default function ticker(params: Record<string, string> = {}): Pipeline {
   // topics; sink=false ends at the signal topic.
   const p = new Pipeline(params.name ?? 'ticker', { purgeConsumedRecords: params.purge !== 'false' })
   // Each source partition owns a disjoint set of symbols, so a symbol's ticks stay in order.
-  const signals = p.source<RawTick>('prices', () => {
+  const averages = p.source<RawTick>('prices', () => {
     let epochStart = 0
     return new GeneratorSource<RawTick>({
       count: ticks,
@@ -161,10 +168,23 @@ export default function ticker(params: Record<string, string> = {}): Pipeline {
     .process<Tick>('normalize', Normalize, { onError: policy.deadLetter() })
     .keyBy(4)
     .process<WindowAverage>('window-avg', () => windowAverager(250))
+  if (params.redis !== undefined) {
+    // The newest average per symbol, for a dashboard or an API to read.
+    averages.to('latest-prices', () => new RedisSink<WindowAverage>({ url: params.redis, commands: (r) => ({ op: 'hset', key: 'ticker:latest', fields: { [r.value.symbol]: r.value.avg.toFixed(2) } }) }))
+  }
+  const signals = averages
     .process<Trend>('ema', Ema)
     .process<Momentum>('momentum', MomentumScore)
     .keyBy(1)
     .process<Signal>('signal', () => new SignalDecider(15))
+  if (params.pg !== undefined) {
+    signals.to('signals-pg', () => new PostgresSink<Signal>({
+      connection: { url: params.pg, passwordEnv: 'PGPASSWORD' },
+      schema: ['CREATE TABLE IF NOT EXISTS ticker_signals (symbol text NOT NULL, side text NOT NULL, price numeric NOT NULL, score double precision NOT NULL, window_start timestamptz NOT NULL)'],
+      table: 'ticker_signals',
+      columns: (r) => ({ symbol: r.value.symbol, side: r.value.side, price: r.value.price, score: r.value.score, window_start: new Date(r.value.windowStart).toISOString() }),
+    }))
+  }
   if (params.sink === 'false') return p
   signals.to('signals-file', () => new JsonlFileSink<Signal>({ path: out, format: (r) => ({ ...r.value, at: new Date(r.timestamp).toISOString() }) }))
   p.describeOutput(`buy/sell signals: ${out} (how timely they are: the summary's timeliness, or --monitor)`)

@@ -46,6 +46,12 @@ export interface WorkerOptions {
   onPipelineFinished?: () => void
   /** Called when an actor failed for good and stopped alone (after it was reported). */
   onActorFailed?: (actor: string, err: WeirError) => void
+  /**
+   * An actor stopped because a newer instance of it fenced this one (its producer, or its
+   * sink's store). In a cluster that instance runs elsewhere; a run alone in its process
+   * (the embedded runner) has no other instance, so there it is another run writing the same.
+   */
+  onActorFenced?: (actor: string, err: WeirError) => void
 }
 
 /** An actor that failed for good here: stopped, its state kept, reported until it runs again somewhere. */
@@ -357,6 +363,7 @@ export class Worker {
         // Fenced: a newer instance runs elsewhere (this worker was paused past its timeout).
         // Forget it here, so a later assignment that gives it back starts it again.
         if (actor.lifecycle === 'fenced' && this.actors.get(id) === entry) this.actors.delete(id)
+        if (actor.lifecycle === 'fenced' && !this.stopped && !this.abandoning) this.options.onActorFenced?.(id, actor.fencedBy ?? new WeirError('WEIR_ACTOR_FENCED', `${id} was fenced`, { actor: id }))
       },
       (err: unknown) => {
         if (this.abandoning) return

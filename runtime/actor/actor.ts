@@ -182,6 +182,8 @@ export class Actor {
   private sourceDone = false
   private stopRequested = false
   private abandoned = false
+  /** Why the actor stopped as fenced (lifecycle 'fenced'): the pipe's or its sink's store's refusal. */
+  fencedBy: WeirError | undefined
   private wake: (() => void) | undefined
   private readonly onEpoch: (epoch: number) => void
   private readonly onFinished: () => void
@@ -383,6 +385,7 @@ export class Actor {
       if (this.abandoned) throw err
       if (err instanceof ActorFencedError || err instanceof SinkFencedError) {
         this.lifecycle = 'fenced'
+        this.fencedBy = err
         this.log.warn({ err: describeError(err) }, err instanceof SinkFencedError ? "actor fenced: its sink's store refused the write, a newer instance claimed it" : 'actor fenced: a newer instance owns this partition')
         return
       }

@@ -58,6 +58,15 @@ export interface SqlSinkOptions<In> extends StoreSinkOptions {
   tls?: SqlTlsOptions
   /** The table of the actors' progress, created if missing. Default `weir_sink_progress`. */
   progressTable?: string
+  /**
+   * Statements run once at start, before anything is written: the pipeline's own schema
+   * (`CREATE TABLE IF NOT EXISTS …`), so that a pipeline brings the table it writes. They
+   * must be safe to run again (every actor runs them at every start). Default none.
+   *
+   * @example
+   * schema: ['CREATE TABLE IF NOT EXISTS signals (symbol text, side text, price numeric, at timestamptz)']
+   */
+  schema?: readonly string[]
 }
 
 /** A row to apply: a write of column values, or (upsert mode) a delete by key. */
@@ -241,6 +250,7 @@ export abstract class SqlSink<In> extends StoreSink<In, SqlRow> {
   private readonly mode: 'insert' | 'upsert'
   private readonly key: readonly string[]
   private readonly progressTable: string
+  private readonly schema: readonly string[]
   private readonly columns: SqlSinkOptions<In>['columns']
   private pool: SqlPool | undefined
   private tableChecked = false
@@ -251,6 +261,8 @@ export abstract class SqlSink<In> extends StoreSink<In, SqlRow> {
     this.mode = options.mode ?? 'insert'
     this.key = options.key ?? []
     this.progressTable = options.progressTable ?? 'weir_sink_progress'
+    if (options.schema !== undefined && (!Array.isArray(options.schema) || options.schema.some((x) => typeof x !== 'string' || x.trim() === ''))) throw new ConfigError('schema', 'must be a list of SQL statements (strings)')
+    this.schema = options.schema ?? []
     this.columns = options.columns
   }
 
@@ -271,6 +283,14 @@ export abstract class SqlSink<In> extends StoreSink<In, SqlRow> {
       // Two actors creating the table at once: one of them finds it made by the other.
       if (!this.dialect.isDataError(err) && !/already exists/i.test((err as Error)?.message ?? '')) throw err
     })
+    // The pipeline's own statements run apart: an error there names them, not the progress table.
+    for (const statement of this.schema) {
+      await this.pool.transaction(async (c) => void (await c.query(statement))).catch((err: unknown) => {
+        if (this.dialect.isUnavailable(err) || super.isUnavailable(err)) throw err
+        if (/already exists/i.test((err as Error)?.message ?? '')) return
+        throw new ConfigError('schema', `${statement.slice(0, 200)} failed: ${(err as Error)?.message ?? String(err)}`, { stage: ctx.stage, partition: ctx.partition })
+      })
+    }
     this.tableChecked = true
   }
 

@@ -9,7 +9,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { fc, readDeadLetters, removeTempDirs, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type ProcessCrash } from '../../../testing/index.ts'
-import { SinkFencedError } from '../../../index.ts'
+import { SinkFencedError, WeirError, startEmbedded } from '../../../index.ts'
 import sqliteSinkPipeline, { SCHEMA, isPoison } from './fixtures/sqlite-sink-pipeline.ts'
 import { SqliteSink } from '../../../examples/sinks/sqlite-sink.ts'
 import type { LifecycleContext } from '../../../runtime/api/processor.ts'
@@ -116,6 +116,25 @@ describe('StoreSink on SQLite', () => {
     await newer.close()
   })
 
+  it('stops a run whose sink another run fenced, naming why, instead of waiting for an instance it does not have', async () => {
+    const dir = tempDataDir('weir-sqlite-sink-')
+    const db = join(dir, 'out.db')
+    makeDb(db)
+    const params = { count: '100000', partitions: '1', db, batchRows: '5', rate: '400', name: 'fenced-run' }
+    const first = await startEmbedded(sqliteSinkPipeline(params), { dataDir: join(dir, 'first'), epochIntervalMs: 50, log: pino({ level: 'silent' }) })
+    const failed = first.done.then(() => undefined, (err: unknown) => err as WeirError)
+    await until(() => rows(db).length > 20)
+    // A second run on another data dir claims the same actor's progress in the same table.
+    const second = await startEmbedded(sqliteSinkPipeline(params), { dataDir: join(dir, 'second'), epochIntervalMs: 50, log: pino({ level: 'silent' }) })
+    // The second run's offsets would mean other records: it stops too, at its first record.
+    const secondFailed = second.done.then(() => undefined, (e: unknown) => e as WeirError)
+    const err = await Promise.race([failed, new Promise<string>((r) => setTimeout(() => r('still running after 20 s'), 20_000))])
+    expect((await secondFailed)?.message).toMatch(/belongs to another run of the pipeline/)
+    expect(err).toBeInstanceOf(WeirError)
+    expect((err as WeirError).code).toBe('WEIR_ACTOR_FENCED')
+    expect((err as WeirError).message).toMatch(/db\/0 was fenced by another instance of it, which this run does not have: another run of pipeline 'fenced-run'.*generation 2 claimed db\/0/)
+  }, 60_000)
+
   it('refuses to start on a store holding the progress of another run of the pipeline, naming how to reset it', async () => {
     const dir = tempDataDir('weir-sqlite-sink-')
     const db = join(dir, 'out.db')
@@ -129,6 +148,14 @@ describe('StoreSink on SQLite', () => {
     expect(rows(db)).toEqual(expected(400, 1))
   })
 })
+
+async function until(check: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
 
 function lifecycle(workDir: string): LifecycleContext {
   return {
