@@ -1,6 +1,7 @@
 /**
  * Sink throughput: rows/s into PostgreSQL and into Redis through weir's exactly-once sinks
- * (an embedded pipeline reading a pre-loaded topic, checkpoints every second), next to a raw
+ * (an embedded pipeline whose sink stage reads a pre-loaded topic, checkpoints every
+ * second), next to a raw
  * loop in the same run that writes the same rows with the same client in the same batch sizes
  * without weir (PostgreSQL: BEGIN, one multi-row INSERT, COMMIT per batch; Redis: one
  * MULTI/EXEC of the batch's HSETs per batch). `pg_ratio` and `redis_ratio` are weir / raw.
@@ -17,9 +18,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import pg from 'pg'
-import { Pipeline, openPipe, startEmbedded } from '../index.ts'
+import { Pipeline, startEmbedded, type Processor, type Stream } from '../index.ts'
 import { GeneratorSource, PostgresSink, RedisSink } from '../processors/index.ts'
-import { naming } from '../runtime/naming.ts'
 import { startRunInfo } from './lib/run-info.ts'
 import { progress, round } from './lib/stats.ts'
 import { pino } from 'pino'
@@ -48,32 +48,29 @@ const tag = `b${process.pid}`
 interface Row { id: number; symbol: string; price: number; at: number }
 const rowAt = (i: number): Row => ({ id: i, symbol: `S${i % 500}`, price: Math.round((100 + (i % 977) / 10) * 100) / 100, at: 1_767_225_600_000 + i })
 
-/** Writes the rows into topic `rows` of a pipeline named `name` in `dataDir` (not timed). */
-async function preload(dataDir: string, name: string): Promise<void> {
-  const p = new Pipeline(name)
-  p.source<Row>('rows', () => new GeneratorSource<Row>({ count: ROWS, generate: (i) => ({ key: String(i), value: rowAt(i), timestamp: 1_767_225_600_000 + i }) }))
-  const pipe = await openPipe('embedded', { dataDir: join(dataDir, 'pipe') })
-  try {
-    const run = await startEmbedded(p, { dataDir: join(dataDir, 'preload'), pipe, epochIntervalMs: 200, log: silent })
-    await run.done
-  } finally {
-    await pipe.close()
-  }
+function rowsPipeline(name: string): { pipeline: Pipeline; rows: Stream<Row> } {
+  const pipeline = new Pipeline(name)
+  const rows = pipeline.source<Row>('rows', () => new GeneratorSource<Row>({ count: ROWS, generate: (i) => ({ key: String(i), value: rowAt(i), timestamp: 1_767_225_600_000 + i }) }))
+  return { pipeline, rows }
 }
 
-/** Runs `sink` over the pre-loaded topic; resolves with the wall time of the run, ms. */
-async function throughWeir(dataDir: string, name: string, sink: () => import('../index.ts').Processor<Row, never>): Promise<number> {
-  const p = new Pipeline(`${name}-sink`)
-  p.fromTopic<Row>('rows', { topic: naming.output(name, 'rows'), partitions: 1 }).to('sink', sink)
-  const pipe = await openPipe('embedded', { dataDir: join(dataDir, 'pipe') })
-  try {
-    const started = performance.now()
-    const run = await startEmbedded(p, { dataDir: join(dataDir, 'sink'), pipe, epochIntervalMs: EPOCH_MS, log: silent })
-    await run.done
-    return performance.now() - started
-  } finally {
-    await pipe.close()
-  }
+/**
+ * Pre-loads the rows into the `rows` stage's topic (not timed), then runs the pipeline with
+ * the sink stage added on the same data dir: the source restores as finished, so only the
+ * sink stage works (it reads the pipe, batches and writes), as in bench:embedded. Resolves
+ * with the wall time of that run, ms.
+ */
+async function throughWeir(dataDir: string, name: string, sink: () => Processor<Row, never>): Promise<number> {
+  const preload = await startEmbedded(rowsPipeline(name).pipeline, { dataDir, epochIntervalMs: 200, log: silent })
+  await preload.done
+  const { pipeline, rows } = rowsPipeline(name)
+  rows.to('sink', sink)
+  const started = performance.now()
+  const run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: EPOCH_MS, log: silent })
+  const result = await run.done
+  const written = Object.entries(result.stats).filter(([id]) => id.startsWith('sink/')).reduce((n, [, s]) => n + s.recordsIn, 0)
+  if (written !== ROWS) throw new Error(`the sink stage processed ${written} records, expected ${ROWS}`)
+  return performance.now() - started
 }
 
 async function postgres(root: string): Promise<Record<string, number>> {
@@ -104,7 +101,6 @@ async function postgres(root: string): Promise<Record<string, number>> {
 
       const dir = join(root, `pg-${r}`)
       const name = `bench-pg-${tag}-${r}`
-      await preload(dir, name)
       const through = table('weir', r)
       await create(through)
       const ms = await throughWeir(dir, name, () => new PostgresSink<Row>({ connection: { urlEnv: 'WEIR_BENCH_PG_URL' }, table: through, mode: 'insert', batchRows: BATCH, columns: (rec) => ({ ...rec.value }) }))
@@ -146,7 +142,6 @@ async function redis(root: string): Promise<Record<string, number>> {
 
       const dir = join(root, `redis-${r}`)
       const name = `bench-redis-${tag}-${r}`
-      await preload(dir, name)
       const through = prefix('weir', r)
       const ms = await throughWeir(dir, name, () => new RedisSink<Row>({ url: args['redis-url'], keyPrefix: through, batchRows: BATCH, commands: (rec) => ({ op: 'hset', key: rec.value.symbol, fields: { price: rec.value.price, at: rec.value.at, id: rec.value.id } }) }))
       weirMs = Math.min(weirMs, ms)

@@ -127,6 +127,10 @@ function openMariaDbPool(c: ResolvedConnection, log: LifecycleContext['log']): S
             const r: unknown = await conn.query(sql, params as unknown[])
             return Array.isArray(r) ? (r as Array<Record<string, unknown>>) : []
           },
+          execute: async (sql, params) => {
+            const r = (await conn.query(sql, params as unknown[])) as { affectedRows?: number }
+            return Number(r.affectedRows ?? 0)
+          },
         }
         const result = await fn(sqlConn)
         await conn.commit()

@@ -102,7 +102,10 @@ function openPostgresPool(c: ResolvedConnection, log: LifecycleContext['log']): 
       let broken: Error | undefined
       try {
         await client.query('BEGIN')
-        const conn: SqlConnection = { query: async (sql, params) => (await client.query(sql, params as unknown[])).rows as Array<Record<string, unknown>> }
+        const conn: SqlConnection = {
+          query: async (sql, params) => (await client.query(sql, params as unknown[])).rows as Array<Record<string, unknown>>,
+          execute: async (sql, params) => (await client.query(sql, params as unknown[])).rowCount ?? 0,
+        }
         const result = await fn(conn)
         await client.query('COMMIT')
         return result

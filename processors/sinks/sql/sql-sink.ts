@@ -75,7 +75,14 @@ export type SqlRow = { readonly op: 'write'; readonly values: Readonly<Record<st
 /** What a transaction runs statements on. */
 export interface SqlConnection {
   query(sql: string, params?: readonly unknown[]): Promise<Array<Record<string, unknown>>>
+  /** Runs a statement that changes rows; resolves with how many it changed. */
+  execute(sql: string, params?: readonly unknown[]): Promise<number>
 }
+
+/** Aborts a fast write: a statement was refused for its rows; the write is done again row group by row group. */
+class RowsRefused extends Error {}
+/** Aborts a write: the progress row is not at `batch.from` with this generation; why is read after the rollback. */
+class ProgressMoved extends Error {}
 
 /** The connection settings the options resolve to, secrets read. */
 export interface ResolvedConnection {
@@ -350,28 +357,56 @@ export abstract class SqlSink<In> extends StoreSink<In, SqlRow> {
     })
   }
 
+  /**
+   * One transaction of four round trips in the common case: BEGIN, the rows (a statement per
+   * group of rows), the progress update (conditional on this generation and `batch.from`:
+   * the row lock it takes orders it after any claim or zombie write), COMMIT. A statement the
+   * database refuses for its data aborts it, and the write is done again with a savepoint per
+   * statement, halving refused ones until only the bad rows are left out. A progress row
+   * elsewhere aborts it too; reading it then says why (fenced, written already, moved).
+   */
   protected async write(batch: SinkBatch<SqlRow>): Promise<WriteResult> {
-    const table = this.table(this.progressTable)
+    try {
+      return await this.pool!.transaction((c) => this.apply(c, batch, false))
+    } catch (err) {
+      if (err instanceof RowsRefused) {
+        try {
+          return await this.pool!.transaction((c) => this.apply(c, batch, true))
+        } catch (again) {
+          if (again instanceof ProgressMoved) return this.progressMoved(batch)
+          throw again
+        }
+      }
+      if (err instanceof ProgressMoved) return this.progressMoved(batch)
+      throw err
+    }
+  }
+
+  private async apply(c: SqlConnection, batch: SinkBatch<SqlRow>, careful: boolean): Promise<WriteResult> {
     const a = batch.actor
-    const id = [a.pipeline, a.stage, a.partition]
-    return this.pool!.transaction(async (c) => {
-      const rows = await c.query(`SELECT generation, checkpoint, epoch, positions, dead_letters FROM ${table} WHERE ${this.where()} FOR UPDATE`, id)
-      if (rows.length === 0) throw new SinkError(`${this.describeStore()}: the progress row of ${a.pipeline} ${a.stage}/${a.partition} in ${this.progressTable} is gone (deleted while the sink ran)`, { stage: a.stage, partition: a.partition, pipeline: a.pipeline })
-      const stored = progressOf(rows[0] as unknown as ProgressRow)
-      if (stored.generation !== batch.generation) {
-        throw new SinkFencedError(`${this.describeStore()}: ${a.stage}/${a.partition} of generation ${batch.generation} refused: the progress row has generation ${stored.generation} (a newer instance claimed the actor)`, { stage: a.stage, partition: a.partition, pipeline: a.pipeline, generation: batch.generation, storeGeneration: stored.generation })
-      }
-      const positions = encodePositions(stored.positions)
-      if (positions !== encodePositions(batch.from)) {
-        if (positions === encodePositions(batch.to)) return { outcome: 'already-written', progress: stored }
-        throw new StateCorruptedError(`${this.describeStore()}: the progress of ${a.stage}/${a.partition} is at ${positions}, but this write goes from ${encodePositions(batch.from)} to ${encodePositions(batch.to)}`, { stage: a.stage, partition: a.partition, pipeline: a.pipeline })
-      }
-      const rejected = await this.writeRows(c, batch.rows.map((r) => r.row))
-      const p = batch.progress(rejected)
-      const ph = this.dialect.placeholder
-      await c.query(`UPDATE ${table} SET generation = ${ph(1)}, checkpoint = ${ph(2)}, epoch = ${ph(3)}, positions = ${ph(4)}, dead_letters = ${ph(5)}, updated_at = CURRENT_TIMESTAMP WHERE ${this.where(6)}`, [p.generation, p.checkpoint, p.epoch, encodePositions(p.positions), JSON.stringify(p.deadLetters), ...id])
-      return { outcome: 'written', rejected }
-    })
+    const rejected = await this.writeRows(c, batch.rows.map((r) => r.row), careful)
+    const p = batch.progress(rejected)
+    const ph = this.dialect.placeholder
+    const changed = await c.execute(
+      `UPDATE ${this.table(this.progressTable)} SET generation = ${ph(1)}, checkpoint = ${ph(2)}, epoch = ${ph(3)}, positions = ${ph(4)}, dead_letters = ${ph(5)}, updated_at = CURRENT_TIMESTAMP WHERE ${this.where(6)} AND generation = ${ph(9)} AND positions = ${ph(10)}`,
+      [p.generation, p.checkpoint, p.epoch, encodePositions(p.positions), JSON.stringify(p.deadLetters), a.pipeline, a.stage, a.partition, batch.generation, encodePositions(batch.from)],
+    )
+    if (changed !== 1) throw new ProgressMoved()
+    return { outcome: 'written', rejected }
+  }
+
+  /** The progress row was not where the write expected it: says why, from what it holds now. */
+  private async progressMoved(batch: SinkBatch<SqlRow>): Promise<WriteResult> {
+    const a = batch.actor
+    const rows = await this.pool!.transaction((c) => c.query(`SELECT generation, checkpoint, epoch, positions, dead_letters FROM ${this.table(this.progressTable)} WHERE ${this.where()}`, [a.pipeline, a.stage, a.partition]))
+    if (rows.length === 0) throw new SinkError(`${this.describeStore()}: the progress row of ${a.pipeline} ${a.stage}/${a.partition} in ${this.progressTable} is gone (deleted while the sink ran)`, { stage: a.stage, partition: a.partition, pipeline: a.pipeline })
+    const stored = progressOf(rows[0] as unknown as ProgressRow)
+    if (stored.generation !== batch.generation) {
+      throw new SinkFencedError(`${this.describeStore()}: ${a.stage}/${a.partition} of generation ${batch.generation} refused: the progress row has generation ${stored.generation} (a newer instance claimed the actor)`, { stage: a.stage, partition: a.partition, pipeline: a.pipeline, generation: batch.generation, storeGeneration: stored.generation })
+    }
+    const positions = encodePositions(stored.positions)
+    if (positions === encodePositions(batch.to)) return { outcome: 'already-written', progress: stored }
+    throw new StateCorruptedError(`${this.describeStore()}: the progress of ${a.stage}/${a.partition} is at ${positions}, but this write goes from ${encodePositions(batch.from)} to ${encodePositions(batch.to)}`, { stage: a.stage, partition: a.partition, pipeline: a.pipeline })
   }
 
   /**
@@ -379,7 +414,7 @@ export abstract class SqlSink<In> extends StoreSink<In, SqlRow> {
    * database refused. In upsert mode only the last row per key is applied (a statement may
    * not touch a row twice, and the last one is what the key holds after the batch anyway).
    */
-  private async writeRows(c: SqlConnection, rows: readonly SqlRow[]): Promise<RejectedRow[]> {
+  private async writeRows(c: SqlConnection, rows: readonly SqlRow[], careful: boolean): Promise<RejectedRow[]> {
     let order = rows.map((_, i) => i)
     if (this.mode === 'upsert') {
       const last = new Map<string, number>()
@@ -418,6 +453,18 @@ export abstract class SqlSink<In> extends StoreSink<In, SqlRow> {
         await attempt(indexes.slice(0, half))
         await attempt(indexes.slice(half))
       }
+    }
+    if (!careful) {
+      // No savepoints: a refused statement aborts the transaction, and the write runs again carefully.
+      for (const g of groups) {
+        try {
+          await this.statement(c, g.map((i) => rows[i]!))
+        } catch (err) {
+          if (this.dialect.isDataError(err)) throw new RowsRefused()
+          throw err
+        }
+      }
+      return []
     }
     for (const g of groups) await attempt(g)
     return rejected.sort((x, y) => x.index - y.index)
