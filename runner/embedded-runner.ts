@@ -20,7 +20,7 @@ import { defaultActorConfig, type ActorConfig, type ActorStats } from '../runtim
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { LocalBus } from '../runtime/control/local/local-bus.ts'
 import { Faults } from '../runtime/faults.ts'
-import { TopicError, WeirError } from '../runtime/errors.ts'
+import { SinkFencedError, TopicError, WeirError } from '../runtime/errors.ts'
 import { createLogger } from '../runtime/log.ts'
 import { EmbeddedPipe, type EmbeddedPipeOptions } from '../runtime/pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
@@ -157,11 +157,12 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
       failedActor = actor
       void failGracefully(err)
     },
-    // Only this run has the pipeline's actors: a fenced one would wait forever for an instance that is not this run's.
+    // A sink's store fenced the actor: another run claimed it (only this run has the pipeline's
+    // actors), and a fenced actor would wait forever for an instance that is not this run's.
     onActorFenced: (actor, err) => {
-      if (ending) return
+      if (ending || !(err instanceof SinkFencedError)) return
       failedActor = actor
-      void failGracefully(new WeirError('WEIR_ACTOR_FENCED', `${actor} was fenced by another instance of it, which this run does not have: another run of pipeline '${pipeline.name}' writes to the same place (two runs sharing a sink's store, or a Kafka transactional id)? ${err.message}`, { ...err.context, actor }, { cause: err }))
+      void failGracefully(new WeirError('WEIR_ACTOR_FENCED', `${actor} was fenced by another instance of it, which this run does not have: another run of pipeline '${pipeline.name}' writes to the same sink store? ${err.message}`, { ...err.context, actor }, { cause: err }))
     },
   })
   const metrics = workerMetrics(pipeline, () => worker.actorList)
