@@ -3,13 +3,17 @@
  * across real SIGKILLs at generated points (compared with what a crash-free run writes), and
  * with two instances of one actor open at once (the older one's write is refused by Kafka's
  * fencing and none of it is visible). A record the mapping cannot convert or that is too
- * large is dead-lettered once; bad options are refused at start naming the field.
+ * large is dead-lettered once; bad options are refused at start naming the field. A private
+ * target broker stopped and started again under a running pipeline holds the sink back (the
+ * monitor shows it waiting for the broker) and loses nothing: every record once after.
  *
  * WEIR_KAFKA_SINK_PROPERTY_RUNS sets the property's number of cases (default 20); WEIR_PROPERTY_SEED replays one.
  */
+import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, Pipeline, SinkFencedError, openPipe, type CheckpointContext, type Context, type LifecycleContext, type Pipe, type StreamRecord } from '../../../index.ts'
@@ -18,10 +22,14 @@ import fc from 'fast-check'
 import { readCommittedState, readDeadLetters, readTopic, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type ProcessCrash } from '../../../testing/index.ts'
 import { startEmbedded } from '../../../runner/embedded-runner.ts'
 import { json, utf8 } from '../../../runtime/codec.ts'
+import { actorProgress, progressSubjects } from '../../../runtime/control/progress.ts'
+import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
 import { requireService } from '../../support/services.ts'
+import { freePort, sleep, startWeir, until } from '../../support/weir-cli.ts'
 import { eventCount, kafkaInputs, kafkaPipeline, messageValue, type KafkaInput } from './fixtures/kafka-pipeline.ts'
 
 const kafka = await requireService('kafka')
+const nats = await requireService('nats')
 const RUNS = Number(process.env.WEIR_KAFKA_SINK_PROPERTY_RUNS ?? 20)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'kafka-pipeline.ts')
@@ -340,4 +348,128 @@ describe.skipIf(!kafka.available)('Kafka sink', () => {
       await expect(startEmbedded(p, { dataDir: tempDir() }).then((run) => run.done)).rejects.toThrow(new RegExp(`target topic ${missing} does not exist`))
     })
   })
+})
+
+const SERVICES = join(import.meta.dirname, '..', '..', '..', 'scripts', 'services.sh')
+const exec = promisify(execFile)
+
+interface MonitorOutput { output: string; holdingBack: { stage: string; reason: string } | null }
+
+/**
+ * The target cluster is a broker of the test's own (scripts/services.sh on other ports with its
+ * own data dir, as test/e2e/monitor-kafka-outage.test.ts does), so stopping it disturbs no other
+ * test; the pipeline runs on the embedded pipe with the shared NATS as its bus.
+ */
+describe.skipIf(!kafka.available || !nats.available)('Kafka sink while its target broker restarts', () => {
+  const servicesDir = tempDataDir('weir-kafka-sink-outage-services-')
+  const made: string[] = []
+  const ownDir = (): string => {
+    const d = tempDataDir('weir-kafka-sink-outage-')
+    made.push(d)
+    return d
+  }
+  let broker = ''
+  let env: NodeJS.ProcessEnv = {}
+  const services = (cmd: 'up' | 'stop' | 'down'): Promise<unknown> => exec('bash', [SERVICES, cmd, ...(cmd === 'down' ? [] : ['kafka'])], { env, timeout: 180_000 })
+  let pipeDir = ''
+
+  beforeAll(async () => {
+    broker = `127.0.0.1:${await freePort()}`
+    env = { ...process.env, WEIR_SERVICES_DIR: servicesDir, WEIR_KAFKA_BROKERS: broker, WEIR_KAFKA_CONTROLLER_PORT: String(await freePort()) }
+    pipeDir = ownDir()
+    await services('up')
+  }, 180_000)
+  afterAll(async () => {
+    // Stops only what services.sh started in servicesDir (the shared services are left alone).
+    await services('down').catch(() => undefined)
+    for (const d of [servicesDir, ...made]) removeDir(d)
+  }, 120_000)
+
+  /** A pipe on the private broker, for one use: closed before the broker stops. */
+  async function onBroker<T>(use: (p: Pipe) => Promise<T>): Promise<T> {
+    const p = await openPipe(`kafka://${broker}`, { dataDir: pipeDir, log: pino({ level: 'silent' }) })
+    try {
+      return await use(p)
+    } finally {
+      await p.close()
+    }
+  }
+
+  it('holds the sink back while the broker is down (the monitor shows it waiting for Kafka), then writes every record once for read_committed readers; the dead letters exact', async () => {
+    const id = randomUUID().slice(0, 8)
+    const topic = `weir-test-kafka-sink-outage-${id}`
+    const progressTopic = `weir-test-kafka-sink-outage-progress-${id}`
+    await onBroker((p) => p.ensureTopic({ name: topic, partitions: 3 }))
+    // Paced input for ~15 s: the broker goes down in the middle of it; a few poison and too-large events.
+    const input: KafkaInput = { partitions: [0, 1].map((p) => Array.from({ length: 2400 }, (_, i) => ({
+      account: (i * 7 + p) % 12, amount: i - 300, ...(i % 311 === 150 ? { poison: true as const } : {}), ...(i % 457 === 400 ? { big: true as const } : {}),
+    }))) }
+    const dir = ownDir()
+    const inputFile = join(dir, 'input.json')
+    writeFileSync(inputFile, JSON.stringify(input))
+    const cluster = `k${id}`
+    const name = `kafka-outage-${id}`
+    const dataDir = join(dir, 'data')
+    // What the sink actors publish on NATS: their committed checkpoints, and what they wait for.
+    const sinkEpochs = new Map<string, number>()
+    const sinkRecords = new Map<string, number>()
+    const waiting: string[] = []
+    const observer = await NatsBus.connect({ servers: [nats.url], name: 'kafka-sink-outage-test' })
+    observer.subscribe(progressSubjects.progress(cluster, name), (m) => {
+      const p = actorProgress.safeParse(m)
+      if (!p.success || p.data.stage !== 'sink') return
+      sinkEpochs.set(p.data.actor, p.data.lastEpoch)
+      sinkRecords.set(p.data.actor, p.data.recordsIn)
+      if (p.data.waiting !== undefined) waiting.push(`${p.data.actor} waits for ${p.data.waiting.on}: ${p.data.waiting.message}`)
+    })
+    const monitor = startWeir(['monitor', '--bus', nats.url, '--cluster', cluster, '--port', '0'])
+    const run = startWeir(['run', FIXTURE, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '200', '--data-dir', dataDir,
+      '--param', `input=${inputFile}`, '--param', `name=${name}`, '--param', `brokers=${broker}`, '--param', `topic=${topic}`,
+      '--param', `progressTopic=${progressTopic}`, '--param', 'rate=160', '-q'])
+    let stopped = false
+    try {
+      let stdout = ''
+      monitor.child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
+      const url = await until(async () => /dashboard (http:\/\/\S+?)\/? /.exec(stdout)?.[1]?.replace(/\/$/, ''), 30_000, 'monitor URL')
+      const holdingBack = async (): Promise<MonitorOutput['holdingBack'] | undefined> => {
+        const res = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(5000) })
+        const status = (await res.json()) as { pipelines: Array<{ pipeline: string; outputs: MonitorOutput[] }> }
+        return status.pipelines.find((p) => p.pipeline === name)?.outputs.find((o) => o.output === 'sink')?.holdingBack ?? undefined
+      }
+      // Both sink actors committed a few writes to the broker before it stops.
+      await until(() => (sinkEpochs.size === 2 && [...sinkEpochs.values()].every((e) => e >= 3) && [...sinkRecords.values()].reduce((a, b) => a + b, 0) > 300 ? true : undefined), 60_000, 'the sink wrote to the private broker')
+      const before = `epochs ${JSON.stringify(Object.fromEntries(sinkEpochs))}, records in ${JSON.stringify(Object.fromEntries(sinkRecords))}`
+      stopped = true
+      await services('stop')
+      const downAt = Date.now()
+      // A sink that does not wait for the broker stops the run: that fails the test at once.
+      const ended = run.done.then((o): never => {
+        throw new Error(`the run ended (code ${o.code}) while the broker was down, instead of waiting for it: ${o.stderr.slice(-2000)}`)
+      })
+      ended.catch(() => undefined)
+      const held = await Promise.race([until(async () => {
+        const h = await holdingBack()
+        return h?.reason.includes(`waits for Kafka ${broker} topic ${topic}`) === true ? h : undefined
+      }, 60_000, 'the monitor shows the sink waiting for the broker'), ended])
+      expect(held.stage).toBe('sink')
+      // Down a while longer: the sink keeps retrying, nothing is dropped.
+      await sleep(Math.max(0, 3000 - (Date.now() - downAt)))
+      console.log(`kafka sink outage: sink before the stop: ${before}; the monitor said: ${held.reason}`)
+      await services('up')
+      stopped = false
+      const outcome = await run.done
+      expect(outcome.code, outcome.stderr.slice(-3000)).toBe(0)
+      expect(waiting.some((w) => w.includes(`Kafka ${broker} topic ${topic}`)), 'progress events on NATS carried the wait').toBe(true)
+      const records = await onBroker(async (p) => (await readTopic<string>(p, topic, utf8)).map((r) => ({ partition: r.partition, key: r.key, value: r.value })))
+      checkTarget(records, expectedValues(input), 'after the outage')
+      const pipeline = kafkaPipeline(input, { name, brokers: broker, topic, progressTopic })
+      expect(deadLetterIds(await readDeadLetters(pipeline, dataDir, 'sink'))).toEqual(expectedDeadLetters(input))
+    } finally {
+      if (stopped) await services('up').catch(() => undefined)
+      run.child.kill('SIGKILL')
+      monitor.child.kill('SIGKILL')
+      await Promise.all([run.done, monitor.done])
+      await observer.close()
+    }
+  }, 240_000)
 })
