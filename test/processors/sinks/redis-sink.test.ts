@@ -17,13 +17,14 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed, onTestFinished
 import { ConfigError, Pipeline } from '../../../index.ts'
 import { GeneratorSource, RedisSink, type RedisCommand } from '../../../processors/index.ts'
 import fc from 'fast-check'
-import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type CrashPoint, type DeadLetter, type ProcessCrash, type ReadRecord } from '../../../testing/index.ts'
+import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type DeadLetter, type ProcessCrash, type ReadRecord } from '../../../testing/index.ts'
 import { startEmbedded } from '../../../runner/embedded-runner.ts'
 import { actorProgress, progressSubjects } from '../../../runtime/control/progress.ts'
 import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
 import { assignmentMessage, type AssignmentMessage } from '../../../runtime/control/messages.ts'
 import { TestCluster } from '../../support/cluster.ts'
 import { requireService } from '../../support/services.ts'
+import { plannedKills, translateKill, type PlannedKill, type RunLeft } from './fixtures/sink-crash-plan.ts'
 import { freePort, sleep, startWeir, tempDirs, until } from '../../support/weir-cli.ts'
 import { eventCount, readProgress, readRedis, redisInputs, redisPipeline, removeKeys, type RedisInput } from './fixtures/redis-pipeline.ts'
 
@@ -68,59 +69,11 @@ function expectedContent(input: RedisInput): Record<string, unknown> {
   return normalized(out)
 }
 
-/** A crash as generated: a SIGKILL at a protocol point, or from outside (timer), placed at `at` (0..1) of what the run still has to do. */
-interface PlannedKill {
-  point: CrashPoint | 'timer'
-  at: number
-}
-
-/** Points a sink actor is certain to reach while it has records to process (see translateKill). */
-const SINK_POINTS = ['mid-batch', 'before-commit', 'after-pipe-commit', 'before-publish'] as const satisfies readonly CrashPoint[]
-
-const plannedKills: fc.Arbitrary<PlannedKill[]> = fc.array(
-  fc.record({ point: fc.oneof({ weight: 3, arbitrary: fc.constantFrom<CrashPoint | 'timer'>(...SINK_POINTS) }, { weight: 1, arbitrary: fc.constant<CrashPoint | 'timer'>('timer') }), at: fc.integer({ min: 0, max: 1000 }).map((n) => n / 1000) }),
-  { minLength: 1, maxLength: 3 },
-)
-
-interface RunLeft {
-  /** Events the sink has not written yet (by the progress in Redis). */
-  sinkRemaining: number
-  total: number
-  /** Events each source partition has not emitted in a committed checkpoint. */
-  sourceRemaining: number[]
-}
-
 async function measure(pipeline: Pipeline, input: RedisInput, dataDir: string, prefix: string): Promise<RunLeft> {
   const written = (await readProgress(client, prefix)).reduce((n, p) => n + Object.values(JSON.parse(p.positions ?? '{}') as Record<string, number>).reduce((a, b) => a + b, 0), 0)
   const source = await readCommittedState(pipeline, dataDir, 'events').catch(() => ({ actor: {} as Record<number, Record<string, unknown>> }))
   const total = eventCount(input)
   return { total, sinkRemaining: Math.max(0, total - written), sourceRemaining: input.partitions.map((events, p) => events.length - ((source.actor[p]?.next as number | undefined) ?? 0)) }
-}
-
-/** A generated run of the pipeline lasts at least this long after its sources start, when paced for a timed kill, ms. */
-const PACED_WINDOW_MS = 1500
-
-/**
- * A crash the run is certain to reach. A point is counted from the moment the sink processed
- * `at` of the events it still has to write, less a micro-batch: it still has one to process
- * then, so it reads one more batch, takes one more checkpoint, commits it and publishes it
- * (mid-batch, before-commit, after-pipe-commit, before-publish). Placed at the start, the
- * first hit: every run takes a last checkpoint of every actor, and publishes the sink's. A
- * timed kill comes within the time the paced sources need for what they still have to emit;
- * with nothing left to emit it becomes a before-commit crash (counted as moved).
- */
-function translateKill(plan: PlannedKill, left: RunLeft): { crash: ProcessCrash; place?: number; moved: boolean } {
-  const bySink = (point: CrashPoint): { crash: ProcessCrash; place?: number; moved: boolean } => {
-    const records = Math.round(plan.at * Math.max(0, left.sinkRemaining - MAX_BATCH))
-    const place = left.total === 0 ? undefined : (left.total - left.sinkRemaining + records) / left.total
-    return { crash: { kind: 'point', spec: records === 0 ? { point, hit: 1 } : { point, hit: 1, afterRecords: { stage: 'sink', records } } }, place, moved: false }
-  }
-  if (plan.point !== 'timer') return bySink(plan.point)
-  const most = Math.max(0, ...left.sourceRemaining)
-  if (most < 2) return { ...bySink('before-commit'), moved: true }
-  const rate = Math.max(1, Math.floor(((most - 1) * 1000) / PACED_WINDOW_MS))
-  // The child needs a moment to load before its sources start; the kill comes within the paced window after that.
-  return { crash: { kind: 'timer', afterMs: 500 + Math.floor(plan.at * PACED_WINDOW_MS), params: { rate: String(rate) } }, moved: false }
 }
 
 /** A dead letter, as both runs must have it: the record's bytes and the error (keys named without the run's prefix). */
@@ -240,7 +193,7 @@ describe.skipIf(!redis.available)('Redis sink', () => {
           const places: number[] = []
           const moved: string[] = []
           const planner = (plan: PlannedKill) => async (): Promise<ProcessCrash> => {
-            const t = translateKill(plan, await measure(pipeline, input, dataDir, runPrefix))
+            const t = translateKill(plan, await measure(pipeline, input, dataDir, runPrefix), MAX_BATCH)
             if (t.place !== undefined) places.push(t.place)
             if (t.moved) moved.push(plan.point)
             return t.crash
