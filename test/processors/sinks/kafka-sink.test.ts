@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConfigError, Pipeline, SinkFencedError, openPipe, type CheckpointContext, type Context, type LifecycleContext, type Pipe, type StreamRecord } from '../../../index.ts'
+import { Pipeline, SinkFencedError, openPipe, type CheckpointContext, type Context, type LifecycleContext, type Pipe, type StreamRecord } from '../../../index.ts'
 import { GeneratorSource, KafkaSink } from '../../../processors/index.ts'
 import fc from 'fast-check'
 import { readCommittedState, readDeadLetters, readTopic, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type ProcessCrash } from '../../../testing/index.ts'
@@ -25,6 +25,7 @@ import { json, utf8 } from '../../../runtime/codec.ts'
 import { actorProgress, progressSubjects } from '../../../runtime/control/progress.ts'
 import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
 import { requireService } from '../../support/services.ts'
+import { itRefusesOptions } from './fixtures/option-errors.ts'
 import { plannedKills, translateKill, type PlannedKill, type RunLeft } from './fixtures/sink-crash-plan.ts'
 import { freePort, sleep, startWeir, until } from '../../support/weir-cli.ts'
 import { eventCount, kafkaInputs, kafkaPipeline, messageValue, type KafkaInput } from './fixtures/kafka-pipeline.ts'
@@ -274,19 +275,7 @@ describe.skipIf(!kafka.available)('Kafka sink', () => {
       ['an unset SASL password variable', () => new KafkaSink({ ...base, sasl: { mechanism: 'plain', username: 'u', passwordEnv: 'WEIR_TEST_NO_SUCH_VARIABLE' } }), 'sasl.passwordEnv'],
       ['a SASL password file that is not there', () => new KafkaSink({ ...base, sasl: { mechanism: 'plain', username: 'u', passwordFile: '/nonexistent/pw' } }), 'sasl.passwordFile'],
     ]
-    for (const [what, make, field] of cases) {
-      it(`refuses ${what} (${field})`, () => {
-        let thrown: unknown
-        try {
-          make()
-        } catch (err) {
-          thrown = err
-        }
-        expect(thrown).toBeInstanceOf(ConfigError)
-        expect((thrown as ConfigError).context.field).toBe(field)
-        expect((thrown as ConfigError).message.startsWith(`${field}: `)).toBe(true)
-      })
-    }
+    itRefusesOptions(cases)
 
     it('a pipeline with a bad option fails at start with the field named', async () => {
       const p = new Pipeline('kafka-sink-bad-option')

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, onTestFailed, onTestFinished } from 'vitest'
-import { ConfigError, Pipeline } from '../../../index.ts'
+import { Pipeline } from '../../../index.ts'
 import { GeneratorSource, RedisSink, type RedisCommand } from '../../../processors/index.ts'
 import fc from 'fast-check'
 import { readCommittedState, readDeadLetters, removeDir, runFileToCompletion, runToCompletion, tempDataDir, type DeadLetter, type ProcessCrash, type ReadRecord } from '../../../testing/index.ts'
@@ -24,6 +24,7 @@ import { NatsBus } from '../../../runtime/control/nats/nats-bus.ts'
 import { assignmentMessage, type AssignmentMessage } from '../../../runtime/control/messages.ts'
 import { TestCluster } from '../../support/cluster.ts'
 import { requireService } from '../../support/services.ts'
+import { itRefusesOptions } from './fixtures/option-errors.ts'
 import { plannedKills, translateKill, type PlannedKill, type RunLeft } from './fixtures/sink-crash-plan.ts'
 import { freePort, sleep, startWeir, tempDirs, until } from '../../support/weir-cli.ts'
 import { eventCount, readProgress, readRedis, redisInputs, redisPipeline, removeKeys, type RedisInput } from './fixtures/redis-pipeline.ts'
@@ -239,19 +240,7 @@ describe.skipIf(!redis.available)('Redis sink', () => {
       ['batchRows 0', () => new RedisSink({ url: redis.url, batchRows: 0, commands }), 'batchRows'],
       ['a command timeout of 0', () => new RedisSink({ url: redis.url, commandTimeoutMs: 0, commands }), 'commandTimeoutMs'],
     ]
-    for (const [what, make, field] of cases) {
-      it(`refuses ${what} (${field})`, () => {
-        let thrown: unknown
-        try {
-          make()
-        } catch (err) {
-          thrown = err
-        }
-        expect(thrown).toBeInstanceOf(ConfigError)
-        expect((thrown as ConfigError).context.field).toBe(field)
-        expect((thrown as ConfigError).message.startsWith(`${field}: `)).toBe(true)
-      })
-    }
+    itRefusesOptions(cases)
 
     it('a pipeline with a bad option fails at start with the field named', async () => {
       const p = new Pipeline('redis-bad-option')
