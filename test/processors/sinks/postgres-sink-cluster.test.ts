@@ -2,7 +2,8 @@
  * The PostgreSQL sink on a real cluster with a zombie: the worker running sink actors is
  * paused (SIGSTOP) past its timeout while its actors move to the other worker, then resumed.
  * The tables hold every row once (appends not doubled, upserts and deletes as the input
- * says), and the zombie's sink actors were fenced after it resumed (logged).
+ * says), and the zombie's sink actors were fenced after it resumed (logged), by PostgreSQL
+ * refusing a write or by the pipe refusing a commit, whichever the zombie reached first.
  */
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -81,7 +82,9 @@ describe.skipIf(!kafka.available || !nats.available || !postgres.available)('Pos
     const fenced = readFileSync(zombie.logFile, 'utf8').split('\n').filter((l) => l.includes('actor fenced') && moved.some((x) => l.includes(`"actor":"${x}"`)) && Number(/"time":(\d+)/.exec(l)?.[1]) >= resumedAt)
     const byStore = fenced.filter((l) => l.includes('refused'))
     console.log(`${zombie.name} (sink actors ${moved.join(', ')}) paused ${((resumedAt - pausedAt) / 1000).toFixed(1)} s; fenced after it resumed: ${fenced.length} actors, ${byStore.length} of them by PostgreSQL refusing the write${byStore[0] === undefined ? '' : `: ${byStore[0].slice(0, 600)}`}`)
+    // Which fence comes first after SIGCONT is timing: a pending write meets the progress row's
+    // generation, a barrier meets the pipe's fenced producer. Both leave no row of the zombie's;
+    // the store's refusal alone is shown deterministically in postgres-sink.test.ts ('two instances').
     expect(fenced.length, `${zombie.name}'s sink actors were fenced after it resumed`).toBeGreaterThan(0)
-    expect(byStore.length, `${zombie.name}'s write was refused by the generation in the progress row, and logged`).toBeGreaterThan(0)
   }, 240_000)
 })
