@@ -38,4 +38,21 @@ export type { Faults } from './runtime/faults.ts'
 export type { Logger } from 'pino'
 export type { Registry as MetricsRegistry } from 'prom-client'
 export type { Codec, CodecName } from './runtime/codec.ts'
+/**
+ * Kafka's default partitioner: the partition a key's records go to (what `keyBy` and a Java
+ * producer do), for clients that route by key themselves.
+ *
+ * @example
+ * partitionForKey(Buffer.from('user-42'), 4) // 0..3
+ */
+export { partitionForKey } from './runtime/partitioner.ts'
+/**
+ * The rules of weir's HTTP endpoints, for sources and sinks that serve HTTP: an address other
+ * machines reach needs a token; tokens compare in constant time.
+ *
+ * @example
+ * checkPublicBinding(host, token, 'host', 'the tokenFile option')
+ * if (token !== undefined && !requestHasToken(req.headers, token)) return reply.code(401).send()
+ */
+export { checkPublicBinding, isLoopback, requestHasToken } from './runtime/http-token.ts'
 export { WeirError, ConfigError, ActorFencedError, DecodeError, ProcessingError, TopologyMismatchError, StateCorruptedError, PublishError, SinkError, SinkFencedError } from './runtime/errors.ts'

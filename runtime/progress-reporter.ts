@@ -183,6 +183,7 @@ export class ProgressReporter {
     }
     if (failure !== undefined) event.failure = failure
     if (s.waiting !== undefined) event.waiting = { ...s.waiting }
+    if (Object.keys(s.custom).length > 0) event.stats = { ...s.custom }
     this.lastSent.set(actor.id, now)
     this.bus.publish(this.subject.progress, event)
   }

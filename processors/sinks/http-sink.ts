@@ -14,12 +14,11 @@
  * while the endpoint does not take the requests the actor is held back (its next checkpoint
  * waits) and tells the monitor what it waits for.
  */
-import { readFileSync } from 'node:fs'
 import { Pool } from 'undici'
+import { readSecret, type SecretSource } from '../secrets.ts'
 import { ConfigError, Processor, WeirError, type CheckpointContext, type CommitContext, type Context, type LifecycleContext, type StreamRecord } from '../../index.ts'
 
-/** A header value read at start from the environment or a file, never written in the pipeline. */
-export type SecretSource = { env: string } | { file: string }
+export type { SecretSource }
 
 export interface HttpSinkOptions<T> {
   /** The endpoint: an http(s) URL, or where to read it (a URL holding a token is a secret). No user:password in it: use `secretHeaders`. */
@@ -325,19 +324,6 @@ function checkSource(field: string, source: unknown, stringAllowed: boolean): vo
   const s = source as Partial<{ env: unknown; file: unknown }> | null
   const ok = s !== null && typeof s === 'object' && (typeof s.env === 'string' && s.env !== '') !== (typeof s.file === 'string' && s.file !== '')
   if (!ok) throw new ConfigError(field, `must be ${stringAllowed ? "a URL string, " : ''}{ env: 'VARIABLE' } or { file: 'path' }, got ${JSON.stringify(source)}`)
-}
-
-function readSecret(field: string, source: SecretSource, workDir: string): string {
-  if ('env' in source) {
-    const value = process.env[source.env]
-    if (value === undefined || value === '') throw new ConfigError(field, `environment variable ${source.env} is not set`)
-    return value
-  }
-  try {
-    return readFileSync(source.file.startsWith('/') ? source.file : `${workDir}/${source.file}`, 'utf8').replace(/\r?\n$/, '')
-  } catch (err) {
-    throw new ConfigError(field, `cannot read ${source.file}: ${(err as Error).message}`)
-  }
 }
 
 function parseUrl(text: string): URL {

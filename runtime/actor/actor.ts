@@ -26,7 +26,7 @@ import { Outputs } from './outputs.ts'
 import { Publisher, type CheckpointRecord } from './publish.ts'
 import { purgeConsumed } from './purge.ts'
 import { prefetch, stateAccess, UnitScope } from './scope.ts'
-import { ACTOR_PREFIX, CHECKPOINT_RECORD, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
+import { ACTOR_PREFIX, CHECKPOINT_RECORD, keyedPrefix, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
 import { ActorWatermarks } from './watermark-marks.ts'
 
 export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
@@ -59,6 +59,8 @@ export interface ActorStats {
   checkpoints: number
   /** What the actor waits on now (`ctx.waitingOn`): an outside system that holds it back. */
   waiting: { on: string; message: string; since: number } | undefined
+  /** The stage's own figures (`ctx.reportStats`). */
+  custom: Record<string, number>
   /** Time processing was stopped at each barrier, ms (last 1024). */
   barrierStallsMs: number[]
   /** Time from commit start to pipe commit done, ms (last 1024). */
@@ -120,7 +122,7 @@ export class Actor {
   readonly id: string
   lifecycle: ActorLifecycle = 'restoring'
   readonly stats: ActorStats = {
-    recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, waiting: undefined, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0,
+    recordsIn: 0, recordsOut: 0, errors: 0, deadLettered: 0, lastEpoch: 0, checkpoints: 0, waiting: undefined, custom: {}, barrierStallsMs: [], commitMs: [], restoreMs: 0, replayedChangelogRecords: 0, lag: 0,
     lagByInput: {}, late: 0, watermark: -Infinity, watermarkChangedAt: undefined, idle: false, ingestHorizon: -Infinity, endToEndMs: undefined, lastCommitAt: undefined, processingUs: [], startedAt: Date.now(),
   }
 
@@ -213,6 +215,8 @@ export class Actor {
       pipeline: p, stage: deps.spec.name, partition: deps.partition, partitions: deps.spec.parallelism, log: this.log, sideOutputs: deps.spec.sideOutputs, workDir: deps.workDir ?? process.cwd(),
       deadLetter: (record, error, detail) => this.userDeadLetter(record, error, detail),
       waitingOn: (on, error) => this.waitingOn(on, error),
+      reportStats: (stats) => this.reportStats(stats),
+      wake: () => this.wake?.(),
     }
     this.onEpoch = hooks.onEpoch
     this.onFinished = hooks.onFinished
@@ -311,7 +315,10 @@ export class Actor {
       this.cache.get(ACTOR_PREFIX, WATERMARKS)?.value,
       this.isSource && this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true,
     )
-    this.ctx = new ActorContext(this.spec, this.partition, this.scope, this.outputs, this.timerService(), this.log, () => this.watermark, this.lifecycleCtx)
+    this.ctx = new ActorContext(this.spec, this.partition, this.scope, this.outputs, this.timerService(), this.log, () => this.watermark, this.lifecycleCtx, {
+      load: (keys) => prefetch(this.store, this.cache, this.processor.state.keyedNames, keys),
+      loaded: (key) => this.processor.state.keyedNames.every((name) => this.cache.has(keyedPrefix(name), key)),
+    })
     const stored = this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined
     for (const topic of this.inputTopics) {
       const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
@@ -745,6 +752,14 @@ export class Actor {
     const err = error instanceof WeirError ? error : new ProcessingError(`${this.spec.name}: ${(error as Error)?.message ?? String(error)}`, context, error)
     const raw: StoredRecord = { key, value, timestamp: record.timestamp, offset: origin?.offset ?? -1 }
     this.deadLetter(raw, origin?.topic ?? '', err, 1, { detail, lastOffset: read ? undefined : (record as DeadLetterRecord).origin?.lastOffset })
+  }
+
+  /** `ctx.reportStats`: the stage's own figures, carried by its progress events. */
+  private reportStats(stats: Readonly<Record<string, number>>): void {
+    for (const [name, value] of Object.entries(stats)) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw new WeirError('WEIR_STAT_VALUE', `stage ${this.spec.name}: ctx.reportStats: stat '${name}' is ${String(value)}, not a finite number`, { stage: this.spec.name, actor: this.id, field: name })
+      this.stats.custom[name] = value
+    }
   }
 
   /** `ctx.waitingOn`: an outside system holds the actor back (or, with undefined, no longer). */

@@ -112,6 +112,17 @@ export interface ActorReports {
    * ctx.waitingOn(undefined)                          // it answered
    */
   waitingOn(on: string | undefined, error?: unknown): void
+  /**
+   * Sets figures of the stage's own for the progress channel: every progress event of the
+   * actor carries the latest ones under `stats` (the monitor and `weir status` show them).
+   * Names are plain (`requests`, `rejected.413`, `ackMs.p99`); values are numbers. Each call
+   * replaces the names it gives and keeps the others; they reset when the actor restarts,
+   * as the runtime's own counters do.
+   *
+   * @example
+   * ctx.reportStats({ requests: this.requests, 'ackMs.p99': p99 })
+   */
+  reportStats(stats: Readonly<Record<string, number>>): void
 }
 
 /** What a processor can do while handling a record or a timer. */
@@ -157,6 +168,24 @@ export interface Context<Out> extends ActorReports {
 export interface SourceContext<Out> extends Context<Out> {
   /** This actor's share of the source: partition `partition` of `partitions`. */
   readonly partitions: number
+  /**
+   * Loads the keyed state of `keys` for `withKey` in this poll, in one batched read. A
+   * source's records do not come with keys the runtime could load state for beforehand, as
+   * it does for a processor's input; a source that keeps state per key of its own (an
+   * idempotency key, a device id) names the keys it is about to use.
+   *
+   * @example
+   * await ctx.loadKeys(batch.map((b) => b.id))
+   * for (const b of batch) ctx.withKey(b.id, () => this.seen.set(true))
+   */
+  loadKeys(keys: Iterable<string>): Promise<void>
+  /**
+   * Runs `fn` with keyed state and timers scoped to `key`, whose state `loadKeys` loaded in
+   * this poll (else it throws `WEIR_STATE_NOT_LOADED`). Timers registered in it fire
+   * `onTimer` with that key. Synchronous: state changes belong to the poll, committed or
+   * undone with what it emitted.
+   */
+  withKey<R>(key: string, fn: () => R): R
 }
 
 /** Hooks outside record processing. */
@@ -178,6 +207,15 @@ export interface LifecycleContext extends ActorReports {
    * this.target = resolve(ctx.workDir, this.options.path)
    */
   readonly workDir: string
+  /**
+   * Asks the actor to run now: a source that returned 'idle' from `poll` is polled again
+   * at once instead of after its back-off. For a source fed by callbacks outside `poll` (an
+   * HTTP server that got a request), so records do not wait out the back-off.
+   *
+   * @example
+   * server.on('request', (req) => { this.inbox.push(req); ctx.wake() })
+   */
+  wake(): void
 }
 
 /** What `onCheckpoint` sees: the barrier being taken. */

@@ -85,6 +85,8 @@ export const actorProgress = z.object({
    * (publisher's clock). The actor takes no checkpoint meanwhile. Absent from older publishers.
    */
   waiting: z.object({ on: z.string(), message: z.string(), since: z.number() }).optional(),
+  /** The stage's own figures (`ctx.reportStats`: an HTTP source's requests and rejections, say). Absent when it reports none, and from older publishers. */
+  stats: z.record(z.number()).optional(),
   /**
    * Present when the actor failed for good (its lifecycle is then 'failed'): it stopped
    * alone on this worker, its state kept, and runs nowhere until the coordinator moves it or

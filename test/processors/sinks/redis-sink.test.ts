@@ -141,7 +141,7 @@ describe.skipIf(!redis.available)('Redis sink', () => {
   it('two instances of one actor: the newer one\'s claim fences the older, whose write is refused (SinkFencedError) and applies no command; the newer writes on', async () => {
     const prefix = newPrefix('fence')
     const make = (): RedisSink<number> => new RedisSink<number>({ url: redis.url, keyPrefix: `${prefix}:`, progressPrefix: `${prefix}:progress`, commands: (r) => ({ op: 'incrby', key: 'total', by: r.value }) })
-    const ctx: LifecycleContext = { pipeline: 'fence', stage: 'sink', partition: 0, partitions: 1, log: pino({ level: 'silent' }), sideOutputs: [], workDir: tempDir(), deadLetter: () => undefined, waitingOn: () => undefined }
+    const ctx: LifecycleContext = { pipeline: 'fence', stage: 'sink', partition: 0, partitions: 1, log: pino({ level: 'silent' }), sideOutputs: [], workDir: tempDir(), deadLetter: () => undefined, waitingOn: () => undefined, reportStats: () => undefined, wake: () => undefined }
     const older = make()
     const newer = make()
     const write = (sink: RedisSink<number>, generation: number, by: number): Promise<unknown> => {

@@ -169,6 +169,6 @@ async function until(check: () => boolean, ms = 20_000): Promise<void> {
 function lifecycle(workDir: string): LifecycleContext {
   return {
     pipeline: 'p', stage: 'db', partition: 0, partitions: 1, log: pino({ level: 'silent' }), sideOutputs: [], workDir,
-    deadLetter: () => undefined, waitingOn: () => undefined,
+    deadLetter: () => undefined, waitingOn: () => undefined, reportStats: () => undefined, wake: () => undefined,
   }
 }
