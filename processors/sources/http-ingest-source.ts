@@ -149,8 +149,13 @@ export class HttpIngestSource extends Source<unknown> {
           : errorAnswer(422, 'WEIR_INGEST_KEY_REUSED', `Idempotency-Key '${key}' is in use by a request with another payload`))
         return false
       }
-      this.inFlightKeys.set(key, request.fingerprint)
     }
+    if (this.bytes > 0 && this.bytes + request.bytes > this.settings.maxInFlightBytes) {
+      this.count('rejected.429')
+      request.answer(errorAnswer(429, 'WEIR_INGEST_BUSY', `partition ${request.partition} of stream '${this.stream}' has ${this.bytes} bytes waiting for their checkpoint (at most ${this.settings.maxInFlightBytes}): retry later`, { partition: request.partition }, { 'retry-after': String(this.settings.retryAfterSeconds) }))
+      return false
+    }
+    if (key !== undefined) this.inFlightKeys.set(key, request.fingerprint)
     this.bytes += request.bytes
     this.queue.push(request)
     if (this.settings.ack === 'committed') {
@@ -336,7 +341,7 @@ function checkOptions(o: HttpIngestSourceOptions): Settings {
     ttlMs: int('idempotencyTtlMs', o.idempotencyTtlMs, 1, 30 * 24 * 3600_000, 24 * 3600_000),
     maxBodyBytes: int('maxBodyBytes', o.maxBodyBytes, 1, 1 << 30, 1 << 20),
     maxEventsPerRequest: int('maxEventsPerRequest', o.maxEventsPerRequest, 1, 1_000_000, 10_000),
-    maxInFlightBytes: int('maxInFlightBytes', o.maxInFlightBytes, 1, 1 << 40, 64 << 20),
+    maxInFlightBytes: int('maxInFlightBytes', o.maxInFlightBytes, 1, 2 ** 40, 64 << 20),
     ackTimeoutMs: int('ackTimeoutMs', o.ackTimeoutMs, 1, 3600_000, 30_000),
     retryAfterSeconds: int('retryAfterSeconds', o.retryAfterSeconds, 0, 3600, 1),
     key: o.key,

@@ -45,7 +45,7 @@ export interface IngestRequest {
 export interface IngestEndpoint {
   /** Bytes of requests taken and not yet answered. */
   readonly inFlightBytes: number
-  /** Takes the request, or answers it at once (409/422 for a key in flight) and returns false. */
+  /** Takes the request, or answers it at once (409/422 for a key in flight, 429 over its in-flight bytes) and returns false. */
   offer(request: IngestRequest): boolean
   /** A rejection before the actor saw the request, counted in its progress figures. */
   countRejection(status: number): void
@@ -173,6 +173,7 @@ class IngestServer {
     })
     app.setNotFoundHandler((req, reply) => send(reply, errorAnswer(404, 'WEIR_INGEST_NOT_FOUND', `no such endpoint: ${req.method} ${req.url} (POST /ingest/<stream>; streams here: ${[...this.routes.keys()].join(', ')})`)))
     app.post('/ingest/:stream', (req, reply) => this.ingest(req, reply))
+    app.get('/ingest/:stream', (req, reply) => this.describe(req, reply))
     app.post('/ingest/:stream/_end', (req, reply) => this.end(req, reply))
     this.app = app
     try {
@@ -196,6 +197,15 @@ class IngestServer {
     const route = this.routes.get(stream)
     if (route === undefined) void send(reply, errorAnswer(404, 'WEIR_INGEST_NO_STREAM', `no stream '${stream}' here (streams: ${[...this.routes.keys()].join(', ')})`))
     return route
+  }
+
+  /** What a load balancer's readiness check or a client routing by partition needs: which partitions are served here. */
+  private async describe(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!this.authorized(req, reply)) return
+    const route = this.route(req, reply)
+    if (route === undefined) return
+    const served = [...route.endpoints.keys()].sort((a, b) => a - b)
+    return send(reply, { status: 200, body: { stream: route.settings.stream, partitions: route.settings.partitions, servedHere: served, ended: route.ended } })
   }
 
   private async end(req: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -240,9 +250,6 @@ class IngestServer {
         return reject(errorAnswer(421, 'WEIR_INGEST_MOVED', `partition ${partition} of stream '${s.stream}' moved away from this server: send the request to the server that runs it now`, hint))
       }
       return reject(errorAnswer(503, 'WEIR_INGEST_NOT_SERVED', partition === undefined ? `no partition of stream '${s.stream}' runs here yet` : `partition ${partition} of stream '${s.stream}' does not run here (yet)`, hint, { 'retry-after': String(s.retryAfterSeconds) }))
-    }
-    if (endpoint.inFlightBytes > 0 && endpoint.inFlightBytes + body.length > s.maxInFlightBytes) {
-      return reject(errorAnswer(429, 'WEIR_INGEST_BUSY', `partition ${partition} of stream '${s.stream}' has ${endpoint.inFlightBytes} bytes waiting for their checkpoint (at most ${s.maxInFlightBytes}): retry later`, { partition }, { 'retry-after': String(s.retryAfterSeconds) }), endpoint)
     }
     const answered = new Promise<IngestAnswer>((resolve) => {
       let done = false
