@@ -50,6 +50,12 @@ export interface HttpIngestSourceOptions {
   ackTimeoutMs?: number
   /** Retry-After of 429 and 503 answers, s. Default 1. */
   retryAfterSeconds?: number
+  /**
+   * The other servers of this stream in a cluster (base URLs, e.g. `http://10.0.0.2:8080`;
+   * this server's own may be among them). A request whose partition runs on another server
+   * gets 421 with `Location` naming it (found by asking the peers which partitions they serve).
+   */
+  peers?: string[]
   /** Accept `POST /ingest/<stream>/_end`, after which the source finishes once what it took is committed (bounded runs and tests). Default false. */
   acceptEnd?: boolean
 }
@@ -333,6 +339,16 @@ function checkOptions(o: HttpIngestSourceOptions): Settings {
   if (o.ack !== undefined && o.ack !== 'committed' && o.ack !== 'received') throw new ConfigError('ack', `must be 'committed' or 'received', got ${JSON.stringify(o.ack)}`)
   if (o.idempotencyKey !== undefined && o.idempotencyKey !== 'optional' && o.idempotencyKey !== 'required') throw new ConfigError('idempotencyKey', `must be 'optional' or 'required', got ${JSON.stringify(o.idempotencyKey)}`)
   if (o.acceptEnd !== undefined && typeof o.acceptEnd !== 'boolean') throw new ConfigError('acceptEnd', 'must be true or false')
+  const peers = (o.peers ?? []).map((peer, i) => {
+    let url: URL
+    try {
+      url = new URL(peer)
+    } catch {
+      throw new ConfigError(`peers[${i}]`, `is not a URL: ${JSON.stringify(peer)}`)
+    }
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.username !== '' || url.password !== '') throw new ConfigError(`peers[${i}]`, `must be an http(s) base URL without a path or credentials, got ${JSON.stringify(peer)}`)
+    return url.origin
+  })
   return {
     host: o.host ?? '127.0.0.1',
     port,
@@ -347,5 +363,6 @@ function checkOptions(o: HttpIngestSourceOptions): Settings {
     key: o.key,
     timestampField: o.timestampField,
     acceptEnd: o.acceptEnd ?? false,
+    peers,
   }
 }

@@ -64,6 +64,8 @@ export interface StreamSettings {
   readonly retryAfterSeconds: number
   /** `POST /ingest/<stream>/_end` is taken. */
   readonly acceptEnd: boolean
+  /** The other servers of the stream (their base URLs): asked which serves a partition not served here, for the 421's Location. */
+  readonly peers: readonly string[]
 }
 
 /** What every stream bound to one address must agree on. */
@@ -199,6 +201,36 @@ class IngestServer {
     return route
   }
 
+  private peerViews = new Map<string, { at: number; view: Promise<Map<number, string>> }>()
+
+  /** The peer serving `partition` of the stream, as the peers said within the last second. */
+  private async peerServing(route: StreamRoute, partition: number): Promise<string | undefined> {
+    if (route.settings.peers.length === 0) return undefined
+    const id = route.settings.stream
+    let cached = this.peerViews.get(id)
+    if (cached === undefined || Date.now() - cached.at > 1000) {
+      cached = { at: Date.now(), view: this.askPeers(route) }
+      this.peerViews.set(id, cached)
+    }
+    return (await cached.view).get(partition)
+  }
+
+  private async askPeers(route: StreamRoute): Promise<Map<number, string>> {
+    const view = new Map<number, string>()
+    const headers: Record<string, string> = this.settings.token === undefined ? {} : { authorization: `Bearer ${this.settings.token}` }
+    await Promise.all(route.settings.peers.map(async (peer) => {
+      try {
+        const r = await fetch(`${peer}/ingest/${encodeURIComponent(route.settings.stream)}`, { headers, signal: AbortSignal.timeout(500) })
+        if (!r.ok) return
+        const body = (await r.json()) as { servedHere?: number[] }
+        for (const p of body.servedHere ?? []) view.set(p, peer)
+      } catch {
+        // A peer that does not answer serves nothing we can send a client to.
+      }
+    }))
+    return view
+  }
+
   /** What a load balancer's readiness check or a client routing by partition needs: which partitions are served here. */
   private async describe(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!this.authorized(req, reply)) return
@@ -246,10 +278,15 @@ class IngestServer {
     if (endpoint === undefined) {
       const served = [...route.endpoints.keys()].sort((a, b) => a - b)
       const hint = { partition: partition ?? null, partitions: s.partitions, servedHere: served }
-      if (partition !== undefined && route.servedBefore.has(partition)) {
-        return reject(errorAnswer(421, 'WEIR_INGEST_MOVED', `partition ${partition} of stream '${s.stream}' moved away from this server: send the request to the server that runs it now`, hint))
+      const peer = partition === undefined ? undefined : await this.peerServing(route, partition)
+      if (peer !== undefined) {
+        const location = `${peer}/ingest/${encodeURIComponent(s.stream)}`
+        return reject(errorAnswer(421, 'WEIR_INGEST_MISDIRECTED', `partition ${partition} of stream '${s.stream}' is served by ${peer}: send the request there`, { ...hint, location }, { location }))
       }
-      return reject(errorAnswer(503, 'WEIR_INGEST_NOT_SERVED', partition === undefined ? `no partition of stream '${s.stream}' runs here yet` : `partition ${partition} of stream '${s.stream}' does not run here (yet)`, hint, { 'retry-after': String(s.retryAfterSeconds) }))
+      if (partition !== undefined && route.servedBefore.has(partition)) {
+        return reject(errorAnswer(421, 'WEIR_INGEST_MOVED', `partition ${partition} of stream '${s.stream}' moved away from this server${s.peers.length > 0 ? ' and none of its peers serves it now' : ''}: send the request to the server that runs it now`, hint, { 'retry-after': String(s.retryAfterSeconds) }))
+      }
+      return reject(errorAnswer(503, 'WEIR_INGEST_NOT_SERVED', partition === undefined ? `no partition of stream '${s.stream}' runs here yet` : `partition ${partition} of stream '${s.stream}' does not run here${s.peers.length > 0 ? ' nor at a peer' : ''} (yet)`, hint, { 'retry-after': String(s.retryAfterSeconds) }))
     }
     const answered = new Promise<IngestAnswer>((resolve) => {
       let done = false

@@ -205,7 +205,7 @@ describe('HttpIngestSource', () => {
   describe('partitions this process does not serve', () => {
     it('503 with a hint for a partition never served here, 421 for one that moved away', async () => {
       const port = await freePort()
-      const settings: StreamSettings = { stream: 's', partitions: 2, maxBodyBytes: 10_000, maxEventsPerRequest: 100, maxInFlightBytes: 10_000, key: undefined, timestampField: undefined, idempotencyKey: 'optional', retryAfterSeconds: 2, acceptEnd: false }
+      const settings: StreamSettings = { stream: 's', partitions: 2, maxBodyBytes: 10_000, maxEventsPerRequest: 100, maxInFlightBytes: 10_000, key: undefined, timestampField: undefined, idempotencyKey: 'optional', retryAfterSeconds: 2, acceptEnd: false, peers: [] }
       const taken: IngestRequest[] = []
       const endpoint = (): IngestEndpoint => ({ inFlightBytes: 0, offer: (r) => (taken.push(r), r.answer({ status: 200, body: { took: r.partition } }), true), countRejection: () => undefined })
       const server = serverFor({ host: '127.0.0.1', port, token: undefined, tls: undefined }, pino({ level: 'silent' }))
@@ -239,6 +239,7 @@ describe('HttpIngestSource', () => {
       ['a zero TTL', make({ idempotencyTtlMs: 0 }), 'idempotencyTtlMs'],
       ['a stream name with a slash', make({ stream: 'a/b' }), 'stream'],
       ['TLS without a key file', make({ tls: { certFile: 'c.pem' } }), 'tls'],
+      ['a peer with a path', make({ peers: ['http://127.0.0.1:8081/ingest'] }), 'peers[0]'],
     ])
     it('a public address without a token is refused when the actor opens (host)', async () => {
       const dir = tempDataDir('weir-ingest-host-')
