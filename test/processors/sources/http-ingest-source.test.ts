@@ -6,7 +6,10 @@
  * options refused naming the field. The recovery property (SIGKILLs) is in
  * http-ingest-recovery.test.ts.
  */
+import { readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
+import { join } from 'node:path'
+import { Agent, request as undiciRequest } from 'undici'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { partitionForKey, startEmbedded, type RunningPipeline } from '../../../index.ts'
@@ -14,6 +17,7 @@ import { HttpIngestSource, type AckBody } from '../../../processors/index.ts'
 import { serverFor, type IngestEndpoint, type IngestRequest, type StreamSettings } from '../../../processors/sources/http-ingest/server.ts'
 import { readStageOutput, removeDir, tempDataDir } from '../../../testing/index.ts'
 import { itRefusesOptions } from '../../support/option-errors.ts'
+import { makeTlsFiles } from '../../support/nats-server.ts'
 import { freePort, sleep } from '../../support/weir-cli.ts'
 import { ingestPipeline, type IngestParams } from './fixtures/http-ingest-pipeline.ts'
 
@@ -200,6 +204,35 @@ describe('HttpIngestSource', () => {
     expect(a.body).toMatchObject({ status: 'received', events: 3 })
     expect((await post(s.port, events(3), { 'idempotency-key': 'r' })).status).toBe(202)
     expect(await s.end()).toHaveLength(3)
+  })
+
+  it('serves HTTPS with the given certificate: a client trusting its CA gets the 200, a plain-HTTP request gets no answer', async () => {
+    const dir = tempDataDir('weir-ingest-tls-')
+    cleanups.push(() => removeDir(dir))
+    const tls = makeTlsFiles(dir)
+    const port = await freePort()
+    const { Pipeline } = await import('../../../index.ts')
+    const p = new Pipeline('ingest-tls')
+    p.source('events', () => new HttpIngestSource({ port, tls: { certFile: tls.serverCert, keyFile: tls.serverKey }, acceptEnd: true }))
+    const run = await startEmbedded(p, { dataDir: join(dir, 'data'), epochIntervalMs: 50, log: pino({ level: 'silent' }) })
+    const agent = new Agent({ connect: { ca: readFileSync(tls.ca) } })
+    cleanups.push(() => agent.close())
+    const deadline = Date.now() + 20_000
+    let answer: { statusCode: number; body: { json(): Promise<unknown> } } | undefined
+    while (answer === undefined) {
+      try {
+        answer = await undiciRequest(`https://127.0.0.1:${port}/ingest/events`, { method: 'POST', body: '[{"a":1}]', headers: { 'content-type': 'application/json' }, dispatcher: agent })
+      } catch (err) {
+        if (Date.now() > deadline || !/ECONNREFUSED/.test(String((err as Error).message))) throw err
+        await sleep(50)
+      }
+    }
+    expect(answer.statusCode).toBe(200)
+    expect(await answer.body.json()).toMatchObject({ status: 'committed', events: 1 })
+    await expect(fetch(`http://127.0.0.1:${port}/ingest/events`, { method: 'POST', body: '[]', signal: AbortSignal.timeout(3000) })).rejects.toThrow()
+    expect((await undiciRequest(`https://127.0.0.1:${port}/ingest/events/_end`, { method: 'POST', dispatcher: agent })).statusCode).toBe(200)
+    await run.done
+    expect(await readStageOutput(p, join(dir, 'data'), 'events')).toHaveLength(1)
   })
 
   describe('partitions this process does not serve', () => {
