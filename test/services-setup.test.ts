@@ -225,4 +225,10 @@ describe('scripts/services.sh check', () => {
     )
     expect(asNobody.code).toBe(1)
   })
+
+  it('s3 is ready where Go is, and says that its first start builds versitygw', async () => {
+    const fresh = await servicesCheck(['s3'], { WEIR_VERSITYGW_CACHE_DIR: join(work, 'versitygw-cache') })
+    expect(fresh.stdout).toBe('s3        ready | its first start builds versitygw 1.7.0 with Go (about 75 s)\n')
+    expect(fresh.code).toBe(0)
+  })
 })
