@@ -207,7 +207,8 @@ export class FileSetSource<T = unknown> extends Source<T> {
         this.reading?.lines.close()
         this.reading = undefined
         const opened = await this.store!.open(object, at.offset)
-        if (opened.kind !== 'stream') return this.refuse(job, object, opened.kind === 'changed' ? opened.current : null, ctx)
+        // The progress of this poll so far commits with the refusal: its records were emitted.
+        if (opened.kind !== 'stream') return this.refuse({ ...job, at, done, emitted, deadLetters }, object, opened.kind === 'changed' ? opened.current : null, ctx)
         const lines = new LineReader(opened.body, at.offset, this.maxLineBytes)
         this.reading = { object: at.object, lines, records: new RecordReader(lines, this.options.format, at.line, at.columns, this.options.csvDelimiter ?? ',', this.maxLineBytes) }
       }

@@ -117,11 +117,13 @@ describe('FileSetSource over a directory', () => {
   })
 
   it('refuses an object changed under the same run id, naming it and both ETags; the job shows failed; restored, the rerun goes on', async () => {
-    const a = Array.from({ length: 40 }, (_, i) => JSON.stringify({ n: i })).join('\n')
+    const a = Array.from({ length: 42 }, (_, i) => JSON.stringify({ n: i })).join('\n')
     const b = '{"n":100}\n'
     const { dir, dataDir } = setup({ 'a.jsonl': a, 'b.jsonl': b })
     const params: FileSetParams = { dir, run: 'r1', linesPerPoll: 5 }
-    // Killed while reading a.jsonl (its 3rd poll), then b.jsonl changes before the rerun.
+    // Killed while reading a.jsonl (its 3rd poll), then b.jsonl changes before the rerun. The
+    // poll that reads a.jsonl's last 2 lines opens b.jsonl and is refused: those 2 lines are
+    // emitted, so the position after them commits with the refusal (restored, b is read, a's lines are not again).
     await killedAt(params, dataDir, 3)
     writeObjects(dir, { 'b.jsonl': '{"n":101}\n' })
     const err = await runToCompletion(fileSetPipeline(params), { dataDir }).then(() => undefined, (e: unknown) => e)
@@ -131,11 +133,11 @@ describe('FileSetSource over a directory', () => {
     expect(changed.context).toMatchObject({ object: 'b.jsonl', pinned: await sha256(b), current: await sha256('{"n":101}\n'), run: 'r1' })
     expect(await jobOf(params, dataDir)).toMatchObject({ status: 'failed', failure: { code: 'WEIR_FILESET_OBJECT_CHANGED', object: 'b.jsonl' } })
     // Nothing of the changed object was emitted; a.jsonl was, once.
-    expect((await outputOf(params, dataDir)).map(([, v]) => v)).toEqual(Array.from({ length: 40 }, (_, i) => ({ n: i })))
+    expect((await outputOf(params, dataDir)).map(([, v]) => v)).toEqual(Array.from({ length: 42 }, (_, i) => ({ n: i })))
     writeObjects(dir, { 'b.jsonl': b })
     await runToCompletion(fileSetPipeline(params), { dataDir })
-    expect((await outputOf(params, dataDir)).map(([, v]) => v)).toEqual([...Array.from({ length: 40 }, (_, i) => ({ n: i })), { n: 100 }])
-    expect(await jobOf(params, dataDir)).toMatchObject({ status: 'finished', emitted: 41 })
+    expect((await outputOf(params, dataDir)).map(([, v]) => v)).toEqual([...Array.from({ length: 42 }, (_, i) => ({ n: i })), { n: 100 }])
+    expect(await jobOf(params, dataDir)).toMatchObject({ status: 'finished', emitted: 43 })
   })
 
   it('refuses an object that vanished under the same run id, naming it and its pinned ETag', async () => {
