@@ -7,8 +7,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ConfigError } from '../../../index.ts'
-import { FileSetJobUnfinishedError, FileSetObjectChangedError, FileSetObjectVanishedError, FileSetSource, type FileSetJobState } from '../../../processors/index.ts'
+import { ConfigError, Pipeline, Processor, type Context, type StreamRecord } from '../../../index.ts'
+import { EVENT_ID_HEADER, FileSetJobUnfinishedError, FileSetObjectChangedError, FileSetObjectVanishedError, FileSetSource, type FileSetJobState } from '../../../processors/index.ts'
 import { readCommittedState, readDeadLetters, readStageOutput, removeTempDirs, runPipelineFile, runToCompletion, tempDataDir } from '../../../testing/index.ts'
 import { itRefusesOptions } from '../sinks/fixtures/option-errors.ts'
 import { fileSetPipeline, type FileSetParams } from './fixtures/file-set-pipeline.ts'
@@ -40,9 +40,10 @@ async function jobOf(params: FileSetParams, dataDir: string, partition = 0): Pro
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'file-set-pipeline.ts')
 
-/** Runs the job in a child process SIGKILLed at its source's poll `polls` + 1, after a checkpoint commit or more (epochs of 10 ms, polls slowed down). */
+/** Runs the job in a child process SIGKILLed at its source's poll `polls` + 1, after a checkpoint commit or more. */
 async function killedAt(params: FileSetParams, dataDir: string, polls: number): Promise<void> {
-  const r = await runPipelineFile(FIXTURE, { dataDir, params: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, String(v)])), crashAt: { point: 'source-poll', hit: 1, afterPolls: polls }, epochIntervalMs: 10, env: { WEIR_MAX_BATCH: '1' } })
+  // Polls 30 ms apart with 10 ms epochs: the first checkpoints commit (in the background) before the kill.
+  const r = await runPipelineFile(FIXTURE, { dataDir, params: Object.fromEntries(Object.entries({ ...params, pollDelayMs: 30 }).map(([k, v]) => [k, String(v)])), crashAt: { point: 'source-poll', hit: 1, afterPolls: polls }, epochIntervalMs: 10, env: { WEIR_MAX_BATCH: '1' } })
   expect(r.signal, r.stderr).toBe('SIGKILL')
   const job = await jobOf(params, dataDir)
   expect(job?.status, 'a checkpoint of the job committed before the kill').toMatch(/listed|running/)
@@ -91,6 +92,26 @@ describe('FileSetSource over a directory', () => {
     ])
     const dead = await readDeadLetters(fileSetPipeline(params), dataDir, 'files')
     expect(dead.map((d) => [d.value.value?.toString(), (d.value.detail as { line: number }).line, d.value.error.message])).toEqual([['2,bob', 4, expect.stringContaining('the row has 2 fields, the header has 3')]])
+  })
+
+  it('dead-letters a line longer than maxLineBytes with its first bytes, and reads on after it; eventId header keeps the id in weir-event-id', async () => {
+    const text = `{"n":1}\n{"n":"${'y'.repeat(5000)}"}\n{"n":3}\n`
+    const { dir, dataDir } = setup({ 'a.jsonl': text })
+    const p = new Pipeline('fileset-long')
+    p.source('files', () => new FileSetSource({ directory: dir, run: 'r', format: 'jsonl', maxLineBytes: 64, eventId: 'header', key: (v) => String((v as { n: number }).n) }))
+      .process('ids', () => new (class extends Processor<unknown, string> {
+        onRecord(r: StreamRecord<unknown>, ctx: Context<string>): void {
+          ctx.emit(r.key, r.headers[EVENT_ID_HEADER]!.toString())
+        }
+      })())
+    await runToCompletion(p, { dataDir })
+    const out = await readStageOutput(p, dataDir, 'files')
+    expect(out.map((r) => [r.key, r.value])).toEqual([['1', { n: 1 }], ['3', { n: 3 }]])
+    const e = await sha256(text)
+    expect((await readStageOutput(p, dataDir, 'ids')).map((r) => [r.key, r.value])).toEqual([['1', `r:a.jsonl:${e}:1`], ['3', `r:a.jsonl:${e}:3`]])
+    const dead = await readDeadLetters(p, dataDir, 'files')
+    expect(dead.map((d) => [d.value.value?.toString(), (d.value.detail as { line: number }).line])).toEqual([[`{"n":"${'y'.repeat(58)}`, 2]])
+    expect(dead[0]!.value.error.message).toContain('longer than maxLineBytes (64)')
   })
 
   it('a rerun of a finished run id emits nothing and ends at once; a new run id is a new job over the new listing, the old one kept as history', async () => {
