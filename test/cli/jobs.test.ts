@@ -8,10 +8,12 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { JobsReport } from '../../cli/jobs.ts'
+import { requireService } from '../support/services.ts'
 import { tempDirs, weir } from '../support/weir-cli.ts'
 
 const FIXTURE = join(import.meta.dirname, '..', 'processors', 'sources', 'fixtures', 'file-set-pipeline.ts')
 const tempDir = tempDirs('weir-jobs-')
+const kafka = await requireService('kafka')
 
 function lines(n: number, tag: string): string {
   return Array.from({ length: n }, (_, i) => JSON.stringify({ tag, i })).join('\n') + '\n'
@@ -38,8 +40,9 @@ describe('weir jobs', () => {
     expect((await run('r1')).code).toBe(0)
     expect(await states()).toEqual([['r1', 'finished', '1/1', 5]])
 
-    // The first poll lists and commits at once; killed at the second (the first read), before it commits.
-    const listed = await run('r2', { WEIR_CRASH_AT: 'source-poll:2' })
+    // The first poll lists and commits at once (the second waits 100 ms first, so that commit
+    // lands); killed at the second (the first read), before it commits.
+    const listed = await run('r2', { WEIR_CRASH_AT: 'source-poll:2' }, ['--param', 'pollDelayMs=100'])
     expect(listed.signal).toBe('SIGKILL')
     expect(await states()).toEqual([['r1', 'finished', '1/1', 5], ['r2', 'listed', '0/2', 0]])
 
@@ -79,4 +82,21 @@ describe('weir jobs', () => {
     expect(other.code).toBe(2)
     expect(other.stderr).toContain('has no FileSetSource stage')
   }, 60_000)
+
+  it.skipIf(!kafka.available)('reads the committed state from Kafka with --pipe kafka://…', async () => {
+    const base = tempDir()
+    const objects = join(base, 'objects')
+    mkdirSync(join(objects, 'k1'), { recursive: true })
+    writeFileSync(join(objects, 'k1', 'a.jsonl'), lines(7, 'k1'))
+    const name = `jobs-${process.pid}-${Date.now()}`
+    const pipe = `kafka://${kafka.url.replace(/^kafka:\/\//, '')}`
+    const params = ['--param', `name=${name}`, '--param', `dir=${objects}`, '--param', 'run=k1', '--param', 'prefix={run}/']
+    const ran = await weir(['run', FIXTURE, '--pipe', pipe, '--data-dir', join(base, 'data'), '-q', ...params])
+    expect(ran.code, ran.stderr).toBe(0)
+    const out = await weir(['jobs', FIXTURE, '--pipe', pipe, '--data-dir', join(base, 'data'), '--json', ...params])
+    expect(out.code, out.stderr).toBe(0)
+    const report = JSON.parse(out.stdout) as JobsReport
+    expect(report.source).toBe(pipe)
+    expect(report.stages[0]!.runs.map((r) => [r.run, r.state, r.objects.done, r.records])).toEqual([['k1', 'finished', 1, 7]])
+  }, 120_000)
 })
