@@ -269,7 +269,7 @@ export class FileSetSource<T = unknown> extends Source<T> {
   }
 }
 
-function openStore(options: FileSetSourceOptions<never> | FileSetSourceOptions<unknown>, workDir: string): ObjectStore {
+function openStore<T>(options: FileSetSourceOptions<T>, workDir: string): ObjectStore {
   if (options.directory !== undefined) {
     const root = resolve(workDir, options.directory)
     if (!existsSync(root) || !statSync(root).isDirectory()) throw new ConfigError('directory', `${root} is not a directory`)
@@ -301,7 +301,7 @@ function readSecret(field: string, source: SecretSource, workDir: string): strin
   }
 }
 
-function checkOptions(o: FileSetSourceOptions<never> | FileSetSourceOptions<unknown>): void {
+function checkOptions<T>(o: FileSetSourceOptions<T>): void {
   if (o === null || typeof o !== 'object') throw new ConfigError('options', 'FileSetSource takes an options object')
   for (const k of Object.keys(o)) if (!OPTION_NAMES.includes(k)) throw new ConfigError(k, `is not an option of FileSetSource (options: ${OPTION_NAMES.join(', ')})`)
   if ((o.directory === undefined) === (o.s3 === undefined)) throw new ConfigError('directory', 'give exactly one of directory (a local directory) and s3 (a bucket)')
