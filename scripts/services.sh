@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Real services on 127.0.0.1 for weir's integration tests: Kafka (one KRaft node), NATS with
-# JetStream, PostgreSQL, Redis and MariaDB. Installs what is missing (Debian packages, the
-# Kafka jars from Maven Central), keeps every service's data, logs and pid file under one
+# JetStream, PostgreSQL, Redis, MariaDB and an S3-compatible object store (versitygw over a
+# directory). Installs what is missing (Debian packages, the Kafka jars from Maven Central,
+# versitygw built with Go), keeps every service's data, logs and pid file under one
 # directory, and `down` removes it. Running `up` twice is safe: a service whose port already
 # answers is left alone.
 #
-#   scripts/services.sh up [SERVICE...]       start all five, or the ones named
+#   scripts/services.sh up [SERVICE...]       start all six, or the ones named
 #   scripts/services.sh down                  stop them (SIGTERM, then SIGKILL) and remove the data dir
 #   scripts/services.sh status [SERVICE...]   one line each; exits 1 when one does not answer
 #   scripts/services.sh check [SERVICE...]    whether `up` could start each here (starts and installs
@@ -16,20 +17,33 @@
 #                                             `up` starts them again on the same data
 #   scripts/services.sh start-kafka | stop-kafka | restart-kafka
 #
-# SERVICE is kafka, nats, postgres, redis or mariadb. Environment:
+# SERVICE is kafka, nats, postgres, redis, mariadb or s3. Environment:
 #   WEIR_SERVICES_DIR     the data dir (default <repo>/.services; when PostgreSQL's and
 #                         MariaDB's users cannot reach it, /var/tmp/weir-services-<hash>)
 #   WEIR_KAFKA_CACHE_DIR  where the Kafka jars are kept between runs (~/.cache/weir/kafka-3.9.1)
+#   WEIR_VERSITYGW_CACHE_DIR  where the versitygw binary is kept (~/.cache/weir/versitygw-1.7.0)
 #   the URLs of test/support/services.ts (WEIR_KAFKA_BROKERS, WEIR_NATS_URL,
-#   WEIR_POSTGRES_URL, WEIR_REDIS_URL, WEIR_MARIADB_URL): each service listens on its URL's
-#   port; WEIR_KAFKA_CONTROLLER_PORT (9093) and WEIR_NATS_MONITOR_PORT (8222) set the others.
+#   WEIR_POSTGRES_URL, WEIR_REDIS_URL, WEIR_MARIADB_URL, WEIR_S3_URL): each service listens
+#   on its URL's port; WEIR_KAFKA_CONTROLLER_PORT (9093) and WEIR_NATS_MONITOR_PORT (8222)
+#   set the others. S3's root credentials are WEIR_S3_ACCESS_KEY (weir) and
+#   WEIR_S3_SECRET_KEY (weirweirweir); its region is us-east-1, its addressing path-style.
 # shellcheck disable=SC2016  # single-quoted scripts for `bash -c`, literal backquotes
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ALL_SERVICES=(kafka nats postgres redis mariadb)
+ALL_SERVICES=(kafka nats postgres redis mariadb s3)
 KAFKA_VERSION=3.9.1
 KAFKA_CACHE=${WEIR_KAFKA_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/weir/kafka-$KAFKA_VERSION}
+# The S3 server is versitygw (Versity S3 Gateway, Apache-2.0): a real S3 API over a plain
+# directory, built from its Go module. Chosen over SeaweedFS (the other permissively licensed
+# S3 server the Go module proxy serves; MinIO is AGPL, gofakes3 is a fake) because it builds
+# with `go install` from a clean module cache in about 75 s on 2 cores (SeaweedFS: its go.mod
+# has replace directives, so no `go install`, and its build took 7 min and 2 GB of modules),
+# is one 51 MB binary (SeaweedFS: 233 MB), answers in 0.3 s, and keeps each object as a file
+# (ETag, an MD5 of the content, in an extended attribute), which is all FileSetSource needs:
+# ListObjectsV2 with prefix and continuation, GetObject with Range, HeadObject, PutObject.
+VERSITYGW_VERSION=1.7.0
+VERSITYGW_CACHE=${WEIR_VERSITYGW_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/weir/versitygw-$VERSITYGW_VERSION}
 MARKER=.weir-services   # marks a data dir as ours: `down` removes no other directory
 
 log() { printf '%s\n' "$*" >&2; }
@@ -55,6 +69,9 @@ NATS_URL=${WEIR_NATS_URL:-nats://127.0.0.1:4222}
 POSTGRES_URL=${WEIR_POSTGRES_URL:-postgres://weir:weir@127.0.0.1:5432/weir}
 REDIS_URL=${WEIR_REDIS_URL:-redis://127.0.0.1:6379}
 MARIADB_URL=${WEIR_MARIADB_URL:-mysql://weir:weir@127.0.0.1:3306/weir}
+S3_URL=${WEIR_S3_URL:-http://127.0.0.1:9000}
+S3_ACCESS_KEY=${WEIR_S3_ACCESS_KEY:-weir}
+S3_SECRET_KEY=${WEIR_S3_SECRET_KEY:-weirweirweir}
 KAFKA_PORT=$(url_port "$KAFKA_URL")
 KAFKA_CONTROLLER_PORT=${WEIR_KAFKA_CONTROLLER_PORT:-9093}
 NATS_PORT=$(url_port "$NATS_URL")
@@ -62,11 +79,12 @@ NATS_MONITOR_PORT=${WEIR_NATS_MONITOR_PORT:-8222}
 POSTGRES_PORT=$(url_port "$POSTGRES_URL")
 REDIS_PORT=$(url_port "$REDIS_URL")
 MARIADB_PORT=$(url_port "$MARIADB_URL")
+S3_PORT=$(url_port "$S3_URL")
 
 service_port() {
   case $1 in
     kafka) echo "$KAFKA_PORT" ;; nats) echo "$NATS_PORT" ;; postgres) echo "$POSTGRES_PORT" ;;
-    redis) echo "$REDIS_PORT" ;; mariadb) echo "$MARIADB_PORT" ;;
+    redis) echo "$REDIS_PORT" ;; mariadb) echo "$MARIADB_PORT" ;; s3) echo "$S3_PORT" ;;
   esac
 }
 
@@ -74,6 +92,7 @@ service_url() {
   case $1 in
     kafka) echo "$KAFKA_URL" ;; nats) echo "$NATS_URL (monitor http://127.0.0.1:$NATS_MONITOR_PORT)" ;;
     postgres) echo "$POSTGRES_URL" ;; redis) echo "$REDIS_URL" ;; mariadb) echo "$MARIADB_URL" ;;
+    s3) echo "$S3_URL (key $S3_ACCESS_KEY)" ;;
   esac
 }
 
@@ -271,11 +290,55 @@ kafka_libs() {
   mv "$tmp" "$libs"
 }
 
-# Installs what the named services need. The Kafka download runs beside apt-get.
+# The Go command: on PATH, or where the official archive puts it (a root shell's PATH may
+# lack /usr/local/go/bin).
+go_cmd() {
+  if have go; then command -v go
+  elif [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go
+  else return 1; fi
+}
+
+# Why this machine's Go cannot build versitygw (nothing: it can). versitygw 1.7.0 needs Go
+# 1.25; a Go from 1.21 on fetches that toolchain from the Go module proxy by itself (Debian
+# 12's golang-go is 1.19, too old for either, so `up` does not install it).
+go_blocker() {
+  local go version minor
+  go=$(go_cmd) || { echo "go not found (builds versitygw $VERSITYGW_VERSION once)"; return; }
+  version=$("$go" env GOVERSION 2>/dev/null) || version=unknown
+  minor=$(sed -n 's/^go1\.\([0-9]*\).*/\1/p' <<<"$version")
+  [[ -n $minor ]] && ((minor >= 21)) || echo "$go is $version; versitygw needs Go 1.21 or newer (it fetches 1.25 itself)"
+}
+
+# The versitygw binary, built once into the cache by `go install` from its module (the Go
+# module proxy), stripped; the module and build caches are Go's own, so a rebuild is quick.
+versitygw_bin() {
+  local bin=$VERSITYGW_CACHE/bin/versitygw build_log=$DIR/s3-build.log tmp go t0
+  [[ -x $bin ]] && return 0
+  go=$(go_cmd) || { log "s3 needs Go to build versitygw"; return 1; }
+  mkdir -p "$VERSITYGW_CACHE"
+  tmp=$(mktemp -d "$VERSITYGW_CACHE/bin.XXXXXX") && chmod 755 "$tmp"
+  log "building versitygw $VERSITYGW_VERSION with $("$go" env GOVERSION) into $VERSITYGW_CACHE/bin (about 75 s from a clean module cache)"
+  t0=$(now)
+  if ! GOBIN=$tmp GOFLAGS=-modcacherw "$go" install -trimpath -ldflags='-s -w'     "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION" >"$build_log" 2>&1 9>&-     || [[ ! -x $tmp/versitygw ]]; then
+    log "building versitygw failed; the end of $build_log:"
+    tail -n 30 "$build_log" >&2
+    rm -rf "$tmp"
+    return 1
+  fi
+  log "built versitygw in $(since "$t0")"
+  rm -rf "$VERSITYGW_CACHE/bin"
+  mv "$tmp" "$VERSITYGW_CACHE/bin"
+}
+
+# Installs what the named services need. The Kafka download and the versitygw build run
+# beside apt-get.
 install_prerequisites() {
-  local packages fetch_pid="" status=0
+  local packages fetch_pid="" build_pid="" status=0
   [[ " $* " == *" kafka "* ]] && have mvn && have java && [[ ! -f $KAFKA_CACHE/libs/.complete ]] && {
     kafka_libs & fetch_pid=$!
+  }
+  [[ " $* " == *" s3 "* && ! -x $VERSITYGW_CACHE/bin/versitygw ]] && go_cmd >/dev/null && {
+    versitygw_bin & build_pid=$!
   }
   mapfile -t packages < <(missing_packages "$@")
   if ((${#packages[@]})); then
@@ -283,6 +346,7 @@ install_prerequisites() {
     install_packages "${packages[@]}" || status=1
   fi
   if [[ -n $fetch_pid ]]; then wait "$fetch_pid" || status=1; fi
+  if [[ -n $build_pid ]]; then wait "$build_pid" || status=1; fi
   return "$status"
 }
 
@@ -301,6 +365,7 @@ service_blockers() {
     mariadb)
       { have mariadbd && have mariadb-install-db && have mariadb && have mariadb-admin; } || echo "mariadbd not found"
       [[ $(id -u) == 0 ]] || echo "not root: the server runs as the mysql user" ;;
+    s3) [[ -x $VERSITYGW_CACHE/bin/versitygw ]] || go_blocker ;;
   esac
 }
 
@@ -314,6 +379,8 @@ cmd_check() {
     if ((${#blockers[@]} == 0)); then
       if [[ $s == kafka && ! -f $KAFKA_CACHE/libs/.complete ]]; then
         printf '%-9s ready | its first start fetches the Kafka %s jars from Maven Central (about 80 s)\n' "$s" "$KAFKA_VERSION"
+      elif [[ $s == s3 && ! -x $VERSITYGW_CACHE/bin/versitygw ]]; then
+        printf '%-9s ready | its first start builds versitygw %s with Go (about 75 s)\n' "$s" "$VERSITYGW_VERSION"
       else
         printf '%-9s ready\n' "$s"
       fi
@@ -326,6 +393,7 @@ cmd_check() {
       printf '%-9s install %s | up installs %s\n' "$s" "$why" "${packages[*]}"
     else
       ((${#packages[@]})) && why="$why | install ${packages[*]}, or run scripts/services.sh up as root"
+      [[ $s == s3 ]] && why="$why | install Go 1.21 or newer (the official archive in /usr/local/go)"
       printf '%-9s missing %s\n' "$s" "$why"
       missing=1
     fi
@@ -543,6 +611,26 @@ GRANT ALL PRIVILEGES ON weir.* TO 'weir'@'localhost';
 EOF
 }
 
+# ---------------------------------------------------------------- S3 (versitygw)
+
+start_s3() {
+  local d=$DIR/s3
+  mkdir -p "$d/data"
+  our_pid "$d/s3.pid" >/dev/null && return 0
+  versitygw_bin || return 1
+  # The credentials go in its environment, not on its command line (`ps` shows that); the
+  # variables it would also read from ours (LOGFILE, WEBHOOK) are dropped. Objects are files
+  # under data/<bucket>/, their ETags and metadata extended attributes of those files.
+  spawn "$d" "$d/s3.log" env -u LOGFILE -u WEBHOOK ROOT_ACCESS_KEY="$S3_ACCESS_KEY" ROOT_SECRET_KEY="$S3_SECRET_KEY" \
+    "$VERSITYGW_CACHE/bin/versitygw" --port "127.0.0.1:$S3_PORT" --region us-east-1 --health /health --quiet \
+    posix "$d/data"
+  echo "$SPAWNED" >"$d/s3.pid"
+}
+
+s3_serves() { http_ok "$S3_PORT" /health; }
+
+wait_s3() { wait_until 30 "$DIR/s3/s3.pid" s3_serves; }
+
 # ---------------------------------------------------------------- per service
 
 # Each service keeps its log and pid file as <dir>/<service>/<service>.{log,pid}; PostgreSQL
@@ -631,7 +719,7 @@ cmd_down() {
   fi
   [[ -e $DIR/$MARKER ]] || die "refusing to remove $DIR: it has no $MARKER file, so services.sh did not create it"
   take_lock
-  for s in kafka nats redis mariadb postgres; do stop_service "$s" || failed=1; done
+  for s in kafka nats redis mariadb s3 postgres; do stop_service "$s" || failed=1; done
   ((failed == 0)) || die "a service did not stop; $DIR is kept"
   rm -rf "$DIR"
   log "removed $DIR"

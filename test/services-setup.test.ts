@@ -11,6 +11,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { servicesAskedForBy } from './support/services-setup.ts'
 import { requireService } from './support/services.ts'
 
 const repo = resolve(import.meta.dirname, '..')
@@ -59,6 +60,7 @@ async function privateServices(dir: string): Promise<Record<string, string>> {
     WEIR_POSTGRES_URL: `postgres://weir:weir@127.0.0.1:${await freePort()}/weir`,
     WEIR_REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
     WEIR_MARIADB_URL: `mysql://weir:weir@127.0.0.1:${await freePort()}/weir`,
+    WEIR_S3_URL: `http://127.0.0.1:${await freePort()}`,
   }
 }
 
@@ -169,6 +171,12 @@ describe('when scripts/services.sh up fails', () => {
 })
 
 describe('what a run asks for', () => {
+  it('finds every service a file names, s3 (a digit in its name) too', () => {
+    const file = join(work, 'asks.fixture.ts')
+    writeFileSync(file, "const s3 = await requireService('s3')\nconst pg = await requireService(\"postgres\")\n")
+    expect(servicesAskedForBy([file])).toEqual(['postgres', 's3'])
+  })
+
   it('a file that asks for no service starts nothing and prints no services line', async () => {
     const env = await privateServices(join(work, 'plain'))
     const run = await vitestRun(['test/fixtures/services/plain.fixture.ts'], env)

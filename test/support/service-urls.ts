@@ -5,9 +5,9 @@
  */
 import { connect } from 'node:net'
 
-export type ServiceName = 'kafka' | 'nats' | 'postgres' | 'redis' | 'mariadb'
+export type ServiceName = 'kafka' | 'nats' | 'postgres' | 'redis' | 'mariadb' | 's3'
 
-export const serviceNames: readonly ServiceName[] = ['kafka', 'nats', 'postgres', 'redis', 'mariadb']
+export const serviceNames: readonly ServiceName[] = ['kafka', 'nats', 'postgres', 'redis', 'mariadb', 's3']
 
 /** What the global setup hands every test file (vitest's `provide`/`inject`). */
 export interface ServicesRun {
@@ -37,6 +37,8 @@ export const services: Record<ServiceName, { env: string; url: string }> = {
   postgres: { env: 'WEIR_POSTGRES_URL', url: 'postgres://weir:weir@127.0.0.1:5432/weir' },
   redis: { env: 'WEIR_REDIS_URL', url: 'redis://127.0.0.1:6379' },
   mariadb: { env: 'WEIR_MARIADB_URL', url: 'mysql://weir:weir@127.0.0.1:3306/weir' },
+  // versitygw: credentials in WEIR_S3_ACCESS_KEY / WEIR_S3_SECRET_KEY (see test/support/s3.ts).
+  s3: { env: 'WEIR_S3_URL', url: 'http://127.0.0.1:9000' },
 }
 
 export function serviceUrl(name: ServiceName): string {

@@ -41,7 +41,7 @@ function say(line: string): void {
 export function servicesAskedForBy(files: readonly string[]): ServiceName[] {
   const asked = new Set<string>()
   for (const file of files) {
-    for (const m of readFileSync(file, 'utf8').matchAll(/requireService\(\s*['"]([a-z]+)['"]/g)) asked.add(m[1]!)
+    for (const m of readFileSync(file, 'utf8').matchAll(/requireService\(\s*['"]([a-z0-9]+)['"]/g)) asked.add(m[1]!)
   }
   return serviceNames.filter((name) => asked.has(name))
 }
@@ -66,7 +66,7 @@ function checkPrerequisites(names: readonly ServiceName[]): Promise<Map<ServiceN
     execFile('bash', [servicesScript, 'check', ...names], { timeout: 30_000 }, (error, stdout, stderr) => {
       const found = new Map<ServiceName, Prerequisites>()
       for (const line of stdout.split('\n')) {
-        const m = /^([a-z]+)\s+(ready|install|missing)\s*(.*)$/.exec(line)
+        const m = /^([a-z0-9]+)\s+(ready|install|missing)\s*(.*)$/.exec(line)
         if (m === null) continue
         const [why = '', advice = ''] = m[3]!.split(' | ')
         found.set(m[1] as ServiceName, { state: m[2] as Prerequisites['state'], why: m[2] === 'ready' ? '' : why, advice: m[2] === 'ready' ? why : advice })
