@@ -42,8 +42,8 @@ const FIXTURE = join(import.meta.dirname, 'fixtures', 'file-set-pipeline.ts')
 
 /** Runs the job in a child process SIGKILLed at its source's poll `polls` + 1, after a checkpoint commit or more. */
 async function killedAt(params: FileSetParams, dataDir: string, polls: number): Promise<void> {
-  // Polls 30 ms apart with 10 ms epochs: the first checkpoints commit (in the background) before the kill.
-  const r = await runPipelineFile(FIXTURE, { dataDir, params: Object.fromEntries(Object.entries({ ...params, pollDelayMs: 30 }).map(([k, v]) => [k, String(v)])), crashAt: { point: 'source-poll', hit: 1, afterPolls: polls }, epochIntervalMs: 10, env: { WEIR_MAX_BATCH: '1' } })
+  // Polls 100 ms apart with 10 ms epochs: the first checkpoints commit (in the background) before the kill.
+  const r = await runPipelineFile(FIXTURE, { dataDir, params: Object.fromEntries(Object.entries({ ...params, pollDelayMs: 100 }).map(([k, v]) => [k, String(v)])), crashAt: { point: 'source-poll', hit: 1, afterPolls: polls }, epochIntervalMs: 10, env: { WEIR_MAX_BATCH: '1' } })
   expect(r.signal, r.stderr).toBe('SIGKILL')
   const job = await jobOf(params, dataDir)
   expect(job?.status, 'a checkpoint of the job committed before the kill').toMatch(/listed|running/)
