@@ -7,13 +7,14 @@
  */
 import { actorCommand } from './actor.ts'
 import { coordinatorCommand, workerCommand } from './cluster.ts'
+import { jobsCommand } from './jobs.ts'
 import { monitorCommand } from './monitor.ts'
 import { runCommand } from './run.ts'
 import { statusCommand } from './status.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 import { closestName } from '../runtime/suggest.ts'
 
-const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'help']
+const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'help']
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -30,6 +31,8 @@ export async function main(argv: string[]): Promise<number> {
       return statusCommand(rest)
     case 'actor':
       return actorCommand(rest)
+    case 'jobs':
+      return jobsCommand(rest)
     case 'help':
     case '--help':
     case '-h':

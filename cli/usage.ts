@@ -26,12 +26,13 @@ Commands:
   status              List the workers and actors heard on the control bus, then exit
   actor clear <pipeline> <actor>
                       Lift an actor's quarantine (it failed for good on two workers)
+  jobs <pipeline.ts>  List the runs of the pipeline's FileSetSource stages and their state
   help [command]      Show this help, or the help of one command
 
 Options:
   -h, --help          Show this help
 
-Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor) for the options of a command.
+Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs) for the options of a command.
 `
 
 export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
@@ -182,6 +183,34 @@ Exit codes: 0 cleared (or it had no failure to clear), 1 no coordinator answered
 bus failed), 2 refused (bad option, no such actor).
 `
 
+export const JOBS_USAGE = `Usage: weir jobs <pipeline.ts> [options]
+
+Lists the runs of every FileSetSource stage of the pipeline (docs/sources/file-set.md)
+with their state, objects read of those pinned, records emitted and lines dead-lettered,
+read from the committed state (what a restart would recover): it works while the
+pipeline runs, after it finished, and after it was killed. Nothing is written.
+
+States: listed (objects pinned, nothing read yet), running (reading; also a job whose
+process was killed: 'weir status' tells whether one runs), finished (a rerun of its run id
+emits nothing), failed (it refused an object that changed or vanished under its run id:
+the error is printed under it), abandoned (a newer run id took over, onUnfinished: 'abandon').
+
+Options:
+  --data-dir DIR       The run's data dir (default ./.weir/<pipeline>)
+  --pipe URL           embedded (default) or kafka://host:port[,…]: read the committed
+                       state from Kafka (read_committed) instead of the data dir
+  --pipe-config FILE   JSON with Kafka client options (as weir run takes it)
+  --param key=value    A parameter for a pipeline function (repeatable), as given to weir run
+  --json               One JSON document (v, pipeline, source, stages[].runs[])
+  -h, --help           Show this help
+
+Environment:
+  WEIR_PIPE            Default for --pipe
+
+Exit codes: 0 printed, 1 the pipe could not be read, 2 refused (bad option, no data dir,
+no FileSetSource stage).
+`
+
 export const COORDINATOR_USAGE = `Usage: weir coordinator --bus nats://host:port [options]
 
 Coordinates the pipelines of a cluster: membership (worker heartbeats), placement of
@@ -235,7 +264,7 @@ Options:
 
 ${NATS_SECURITY}`
 
-const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, help: MAIN_USAGE }
+const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, help: MAIN_USAGE }
 
 /** `weir help [command]`. */
 export function helpCommand(argv: string[]): number {

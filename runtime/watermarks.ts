@@ -231,6 +231,12 @@ export class SourceWatermarks {
     this.ended = true
   }
 
+  /** A finished source polled again (Source.reopen): generated from its own newest event time on. */
+  reopen(): void {
+    this.ended = false
+    this.last = boundedWatermark(this.maxTimestamp, this.strategy)
+  }
+
   view(now: number): WatermarkView {
     const wm = this.ended ? Infinity : Math.max(this.last, boundedWatermark(this.maxTimestamp, this.strategy))
     if (wm > this.last) {

@@ -459,6 +459,11 @@ export class Actor {
   private async runSource(): Promise<void> {
     const source = this.processor as Source<unknown>
     this.sourceDone = this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true
+    if (this.sourceDone && source.reopen !== undefined && (await this.scope.hook('reopen', () => source.reopen!(this.lifecycleCtx)))) {
+      this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, SOURCE_FINISHED, true), false)
+      this.sourceDone = false
+      this.marks.source!.reopen()
+    }
     while (!this.abandoned) {
       this.checkpoints.checkFailed()
       if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))

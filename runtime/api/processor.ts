@@ -362,6 +362,18 @@ export type SourceStatus = 'more' | 'idle' | 'done'
 export abstract class Source<Out = unknown> extends Processor<never, Out> {
   /** Emits the next records; 'idle' backs off briefly, 'done' ends this actor's share. */
   abstract poll(ctx: SourceContext<Out>): SourceStatus | Promise<SourceStatus>
+  /**
+   * Called at start (after `open`) when this actor's share finished in an earlier run: its
+   * 'done' committed, so by default it is not polled again and ends at once. A batch source
+   * given a new job (a new run id) returns true to be polled again; its end is then undone
+   * in the next checkpoint. Its watermark starts again from its own state, but a stage
+   * downstream that saw this actor end keeps its watermark at +∞ for it (watermarks never
+   * move back): records of the new job are late for event-time operators there.
+   *
+   * @example
+   * reopen() { return this.finishedRuns.get()?.includes(this.run) !== true }
+   */
+  reopen?(ctx: LifecycleContext): boolean | Promise<boolean>
   onRecord(): void {
     throw new WeirError('WEIR_SOURCE_INPUT', 'a source has no input records', {})
   }
