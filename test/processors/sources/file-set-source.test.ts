@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { ConfigError, Pipeline, Processor, type Context, type StreamRecord } from '../../../index.ts'
 import { EVENT_ID_HEADER, FileSetJobUnfinishedError, FileSetObjectChangedError, FileSetObjectVanishedError, FileSetSource, type FileSetJobState } from '../../../processors/index.ts'
 import { readCommittedState, readDeadLetters, readStageOutput, removeTempDirs, runPipelineFile, runToCompletion, tempDataDir } from '../../../testing/index.ts'
-import { itRefusesOptions } from '../sinks/fixtures/option-errors.ts'
+import { itRefusesOptions } from '../../support/option-errors.ts'
 import { fileSetPipeline, type FileSetParams } from './fixtures/file-set-pipeline.ts'
 
 afterAll(removeTempDirs)
