@@ -43,7 +43,7 @@ const USAGE = `usage: node --import tsx benchmarks/ingest.ts [options]
   --partitions P       source actors = partitions of the stream (default 2)
   --only WHAT          ceiling: only the ceilings (to compare --client in-process and child); weir: no ceilings
   --client WHERE       the load generator runs in-process or in a child (default in-process)
-  --cpu-prof-dir DIR   write CPU profiles of the weir and ceiling server processes to DIR
+  --cpu-prof-dir DIR   write CPU profiles of the weir and ceiling server processes (every thread) under DIR
 `
 const args = readArgs(process.argv.slice(2), ['connections', 'events', 'event-bytes', 'duration-s', 'epochs', 'partitions', 'client', 'cpu-prof-dir', 'only'], [], USAGE)
 const EVENTS = countArg(args, process.env, 'events') ?? 100
@@ -89,6 +89,15 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
+/** The kernel's count of connections dropped because a listen queue was full (machine-wide, /proc/net/netstat). */
+function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'))
+  const names = lines[0]?.split(' ') ?? []
+  const values = lines[1]?.split(' ') ?? []
+  const i = names.indexOf('ListenOverflows')
+  return i < 0 ? NaN : Number(values[i])
+}
+
 async function waitListening(url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs
   for (;;) {
@@ -120,6 +129,7 @@ interface Measured {
   warmup: LoadResult
   run: LoadResult
   serverCpuS: number
+  listenOverflows: number
 }
 
 /** A warm-up of a few requests per connection, then a run sized from its rate to last about DURATION_S; the server's CPU over the run. */
@@ -133,10 +143,12 @@ async function measure(url: string, pid: number, connections: number, label: str
   const perConnection = Math.max(2, Math.round((second.steadyPerS * DURATION_S) / connections))
   progress(`${label}: warm-up ${warmup.requests} requests in ${round(warmup.durationS)} s (${Math.round(warmup.steadyPerS)}/s once connected); measuring ${perConnection * connections} requests`)
   const cpu = cpuSeconds(pid)
+  const overflows = listenOverflows()
   const run = await load({ ...base, amount: perConnection * connections })
   const serverCpuS = cpuSeconds(pid) - cpu
+  const overflowed = listenOverflows() - overflows
   progress(`${label}: ${Math.round(run.ok / run.durationS)} requests/s in ${round(run.durationS)} s, p50 ${round(run.latencyP50Ms)} ms, p99 ${round(run.latencyP99Ms)} ms (first requests ${round(run.firstRequestP99Ms)}), non-2xx ${run.non2xx}, errors ${run.errors}, server CPU ${round(serverCpuS / run.durationS)} cores, client ${round(run.clientCpuS / run.durationS)}`)
-  return { warmup, run, serverCpuS }
+  return { warmup, run, serverCpuS, listenOverflows: overflowed }
 }
 
 function figures(m: Measured, connections: number): Record<string, unknown> {
@@ -158,6 +170,8 @@ function figures(m: Measured, connections: number): Record<string, unknown> {
     in_flight_avg: round((r.ok / r.durationS) * (r.latencyP50Ms / 1000)),
     cpu_s_per_1k_requests: round((m.serverCpuS * 1000) / r.ok),
     server_cpu_cores: round(m.serverCpuS / r.durationS),
+    // Connects the kernel dropped (machine-wide) during the run: a full accept queue, whose SYNs come back after 1, 3, 7… s.
+    listen_overflows: m.listenOverflows,
     client_cpu_cores: round(r.clientCpuS / r.durationS),
   }
 }
@@ -168,7 +182,7 @@ function check(ok: boolean, what: string): void {
 }
 
 async function ceiling(connections: number): Promise<Record<string, unknown>> {
-  const child = startChild(join(here, 'lib/ingest-ceiling.ts'), [String(PARTITIONS)], CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR, '--cpu-prof-name', `ceiling-${connections}.cpuprofile`])
+  const child = startChild(join(here, 'lib/ingest-ceiling.ts'), [String(PARTITIONS)], CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(CPU_PROF_DIR, `ceiling-${connections}`)])
   try {
     const { port } = (await child.waitFor((m) => 'port' in m, 60_000)) as unknown as { port: number }
     const m = await measure(`http://127.0.0.1:${port}/ingest/events`, child.process.pid!, connections, `ceiling, ${connections} connections`)
@@ -190,7 +204,11 @@ async function weir(epochMs: number, connections: number, dir: string): Promise<
   const dataDir = join(dir, `weir-${epochMs}`)
   const logFile = join(dir, `weir-${epochMs}.log`)
   const out = openSync(logFile, 'w')
-  const prof = CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR, '--cpu-prof-name', `weir-${epochMs}.cpuprofile`]
+  const prof = [
+    ...(CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(CPU_PROF_DIR, `weir-${epochMs}`)]),
+    // The event loop's delay in weir's process, written to its log at exit.
+    '--import', join(here, 'lib/loop-delay.ts'),
+  ]
   const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(root, 'testing/child-runner.ts'), join(here, 'lib/ingest-pipeline.ts'), dataDir, JSON.stringify(params), String(epochMs)], { stdio: ['ignore', out, out] })
   closeSync(out)
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)))
@@ -202,6 +220,7 @@ async function weir(epochMs: number, connections: number, dir: string): Promise<
     if (end.status !== 200) throw new Error(`POST ${url}/_end answered ${end.status}: ${await end.text()}`)
     const code = await exited
     if (code !== 0) throw new Error(`weir exited with code ${code}: ${readFileSync(logFile, 'utf8').slice(-4000)}`)
+    const loopDelay = /\{"loop-delay":(\{[^}]*\})\}/.exec(readFileSync(logFile, 'utf8'))
     const output = await readStageOutput(ingestBenchPipeline(params), dataDir, INGEST_STAGE)
     const expected = (m.warmup.ok + m.run.ok) * EVENTS
     check(output.length === expected, `weir ${epochMs} ms: ${output.length} events in the stream's output, expected ${expected} (2xx requests × ${EVENTS})`)
@@ -210,7 +229,7 @@ async function weir(epochMs: number, connections: number, dir: string): Promise<
     // If every request took the goal latency, the connections could carry this many requests/s:
     // a rate well below it means the server, not the client's concurrency, limited.
     const concurrencyBound = connections / ((epochMs + 50) / 1000)
-    return { ...figures(m, connections), concurrency_bound_requests_per_s: Math.round(concurrencyBound), output_events: output.length, output_expected: expected, output_exact: output.length === expected, ack_p99_goal_ms: epochMs + 50 }
+    return { ...figures(m, connections), loop_delay: loopDelay === null ? null : JSON.parse(loopDelay[1]!), concurrency_bound_requests_per_s: Math.round(concurrencyBound), output_events: output.length, output_expected: expected, output_exact: output.length === expected, ack_p99_goal_ms: epochMs + 50 }
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL')
   }
