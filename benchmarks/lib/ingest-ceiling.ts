@@ -23,7 +23,7 @@ const settings: StreamSettings = {
   timestampField: undefined,
   idempotencyKey: 'optional',
   retryAfterSeconds: 1,
-  acceptEnd: true,
+  acceptEnd: true, peers: [],
 }
 const positions = new Array<number>(settings.partitions).fill(0)
 let events = 0

@@ -87,6 +87,8 @@ interface Taken {
 /** Checkpoints (with their epoch and the sequence position they end at) kept to answer replays. */
 const EPOCH_HISTORY = 128
 const MAX_REQUESTS_PER_POLL = 64
+/** Events one poll emits at most (whole requests, at least one): a poll is one synchronous stretch of the actor's loop. */
+const MAX_EVENTS_PER_POLL = 2000
 const LATENCY_SAMPLES = 1024
 
 /**
@@ -188,7 +190,9 @@ export class HttpIngestSource extends Source<unknown> {
     if (this.queue.length === 0) {
       return this.server?.server.isEnded(this.stream) === true && this.polled.length === 0 && this.staged.size === 0 ? 'done' : 'idle'
     }
-    const batch = this.queue.splice(0, MAX_REQUESTS_PER_POLL)
+    let take = 0
+    for (let events = 0; take < this.queue.length && take < MAX_REQUESTS_PER_POLL && (take === 0 || events + this.queue[take]!.events.length <= MAX_EVENTS_PER_POLL); take++) events += this.queue[take]!.events.length
+    const batch = this.queue.splice(0, take)
     try {
       const keys = batch.flatMap((r) => (r.idempotencyKey === undefined ? [] : [r.idempotencyKey]))
       if (keys.length > 0) await ctx.loadKeys(keys)

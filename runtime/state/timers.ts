@@ -1,7 +1,10 @@
 /**
  * Timers of one actor, one instance per time domain (processing time, event time). Timers are state: each is a cache entry, so
  * registering or firing one is checkpointed with everything else and survives a crash.
- * The in-memory index (sorted by time) is rebuilt from local RocksDB on restore.
+ * The in-memory index (a min-heap by time, then key) is rebuilt from local RocksDB on
+ * restore. A heap, not a sorted array: a source that registers a timer per key (an
+ * idempotency key's expiry) has as many live timers as keys, and re-sorting them all after
+ * each registration cost 10 ms at 100k timers and 190 ms at 1M (bench:ingest's notes).
  */
 import type { StateStore } from './state-store.ts'
 import type { WriteCache } from './write-cache.ts'
@@ -30,10 +33,59 @@ function parseStored(stored: Buffer, prefixBytes: number): TimerEntry {
   return { time: parseInt(stored.toString('latin1', prefixBytes, sep), 36), key: key.equals(NULL_KEY_BYTES) ? null : keyString(key) }
 }
 
+/** A binary min-heap of timers by cache key (which sorts by time, then record key). */
+class TimerHeap {
+  private readonly items: Array<[string, TimerEntry]> = []
+
+  get length(): number {
+    return this.items.length
+  }
+
+  clear(): void {
+    this.items.length = 0
+  }
+
+  peek(): [string, TimerEntry] | undefined {
+    return this.items[0]
+  }
+
+  push(item: [string, TimerEntry]): void {
+    const a = this.items
+    a.push(item)
+    let i = a.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (a[parent]![0] <= item[0]) break
+      a[i] = a[parent]!
+      i = parent
+    }
+    a[i] = item
+  }
+
+  pop(): [string, TimerEntry] | undefined {
+    const a = this.items
+    const top = a[0]
+    const last = a.pop()
+    if (top === undefined || last === undefined || a.length === 0) return top
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= a.length) break
+      const r = l + 1
+      const c = r < a.length && a[r]![0] < a[l]![0] ? r : l
+      if (last[0] <= a[c]![0]) break
+      a[i] = a[c]!
+      i = c
+    }
+    a[i] = last
+    return top
+  }
+}
+
 export class Timers {
-  /** Registered timers by cache key, with a lazily sorted view for due checks. */
+  /** Registered timers by cache key: the truth. The heap may hold entries deleted since (skipped when they come up). */
   private readonly byKey = new Map<string, TimerEntry>()
-  private sorted: Array<[string, TimerEntry]> | undefined
+  private readonly heap = new TimerHeap()
 
   private constructor(private readonly cache: WriteCache, private readonly prefix: string) {}
 
@@ -41,7 +93,9 @@ export class Timers {
     const timers = new Timers(cache, prefix)
     for (const { key } of await store.scan(prefix)) {
       const entry = parseStored(key, Buffer.byteLength(prefix))
-      timers.byKey.set(cacheKey(entry.key, entry.time), entry)
+      const k = cacheKey(entry.key, entry.time)
+      timers.byKey.set(k, entry)
+      timers.heap.push([k, entry])
     }
     return timers
   }
@@ -56,11 +110,10 @@ export class Timers {
     if (this.byKey.has(k)) return
     const entry: TimerEntry = { key, time }
     this.byKey.set(k, entry)
-    this.sorted = undefined
+    this.heap.push([k, entry])
     this.cache.set(this.cache.getOrCreate(this.prefix, k), 1)
     this.cache.onRollback(() => {
       this.byKey.delete(k)
-      this.sorted = undefined
     })
   }
 
@@ -69,36 +122,44 @@ export class Timers {
     const entry = this.byKey.get(k)
     if (entry === undefined) return
     this.byKey.delete(k)
-    this.sorted = undefined
+    // Deleted timers stay in the heap until they come up: rebuild once they are most of it.
+    if (this.heap.length > 2 * this.byKey.size + 1024) this.rebuild()
     this.cache.set(this.cache.getOrCreate(this.prefix, k), undefined)
     this.cache.onRollback(() => {
       this.byKey.set(k, entry)
-      this.sorted = undefined
+      this.heap.push([k, entry])
     })
   }
 
   nextDue(): number | undefined {
-    if (this.byKey.size === 0) return undefined
-    return this.view()[0]![1].time
+    return this.top()?.[1].time
   }
 
   /** Removes and returns the timers due at `now` (time <= now), in time order. */
   takeDue(now: number): TimerEntry[] {
-    if (this.byKey.size === 0) return []
-    const view = this.view()
-    let n = 0
-    while (n < view.length && view[n]![1].time <= now) n++
-    if (n === 0) return []
-    const due = view.splice(0, n)
-    for (const [k] of due) {
+    const due: TimerEntry[] = []
+    for (let top = this.top(); top !== undefined && top[1].time <= now; top = this.top()) {
+      this.heap.pop()
+      const [k, entry] = top
       this.byKey.delete(k)
       this.cache.set(this.cache.getOrCreate(this.prefix, k), undefined)
+      due.push(entry)
     }
-    return due.map(([, t]) => t)
+    return due
   }
 
-  private view(): Array<[string, TimerEntry]> {
-    if (this.sorted === undefined) this.sorted = [...this.byKey.entries()].sort((a, b) => a[1].time - b[1].time)
-    return this.sorted
+  private rebuild(): void {
+    this.heap.clear()
+    for (const item of this.byKey) this.heap.push(item)
+  }
+
+  /** The earliest live timer: heap entries deleted (or registered twice) since they were pushed are dropped on the way. */
+  private top(): [string, TimerEntry] | undefined {
+    for (;;) {
+      const top = this.heap.peek()
+      if (top === undefined) return undefined
+      if (this.byKey.get(top[0]) === top[1]) return top
+      this.heap.pop()
+    }
   }
 }
