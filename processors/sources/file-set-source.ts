@@ -5,10 +5,10 @@
  * records emitted up to it, and every record carries an id derived from (run id, object,
  * ETag, line). A restart resumes mid-object; a rerun of a finished run id emits nothing.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { ConfigError, Source, WeirError, type CommitContext, type LifecycleContext, type SourceContext, type SourceStatus } from '../../index.ts'
-import type { SecretSource } from '../sinks/http-sink.ts'
+import { readSecret, type SecretSource } from '../secrets.ts'
 import { FileSetJobUnfinishedError, FileSetObjectChangedError, FileSetObjectVanishedError } from './file-set/errors.ts'
 import { eventId, JOB_STATE, OBJECTS_STATE, partitionOfKey, RUNS_STATE, summaryOf, type JobPosition, type JobState, type JobSummary, type PinnedObject } from './file-set/job-state.ts'
 import { LineReader } from './file-set/line-reader.ts'
@@ -286,19 +286,6 @@ function openStore<T>(options: FileSetSourceOptions<T>, workDir: string): Object
     }
   }
   return new S3Store(target)
-}
-
-function readSecret(field: string, source: SecretSource, workDir: string): string {
-  if ('env' in source) {
-    const value = process.env[source.env]
-    if (value === undefined || value === '') throw new ConfigError(field, `environment variable ${source.env} is not set`)
-    return value
-  }
-  try {
-    return readFileSync(resolve(workDir, source.file), 'utf8').replace(/\r?\n$/, '')
-  } catch (err) {
-    throw new ConfigError(field, `cannot read ${source.file}: ${(err as Error).message}`)
-  }
 }
 
 function checkOptions<T>(o: FileSetSourceOptions<T>): void {
