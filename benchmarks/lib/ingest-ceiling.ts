@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto'
 import Fastify from 'fastify'
 import { partitionForKey } from '../../index.ts'
-import { parseEvents, type StreamSettings } from '../../processors/sources/http-ingest/server.ts'
+import { limitedBody, parseEvents, type StreamSettings } from '../../processors/sources/http-ingest/server.ts'
 
 const LIMIT = 1 << 20
 const settings: StreamSettings = {
@@ -23,37 +23,15 @@ const settings: StreamSettings = {
   timestampField: undefined,
   idempotencyKey: 'optional',
   retryAfterSeconds: 1,
-  acceptEnd: true, peers: [],
+  acceptEnd: true,
+  peers: [],
 }
 const positions = new Array<number>(settings.partitions).fill(0)
 let events = 0
 
 const app = Fastify({ logger: false })
 app.removeAllContentTypeParsers()
-app.addContentTypeParser('*', (req, payload, done) => {
-  const declared = Number(req.headers['content-length'] ?? 0)
-  const tooLarge = (): Error => Object.assign(new Error('too large'), { statusCode: 413 })
-  if (declared > LIMIT) return done(tooLarge(), undefined)
-  const chunks: Buffer[] = []
-  let size = 0
-  let finished = false
-  const finish = (err: Error | null, body?: Buffer): void => {
-    if (finished) return
-    finished = true
-    done(err, body)
-  }
-  payload.on('data', (chunk: Buffer) => {
-    size += chunk.length
-    if (size > LIMIT) {
-      payload.removeAllListeners('data')
-      payload.resume()
-      return finish(tooLarge())
-    }
-    chunks.push(chunk)
-  })
-  payload.on('end', () => finish(null, Buffer.concat(chunks)))
-  payload.on('error', (err: Error) => finish(err))
-})
+app.addContentTypeParser('*', limitedBody(() => ({ limit: LIMIT, message: 'too large' })))
 app.post('/ingest/:stream', async (req, reply) => {
   const body = req.body as Buffer | undefined
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()

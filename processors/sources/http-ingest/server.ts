@@ -140,32 +140,11 @@ class IngestServer {
     const app = Fastify({ logger: false, ...(this.settings.tls === undefined ? {} : { https: { cert: this.settings.tls.cert, key: this.settings.tls.key } }) })
     app.removeAllContentTypeParsers()
     // Read here, not with parseAs: each stream has its own limit, and a body over it is cut off while it arrives.
-    app.addContentTypeParser('*', (req, payload, done) => {
+    app.addContentTypeParser('*', limitedBody((req) => {
       const stream = (req.params as { stream?: string }).stream ?? ''
       const limit = this.routes.get(stream)?.settings.maxBodyBytes ?? 1024 * 1024
-      const declared = Number(req.headers['content-length'] ?? 0)
-      const tooLarge = (): Error => Object.assign(new Error(`the body is larger than stream '${stream}' takes (${limit} bytes)`), { statusCode: 413, code: 'WEIR_INGEST_TOO_LARGE' })
-      if (declared > limit) return done(tooLarge(), undefined)
-      const chunks: Buffer[] = []
-      let size = 0
-      let finished = false
-      const finish = (err: Error | null, body?: Buffer): void => {
-        if (finished) return
-        finished = true
-        done(err, body)
-      }
-      payload.on('data', (chunk: Buffer) => {
-        size += chunk.length
-        if (size > limit) {
-          payload.removeAllListeners('data')
-          payload.resume()
-          return finish(tooLarge())
-        }
-        chunks.push(chunk)
-      })
-      payload.on('end', () => finish(null, Buffer.concat(chunks)))
-      payload.on('error', (err: Error) => finish(err))
-    })
+      return { limit, message: `the body is larger than stream '${stream}' takes (${limit} bytes)` }
+    }))
     app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
       const status = err.statusCode ?? 500
       if (status >= 500) this.log.error({ err: err.message }, 'ingest request failed')
@@ -310,6 +289,40 @@ class IngestServer {
       endpoint.offer(request)
     })
     return send(reply, await answered)
+  }
+}
+
+type BodyDone = (err: Error | null, body?: Buffer) => void
+
+/**
+ * A fastify content-type parser that reads the body into a Buffer and refuses (413,
+ * `WEIR_INGEST_TOO_LARGE`) one over the request's limit: at once when its Content-Length says
+ * so, else as soon as the bytes that arrived pass it (a chunked body is not read to its end).
+ */
+export function limitedBody(limitOf: (req: FastifyRequest) => { limit: number; message: string }): (req: FastifyRequest, payload: NodeJS.ReadableStream, done: BodyDone) => void {
+  return (req, payload, done) => {
+    const { limit, message } = limitOf(req)
+    const tooLarge = (): Error => Object.assign(new Error(message), { statusCode: 413, code: 'WEIR_INGEST_TOO_LARGE' })
+    if (Number(req.headers['content-length'] ?? 0) > limit) return done(tooLarge(), undefined)
+    const chunks: Buffer[] = []
+    let size = 0
+    let finished = false
+    const finish = (err: Error | null, body?: Buffer): void => {
+      if (finished) return
+      finished = true
+      done(err, body)
+    }
+    payload.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        payload.removeAllListeners('data')
+        payload.resume()
+        return finish(tooLarge())
+      }
+      chunks.push(chunk)
+    })
+    payload.on('end', () => finish(null, Buffer.concat(chunks)))
+    payload.on('error', (err: Error) => finish(err))
   }
 }
 
