@@ -7,7 +7,6 @@
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import {
@@ -23,19 +22,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { removeDir, tempDataDir } from '../testing/index.ts'
 import { createUniqueBucket, S3_REGION, s3Client } from './support/s3.ts'
 import { reachable, requireService } from './support/services.ts'
+import { freePort } from './support/weir-cli.ts'
 
 const run = promisify(execFile)
 const s3 = await requireService('s3')
 
 const md5 = (text: string): string => createHash('md5').update(text).digest('hex')
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const { port } = server.address() as { port: number }
-  await new Promise((r) => server.close(r))
-  return port
-}
 
 describe.skipIf(!s3.available)('the s3 service', () => {
   let client: S3Client

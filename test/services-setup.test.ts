@@ -7,12 +7,12 @@
  */
 import { execFile } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { servicesAskedForBy } from './support/services-setup.ts'
 import { requireService } from './support/services.ts'
+import { freePort } from './support/weir-cli.ts'
 
 const repo = resolve(import.meta.dirname, '..')
 const kafka = await requireService('kafka')
@@ -40,14 +40,6 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(work, { recursive: true, force: true })
 })
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const { port } = server.address() as { port: number }
-  await new Promise((r) => server.close(r))
-  return port
-}
 
 /** Every service on a free port, and a data dir of its own: nothing shared can answer or be touched. */
 async function privateServices(dir: string): Promise<Record<string, string>> {
