@@ -8,7 +8,8 @@
 import type { Logger } from 'pino'
 import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, pipelineShapeOf, workerHelloOf, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type EpochMessage, type WorkerHeartbeat } from './control/messages.ts'
 import { Actor, ActorFailedError, type ActorConfig } from './actor/actor.ts'
-import { subjects, type ControlBus, type Subscription } from './control/bus.ts'
+import { subjects, viewSubjects, type ControlBus, type Subscription } from './control/bus.ts'
+import { failure, viewRequest, type ViewResponse } from './views/view-protocol.ts'
 import { describeError, WeirError } from './errors.ts'
 import { SimulatedCrash, type Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
@@ -358,7 +359,8 @@ export class Worker {
     this.log.info({ actor: id, positions: actor.inputPositions, replayed: actor.stats.replayedChangelogRecords, restoreMs: Math.round(actor.stats.restoreMs) }, 'actor restored: starting from its last checkpoint')
     this.maybeUpstreamFinished(actor)
     entry.started = true
-    entry.running = actor.run().then(
+    const views = this.serveViews(actor)
+    entry.running = actor.run().finally(() => views?.unsubscribe()).then(
       () => {
         // Fenced: a newer instance runs elsewhere (this worker was paused past its timeout).
         // Forget it here, so a later assignment that gives it back starts it again.
@@ -375,6 +377,25 @@ export class Worker {
         this.failure?.(err)
       },
     )
+  }
+
+  /**
+   * Answers view requests for a running actor's partition (view-protocol.ts); any worker's
+   * view client finds it by the subject, so requests follow the actor when it moves.
+   */
+  private serveViews(actor: Actor): Subscription | undefined {
+    if (actor.stage.views.length === 0) return undefined
+    const subject = viewSubjects.actor(this.options.cluster, this.pipeline.name, actor.stage.name, actor.partition)
+    return this.bus.respond(subject, async (raw): Promise<ViewResponse> => {
+      const request = viewRequest.safeParse(raw)
+      if (!request.success) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `malformed view request: ${request.error.issues[0]?.path.join('.')} ${request.error.issues[0]?.message}`, { actor: actor.id }))
+      if (request.data.partition !== actor.partition) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `request for partition ${request.data.partition} reached ${actor.id}`, { actor: actor.id }))
+      try {
+        return await actor.queryView(request.data)
+      } catch (err) {
+        return failure(err)
+      }
+    })
   }
 
   /**
@@ -432,6 +453,7 @@ export class Worker {
     const entry = this.actors.get(id)
     if (entry === undefined) return undefined
     await entry.restoring.catch(() => undefined)
+    entry.actor.stopServingViews()
     entry.actor.requestStop()
     await entry.running
     if (!entry.started) await entry.actor.release()

@@ -9,7 +9,7 @@ import { instantiate, type Pipeline, type StageSpec } from '../api/pipeline.ts'
 import { constructProcessor } from '../api/state.ts'
 import { Source, type DeadLetterRecord, type LifecycleContext, type Processor, type SourceContext, type SourceStatus, type StreamRecord, type Timer, type TimerService } from '../api/processor.ts'
 import { codecFor, stateCodec, type Codec } from '../codec.ts'
-import { ActorFencedError, DecodeError, ProcessingError, SinkFencedError, WeirError, describeError, failsActor } from '../errors.ts'
+import { ActorFencedError, ConfigError, DecodeError, ProcessingError, SinkFencedError, WeirError, describeError, failsActor } from '../errors.ts'
 import { SimulatedCrash, type Faults } from '../faults.ts'
 import { naming } from '../naming.ts'
 import type { PartitionOffset, PartitionReader, Pipe, StoredRecord, TransactionalProducer } from '../pipe/pipe.ts'
@@ -26,8 +26,10 @@ import { Outputs } from './outputs.ts'
 import { Publisher, type CheckpointRecord } from './publish.ts'
 import { purgeConsumed } from './purge.ts'
 import { prefetch, stateAccess, UnitScope } from './scope.ts'
-import { ACTOR_PREFIX, CHECKPOINT_RECORD, keyedPrefix, INPUT_POSITIONS, SOURCE_FINISHED, WATERMARKS } from './state-keys.ts'
+import { ACTOR_PREFIX, CHECKPOINT_RECORD, keyedPrefix, INPUT_POSITIONS, SOURCE_FINISHED, VIEW_EPOCH, WATERMARKS } from './state-keys.ts'
 import { ActorWatermarks } from './watermark-marks.ts'
+import { CommittedReads, ViewMovedError } from '../views/committed-reads.ts'
+import { answerView, type ViewReply, type ViewRequest } from '../views/view-protocol.ts'
 
 export type ActorLifecycle = 'restoring' | 'running' | 'committing' | 'finished' | 'fenced' | 'failed' | 'closed'
 
@@ -143,6 +145,15 @@ export class Actor {
   private readonly inputTimestamps: Array<((value: unknown, recordTimestamp: number) => number) | undefined>
 
   private store!: StateStore
+  /** Committed-state reads of the stage's views (undefined when it serves none, or until restored). */
+  private views: CommittedReads | undefined
+  /** Input positions as of the newest barrier (what its checkpoint commits), for the views' answers. */
+  private viewPositions: Record<string, number> = {}
+  /**
+   * The epoch views report: never below one they reported before a restart (the first
+   * commit after a restart may carry an epoch number from before the coordinator caught up).
+   */
+  private viewEpoch = 0
   /** Opened first at restore (it fences older instances); the checkpointer runs it after. */
   private producer: TransactionalProducer | undefined
   private checkpoints!: Checkpointer
@@ -324,14 +335,47 @@ export class Actor {
       const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
       this.readers.push(await this.pipe.reader(topic, this.partition, from))
     }
+    if (this.spec.views.length > 0) this.openViews()
     this.stats.restoreMs = performance.now() - started
     this.lifecycle = 'running'
     this.log.debug({ changelogPosition: replayed.position, replayed: replayed.records, ms: this.stats.restoreMs }, 'actor restored')
   }
 
+  /**
+   * Pins the restored store for the views: it holds exactly the last committed checkpoint
+   * (the changelog replayed to its end), whose epoch and positions came back with the actor state.
+   */
+  private openViews(): void {
+    for (const v of this.spec.views) {
+      if (!this.processor.state.keyedNames.includes(v.state)) {
+        const declared = this.processor.state.keyedNames
+        throw new ConfigError(`stages.${this.spec.name}.views.${v.name}.state`, `'${v.state}' is not a keyed state of the processor (${declared.length === 0 ? 'it declares none' : `it declares ${declared.join(', ')}`}); a view serves this.state.value, map or list`, { stage: this.spec.name })
+      }
+    }
+    this.viewPositions = { ...((this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined) ?? {}) }
+    for (const r of this.readers) this.viewPositions[r.topic] ??= r.position
+    const epoch = (this.cache.get(ACTOR_PREFIX, VIEW_EPOCH)?.value as number | undefined) ?? 0
+    this.viewEpoch = epoch
+    this.views = new CommittedReads(this.store, { epoch, positions: { ...this.viewPositions }, committedAt: Date.now() }, this.id)
+  }
+
+  /** The actor is about to stop: view readers are sent to its next holder instead of waiting on it. */
+  stopServingViews(): void {
+    this.views?.close()
+  }
+
+  /** Answers a view request from the newest committed checkpoint (view-protocol.ts). */
+  async queryView(request: ViewRequest): Promise<ViewReply> {
+    const view = this.spec.views.find((v) => v.name === request.view)
+    if (view === undefined) throw new WeirError('WEIR_VIEW_UNKNOWN', `stage ${this.spec.name} serves no view '${request.view}'`, { stage: this.spec.name, actor: this.id, view: request.view })
+    if (this.views === undefined) throw new ViewMovedError(this.id)
+    return answerView(this.views, view, request, this.id)
+  }
+
   private async loadActorState(): Promise<void> {
     const keys = [...this.processor.state.actorNames]
     keys.push(this.isSource ? SOURCE_FINISHED : INPUT_POSITIONS, WATERMARKS, CHECKPOINT_RECORD)
+    if (this.spec.views.length > 0) keys.push(VIEW_EPOCH)
     const values = await this.store.getMany(keys.map((k) => Buffer.from(ACTOR_PREFIX + k)))
     keys.forEach((k, i) => this.cache.load(ACTOR_PREFIX, k, values[i] ? freezeLoaded(stateCodec.decode(values[i]!)) : undefined, true))
   }
@@ -918,7 +962,17 @@ export class Actor {
     // a moment after its data, and kafkajs cannot ask for stable offsets).
     if (positions !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(positions.map((o) => [o.topic, o.offset])))
     const ingest = this.marks.atBarrier(positions !== undefined)
-    this.checkpoints.take(epoch, positions, ingest, publish)
+    let pinViews: (() => void) | undefined
+    if (this.views !== undefined) {
+      // The epoch goes into the checkpoint, so a restored actor's views say which one they hold.
+      this.viewEpoch = Math.max(this.viewEpoch, epoch)
+      this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, VIEW_EPOCH, true), this.viewEpoch)
+      if (positions !== undefined) for (const p of positions) this.viewPositions[p.topic] = p.offset
+      const views = this.views
+      const meta = { epoch: this.viewEpoch, positions: { ...this.viewPositions } }
+      pinViews = () => views.pin({ ...meta, committedAt: Date.now() })
+    }
+    this.checkpoints.take(epoch, positions, ingest, publish, pinViews)
     pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
   }
@@ -963,6 +1017,7 @@ export class Actor {
   }
 
   private async closeProducerAndStore(): Promise<void> {
+    this.views?.close()
     if (this.checkpoints !== undefined) await this.checkpoints.close()
     else await this.producer?.close().catch(() => undefined)
     await this.store?.close().catch(() => undefined)

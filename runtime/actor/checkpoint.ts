@@ -116,14 +116,14 @@ export class Checkpointer {
    * the background half (changelog, positions, commit, local write, and `publish` if the
    * processor publishes after commits). Call after `ready()`: it waits for the publish too.
    */
-  take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number, publish?: () => Promise<void>): void {
+  take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number, publish?: () => Promise<void>, afterLocalWrite?: () => void): void {
     // Pinning uses this actor's own sequence: an early barrier (full cache, first batch)
     // reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.seq
     const dirty = this.deps.cache.takeDirty(seq)
     this.deferred = []
     this.sinceBarrier = 0
-    this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest, publish)
+    this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest, publish, afterLocalWrite)
     this.inflight.catch((err: unknown) => {
       this.failure = err
       this.onFailure?.()
@@ -131,7 +131,7 @@ export class Checkpointer {
   }
 
   /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
-  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: (() => Promise<void>) | undefined): Promise<void> {
+  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: (() => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const { changelogTopic, partition, group } = this.deps
     const now = Date.now()
     const writes: StoreWrite[] = new Array(dirty.length)
@@ -152,11 +152,11 @@ export class Checkpointer {
     const held = this.deferred ?? []
     this.deferred = undefined
     for (const h of held) this.producer.send(h.topic, h.partition, h.record)
-    await this.complete(committing, writes, epoch, seq, commitStart, positions, ingest, publish)
+    await this.complete(committing, writes, epoch, seq, commitStart, positions, ingest, publish, afterLocalWrite)
   }
 
   /** The background half of a checkpoint: pipe commit, then local state and the publish, then the report. */
-  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number, publish: (() => Promise<void>) | undefined): Promise<void> {
+  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number, publish: (() => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const ends = await committing
     const committedAt = Date.now()
     const commitMs = performance.now() - commitStart
@@ -169,14 +169,17 @@ export class Checkpointer {
     const position = this.changelogPosition
     // One local write at a time; its entries stay pinned in the cache until it is done.
     await this.localWrite
+    // `afterLocalWrite` runs before the next checkpoint's write can start: the store then holds exactly this checkpoint.
     if (writes.length > 0) {
       this.localWrite = this.deps.store.apply(writes, position).then(() => {
         this.deps.cache.markFlushed(seq)
+        afterLocalWrite?.()
         this.deps.faults.point('after-local-write')
       })
       this.localWrite.catch(() => undefined)
     } else {
       this.deps.cache.markFlushed(seq)
+      afterLocalWrite?.()
     }
     // Only the pipe commit makes the staged output the checkpoint's; the next barrier waits for it.
     if (publish !== undefined) await publish()

@@ -20,6 +20,8 @@ export const WATERMARKS = '#watermarks'
  * barrier of a processor with `onCheckpointCommitted`, handed back after the commit and at start.
  */
 export const CHECKPOINT_RECORD = '#checkpoint'
+/** The epoch of the newest checkpoint, kept by stages that serve views (they say which checkpoint an answer reflects). */
+export const VIEW_EPOCH = '#epoch'
 
 /** The cache prefix of a keyed state: its stored keys are `name \0 record key`. */
 export function keyedPrefix(name: string): string {

@@ -11,6 +11,7 @@ import { z } from 'zod'
 import type { Codec, CodecName } from '../codec.ts'
 import { ConfigError } from '../errors.ts'
 import { naming } from '../naming.ts'
+import { partitionForKey } from '../partitioner.ts'
 import { Processor, Source } from './processor.ts'
 
 /**
@@ -96,6 +97,38 @@ export interface StageOptions {
    * `weir.<pipeline>.<stage>`). Created when missing; never purged.
    */
   topic?: string
+  /**
+   * Keyed state this stage serves as materialized views, by view name (unique in the
+   * pipeline): `GET /views/<pipeline>/<view>/<key>` and `weir peek` read it as of the
+   * actor's last committed checkpoint. A string names the keyed state (`this.state.value`,
+   * `map` or `list`); an object adds a projection of what is served. See docs/views.md.
+   *
+   * @example
+   * stream.keyBy().process('count', CountWords, { views: { counts: 'count' } })
+   * stream.keyBy().process('stats', Stats, { views: { totals: { state: 'stats', project: (s) => s.total } } })
+   */
+  views?: Record<string, string | ViewOptions>
+}
+
+/**
+ * A view of one keyed state with a projection.
+ *
+ * @example
+ * const totals: ViewOptions = { state: 'stats', project: (value, key) => ({ key, total: value.total }) }
+ */
+export interface ViewOptions {
+  /** The keyed state served. */
+  state: string
+  /** What is served for a key instead of its whole value (runs on each answer, so keep it cheap and pure). */
+  project?: (value: any, key: string) => unknown
+}
+
+/** @internal A stage's view, resolved. */
+export interface ViewSpec {
+  name: string
+  stage: string
+  state: string
+  project: ((value: unknown, key: string) => unknown) | undefined
 }
 
 /**
@@ -149,11 +182,15 @@ export interface StageSpec {
   sideName?: string
   /** Of a topic input: the event time of a record. */
   timestampOf?: (value: unknown, recordTimestamp: number) => number
+  /** Materialized views this stage serves (StageOptions.views). */
+  views: ViewSpec[]
 }
 
 const defaultWatermarks: Required<WatermarkOptions> = { maxOutOfOrdernessMs: 0, idleTimeoutMs: 30_000 }
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
+/** state.ts's rule for state names. */
+const STATE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
 /** Kafka's rule for topic names. */
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/
 const codecSchema = z.union([z.enum(['msgpack', 'json', 'raw', 'string']), z.object({ name: z.string(), encode: z.function(), decode: z.function() })])
@@ -179,6 +216,15 @@ const optionsSchema = z
     codec: codecSchema.optional(),
     onError: policySchema.optional(),
     topic: z.string().regex(TOPIC, 'a topic name is 1-249 of A-Z a-z 0-9 . _ -').optional(),
+    views: z
+      .record(
+        z.string().regex(NAME, 'a view name is 1-64 of A-Z a-z 0-9 _ -'),
+        z.union([
+          z.string().regex(STATE_NAME, 'a state name is 1-128 of A-Z a-z 0-9 _ . -'),
+          z.object({ state: z.string().regex(STATE_NAME, 'a state name is 1-128 of A-Z a-z 0-9 _ . -'), project: z.function().optional() }).strict(),
+        ]),
+      )
+      .optional(),
   })
   .strict()
 
@@ -387,6 +433,7 @@ export class Pipeline {
       watermarks: { ...defaultWatermarks, ...o.watermarks },
       sideOutputs: [],
       timestampOf: o.timestampOf,
+      views: [],
     })
     return new Stream<Out>(this, name)
   }
@@ -411,6 +458,11 @@ export class Pipeline {
     }
     const sideOutputs = opts.sideOutputs ?? []
     if (new Set(sideOutputs).size !== sideOutputs.length) throw new ConfigError(`stages.${name}.sideOutputs`, 'a side output is declared twice')
+    const views = Object.entries(opts.views ?? {}).map(([view, v]): ViewSpec => (typeof v === 'string' ? { name: view, stage: name, state: v, project: undefined } : { name: view, stage: name, state: v.state, project: v.project as ViewSpec['project'] }))
+    for (const v of views) {
+      const other = this.view(v.name)
+      if (other !== undefined) throw new ConfigError(`stages.${name}.views.${v.name}`, `stage ${other.stage} already serves a view '${v.name}': view names are unique in a pipeline (they name /views/${this.name}/<view>)`, { stage: name })
+    }
     // Everything is valid: only now may wiring the inputs rearrange how their stages write.
     const inputStages = inputs.map((i) => this.inputStage(i))
     this.stages.set(name, {
@@ -426,6 +478,7 @@ export class Pipeline {
       topic: opts.topic,
       watermarks: { ...defaultWatermarks, ...opts.watermarks },
       sideOutputs,
+      views,
     })
     // Each side output is a stage of its own (no actors), so the stages reading it wire
     // onto it like onto any stream; its name has a dot, which user stage names cannot.
@@ -445,6 +498,7 @@ export class Pipeline {
         watermarks: defaultWatermarks,
         sideOutputs: [],
         sideName: side,
+        views: [],
       })
     }
     return new Stream<Out>(this, name)
@@ -525,6 +579,7 @@ export class Pipeline {
       outputPartitions: partitioning.partitions,
       keyedOutput: true,
       keyOf: partitioning.keyOf,
+      views: [],
       codec: of.codec,
       onError: { kind: 'dead-letter' },
       watermarks: defaultWatermarks,
@@ -592,6 +647,31 @@ export class Pipeline {
 
   stage(name: string): StageSpec | undefined {
     return this.stages.get(name)
+  }
+
+  /** The materialized views of the pipeline's stages (StageOptions.views). */
+  get views(): ViewSpec[] {
+    return this.topology.flatMap((s) => s.views)
+  }
+
+  /** The view named `name`, if a stage serves one. */
+  view(name: string): ViewSpec | undefined {
+    for (const s of this.stages.values()) {
+      const v = s.views.find((x) => x.name === name)
+      if (v !== undefined) return v
+    }
+    return undefined
+  }
+
+  /**
+   * The partition of `stage` that holds the state of record key `key`, when its inputs are
+   * partitioned by key (keyBy: the pipe's murmur2 partitioner); undefined when they are not
+   * (forwarded records: a key may be in any partition).
+   */
+  partitionOfKey(stage: StageSpec, key: Buffer): number | undefined {
+    if (stage.kind !== 'processor' || stage.inputs.length === 0) return undefined
+    const keyed = stage.inputs.every((i) => this.stages.get(i)?.kind === 'keyed' || this.stages.get(i)?.keyedOutput === true)
+    return keyed ? partitionForKey(key, stage.parallelism) : undefined
   }
 
   /**

@@ -3,7 +3,7 @@
  * health. It carries no data records, so losing it may slow coordination but never loses
  * or duplicates a record. Adapters: `local/` (in-process), `nats/`.
  */
-import { ConfigError } from '../errors.ts'
+import { ConfigError, WeirError } from '../errors.ts'
 
 export interface Subscription {
   unsubscribe(): void
@@ -11,13 +11,39 @@ export interface Subscription {
 
 export type Handler = (message: unknown, subject: string) => void
 
+/** Answers a request; what it returns (or resolves to) is the reply. */
+export type Responder = (message: unknown, subject: string) => unknown
+
 export interface ControlBus {
   readonly kind: string
   /** Fire-and-forget; never blocks the caller on delivery. */
   publish(subject: string, message: unknown): void
   /** `*` matches one token, `>` the rest (NATS subject rules). */
   subscribe(subject: string, handler: Handler): Subscription
+  /**
+   * Request-reply: one of the responders on `subject` answers (NATS queue-group
+   * semantics). Rejects with BusNoResponderError when none listens (at once, so a caller
+   * can tell "nobody holds this" from "slow"), BusTimeoutError after `timeoutMs`.
+   * Requests and replies may carry binary values (msgpack on the wire), unlike publish.
+   */
+  request(subject: string, message: unknown, options: { timeoutMs: number }): Promise<unknown>
+  /** Answers requests on `subject` (no wildcards); a responder that throws answers nothing (the requester times out). */
+  respond(subject: string, responder: Responder): Subscription
   close(): Promise<void>
+}
+
+/** Nobody answers requests on the subject now. */
+export class BusNoResponderError extends WeirError {
+  constructor(subject: string) {
+    super('WEIR_BUS_NO_RESPONDER', `nobody answers on ${subject}`, { subject }, { retriable: true })
+  }
+}
+
+/** A request got no reply in time. */
+export class BusTimeoutError extends WeirError {
+  constructor(subject: string, timeoutMs: number) {
+    super('WEIR_BUS_TIMEOUT', `no reply on ${subject} within ${timeoutMs} ms`, { subject, timeoutMs }, { retriable: true })
+  }
 }
 
 /**
@@ -44,6 +70,16 @@ export const subjects = {
   workerLeave: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-leave`,
   workerRefused: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-refused`,
   progress: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.progress`,
+  /** Requests any worker of the pipeline answers (samples of an edge's records). */
+  inspect: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.inspect`,
+}
+
+/** Request subjects of views: one per actor (partition of a stage). */
+export const viewSubjects = {
+  /** Requests to the actor holding `stage`'s partition, for its views. */
+  actor: (cluster: string, pipeline: string, stage: string, partition: number): string => `weir.${cluster}.${pipeline}.view.${stage}.${partition}`,
+  /** Requests to a standby replica of `stage`'s partition (stale reads while the actor moves). */
+  standby: (cluster: string, pipeline: string, stage: string, partition: number): string => `weir.${cluster}.${pipeline}.view-standby.${stage}.${partition}`,
 }
 
 /** Matches a subject against a subscription pattern with NATS wildcards. */

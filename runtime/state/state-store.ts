@@ -18,7 +18,21 @@ export interface StoreWrite {
   value: Buffer | null
 }
 
+/**
+ * A consistent read-only view of a store at one moment (a RocksDB snapshot): writes
+ * applied after it was taken are not seen. Close it when done; the store's close closes
+ * what is still open.
+ */
+export interface StoreSnapshot {
+  getMany(keys: Buffer[]): Promise<Array<Buffer | null>>
+  /** Entries with gte <= key < lt in key order, at most `limit`. */
+  range(gte: Buffer, lt: Buffer, limit: number): Promise<Array<{ key: Buffer; value: Buffer }>>
+  close(): Promise<void>
+}
+
 export class StateStore {
+  private readonly snapshots = new Set<RocksDB>()
+
   private constructor(private readonly db: RocksDB, readonly path: string) {}
 
   static async open(path: string): Promise<StateStore> {
@@ -74,7 +88,30 @@ export class StateStore {
     return out
   }
 
-  close(): Promise<void> {
+  /** Pins the store as it is now (see StoreSnapshot). */
+  snapshot(): StoreSnapshot {
+    const session = this.db.snapshot()
+    this.snapshots.add(session)
+    return {
+      getMany: (keys) => getMany(session, keys),
+      range: async (gte, lt, limit) => {
+        const out: Array<{ key: Buffer; value: Buffer }> = []
+        if (limit <= 0) return out
+        for await (const entry of session.iterator({ gte, lt, limit })) out.push(entry)
+        return out
+      },
+      close: async () => {
+        if (!this.snapshots.delete(session)) return
+        await session.close()
+      },
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const s of [...this.snapshots]) {
+      this.snapshots.delete(s)
+      await s.close().catch(() => undefined)
+    }
     return this.db.close()
   }
 }

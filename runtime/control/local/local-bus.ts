@@ -4,11 +4,14 @@
  */
 import type { Logger } from 'pino'
 import { createLogger } from '../../log.ts'
-import { subjectMatches, type ControlBus, type Handler, type Subscription } from '../bus.ts'
+import { BusNoResponderError, BusTimeoutError, subjectMatches, type ControlBus, type Handler, type Responder, type Subscription } from '../bus.ts'
 
 export class LocalBus implements ControlBus {
   readonly kind = 'local'
   private subs: Array<{ pattern: string; handler: Handler }> = []
+  private responders = new Map<string, Responder[]>()
+  /** Spreads requests over a subject's responders, as a NATS queue group does. */
+  private turn = 0
   private closed = false
 
   constructor(private readonly log: Logger = createLogger()) {}
@@ -36,8 +39,45 @@ export class LocalBus implements ControlBus {
     return { unsubscribe: () => { this.subs = this.subs.filter((s) => s !== sub) } }
   }
 
+  async request(subject: string, message: unknown, options: { timeoutMs: number }): Promise<unknown> {
+    // A macrotask later, as over a network: a caller must not rely on the answer being synchronous.
+    await new Promise((r) => setImmediate(r))
+    const list = this.closed ? undefined : this.responders.get(subject)
+    if (list === undefined || list.length === 0) throw new BusNoResponderError(subject)
+    const responder = list[this.turn++ % list.length]!
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new BusTimeoutError(subject, options.timeoutMs)), options.timeoutMs)
+    })
+    try {
+      return await Promise.race([Promise.resolve().then(() => responder(message, subject)), timeout])
+    } catch (err) {
+      // A responder that throws answers nothing, as on NATS: the requester hears a timeout.
+      if (err instanceof BusTimeoutError) throw err
+      this.log.error({ subject, err: (err as Error).message }, 'request responder failed')
+      await timeout
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  respond(subject: string, responder: Responder): Subscription {
+    const list = this.responders.get(subject) ?? []
+    list.push(responder)
+    this.responders.set(subject, list)
+    return {
+      unsubscribe: () => {
+        const now = (this.responders.get(subject) ?? []).filter((r) => r !== responder)
+        if (now.length === 0) this.responders.delete(subject)
+        else this.responders.set(subject, now)
+      },
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true
     this.subs = []
+    this.responders.clear()
   }
 }

@@ -14,7 +14,9 @@ import type { NatsConnection, Subscription as NatsSubscription } from '@nats-io/
 import type { Logger } from 'pino'
 import { ConfigError } from '../../errors.ts'
 import { createLogger } from '../../log.ts'
-import type { ControlBus, Handler, Subscription } from '../bus.ts'
+import { errors as natsErrors } from '@nats-io/transport-node'
+import { Packr } from 'msgpackr'
+import { BusNoResponderError, BusTimeoutError, type ControlBus, type Handler, type Responder, type Subscription } from '../bus.ts'
 import { checkNatsUrl, connectNats, describeCredentials, type NatsCredentials, type NatsTls } from './nats-connection.ts'
 
 export { BusAuthError, BusUnavailableError, checkNatsUrl } from './nats-connection.ts'
@@ -32,6 +34,11 @@ export interface NatsBusOptions {
   connectTimeoutMs?: number
   log?: Logger
 }
+
+/** Requests and replies carry state values (Buffers, BigInts, Dates): msgpack, not JSON. */
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
+/** The queue group of responders: one of them answers each request. */
+const RESPONDERS = 'weir-responders'
 
 export class NatsBus implements ControlBus {
   readonly kind = 'nats'
@@ -86,6 +93,47 @@ export class NatsBus implements ControlBus {
         } catch (e) {
           this.log.error({ subject: msg.subject, err: (e as Error).message }, 'control message handler failed')
         }
+      },
+    })
+    this.subs.add(sub)
+    return {
+      unsubscribe: () => {
+        this.subs.delete(sub)
+        sub.unsubscribe()
+      },
+    }
+  }
+
+  async request(subject: string, message: unknown, options: { timeoutMs: number }): Promise<unknown> {
+    try {
+      const reply = await this.nc.request(subject, packr.encode(message), { timeout: options.timeoutMs })
+      return packr.decode(reply.data)
+    } catch (err) {
+      if (err instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) throw new BusNoResponderError(subject)
+      if (err instanceof natsErrors.TimeoutError) throw new BusTimeoutError(subject, options.timeoutMs)
+      throw err
+    }
+  }
+
+  respond(subject: string, responder: Responder): Subscription {
+    const sub = this.nc.subscribe(subject, {
+      queue: RESPONDERS,
+      callback: (err, msg) => {
+        if (err !== null) return void this.log.error({ subject, err: err.message }, 'responder subscription error')
+        void (async () => {
+          let reply: unknown
+          try {
+            reply = await responder(packr.decode(msg.data), msg.subject)
+          } catch (e) {
+            // Nothing is sent: the requester times out, as with a responder that died.
+            return void this.log.error({ subject: msg.subject, err: (e as Error).message }, 'request responder failed')
+          }
+          try {
+            msg.respond(packr.encode(reply))
+          } catch (e) {
+            this.log.warn({ subject: msg.subject, err: (e as Error).message }, 'reply dropped (larger than the server max_payload?)')
+          }
+        })()
       },
     })
     this.subs.add(sub)
