@@ -65,6 +65,11 @@ Options:
   --metrics-host H     Their address (default 127.0.0.1; another needs a token)
   --metrics-token-file FILE
                        Require 'Authorization: Bearer <token>' on /metrics
+  --views-port N       Serve the pipeline's views on GET /views/<pipeline>/… (docs/views.md;
+                       default: a free port, named in <data-dir>/views.json for weir peek)
+  --views-host H       Their address (default 127.0.0.1; another needs a token)
+  --views-token-file FILE
+                       Require 'Authorization: Bearer <token>' on /views (or WEIR_VIEWS_TOKEN)
   -q, --quiet          No progress display on a terminal
   -h, --help           Show this help
 
@@ -76,6 +81,7 @@ Environment:
   WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_MONITOR_TOKEN   Bearer token the --monitor endpoints require
   WEIR_METRICS_TOKEN   The --metrics-port token, when no --metrics-token-file is given
+  WEIR_VIEWS_TOKEN     The views' token, when no --views-token-file is given
   WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>[@<polls>|@<stage>:<records>]
 
 An actor that fails for good (its stage's onError policy says fail-stop, or open or
@@ -257,6 +263,11 @@ Options:
   --metrics-host H          Their address (default 127.0.0.1; another needs a token)
   --metrics-token-file FILE Require 'Authorization: Bearer <token>' on /metrics (or
                             WEIR_METRICS_TOKEN)
+  --views-port N            Serve the pipeline's views on GET /views/<pipeline>/…: any
+                            worker answers any key (docs/views.md; default a free port)
+  --views-host H            Their address (default 127.0.0.1; another needs a token)
+  --views-token-file FILE   Require 'Authorization: Bearer <token>' on /views (or
+                            WEIR_VIEWS_TOKEN)
   --epoch-ms N              The coordinator's epoch interval, for the local checkpoint
                             fallback (default 1000)
   --heartbeat-ms N          Heartbeat interval (default 1000)
