@@ -51,6 +51,7 @@ interface CaseCoverage {
   distinctEpochs: number
   maxEpoch: number
   epochAdvances: number
+  epochsWithSeveralPositions: number
   transportErrors: number
   statuses: Record<string, number>
   ms: number
@@ -127,7 +128,7 @@ describe('views under crashes', () => {
           covered.push({
             lines: input.partitions.reduce((n, p) => n + p.length, 0), words: wordsOf(input), planned: planned.length, fired: fired.length, moved, dropped, processes: incarnation,
             incarnationsAnswered: stats.incarnationsAnswered, checked: report.checked, found: report.found, lookups: stats.lookups, scans: stats.scans,
-            distinctEpochs: report.distinctEpochs, maxEpoch: report.maxEpoch, epochAdvances: report.epochAdvances, transportErrors: stats.transportErrors, statuses: stats.statuses, ms: Date.now() - caseStart,
+            distinctEpochs: report.distinctEpochs, maxEpoch: report.maxEpoch, epochAdvances: report.epochAdvances, epochsWithSeveralPositions: report.epochsWithSeveralPositions, transportErrors: stats.transportErrors, statuses: stats.statuses, ms: Date.now() - caseStart,
           })
           removeDir(dir)
         }),
@@ -171,6 +172,7 @@ function coverage(cases: CaseCoverage[], wallMs: number): Record<string, unknown
     distinct_epochs_per_case: cases.map((c) => c.distinctEpochs),
     max_epoch: Math.max(0, ...cases.map((c) => c.maxEpoch)),
     epoch_advances_seen: sum((c) => c.epochAdvances),
+    partition_epochs_answered_with_several_positions: sum((c) => c.epochsWithSeveralPositions),
     transport_errors: sum((c) => c.transportErrors),
     statuses,
   }
