@@ -89,6 +89,8 @@ export class Worker {
   private applying: Promise<void> | undefined
   /** Standby replicas this worker keeps warm, by actor id. */
   private readonly replicas = new Map<string, StandbyReplica>()
+  /** The stale-read responders of replicas of view stages, by actor id. */
+  private readonly replicaViews = new Map<string, Subscription>()
   private lastEpochAt = Date.now()
   private fallbackTimer: NodeJS.Timeout | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -315,12 +317,37 @@ export class Worker {
     const replica = new StandbyReplica({ pipe: this.pipe, pipeline: this.pipeline, spec: this.pipeline.stage(stageName!)!, partition: Number(p), dataDir: this.options.dataDir, log: this.log })
     this.replicas.set(id, replica)
     replica.start().catch((err: unknown) => this.log.warn({ standby: id, err: describeError(err) }, 'standby replica failed to start; the actor would restore from the changelog'))
+    const views = this.serveStandbyViews(replica)
+    if (views !== undefined) this.replicaViews.set(id, views)
   }
 
   private async stopReplica(id: string): Promise<void> {
+    // Stale readers go to another replica, or wait for the actor, from here on.
+    this.replicaViews.get(id)?.unsubscribe()
+    this.replicaViews.delete(id)
     const replica = this.replicas.get(id)
     this.replicas.delete(id)
     await replica?.stop()
+  }
+
+  /**
+   * Answers stale view reads (`ReadOptions.stale`) for a replica's partition from the newest
+   * whole checkpoint it holds, marked `standby: true`: view clients ask it while the actor
+   * moves. Several replicas of one partition share the subject; one of them answers.
+   */
+  private serveStandbyViews(replica: StandbyReplica): Subscription | undefined {
+    if (!replica.servesViews) return undefined
+    const subject = viewSubjects.standby(this.options.cluster, this.pipeline.name, replica.stage, replica.partition)
+    return this.bus.respond(subject, async (raw): Promise<ViewResponse> => {
+      const request = viewRequest.safeParse(raw)
+      if (!request.success) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `malformed view request: ${request.error.issues[0]?.path.join('.')} ${request.error.issues[0]?.message}`, { standby: replica.id }))
+      if (request.data.partition !== replica.partition) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `request for partition ${request.data.partition} reached the standby of ${replica.id}`, { standby: replica.id }))
+      try {
+        return await replica.queryView(request.data)
+      } catch (err) {
+        return failure(err)
+      }
+    })
   }
 
   /** Standby replicas kept warm here. */
