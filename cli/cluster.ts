@@ -16,6 +16,7 @@ import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError, describeError, TopologyMismatchError } from '../runtime/errors.ts'
 import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
+import { serveViews, type ViewsServer } from '../runtime/views/serve-views.ts'
 import { openBus, redactBusUrl } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
@@ -23,7 +24,7 @@ import { loadPipeline } from '../runtime/pipeline-file.ts'
 import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { parseCommandArgs } from './options.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
-import { parseMetricsOptions, parseParams } from './run.ts'
+import { parseMetricsOptions, parseParams, parseViewsOptions } from './run.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
 
 function logger(service: string): Logger {
@@ -146,11 +147,12 @@ export async function workerCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let pipe: Pipe | undefined
   let metrics: MetricsServer | undefined
+  let views: ViewsServer | undefined
   let worker: ClusterWorker | undefined
   try {
     const { values, positionals } = parse('worker', argv, {
       pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
-      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'views-port': { type: 'string' }, 'views-host': { type: 'string' }, 'views-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
       ...NATS_OPTIONS,
     }, true)
     if (values.help) {
@@ -170,6 +172,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     if (id !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new ConfigError('--id', `'${id}' must be 1-64 of A-Z a-z 0-9 _ . -`)
     const params = parseParams(values.param as string[] | undefined)
     const metricsOptions = parseMetricsOptions(values as Record<string, string | undefined>, process.cwd(), process.env)
+    const viewsOptions = parseViewsOptions(values as Record<string, string | undefined>, process.cwd(), process.env)
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
     const heartbeatMs = wholeMs(values['heartbeat-ms'] as string | undefined, '--heartbeat-ms', 1000, 50)
     const pipeline = await loadPipeline(resolve(positionals[0]!), params)
@@ -179,7 +182,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
     pipe = await openPipe(pipeUrl, { dataDir: stateDir, configFile: values['pipe-config'] === undefined ? undefined : resolve(values['pipe-config'] as string), log })
     worker = await startClusterWorker(pipeline, { pipe, bus, cluster, stateDir, id, log, epochIntervalMs, heartbeatMs })
     if (metricsOptions !== undefined) metrics = await serveMetrics(worker.metrics, metricsOptions)
-    process.stdout.write(`weir worker ${worker.id}: pipeline ${pipeline.name} in cluster ${cluster}${metrics === undefined ? '' : `, metrics at ${metrics.url}`}\n`)
+    // Every worker answers any key of any view: it routes the key to its holder over the bus.
+    if (pipeline.views.length > 0) views = await serveViews({ pipeline, bus, cluster, ...viewsOptions, dir: stateDir, log })
+    process.stdout.write(`weir worker ${worker.id}: pipeline ${pipeline.name} in cluster ${cluster}${metrics === undefined ? '' : `, metrics at ${metrics.url}`}${views === undefined ? '' : `, views at ${views.url}/views/${pipeline.name}`}\n`)
     const running = worker
     const outcome = await Promise.race([running.done, signalled.then(async (signal) => {
       log.info({ signal }, 'worker stopping: handing its actors off')
@@ -191,6 +196,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   } catch (err) {
     return refused(err, 'worker')
   } finally {
+    await views?.close().catch(() => undefined)
     await metrics?.close().catch(() => undefined)
     await pipe?.close().catch(() => undefined)
     await bus?.close().catch(() => undefined)

@@ -9,12 +9,13 @@ import { actorCommand } from './actor.ts'
 import { coordinatorCommand, workerCommand } from './cluster.ts'
 import { jobsCommand } from './jobs.ts'
 import { monitorCommand } from './monitor.ts'
+import { peekCommand } from './peek.ts'
 import { runCommand } from './run.ts'
 import { statusCommand } from './status.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 import { closestName } from '../runtime/suggest.ts'
 
-const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'help']
+const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'peek', 'help']
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -33,6 +34,8 @@ export async function main(argv: string[]): Promise<number> {
       return actorCommand(rest)
     case 'jobs':
       return jobsCommand(rest)
+    case 'peek':
+      return peekCommand(rest)
     case 'help':
     case '--help':
     case '-h':

@@ -14,6 +14,8 @@ import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { localBus, openBus, type BusTarget } from '../runtime/open-bus.ts'
 import { checkMetricsBinding, serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
+import { checkPublicBinding } from '../runtime/http-token.ts'
+import { serveViews, type ViewsServer } from '../runtime/views/serve-views.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
@@ -49,6 +51,15 @@ export interface RunArgs {
   monitor: RunMonitorArgs | undefined
   /** `--metrics-port`: serve the worker's Prometheus metrics on their own (loopback unless --metrics-host, which needs a token). */
   metrics: { port: number; host: string; token: string | undefined } | undefined
+  /** `--views-port` etc.: where the pipeline's views are served (a free loopback port by default). */
+  views: ViewsArgs
+}
+
+export interface ViewsArgs {
+  /** 0: a free port. */
+  port: number
+  host: string
+  token: string | undefined
 }
 
 export interface RunMonitorArgs {
@@ -88,6 +99,9 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'metrics-token-file': { type: 'string' },
+      'views-port': { type: 'string' },
+      'views-host': { type: 'string' },
+      'views-token-file': { type: 'string' },
       ...NATS_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
@@ -127,6 +141,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
 
   return {
     metrics,
+    views: parseViewsOptions(values, cwd, process.env),
     monitor: parseMonitorOptions(values),
     bus,
     busTarget,
@@ -156,6 +171,19 @@ export function parseMetricsOptions(values: { 'metrics-port'?: string; 'metrics-
   const host = values['metrics-host'] ?? '127.0.0.1'
   const token = readToken({ file: values['metrics-token-file'], fileOption: '--metrics-token-file', envName: 'WEIR_METRICS_TOKEN' }, cwd, env)
   checkMetricsBinding(host, token)
+  return { port, host, token }
+}
+
+/**
+ * `--views-port N [--views-host H] [--views-token-file F]` of `weir run` and `weir worker`:
+ * where the pipeline's views are served (when it has any). Default: a free port on
+ * 127.0.0.1, named in the data dir's views.json for `weir peek`; a public host needs a token.
+ */
+export function parseViewsOptions(values: { 'views-port'?: string; 'views-host'?: string; 'views-token-file'?: string }, cwd: string, env: NodeJS.ProcessEnv): ViewsArgs {
+  const port = values['views-port'] === undefined ? 0 : parsePort(values['views-port'], '--views-port')
+  const host = values['views-host'] ?? '127.0.0.1'
+  const token = readToken({ file: values['views-token-file'], fileOption: '--views-token-file', envName: 'WEIR_VIEWS_TOKEN' }, cwd, env)
+  checkPublicBinding(host, token, '--views-host', '--views-token-file FILE or WEIR_VIEWS_TOKEN')
   return { port, host, token }
 }
 
@@ -254,6 +282,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let monitor: RunningMonitor | undefined
   let metricsServer: MetricsServer | undefined
+  let viewsServer: ViewsServer | undefined
   let signalled: NodeJS.Signals | undefined
   const stopRun = (r: RunningPipeline): void => {
     display?.setStatus('stopping: final checkpoint (Ctrl-C again to exit at once)')
@@ -299,8 +328,13 @@ export async function runCommand(argv: string[]): Promise<number> {
       metricsServer = await serveMetrics(run.metrics, args.metrics)
       process.stderr.write(`weir: metrics at ${metricsServer.url}\n`)
     }
+    if (pipeline.views.length > 0) {
+      viewsServer = await serveViews({ pipeline, bus: run.bus, cluster: args.cluster, ...args.views, dir: dataDir, log })
+      process.stderr.write(`weir: views at ${viewsServer.url}/views/${pipeline.name} (${pipeline.views.map((v) => v.name).join(', ')})\n`)
+    }
   } catch (err) {
     if (run !== undefined) await run.stop().catch(() => undefined)
+    await viewsServer?.close().catch(() => undefined)
     await monitor?.close().catch(() => undefined)
     await metricsServer?.close().catch(() => undefined)
     await pipe?.close().catch(() => undefined)
@@ -321,6 +355,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     failure = err
   }
   const elapsedMs = performance.now() - startedAt
+  await viewsServer?.close().catch(() => undefined)
   await monitor?.close().catch(() => undefined)
   await metricsServer?.close().catch(() => undefined)
   await pipe?.close().catch(() => undefined)

@@ -27,12 +27,14 @@ Commands:
   actor clear <pipeline> <actor>
                       Lift an actor's quarantine (it failed for good on two workers)
   jobs <pipeline.ts>  List the runs of the pipeline's FileSetSource stages and their state
+  peek <pipeline> <view> [key]
+                      Print a view's committed value for a key (or a page of keys)
   help [command]      Show this help, or the help of one command
 
 Options:
   -h, --help          Show this help
 
-Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs) for the options of a command.
+Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs, peek) for the options of a command.
 `
 
 export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
@@ -65,6 +67,11 @@ Options:
   --metrics-host H     Their address (default 127.0.0.1; another needs a token)
   --metrics-token-file FILE
                        Require 'Authorization: Bearer <token>' on /metrics
+  --views-port N       Serve the pipeline's views on GET /views/<pipeline>/… (docs/views.md;
+                       default: a free port, named in <data-dir>/views.json for weir peek)
+  --views-host H       Their address (default 127.0.0.1; another needs a token)
+  --views-token-file FILE
+                       Require 'Authorization: Bearer <token>' on /views (or WEIR_VIEWS_TOKEN)
   -q, --quiet          No progress display on a terminal
   -h, --help           Show this help
 
@@ -76,6 +83,7 @@ Environment:
   WEIR_KAFKA_PASSWORD  The SASL password for a kafka:// pipe with sasl=…
   WEIR_MONITOR_TOKEN   Bearer token the --monitor endpoints require
   WEIR_METRICS_TOKEN   The --metrics-port token, when no --metrics-token-file is given
+  WEIR_VIEWS_TOKEN     The views' token, when no --views-token-file is given
   WEIR_CRASH_AT        Crash injection for recovery tests, <point>:<hit>[@<polls>|@<stage>:<records>]
 
 An actor that fails for good (its stage's onError policy says fail-stop, or open or
@@ -257,6 +265,11 @@ Options:
   --metrics-host H          Their address (default 127.0.0.1; another needs a token)
   --metrics-token-file FILE Require 'Authorization: Bearer <token>' on /metrics (or
                             WEIR_METRICS_TOKEN)
+  --views-port N            Serve the pipeline's views on GET /views/<pipeline>/…: any
+                            worker answers any key (docs/views.md; default a free port)
+  --views-host H            Their address (default 127.0.0.1; another needs a token)
+  --views-token-file FILE   Require 'Authorization: Bearer <token>' on /views (or
+                            WEIR_VIEWS_TOKEN)
   --epoch-ms N              The coordinator's epoch interval, for the local checkpoint
                             fallback (default 1000)
   --heartbeat-ms N          Heartbeat interval (default 1000)
@@ -264,7 +277,33 @@ Options:
 
 ${NATS_SECURITY}`
 
-const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, help: MAIN_USAGE }
+export const PEEK_USAGE = `Usage: weir peek <pipeline> <view> [key] [options]
+
+Prints what a view serves (docs/views.md) as of its partition's last committed checkpoint,
+with the epoch and input positions it reflects: the value of one key, or a page of keys in
+key order. It asks the views server of a running 'weir run' (named in its data dir's
+views.json) or of any 'weir worker' (--url); that server routes the key to the worker
+holding its partition.
+
+Options:
+  --prefix P           A page of the keys starting with P (instead of a key)
+  --gte A, --lt B      A page of the keys in [A, B)
+  --after K            The page after key K (the previous page's last key)
+  --limit N            Keys per page, 1..1000 (default 100)
+  --at-least X         Wait until the state includes X: epoch:N, or <input>:<partition>:<offset>
+                       (comma-separated), e.g. the atLeast of an HTTP ingest's answer
+  --stale              While the key's actor moves, a standby replica may answer
+  --timeout-ms N       How long to wait for an answer (default 15000)
+  --data-dir DIR       The run's data dir (default ./.weir/<pipeline>)
+  --url URL            http://host:port of a views server (a worker's --views-port)
+  --token-file FILE    Its bearer token (or WEIR_VIEWS_TOKEN)
+  --json               Print the server's JSON answer
+  -h, --help           Show this help
+
+Exit codes: 0 printed, 1 the key is absent or no answer came, 2 refused (bad option, no run found).
+`
+
+const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, help: MAIN_USAGE }
 
 /** `weir help [command]`. */
 export function helpCommand(argv: string[]): number {

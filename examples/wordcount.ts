@@ -49,7 +49,7 @@ export default function wordcount(params: Record<string, string> = {}): Pipeline
   }), { partitions: 2 })
     .process('split', SplitWords)
     .keyBy(4)
-    .process('count', CountWords)
+    .process('count', CountWords, { views: { counts: 'count' } })
   if (params.sink === 'false') return p
   counts.to('sink', () => new JsonlFileSink<number>({ path: out, format: (r) => ({ word: r.key, count: r.value }) }))
   p.describeOutput(`running counts per word: ${out.replace('{partition}', '*')} (the last line per word is its total)`)

@@ -76,6 +76,13 @@ export interface AckBody {
   positions: { from: number; to: number }
   checkpoint?: number
   epoch?: number
+  /**
+   * Read-your-writes for views downstream: `<topic>:<partition>:<offset>,…`, where the
+   * committing checkpoint's records end in the topics this stage writes. A view's
+   * `?atLeast=` with it answers only once its state includes these events (docs/views.md).
+   * Only on the first answer, not on replays.
+   */
+  atLeast?: string
   replayed?: boolean
 }
 
@@ -256,10 +263,12 @@ export class HttpIngestSource extends Source<unknown> {
   }
 
   override onCheckpointCommitted(commit: CommitContext): void {
+    // Where this commit's records end bounds every earlier checkpoint's too.
+    const atLeast = commit.outputPositions.length === 0 ? undefined : commit.outputPositions.map((p) => `${p.topic}:${p.partition}:${p.offset}`).join(',')
     for (const [checkpoint, taken] of this.staged) {
       if (checkpoint > commit.checkpoint) continue
       this.staged.delete(checkpoint)
-      for (const t of taken) this.acknowledge({ request: t.request, body: { ...t.body, checkpoint, epoch: checkpoint === commit.checkpoint ? commit.epoch : undefined } }, 200)
+      for (const t of taken) this.acknowledge({ request: t.request, body: { ...t.body, checkpoint, epoch: checkpoint === commit.checkpoint ? commit.epoch : undefined, ...(atLeast === undefined ? {} : { atLeast }) } }, 200)
     }
     if (this.lifecycle !== undefined) this.report(this.lifecycle)
   }

@@ -300,7 +300,7 @@ export class Actor {
     this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
     if (this.processor.onCheckpointCommitted !== undefined) {
-      this.publisher = new Publisher({ processor: this.processor, cache: this.cache, lifecycle: this.lifecycleCtx, faults: this.faults, log: this.log, actor: this.id, abandoned: () => this.abandoned })
+      this.publisher = new Publisher({ processor: this.processor, cache: this.cache, lifecycle: this.lifecycleCtx, faults: this.faults, log: this.log, actor: this.id, outputTopics: new Set(this.pipeline.writtenBy(this.spec).map((s) => this.pipeline.outputTopic(s))), abandoned: () => this.abandoned })
       this.restoredCheckpoint = this.publisher.restored()
       this.checkpointNo = this.restoredCheckpoint?.checkpoint ?? 0
     }

@@ -116,7 +116,7 @@ export class Checkpointer {
    * the background half (changelog, positions, commit, local write, and `publish` if the
    * processor publishes after commits). Call after `ready()`: it waits for the publish too.
    */
-  take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number, publish?: () => Promise<void>, afterLocalWrite?: () => void): void {
+  take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number, publish?: (ends: PartitionOffset[]) => Promise<void>, afterLocalWrite?: () => void): void {
     // Pinning uses this actor's own sequence: an early barrier (full cache, first batch)
     // reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.seq
@@ -131,7 +131,7 @@ export class Checkpointer {
   }
 
   /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
-  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: (() => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
+  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const { changelogTopic, partition, group } = this.deps
     const now = Date.now()
     const writes: StoreWrite[] = new Array(dirty.length)
@@ -156,7 +156,7 @@ export class Checkpointer {
   }
 
   /** The background half of a checkpoint: pipe commit, then local state and the publish, then the report. */
-  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number, publish: (() => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
+  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const ends = await committing
     const committedAt = Date.now()
     const commitMs = performance.now() - commitStart
@@ -182,7 +182,7 @@ export class Checkpointer {
       afterLocalWrite?.()
     }
     // Only the pipe commit makes the staged output the checkpoint's; the next barrier waits for it.
-    if (publish !== undefined) await publish()
+    if (publish !== undefined) await publish(ends)
     this.deps.onCommitted({ epoch, committedAt, ingest, positions, commitMs })
   }
 

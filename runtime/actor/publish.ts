@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import type { CommitContext, LifecycleContext, Processor } from '../api/processor.ts'
 import { PublishError, ValueError, WeirError, describeError } from '../errors.ts'
 import type { Faults } from '../faults.ts'
+import type { PartitionOffset } from '../pipe/pipe.ts'
 import type { WriteCache } from '../state/write-cache.ts'
 import { freezeStateValue } from '../values.ts'
 import { ACTOR_PREFIX, CHECKPOINT_RECORD } from './state-keys.ts'
@@ -32,6 +33,8 @@ export interface PublisherDeps {
   faults: Faults
   log: Logger
   actor: string
+  /** The data topics the stage writes (its output, side outputs, keyed streams): what `outputPositions` lists. */
+  outputTopics: ReadonlySet<string>
   /** True once the actor was abandoned (a crash): retrying is pointless then. */
   abandoned(): boolean
 }
@@ -49,22 +52,23 @@ export class Publisher {
    * publish to run once the pipe committed it. What `onCheckpoint` returned is state: checked
    * and frozen as a state value is.
    */
-  stage(checkpoint: number, epoch: number, staged: unknown): () => Promise<void> {
+  stage(checkpoint: number, epoch: number, staged: unknown): (ends: readonly PartitionOffset[]) => Promise<void> {
     const { cache, lifecycle, actor } = this.deps
     const checked = freezeStateValue(staged)
     if (!('value' in checked)) throw new ValueError('the value onCheckpoint returned', checked.problem.reason, { stage: lifecycle.stage, actor, path: checked.problem.path })
     const record: CheckpointRecord = staged === undefined ? { checkpoint, epoch } : { checkpoint, epoch, staged: checked.value }
     cache.set(cache.getOrCreate(ACTOR_PREFIX, CHECKPOINT_RECORD, true), record)
-    return () => this.publish(record, false)
+    return (ends) => this.publish(record, false, ends)
   }
 
   /** Runs `onCheckpointCommitted` for `record`, retrying with backoff; throws PublishError when it keeps failing. */
-  async publish(record: CheckpointRecord, recovering: boolean): Promise<void> {
+  async publish(record: CheckpointRecord, recovering: boolean, ends: readonly PartitionOffset[] = []): Promise<void> {
     const { processor, lifecycle, faults, log } = this.deps
     faults.point('before-publish')
     // No scope phase is set: the publish runs beside the next epoch's records, so a state
     // handle here throws ScopeError, or acts on a record in flight; the contract forbids both.
-    const commit: CommitContext = { ...lifecycle, checkpoint: record.checkpoint, epoch: record.epoch, staged: record.staged, recovering }
+    const outputPositions = ends.filter((e) => this.deps.outputTopics.has(e.topic)).map((e) => ({ topic: e.topic, partition: e.partition, offset: e.offset }))
+    const commit: CommitContext = { ...lifecycle, checkpoint: record.checkpoint, epoch: record.epoch, staged: record.staged, recovering, outputPositions }
     for (let attempt = 1; ; attempt++) {
       try {
         await processor.onCheckpointCommitted?.(commit)

@@ -669,9 +669,13 @@ export class Pipeline {
    * (forwarded records: a key may be in any partition).
    */
   partitionOfKey(stage: StageSpec, key: Buffer): number | undefined {
-    if (stage.kind !== 'processor' || stage.inputs.length === 0) return undefined
-    const keyed = stage.inputs.every((i) => this.stages.get(i)?.kind === 'keyed' || this.stages.get(i)?.keyedOutput === true)
-    return keyed ? partitionForKey(key, stage.parallelism) : undefined
+    return this.isKeyPartitioned(stage) ? partitionForKey(key, stage.parallelism) : undefined
+  }
+
+  /** Whether every input of `stage` is partitioned by record key (so a key's state is in partitionOfKey). */
+  isKeyPartitioned(stage: StageSpec): boolean {
+    if (stage.kind !== 'processor' || stage.inputs.length === 0) return false
+    return stage.inputs.every((i) => this.stages.get(i)?.kind === 'keyed' || this.stages.get(i)?.keyedOutput === true)
   }
 
   /**

@@ -250,6 +250,17 @@ export interface CommitContext<Staged = unknown> extends LifecycleContext {
    * may have published it already, or crashed before or while doing so.
    */
   readonly recovering: boolean
+  /**
+   * Where the checkpoint's records end in the topics the stage writes: for each partition
+   * it wrote, the offset after its last record there (Kafka's produce offset + 1). A reader
+   * whose position reached it has read everything the checkpoint emitted there, so this is
+   * what a view's `atLeast` takes for read-your-writes (docs/views.md). Empty at start
+   * (`recovering`) and when the checkpoint emitted nothing.
+   *
+   * @example
+   * const atLeast = commit.outputPositions.map((p) => `${p.topic}:${p.partition}:${p.offset}`).join(',')
+   */
+  readonly outputPositions: ReadonlyArray<{ topic: string; partition: number; offset: number }>
 }
 
 /**

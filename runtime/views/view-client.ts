@@ -235,6 +235,8 @@ export function parseAtLeast(pipeline: Pipeline, viewName: string, text: string)
     }
     // A keyed input is named after the stage it keys (`split.keyBy.1`): `split` names it too.
     const input = inputs.find((i) => i.name === bits[0] || i.topic === bits[0]) ?? inputs.find((i) => i.name.split('.')[0] === bits[0])
+    // Another topic of the pipeline (an ingest's ack lists every topic its stage writes) says nothing about this view's state.
+    if (input === undefined && pipeline.topology.some((s) => pipeline.outputTopic(s) === bits[0])) continue
     if (input === undefined) throw new ViewQueryError('WEIR_VIEW_BAD_REQUEST', `atLeast: '${bits[0]}' is not an input of stage ${stage.name} (inputs: ${inputs.map((i) => `${i.name} (topic ${i.topic})`).join(', ')})`, 400, { field: 'atLeast' })
     ;(out.positions ??= []).push({ topic: input.topic, partition: Number(bits[1]), offset: Number(bits[2]) })
   }
