@@ -216,9 +216,11 @@ export class StandbyReplica {
     if (this.servesViews) await this.openViews()
     this.reader = await this.deps.pipe.reader(this.topic, this.deps.partition, this.position)
     this.loop = this.tail().catch((err: unknown) => {
+      this.views?.close()
+      // Stopping closes the reader under its poll.
+      if (this.stopping) return
       // A standby that falls over costs a slower failover, never correctness: the actor restores from the changelog.
       this.log.warn({ err: describeError(err) }, 'standby replica stopped tailing its changelog')
-      this.views?.close()
     })
     this.log.debug({ position: this.position, replayed: replayed.records, serving: this.views !== undefined }, 'standby replica warm')
   }
