@@ -238,11 +238,10 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
     expect(wrong.slice(0, 20)).toEqual([])
     expect(failed.map((l) => `${l.family} ${l.word} ${l.at - killedAt} ms after the kill, failed after ${l.ms} ms: ${l.error}`).slice(0, 10)).toEqual([])
     expect(figures.maxWaitMs, 'the longest wait for an answer').toBeLessThanOrEqual(MAX_WAIT_MS)
-    // At most one lookup per loop was on its way when the worker died. (With a request timeout
-    // per attempt in ViewClient.ask instead of one for the whole budget, these are asked again
-    // and answered too: measured with 1 s attempts, none was lost and the longest wait was 2.8 s.
-    // Then assert none here.)
-    expect(lostAtKill.length).toBeLessThanOrEqual(6)
+    // Only HTTP requests to the killed worker's own server can be lost (its client must retry
+    // elsewhere); a bus request NATS handed to the dying connection is asked again after its
+    // attempt's timeout (ViewClient.ask) and answered by the new holder.
+    expect(lostAtKill.filter((l) => l.via !== victim).map((l) => `${l.family} ${l.word}: ${l.error}`)).toEqual([])
     // Every lookup sent once the killed worker was gone was answered.
     expect(lookups.filter((l) => l.at > exitedAt + 100 && l.answer === undefined)).toEqual([])
     // The move was seen: lookups of moved partitions waited for their new holder.
