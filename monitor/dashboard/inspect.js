@@ -147,9 +147,11 @@ export function createInspectPanel({ panel, layout, onChange }) {
       parts.sampleState.classList.add('error')
       parts.sampleBox.replaceChildren()
     } else {
-      const { records, omitted, topic } = answer.body
+      const { records, omitted, topic, purged } = answer.body
       const left = omitted > 0 ? ` (${omitted} older left out: the answer is size-limited)` : ''
-      parts.sampleState.textContent = records.length === 0 ? `topic ${topic} has no committed records yet` : `the ${records.length} latest committed records of topic ${topic}${left}, newest first · ${new Date().toLocaleTimeString()}`
+      const purging = purged ? ' Records every reader of this edge has committed are deleted (purgeConsumedRecords), so only those not yet read by all are here.' : ''
+      const now = new Date().toLocaleTimeString()
+      parts.sampleState.textContent = records.length === 0 ? `topic ${topic} holds no committed records now · ${now}.${purging}` : `the ${records.length} latest committed records of topic ${topic}${left}, newest first · ${now}.${purging}`
       parts.sampleBox.replaceChildren(recordsTable(records))
     }
     panel.setAttribute('data-sample-at', String(Date.now()))

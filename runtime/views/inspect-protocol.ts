@@ -145,6 +145,12 @@ const sampleReply = z
     records: z.array(sampledRecord).max(MAX_SAMPLE),
     /** The oldest records left out to keep the reply within MAX_INSPECT_REPLY_CHARS. */
     omitted: z.number().int().nonnegative(),
+    /**
+     * The edge's records are deleted once every stage reading them committed past them
+     * (PipelineOptions.purgeConsumedRecords): the sample holds only what some reader has not
+     * committed yet, so an edge that keeps up is often empty.
+     */
+    purged: z.boolean(),
   })
   .strict()
 export const inspectFailure = z
@@ -269,7 +275,9 @@ async function sample(request: Sample, deps: InspectDeps): Promise<InspectSample
   const shown = records.slice(-request.n).map(sampled)
   // The newest records that fit: a sample is about what flows now.
   const kept = fitting(shown, 'last')
-  return { ok: true, kind: 'sample', stage: request.stage, topic: pipeline.outputTopic(spec), records: kept, omitted: shown.length - kept.length }
+  // purge.ts's rule: edges read in the pipeline, except topics a user named.
+  const purged = pipeline.options.purgeConsumedRecords && spec.topic === undefined && !pipeline.outputs.some((o) => o.name === spec.name)
+  return { ok: true, kind: 'sample', stage: request.stage, topic: pipeline.outputTopic(spec), records: kept, omitted: shown.length - kept.length, purged }
 }
 
 function sampled(r: TailedRecord): SampledRecord {

@@ -108,6 +108,10 @@ describe('answerInspect', () => {
     const reply = await ask({ v: 1, kind: 'sample', stage: 'keyed', n: 3 }, deps(async () => records))
     if (!reply.ok || reply.kind !== 'sample') throw new Error(JSON.stringify(reply))
     expect(reply.topic).toBe('weir.insp.keyed')
+    // An output: nobody reads it, so nothing purges it.
+    expect(reply.purged).toBe(false)
+    const edge = await ask({ v: 1, kind: 'sample', stage: 'src', n: 3 }, deps(async () => []))
+    expect(edge).toMatchObject({ ok: true, records: [], purged: true })
     const [safe, long, broken] = reply.records
     expect(safe!.value).toEqual({ bytes: 'aGk=', big: '100000000000000000000', map: { a: 1 }, set: [1, 2], nan: 'NaN', when: '1970-01-01T00:00:00.000Z' })
     expect(long!.value).toBeUndefined()
