@@ -17,11 +17,12 @@ import type { Registry } from 'prom-client'
 import { checkClusterName, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { progressSubjects } from '../runtime/control/progress.ts'
 import { WeirError } from '../runtime/errors.ts'
+import { InspectError, type InspectRequest } from '../runtime/views/inspect-protocol.ts'
 import { createLogger } from '../runtime/log.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, type SloConfig } from './config.ts'
 import { FailureAlerts } from './failures.ts'
 import { TimelinessHistory } from './history.ts'
-import { MonitorInspector, type InspectTarget, type ResolvedTarget } from './inspect.ts'
+import { MonitorInspector, type InspectAnswer, type InspectTarget, type ResolvedTarget } from './inspect.ts'
 import { MonitorMetrics } from './metrics.ts'
 import { monitorClock, MonitorView } from './model.ts'
 import { createServer, type HistoryAnswer, type HistoryQuery } from './server.ts'
@@ -158,7 +159,17 @@ export async function startMonitor(options: MonitorOptions): Promise<RunningMoni
     return { cluster: p.cluster, pipeline: p.pipeline, output: q.output, slo: slo === undefined ? null : { timelinessMs: slo.timelinessMs }, points: points ?? [] }
   }
 
-  const app = createServer({ status: statusNow, actors: () => actorRows(view, monitorClock()), history: historyOf, inspect: (t, r) => inspector.ask(t, r), metrics, token, log })
+  const inspect = async (t: InspectTarget, r: InspectRequest): Promise<InspectAnswer> => {
+    try {
+      const answer = await inspector.ask(t, r)
+      metrics.inspected.inc({ kind: r.kind, status: '200' })
+      return answer
+    } catch (err) {
+      metrics.inspected.inc({ kind: r.kind, status: String(err instanceof InspectError ? err.status : 500) })
+      throw err
+    }
+  }
+  const app = createServer({ status: statusNow, actors: () => actorRows(view, monitorClock()), history: historyOf, inspect, metrics, token, log })
   try {
     await app.listen({ port: options.port ?? DEFAULT_MONITOR_PORT, host })
   } catch (err) {
