@@ -11,10 +11,11 @@ import { jobsCommand } from './jobs.ts'
 import { monitorCommand } from './monitor.ts'
 import { runCommand } from './run.ts'
 import { statusCommand } from './status.ts'
+import { tailCommand } from './tail.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 import { closestName } from '../runtime/suggest.ts'
 
-const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'help']
+const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'tail', 'help']
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -33,6 +34,8 @@ export async function main(argv: string[]): Promise<number> {
       return actorCommand(rest)
     case 'jobs':
       return jobsCommand(rest)
+    case 'tail':
+      return tailCommand(rest)
     case 'help':
     case '--help':
     case '-h':
