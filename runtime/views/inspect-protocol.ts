@@ -17,6 +17,7 @@ import { z } from 'zod'
 import type { Pipeline } from '../api/pipeline.ts'
 import { UnknownStageError, WeirError } from '../errors.ts'
 import { closestName } from '../suggest.ts'
+import { jsonSafe, type TailedRecord } from '../tail.ts'
 import { ViewQueryError, type PartitionState, type ViewClient } from './view-client.ts'
 
 export const INSPECT_VERSION = 1
@@ -173,26 +174,12 @@ export type InspectSampleReply = z.infer<typeof sampleReply>
 export type InspectFailure = z.infer<typeof inspectFailure>
 export type InspectReply = z.infer<typeof inspectReply>
 
-/** One committed record of an edge, as runtime/tail.ts's sampleEdge returns it. */
-export interface TailedRecord {
-  stage: string
-  topic: string
-  partition: number
-  offset: number
-  key: string | null
-  timestamp: number
-  headers: Record<string, string>
-  value?: unknown
-  decodeError?: string
-  raw?: string
-}
-
 /** What a worker answers inspect requests with. */
 export interface InspectDeps {
   pipeline: Pipeline
   /** A view client of this pipeline on the worker's bus: it routes a lookup to the partition's holder. */
   views: ViewClient
-  /** The latest `n` committed records of `stage`'s output, oldest first (runtime/tail.ts's sampleEdge). */
+  /** The latest `n` committed records of `stage`'s output, oldest first: sampleEdge(pipe, pipeline, stage, n). */
   sample(stage: string, n: number): Promise<TailedRecord[]>
 }
 
@@ -301,28 +288,6 @@ export function show(value: unknown): { value?: unknown; truncated?: { json: str
   const json = JSON.stringify(safe)
   if (json.length <= MAX_VALUE_CHARS) return { value: safe }
   return { truncated: { json: json.slice(0, MAX_VALUE_CHARS), chars: json.length } }
-}
-
-/**
- * A value as JSON can carry it: bytes become base64 strings, bigints decimal strings, Maps
- * objects, Sets arrays, Dates ISO strings, undefined null.
- */
-export function jsonSafe(value: unknown): unknown {
-  if (value === undefined) return null
-  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value
-  if (typeof value === 'number') return Number.isFinite(value) ? value : String(value)
-  if (typeof value === 'bigint') return value.toString()
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')
-  if (value instanceof Date) return Number.isFinite(value.getTime()) ? value.toISOString() : null
-  if (Array.isArray(value)) return value.map(jsonSafe)
-  if (value instanceof Set) return [...value].map(jsonSafe)
-  if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), jsonSafe(v)]))
-  if (typeof value === 'object') {
-    const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = jsonSafe(v)
-    return out
-  }
-  return String(value)
 }
 
 /** The items (from the first or the last) whose JSON fits the reply's budget, in their order. */

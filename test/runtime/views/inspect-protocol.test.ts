@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest'
 import { Pipeline, Processor, Source, type Context, type SourceStatus, type StreamRecord } from '../../../index.ts'
 import { LocalBus } from '../../../runtime/control/local/local-bus.ts'
 import { PipeError, TopicError } from '../../../runtime/errors.ts'
-import { answerInspect, inspectReply, MAX_INSPECT_REPLY_CHARS, MAX_VALUE_CHARS, type InspectDeps, type InspectReply, type TailedRecord } from '../../../runtime/views/inspect-protocol.ts'
+import type { TailedRecord } from '../../../runtime/tail.ts'
+import { answerInspect, inspectReply, MAX_INSPECT_REPLY_CHARS, MAX_VALUE_CHARS, type InspectDeps, type InspectReply } from '../../../runtime/views/inspect-protocol.ts'
 import { ViewClient } from '../../../runtime/views/view-client.ts'
 import { pino } from 'pino'
 
@@ -113,7 +114,7 @@ describe('answerInspect', () => {
     const edge = await ask({ v: 1, kind: 'sample', stage: 'src', n: 3 }, deps(async () => []))
     expect(edge).toMatchObject({ ok: true, records: [], purged: true })
     const [safe, long, broken] = reply.records
-    expect(safe!.value).toEqual({ bytes: 'aGk=', big: '100000000000000000000', map: { a: 1 }, set: [1, 2], nan: 'NaN', when: '1970-01-01T00:00:00.000Z' })
+    expect(safe!.value).toEqual({ bytes: 'aGk=', big: '100000000000000000000', map: { a: 1 }, set: [1, 2], nan: Number.NaN, when: '1970-01-01T00:00:00.000Z' })
     expect(long!.value).toBeUndefined()
     expect(long!.truncated!.json).toBe(JSON.stringify(big).slice(0, MAX_VALUE_CHARS))
     expect(long!.truncated!.chars).toBe(JSON.stringify(big).length)
