@@ -78,14 +78,15 @@ export interface InspectRun {
   readonly views: ViewClient
   /** Resolves once every count is committed and served. */
   settled(withinMs?: number): Promise<void>
-  /** Stops answering inspect requests, as a worker that died does. */
-  stopAnswering(): void
+  /** Stops the run and its inspect responder: no worker is left to answer. */
+  stopWorkers(): Promise<void>
   stop(): Promise<void>
 }
 
 /**
  * Starts the pipeline embedded on `bus` (its progress, health and views on it) and answers
- * inspect requests there as a worker does: the wiring the runtime's workers get.
+ * inspect requests there as a worker does (the wiring the runtime's workers get; once they
+ * answer themselves, both answer alike).
  */
 export async function startInspectRun(bus: ControlBus, options: { cluster: string; name?: string }): Promise<InspectRun> {
   const dataDir = tempDataDir()
@@ -95,6 +96,11 @@ export async function startInspectRun(bus: ControlBus, options: { cluster: strin
   let responder: Subscription | undefined = bus.respond(subjects.inspect(options.cluster, pipeline.name), (raw) =>
     answerInspect(raw, { pipeline, views, sample: (stage, n) => sampleEdge(run.pipe, pipeline, stage, n) }),
   )
+  const stopWorkers = async (): Promise<void> => {
+    responder?.unsubscribe()
+    responder = undefined
+    await run.stop()
+  }
   const expected = expectedCounts()
   return {
     pipeline,
@@ -111,14 +117,9 @@ export async function startInspectRun(bus: ControlBus, options: { cluster: strin
         await new Promise((r) => setTimeout(r, 100))
       }
     },
-    stopAnswering() {
-      responder?.unsubscribe()
-      responder = undefined
-    },
+    stopWorkers,
     async stop() {
-      responder?.unsubscribe()
-      responder = undefined
-      await run.stop()
+      await stopWorkers()
       removeDir(dataDir)
     },
   }

@@ -273,7 +273,7 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
   })
 
   it('when the workers are gone the monitor still serves its status and says no worker answers', async () => {
-    fx.stopAnswering()
+    await fx.stopWorkers()
     // NATS hears of the unsubscription a moment later; until then a request would wait for a reply that never comes.
     await eventually(async () => {
       await expect(workerBus.request(subjects.inspect(cluster, fx.pipeline.name), { v: 1, kind: 'views' }, { timeoutMs: 300 })).rejects.toBeInstanceOf(BusNoResponderError)
