@@ -10,6 +10,9 @@ import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, p
 import { Actor, ActorFailedError, type ActorConfig } from './actor/actor.ts'
 import { subjects, viewSubjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { failure, viewRequest, type ViewResponse } from './views/view-protocol.ts'
+import { answerInspect } from './views/inspect-protocol.ts'
+import { ViewClient } from './views/view-client.ts'
+import { sampleEdge } from './tail.ts'
 import { describeError, WeirError } from './errors.ts'
 import { SimulatedCrash, type Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
@@ -133,7 +136,10 @@ export class Worker {
   /** Registers with the coordinator; `onFailure` hears of an actor that failed. */
   start(onFailure: (err: unknown) => void): void {
     this.failure = onFailure
+    const views = new ViewClient(this.bus, this.pipeline, { cluster: this.options.cluster })
     this.subs.push(
+      // Questions of clients that know only names (the monitor's dashboard, weir peek --bus): any one worker answers.
+      this.bus.respond(this.subject('inspect'), (raw) => answerInspect(raw, { pipeline: this.pipeline, views, sample: (stage, n) => sampleEdge(this.pipe, this.pipeline, stage, n) })),
       this.bus.subscribe(this.subject('assignment'), (raw, subject) => {
         const msg = assignmentMessage.safeParse(raw)
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed assignment dropped')

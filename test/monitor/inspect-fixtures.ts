@@ -12,9 +12,7 @@
 import { randomUUID } from 'node:crypto'
 import { Pipeline, Processor, Source, type Context, type SourceContext, type SourceStatus, type StreamRecord } from '../../index.ts'
 import { startEmbedded, type RunningPipeline } from '../../runner/embedded-runner.ts'
-import { subjects, type ControlBus, type Subscription } from '../../runtime/control/bus.ts'
-import { sampleEdge } from '../../runtime/tail.ts'
-import { answerInspect } from '../../runtime/views/inspect-protocol.ts'
+import type { ControlBus } from '../../runtime/control/bus.ts'
 import { ViewClient } from '../../runtime/views/view-client.ts'
 import { removeDir, tempDataDir } from '../../testing/index.ts'
 
@@ -83,22 +81,13 @@ export interface InspectRun {
   stop(): Promise<void>
 }
 
-/**
- * Starts the pipeline embedded on `bus` (its progress, health and views on it) and answers
- * inspect requests there as a worker does (the wiring the runtime's workers get; once they
- * answer themselves, both answer alike).
- */
+/** Starts the pipeline embedded on `bus`: its worker publishes progress and health there and answers views and inspect requests. */
 export async function startInspectRun(bus: ControlBus, options: { cluster: string; name?: string }): Promise<InspectRun> {
   const dataDir = tempDataDir()
   const pipeline = inspectPipeline(options.name ?? `insp${randomUUID().slice(0, 6)}`)
   const run = await startEmbedded(pipeline, { dataDir, bus, cluster: options.cluster, epochIntervalMs: 200, progressIntervalMs: 200 })
   const views = new ViewClient(bus, pipeline, { cluster: options.cluster, timeoutMs: 3000 })
-  let responder: Subscription | undefined = bus.respond(subjects.inspect(options.cluster, pipeline.name), (raw) =>
-    answerInspect(raw, { pipeline, views, sample: (stage, n) => sampleEdge(run.pipe, pipeline, stage, n) }),
-  )
   const stopWorkers = async (): Promise<void> => {
-    responder?.unsubscribe()
-    responder = undefined
     await run.stop()
   }
   const expected = expectedCounts()
