@@ -324,8 +324,8 @@ export const PEEK_USAGE = `Usage: weir peek <pipeline> <view> [key] [options]
 Prints what a view serves (docs/views.md) as of its partition's last committed checkpoint,
 with the epoch and input positions it reflects: the value of one key, or a page of keys in
 key order. It asks the views server of a running 'weir run' (named in its data dir's
-views.json) or of any 'weir worker' (--url); that server routes the key to the worker
-holding its partition.
+views.json) or of any 'weir worker' (--url), or any worker on the NATS bus (--bus); either
+routes the key to the worker holding its partition.
 
 Options:
   --prefix P           A page of the keys starting with P (instead of a key)
@@ -339,11 +339,15 @@ Options:
   --data-dir DIR       The run's data dir (default ./.weir/<pipeline>)
   --url URL            http://host:port of a views server (a worker's --views-port)
   --token-file FILE    Its bearer token (or WEIR_VIEWS_TOKEN)
+  --bus URL            nats://host:port: ask any worker on the bus instead (or WEIR_BUS;
+                       --limit at most 50, no --gte/--lt)
+  --cluster NAME       The cluster's subject namespace, with --bus (default 'default')
   --json               Print the server's JSON answer
   -h, --help           Show this help
 
 Exit codes: 0 printed, 1 the key is absent or no answer came, 2 refused (bad option, no run found).
-`
+
+${NATS_SECURITY.replace('NATS credentials and TLS', 'NATS credentials and TLS, with --bus')}`
 
 const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, tail: TAIL_USAGE, help: MAIN_USAGE }
 

@@ -18,7 +18,7 @@ import type { Pipeline } from '../api/pipeline.ts'
 import { UnknownStageError, WeirError } from '../errors.ts'
 import { closestName } from '../suggest.ts'
 import { jsonSafe, type TailedRecord } from '../tail.ts'
-import { ViewQueryError, type PartitionState, type ViewClient } from './view-client.ts'
+import { parseAtLeast, ViewQueryError, type PartitionState, type ReadOptions, type ViewClient } from './view-client.ts'
 
 export const INSPECT_VERSION = 1
 /** Most records a sample may ask for. */
@@ -62,6 +62,10 @@ export const inspectRequest = z
         /** A prefix lookup's next page starts after this key (the previous page's `next`). */
         after: key.optional(),
         limit: z.number().int().min(1).max(MAX_SCAN).optional(),
+        /** Wait until the state includes this (`epoch:N` or `<input>:<partition>:<offset>,…`; docs/views.md). */
+        atLeast: z.string().min(1).max(2048).optional(),
+        /** A standby may answer while the key's actor moves. */
+        stale: z.boolean().optional(),
         timeoutMs: budget,
       })
       .strict(),
@@ -234,13 +238,16 @@ type Sample = Extract<InspectRequest, { kind: 'sample' }>
 async function lookup(request: Lookup, deps: InspectDeps): Promise<InspectLookupReply | InspectScanReply> {
   const timeoutMs = request.timeoutMs ?? DEFAULT_INSPECT_MS
   const stage = deps.views.view(request.view).stage
+  const read: ReadOptions = { timeoutMs }
+  if (request.atLeast !== undefined) read.atLeast = parseAtLeast(deps.pipeline, request.view, request.atLeast)
+  if (request.stale === true) read.stale = true
   if (request.key !== undefined) {
-    const answer = await deps.views.get(request.view, request.key, { timeoutMs })
+    const answer = await deps.views.get(request.view, request.key, read)
     const reply: InspectLookupReply = { ok: true, kind: 'lookup', view: request.view, stage, key: answer.key, found: answer.found, ...partitionStateOf(answer) }
     return answer.found ? { ...reply, ...show(answer.value) } : reply
   }
   const prefix = request.prefix ?? ''
-  const answer = await deps.views.scan(request.view, { prefix, after: request.after, limit: request.limit ?? 20 }, { timeoutMs })
+  const answer = await deps.views.scan(request.view, { prefix, after: request.after, limit: request.limit ?? 20 }, read)
   const entries = answer.entries.map((e) => ({ key: e.key, partition: e.partition, ...show(e.value) }))
   // The first entries that fit: a page cut short continues after its last kept key.
   const kept = fitting(entries, 'first')
