@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, pipelineShapeOf, workerHelloOf, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type EpochMessage, type WorkerHeartbeat } from './control/messages.ts'
 import { Actor, ActorFailedError, type ActorConfig } from './actor/actor.ts'
 import { subjects, viewSubjects, type ControlBus, type Subscription } from './control/bus.ts'
-import { failure, viewRequest, type ViewResponse } from './views/view-protocol.ts'
+import { respondToView } from './views/view-protocol.ts'
 import { answerInspect } from './views/inspect-protocol.ts'
 import { ViewClient } from './views/view-client.ts'
 import { sampleEdge } from './tail.ts'
@@ -344,16 +344,7 @@ export class Worker {
   private serveStandbyViews(replica: StandbyReplica): Subscription | undefined {
     if (!replica.servesViews) return undefined
     const subject = viewSubjects.standby(this.options.cluster, this.pipeline.name, replica.stage, replica.partition)
-    return this.bus.respond(subject, async (raw): Promise<ViewResponse> => {
-      const request = viewRequest.safeParse(raw)
-      if (!request.success) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `malformed view request: ${request.error.issues[0]?.path.join('.')} ${request.error.issues[0]?.message}`, { standby: replica.id }))
-      if (request.data.partition !== replica.partition) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `request for partition ${request.data.partition} reached the standby of ${replica.id}`, { standby: replica.id }))
-      try {
-        return await replica.queryView(request.data)
-      } catch (err) {
-        return failure(err)
-      }
-    })
+    return this.bus.respond(subject, (raw) => respondToView(raw, replica.partition, `the standby of ${replica.id}`, (request) => replica.queryView(request)))
   }
 
   /** Standby replicas kept warm here. */
@@ -419,16 +410,7 @@ export class Worker {
   private serveViews(actor: Actor): Subscription | undefined {
     if (actor.stage.views.length === 0) return undefined
     const subject = viewSubjects.actor(this.options.cluster, this.pipeline.name, actor.stage.name, actor.partition)
-    return this.bus.respond(subject, async (raw): Promise<ViewResponse> => {
-      const request = viewRequest.safeParse(raw)
-      if (!request.success) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `malformed view request: ${request.error.issues[0]?.path.join('.')} ${request.error.issues[0]?.message}`, { actor: actor.id }))
-      if (request.data.partition !== actor.partition) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `request for partition ${request.data.partition} reached ${actor.id}`, { actor: actor.id }))
-      try {
-        return await actor.queryView(request.data)
-      } catch (err) {
-        return failure(err)
-      }
-    })
+    return this.bus.respond(subject, (raw) => respondToView(raw, actor.partition, actor.id, (request) => actor.queryView(request)))
   }
 
   /**
