@@ -231,6 +231,7 @@ export function parseAtLeast(pipeline: Pipeline, viewName: string, text: string)
   const stage = pipeline.stage(view.stage)!
   const inputs = stage.inputs.map((i) => ({ name: i, topic: pipeline.outputTopic(pipeline.stage(i)!) }))
   const out: AtLeast = {}
+  const elsewhere: string[] = []
   for (const part of text.split(',')) {
     const bits = part.split(':')
     if (bits.length === 2 && bits[0] === 'epoch' && /^\d{1,15}$/.test(bits[1]!)) {
@@ -243,9 +244,16 @@ export function parseAtLeast(pipeline: Pipeline, viewName: string, text: string)
     // A keyed input is named after the stage it keys (`split.keyBy.1`): `split` names it too.
     const input = inputs.find((i) => i.name === bits[0] || i.topic === bits[0]) ?? inputs.find((i) => i.name.split('.')[0] === bits[0])
     // Another topic of the pipeline (an ingest's ack lists every topic its stage writes) says nothing about this view's state.
-    if (input === undefined && pipeline.topology.some((s) => pipeline.outputTopic(s) === bits[0])) continue
+    if (input === undefined && pipeline.topology.some((s) => pipeline.outputTopic(s) === bits[0])) {
+      elsewhere.push(bits[0]!)
+      continue
+    }
     if (input === undefined) throw new ViewQueryError('WEIR_VIEW_BAD_REQUEST', `atLeast: '${bits[0]}' is not an input of stage ${stage.name} (inputs: ${inputs.map((i) => `${i.name} (topic ${i.topic})`).join(', ')})`, 400, { field: 'atLeast' })
     ;(out.positions ??= []).push({ topic: input.topic, partition: Number(bits[1]), offset: Number(bits[2]) })
+  }
+  // Ignoring every term would answer at once, without the write the caller waits for: refuse instead.
+  if (out.epoch === undefined && out.positions === undefined && elsewhere.length > 0) {
+    throw new ViewQueryError('WEIR_VIEW_BAD_REQUEST', `atLeast: ${[...new Set(elsewhere)].join(', ')} ${elsewhere.length === 1 ? 'is' : 'are'} not read by stage ${stage.name} (inputs: ${inputs.map((i) => `${i.name} (topic ${i.topic})`).join(', ')}), so no position of its state can include it; ask a view of a stage that reads it`, 400, { field: 'atLeast' })
   }
   return out
 }
