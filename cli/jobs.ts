@@ -149,7 +149,7 @@ export async function readJobs(pipeline: Pipeline, from: string | Pipe): Promise
  * (the newest record per key; Kafka readers are read_committed): what a restart recovers.
  */
 async function readActorState(pipeline: Pipeline, from: string | Pipe, spec: StageSpec, names: string[]): Promise<Array<Record<string, unknown>>> {
-  const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
+  const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from, { readOnly: true, refreshMs: 0 }) : from
   const wanted = new Map(names.map((n) => [ACTOR_PREFIX + n, n]))
   const out: Array<Record<string, unknown>> = []
   try {

@@ -12,10 +12,11 @@ import { monitorCommand } from './monitor.ts'
 import { peekCommand } from './peek.ts'
 import { runCommand } from './run.ts'
 import { statusCommand } from './status.ts'
+import { tailCommand } from './tail.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 import { closestName } from '../runtime/suggest.ts'
 
-const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'peek', 'help']
+const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'peek', 'tail', 'help']
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -36,6 +37,8 @@ export async function main(argv: string[]): Promise<number> {
       return jobsCommand(rest)
     case 'peek':
       return peekCommand(rest)
+    case 'tail':
+      return tailCommand(rest)
     case 'help':
     case '--help':
     case '-h':

@@ -29,12 +29,14 @@ Commands:
   jobs <pipeline.ts>  List the runs of the pipeline's FileSetSource stages and their state
   peek <pipeline> <view> [key]
                       Print a view's committed value for a key (or a page of keys)
+  tail <pipeline.ts> <stage>
+                      Show the committed records flowing on an edge, decoded (--follow for new ones)
   help [command]      Show this help, or the help of one command
 
 Options:
   -h, --help          Show this help
 
-Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs, peek) for the options of a command.
+Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs, peek, tail) for the options of a command.
 `
 
 export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
@@ -219,6 +221,46 @@ Exit codes: 0 printed, 1 the pipe could not be read, 2 refused (bad option, no d
 no FileSetSource stage).
 `
 
+export const TAIL_USAGE = `Usage: weir tail <pipeline.ts> <stage> [options]
+
+Shows the committed records flowing on an edge of the pipeline: <stage>'s output topic, a
+side output (<stage>.<side>), or with --dead-letter the stage's dead-letter topic (each
+record with its error, where it was read, and the original record). Values are decoded
+with the codec of the stage that wrote them; watermark marks are left out. Reads only what
+the pipe committed (Kafka: read_committed), and writes nothing: the embedded pipe is
+opened read-only, so it works while a 'weir run' holds the data dir. See docs/tail.md.
+
+Options:
+  --from WHERE         earliest (default), now (only records committed from now on; the
+                       default with --follow), ms since the epoch, or an ISO 8601 time
+                       (2025-01-31T12:00:00Z): each partition from its first record at or
+                       after that time
+  --key K              Only records with key K
+  --limit N            Stop after N records (default 100 without --follow; none with it)
+  -f, --follow         Keep showing records as they are committed, until Ctrl-C
+  --dead-letter        The stage's dead-letter topic instead of its output
+  --partition N        Only partition N (repeatable)
+  --json               One JSON object per line: stage, topic, partition, offset, key,
+                       timestamp (ms), time (ISO), headers, value (or decodeError and raw,
+                       the bytes in base64, when the codec cannot decode it)
+  --data-dir DIR       The run's data dir (default ./.weir/<pipeline>)
+  --pipe URL           embedded (default) or kafka://host:port[,…]: read the topics in Kafka
+  --pipe-config FILE   JSON with Kafka client options (as weir run takes it)
+  --param key=value    A parameter for a pipeline function (repeatable), as given to weir run
+  -h, --help           Show this help
+
+Lines: <partition>@<offset>  <time>  key=<key>  <value as JSON>  <header>=<value>…
+Header values that are not UTF-8 show as base64:<bytes>. Up to the end of the topic as it
+was at the start, the partitions are merged by timestamp; with --follow, newer records
+come as they are committed.
+
+Environment:
+  WEIR_PIPE            Default for --pipe
+
+Exit codes: 0 printed (also when Ctrl-C ends --follow), 1 the pipe could not be read,
+2 refused (bad option, unknown stage, no data dir, no such topic), 130 interrupted.
+`
+
 export const COORDINATOR_USAGE = `Usage: weir coordinator --bus nats://host:port [options]
 
 Coordinates the pipelines of a cluster: membership (worker heartbeats), placement of
@@ -282,8 +324,8 @@ export const PEEK_USAGE = `Usage: weir peek <pipeline> <view> [key] [options]
 Prints what a view serves (docs/views.md) as of its partition's last committed checkpoint,
 with the epoch and input positions it reflects: the value of one key, or a page of keys in
 key order. It asks the views server of a running 'weir run' (named in its data dir's
-views.json) or of any 'weir worker' (--url); that server routes the key to the worker
-holding its partition.
+views.json) or of any 'weir worker' (--url), or any worker on the NATS bus (--bus); either
+routes the key to the worker holding its partition.
 
 Options:
   --prefix P           A page of the keys starting with P (instead of a key)
@@ -297,13 +339,17 @@ Options:
   --data-dir DIR       The run's data dir (default ./.weir/<pipeline>)
   --url URL            http://host:port of a views server (a worker's --views-port)
   --token-file FILE    Its bearer token (or WEIR_VIEWS_TOKEN)
+  --bus URL            nats://host:port: ask any worker on the bus instead (or WEIR_BUS;
+                       --limit at most 50, no --gte/--lt)
+  --cluster NAME       The cluster's subject namespace, with --bus (default 'default')
   --json               Print the server's JSON answer
   -h, --help           Show this help
 
 Exit codes: 0 printed, 1 the key is absent or no answer came, 2 refused (bad option, no run found).
-`
 
-const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, help: MAIN_USAGE }
+${NATS_SECURITY.replace('NATS credentials and TLS', 'NATS credentials and TLS, with --bus')}`
+
+const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, tail: TAIL_USAGE, help: MAIN_USAGE }
 
 /** `weir help [command]`. */
 export function helpCommand(argv: string[]): number {

@@ -21,6 +21,8 @@ export class MonitorMetrics {
   readonly received: Counter
   readonly malformed: Counter
   readonly viewDelay: Histogram
+  /** Questions the API asked workers (a stage's records, a view lookup), by kind and the HTTP status answered. */
+  readonly inspected: Counter<'kind' | 'status'>
   private readonly outputGauges: Record<'timeliness' | 'endToEnd' | 'sloBroken', Gauge<(typeof OUTPUT_LABELS)[number]>>
   private readonly stageGauges: Record<'lag' | 'unprocessed' | 'failures' | 'late' | 'checkpointAge' | 'missing' | 'failed', Gauge<(typeof STAGE_LABELS)[number]>>
   private readonly stalled: Gauge<'cluster' | 'pipeline'>
@@ -52,6 +54,7 @@ export class MonitorMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     })
+    this.inspected = new Counter({ name: 'weir_monitor_inspect_requests_total', help: 'Questions the dashboard API asked a pipeline\'s workers, by kind (views, lookup, sample) and the HTTP status answered', labelNames: ['kind', 'status'], registers })
     collectProcessMetrics(this.registry)
   }
 

@@ -3,7 +3,9 @@
  * view rebuilt from what arrives (no store), evaluates SLOs every second, and serves the
  * dashboard, the API and /metrics. It depends on nothing but the bus, so it keeps
  * answering while the pipe, the coordinator or workers are down, and shows what went
- * silent as missing.
+ * silent as missing. A stage's records and its views are the workers' to show: the
+ * monitor asks them over the bus when the dashboard does (inspect.ts), and says so in a
+ * 503 when none answers.
  *
  * @example
  * const monitor = await startMonitor({ bus, port: 0, slos: [{ pipeline: 'wordcount', output: 'count', timelinessMs: 2000 }], log })
@@ -15,10 +17,12 @@ import type { Registry } from 'prom-client'
 import { checkClusterName, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { progressSubjects } from '../runtime/control/progress.ts'
 import { WeirError } from '../runtime/errors.ts'
+import { InspectError, type InspectRequest } from '../runtime/views/inspect-protocol.ts'
 import { createLogger } from '../runtime/log.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, type SloConfig } from './config.ts'
 import { FailureAlerts } from './failures.ts'
 import { TimelinessHistory } from './history.ts'
+import { MonitorInspector, type InspectAnswer, type InspectTarget, type ResolvedTarget } from './inspect.ts'
 import { MonitorMetrics } from './metrics.ts'
 import { monitorClock, MonitorView } from './model.ts'
 import { createServer, type HistoryAnswer, type HistoryQuery } from './server.ts'
@@ -47,6 +51,8 @@ export interface MonitorOptions {
   intervalMs?: number
   /** Option name to blame for a refused host (`--host`, `--monitor-host`). */
   hostField?: string
+  /** Longest the API waits for a worker's answer (a stage's records, a view lookup), ms: 200 to 5000 (default). */
+  inspectTimeoutMs?: number
 }
 
 export interface RunningMonitor {
@@ -91,6 +97,14 @@ export async function startMonitor(options: MonitorOptions): Promise<RunningMoni
   const cluster = options.cluster ?? '*'
   if (cluster !== '*') checkClusterName(cluster, '--cluster')
   const log = (options.log ?? createLogger()).child({ component: 'monitor' })
+  // Only pipelines the monitor heard of are asked: their names came from the bus, in the clusters it watches.
+  const resolveTarget = (t: InspectTarget): ResolvedTarget => {
+    const matches = view.pipelines().filter((p) => p.pipeline === t.pipeline && (t.cluster === undefined || p.cluster === t.cluster))
+    if (matches.length === 0) return { status: 404, message: `no pipeline '${t.pipeline}'${t.cluster === undefined ? '' : ` in cluster '${t.cluster}'`} has reported to this monitor` }
+    if (matches.length > 1) return { status: 400, message: `pipeline '${t.pipeline}' runs in clusters ${matches.map((m) => m.cluster).join(', ')}: add &cluster=` }
+    return { cluster: matches[0]!.cluster, pipeline: matches[0]!.pipeline }
+  }
+  const inspector = new MonitorInspector(options.bus, resolveTarget, { timeoutMs: options.inspectTimeoutMs, log })
   const startedAt = monitorClock()
   const metrics = new MonitorMetrics(options.extraRegistries)
   const warnMalformed = everyMs(10_000)
@@ -145,7 +159,17 @@ export async function startMonitor(options: MonitorOptions): Promise<RunningMoni
     return { cluster: p.cluster, pipeline: p.pipeline, output: q.output, slo: slo === undefined ? null : { timelinessMs: slo.timelinessMs }, points: points ?? [] }
   }
 
-  const app = createServer({ status: statusNow, actors: () => actorRows(view, monitorClock()), history: historyOf, metrics, token, log })
+  const inspect = async (t: InspectTarget, r: InspectRequest): Promise<InspectAnswer> => {
+    try {
+      const answer = await inspector.ask(t, r)
+      metrics.inspected.inc({ kind: r.kind, status: '200' })
+      return answer
+    } catch (err) {
+      metrics.inspected.inc({ kind: r.kind, status: String(err instanceof InspectError ? err.status : 500) })
+      throw err
+    }
+  }
+  const app = createServer({ status: statusNow, actors: () => actorRows(view, monitorClock()), history: historyOf, inspect, metrics, token, log })
   try {
     await app.listen({ port: options.port ?? DEFAULT_MONITOR_PORT, host })
   } catch (err) {

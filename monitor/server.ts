@@ -2,9 +2,11 @@
  * The monitor's HTTP face (fastify 5): the JSON API, Prometheus metrics and the static
  * dashboard. Read-only by construction: GET only, no request bodies, short URLs; with a
  * token every path needs it (header or the cookie the dashboard gets from `/?token=`).
+ * `/api/views`, `/api/views/lookup` and `/api/sample` ask a pipeline's workers over the bus
+ * (inspect.ts): bounded in size and time, failing with a JSON error when none answers.
  *
  * @example
- * const app = createServer({ status, actors, history, metrics, token, log })
+ * const app = createServer({ status, actors, history, inspect, metrics, token, log })
  * await app.listen({ port: 9464, host: '127.0.0.1' })
  */
 import { readFileSync } from 'node:fs'
@@ -14,7 +16,9 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import { requestHasToken, sameToken } from '../runtime/http-token.ts'
+import { InspectError, MAX_SAMPLE, MAX_SCAN, stageNamePattern, type InspectRequest } from '../runtime/views/inspect-protocol.ts'
 import type { HistoryPoint } from './history.ts'
+import type { InspectAnswer, InspectTarget } from './inspect.ts'
 import type { MonitorMetrics } from './metrics.ts'
 import type { ActorRow, MonitorStatus } from './status.ts'
 
@@ -37,6 +41,8 @@ export interface ServerDeps {
   actors(): { at: number; actors: ActorRow[] }
   /** A string says why the query matches no single output (404). */
   history(query: HistoryQuery): HistoryAnswer | string
+  /** Asks a pipeline's workers (inspect.ts); rejects with an InspectError carrying the HTTP status. */
+  inspect(target: InspectTarget, request: InspectRequest): Promise<InspectAnswer>
   metrics: MonitorMetrics
   /** When set, every request needs it. */
   token?: string
@@ -53,6 +59,8 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/dom.js': { file: 'dom.js', type: 'text/javascript; charset=utf-8' },
+  '/inspect.js': { file: 'inspect.js', type: 'text/javascript; charset=utf-8' },
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
 }
 // The page runs only its own script and talks only to this server.
@@ -66,6 +74,28 @@ const historyQuery = z
     token: z.string().optional(),
   })
   .strict()
+
+/** Cluster, pipeline and view names: subject tokens (checkClusterName's rule). */
+const name = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a name is 1-64 of A-Z a-z 0-9 _ -')
+const target = { cluster: name.optional(), pipeline: name, token: z.string().optional() }
+/** A count in a query string, from 1 to `max`. */
+const count = (max: number): z.ZodType<number, z.ZodTypeDef, string> =>
+  z.string().regex(/^\d{1,6}$/, 'a whole number').transform(Number).pipe(z.number().int().min(1).max(max))
+const viewsQuery = z.object(target).strict()
+const lookupQuery = z
+  .object({ ...target, view: name, key: z.string().max(4096).optional(), prefix: z.string().max(4096).optional(), after: z.string().max(4096).optional(), limit: count(MAX_SCAN).optional() })
+  .strict()
+  .superRefine((q, ctx) => {
+    if ((q.key === undefined) === (q.prefix === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['key'], message: 'give either key= or prefix=' })
+    if (q.key !== undefined && (q.after !== undefined || q.limit !== undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['after'], message: 'after= and limit= go with prefix=, not key=' })
+  })
+const sampleQuery = z.object({ ...target, stage: z.string().regex(stageNamePattern, 'a stage name (a side output: stage.side)'), n: count(MAX_SAMPLE).optional() }).strict()
+const DEFAULT_SAMPLE = 20
+
+function badQuery(reply: FastifyReply, error: z.ZodError, expected: string): FastifyReply {
+  const issue = error.issues[0]!
+  return sendError(reply, 400, 'WEIR_MONITOR_BAD_REQUEST', `${issue.path.join('.') || 'query'}: ${issue.message} (expected ${expected})`)
+}
 
 function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message } })
@@ -125,6 +155,33 @@ export function createServer(deps: ServerDeps): FastifyInstance {
     const answer = deps.history({ cluster: q.data.cluster, pipeline: q.data.pipeline, output: q.data.output })
     if (typeof answer === 'string') return sendError(reply, 404, 'WEIR_MONITOR_NOT_FOUND', answer)
     return answer
+  })
+  const ask = async (reply: FastifyReply, t: InspectTarget, request: InspectRequest): Promise<unknown> => {
+    try {
+      return await deps.inspect(t, request)
+    } catch (err) {
+      if (!(err instanceof InspectError)) throw err
+      if (err.status === 503) reply.header('retry-after', '1')
+      return sendError(reply, err.status, err.code, err.message)
+    }
+  }
+  const targetOf = (q: { cluster?: string; pipeline: string }): InspectTarget => (q.cluster === undefined ? { pipeline: q.pipeline } : { cluster: q.cluster, pipeline: q.pipeline })
+  app.get('/api/views', async (req, reply) => {
+    const q = viewsQuery.safeParse(req.query)
+    if (!q.success) return badQuery(reply, q.error, '?pipeline=P[&cluster=C]')
+    return ask(reply, targetOf(q.data), { v: 1, kind: 'views' })
+  })
+  app.get('/api/views/lookup', async (req, reply) => {
+    const q = lookupQuery.safeParse(req.query)
+    if (!q.success) return badQuery(reply, q.error, '?pipeline=P&view=V&key=K, or &prefix=X[&limit=N][&after=K], [&cluster=C]')
+    const { view, key, prefix, after, limit } = q.data
+    const request: InspectRequest = key !== undefined ? { v: 1, kind: 'lookup', view, key } : { v: 1, kind: 'lookup', view, prefix, ...(after === undefined ? {} : { after }), ...(limit === undefined ? {} : { limit }) }
+    return ask(reply, targetOf(q.data), request)
+  })
+  app.get('/api/sample', async (req, reply) => {
+    const q = sampleQuery.safeParse(req.query)
+    if (!q.success) return badQuery(reply, q.error, `?pipeline=P&stage=S[&n=1..${MAX_SAMPLE}][&cluster=C]`)
+    return ask(reply, targetOf(q.data), { v: 1, kind: 'sample', stage: q.data.stage, n: q.data.n ?? DEFAULT_SAMPLE })
   })
   app.get('/metrics', async (_req, reply) => reply.type(deps.metrics.contentType).send(await deps.metrics.text()))
   return app

@@ -9,7 +9,10 @@ import type { Logger } from 'pino'
 import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, pipelineShapeOf, workerHelloOf, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type EpochMessage, type WorkerHeartbeat } from './control/messages.ts'
 import { Actor, ActorFailedError, type ActorConfig } from './actor/actor.ts'
 import { subjects, viewSubjects, type ControlBus, type Subscription } from './control/bus.ts'
-import { failure, viewRequest, type ViewResponse } from './views/view-protocol.ts'
+import { respondToView } from './views/view-protocol.ts'
+import { answerInspect } from './views/inspect-protocol.ts'
+import { ViewClient } from './views/view-client.ts'
+import { sampleEdge } from './tail.ts'
 import { describeError, WeirError } from './errors.ts'
 import { SimulatedCrash, type Faults } from './faults.ts'
 import type { Pipe } from './pipe/pipe.ts'
@@ -89,6 +92,8 @@ export class Worker {
   private applying: Promise<void> | undefined
   /** Standby replicas this worker keeps warm, by actor id. */
   private readonly replicas = new Map<string, StandbyReplica>()
+  /** The stale-read responders of replicas of view stages, by actor id. */
+  private readonly replicaViews = new Map<string, Subscription>()
   private lastEpochAt = Date.now()
   private fallbackTimer: NodeJS.Timeout | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -131,7 +136,10 @@ export class Worker {
   /** Registers with the coordinator; `onFailure` hears of an actor that failed. */
   start(onFailure: (err: unknown) => void): void {
     this.failure = onFailure
+    const views = new ViewClient(this.bus, this.pipeline, { cluster: this.options.cluster })
     this.subs.push(
+      // Questions of clients that know only names (the monitor's dashboard, weir peek --bus): any one worker answers.
+      this.bus.respond(this.subject('inspect'), (raw) => answerInspect(raw, { pipeline: this.pipeline, views, sample: (stage, n) => sampleEdge(this.pipe, this.pipeline, stage, n) })),
       this.bus.subscribe(this.subject('assignment'), (raw, subject) => {
         const msg = assignmentMessage.safeParse(raw)
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed assignment dropped')
@@ -315,12 +323,28 @@ export class Worker {
     const replica = new StandbyReplica({ pipe: this.pipe, pipeline: this.pipeline, spec: this.pipeline.stage(stageName!)!, partition: Number(p), dataDir: this.options.dataDir, log: this.log })
     this.replicas.set(id, replica)
     replica.start().catch((err: unknown) => this.log.warn({ standby: id, err: describeError(err) }, 'standby replica failed to start; the actor would restore from the changelog'))
+    const views = this.serveStandbyViews(replica)
+    if (views !== undefined) this.replicaViews.set(id, views)
   }
 
   private async stopReplica(id: string): Promise<void> {
+    // Stale readers go to another replica, or wait for the actor, from here on.
+    this.replicaViews.get(id)?.unsubscribe()
+    this.replicaViews.delete(id)
     const replica = this.replicas.get(id)
     this.replicas.delete(id)
     await replica?.stop()
+  }
+
+  /**
+   * Answers stale view reads (`ReadOptions.stale`) for a replica's partition from the newest
+   * whole checkpoint it holds, marked `standby: true`: view clients ask it while the actor
+   * moves. Several replicas of one partition share the subject; one of them answers.
+   */
+  private serveStandbyViews(replica: StandbyReplica): Subscription | undefined {
+    if (!replica.servesViews) return undefined
+    const subject = viewSubjects.standby(this.options.cluster, this.pipeline.name, replica.stage, replica.partition)
+    return this.bus.respond(subject, (raw) => respondToView(raw, replica.partition, `the standby of ${replica.id}`, (request) => replica.queryView(request)))
   }
 
   /** Standby replicas kept warm here. */
@@ -386,16 +410,7 @@ export class Worker {
   private serveViews(actor: Actor): Subscription | undefined {
     if (actor.stage.views.length === 0) return undefined
     const subject = viewSubjects.actor(this.options.cluster, this.pipeline.name, actor.stage.name, actor.partition)
-    return this.bus.respond(subject, async (raw): Promise<ViewResponse> => {
-      const request = viewRequest.safeParse(raw)
-      if (!request.success) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `malformed view request: ${request.error.issues[0]?.path.join('.')} ${request.error.issues[0]?.message}`, { actor: actor.id }))
-      if (request.data.partition !== actor.partition) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `request for partition ${request.data.partition} reached ${actor.id}`, { actor: actor.id }))
-      try {
-        return await actor.queryView(request.data)
-      } catch (err) {
-        return failure(err)
-      }
-    })
+    return this.bus.respond(subject, (raw) => respondToView(raw, actor.partition, actor.id, (request) => actor.queryView(request)))
   }
 
   /**

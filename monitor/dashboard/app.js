@@ -3,9 +3,12 @@
 // timeliness charts from /api/history. Plain ES module, no build step, no framework.
 // Everything from the API goes in through textContent/attributes, never as HTML.
 // Stable attributes for browser tests: data-stage, data-edge, data-output, data-field,
-// and data-updated-at on #app after each successful poll.
+// and data-updated-at on #app after each successful poll. Clicking a stage opens its panel
+// (inspect.js): its latest committed records and a lookup in its views.
 
-const SVG = 'http://www.w3.org/2000/svg'
+import { el, svg } from './dom.js'
+import { createInspectPanel } from './inspect.js'
+
 const POLL_MS = 1000
 const HISTORY_EVERY_MS = 2000
 const NODE_W = 190
@@ -18,20 +21,39 @@ const app = document.getElementById('app')
 const pollState = document.getElementById('poll-state')
 /** `${cluster}/${pipeline}/${output}` → { at, answer } */
 const histories = new Map()
+const panel = createInspectPanel({
+  panel: document.getElementById('inspect'),
+  layout: document.getElementById('layout'),
+  // The graph is redrawn on every poll; between polls the selection is marked in place.
+  onChange: (selected) => {
+    for (const node of app.querySelectorAll('[data-stage]')) node.classList.toggle('selected', isSelected(node, selected))
+  },
+})
 
-function el(tag, attrs = {}, text) {
-  const node = document.createElement(tag)
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v))
-  if (text !== undefined) node.textContent = text
-  return node
+function isSelected(node, selected) {
+  const section = node.closest('[data-pipeline]')
+  return selected !== null && section !== null && node.getAttribute('data-stage') === selected.stage && section.getAttribute('data-cluster') === selected.cluster && section.getAttribute('data-name') === selected.pipeline
 }
 
-function svg(tag, attrs = {}, text) {
-  const node = document.createElementNS(SVG, tag)
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v))
-  if (text !== undefined) node.textContent = text
-  return node
+/** The stage a click or key press on the graph names, as { cluster, pipeline, stage }. */
+function stageTarget(event) {
+  const node = event.target instanceof Element ? event.target.closest('[data-stage]') : null
+  const section = node?.closest('[data-pipeline]')
+  if (node === null || node === undefined || section === null || section === undefined) return null
+  return { cluster: section.getAttribute('data-cluster'), pipeline: section.getAttribute('data-name'), stage: node.getAttribute('data-stage') }
 }
+
+app.addEventListener('click', (event) => {
+  const target = stageTarget(event)
+  if (target !== null) panel.open(target)
+})
+app.addEventListener('keydown', (event) => {
+  if (event.key !== 'Enter' && event.key !== ' ') return
+  const target = stageTarget(event)
+  if (target === null) return
+  event.preventDefault()
+  panel.open(target)
+})
 
 function seconds(ms) {
   if (ms === null || ms === undefined) return '–'
@@ -114,7 +136,9 @@ function drawGraph(pipeline) {
     const { x, y } = pos.get(s.name)
     const classes = ['node', stageHealth(s)]
     if (holding.has(s.name)) classes.push('holding-back')
-    const g = svg('g', { class: classes.join(' '), 'data-stage': s.name, transform: `translate(${x} ${y})` })
+    const chosen = panel.selected()
+    if (chosen !== null && chosen.cluster === pipeline.cluster && chosen.pipeline === pipeline.pipeline && chosen.stage === s.name) classes.push('selected')
+    const g = svg('g', { class: classes.join(' '), 'data-stage': s.name, transform: `translate(${x} ${y})`, tabindex: 0, role: 'button', 'aria-label': `${s.name}: show its latest records and views` })
     g.append(svg('rect', { width: NODE_W, height: NODE_H, rx: 5 }))
     g.append(svg('text', { x: 8, y: 17, class: 'name' }, s.name))
     g.append(svg('text', { x: 8, y: 34, class: 'fig', 'data-field': 'watermarkLag' }, `lag ${s.ended ? 'ended' : seconds(s.watermarkLagMs)}`))
@@ -122,6 +146,7 @@ function drawGraph(pipeline) {
     g.append(svg('text', { x: 8, y: 65, class: 'fig', 'data-field': 'actors' }, `actors ${s.actors.running}/${s.actors.total}${(s.actors.failed ?? 0) > 0 ? ` (${s.actors.failed} failed)` : ''}${s.actors.missing > 0 ? ` (${s.actors.missing} missing)` : ''}`))
     const tip = [`${s.name} (${s.kind}, ${s.parallelism} partitions)`, `unprocessed ${count(s.unprocessed)}`, `in ${rate(s.recordsInRate)}, out ${rate(s.recordsOutRate)}, late ${rate(s.lateRate)}`, `checkpoint age ${seconds(s.checkpointAgeMs)}`]
     if (holding.has(s.name)) tip.push(`holding back: ${holding.get(s.name)}`)
+    tip.push('click: its latest committed records and views')
     g.append(svg('title', {}, tip.join('\n')))
     root.append(g)
   }
@@ -190,7 +215,7 @@ function drawFailures(pipeline) {
 }
 
 function drawPipeline(p) {
-  const section = el('section', { class: 'pipeline', 'data-pipeline': `${p.cluster}/${p.pipeline}` })
+  const section = el('section', { class: 'pipeline', 'data-pipeline': `${p.cluster}/${p.pipeline}`, 'data-cluster': p.cluster, 'data-name': p.pipeline })
   const title = el('h2', {}, p.pipeline)
   title.append(el('span', { class: 'meta' }, `cluster ${p.cluster}`))
   if (p.stalled) title.append(el('span', { class: 'badge stalled', 'data-field': 'stalled' }, 'stalled: no checkpoint'))
@@ -237,7 +262,15 @@ async function poll() {
     await refreshHistories(status)
     const sections = status.pipelines.map(drawPipeline)
     if (sections.length === 0) sections.push(el('p', { class: 'empty' }, 'No pipeline has reported yet.'))
+    // A stage node that had the keyboard's focus gets it back in the redrawn graph.
+    const focused = document.activeElement?.closest?.('[data-stage]')
+    const refocus = focused ? { stage: focused.getAttribute('data-stage'), pipeline: focused.closest('[data-pipeline]')?.getAttribute('data-pipeline') } : null
     app.replaceChildren(...sections)
+    if (refocus !== null) {
+      const section = [...app.querySelectorAll('[data-pipeline]')].find((s) => s.getAttribute('data-pipeline') === refocus.pipeline)
+      const node = [...(section?.querySelectorAll('[data-stage]') ?? [])].find((n) => n.getAttribute('data-stage') === refocus.stage)
+      node?.focus()
+    }
     app.setAttribute('data-updated-at', String(status.at))
     pollState.textContent = `updated ${new Date().toLocaleTimeString()}`
     pollState.classList.remove('error')

@@ -106,6 +106,16 @@ export interface Pipe {
   endOffset(topic: string, partition: number): Promise<number>
   /** The first offset still stored (after retention). */
   startOffset(topic: string, partition: number): Promise<number>
+  /**
+   * Where to read from to see the partition's records from a time on (Kafka ListOffsets by
+   * timestamp): no record below the offset returned has a timestamp at or after `timestamp`,
+   * so reading from it finds every record from the first one that has; past every record
+   * when none has. The embedded log returns that first record's offset; Kafka counts its
+   * transaction markers, stamped at commit, so older records may come first: a reader skips
+   * them up to the first record at or after the time. Timestamps need not grow with offsets,
+   * so later records may be older again.
+   */
+  offsetForTime(topic: string, partition: number, timestamp: number): Promise<number>
   producer(transactionalId: string): Promise<TransactionalProducer>
   /**
    * Committed offset of a consumer group for a partition, undefined when none. Offsets of a

@@ -84,8 +84,13 @@ export class ViewQueryError extends WeirError {
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000
-/** Longest single bus request: an answer waiting on `atLeast` takes up to the query's budget. */
-const REQUEST_SLACK_MS = 2_000
+/**
+ * The first attempt's timeout, doubled on each retry. A request NATS handed to a worker
+ * that just died (or is paused) gets no answer: with one request for the whole budget the
+ * query would wait it out; short attempts ask again and reach the new holder. Doubling keeps
+ * a slow but live holder (a big scan on a loaded machine) answerable.
+ */
+const FIRST_ATTEMPT_MS = 1_000
 
 export class ViewClient {
   private readonly timeoutMs: number
@@ -151,6 +156,7 @@ export class ViewClient {
     const subject = viewSubjects.actor(cluster, this.pipeline.name, view.stage, request.partition)
     const standby = viewSubjects.standby(cluster, this.pipeline.name, view.stage, request.partition)
     let pause = 25
+    let attemptMs = FIRST_ATTEMPT_MS
     let last: string = 'no answer'
     for (let attempt = 0; ; attempt++) {
       const left = deadline - Date.now()
@@ -159,13 +165,14 @@ export class ViewClient {
       // The holder waits for `atLeast` up to what is left of the budget, and says so itself if it runs out.
       const waitMs = request.atLeast === undefined ? 0 : Math.max(0, left - 50)
       try {
-        const response = (await this.bus.request(subjectNow, { ...request, waitMs }, { timeoutMs: Math.max(50, left + (waitMs > 0 ? 0 : REQUEST_SLACK_MS)) })) as ViewResponse
+        const response = (await this.bus.request(subjectNow, { ...request, waitMs }, { timeoutMs: Math.max(50, Math.min(left, waitMs + attemptMs)) })) as ViewResponse
         if (response.ok) return response
         if (!response.error.retriable) throw new ViewQueryError(response.error.code, response.error.message, statusOf(response.error.code), { view: view.name, partition: request.partition })
         last = response.error.message
       } catch (err) {
         if (err instanceof ViewQueryError) throw err
         if (!(err instanceof BusNoResponderError) && !(err instanceof BusTimeoutError)) throw err
+        if (err instanceof BusTimeoutError) attemptMs *= 2
         last = err.message
       }
       await new Promise((r) => setTimeout(r, Math.min(pause, Math.max(1, deadline - Date.now()))))

@@ -79,6 +79,21 @@ export function failure(err: unknown): ViewFailure {
   return { ok: false, error: { code: 'WEIR_VIEW_FAILED', message: (err as Error)?.message ?? String(err), retriable: false } }
 }
 
+/**
+ * A responder's side of a view request: checks the message, that it is for `partition`, and
+ * answers it with `query`; every failure is a reply (ViewFailure), never a throw.
+ */
+export async function respondToView(raw: unknown, partition: number, holder: string, query: (request: ViewRequest) => Promise<ViewReply>): Promise<ViewResponse> {
+  const request = viewRequest.safeParse(raw)
+  if (!request.success) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `malformed view request: ${request.error.issues[0]?.path.join('.')} ${request.error.issues[0]?.message}`, { actor: holder }))
+  if (request.data.partition !== partition) return failure(new WeirError('WEIR_VIEW_BAD_REQUEST', `request for partition ${request.data.partition} reached ${holder}`, { actor: holder }))
+  try {
+    return await query(request.data)
+  } catch (err) {
+    return failure(err)
+  }
+}
+
 /** The smallest byte string greater than every string starting with `prefix` (undefined: none). */
 export function prefixEnd(prefix: Buffer): Buffer | undefined {
   const end = Buffer.from(prefix)

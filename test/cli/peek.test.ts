@@ -6,7 +6,11 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { randomUUID } from 'node:crypto'
+import { requireService } from '../support/services.ts'
 import { startWeir, tempDirs, weir } from '../support/weir-cli.ts'
+
+const nats = await requireService('nats')
 
 const tempDir = tempDirs('weir-peek-')
 let dataDir: string
@@ -98,5 +102,41 @@ describe('weir peek', () => {
       await guarded.done
     }
     expect(existsSync(join(dir, 'views.json'))).toBe(false)
+  })
+
+  it.runIf(nats.available)('asks any worker over NATS with --bus, which routes the key to its holder', async () => {
+    const dir = tempDir()
+    const cluster = `peek${randomUUID().slice(0, 6)}`
+    const onBus = startWeir(['run', 'examples/wordcount.ts', '--data-dir', dir, '--bus', nats.url, '--cluster', cluster, '--param', 'rate=100', '--param', 'lines=100000', '--param', 'sink=false', '-q'])
+    try {
+      await until('views.json', () => existsSync(join(dir, 'views.json')))
+      let out = await weir(['peek', 'wordcount', 'counts', 'fox', '--bus', nats.url, '--cluster', cluster])
+      for (let i = 0; i < 30 && out.code === 1 && out.stdout.includes('not found'); i++) {
+        await new Promise((r) => setTimeout(r, 200))
+        out = await weir(['peek', 'wordcount', 'counts', 'fox', '--bus', nats.url, '--cluster', cluster])
+      }
+      expect(out.code, out.stderr).toBe(0)
+      expect(out.stdout).toMatch(/^fox = \d+ {2}\(partition [0-3], epoch \d+, weir\.wordcount\.split@\d+/)
+      // Paced at 100 lines/s, the words starting with s come in over the first checkpoints.
+      let page: { kind: string; entries: Array<{ key: string }>; next?: string } = { kind: '', entries: [] }
+      for (let i = 0; i < 30 && page.entries.length < 2; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 200))
+        page = JSON.parse((await weir(['peek', 'wordcount', 'counts', '--prefix', 's', '--limit', '2', '--bus', nats.url, '--cluster', cluster, '--json'])).stdout)
+      }
+      expect(page.kind).toBe('scan')
+      expect(page.entries.map((e) => e.key)).toEqual([...page.entries.map((e) => e.key)].sort())
+      expect(page.entries.every((e) => e.key.startsWith('s'))).toBe(true)
+      // More s-words may not have come in yet; when they have, the page says where the next starts.
+      if (page.next !== undefined) expect(page.next).toBe(page.entries[1]!.key)
+      const range = await weir(['peek', 'wordcount', 'counts', '--gte', 'a', '--bus', nats.url, '--cluster', cluster])
+      expect(range.code).toBe(2)
+      expect(range.stderr).toContain('--gte')
+      const nobody = await weir(['peek', 'wordcount', 'counts', 'fox', '--bus', nats.url, '--cluster', 'nobody-here'])
+      expect(nobody.code).toBe(1)
+      expect(nobody.stderr).toContain('WEIR_PEEK_NO_WORKER')
+    } finally {
+      onBus.child.kill('SIGTERM')
+      await onBus.done
+    }
   })
 })

@@ -2,9 +2,18 @@
  * The in-process ControlBus for embedded mode. Delivery is asynchronous (a microtask
  * later), as over a network, so code that works here does not rely on synchronous replies.
  */
+import { Packr } from 'msgpackr'
 import type { Logger } from 'pino'
 import { createLogger } from '../../log.ts'
 import { BusNoResponderError, BusTimeoutError, subjectMatches, type ControlBus, type Handler, type Responder, type Subscription } from '../bus.ts'
+
+/**
+ * Requests and replies are copied through msgpack, as they are on the wire of the NATS
+ * adapter (same options): a responder's later changes to what it returned (a live state
+ * object) never reach the requester, and a value NATS could not carry fails here too.
+ */
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
+const copy = (value: unknown): unknown => packr.decode(packr.encode(value))
 
 export class LocalBus implements ControlBus {
   readonly kind = 'local'
@@ -42,6 +51,7 @@ export class LocalBus implements ControlBus {
   async request(subject: string, message: unknown, options: { timeoutMs: number }): Promise<unknown> {
     // A macrotask later, as over a network: a caller must not rely on the answer being synchronous.
     await new Promise((r) => setImmediate(r))
+    const request = copy(message)
     const list = this.closed ? undefined : this.responders.get(subject)
     if (list === undefined || list.length === 0) throw new BusNoResponderError(subject)
     const responder = list[this.turn++ % list.length]!
@@ -50,7 +60,7 @@ export class LocalBus implements ControlBus {
       timer = setTimeout(() => reject(new BusTimeoutError(subject, options.timeoutMs)), options.timeoutMs)
     })
     try {
-      return await Promise.race([Promise.resolve().then(() => responder(message, subject)), timeout])
+      return copy(await Promise.race([Promise.resolve().then(() => responder(request, subject)), timeout]))
     } catch (err) {
       // A responder that throws answers nothing, as on NATS: the requester hears a timeout.
       if (err instanceof BusTimeoutError) throw err

@@ -140,7 +140,10 @@ export class NatsBus implements ControlBus {
     return {
       unsubscribe: () => {
         this.subs.delete(sub)
-        sub.unsubscribe()
+        // Drain, not unsubscribe: requests the server routed here before it heard of the
+        // unsubscribe are still answered, where an unsubscribe would drop them and leave each
+        // requester waiting out its whole timeout (a view request, while its actor moves).
+        if (!sub.isClosed() && !this.nc.isClosed()) sub.drain().catch(() => sub.unsubscribe())
       },
     }
   }

@@ -3,9 +3,11 @@
  * one RocksDB WriteBatch holding its record batches, the new end offsets and the consumer
  * offsets, so outputs, changelog and input positions become durable together or not at all.
  * Producer epochs fence a zombie: only the newest instance of a transactional id commits.
+ * Opened read-only (`weir tail`, `weir jobs` beside a running `weir run`), it sees what the
+ * process holding the log committed, as of opening and again at every refresh.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import RocksDB from 'rocksdb-native'
 import { pack, unpack } from 'msgpackr'
@@ -79,12 +81,33 @@ export interface EmbeddedPipeOptions {
   compactionMinIntervalMs?: number
   /** Tombstones stay this long after their partition was cleaned past them (Kafka's delete.retention.ms). Default 24 h. */
   tombstoneRetentionMs?: number
+  /**
+   * Open the log without taking its lock, to read it while another process (a running `weir
+   * run`) holds it: RocksDB opens read-only and replays the holder's write-ahead log, so
+   * everything committed by then is visible; every write is refused (WEIR_PIPE_READ_ONLY).
+   * A missing log is an error instead of a new one.
+   */
+  readOnly?: boolean
+  /**
+   * Read-only: how often to reopen the log to see newer commits (ends move, waiting readers
+   * wake), ms; 0 never. Each reopen replays the holder's unflushed write-ahead log (up to
+   * its memtable, 64 MiB by default), so keep it well above that cost. Default 500.
+   */
+  refreshMs?: number
+}
+
+/** Stored topics and partition positions, read from one RocksDB instance. */
+interface StoredLayout {
+  topics: TopicMeta[]
+  /** Per topic name, per partition: [end, start, clean point]; null for a position never written. */
+  positions: Map<string, Array<[number | null, number | null, number | null]>>
 }
 
 export class EmbeddedPipe implements Pipe {
   readonly kind = 'embedded'
   identity = 'embedded'
-  private readonly db: RocksDB
+  /** Replaced by each refresh of a read-only pipe (reads in flight finish on the instance they started on). */
+  private db: RocksDB
   private readonly topics = new Map<string, TopicMeta>()
   private readonly logs = new Map<string, PartitionLog[]>()
   private readonly epochs = new Map<string, number>()
@@ -95,16 +118,27 @@ export class EmbeddedPipe implements Pipe {
   private readonly compactionDue = new Set<string>()
   private compaction: Promise<void> | undefined
   private retentionTimer: NodeJS.Timeout | undefined
+  private refreshTimer: NodeJS.Timeout | undefined
+  private refreshing: Promise<void> | undefined
+  /** Read-only: reads in flight, which the instance they use must outlive. */
+  private readonly reads = new Set<Promise<unknown>>()
 
   private constructor(readonly dir: string, options: EmbeddedPipeOptions) {
-    this.db = new RocksDB(dir)
+    this.db = new RocksDB(dir, { readOnly: options.readOnly === true })
     this.options = {
       retentionIntervalMs: options.retentionIntervalMs ?? 30_000,
       compactionMinDirtyRecords: options.compactionMinDirtyRecords ?? 1_000_000,
       compactionMaxKeys: options.compactionMaxKeys ?? 500_000,
       compactionMinIntervalMs: options.compactionMinIntervalMs ?? 30_000,
       tombstoneRetentionMs: options.tombstoneRetentionMs ?? 24 * 3600_000,
+      readOnly: options.readOnly ?? false,
+      refreshMs: options.refreshMs ?? 500,
     }
+  }
+
+  /** Opened with `readOnly`: sees another process's commits, writes nothing. */
+  get readOnly(): boolean {
+    return this.options.readOnly
   }
 
   /**
@@ -116,7 +150,11 @@ export class EmbeddedPipe implements Pipe {
    */
   static async open(dataDir: string, options: EmbeddedPipeOptions = {}): Promise<EmbeddedPipe> {
     const dir = join(dataDir, 'pipe')
-    mkdirSync(dir, { recursive: true })
+    if (options.readOnly === true) {
+      if (!existsSync(dir)) throw new WeirError('WEIR_PIPE_OPEN_FAILED', `no embedded pipe in ${dataDir} (no ${dir}): has a pipeline run with this data dir?`, { path: dir })
+    } else {
+      mkdirSync(dir, { recursive: true })
+    }
     const pipe = new EmbeddedPipe(dir, options)
     try {
       await pipe.db.ready()
@@ -124,6 +162,13 @@ export class EmbeddedPipe implements Pipe {
       throw new WeirError('WEIR_PIPE_OPEN_FAILED', `cannot open the embedded pipe in ${dir}: ${(cause as Error).message}`, { path: dir }, { cause })
     }
     await pipe.load()
+    if (pipe.readOnly) {
+      if (pipe.options.refreshMs > 0) {
+        pipe.refreshTimer = setInterval(() => void pipe.refresh().catch(() => undefined), pipe.options.refreshMs)
+        pipe.refreshTimer.unref()
+      }
+      return pipe
+    }
     const every = pipe.options.retentionIntervalMs
     pipe.retentionTimer = setInterval(() => void pipe.enforceRetention().catch(() => undefined), every)
     pipe.retentionTimer.unref()
@@ -133,29 +178,88 @@ export class EmbeddedPipe implements Pipe {
   private async load(): Promise<void> {
     const id = await this.db.get(IDENTITY_KEY)
     if (id !== null) this.identity = `embedded:${id.toString()}`
-    else {
+    else if (!this.readOnly) {
       const created = randomUUID()
       await this.db.put(IDENTITY_KEY, Buffer.from(created))
       this.identity = `embedded:${created}`
     }
-    for await (const { key, value } of this.db.iterator({ gte: TOPIC_PREFIX, lt: String.fromCharCode(TOPIC_PREFIX.charCodeAt(0) + 1) })) {
-      const meta = unpack(value) as TopicMeta
-      this.registerTopic(meta)
+    this.apply(await readLayout(this.db))
+  }
+
+  /**
+   * Takes stored topics and positions in: registers topics not known yet (or recreated under
+   * a new id) and moves every partition's end, start and clean point. Returns the logs whose
+   * end moved.
+   */
+  private apply(layout: StoredLayout): PartitionLog[] {
+    const moved: PartitionLog[] = []
+    for (const meta of layout.topics) {
+      if (this.topics.get(meta.name)?.id !== meta.id) this.registerTopic(meta)
       this.nextTopicId = Math.max(this.nextTopicId, meta.id + 1)
-      void key
-    }
-    const keys: Buffer[] = []
-    const targets: Array<(v: Buffer | null) => void> = []
-    for (const meta of this.topics.values()) {
       const logs = this.logs.get(meta.name)!
-      for (let p = 0; p < meta.partitions; p++) {
+      layout.positions.get(meta.name)!.forEach(([end, start, clean], p) => {
         const log = logs[p]!
-        keys.push(endKey(meta.id, p), startKey(meta.id, p), cleanKey(meta.id, p))
-        targets.push((v) => { if (v) log.end = readU64(v) }, (v) => { if (v) log.start = readU64(v) }, (v) => { if (v) log.cleanPoint = readU64(v) })
-      }
+        if (end !== null && end !== log.end) {
+          log.end = end
+          moved.push(log)
+        }
+        if (start !== null) log.start = start
+        if (clean !== null) log.cleanPoint = clean
+      })
     }
-    const values = await getMany(this.db, keys)
-    values.forEach((v, i) => targets[i]!(v))
+    return moved
+  }
+
+  /**
+   * Read-only: reopens the log to see what its holder committed since the last (re)open, and
+   * wakes the readers waiting at an end that moved. The timer of `refreshMs` calls it; a
+   * reopen that fails (the holder deleted a write-ahead log file while it was read) keeps
+   * the current view until the next one.
+   *
+   * @example
+   * const pipe = await EmbeddedPipe.open('./.weir/wordcount', { readOnly: true, refreshMs: 0 })
+   * await pipe.refresh() // sees the records committed since open
+   */
+  async refresh(): Promise<void> {
+    if (!this.readOnly) return
+    this.refreshing ??= this.reopen().finally(() => { this.refreshing = undefined })
+    await this.refreshing
+  }
+
+  private async reopen(): Promise<void> {
+    if (this.closed) return
+    const fresh = new RocksDB(this.dir, { readOnly: true })
+    let layout: StoredLayout
+    try {
+      await fresh.ready()
+      layout = await readLayout(fresh)
+    } catch (err) {
+      await fresh.close().catch(() => undefined)
+      throw err
+    }
+    if (this.closed) {
+      await fresh.close()
+      return
+    }
+    const old = this.db
+    this.db = fresh
+    const moved = this.apply(layout)
+    for (const log of moved) log.appended.notify()
+    await Promise.allSettled([...this.reads])
+    await old.close()
+  }
+
+  /** Runs a read on the current RocksDB instance; a refresh closes that instance only after it. */
+  private reading<T>(read: (db: RocksDB) => Promise<T>): Promise<T> {
+    if (!this.readOnly) return read(this.db)
+    const p = read(this.db)
+    this.reads.add(p)
+    void p.then(() => this.reads.delete(p), () => this.reads.delete(p))
+    return p
+  }
+
+  private writable(operation: string): void {
+    if (this.readOnly) throw new WeirError('WEIR_PIPE_READ_ONLY', `the embedded pipe in ${this.dir} is open read-only: ${operation} is not allowed`, { path: this.dir })
   }
 
   private registerTopic(meta: TopicMeta): void {
@@ -193,6 +297,7 @@ export class EmbeddedPipe implements Pipe {
     if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
       throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${spec.name}: partitions must be a positive integer, got ${spec.partitions}`, { topic: spec.name })
     }
+    this.writable(`creating topic ${spec.name}`)
     const meta: TopicMeta = { ...spec, id: this.nextTopicId++ }
     this.registerTopic(meta)
     await this.writes.run(() => this.db.put(topicKey(spec.name), pack(meta)))
@@ -212,6 +317,7 @@ export class EmbeddedPipe implements Pipe {
   async deleteTopic(name: string): Promise<void> {
     const meta = this.topics.get(name)
     if (meta === undefined) return
+    this.writable(`deleting topic ${name}`)
     this.topics.delete(name)
     const logs = this.logs.get(name)!
     this.logs.delete(name)
@@ -246,6 +352,7 @@ export class EmbeddedPipe implements Pipe {
 
   async producer(transactionalId: string): Promise<TransactionalProducer> {
     this.check()
+    this.writable(`a producer (${transactionalId})`)
     return this.writes.run(async () => {
       const stored = await this.db.get(epochKey(transactionalId))
       const epoch = (stored ? readU64(stored) : 0) + 1
@@ -257,11 +364,34 @@ export class EmbeddedPipe implements Pipe {
 
   async committedOffset(group: string, topic: string, partition: number): Promise<number | undefined> {
     const meta = this.meta(topic, partition)
-    const v = await this.db.get(offsetKey(group, meta.id, partition))
+    const v = await this.reading((db) => db.get(offsetKey(group, meta.id, partition)))
     return v ? readU64(v) : undefined
   }
 
+  /**
+   * Scans the partition's stored batches from its start: the embedded log keeps no time
+   * index, so this reads (and decodes) every record below the one it finds.
+   */
+  async offsetForTime(topic: string, partition: number, timestamp: number): Promise<number> {
+    this.check()
+    const meta = this.meta(topic, partition)
+    const log = this.logs.get(topic)![partition]!
+    const { start, end } = log
+    return this.reading(async (db) => {
+      for await (const { key, value } of db.iterator({ gte: dataKey(meta.id, partition, start), lt: dataKey(meta.id, partition + 1, 0), capacity: 4 })) {
+        const records: StoredRecord[] = []
+        decodeBatch(value, batchBase(value, dataKeyOffset(key)), start, records)
+        for (const r of records) {
+          if (r.offset >= end) return end
+          if (r.timestamp >= timestamp) return r.offset
+        }
+      }
+      return end
+    })
+  }
+
   async deleteRecordsBefore(topic: string, partition: number, offset: number): Promise<void> {
+    this.writable(`deleting records of ${topic}/${partition}`)
     const meta = this.meta(topic, partition)
     const log = this.log(topic, partition)
     const upTo = Math.min(offset, log.end)
@@ -280,6 +410,7 @@ export class EmbeddedPipe implements Pipe {
 
   /** Drops whole batches older than each topic's `retentionMs`. */
   async enforceRetention(now = Date.now()): Promise<void> {
+    this.writable('enforcing retention')
     for (const meta of this.topics.values()) {
       if (meta.retentionMs === undefined) continue
       for (let p = 0; p < meta.partitions; p++) {
@@ -307,12 +438,14 @@ export class EmbeddedPipe implements Pipe {
       for (; i < tail.length && out.length < min; i++) decodeBatch(tail[i]!.data, tail[i]!.base, from, out)
       return
     }
-    const it = this.db.iterator({ gte: dataKey(meta.id, partition, Math.max(from, log.start)), lt: dataKey(meta.id, partition + 1, 0), capacity: 4 })
-    for await (const { key, value } of it) {
-      const last = dataKeyOffset(key)
-      decodeBatch(value, batchBase(value, last), from, out)
-      if (out.length >= min) break
-    }
+    const gte = dataKey(meta.id, partition, Math.max(from, log.start))
+    await this.reading(async (db) => {
+      for await (const { key, value } of db.iterator({ gte, lt: dataKey(meta.id, partition + 1, 0), capacity: 4 })) {
+        const last = dataKeyOffset(key)
+        decodeBatch(value, batchBase(value, last), from, out)
+        if (out.length >= min) break
+      }
+    })
   }
 
   /** @internal Commits one transaction; called by EmbeddedProducer. */
@@ -416,6 +549,7 @@ export class EmbeddedPipe implements Pipe {
    * records removed.
    */
   async compact(topic: string, partition: number, now = Date.now()): Promise<number> {
+    this.writable(`compacting ${topic}/${partition}`)
     const meta = this.meta(topic, partition)
     const log = this.logs.get(topic)![partition]!
     if (meta.compacted !== true) return 0
@@ -495,9 +629,29 @@ export class EmbeddedPipe implements Pipe {
     this.closed = true
     await this.compaction
     clearInterval(this.retentionTimer)
+    clearInterval(this.refreshTimer)
+    await this.refreshing?.catch(() => undefined)
     for (const logs of this.logs.values()) for (const l of logs) l.appended.notify()
+    await Promise.allSettled([...this.reads])
     await this.writes.run(() => this.db.close())
   }
+}
+
+/** The topics stored in `db` and every partition's end, start and clean point. */
+async function readLayout(db: RocksDB): Promise<StoredLayout> {
+  const topics: TopicMeta[] = []
+  for await (const { value } of db.iterator({ gte: TOPIC_PREFIX, lt: String.fromCharCode(TOPIC_PREFIX.charCodeAt(0) + 1) })) topics.push(unpack(value) as TopicMeta)
+  const keys: Buffer[] = []
+  for (const meta of topics) for (let p = 0; p < meta.partitions; p++) keys.push(endKey(meta.id, p), startKey(meta.id, p), cleanKey(meta.id, p))
+  const values = await getMany(db, keys)
+  const positions = new Map<string, Array<[number | null, number | null, number | null]>>()
+  let i = 0
+  for (const meta of topics) {
+    const parts: Array<[number | null, number | null, number | null]> = []
+    for (let p = 0; p < meta.partitions; p++, i += 3) parts.push([values[i], values[i + 1], values[i + 2]].map((v) => (v ? readU64(v) : null)) as [number | null, number | null, number | null])
+    positions.set(meta.name, parts)
+  }
+  return { topics, positions }
 }
 
 /** Records decoded per RocksDB read: whole batches, served to polls from memory. */

@@ -264,6 +264,20 @@ export class KafkaPipe implements Pipe {
     return (await this.offsets(topic, partition)).low
   }
 
+  /** ListOffsets by timestamp (the broker's time index); kafkajs answers the high watermark where no record is that new. */
+  async offsetForTime(topic: string, partition: number, timestamp: number): Promise<number> {
+    this.checkOpen()
+    let all: Array<{ partition: number; offset: string }>
+    try {
+      all = await this.retrying('list offsets by time', { topic, partition }, () => this.admin.fetchTopicOffsetsByTimestamp(topic, timestamp), (err) => err instanceof TypeError)
+    } catch (err) {
+      throw toWeirError(err, 'list offsets by time', { topic, partition })
+    }
+    const p = all.find((o) => o.partition === partition)
+    if (p === undefined) throw new TopicError('WEIR_TOPIC_MISMATCH', `topic ${topic} has no partition ${partition}`, { topic, partition })
+    return Number(p.offset)
+  }
+
   /**
    * A transactional producer, initialized before it is returned: the broker has bumped the
    * epoch of `transactionalId`, so every older instance is fenced and a transaction it left

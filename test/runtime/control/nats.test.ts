@@ -9,7 +9,7 @@ const run = randomUUID().slice(0, 8)
 let n = 0
 
 describe.skipIf(!nats.available)('nats', () => {
-  busContract('nats', { open: () => NatsBus.connect({ servers: [nats.url] }), prefix: () => `test.${run}.${n++}` })
+  busContract('nats', { open: () => NatsBus.connect({ servers: [nats.url] }), peer: () => NatsBus.connect({ servers: [nats.url] }), prefix: () => `test.${run}.${n++}` })
 
   describe('nats bus', () => {
     it('refuses bad configuration naming the field, and an unreachable server with a retriable error naming it', async () => {

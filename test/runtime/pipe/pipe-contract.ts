@@ -197,6 +197,41 @@ export function pipeContract(name: string, harness: PipeHarness): void {
       await again.close()
     })
 
+    it('offsetForTime: no record below it is at or after the time, so reading from it finds every record from the first that is', async () => {
+      await pipe.ensureTopic({ name: `${t}time`, partitions: 2 })
+      const p = await pipe.producer(`${t}tx-time`)
+      // Timestamps out of order, over two transactions (Kafka puts a commit marker, stamped
+      // at commit time, between them: its answer may be that marker, before older records).
+      const stamps = [[100, 300, 200], [400, 250, 500]]
+      for (const txn of stamps) {
+        p.begin()
+        for (const ts of txn) p.send(`${t}time`, 1, rec('k', `v${ts}`, ts))
+        await p.commit()
+      }
+      const all = await readRecords(pipe, `${t}time`, 1)
+      const fromTime = async (ts: number): Promise<string[]> => {
+        const offset = await pipe.offsetForTime(`${t}time`, 1, ts)
+        const reader = await pipe.reader(`${t}time`, 1, offset)
+        const got: Array<{ value: string; timestamp: number }> = []
+        const end = await pipe.endOffset(`${t}time`, 1)
+        while (reader.position < end) for (const r of await reader.poll(100, 500)) got.push({ value: r.value!.toString(), timestamp: r.timestamp })
+        reader.close()
+        const first = got.findIndex((r) => r.timestamp >= ts)
+        // Only what is older than the time may come before the first record at or after it.
+        return first < 0 ? [] : got.slice(first).map((r) => r.value)
+      }
+      expect(await fromTime(0)).toEqual(['v100', 'v300', 'v200', 'v400', 'v250', 'v500'])
+      expect(await fromTime(100)).toEqual(['v100', 'v300', 'v200', 'v400', 'v250', 'v500'])
+      expect(await fromTime(150)).toEqual(['v300', 'v200', 'v400', 'v250', 'v500'])
+      expect(await fromTime(350)).toEqual(['v400', 'v250', 'v500'])
+      expect(await fromTime(500)).toEqual(['v500'])
+      expect(await fromTime(501)).toEqual([])
+      // Newer than every record and marker: past all of them.
+      expect(await pipe.offsetForTime(`${t}time`, 1, Date.now() + 3_600_000)).toBeGreaterThan(all.at(-1)!.offset)
+      expect(await pipe.offsetForTime(`${t}time`, 0, 0)).toBe(await pipe.endOffset(`${t}time`, 0))
+      await p.close()
+    })
+
     it('deleteRecordsBefore drops consumed records and moves the start offset', async () => {
       await pipe.ensureTopic({ name: `${t}del`, partitions: 1 })
       const p = await pipe.producer(`${t}tx-del`)
