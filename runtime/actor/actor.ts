@@ -356,6 +356,10 @@ export class Actor {
     for (const r of this.readers) this.viewPositions[r.topic] ??= r.position
     const epoch = (this.cache.get(ACTOR_PREFIX, VIEW_EPOCH)?.value as number | undefined) ?? 0
     this.viewEpoch = epoch
+    // Reported in the worker's heartbeats: a coordinator that starts over (a restarted weir run)
+    // continues its epochs after this one, so atLeast=epoch:N+1 is reached by the next checkpoint.
+    this.committedEpoch = Math.max(this.committedEpoch, epoch)
+    this.stats.lastEpoch = this.committedEpoch
     this.views = new CommittedReads(this.store, { epoch, positions: { ...this.viewPositions }, committedAt: Date.now() }, this.id)
   }
 

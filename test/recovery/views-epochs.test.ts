@@ -5,7 +5,7 @@
  * started again on its data dir; checkpoints then commit every 20 ms, so epoch:E+1 must be
  * answered well within a second.
  *
- * Fails today: the embedded coordinator's epochs start again from 1 after a restart and a
+ * Failed before the fix: the embedded coordinator's epochs start again from 1 after a restart and a
  * view keeps reporting the highest epoch it had reached (never going backwards) until the
  * new epochs pass it, so epoch:E+1 waits about E × the epoch interval (runtime/actor/actor.ts
  * viewEpoch; coordinator/epochs.ts restarts at 0 without stored metadata).
