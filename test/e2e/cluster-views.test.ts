@@ -209,7 +209,8 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
     const partitionOf = (word: string): number => pipeline.partitionOfKey(count, keyBytes(word))!
     const lostAtKill = lookups.filter((l) => l.error !== undefined && l.at + l.ms >= killedAt && l.at <= exitedAt + 100 && (l.via === victim || (moved.includes(partitionOf(l.word)) && /no reply|timeout/.test(l.error))))
     const failed = lookups.filter((l) => l.error !== undefined && !lostAtKill.includes(l))
-    const during = lookups.filter((l) => l.at >= killedAt && l.at <= back && !lostAtKill.includes(l))
+    // In flight at some point of the move: a lookup sent just before the kill waits through it too.
+    const during = lookups.filter((l) => l.at <= back && l.at + l.ms >= killedAt && !lostAtKill.includes(l))
     const figures = {
       test: 'cluster-views',
       startMs: startedMs,

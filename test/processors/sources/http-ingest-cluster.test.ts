@@ -81,7 +81,9 @@ describe.skipIf(!kafka.available || !nats.available)('HTTP ingest in a cluster',
       const again = await post(url('a'), key, bodyOf(key))
       expect(again.status).toBe(200)
       expect(again.headers.get('idempotent-replayed')).toBe('true')
-      expect(await again.json()).toMatchObject({ ...acked.get(key), replayed: true })
+      // A replay has everything the first answer had but its atLeast (the commit's offsets are not kept in state).
+      const { atLeast: _atLeast, ...first } = acked.get(key) as { atLeast?: string }
+      expect(await again.json()).toMatchObject({ ...first, replayed: true })
       const fresh = keyFor(p, 1)
       const r = await post(url('a'), fresh, bodyOf(fresh))
       expect(r.status).toBe(200)
