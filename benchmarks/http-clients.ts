@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process'
 import { Agent, request as httpRequest } from 'node:http'
 import { parseArgs } from 'node:util'
 import { Pool } from 'undici'
-import { startRunInfo } from './lib/run-info.ts'
+import { printResult, startRunInfo } from './lib/run-info.ts'
 import { progress, round } from './lib/stats.ts'
 
 const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '20000' }, concurrency: { type: 'string', default: '4' }, 'body-bytes': { type: 'string', default: '1024' } } })
@@ -102,4 +102,4 @@ for (const [name, v] of Object.entries(best)) {
   result[`${name}_per_s`] = Math.round(v)
   if (name !== 'undici_pool') result[`undici_pool_over_${name}`] = round(best.undici_pool! / v)
 }
-process.stdout.write(JSON.stringify({ ...result, ...info.finish() }) + '\n')
+printResult(result, info)

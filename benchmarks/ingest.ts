@@ -29,7 +29,7 @@ import { readStageOutput } from '../testing/index.ts'
 import { INGEST_STAGE, ingestBenchPipeline } from './lib/ingest-pipeline.ts'
 import { runLoad, type LoadOptions, type LoadResult } from './lib/ingest-load.ts'
 import { countArg, readArgs, envValue } from './lib/options.ts'
-import { startRunInfo } from './lib/run-info.ts'
+import { printResult, startRunInfo } from './lib/run-info.ts'
 import { progress, round } from './lib/stats.ts'
 import { startChild, killChildren } from './lib/children.ts'
 
@@ -266,13 +266,7 @@ try {
     if (ceil !== undefined) result[`ratio_${epochMs}ms`] = round((w.events_per_s as number) / (ceil.events_per_s as number))
     result[`p99_goal_met_${epochMs}ms`] = (w.ack_p99_ms as number) <= epochMs + 50
   }
-  result.exact = failures.length === 0
-  if (failures.length > 0) result.failures = failures
-  process.stdout.write(JSON.stringify({ ...result, ...info.finish() }) + '\n')
-  if (failures.length > 0) {
-    for (const f of failures) process.stderr.write(`wrong: ${f}\n`)
-    process.exitCode = 1
-  }
+  printResult(result, info, failures)
 } finally {
   if (loadChild !== undefined) loadChild.process.kill()
   rmSync(dir, { recursive: true, force: true })

@@ -20,7 +20,7 @@ import { Redis } from 'ioredis'
 import pg from 'pg'
 import { Pipeline, startEmbedded, type Processor, type Stream } from '../index.ts'
 import { GeneratorSource, PostgresSink, RedisSink } from '../processors/index.ts'
-import { startRunInfo } from './lib/run-info.ts'
+import { printResult, startRunInfo } from './lib/run-info.ts'
 import { progress, round } from './lib/stats.ts'
 import { pino } from 'pino'
 
@@ -169,7 +169,7 @@ try {
   const result: Record<string, unknown> = { bench: 'sinks', rows: ROWS, batch_rows: BATCH, epoch_ms: EPOCH_MS, rounds: ROUNDS }
   if (args.only !== 'redis') Object.assign(result, await postgres(root))
   if (args.only !== 'postgres') Object.assign(result, await redis(root))
-  process.stdout.write(JSON.stringify({ ...result, ...info.finish() }) + '\n')
+  printResult(result, info)
 } finally {
   rmSync(root, { recursive: true, force: true })
 }

@@ -13,7 +13,7 @@
 import { parseArgs } from 'node:util'
 import { Packr } from 'msgpackr'
 import { freezeLoaded, freezeStateValue } from '../runtime/values.ts'
-import { startRunInfo } from './lib/run-info.ts'
+import { printResult, startRunInfo } from './lib/run-info.ts'
 import { progress, round } from './lib/stats.ts'
 
 const { values: args } = parseArgs({ options: { updates: { type: 'string', default: '1000000' }, keys: { type: 'string', default: '100000' } } })
@@ -97,4 +97,4 @@ const loaded = packr.pack(shapes.record!.next(shapes.record!.first(), 1))
 const t = performance.now()
 for (let i = 0; i < UPDATES; i++) freezeLoaded(packr.unpack(loaded))
 result.record_load_freeze_per_s = Math.round(UPDATES / ((performance.now() - t) / 1000))
-process.stdout.write(JSON.stringify({ ...result, ...info.finish() }) + '\n')
+printResult(result, info)

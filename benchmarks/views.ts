@@ -46,7 +46,7 @@ import { readState } from '../testing/index.ts'
 import { killChildren, startChild, type Child } from './lib/children.ts'
 import { countArg, flagArg, readArgs } from './lib/options.ts'
 import type { ChildMessage } from './lib/phases.ts'
-import { startRunInfo } from './lib/run-info.ts'
+import { printResult, startRunInfo } from './lib/run-info.ts'
 import { percentile, progress, round, wallMs } from './lib/stats.ts'
 
 const USAGE = `usage: node --import tsx benchmarks/views.ts [options]   (each also as BENCH_<OPTION>)
@@ -551,13 +551,7 @@ async function main(): Promise<void> {
       goal_met: Math.max(...p99s) <= 5 && ratio >= 0.9,
     })
     if (rocksdb !== undefined) check(rocksdb.missing === 0, `RocksDB ceiling: ${rocksdb.missing} gets found nothing`)
-    result.exact = failures.length === 0
-    if (failures.length > 0) result.failures = failures
-    process.stdout.write(JSON.stringify({ ...result, ...info.finish() }) + '\n')
-    if (failures.length > 0) {
-      for (const f of failures) process.stderr.write(`wrong: ${f}\n`)
-      process.exitCode = 1
-    }
+    printResult(result, info, failures)
   } finally {
     if (KEEP) progress(`kept ${dir}`)
     else rmSync(dir, { recursive: true, force: true })

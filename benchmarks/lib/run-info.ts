@@ -60,3 +60,22 @@ export function startRunInfo(watched: string[], started = performance.now()): Ru
     }),
   }
 }
+
+/**
+ * Prints a benchmark's one JSON line: its figures and the run's. With `failures` (an output
+ * check ran) the line says `exact` and lists them; each also goes to stderr and the exit code
+ * becomes 1.
+ *
+ * @example
+ * printResult({ bench: 'views', lookups_per_s: 3470 }, info, failures)
+ */
+export function printResult(result: Record<string, unknown>, info: RunInfo, failures?: readonly string[]): void {
+  if (failures !== undefined) {
+    result.exact = failures.length === 0
+    if (failures.length > 0) result.failures = failures
+  }
+  process.stdout.write(JSON.stringify({ ...result, ...info.finish() }) + '\n')
+  if (failures === undefined || failures.length === 0) return
+  for (const f of failures) process.stderr.write(`wrong: ${f}\n`)
+  process.exitCode = 1
+}
