@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { randomUUID } from 'node:crypto'
 import { requireService } from '../support/services.ts'
-import { startWeir, tempDirs, weir } from '../support/weir-cli.ts'
+import { sleep, startWeir, tempDirs, until, weir } from '../support/weir-cli.ts'
 
 const nats = await requireService('nats')
 
@@ -16,19 +16,12 @@ const tempDir = tempDirs('weir-peek-')
 let dataDir: string
 let run: ReturnType<typeof startWeir>
 
-async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 beforeAll(async () => {
   dataDir = tempDir()
   // Paced so it runs while the test peeks: 2 partitions × 300 lines/s.
   run = startWeir(['run', 'examples/wordcount.ts', '--data-dir', dataDir, '--param', 'rate=300', '--param', 'lines=1000000', '--param', 'sink=false', '--epoch-ms', '200', '-q'])
-  await until('views.json', () => existsSync(join(dataDir, 'views.json')))
+  await until(() => existsSync(join(dataDir, 'views.json')), 30_000, 'views.json')
 })
 
 afterAll(async () => {
@@ -41,7 +34,7 @@ describe('weir peek', () => {
     let out = await weir(['peek', 'wordcount', 'counts', 'the', '--data-dir', dataDir])
     // The first checkpoint may not have committed 'the' yet.
     for (let i = 0; i < 50 && out.code === 1; i++) {
-      await new Promise((r) => setTimeout(r, 200))
+      await sleep(200)
       out = await weir(['peek', 'wordcount', 'counts', 'the', '--data-dir', dataDir])
     }
     expect(out.code, out.stderr).toBe(0)
@@ -89,7 +82,7 @@ describe('weir peek', () => {
     writeFileSync(tokenFile, 'peek-secret\n')
     const guarded = startWeir(['run', 'examples/wordcount.ts', '--data-dir', dir, '--param', 'rate=50', '--param', 'lines=100000', '--param', 'sink=false', '--param', 'name=wordcount2', '--views-token-file', tokenFile, '-q'])
     try {
-      await until('views.json', () => existsSync(join(dir, 'views.json')))
+      await until(() => existsSync(join(dir, 'views.json')), 30_000, 'views.json')
       expect(JSON.parse(readFileSync(join(dir, 'views.json'), 'utf8')).token).toBe(true)
       const refused = await weir(['peek', 'wordcount2', 'counts', 'the', '--data-dir', dir, '--timeout-ms', '2000'])
       expect(refused.code).toBe(1)
@@ -109,10 +102,10 @@ describe('weir peek', () => {
     const cluster = `peek${randomUUID().slice(0, 6)}`
     const onBus = startWeir(['run', 'examples/wordcount.ts', '--data-dir', dir, '--bus', nats.url, '--cluster', cluster, '--param', 'rate=100', '--param', 'lines=100000', '--param', 'sink=false', '-q'])
     try {
-      await until('views.json', () => existsSync(join(dir, 'views.json')))
+      await until(() => existsSync(join(dir, 'views.json')), 30_000, 'views.json')
       let out = await weir(['peek', 'wordcount', 'counts', 'fox', '--bus', nats.url, '--cluster', cluster])
       for (let i = 0; i < 30 && out.code === 1 && out.stdout.includes('not found'); i++) {
-        await new Promise((r) => setTimeout(r, 200))
+        await sleep(200)
         out = await weir(['peek', 'wordcount', 'counts', 'fox', '--bus', nats.url, '--cluster', cluster])
       }
       expect(out.code, out.stderr).toBe(0)
@@ -120,7 +113,7 @@ describe('weir peek', () => {
       // Paced at 100 lines/s, the words starting with s come in over the first checkpoints.
       let page: { kind: string; entries: Array<{ key: string }>; next?: string } = { kind: '', entries: [] }
       for (let i = 0; i < 30 && page.entries.length < 2; i++) {
-        if (i > 0) await new Promise((r) => setTimeout(r, 200))
+        if (i > 0) await sleep(200)
         page = JSON.parse((await weir(['peek', 'wordcount', 'counts', '--prefix', 's', '--limit', '2', '--bus', nats.url, '--cluster', cluster, '--json'])).stdout)
       }
       expect(page.kind).toBe('scan')

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { eventually } from '../support/eventually.ts'
 import { BusNoResponderError, subjects, type Subscription } from '../../runtime/control/bus.ts'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { progressSubjects } from '../../runtime/control/progress.ts'
@@ -33,17 +34,6 @@ async function api<T = Record<string, unknown>>(m: RunningMonitor, path: string,
   return { status: res.status, body: (await res.json()) as T, headers: res.headers }
 }
 
-async function eventually<T>(check: () => Promise<T>, withinMs = 5000): Promise<T> {
-  const deadline = Date.now() + withinMs
-  for (;;) {
-    try {
-      return await check()
-    } catch (err) {
-      if (Date.now() > deadline) throw err
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  }
-}
 
 describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspect API, NATS)', () => {
   const cluster = `i${randomUUID().slice(0, 8)}`
@@ -66,7 +56,7 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
     await eventually(async () => {
       announce(pipeline)
       expect(m.view.pipelines().some((p) => p.pipeline === pipeline)).toBe(true)
-    })
+    }, 5000)
   }
 
   beforeAll(async () => {
@@ -76,7 +66,7 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
     monitor = await startMonitor({ bus: monitorBus, cluster, port: 0, log, intervalMs: 100 })
     q = (more) => new URLSearchParams({ pipeline: fx.pipeline.name, ...more }).toString()
     await fx.settled()
-    await eventually(async () => expect(monitor.view.pipelines().map((p) => p.pipeline)).toContain(fx.pipeline.name))
+    await eventually(async () => expect(monitor.view.pipelines().map((p) => p.pipeline)).toContain(fx.pipeline.name), 5000)
   }, 30_000)
   afterAll(async () => {
     extra.forEach((s) => s.unsubscribe())
@@ -216,7 +206,7 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
 
   it('the inspect API needs the token like every other path', async () => {
     const m = await another({ token: 'sesame' })
-    await eventually(async () => expect(m.view.pipelines().map((p) => p.pipeline)).toContain(fx.pipeline.name))
+    await eventually(async () => expect(m.view.pipelines().map((p) => p.pipeline)).toContain(fx.pipeline.name), 5000)
     expect((await fetch(`${m.url}api/views?${q({})}`)).status).toBe(401)
     expect((await fetch(`${m.url}api/sample?${q({ stage: 'count' })}`)).status).toBe(401)
     const ok = await api(m, `api/sample?${q({ stage: 'count', n: '1' })}`, { headers: { authorization: 'Bearer sesame' } })
@@ -277,7 +267,7 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
     // NATS hears of the unsubscription a moment later; until then a request would wait for a reply that never comes.
     await eventually(async () => {
       await expect(workerBus.request(subjects.inspect(cluster, fx.pipeline.name), { v: 1, kind: 'views' }, { timeoutMs: 300 })).rejects.toBeInstanceOf(BusNoResponderError)
-    })
+    }, 5000)
     const views = await api<ApiError>(monitor, `api/views?${q({})}`)
     expect(views.status).toBe(503)
     expect(views.body.error.code).toBe('WEIR_MONITOR_NO_WORKER')

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { pino } from 'pino'
 import { Counter, Registry } from 'prom-client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { eventually } from '../support/eventually.ts'
 import { NatsBus } from '../../runtime/control/nats/nats-bus.ts'
 import { progressSubjects, sloAlert, type ActorProgress, type SloAlert } from '../../runtime/control/progress.ts'
 import { startMonitor, type MonitorOptions, type MonitorStatus, type RunningMonitor } from '../../monitor/monitor.ts'
@@ -61,18 +62,6 @@ async function status(m: RunningMonitor): Promise<MonitorStatus> {
   return JSON.parse(r.body) as MonitorStatus
 }
 
-/** Polls until `check` passes (it throws while not yet), failing after `withinMs`. */
-async function eventually<T>(check: () => Promise<T>, withinMs = 3000): Promise<T> {
-  const deadline = Date.now() + withinMs
-  for (;;) {
-    try {
-      return await check()
-    } catch (err) {
-      if (Date.now() > deadline) throw err
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  }
-}
 
 /** Actor rows and malformed count, without the time-dependent parts of /api/status. */
 async function actorsOf(m: RunningMonitor): Promise<Array<Record<string, unknown>>> {
