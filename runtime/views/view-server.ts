@@ -23,7 +23,6 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { Pipeline } from '../api/pipeline.ts'
-import { WeirError } from '../errors.ts'
 import { requestHasToken } from '../http-token.ts'
 import { MAX_PAGE } from './view-protocol.ts'
 import { parseAtLeast, ViewQueryError, type ReadOptions, type ViewClient } from './view-client.ts'
@@ -119,7 +118,6 @@ export function createViewServer(deps: ViewServerDeps): FastifyInstance {
         if (err.status === 503) reply.header('retry-after', '1')
         return sendError(reply, err.status, err.code, err.message)
       }
-      if (err instanceof WeirError && err.code === 'WEIR_CONFIG') return sendError(reply, 400, err.code, err.message)
       throw err
     }
   }
