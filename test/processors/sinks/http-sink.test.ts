@@ -287,7 +287,9 @@ async function measure(pipeline: Pipeline, dataDir: string, counts: number[]): P
  */
 function translate(plan: Plan, run: { sinkRemaining: number; sourceRemaining: number[] }): { crash: ProcessCrash; moved: boolean } {
   const atPoint = (point: CrashPoint): ProcessCrash => {
-    const records = Math.round(plan.at * Math.max(0, run.sinkRemaining - MAX_BATCH))
+    // A micro-batch per sink actor (one per source partition): the count moves at a batch's
+    // end and every actor's last batch may be in flight at once.
+    const records = Math.round(plan.at * Math.max(0, run.sinkRemaining - MAX_BATCH * run.sourceRemaining.length))
     return { kind: 'point', spec: records === 0 ? { point, hit: 1 } : { point, hit: 1, afterRecords: { stage: 'hook', records } } }
   }
   if (plan.point !== 'timer') return { crash: atPoint(plan.point), moved: false }

@@ -38,6 +38,8 @@ const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(p
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'redis-pipeline.ts')
 const EPOCH_MS = 20
 const MAX_BATCH = 64
+/** The pipeline keys the sink's input into two partitions. */
+const SINK_ACTORS = 2
 const dirs: string[] = []
 let client: Redis
 const prefixes: string[] = []
@@ -224,7 +226,7 @@ describe.skipIf(!redis.available)('Redis sink', () => {
           const places: number[] = []
           const moved: string[] = []
           const planner = (plan: PlannedKill) => async (): Promise<ProcessCrash> => {
-            const t = translateKill(plan, await measure(pipeline, input, dataDir, runPrefix), MAX_BATCH)
+            const t = translateKill(plan, await measure(pipeline, input, dataDir, runPrefix), MAX_BATCH, SINK_ACTORS)
             if (t.place !== undefined) places.push(t.place)
             if (t.moved) moved.push(plan.point)
             return t.crash
