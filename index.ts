@@ -5,7 +5,7 @@
  * import { Pipeline, Processor, Source } from 'weir'
  */
 export { Processor, Source } from './runtime/api/processor.ts'
-export { ValueState, MapState, ListState, ActorValueState } from './runtime/api/state.ts'
+export { ValueState, MapState, ListState, ActorValueState, type StateOptions } from './runtime/api/state.ts'
 export type { StreamRecord, Context, SourceContext, LifecycleContext, CheckpointContext, CommitContext, Timer, TimerService, EmitOptions, SourceStatus, ActorReports, DeadLetterRecord } from './runtime/api/processor.ts'
 export { StoreSink, encodePositions } from './runtime/api/sink.ts'
 export type { SinkActor, SinkBatch, SinkClaim, SinkProgress, SinkRow, RejectedRow, WriteResult, InputPositions, PendingDeadLetter, StoreSinkOptions } from './runtime/api/sink.ts'

@@ -11,12 +11,13 @@ import { jobsCommand } from './jobs.ts'
 import { monitorCommand } from './monitor.ts'
 import { peekCommand } from './peek.ts'
 import { runCommand } from './run.ts'
+import { savepointCommand } from './savepoint.ts'
 import { statusCommand } from './status.ts'
 import { tailCommand } from './tail.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 import { closestName } from '../runtime/suggest.ts'
 
-const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'peek', 'tail', 'help']
+const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'peek', 'tail', 'savepoint', 'help']
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -39,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
       return peekCommand(rest)
     case 'tail':
       return tailCommand(rest)
+    case 'savepoint':
+      return savepointCommand(rest)
     case 'help':
     case '--help':
     case '-h':

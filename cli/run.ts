@@ -53,6 +53,8 @@ export interface RunArgs {
   metrics: { port: number; host: string; token: string | undefined } | undefined
   /** `--views-port` etc.: where the pipeline's views are served (a free loopback port by default). */
   views: ViewsArgs
+  /** `--from-savepoint DIR [--allow-dropped-state]`. */
+  fromSavepoint: { dir: string; allowDroppedState: boolean } | undefined
 }
 
 export interface ViewsArgs {
@@ -102,6 +104,8 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
       'views-port': { type: 'string' },
       'views-host': { type: 'string' },
       'views-token-file': { type: 'string' },
+      'from-savepoint': { type: 'string' },
+      'allow-dropped-state': { type: 'boolean' },
       ...NATS_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
@@ -139,7 +143,13 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
 
   const metrics = parseMetricsOptions(values, cwd, process.env)
 
+  const rawSavepoint = values['from-savepoint']
+  if (rawSavepoint !== undefined && rawSavepoint.trim() === '') throw new ConfigError('--from-savepoint', 'must name a savepoint directory')
+  if (rawSavepoint === undefined && values['allow-dropped-state'] === true) throw new ConfigError('--allow-dropped-state', 'only with --from-savepoint')
+  const fromSavepoint = rawSavepoint === undefined ? undefined : { dir: resolve(cwd, rawSavepoint), allowDroppedState: values['allow-dropped-state'] === true }
+
   return {
+    fromSavepoint,
     metrics,
     views: parseViewsOptions(values, cwd, process.env),
     monitor: parseMonitorOptions(values),
@@ -317,7 +327,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
     // The monitor listens on the run's own bus; without --bus that is an in-process one made here.
     if (args.monitor !== undefined) bus ??= localBus(log)
-    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster })
+    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster, fromSavepoint: args.fromSavepoint })
     if (args.monitor !== undefined) {
       const slos = args.monitor.slos.map((s) => ({ ...s, cluster: args.cluster, pipeline: pipeline.name }))
       // It hears the run from its next progress interval on; its /metrics also serves the worker's.

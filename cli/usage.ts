@@ -31,12 +31,15 @@ Commands:
                       Print a view's committed value for a key (or a page of keys)
   tail <pipeline.ts> <stage>
                       Show the committed records flowing on an edge, decoded (--follow for new ones)
+  savepoint create|inspect|diff|restore
+                      Take a portable savepoint of a stopped pipeline, read one, compare
+                      one with a pipeline, or restore one onto a pipe (docs/savepoints.md)
   help [command]      Show this help, or the help of one command
 
 Options:
   -h, --help          Show this help
 
-Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs, peek, tail) for the options of a command.
+Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs, peek, tail, savepoint) for the options of a command.
 `
 
 export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
@@ -52,6 +55,11 @@ Options:
   --data-dir DIR       Where the pipe and the state live (default ./.weir/<pipeline>)
   --epoch-ms N         Checkpoint interval in milliseconds (default 1000)
   --param key=value    A parameter for a pipeline function (repeatable)
+  --from-savepoint DIR Start from a savepoint (weir savepoint create) on a data dir and pipe
+                       without this pipeline's state; a rerun on the same data dir resumes
+  --allow-dropped-state
+                       With --from-savepoint: restore although the pipeline no longer
+                       declares some of its state, which is dropped (weir savepoint diff)
   --pipe URL           embedded (default) or kafka://host:port[,host:port][?tls=true
                        &sasl=plain|scram-sha-256|scram-sha-512&user=NAME]; state stays
                        in --data-dir, topics and offsets live in Kafka
@@ -191,6 +199,45 @@ Options:
 ${NATS_SECURITY}
 Exit codes: 0 cleared (or it had no failure to clear), 1 no coordinator answered (or the
 bus failed), 2 refused (bad option, no such actor).
+`
+
+export const SAVEPOINT_USAGE = `Usage: weir savepoint <subcommand> [options]
+
+Savepoints are portable snapshots of a pipeline's state (docs/savepoints.md): every
+stage's keyed state, actor state and timers, and its positions in topics from outside the
+pipeline, in a neutral format any pipe restores from. Use one to change a stage's
+parallelism, to change the topology, to move a pipeline to another pipe or cluster, or to
+keep a copy at another site.
+
+Subcommands:
+  create <pipeline.ts> --target DIR
+                       Stop the pipeline first (Ctrl-C a weir run; stop a cluster's
+                       workers). Runs it once more with its sources held until nothing is
+                       in flight between stages, then writes the savepoint to DIR
+  inspect <savepoint> [--json] [--verify]
+                       Print the manifest; --verify reads every file and checks its size,
+                       entry count and SHA-256 against it
+  diff <savepoint> <pipeline.ts>
+                       What a restore into the pipeline would map (re-keyed, migrated), drop,
+                       start empty and refuse. Exit 0 restorable, 1 only with
+                       --allow-dropped-state, 2 refused
+  restore <savepoint> <pipeline.ts> [--allow-dropped-state]
+                       Write the savepoint into the pipe before the pipeline first starts
+                       (for a cluster, before its workers start; weir run --from-savepoint
+                       does this itself)
+
+Options of create and restore:
+  --data-dir DIR       The embedded run's data dir (default ./.weir/<pipeline>); with
+                       --pipe kafka://…, where actors' local state goes (default a temp dir)
+  --pipe URL           embedded (default) or kafka://host:port[,…]
+  --pipe-config FILE   JSON with Kafka client options (as weir run takes it)
+  --param key=value    A parameter for a pipeline function (repeatable)
+  -h, --help           Show this help
+
+Environment:
+  WEIR_PIPE            Default for --pipe
+
+Exit codes: 0 done, 1 failed (or diff: restorable only with --allow-dropped-state), 2 refused.
 `
 
 export const JOBS_USAGE = `Usage: weir jobs <pipeline.ts> [options]
@@ -349,7 +396,7 @@ Exit codes: 0 printed, 1 the key is absent or no answer came, 2 refused (bad opt
 
 ${NATS_SECURITY.replace('NATS credentials and TLS', 'NATS credentials and TLS, with --bus')}`
 
-const COMMANDS: Record<string, string> = { run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, tail: TAIL_USAGE, help: MAIN_USAGE }
+const COMMANDS: Record<string, string> = { savepoint: SAVEPOINT_USAGE, run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, tail: TAIL_USAGE, help: MAIN_USAGE }
 
 /** `weir help [command]`. */
 export function helpCommand(argv: string[]): number {

@@ -28,6 +28,7 @@ import { instantiate, type Pipeline } from '../runtime/api/pipeline.ts'
 import { constructProcessor } from '../runtime/api/state.ts'
 import { naming } from '../runtime/naming.ts'
 import { checkPipe, checkTopology, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
+import { restoreSavepoint } from '../runtime/savepoint/restore.ts'
 import { Worker } from '../runtime/worker.ts'
 import { workerMetrics } from '../runtime/metrics.ts'
 import type { Registry } from 'prom-client'
@@ -56,6 +57,13 @@ export interface RunOptions {
   cluster?: string
   /** Interval of progress and health events on the bus, ms. Default 1000. */
   progressIntervalMs?: number
+  /**
+   * Start from this savepoint (a directory made by `createSavepoint` / `weir savepoint
+   * create`): its state is written into the pipeline's changelogs before any actor starts.
+   * The pipe must hold none of the pipeline's state yet, except that of this same restore
+   * (a rerun continues from the data dir). See runtime/savepoint/restore.ts.
+   */
+  fromSavepoint?: { dir: string; allowDroppedState?: boolean }
 }
 
 export interface RunResult {
@@ -126,7 +134,13 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     if (ownsPipe) await pipe.close()
     throw err
   }
-  await ensureTopics(pipe, pipeline)
+  try {
+    await ensureTopics(pipe, pipeline)
+    if (options.fromSavepoint !== undefined) await restoreSavepoint(pipeline, pipe, options.fromSavepoint.dir, { allowDroppedState: options.fromSavepoint.allowDroppedState, log })
+  } catch (err) {
+    if (ownsPipe) await pipe.close()
+    throw err
+  }
   recordTopology(options.dataDir, pipeline)
   recordPipe(options.dataDir, pipe)
 

@@ -32,6 +32,7 @@ import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
 export { CRASH_POINTS, SimulatedCrash, UnknownStageError }
+export { createSavepoint, type CreateSavepointOptions } from '../runner/create-savepoint.ts'
 /** fast-check, the copy `arbitraries` is built with (weir's peer dependency), for properties over weir's arbitraries. */
 export { default as fc } from 'fast-check'
 export type { CrashPoint, CrashSpec }
@@ -113,6 +114,8 @@ export interface RunToCompletionOptions {
   log?: Logger
   /** E.g. `{ compactionMinDirtyRecords: 20 }` to compact changelogs all the time. */
   pipeOptions?: EmbeddedPipeOptions
+  /** Start from this savepoint (`createSavepoint`), e.g. to test that a new version of the pipeline restores an old one's state. */
+  fromSavepoint?: { dir: string; allowDroppedState?: boolean }
 }
 
 export interface CompletedRun {
@@ -138,7 +141,7 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
   for (const crash of options.crashes ?? []) {
     const spec = typeof crash === 'function' ? await crash(options.dataDir) : crash
     planned.push(spec)
-    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: new Faults(spec, 'throw') })
+    const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, fromSavepoint: options.fromSavepoint, faults: new Faults(spec, 'throw') })
     try {
       await run.done
     } catch (err) {
@@ -147,7 +150,7 @@ export async function runToCompletion(pipeline: Pipeline, options: RunToCompleti
     }
   }
   const counter = Faults.counter()
-  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, faults: counter })
+  const run = await startEmbedded(pipeline, { dataDir: options.dataDir, workDir: options.workDir ?? options.dataDir, epochIntervalMs: options.epochIntervalMs ?? 50, actorConfig: options.actorConfig, log: options.log, pipeOptions: options.pipeOptions, fromSavepoint: options.fromSavepoint, faults: counter })
   const result = await run.done
   const finalRunHits = Object.fromEntries(CRASH_POINTS.map((p) => [p, counter.hitsOf(p)])) as Record<CrashPoint, number>
   return { dataDir: options.dataDir, planned, crashed, result, finalRunHits }

@@ -84,7 +84,8 @@ type Panes<Acc> = Readonly<Record<string, Pane<Acc>>>
  */
 export class WindowAggregate<In, Acc, Out> extends Processor<In, Out> {
   private readonly panes = this.state.value<Panes<Acc>>('windows')
-  private readonly dropped = this.state.actorValue<number>('windows.dropped')
+  // A count per actor: on a rescale (savepoint restore) the total goes to the first actor.
+  private readonly dropped = this.state.actorValue<number>('windows.dropped', { rescale: (counts, actors) => [counts.reduce<number>((sum, n) => sum + (n ?? 0), 0), ...new Array<undefined>(actors - 1).fill(undefined)] })
   private readonly window: WindowAssigner
   private readonly lateness: number
   private readonly aggregate: WindowAggregation<In, Acc, Out>

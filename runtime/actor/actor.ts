@@ -47,6 +47,13 @@ export interface ActorConfig {
    * takes downstream) during a backlog.
    */
   maxTransactionRecords: number
+  /**
+   * Take nothing new in: sources are not polled and topic inputs (records from outside the
+   * pipeline) are not read, while everything already in the pipeline's own topics is
+   * processed and checkpointed. A savepoint drains a pipeline this way, so that its cut has
+   * nothing in flight between stages (runner/create-savepoint.ts).
+   */
+  holdInputs?: boolean
 }
 
 export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000, maxTransactionRecords: 20_000 }
@@ -140,6 +147,8 @@ export class Actor {
   private readonly group: string
   private readonly storePath: string
   private readonly inputTopics: string[]
+  /** Inputs not read while the actor holds its inputs (ActorConfig.holdInputs): topics from outside the pipeline. */
+  private readonly heldInputs: boolean[]
   private readonly inputCodecs: Codec<unknown>[]
   /** Per input, the event time of a topic input's records (`timestampOf`), if it has one. */
   private readonly inputTimestamps: Array<((value: unknown, recordTimestamp: number) => number) | undefined>
@@ -218,6 +227,7 @@ export class Actor {
     this.inputCodecs = deps.spec.inputs.map((i) => codecFor(deps.pipeline.stage(i)!.codec))
     this.inputTimestamps = deps.spec.inputs.map((i) => deps.pipeline.stage(i)!.timestampOf)
     this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
+    this.heldInputs = deps.spec.inputs.map((i) => deps.config.holdInputs === true && deps.pipeline.stage(i)!.kind === 'topic')
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
     this.cache = new WriteCache(deps.config.cacheEntries)
     this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
@@ -466,6 +476,7 @@ export class Actor {
       await this.checkpoints.whenWritable()
       for (let i = 0; i < this.readers.length && records.length === 0; i++) {
         input = (next + i) % this.readers.length
+        if (this.heldInputs[input] === true) continue
         records = await this.readers[input]!.poll(this.config.maxBatch, 0)
       }
       if (this.abandoned) return
@@ -484,7 +495,7 @@ export class Actor {
         const due = this.timers.nextDue()
         const waitMs = Math.max(1, Math.min(50, due === undefined ? 50 : due - Date.now()))
         input = next
-        records = await this.readers[input]!.poll(this.config.maxBatch, waitMs)
+        records = this.heldInputs[input] === true ? await sleep(waitMs).then(() => []) : await this.readers[input]!.poll(this.config.maxBatch, waitMs)
         if (this.abandoned) return
         if (records.length === 0) {
           next = (next + 1) % this.readers.length
@@ -517,6 +528,11 @@ export class Actor {
       if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
       if (this.stopRequested) break
       if (this.sourceDone) return this.finish()
+      if (this.config.holdInputs === true) {
+        // Not idle either: downstream watermarks must not pass over a source that only waits.
+        await this.idle(50)
+        continue
+      }
       await this.checkpoints.whenWritable()
       let status: SourceStatus = 'more'
       let emitted = 0

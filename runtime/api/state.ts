@@ -194,6 +194,50 @@ export class ActorValueState<T> extends StateHandle {
 
 const STATE_NAME = /^[A-Za-z0-9_.-]{1,128}$/
 
+/**
+ * How a state's stored values evolve. A savepoint records each state's `version`; restoring
+ * one whose version is older runs `migrate` on every stored value of that state (Flink's
+ * state schema evolution, done for any value shape rather than for POJO and Avro only).
+ * Keys never change: they are the record keys the stage is partitioned by.
+ *
+ * @example
+ * // version 1 stored a plain count; version 2 stores { n, since }
+ * counts = this.state.value<{ n: number; since: number }>('counts', {
+ *   version: 2,
+ *   migrate: (old, from) => (from === 1 ? { n: old as number, since: 0 } : (old as { n: number; since: number })),
+ * })
+ */
+export interface StateOptions<T> {
+  /** The schema version of the values this code stores (a whole number ≥ 1). Default 1. */
+  version?: number
+  /**
+   * Turns a value stored by an older version (`fromVersion`) into this version's shape.
+   * Without it, restoring a savepoint whose state has an older version is refused.
+   */
+  migrate?: (value: unknown, fromVersion: number) => T
+  /**
+   * Of actor state (`actorValue`): how the values of the old actors become those of the new
+   * ones when a savepoint is restored at another parallelism (Flink's operator state
+   * redistribution). Gets one value per old actor (by partition) and returns one per new
+   * actor. Without it, a stage with actor state keeps its parallelism.
+   *
+   * @example
+   * // a counter: the sum goes to the first actor
+   * dropped = this.state.actorValue<number>('dropped', { rescale: (old, actors) => [old.reduce((a, b) => (a ?? 0) + (b ?? 0), 0), ...Array(actors - 1).fill(undefined)] })
+   */
+  rescale?: (values: Array<T | undefined>, actors: number) => Array<T | undefined>
+}
+
+/** @internal What a savepoint records about one declared state. */
+export interface StateSchema {
+  name: string
+  kind: 'value' | 'map' | 'list' | 'actorValue'
+  keyed: boolean
+  version: number
+  migrate?: (value: unknown, fromVersion: number) => unknown
+  rescale?: (values: unknown[], actors: number) => unknown[]
+}
+
 /** Declares a processor's state; handles are bound to the actor's store by the runtime. */
 export class StateRegistry {
   /** @internal */
@@ -203,8 +247,18 @@ export class StateRegistry {
   /** @internal */
   readonly actorNames: string[] = []
 
-  private declare<H extends StateHandle>(handle: H, keyed: boolean): H {
+  /** @internal Each declared state's kind, version and migration, in declaration order. */
+  readonly schemas: StateSchema[] = []
+
+  private declare<H extends StateHandle>(handle: H, keyed: boolean, kind: StateSchema['kind'], options: { version?: number; migrate?: unknown; rescale?: unknown } | undefined): H {
     const where = constructing === undefined ? '' : `stage ${constructing}: `
+    const version = options?.version ?? 1
+    if (!Number.isInteger(version) || version < 1) {
+      throw new WeirError('WEIR_STATE_VERSION', `${where}state '${handle.name}': version must be a whole number ≥ 1, got ${String(version)}`, { stage: constructing, field: 'state.version', state: handle.name })
+    }
+    if (options?.migrate !== undefined && typeof options.migrate !== 'function') {
+      throw new WeirError('WEIR_STATE_VERSION', `${where}state '${handle.name}': migrate must be a function (value, fromVersion) => value`, { stage: constructing, field: 'state.migrate', state: handle.name })
+    }
     if (!STATE_NAME.test(handle.name)) {
       throw new WeirError('WEIR_STATE_NAME', `${where}state name '${handle.name}' must be 1 to 128 letters, digits, _ . or - (it names the state in the store and the changelog)`, { stage: constructing, field: 'state', state: handle.name })
     }
@@ -214,20 +268,24 @@ export class StateRegistry {
     handle.declaredLate = this.bound
     this.handles.push(handle)
     ;(keyed ? this.keyedNames : this.actorNames).push(handle.name)
+    if (options?.rescale !== undefined && (keyed || typeof options.rescale !== 'function')) {
+      throw new WeirError('WEIR_STATE_VERSION', `${where}state '${handle.name}': rescale is for actor state (actorValue), as a function (values, actors) => values; keyed state is re-keyed by the runtime`, { stage: constructing, field: 'state.rescale', state: handle.name })
+    }
+    this.schemas.push({ name: handle.name, kind, keyed, version, migrate: options?.migrate as StateSchema['migrate'], rescale: options?.rescale as StateSchema['rescale'] })
     return handle
   }
 
-  value<T>(name: string): ValueState<T> {
-    return this.declare(new ValueState<T>(name), true)
+  value<T>(name: string, options?: StateOptions<T>): ValueState<T> {
+    return this.declare(new ValueState<T>(name), true, 'value', options)
   }
-  map<V>(name: string): MapState<V> {
-    return this.declare(new MapState<V>(name), true)
+  map<V>(name: string, options?: StateOptions<Record<string, V>>): MapState<V> {
+    return this.declare(new MapState<V>(name), true, 'map', options)
   }
-  list<T>(name: string): ListState<T> {
-    return this.declare(new ListState<T>(name), true)
+  list<T>(name: string, options?: StateOptions<T[]>): ListState<T> {
+    return this.declare(new ListState<T>(name), true, 'list', options)
   }
-  actorValue<T>(name: string): ActorValueState<T> {
-    return this.declare(new ActorValueState<T>(name), false)
+  actorValue<T>(name: string, options?: StateOptions<T>): ActorValueState<T> {
+    return this.declare(new ActorValueState<T>(name), false, 'actorValue', options)
   }
 
   private bound = false
