@@ -77,6 +77,8 @@ export class WorkerProbes implements HealthProbes {
       const code = this.failure instanceof WeirError ? this.failure.code : 'an unexpected error'
       return { ok: false, reason: `the worker failed (${code}); its log says why` }
     }
+    // Stopping closes the bus on purpose: a worker on its way out is not a failed one.
+    if (this.worker?.isLeaving === true) return { ok: true, reason: 'leaving: handing its actors off' }
     if (this.bus.state === 'closed') return { ok: false, reason: 'the control bus connection is closed for good (credentials refused on reconnect?); a restart connects again' }
     return { ok: true }
   }
@@ -91,10 +93,10 @@ export class WorkerProbes implements HealthProbes {
   private async check(): Promise<ProbeResult> {
     const live = this.live()
     if (!live.ok) return live
-    if (this.bus.state !== 'connected') return { ok: false, reason: `the control bus is ${this.bus.state}` }
     const worker = this.worker
+    if (worker?.isLeaving === true) return { ok: false, reason: 'leaving: handing its actors off' }
+    if (this.bus.state !== 'connected') return { ok: false, reason: `the control bus is ${this.bus.state}` }
     if (worker === undefined) return { ok: false, reason: 'joining the cluster: no assignment from the coordinator yet' }
-    if (worker.isLeaving) return { ok: false, reason: 'leaving: handing its actors off' }
     if (worker.assignmentGeneration < 0) return { ok: false, reason: 'waiting for its assignment from the coordinator' }
     const assigned = worker.assignedActors
     const culprits = (await Promise.all(assigned.map((a) => this.culprit(a)))).filter((c): c is Culprit => c !== undefined)
