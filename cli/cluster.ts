@@ -16,6 +16,9 @@ import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { ConfigError, describeError, TopologyMismatchError } from '../runtime/errors.ts'
 import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
+import { serveHealth, type HealthServer } from '../runtime/health.ts'
+import { WorkerProbes } from '../runtime/worker-probes.ts'
+import { coordinatorProbes } from '../coordinator/coordinator-probes.ts'
 import { serveViews, type ViewsServer } from '../runtime/views/serve-views.ts'
 import { openBus, redactBusUrl } from '../runtime/open-bus.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
@@ -25,6 +28,7 @@ import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { parseCommandArgs } from './options.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { parseMetricsOptions, parseParams, parseViewsOptions } from './run.ts'
+import { parsePort } from '../monitor/monitor.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
 
 function logger(service: string): Logger {
@@ -42,6 +46,20 @@ function parse(command: string, argv: string[], options: NonNullable<ParseArgsCo
   return parseCommandArgs(command, { args: argv, allowPositionals: positionals, options: { ...options, help: { type: 'boolean', short: 'h' } } })
 }
 
+/**
+ * `--health-port N [--health-host H]`: where a coordinator answers /livez and /readyz. Any
+ * host is allowed without a token: the probes tell a status and a reason, nothing else.
+ */
+function parseHealthOptions(values: { 'health-port'?: string; 'health-host'?: string }): { port: number; host: string } | undefined {
+  if (values['health-port'] === undefined) {
+    if (values['health-host'] !== undefined) throw new ConfigError('--health-host', 'only with --health-port')
+    return undefined
+  }
+  const host = values['health-host'] ?? '127.0.0.1'
+  if (host.trim() === '') throw new ConfigError('--health-host', 'must not be empty')
+  return { port: parsePort(values['health-port'], '--health-port'), host }
+}
+
 function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolveSignal) => {
     process.once('SIGINT', () => resolveSignal('SIGINT'))
@@ -55,12 +73,13 @@ function refused(err: unknown, command: string): number {
   return 1
 }
 
-/** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N] [--release-timeout-ms N]` */
+/** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N] [--release-timeout-ms N] [--health-port N [--health-host H]]` */
 export async function coordinatorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let metadata: ClusterMetadata | undefined
+  let health: HealthServer | undefined
   try {
-    const { values } = parse('coordinator', argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, ...NATS_OPTIONS }, false)
+    const { values } = parse('coordinator', argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, 'health-port': { type: 'string' }, 'health-host': { type: 'string' }, ...NATS_OPTIONS }, false)
     if (values.help) {
       process.stdout.write(COORDINATOR_USAGE)
       return 0
@@ -77,6 +96,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     const releaseTimeoutMs = wholeMs(values['release-timeout-ms'] as string | undefined, '--release-timeout-ms', DEFAULT_RELEASE_TIMEOUT_MS, 0)
     const leaseTtlMs = wholeMs(values['lease-ttl-ms'] as string | undefined, '--lease-ttl-ms', 5000, 300)
     const name = (values.name as string | undefined) ?? `${hostname()}-${process.pid}`
+    const healthOptions = parseHealthOptions(values as Record<string, string | undefined>)
     const log = logger('weir-coordinator').child({ coordinator: name })
     bus = await openBus(target, { name: `weir-coordinator-${cluster}`, log })
     // One coordinator of the cluster leads (a lease in NATS KV); the others wait to take over.
@@ -123,10 +143,12 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
       log.warn({ reason }, 'leadership lost: standing by')
       standDown()
     })
+    if (healthOptions !== undefined) health = await serveHealth(coordinatorProbes({ bus, lease, leading: () => service !== undefined }), healthOptions)
     await lease.start()
-    process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${redactBusUrl(url)} (worker timeout ${workerTimeoutMs} ms, lease ${leaseTtlMs} ms)\n`)
+    process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${redactBusUrl(url)} (worker timeout ${workerTimeoutMs} ms, lease ${leaseTtlMs} ms)${health === undefined ? '' : `, health at ${health.url}/readyz`}\n`)
     const signal = await waitForSignal()
     log.info({ signal }, 'coordinator stopping')
+    await health?.close()
     service?.stop()
     // Released at once, so a standby takes over without waiting for the lease to expire.
     await lease.release().catch(() => undefined)
@@ -134,13 +156,14 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     await bus.close().catch(() => undefined)
     return 0
   } catch (err) {
+    await health?.close()
     await metadata?.close()
     await bus?.close().catch(() => undefined)
     return refused(err, 'coordinator')
   }
 }
 
-/** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N [--metrics-host H] [--metrics-token-file F]]` */
+/** `weir worker <pipeline.ts> --pipe kafka://… --bus nats://… [--cluster NAME] [--state-dir D] [--id ID] [--param k=v] [--metrics-port N [--metrics-host H] [--metrics-token-file F] [--ready-max-lag N]]` */
 export async function workerCommand(argv: string[]): Promise<number> {
   // Listened for from the start: a SIGTERM while the worker starts stops it cleanly once it has.
   const signalled = waitForSignal()
@@ -152,7 +175,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   try {
     const { values, positionals } = parse('worker', argv, {
       pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
-      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'views-port': { type: 'string' }, 'views-host': { type: 'string' }, 'views-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'ready-max-lag': { type: 'string' }, 'views-port': { type: 'string' }, 'views-host': { type: 'string' }, 'views-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
       ...NATS_OPTIONS,
     }, true)
     if (values.help) {
@@ -180,8 +203,13 @@ export async function workerCommand(argv: string[]): Promise<number> {
     const log = logger('weir-worker')
     bus = await openBus(busTarget, { name: `weir-worker-${pipeline.name}`, log })
     pipe = await openPipe(pipeUrl, { dataDir: stateDir, configFile: values['pipe-config'] === undefined ? undefined : resolve(values['pipe-config'] as string), log })
+    // Probes answer from before the join on (not ready until assigned, restored and caught up):
+    // a kubelet that finds no server at all would count the start as a failed liveness probe.
+    const probes = new WorkerProbes({ bus, maxLag: metricsOptions?.readyMaxLag })
+    if (metricsOptions !== undefined) metrics = await serveMetrics(() => worker?.metrics, { ...metricsOptions, probes })
     worker = await startClusterWorker(pipeline, { pipe, bus, cluster, stateDir, id, log, epochIntervalMs, heartbeatMs })
-    if (metricsOptions !== undefined) metrics = await serveMetrics(worker.metrics, metricsOptions)
+    probes.attach(worker.worker)
+    worker.done.catch((err: unknown) => probes.failed(err))
     // Every worker answers any key of any view: it routes the key to its holder over the bus.
     if (pipeline.views.length > 0) views = await serveViews({ pipeline, bus, cluster, ...viewsOptions, dir: stateDir, log })
     process.stdout.write(`weir worker ${worker.id}: pipeline ${pipeline.name} in cluster ${cluster}${metrics === undefined ? '' : `, metrics at ${metrics.url}`}${views === undefined ? '' : `, views at ${views.url}/views/${pipeline.name}`}\n`)

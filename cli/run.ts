@@ -14,6 +14,7 @@ import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { localBus, openBus, type BusTarget } from '../runtime/open-bus.ts'
 import { checkMetricsBinding, serveMetrics, type MetricsServer } from '../runtime/metrics.ts'
+import { parseReadyMaxLag, WorkerProbes } from '../runtime/worker-probes.ts'
 import { checkPublicBinding } from '../runtime/http-token.ts'
 import { serveViews, type ViewsServer } from '../runtime/views/serve-views.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
@@ -49,12 +50,21 @@ export interface RunArgs {
   cluster: string
   /** `--monitor`: serve the monitor from this process, watching this run's bus. */
   monitor: RunMonitorArgs | undefined
-  /** `--metrics-port`: serve the worker's Prometheus metrics on their own (loopback unless --metrics-host, which needs a token). */
-  metrics: { port: number; host: string; token: string | undefined } | undefined
+  /** `--metrics-port`: serve the worker's Prometheus metrics and its /livez and /readyz (loopback unless --metrics-host, which needs a token). */
+  metrics: MetricsArgs | undefined
   /** `--views-port` etc.: where the pipeline's views are served (a free loopback port by default). */
   views: ViewsArgs
   /** `--from-savepoint DIR [--allow-dropped-state]`. */
   fromSavepoint: { dir: string; allowDroppedState: boolean } | undefined
+}
+
+export interface MetricsArgs {
+  port: number
+  host: string
+  /** Needed by /metrics, never by the probes. */
+  token: string | undefined
+  /** `--ready-max-lag`: records behind the input end an actor may be while /readyz says ready. */
+  readyMaxLag: number
 }
 
 export interface ViewsArgs {
@@ -101,6 +111,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'metrics-token-file': { type: 'string' },
+      'ready-max-lag': { type: 'string' },
       'views-port': { type: 'string' },
       'views-host': { type: 'string' },
       'views-token-file': { type: 'string' },
@@ -167,12 +178,13 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
 }
 
 /**
- * `--metrics-port N [--metrics-host H] [--metrics-token-file F]` of `weir run` and `weir
- * worker`: the worker's own /metrics; a public host without a token is refused.
+ * `--metrics-port N [--metrics-host H] [--metrics-token-file F] [--ready-max-lag N]` of `weir
+ * run` and `weir worker`: the worker's own /metrics, /livez and /readyz; a public host
+ * without a token is refused (the probes need none, /metrics does).
  */
-export function parseMetricsOptions(values: { 'metrics-port'?: string; 'metrics-host'?: string; 'metrics-token-file'?: string }, cwd: string, env: NodeJS.ProcessEnv): { port: number; host: string; token: string | undefined } | undefined {
+export function parseMetricsOptions(values: { 'metrics-port'?: string; 'metrics-host'?: string; 'metrics-token-file'?: string; 'ready-max-lag'?: string }, cwd: string, env: NodeJS.ProcessEnv): MetricsArgs | undefined {
   if (values['metrics-port'] === undefined) {
-    for (const option of ['metrics-host', 'metrics-token-file'] as const) {
+    for (const option of ['metrics-host', 'metrics-token-file', 'ready-max-lag'] as const) {
       if (values[option] !== undefined) throw new ConfigError(`--${option}`, 'only with --metrics-port')
     }
     return undefined
@@ -181,7 +193,7 @@ export function parseMetricsOptions(values: { 'metrics-port'?: string; 'metrics-
   const host = values['metrics-host'] ?? '127.0.0.1'
   const token = readToken({ file: values['metrics-token-file'], fileOption: '--metrics-token-file', envName: 'WEIR_METRICS_TOKEN' }, cwd, env)
   checkMetricsBinding(host, token)
-  return { port, host, token }
+  return { port, host, token, readyMaxLag: parseReadyMaxLag(values['ready-max-lag']) }
 }
 
 /**
@@ -335,7 +347,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       process.stderr.write(`weir: monitor at ${monitor.url}\n`)
     }
     if (args.metrics !== undefined) {
-      metricsServer = await serveMetrics(run.metrics, args.metrics)
+      const probes = new WorkerProbes({ bus: run.bus, maxLag: args.metrics.readyMaxLag })
+      probes.attach(run.worker)
+      run.done.catch((err: unknown) => probes.failed(err))
+      metricsServer = await serveMetrics(run.metrics, { ...args.metrics, probes })
       process.stderr.write(`weir: metrics at ${metricsServer.url}\n`)
     }
     if (pipeline.views.length > 0) {

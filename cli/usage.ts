@@ -73,10 +73,14 @@ Options:
   --monitor-port N     Its port (default 9464; 0 = any free port)
   --monitor-host H     Its address (default 127.0.0.1; another needs WEIR_MONITOR_TOKEN)
   --slo OUTPUT=DUR     A timeliness SLO for an output stage, e.g. count=2s (repeatable)
-  --metrics-port N     Serve the worker's Prometheus metrics on GET /metrics (0 = any port)
+  --metrics-port N     Serve the worker's Prometheus metrics on GET /metrics, and its
+                       GET /livez and /readyz probes (0 = any port)
   --metrics-host H     Their address (default 127.0.0.1; another needs a token)
   --metrics-token-file FILE
-                       Require 'Authorization: Bearer <token>' on /metrics
+                       Require 'Authorization: Bearer <token>' on /metrics (never on
+                       the probes)
+  --ready-max-lag N    /readyz is 503 while an actor is more than N records behind its
+                       input's end (default 1000)
   --views-port N       Serve the pipeline's views on GET /views/<pipeline>/… (docs/views.md;
                        default: a free port, named in <data-dir>/views.json for weir peek)
   --views-host H       Their address (default 127.0.0.1; another needs a token)
@@ -122,12 +126,13 @@ Options:
   --slo [CLUSTER/]PIPELINE/OUTPUT=DURATION
                        A timeliness SLO, e.g. wordcount/count=2s (250ms, 2s, 1m;
                        repeatable, added to the config file's)
-  --token-file FILE    Require 'Authorization: Bearer <token>' on every endpoint
+  --token-file FILE    Require 'Authorization: Bearer <token>' on every endpoint but
+                       the /livez and /readyz probes
   -h, --help           Show this help
 
 ${NATS_SECURITY}
 Endpoints: / (dashboard), /api/status, /api/actors, /api/history?pipeline=&output=,
-/metrics (Prometheus). SLO alerts, and an alert when an actor fails for good or runs
+/metrics (Prometheus), /livez and /readyz (probes: ready while the bus is connected). SLO alerts, and an alert when an actor fails for good or runs
 again, go to weir.<cluster>.<pipeline>.alerts.
 
 Environment:
@@ -329,6 +334,9 @@ Options:
                             one leads; a standby takes over this long after the leader
                             died (at once when it stops cleanly) (default 5000)
   --name NAME               This coordinator's name (default <host>-<pid>)
+  --health-port N           Serve GET /livez and /readyz (no token; ready = connected to
+                            the bus and leading, or standing by behind a live leader)
+  --health-host H           Their address (default 127.0.0.1; 0.0.0.0 for a kubelet)
   -h, --help                Show this help
 
 ${NATS_SECURITY}
@@ -350,10 +358,13 @@ Options:
   --state-dir DIR           Local RocksDB state (default ./.weir/<pipeline>-worker)
   --id ID                   Worker id, unique in the cluster (default <host>-<random>)
   --param key=value         A parameter for a pipeline function (repeatable)
-  --metrics-port N          Serve Prometheus metrics on GET /metrics (0 = any port)
+  --metrics-port N          Serve Prometheus metrics on GET /metrics and the probes
+                            GET /livez and /readyz (0 = any port; docs/operations.md)
   --metrics-host H          Their address (default 127.0.0.1; another needs a token)
   --metrics-token-file FILE Require 'Authorization: Bearer <token>' on /metrics (or
-                            WEIR_METRICS_TOKEN)
+                            WEIR_METRICS_TOKEN); the probes need none
+  --ready-max-lag N         /readyz is 200 only when every assigned actor is restored
+                            and at most N records behind its input's end (default 1000)
   --views-port N            Serve the pipeline's views on GET /views/<pipeline>/…: any
                             worker answers any key (docs/views.md; default a free port)
   --views-host H            Their address (default 127.0.0.1; another needs a token)

@@ -220,6 +220,8 @@ export class LeaderLease extends EventEmitter<LeaderLeaseEvents> {
   private deadline = 0
   /** The lease revision a standby is watching and since when (its own monotonic clock). */
   private observed: { revision: number; since: number } | null = null
+  /** While contending: the live lease another coordinator held at our last read, if any (a standby that follows a leader). */
+  private leaderSeen: { holder: string; term: number } | undefined
   /** Highest term seen in any lease record, so a term never goes backwards in this process. */
   private highestTermSeen = 0
   private timer: NodeJS.Timeout | undefined
@@ -267,6 +269,15 @@ export class LeaderLease extends EventEmitter<LeaderLeaseEvents> {
   /** The term of the leadership this instance holds or last held; 0 if it never led. Check `isLeader` too. */
   get term(): number {
     return this.heldTerm
+  }
+
+  /**
+   * The leader a contending (standby) coordinator saw at its last read of the lease: a live
+   * lease another holder renews. Undefined while it leads, when the lease is free or expired,
+   * or when the lease could not be read (NATS KV away): then it follows nobody.
+   */
+  get following(): { holder: string; term: number } | undefined {
+    return this.state === 'contending' ? this.leaderSeen : undefined
   }
 
   /** Begins contending; resolves after the first attempt, so `isLeader` is already set if the lease was free. */
@@ -352,12 +363,15 @@ export class LeaderLease extends EventEmitter<LeaderLeaseEvents> {
     try {
       entry = await this.bucket.kv.get(this.key)
     } catch (err) {
+      this.leaderSeen = undefined
       this.log.warn({ err: (err as Error).message }, 'cannot read lease')
       return false
     }
     const current = parseLease(entry)
     if (current !== null) this.highestTermSeen = Math.max(this.highestTermSeen, current.term)
-    if (entry !== null && !this.takeable(entry, current)) return false
+    const held = entry !== null && !this.takeable(entry, current)
+    this.leaderSeen = held && current !== null && current.holder !== this.holder ? { holder: current.holder, term: current.term } : undefined
+    if (held) return false
     const term = Math.max(this.highestTermSeen, current?.term ?? 0, await this.termBeforeDelete(entry)) + 1
     const record = this.record(term)
     const sentAt = performance.now()

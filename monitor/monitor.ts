@@ -15,6 +15,7 @@
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { checkClusterName, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
+import type { HealthProbes } from '../runtime/health.ts'
 import { progressSubjects } from '../runtime/control/progress.ts'
 import { WeirError } from '../runtime/errors.ts'
 import { InspectError, type InspectRequest } from '../runtime/views/inspect-protocol.ts'
@@ -83,6 +84,17 @@ function everyMs(periodMs: number): (emit: (suppressed: number) => void) => void
     last = now
     emit(suppressed)
     suppressed = 0
+  }
+}
+
+/**
+ * Live unless its bus connection was closed for good; ready while the bus delivers: the
+ * monitor depends on nothing else, so a pipe or coordinator outage leaves it ready.
+ */
+function monitorProbes(bus: ControlBus): HealthProbes {
+  return {
+    live: () => (bus.state === 'closed' ? { ok: false, reason: 'the control bus connection is closed for good; a restart connects again' } : { ok: true }),
+    ready: () => (bus.state === 'connected' ? { ok: true } : { ok: false, reason: `the control bus is ${bus.state}` }),
   }
 }
 
@@ -169,7 +181,7 @@ export async function startMonitor(options: MonitorOptions): Promise<RunningMoni
       throw err
     }
   }
-  const app = createServer({ status: statusNow, actors: () => actorRows(view, monitorClock()), history: historyOf, inspect, metrics, token, log })
+  const app = createServer({ status: statusNow, actors: () => actorRows(view, monitorClock()), history: historyOf, inspect, metrics, probes: monitorProbes(options.bus), token, log })
   try {
     await app.listen({ port: options.port ?? DEFAULT_MONITOR_PORT, host })
   } catch (err) {

@@ -1,7 +1,8 @@
 /**
- * The monitor's HTTP face (fastify 5): the JSON API, Prometheus metrics and the static
- * dashboard. Read-only by construction: GET only, no request bodies, short URLs; with a
- * token every path needs it (header or the cookie the dashboard gets from `/?token=`).
+ * The monitor's HTTP face (fastify 5): the JSON API, Prometheus metrics, the static
+ * dashboard and the /livez and /readyz probes. Read-only by construction: GET only, no
+ * request bodies, short URLs; with a token every path but the probes needs it (header or
+ * the cookie the dashboard gets from `/?token=`).
  * `/api/views`, `/api/views/lookup` and `/api/sample` ask a pipeline's workers over the bus
  * (inspect.ts): bounded in size and time, failing with a JSON error when none answers.
  *
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
 import { z } from 'zod'
+import { PROBE_PATHS, probeBody, runProbe, type HealthProbes } from '../runtime/health.ts'
 import { requestHasToken, sameToken } from '../runtime/http-token.ts'
 import { InspectError, MAX_SAMPLE, MAX_SCAN, stageNamePattern, type InspectRequest } from '../runtime/views/inspect-protocol.ts'
 import type { HistoryPoint } from './history.ts'
@@ -44,7 +46,9 @@ export interface ServerDeps {
   /** Asks a pipeline's workers (inspect.ts); rejects with an InspectError carrying the HTTP status. */
   inspect(target: InspectTarget, request: InspectRequest): Promise<InspectAnswer>
   metrics: MonitorMetrics
-  /** When set, every request needs it. */
+  /** /livez and /readyz (runtime/health.ts): answered without the token, the kubelet carries none. */
+  probes?: HealthProbes
+  /** When set, every request but the probes needs it. */
   token?: string
   log: Logger
 }
@@ -113,8 +117,9 @@ export function createServer(deps: ServerDeps): FastifyInstance {
     if (length > 0 || req.headers['transfer-encoding'] !== undefined) return sendError(reply, 400, 'WEIR_MONITOR_NO_BODY', 'requests must not have a body')
     if (deps.token === undefined) return undefined
     if (requestHasToken(req.headers, deps.token, TOKEN_COOKIE)) return undefined
+    const path = url.split('?')[0]!
+    if (deps.probes !== undefined && PROBE_PATHS[path] !== undefined) return undefined
     // The dashboard's one-time link: trade the token for a cookie and drop it from the address bar.
-    const path = url.split('?')[0]
     const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '')
     if ((path === '/' || path === '/index.html') && sameToken(query.get('token') ?? undefined, deps.token)) {
       return reply
@@ -184,5 +189,14 @@ export function createServer(deps: ServerDeps): FastifyInstance {
     return ask(reply, targetOf(q.data), { v: 1, kind: 'sample', stage: q.data.stage, n: q.data.n ?? DEFAULT_SAMPLE })
   })
   app.get('/metrics', async (_req, reply) => reply.type(deps.metrics.contentType).send(await deps.metrics.text()))
+  const probes = deps.probes
+  if (probes !== undefined) {
+    for (const [path, kind] of Object.entries(PROBE_PATHS)) {
+      app.get(path, async (_req, reply) => {
+        const result = await runProbe(probes, kind)
+        return reply.code(result.ok ? 200 : 503).type('application/json; charset=utf-8').send(probeBody(kind, result))
+      })
+    }
+  }
   return app
 }

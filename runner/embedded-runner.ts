@@ -87,6 +87,8 @@ export interface RunningPipeline {
   readonly metrics: Registry
   /** The control bus the run coordinates and reports progress on. */
   readonly bus: ControlBus
+  /** The run's worker (its readiness: runtime/worker-probes.ts). */
+  readonly worker: Worker
   /** The actor whose failure ended the run (its error is what `done` rejects with), if one did. */
   readonly failedActor: string | undefined
 }
@@ -236,6 +238,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     done,
     pipe,
     bus,
+    worker,
     metrics,
     stats,
     completedEpoch: () => coordinator.completedEpoch,

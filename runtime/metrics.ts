@@ -1,18 +1,19 @@
 /**
  * A worker's Prometheus metrics (prom-client): per-actor figures read from the actors'
  * stats when scraped, so the hot path never touches a metric object, plus the Node.js
- * process metrics. Served by `serveMetrics` (weir run --metrics-port) or merged into the
- * monitor's /metrics (weir run --monitor).
+ * process metrics. Served by `serveMetrics` (weir run|worker --metrics-port, with the
+ * worker's /livez and /readyz) or merged into the monitor's /metrics (weir run --monitor).
  *
  * @example
  * const metrics = workerMetrics(pipeline, () => worker.actorList)
- * const server = await serveMetrics(metrics, { port: 9465, host: '0.0.0.0', token })
+ * const server = await serveMetrics(metrics, { port: 9465, host: '0.0.0.0', token, probes })
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client'
 import type { Actor, ActorStats } from './actor/actor.ts'
 import { ConfigError } from './errors.ts'
+import { refuseBody, respondToProbe, type HealthProbes } from './health.ts'
 import { checkPublicBinding, requestHasToken } from './http-token.ts'
 import type { Pipeline } from './api/pipeline.ts'
 
@@ -110,8 +111,10 @@ export interface MetricsServerOptions {
   port: number
   /** Default 127.0.0.1; an address other machines can reach needs `token`. */
   host?: string
-  /** When set, every request needs `Authorization: Bearer <token>` (Prometheus: `authorization.credentials_file`). */
+  /** When set, every request but the probes needs `Authorization: Bearer <token>` (Prometheus: `authorization.credentials_file`). */
   token?: string
+  /** Answers GET /livez and /readyz (runtime/health.ts) without a token: the kubelet carries none. */
+  probes?: HealthProbes
 }
 
 /**
@@ -125,26 +128,32 @@ export function checkMetricsBinding(host: string, token: string | undefined): vo
 /**
  * Serves `GET /metrics` from the registries (merged) on host:port; loopback unless told
  * otherwise, and off loopback only with a token (the monitor's rule, runtime/http-token.ts).
- * Anything else is 404; request bodies are refused.
+ * With `probes`, also /livez and /readyz, which need no token. Anything else is 404; request
+ * bodies are refused. `registries` may be a function: the server can start (and answer its
+ * probes) before the worker whose metrics it serves exists; /metrics is 503 until then.
  */
-export async function serveMetrics(registries: Registry | Registry[], options: MetricsServerOptions): Promise<MetricsServer> {
+export async function serveMetrics(registries: Registry | Registry[] | (() => Registry | undefined), options: MetricsServerOptions): Promise<MetricsServer> {
   const host = options.host ?? '127.0.0.1'
   const token = options.token === '' ? undefined : options.token
   if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new ConfigError('--metrics-port', `expected a port in 0..65535, got ${options.port}`)
   checkMetricsBinding(host, token)
-  const registry = Array.isArray(registries) ? Registry.merge(registries) : registries
+  const fixed = typeof registries === 'function' ? undefined : Array.isArray(registries) ? Registry.merge(registries) : registries
+  const current = typeof registries === 'function' ? registries : () => fixed
+  const probes = options.probes
   const server: Server = createServer((req, res) => {
-    if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') {
-      res.writeHead(413).end()
-      req.destroy()
-      return
-    }
+    if (refuseBody(req, res)) return
+    if (probes !== undefined && respondToProbe(probes, req, res)) return
     if (token !== undefined && !requestHasToken(req.headers, token)) {
       res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="weir-metrics"' }).end('a token is required: Authorization: Bearer <token>\n')
       return
     }
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n')
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: GET /metrics${probes === undefined ? '' : ', /livez or /readyz'}\n`)
+      return
+    }
+    const registry = current()
+    if (registry === undefined) {
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('starting: the worker has not joined its cluster yet\n')
       return
     }
     registry.metrics().then(
@@ -161,6 +170,9 @@ export async function serveMetrics(registries: Registry | Registry[], options: M
   const shown = host.includes(':') ? `[${host}]` : host
   return {
     url: `http://${shown}:${port}/metrics`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeIdleConnections()
+    }),
   }
 }

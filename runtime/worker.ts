@@ -532,6 +532,24 @@ export class Worker {
   get actorList(): Actor[] {
     return [...this.actors.values()].map((e) => e.actor)
   }
+
+  /** The generation of the newest assignment applied here; -1 before the first (readiness reads it). */
+  get assignmentGeneration(): number {
+    return this.generation
+  }
+
+  /** Announced its leave or stopped: its actors are on their way elsewhere. */
+  get isLeaving(): boolean {
+    return this.leaving || this.stopped
+  }
+
+  /**
+   * Each actor the newest assignment gives this worker, with its instance here: none while it
+   * starts, waits out a restart backoff (`restarting`) or failed for good (`failed`).
+   */
+  get assignedActors(): Array<{ id: string; actor: Actor | undefined; restarting: boolean; failed: boolean }> {
+    return [...this.assigned].map((id) => ({ id, actor: this.actors.get(id)?.actor, restarting: this.restartsPending.has(id), failed: this.failed.has(id) }))
+  }
 }
 
 /**

@@ -14,8 +14,16 @@ export type Handler = (message: unknown, subject: string) => void
 /** Answers a request; what it returns (or resolves to) is the reply. */
 export type Responder = (message: unknown, subject: string) => unknown
 
+/**
+ * Whether the bus delivers now: `reconnecting` while the adapter tries to get its
+ * server back (publishes are buffered or dropped meanwhile), `closed` once it gave up or
+ * was closed, which only a restart of the process mends (health probes read it).
+ */
+export type BusState = 'connected' | 'reconnecting' | 'closed'
+
 export interface ControlBus {
   readonly kind: string
+  readonly state: BusState
   /** Fire-and-forget; never blocks the caller on delivery. */
   publish(subject: string, message: unknown): void
   /** `*` matches one token, `>` the rest (NATS subject rules). */

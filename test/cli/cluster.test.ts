@@ -29,6 +29,10 @@ describe('weir coordinator and weir worker refuse bad configuration', () => {
       [['worker', 'examples/wordcount.ts', '--pipe', 'embedded', '--bus', 'nats://127.0.0.1:4222'], /--pipe/],
       [['worker', 'examples/wordcount.ts', '--pipe', 'kafka://127.0.0.1:9092'], /--bus/],
       [['worker', 'examples/wordcount.ts', '--pipe', 'kafka://127.0.0.1:9092', '--bus', 'nats://127.0.0.1:4222', '--id', 'no spaces'], /--id/],
+      [['coordinator', '--bus', 'nats://127.0.0.1:4222', '--health-port', 'eighty'], /--health-port/],
+      [['coordinator', '--bus', 'nats://127.0.0.1:4222', '--health-host', '0.0.0.0'], /--health-host: only with --health-port/],
+      [['worker', 'examples/wordcount.ts', '--pipe', 'kafka://127.0.0.1:9092', '--bus', 'nats://127.0.0.1:4222', '--ready-max-lag', '10'], /--ready-max-lag: only with --metrics-port/],
+      [['worker', 'examples/wordcount.ts', '--pipe', 'kafka://127.0.0.1:9092', '--bus', 'nats://127.0.0.1:4222', '--metrics-port', '0', '--ready-max-lag', 'lots'], /--ready-max-lag/],
     ]
     for (const [args, field] of cases) {
       const r = await weir(args)

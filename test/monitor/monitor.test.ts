@@ -213,6 +213,22 @@ describe.skipIf(!nats.available)('weir monitor on NATS', () => {
     expect((await get(`${m.url}?token=wrong`)).status).toBe(401)
   })
 
+  it('answers /livez and /readyz without the token: ready while its bus is connected, failed once the bus is closed for good', async () => {
+    const own = await NatsBus.connect({ servers: [nats.url], name: 'monitor-test-probes', log })
+    const m = await start({ cluster: cluster(), token: 's3cret', bus: own })
+    expect((await get(`${m.url}api/status`)).status).toBe(401)
+    for (const [path, status] of [['livez', 'live'], ['readyz', 'ready']] as const) {
+      const r = await get(`${m.url}${path}`)
+      expect(r.status, path).toBe(200)
+      expect(JSON.parse(r.body), path).toEqual({ status })
+    }
+    await own.close()
+    const ready = await get(`${m.url}readyz`)
+    expect(ready.status).toBe(503)
+    expect(JSON.parse(ready.body)).toEqual({ status: 'not ready', reason: 'the control bus is closed' })
+    expect((await get(`${m.url}livez`)).status).toBe(503)
+  })
+
   it('refuses a non-loopback host without a token, bodies, other methods and long URLs', async () => {
     await expect(start({ cluster: cluster(), host: '0.0.0.0' })).rejects.toMatchObject({ code: 'WEIR_CONFIG_INVALID', message: expect.stringContaining('--host') })
     const m = await start({ cluster: cluster() })

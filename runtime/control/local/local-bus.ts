@@ -5,7 +5,7 @@
 import { Packr } from 'msgpackr'
 import type { Logger } from 'pino'
 import { createLogger } from '../../log.ts'
-import { BusNoResponderError, BusTimeoutError, subjectMatches, type ControlBus, type Handler, type Responder, type Subscription } from '../bus.ts'
+import { BusNoResponderError, BusTimeoutError, subjectMatches, type BusState, type ControlBus, type Handler, type Responder, type Subscription } from '../bus.ts'
 
 /**
  * Requests and replies are copied through msgpack, as they are on the wire of the NATS
@@ -24,6 +24,10 @@ export class LocalBus implements ControlBus {
   private closed = false
 
   constructor(private readonly log: Logger = createLogger()) {}
+
+  get state(): BusState {
+    return this.closed ? 'closed' : 'connected'
+  }
 
   publish(subject: string, message: unknown): void {
     if (this.closed) return

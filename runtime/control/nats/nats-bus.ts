@@ -16,7 +16,7 @@ import { ConfigError } from '../../errors.ts'
 import { createLogger } from '../../log.ts'
 import { errors as natsErrors } from '@nats-io/transport-node'
 import { Packr } from 'msgpackr'
-import { BusNoResponderError, BusTimeoutError, type ControlBus, type Handler, type Responder, type Subscription } from '../bus.ts'
+import { BusNoResponderError, BusTimeoutError, type BusState, type ControlBus, type Handler, type Responder, type Subscription } from '../bus.ts'
 import { checkNatsUrl, connectNats, describeCredentials, type NatsCredentials, type NatsTls } from './nats-connection.ts'
 
 export { BusAuthError, BusUnavailableError, checkNatsUrl } from './nats-connection.ts'
@@ -47,6 +47,8 @@ export class NatsBus implements ControlBus {
   private readonly decoder = new TextDecoder()
   private readonly subs = new Set<NatsSubscription>()
   private dropped = 0
+  /** Set from the connection's status events (watchStatus). */
+  private connection: BusState = 'connected'
 
   private constructor(private readonly nc: NatsConnection, private readonly log: Logger) {}
 
@@ -148,6 +150,10 @@ export class NatsBus implements ControlBus {
     }
   }
 
+  get state(): BusState {
+    return this.closed || this.nc.isClosed() ? 'closed' : this.connection
+  }
+
   /** Messages published since connecting that NATS could not take. */
   get droppedMessages(): number {
     return this.dropped
@@ -166,6 +172,9 @@ export class NatsBus implements ControlBus {
 
   private async watchStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
+      if (s.type === 'disconnect') this.connection = 'reconnecting'
+      else if (s.type === 'reconnect') this.connection = 'connected'
+      else if (s.type === 'close') this.connection = 'closed'
       if (s.type === 'disconnect' || s.type === 'reconnect') this.log.warn({ status: s.type, server: s.server }, `nats ${s.type}`)
       else if (s.type === 'error') this.serverError(s.error)
       else if (s.type === 'close' && !this.closed) this.log.error({ err: (await this.nc.closed())?.message }, 'NATS connection closed for good (credentials refused on reconnect?): control messages are dropped from now on')

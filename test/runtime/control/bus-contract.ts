@@ -55,6 +55,13 @@ export function busContract(name: string, harness: BusHarness): void {
       expect(rest.got.map(([s]) => s)).toEqual([`${p}.a.b`, `${p}.a.b`, `${p}.a.b`, `${p}.c.d.e`])
     })
 
+    it('says it is connected while open and closed once closed (health probes read it)', async () => {
+      const other = await harness.open()
+      expect(other.state).toBe('connected')
+      await other.close()
+      expect(other.state).toBe('closed')
+    })
+
     it('delivers asynchronously: publish returns before any handler runs', async () => {
       let ran = false
       const got = collect(bus, `${p}.async`, 1)

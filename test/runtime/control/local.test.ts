@@ -12,6 +12,9 @@ function peerOf(bus: ControlBus): ControlBus {
   }
   return {
     kind: bus.kind,
+    get state() {
+      return closed ? 'closed' as const : bus.state
+    },
     publish: (subject, message) => { if (!closed) bus.publish(subject, message) },
     subscribe: (subject: string, handler: Handler) => track(bus.subscribe(subject, handler)),
     respond: (subject: string, responder: Responder) => track(bus.respond(subject, responder)),
