@@ -36,11 +36,12 @@ FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --omit=dev leaves TypeScript, vitest and the test clients out. --ignore-scripts again
-# keeps `prepare` (a build, which needs TypeScript) from running; the two production
-# packages with install scripts then run theirs: esbuild (tsx's, which loads pipelines that
-# Node's type stripping cannot) checks its platform binary, msgpackr-extract is prebuilt.
+# keeps `prepare` (a build, which needs TypeScript) from running. No production package
+# needs its install script: esbuild (tsx's, for pipelines Node's type stripping cannot load)
+# finds its binary in the optional @esbuild/<platform> package, and msgpackr-extract is
+# optional and prebuilt. (Tried outside Docker: this node_modules with dist/ runs a pipeline
+# from /app/pipelines, an enum-using one through tsx included.)
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && npm rebuild esbuild msgpackr-extract \
  && npm cache clean --force
 
 # --- runtime ---------------------------------------------------------------------------
