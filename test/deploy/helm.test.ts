@@ -152,6 +152,8 @@ describe.skipIf(helm === undefined)('deploy/helm/weir', () => {
     const monitor = find(objects, 'Deployment', 'monitor')
     const m = podSpec(monitor).containers[0]
     expect(m.args[0]).toBe('monitor')
+    expect(m.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' })
+    expect(m.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'http' })
     expect(flag(m.args, 'host')).toBe('0.0.0.0')
     expect(flag(m.args, 'token-file')).toBe('/etc/weir/secrets/tokens/monitor')
     const service = find(objects, 'Service', 'monitor')
@@ -161,10 +163,10 @@ describe.skipIf(helm === undefined)('deploy/helm/weir', () => {
   })
 
   it('mounts weir.config.json, valid JSON with the shared keys, into every command with --config', async () => {
-    const objects = await template(['--set', 'cluster=prod', '--set-json', 'config={"worker":{"epoch-ms":500}}'])
+    const objects = await template(['--set', 'cluster=prod', '--set-json', 'config={"worker":{"epochMs":500}}'])
     const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'rel-weir-config')!
     const config = JSON.parse(configMap.data['weir.config.json'] as string) as Record<string, YamlValue>
-    expect(config).toEqual({ pipe: 'kafka://kafka:9092', bus: 'nats://nats:4222', cluster: 'prod', worker: { 'epoch-ms': 500 } })
+    expect(config).toEqual({ pipe: 'kafka://kafka:9092', bus: 'nats://nats:4222', cluster: 'prod', worker: { epochMs: 500 } })
     for (const o of objects.filter((x) => x.spec?.template !== undefined)) {
       const pod = podSpec(o)
       const container = pod.containers[0]
