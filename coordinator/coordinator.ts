@@ -122,6 +122,12 @@ export class Coordinator {
   private readonly releasing = new Map<string, Release>()
   private republishing: NodeJS.Immediate | undefined
   private started = false
+  /**
+   * Actors whose worker went away (left or declared dead), by actor: that worker's state dir
+   * keeps their stores, so they go back to it when it returns (a restart, a rolling upgrade).
+   * In memory only: a new leader forgets it, and placement is then sticky to where they run.
+   */
+  private readonly homes = new Map<string, string>()
   /** Actors that failed for good: where, the last error, and whether they are quarantined. */
   private readonly failures = new Map<string, { failure: ActorFailure; quarantined: boolean }>()
 
@@ -443,7 +449,10 @@ export class Coordinator {
     const workers = [...this.workers.keys()]
     const previous = this.assignment
     const actors = this.placeable
-    this.assignment = place(actors, workers, this.assignment, this.standbys, this.actorLoad, this.avoid)
+    for (const [a, w] of this.assignment) if (!this.workers.has(w)) this.homes.set(a, w)
+    this.assignment = place(actors, workers, this.assignment, this.standbys, this.actorLoad, this.avoid, this.homes)
+    // A home counts once, when its worker is back: from then on placement is sticky as usual.
+    for (const [a, w] of this.homes) if (this.workers.has(w)) this.homes.delete(a)
     this.standbys = placeStandbys(actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
     this.generation++
     this.updateReleases(previous)
