@@ -27,6 +27,7 @@ import { actorClear, actorFailed, actorFinished, actorReleased, epochAck, genera
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 import type { PipelineMetadata } from './cluster-metadata.ts'
+import { TOPOLOGY_CHANGE_ADVICE } from '../runtime/topology-guard.ts'
 
 /** What a coordinator knows of the pipeline it coordinates. */
 export interface CoordinatedPipeline {
@@ -328,9 +329,9 @@ export class Coordinator {
   /** Refuses a worker running a different topology under this pipeline's name, telling it why. */
   private accepts(worker: string, fingerprint: string): boolean {
     if (fingerprint === this.pipeline.fingerprint) return true
-    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): run the same pipeline file on every worker; to run the new topology, start it under a new pipeline name (its state starts empty: savepoints, which will carry state across a topology change, are not built yet)`
+    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): a rolling upgrade may change processor code, not stages, state names or partitions; run the same topology on every worker, or ${TOPOLOGY_CHANGE_ADVICE}`
     this.log.error({ worker, fingerprint, expected: this.pipeline.fingerprint }, 'worker runs a different pipeline topology; refused')
-    const msg: WorkerRefused = { v: 1, worker, reason, expectedFingerprint: this.pipeline.fingerprint, fingerprint }
+    const msg: WorkerRefused = { v: 1, worker, reason, expectedFingerprint: this.pipeline.fingerprint, fingerprint, shape: this.pipeline.shape }
     this.bus.publish(this.subject('workerRefused'), msg)
     return false
   }
