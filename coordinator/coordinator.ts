@@ -27,6 +27,7 @@ import { actorClear, actorFailed, actorFinished, actorReleased, epochAck, genera
 import { place, placeStandbys, type Assignment, type Standbys } from './placement.ts'
 import { EpochClock } from './epochs.ts'
 import type { PipelineMetadata } from './cluster-metadata.ts'
+import { TOPOLOGY_CHANGE_ADVICE } from '../runtime/topology-guard.ts'
 
 /** What a coordinator knows of the pipeline it coordinates. */
 export interface CoordinatedPipeline {
@@ -122,6 +123,12 @@ export class Coordinator {
   private readonly releasing = new Map<string, Release>()
   private republishing: NodeJS.Immediate | undefined
   private started = false
+  /**
+   * Actors whose worker went away (left or declared dead), by actor: that worker's state dir
+   * keeps their stores, so they go back to it when it returns (a restart, a rolling upgrade).
+   * In memory only: a new leader forgets it, and placement is then sticky to where they run.
+   */
+  private readonly homes = new Map<string, string>()
   /** Actors that failed for good: where, the last error, and whether they are quarantined. */
   private readonly failures = new Map<string, { failure: ActorFailure; quarantined: boolean }>()
 
@@ -322,9 +329,9 @@ export class Coordinator {
   /** Refuses a worker running a different topology under this pipeline's name, telling it why. */
   private accepts(worker: string, fingerprint: string): boolean {
     if (fingerprint === this.pipeline.fingerprint) return true
-    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): run the same pipeline file on every worker; to run the new topology, start it under a new pipeline name (its state starts empty: savepoints, which will carry state across a topology change, are not built yet)`
+    const reason = `worker ${worker} runs a different topology of pipeline '${this.pipeline.name}' (fingerprint ${fingerprint}, the cluster runs ${this.pipeline.fingerprint}): a rolling upgrade may change processor code, not stages, state names or partitions; run the same topology on every worker, or ${TOPOLOGY_CHANGE_ADVICE}`
     this.log.error({ worker, fingerprint, expected: this.pipeline.fingerprint }, 'worker runs a different pipeline topology; refused')
-    const msg: WorkerRefused = { v: 1, worker, reason, expectedFingerprint: this.pipeline.fingerprint, fingerprint }
+    const msg: WorkerRefused = { v: 1, worker, reason, expectedFingerprint: this.pipeline.fingerprint, fingerprint, shape: this.pipeline.shape }
     this.bus.publish(this.subject('workerRefused'), msg)
     return false
   }
@@ -443,7 +450,10 @@ export class Coordinator {
     const workers = [...this.workers.keys()]
     const previous = this.assignment
     const actors = this.placeable
-    this.assignment = place(actors, workers, this.assignment, this.standbys, this.actorLoad, this.avoid)
+    for (const [a, w] of this.assignment) if (!this.workers.has(w)) this.homes.set(a, w)
+    this.assignment = place(actors, workers, this.assignment, this.standbys, this.actorLoad, this.avoid, this.homes)
+    // A home counts once, when its worker is back: from then on placement is sticky as usual.
+    for (const [a, w] of this.homes) if (this.workers.has(w)) this.homes.delete(a)
     this.standbys = placeStandbys(actors, workers, this.assignment, this.standbys, this.pipeline.shape.standbys)
     this.generation++
     this.updateReleases(previous)

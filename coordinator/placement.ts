@@ -20,13 +20,19 @@ export type ActorLoad = ReadonlyMap<string, number>
 /** Actor → workers it should not go to (it failed there). */
 export type Avoid = ReadonlyMap<string, readonly string[]>
 
+/** Actor → the worker that held it last before that worker went away: its state dir still has the actor's store. */
+export type Homes = ReadonlyMap<string, string>
+
 /**
  * Balanced and sticky; an actor whose worker is gone (or full) goes preferably to a worker
  * that holds a standby of it, so failover replays only a changelog tail, else to the
  * least-loaded worker with room. An actor never goes to a worker in `avoid` while another
  * exists (one over the count balance if need be); if it failed on every worker, anywhere.
+ * A worker that comes back (a restart, a rolling upgrade) first gets back the actors in
+ * `homes` that it held before it went away, whose local stores it kept: they replay only
+ * the changelog written meanwhile, where any other actor would replay its whole changelog.
  */
-export function place(actors: readonly string[], workers: readonly string[], previous: Assignment, standbys: Standbys = new Map(), actorLoad: ActorLoad = new Map(), avoid: Avoid = new Map()): Assignment {
+export function place(actors: readonly string[], workers: readonly string[], previous: Assignment, standbys: Standbys = new Map(), actorLoad: ActorLoad = new Map(), avoid: Avoid = new Map(), homes: Homes = new Map()): Assignment {
   const out: Assignment = new Map()
   if (workers.length === 0) return out
   const sorted = [...workers].sort()
@@ -42,9 +48,16 @@ export function place(actors: readonly string[], workers: readonly string[], pre
     load.set(w, load.get(w)! + loadOf(a))
   }
   const unplaced: string[] = []
+  const room = (a: string, w: string | undefined): w is string => w !== undefined && count.has(w) && count.get(w)! < cap && !(avoid.get(a)?.includes(w) ?? false)
+  // Home first, before the workers holding them meanwhile keep them by stickiness.
   for (const a of actors) {
+    const home = homes.get(a)
+    if (home !== previous.get(a) && room(a, home)) put(a, home)
+  }
+  for (const a of actors) {
+    if (out.has(a)) continue
     const w = previous.get(a)
-    if (w !== undefined && count.has(w) && count.get(w)! < cap && !(avoid.get(a)?.includes(w) ?? false)) put(a, w)
+    if (room(a, w)) put(a, w)
     else unplaced.push(a)
   }
   // Heaviest first, so the big ones spread before the small ones fill the gaps.

@@ -20,7 +20,7 @@ import { Faults } from '../runtime/faults.ts'
 import { workerMetrics } from '../runtime/metrics.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
-import { checkPipe, checkTopology, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
+import { checkPipe, checkTopology, recordPipe, recordTopology, refusalReason } from '../runtime/topology-guard.ts'
 import { Worker, WorkerRefusedError } from '../runtime/worker.ts'
 
 export interface ClusterWorkerOptions {
@@ -135,7 +135,7 @@ async function join(pipeline: Pipeline, worker: string, options: ClusterWorkerOp
       bus.subscribe(subjects.workerRefused(cluster, pipeline.name), (raw) => {
         const msg = workerRefused.safeParse(raw)
         if (msg.success && msg.data.worker === worker) {
-          finish(() => reject(new WorkerRefusedError(msg.data.reason, { worker, pipeline: pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint })))
+          finish(() => reject(new WorkerRefusedError(refusalReason(msg.data, pipeline), { worker, pipeline: pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint })))
         }
       }),
     ]

@@ -9,40 +9,122 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from '
 import { join } from 'node:path'
 import { TopologyMismatchError, WeirError } from './errors.ts'
 import type { Pipe } from './pipe/pipe.ts'
-import type { Pipeline, TopologyDescription } from './api/pipeline.ts'
+import { instantiate, type Pipeline, type TopologyDescription } from './api/pipeline.ts'
+import { constructProcessor } from './api/state.ts'
+import { pipelineShapeOf, type PipelineShape, type WorkerRefused } from './control/messages.ts'
 
 const FILE = 'topology.json'
 const PIPE_FILE = 'pipe.json'
 
-/** Throws TopologyMismatchError naming the first incompatible difference. */
+/**
+ * What to do instead, in every refusal of a topology change: the savepoint commands carry
+ * state across it (stage and state names are the identity state is matched by).
+ */
+export const TOPOLOGY_CHANGE_ADVICE = 'to change the topology and keep its state, take a savepoint of the running pipeline (weir savepoint create) and start the new pipeline file from it (--from-savepoint <savepoint>); to start the new topology from empty state, run it under a new pipeline name'
+
+/** The topology a data dir records: the pipeline's description and, per actor stage, its state names. */
+export interface RecordedTopology extends TopologyDescription {
+  /** Stage → its state names (keyed and actor state), sorted. Absent in files written before weir recorded them. */
+  states?: Record<string, string[]>
+}
+
+/** The pipeline's topology with its state names (constructs each stage's processor once, as the start checks do). */
+export function topologyOf(pipeline: Pipeline): RecordedTopology {
+  const states: Record<string, string[]> = {}
+  for (const spec of pipeline.actorStages) {
+    const p = constructProcessor(spec.name, () => instantiate(spec))
+    states[spec.name] = [...p.state.keyedNames, ...p.state.actorNames].sort()
+  }
+  return { ...pipeline.describe(), states }
+}
+
+/** One way two topologies differ: where, and in words. */
+export interface TopologyDifference {
+  stage: string
+  field: string
+  text: string
+}
+
+/**
+ * Every difference between the recorded topology and the new one: stages removed, added,
+ * or changed (kind, partitions, keyed output, topic, inputs), and states removed or added
+ * per stage (a renamed state is one of each: its state would be orphaned, the new one empty).
+ *
+ * @example
+ * diffTopology(recorded, topologyOf(pipeline)).map((d) => d.text) // ["stage 'again' was removed"]
+ */
+export function diffTopology(before: RecordedTopology, after: RecordedTopology): TopologyDifference[] {
+  const out: TopologyDifference[] = []
+  const add = (stage: string, field: string, text: string): void => void out.push({ stage, field: `stages.${stage}${field === '' ? '' : `.${field}`}`, text })
+  for (const old of before.stages) {
+    const now = after.stages.find((s) => s.name === old.name)
+    if (now === undefined) {
+      add(old.name, '', `stage '${old.name}' was removed`)
+      continue
+    }
+    for (const field of ['kind', 'parallelism', 'outputPartitions', 'keyedOutput', 'topic'] as const) {
+      if (old[field] !== now[field]) add(old.name, field, `stage '${old.name}' changed ${field} from ${String(old[field])} to ${String(now[field])}`)
+    }
+    if (JSON.stringify(old.inputs) !== JSON.stringify(now.inputs)) add(old.name, 'inputs', `stage '${old.name}' changed its inputs from [${old.inputs.join(', ')}] to [${now.inputs.join(', ')}]`)
+    const was = before.states?.[old.name]
+    const is = after.states?.[old.name]
+    if (was === undefined || is === undefined) continue
+    const removed = was.filter((n) => !is.includes(n))
+    const added = is.filter((n) => !was.includes(n))
+    if (removed.length > 0) add(old.name, 'state', `stage '${old.name}' no longer declares state ${removed.map((n) => `'${n}'`).join(', ')}${added.length > 0 ? ` and declares ${added.map((n) => `'${n}'`).join(', ')} instead (a renamed state starts empty: state is matched by name)` : ''}`)
+    else if (added.length > 0) add(old.name, 'state', `stage '${old.name}' declares new state ${added.map((n) => `'${n}'`).join(', ')}`)
+  }
+  for (const now of after.stages) if (!before.stages.some((s) => s.name === now.name)) add(now.name, '', `stage '${now.name}' is new`)
+  return out
+}
+
+/**
+ * Throws TopologyMismatchError naming every difference between the topology recorded in
+ * the data dir and the pipeline's, and what to do instead.
+ */
 export function checkTopology(dataDir: string, pipeline: Pipeline): void {
   const path = join(dataDir, FILE)
   if (!existsSync(path)) return
-  const stored = JSON.parse(readFileSync(path, 'utf8')) as TopologyDescription
-  const next = pipeline.describe()
-  if (stored.pipeline !== next.pipeline) {
-    throw new TopologyMismatchError(`data dir ${dataDir} belongs to pipeline '${stored.pipeline}', not '${next.pipeline}'; use another --data-dir`, { field: 'pipeline.name' })
+  const stored = JSON.parse(readFileSync(path, 'utf8')) as RecordedTopology
+  if (stored.pipeline !== pipeline.name) {
+    throw new TopologyMismatchError(`data dir ${dataDir} belongs to pipeline '${stored.pipeline}', not '${pipeline.name}'; use another --data-dir`, { field: 'pipeline.name' })
   }
-  for (const old of stored.stages) {
-    const now = next.stages.find((s) => s.name === old.name)
-    if (now === undefined) {
-      throw new TopologyMismatchError(`stage '${old.name}' was removed; its state and offsets in ${dataDir} would be orphaned. To run the new topology, start it from empty state under a new pipeline name (with the embedded pipe, a new --data-dir does too); savepoints, which will carry state across a topology change, are not built yet`, { stage: old.name, field: `stages.${old.name}` })
-    }
-    for (const field of ['kind', 'parallelism', 'outputPartitions', 'keyedOutput', 'topic'] as const) {
-      if (old[field] !== now[field]) {
-        throw new TopologyMismatchError(`stage '${old.name}' changed ${field} from ${String(old[field])} to ${String(now[field])}; state in ${dataDir} is partitioned the old way`, { stage: old.name, field: `stages.${old.name}.${field}` })
-      }
-    }
-    if (JSON.stringify(old.inputs) !== JSON.stringify(now.inputs)) {
-      throw new TopologyMismatchError(`stage '${old.name}' changed its inputs from [${old.inputs.join(', ')}] to [${now.inputs.join(', ')}]`, { stage: old.name, field: `stages.${old.name}.inputs` })
-    }
+  const differences = diffTopology(stored, topologyOf(pipeline))
+  if (differences.length === 0) return
+  throw new TopologyMismatchError(
+    `the topology of pipeline '${pipeline.name}' changed since ${dataDir} was written (its state and offsets are laid out by stage, partition and state name): ${differences.map((d) => d.text).join('; ')}. Processor code may change in place (a rolling upgrade); a topology may not: ${TOPOLOGY_CHANGE_ADVICE}`,
+    { stage: differences[0]!.stage, field: differences[0]!.field, differences: differences.map((d) => d.text) },
+  )
+}
+
+/**
+ * The differences a coordinator's refusal can name: it knows the cluster's stages and their
+ * partition counts (the shape workers send), not their state names or edges.
+ */
+export function diffShapes(cluster: PipelineShape, mine: PipelineShape): string[] {
+  const out: string[] = []
+  for (const s of cluster.stages) {
+    const now = mine.stages.find((x) => x.name === s.name)
+    if (now === undefined) out.push(`stage '${s.name}' was removed`)
+    else if (now.parallelism !== s.parallelism) out.push(`stage '${s.name}' has ${now.parallelism} partitions, the cluster's ${s.parallelism}`)
   }
+  for (const s of mine.stages) if (!cluster.stages.some((x) => x.name === s.name)) out.push(`stage '${s.name}' is new`)
+  return out
+}
+
+/** A coordinator's refusal of this worker, with the stages that differ from the cluster's when it sent its shape. */
+export function refusalReason(refusal: WorkerRefused, pipeline: Pipeline): string {
+  if (refusal.shape === undefined) return refusal.reason
+  const differences = diffShapes(refusal.shape, pipelineShapeOf(pipeline))
+  return differences.length > 0
+    ? `${refusal.reason}. This pipeline file differs from the cluster's: ${differences.join('; ')}`
+    : `${refusal.reason}. Its stages and partition counts are the cluster's: the difference is in stage kinds, edges, output partitions or topics`
 }
 
 export function recordTopology(dataDir: string, pipeline: Pipeline): void {
   mkdirSync(dataDir, { recursive: true })
   const tmp = join(dataDir, FILE + '.tmp')
-  writeFileSync(tmp, JSON.stringify(pipeline.describe(), null, 2))
+  writeFileSync(tmp, JSON.stringify(topologyOf(pipeline), null, 2))
   renameSync(tmp, join(dataDir, FILE))
 }
 

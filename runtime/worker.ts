@@ -19,6 +19,7 @@ import type { Pipe } from './pipe/pipe.ts'
 import type { Pipeline } from './api/pipeline.ts'
 import { ProgressReporter } from './progress-reporter.ts'
 import { StandbyReplica } from './standby.ts'
+import { refusalReason } from './topology-guard.ts'
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
@@ -165,7 +166,7 @@ export class Worker {
       this.bus.subscribe(this.subject('workerRefused'), (raw) => {
         const msg = workerRefused.safeParse(raw)
         if (!msg.success || msg.data.worker !== this.options.id) return
-        this.failure?.(new WorkerRefusedError(msg.data.reason, { worker: this.options.id, pipeline: this.pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint }))
+        this.failure?.(new WorkerRefusedError(refusalReason(msg.data, this.pipeline), { worker: this.options.id, pipeline: this.pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint }))
       }),
     )
     this.bus.publish(this.subject('workerHello'), workerHelloOf(this.pipeline, this.options.id))

@@ -103,6 +103,8 @@ export const workerRefused = z.object({
   reason: z.string().max(2000),
   expectedFingerprint: fingerprint,
   fingerprint,
+  /** The cluster's shape, so the refused worker can name the stages that differ from its own. */
+  shape: pipelineShape.optional(),
 })
 export type WorkerRefused = z.infer<typeof workerRefused>
 

@@ -155,7 +155,9 @@ describe('weir run: a bounded pipeline', () => {
     const sourcePartitions = await weir(args.map((a) => (a === 'partitions=2' ? 'partitions=4' : a)))
     expect(sourcePartitions.code).toBe(2)
     expect(sourcePartitions.stdout).toBe('')
-    expect(sourcePartitions.stderr).toContain("weir: error: stage 'numbers' changed parallelism from 2 to 4")
+    expect(sourcePartitions.stderr).toContain('weir: error: the topology of pipeline')
+    expect(sourcePartitions.stderr).toContain("stage 'numbers' changed parallelism from 2 to 4")
+    expect(sourcePartitions.stderr).toContain('weir savepoint create')
     expect(sourcePartitions.stderr).toContain('[WEIR_TOPOLOGY_CHANGED]')
     expect(sourcePartitions.stderr).toContain('field: stages.numbers.parallelism')
 

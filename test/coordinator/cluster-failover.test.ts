@@ -150,8 +150,10 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     expect(other.code, other.stdout + other.stderr).toBe(1)
     expect(other.stderr).toMatch(/WEIR_WORKER_REFUSED/)
     expect(other.stderr).toMatch(/different topology of pipeline/)
-    // What to do today: savepoints are not built.
-    expect(other.stderr).toMatch(/start it under a new pipeline name/)
+    // What differs, and the way to change a topology: a savepoint, or a new pipeline name.
+    expect(other.stderr).toContain("This pipeline file differs from the cluster's: stage 'count' has 7 partitions, the cluster's 4")
+    expect(other.stderr).toMatch(/weir savepoint create.*--from-savepoint/)
+    expect(other.stderr).toMatch(/under a new pipeline name/)
     // Refused before it touched anything: no topics ensured, no state dir recorded.
     expect(existsSync(join(dir, 'two', 'topology.json'))).toBe(false)
     first.kill('SIGTERM')

@@ -28,6 +28,26 @@ describe('placement', () => {
     expect([...shrunk.values()].includes('w2')).toBe(false)
   })
 
+  it('gives a worker that comes back the actors it held before it went away (its state dir has their stores), one worker at a time as a rolling upgrade does', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 2, max: 5 }), (n, w) => {
+        const workers = Array.from({ length: w }, (_, i) => `w${i}`)
+        let current = place(actors(n), workers, new Map())
+        const start = current
+        for (const gone of workers) {
+          // What the coordinator remembers: the actors of the worker that went away.
+          const homes = new Map([...current].filter(([, x]) => x === gone))
+          const without = place(actors(n), workers.filter((x) => x !== gone), current)
+          current = place(actors(n), workers, without, new Map(), new Map(), new Map(), homes)
+          for (const a of homes.keys()) expect(current.get(a), `${a} back on ${gone}`).toBe(gone)
+        }
+        // After every worker was replaced once, each actor is where it started: no full restore anywhere.
+        expect(current).toEqual(start)
+      }),
+      { numRuns: 100 },
+    )
+  })
+
   it('never puts an actor on a worker it failed on while another exists, and still places it when it failed on all', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 2, max: 5 }), fc.integer({ min: 0, max: 29 }), (n, w, pick) => {
