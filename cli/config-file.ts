@@ -217,7 +217,7 @@ function secretAdvice(key: string, command: string | undefined): string | undefi
 }
 
 /** The zod schema of one option's value in the file, by its definition and what its name says it holds. */
-function valueSchema(option: string, def: OptionDefs[string]): z.ZodType<unknown> {
+function valueSchema(option: string, def: OptionDefs[string], value: unknown): z.ZodType<unknown> {
   if (def.type === 'boolean') return z.boolean({ invalid_type_error: 'expected true or false' })
   const scalar = z.union([z.string(), z.number().finite()], { errorMap: () => ({ message: 'expected a string or a number' }) }).superRefine((v, ctx) => {
     const problem = conventionProblem(option, v)
@@ -228,7 +228,8 @@ function valueSchema(option: string, def: OptionDefs[string]): z.ZodType<unknown
   if (!def.multiple) return scalar
   const item = option === 'slo' ? z.union([scalar, sloObject], { errorMap: () => ({ message: 'expected OUTPUT=DURATION or { output, timelinessMs }' }) }) : scalar
   const list = z.array(item, { invalid_type_error: 'expected a list' })
-  if (option !== 'param') return z.union([list, item]).pipe(z.unknown())
+  // A repeatable option takes one value or a list; each reports its own problems.
+  if (option !== 'param') return Array.isArray(value) ? list : item
   return z.union([list, z.record(z.union([z.string(), z.number().finite(), z.boolean()], { errorMap: () => ({ message: 'expected a string, number or boolean' }) }))], { errorMap: () => ({ message: 'expected an object of key: value or a list of key=value' }) })
 }
 
@@ -257,7 +258,7 @@ function urlSecret(option: string, v: string | number): string | undefined {
 }
 
 function checkValue(value: unknown, path: string, option: string, def: OptionDefs[string]): ConfigIssue[] {
-  const r = valueSchema(option, def).safeParse(value)
+  const r = valueSchema(option, def, value).safeParse(value)
   if (r.success) return []
   // One message per place: a union reports each branch, and the first says it best.
   const seen = new Set<string>()

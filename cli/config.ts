@@ -13,7 +13,7 @@ import { COORDINATOR_OPTIONS, WORKER_OPTIONS } from './cluster.ts'
 import { camelKey, CONFIG_SECTIONS, ConfigFileError, findConfigFile, loadConfigFile, type ConfigFile, type OptionDefs } from './config-file.ts'
 import { JOBS_OPTIONS } from './jobs.ts'
 import { MONITOR_OPTIONS } from './monitor.ts'
-import { fillOptions, type OptionValues } from './option-sources.ts'
+import { envName, fillOptions, type OptionValues } from './option-sources.ts'
 import { parseCommandArgs } from './options.ts'
 import { PEEK_OPTIONS } from './peek.ts'
 import { printRefusal, UsageError } from './report.ts'
@@ -132,7 +132,9 @@ export function effective(command: (typeof CONFIG_SECTIONS)[number], file: Confi
   for (const option of Object.keys(defs)) {
     if (option === 'help' || option === 'config') continue
     const key = camelKey(option)
-    const v = filled[option]
+    // Variables the commands read themselves (WEIR_BUS, WEIR_PIPE, WEIR_NATS_CA …) are not filled in.
+    const fromEnv = io.env[envName(option)]
+    const v = filled[option] ?? (fromEnv === '' ? undefined : fromEnv)
     if (v !== undefined) result[key] = shown(option, v)
     else if (DEFAULTS[command]?.[key] !== undefined) result[key] = DEFAULTS[command]![key]
   }

@@ -30,6 +30,12 @@ const ALTERNATIVES: Record<string, ReadonlyArray<readonly string[]>> = {
   peek: [['url', 'data-dir', 'token-file'], ['bus', 'cluster', 'nats-token-file', 'nats-user', 'nats-password-file', 'nats-creds', 'nats-nkey', 'nats-ca', 'nats-cert', 'nats-key']],
 }
 
+/**
+ * Options whose WEIR_ variable the commands and the bus read themselves (they predate the
+ * config file): left to them, so their messages keep naming the variable.
+ */
+const READ_BY_COMMAND = new Set(['bus', 'pipe', 'nats-user', 'nats-creds', 'nats-nkey', 'nats-ca', 'nats-cert', 'nats-key'])
+
 /** The variable overriding an option: `--metrics-port` → `WEIR_METRICS_PORT`. */
 export function envName(option: string): string {
   return `WEIR_${option.toUpperCase().replace(/-/g, '_')}`
@@ -61,7 +67,8 @@ export function fillOptions(command: string, defs: OptionDefs, values: OptionVal
     const name = envName(option)
     const fromEnv = io.env[name]
     if (fromEnv !== undefined && fromEnv !== '') {
-      values[option] = envValue(fromEnv, name, option, defs[option]!)
+      // The command reads this variable itself and names it in its messages; the file must not shadow it.
+      if (!READ_BY_COMMAND.has(option)) values[option] = envValue(fromEnv, name, option, defs[option]!)
       sources.set(option, { kind: 'env', name })
       rank.set(option, 1)
       continue
