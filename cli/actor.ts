@@ -31,6 +31,9 @@ export interface ActorClearArgs {
   waitMs: number
 }
 
+/** The options of `weir actor` (a config file's `actor` section takes the same, camelCased). */
+export const ACTOR_OPTIONS = { bus: { type: 'string' }, cluster: { type: 'string' }, 'wait-ms': { type: 'string' }, ...NATS_OPTIONS, help: { type: 'boolean', short: 'h' } } as const
+
 /**
  * Parses `actor clear`'s arguments; `help` when --help was given. Throws UsageError or ConfigError.
  *
@@ -39,7 +42,7 @@ export interface ActorClearArgs {
  * // { bus: 'nats://127.0.0.1:4222', busTarget: {…}, cluster: 'default', pipeline: 'wordcount', actor: 'count/1', waitMs: 10000 }
  */
 export function parseActorArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ActorClearArgs | 'help' {
-  const parsed = parseCommandArgs('actor', { args: argv, allowPositionals: true, options: { bus: { type: 'string' }, cluster: { type: 'string' }, 'wait-ms': { type: 'string' }, ...NATS_OPTIONS, help: { type: 'boolean', short: 'h' } } })
+  const parsed = parseCommandArgs('actor', { args: argv, allowPositionals: true, options: ACTOR_OPTIONS }, { env })
   const { values, positionals } = parsed
   if (values.help) return 'help'
   const [verb, pipeline, actor, ...rest] = positionals

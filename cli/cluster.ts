@@ -31,6 +31,19 @@ import { parseMetricsOptions, parseParams, parseViewsOptions } from './run.ts'
 import { parsePort } from '../monitor/monitor.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
 
+/** The options of `weir coordinator` (parseArgs definitions; a config file's `coordinator` section takes the same, camelCased). */
+export const COORDINATOR_OPTIONS = {
+  bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, 'health-port': { type: 'string' }, 'health-host': { type: 'string' },
+  ...NATS_OPTIONS,
+} as const
+
+/** The options of `weir worker` (a config file's `worker` section takes the same, camelCased). */
+export const WORKER_OPTIONS = {
+  pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
+  id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'ready-max-lag': { type: 'string' }, 'views-port': { type: 'string' }, 'views-host': { type: 'string' }, 'views-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+  ...NATS_OPTIONS,
+} as const
+
 function logger(service: string): Logger {
   return commandLogger(service, 'info')
 }
@@ -79,7 +92,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
   let metadata: ClusterMetadata | undefined
   let health: HealthServer | undefined
   try {
-    const { values } = parse('coordinator', argv, { bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, 'health-port': { type: 'string' }, 'health-host': { type: 'string' }, ...NATS_OPTIONS }, false)
+    const { values } = parse('coordinator', argv, COORDINATOR_OPTIONS, false)
     if (values.help) {
       process.stdout.write(COORDINATOR_USAGE)
       return 0
@@ -173,11 +186,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   let views: ViewsServer | undefined
   let worker: ClusterWorker | undefined
   try {
-    const { values, positionals } = parse('worker', argv, {
-      pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
-      id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'ready-max-lag': { type: 'string' }, 'views-port': { type: 'string' }, 'views-host': { type: 'string' }, 'views-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
-      ...NATS_OPTIONS,
-    }, true)
+    const { values, positionals } = parse('worker', argv, WORKER_OPTIONS, true)
     if (values.help) {
       process.stdout.write(WORKER_USAGE)
       return 0

@@ -84,13 +84,12 @@ export interface JobsReport {
   stages: JobsStage[]
 }
 
+/** The options of `weir jobs` (a config file's `jobs` section takes the same, camelCased). */
+export const JOBS_OPTIONS = { 'data-dir': { type: 'string' }, pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, param: { type: 'string', multiple: true }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const
+
 /** Parses `jobs`' arguments; `help` when --help was given. Throws UsageError or ConfigError. */
 export function parseJobsArgs(argv: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): JobsArgs | 'help' {
-  const { values, positionals } = parseCommandArgs('jobs', {
-    args: argv,
-    allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, param: { type: 'string', multiple: true }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  })
+  const { values, positionals } = parseCommandArgs('jobs', { args: argv, allowPositionals: true, options: JOBS_OPTIONS }, { cwd, env })
   if (values.help) return 'help'
   if (positionals.length !== 1) throw new UsageError(`jobs: expected one pipeline file (weir jobs <pipeline.ts>), got ${positionals.length}`)
   const rawDir = values['data-dir']

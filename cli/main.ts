@@ -7,6 +7,7 @@
  */
 import { actorCommand } from './actor.ts'
 import { coordinatorCommand, workerCommand } from './cluster.ts'
+import { configCommand } from './config.ts'
 import { jobsCommand } from './jobs.ts'
 import { monitorCommand } from './monitor.ts'
 import { peekCommand } from './peek.ts'
@@ -17,7 +18,7 @@ import { tailCommand } from './tail.ts'
 import { MAIN_USAGE, helpCommand } from './usage.ts'
 import { closestName } from '../runtime/suggest.ts'
 
-const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'peek', 'tail', 'savepoint', 'help']
+const COMMANDS = ['run', 'monitor', 'coordinator', 'worker', 'status', 'actor', 'jobs', 'peek', 'tail', 'savepoint', 'config', 'help']
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -42,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
       return tailCommand(rest)
     case 'savepoint':
       return savepointCommand(rest)
+    case 'config':
+      return configCommand(rest)
     case 'help':
     case '--help':
     case '-h':

@@ -12,6 +12,7 @@ import { ConfigError } from '../runtime/errors.ts'
 import { openBus, type BusTarget } from '../runtime/open-bus.ts'
 import { parseMonitorConfig, type SloConfig } from '../monitor/config.ts'
 import { checkMonitorBinding, DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT, parsePort, parseSloFlag, startMonitor, type RunningMonitor } from '../monitor/monitor.ts'
+import { isLegacyMonitorConfig } from './config-file.ts'
 import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { parseCommandArgs } from './options.ts'
 import { commandLogger, printError, printRefusal } from './report.ts'
@@ -39,23 +40,22 @@ function readText(file: string, field: string): string {
   }
 }
 
+/** The options of `weir monitor` (a config file's `monitor` section takes the same, camelCased). */
+export const MONITOR_OPTIONS = {
+  bus: { type: 'string' },
+  cluster: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  config: { type: 'string' },
+  slo: { type: 'string', multiple: true },
+  'token-file': { type: 'string' },
+  ...NATS_OPTIONS,
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 /** Parses and validates `monitor`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
 export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): MonitorArgs | 'help' {
-  const parsed = parseCommandArgs('monitor', {
-    args: argv,
-    allowPositionals: false,
-    options: {
-      bus: { type: 'string' },
-      cluster: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      config: { type: 'string' },
-      slo: { type: 'string', multiple: true },
-      'token-file': { type: 'string' },
-      ...NATS_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const parsed = parseCommandArgs('monitor', { args: argv, allowPositionals: false, options: MONITOR_OPTIONS }, { cwd, env })
   const { values } = parsed
   if (values.help) return 'help'
 
@@ -77,7 +77,9 @@ export function parseMonitorArgs(argv: string[], cwd = process.cwd(), env: NodeJ
   return { bus, busTarget, cluster, port, host, token, slos }
 }
 
-function parseConfigFile(file: string): ReturnType<typeof parseMonitorConfig> {
+/** The monitor's own older `--config` file; undefined for a weir.config file (parseCommandArgs applied that). */
+function parseConfigFile(file: string): ReturnType<typeof parseMonitorConfig> | undefined {
+  if (/\.ya?ml$/i.test(file)) return undefined
   let raw: unknown
   try {
     raw = JSON.parse(readText(file, '--config'))
@@ -85,7 +87,7 @@ function parseConfigFile(file: string): ReturnType<typeof parseMonitorConfig> {
     if (err instanceof ConfigError) throw err
     throw new ConfigError('--config', `${file} is not JSON: ${(err as Error).message}`)
   }
-  return parseMonitorConfig(raw, file)
+  return isLegacyMonitorConfig(raw) ? parseMonitorConfig(raw, file) : undefined
 }
 
 function monitorLogger(): Logger {

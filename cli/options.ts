@@ -2,11 +2,14 @@
  * Command-line parsing for every `weir` command: node:util's parseArgs, with an unknown
  * option refused as a ConfigError naming it and the command's closest option
  * (`unknown option --datadir; did you mean --data-dir?`) instead of parseArgs' advice about
- * positional arguments starting with '-'.
+ * positional arguments starting with '-'. Every command also takes `--config FILE`, and
+ * each option the command line leaves out comes from `WEIR_<OPTION>` or the config file
+ * (option-sources.ts).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ConfigError } from '../runtime/errors.ts'
 import { closestName } from '../runtime/suggest.ts'
+import { fillOptions, type OptionValues } from './option-sources.ts'
 import { UsageError } from './report.ts'
 
 /** An option the command does not take; `context.suggestion` is the closest one it does, if any. */
@@ -23,15 +26,31 @@ export class UnknownOptionError extends ConfigError {
 
 type Parsed<T extends ParseArgsConfig> = ReturnType<typeof parseArgs<T>>
 
+/** Where the environment and the config file are looked up (tests pass their own). */
+export interface OptionIo {
+  env?: NodeJS.ProcessEnv
+  cwd?: string
+}
+
 /**
- * parseArgs for `weir <command>`. Throws UnknownOptionError for an option the command does
- * not take, UsageError for the other malformed command lines (a missing value, an argument
- * where none is taken), whose parseArgs messages already name the option.
+ * parseArgs for `weir <command>`, then the options not on the command line filled from
+ * `WEIR_<OPTION>` variables and the config file (not for --help). Throws
+ * UnknownOptionError for an option the command does not take, UsageError for the other
+ * malformed command lines (a missing value, an argument where none is taken), whose
+ * parseArgs messages already name the option, and ConfigError for a bad variable or file.
  *
  * @example
  * const { values } = parseCommandArgs('status', { args: argv, options: { bus: { type: 'string' } } })
  */
-export function parseCommandArgs<T extends Omit<ParseArgsConfig, 'strict'>>(command: string, config: T): Parsed<T> {
+export function parseCommandArgs<T extends Omit<ParseArgsConfig, 'strict'>>(command: string, config: T, io: OptionIo = {}): Parsed<T> {
+  const options = { ...config.options, config: config.options?.config ?? { type: 'string' } } as NonNullable<ParseArgsConfig['options']>
+  const parsed = parseStrict(command, { ...config, options }) as Parsed<T>
+  const values = parsed.values as OptionValues
+  if (values.help !== true) fillOptions(command, options, values, { env: io.env ?? process.env, cwd: io.cwd ?? process.cwd() })
+  return parsed
+}
+
+function parseStrict<T extends Omit<ParseArgsConfig, 'strict'>>(command: string, config: T): Parsed<T> {
   try {
     return parseArgs(config) // strict, parseArgs' default
   } catch (err) {

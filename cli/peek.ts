@@ -35,19 +35,18 @@ export interface PeekArgs {
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
 
+/** The options of `weir peek` (a config file's `peek` section takes the same, camelCased). */
+export const PEEK_OPTIONS = {
+  prefix: { type: 'string' }, gte: { type: 'string' }, lt: { type: 'string' }, after: { type: 'string' }, limit: { type: 'string' },
+  'at-least': { type: 'string' }, stale: { type: 'boolean' }, 'timeout-ms': { type: 'string' },
+  url: { type: 'string' }, 'data-dir': { type: 'string' }, 'token-file': { type: 'string' },
+  bus: { type: 'string' }, cluster: { type: 'string' }, ...NATS_OPTIONS,
+  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+} as const
+
 /** Parses `peek`'s arguments; `help` for --help. Throws UsageError or ConfigError naming the option. */
 export function parsePeekArgs(argv: string[], cwd: string, env: NodeJS.ProcessEnv): PeekArgs | 'help' {
-  const { values, positionals } = parseCommandArgs('peek', {
-    args: argv,
-    allowPositionals: true,
-    options: {
-      prefix: { type: 'string' }, gte: { type: 'string' }, lt: { type: 'string' }, after: { type: 'string' }, limit: { type: 'string' },
-      'at-least': { type: 'string' }, stale: { type: 'boolean' }, 'timeout-ms': { type: 'string' },
-      url: { type: 'string' }, 'data-dir': { type: 'string' }, 'token-file': { type: 'string' },
-      bus: { type: 'string' }, cluster: { type: 'string' }, ...NATS_OPTIONS,
-      json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { values, positionals } = parseCommandArgs('peek', { args: argv, allowPositionals: true, options: PEEK_OPTIONS }, { cwd, env })
   if (values.help) return 'help'
   if (positionals.length < 2) throw new UsageError('peek: expected <pipeline> <view> [key] (weir peek --help)')
   if (positionals.length > 3) throw new UsageError(`peek: expected <pipeline> <view> [key], got ${positionals.length} arguments (quote a key with spaces)`)

@@ -1,6 +1,7 @@
 /** How the CLI prints errors: `weir: error: <message> [code]`, then context and causes. */
 import { pino, type Logger } from 'pino'
 import { ConfigError, WeirError } from '../runtime/errors.ts'
+import { attributeToSource } from './option-sources.ts'
 
 /** A malformed command line: printed with a pointer to the usage, exit 2. */
 export class UsageError extends Error {}
@@ -59,6 +60,8 @@ function contextLines(err: WeirError, indent: string): string[] {
 
 /** Formats an error with its code, context fields (stage, actor, topic, partition, offset, field) and causes. */
 export function formatError(err: unknown): string {
+  // A value from the config file or a WEIR_* variable is named as such, not as its flag.
+  attributeToSource(err)
   const lines: string[] = []
   const head = err instanceof WeirError ? `${err.message} [${err.code}]` : messageOf(err)
   lines.push(`weir: error: ${head}`)

@@ -90,37 +90,36 @@ const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
 
 export { UsageError }
 
+/** The options of `weir run` (parseArgs definitions; a config file's `run` section takes the same, camelCased). */
+export const RUN_OPTIONS = {
+  'data-dir': { type: 'string' },
+  'epoch-ms': { type: 'string' },
+  param: { type: 'string', multiple: true },
+  quiet: { type: 'boolean', short: 'q' },
+  pipe: { type: 'string' },
+  'pipe-config': { type: 'string' },
+  bus: { type: 'string' },
+  cluster: { type: 'string' },
+  monitor: { type: 'boolean' },
+  'monitor-port': { type: 'string' },
+  'monitor-host': { type: 'string' },
+  slo: { type: 'string', multiple: true },
+  'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string' },
+  'metrics-token-file': { type: 'string' },
+  'ready-max-lag': { type: 'string' },
+  'views-port': { type: 'string' },
+  'views-host': { type: 'string' },
+  'views-token-file': { type: 'string' },
+  'from-savepoint': { type: 'string' },
+  'allow-dropped-state': { type: 'boolean' },
+  ...NATS_OPTIONS,
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 /** Parses and validates `run`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
 export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'help' {
-  const parsed = parseCommandArgs('run', {
-    args: argv,
-    allowPositionals: true,
-    options: {
-      'data-dir': { type: 'string' },
-      'epoch-ms': { type: 'string' },
-      param: { type: 'string', multiple: true },
-      quiet: { type: 'boolean', short: 'q' },
-      pipe: { type: 'string' },
-      'pipe-config': { type: 'string' },
-      bus: { type: 'string' },
-      cluster: { type: 'string' },
-      monitor: { type: 'boolean' },
-      'monitor-port': { type: 'string' },
-      'monitor-host': { type: 'string' },
-      slo: { type: 'string', multiple: true },
-      'metrics-port': { type: 'string' },
-      'metrics-host': { type: 'string' },
-      'metrics-token-file': { type: 'string' },
-      'ready-max-lag': { type: 'string' },
-      'views-port': { type: 'string' },
-      'views-host': { type: 'string' },
-      'views-token-file': { type: 'string' },
-      'from-savepoint': { type: 'string' },
-      'allow-dropped-state': { type: 'boolean' },
-      ...NATS_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const parsed = parseCommandArgs('run', { args: argv, allowPositionals: true, options: RUN_OPTIONS }, { cwd, env: process.env })
   const { values, positionals } = parsed
   if (values.help) return 'help'
   if (positionals.length === 0) throw new UsageError('run: missing the pipeline file (weir run <pipeline.ts>)')

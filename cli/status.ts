@@ -108,6 +108,16 @@ export interface StatusReport {
   pipelines: StatusPipeline[]
 }
 
+/** The options of `weir status` (a config file's `status` section takes the same, camelCased). */
+export const STATUS_OPTIONS = {
+  bus: { type: 'string' },
+  cluster: { type: 'string' },
+  'wait-ms': { type: 'string' },
+  json: { type: 'boolean' },
+  ...NATS_OPTIONS,
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 /**
  * Parses and validates `status`'s arguments; `help` when --help was given. Throws UsageError or ConfigError.
  *
@@ -116,18 +126,7 @@ export interface StatusReport {
  * if (args !== 'help') console.log(args.waitMs) // 2500
  */
 export function parseStatusArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): StatusArgs | 'help' {
-  const parsed = parseCommandArgs('status', {
-    args: argv,
-    allowPositionals: false,
-    options: {
-      bus: { type: 'string' },
-      cluster: { type: 'string' },
-      'wait-ms': { type: 'string' },
-      json: { type: 'boolean' },
-      ...NATS_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const parsed = parseCommandArgs('status', { args: argv, allowPositionals: false, options: STATUS_OPTIONS }, { env })
   const { values } = parsed
   if (values.help) return 'help'
   const bus = values.bus ?? env.WEIR_BUS

@@ -46,26 +46,25 @@ export interface TailArgs {
   json: boolean
 }
 
+/** The options of `weir tail` (a config file's `tail` section takes the same, camelCased). */
+export const TAIL_OPTIONS = {
+  'data-dir': { type: 'string' },
+  pipe: { type: 'string' },
+  'pipe-config': { type: 'string' },
+  param: { type: 'string', multiple: true },
+  from: { type: 'string' },
+  key: { type: 'string' },
+  limit: { type: 'string' },
+  follow: { type: 'boolean', short: 'f' },
+  'dead-letter': { type: 'boolean' },
+  partition: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 /** Parses `tail`'s arguments; `help` when --help was given. Throws UsageError or ConfigError. */
 export function parseTailArgs(argv: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): TailArgs | 'help' {
-  const { values, positionals } = parseCommandArgs('tail', {
-    args: argv,
-    allowPositionals: true,
-    options: {
-      'data-dir': { type: 'string' },
-      pipe: { type: 'string' },
-      'pipe-config': { type: 'string' },
-      param: { type: 'string', multiple: true },
-      from: { type: 'string' },
-      key: { type: 'string' },
-      limit: { type: 'string' },
-      follow: { type: 'boolean', short: 'f' },
-      'dead-letter': { type: 'boolean' },
-      partition: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { values, positionals } = parseCommandArgs('tail', { args: argv, allowPositionals: true, options: TAIL_OPTIONS }, { cwd, env })
   if (values.help) return 'help'
   if (positionals.length !== 2) throw new UsageError(`tail: expected a pipeline file and a stage (weir tail <pipeline.ts> <stage>), got ${positionals.length} argument${positionals.length === 1 ? '' : 's'}`)
   const rawDir = values['data-dir']

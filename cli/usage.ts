@@ -34,12 +34,42 @@ Commands:
   savepoint create|inspect|diff|restore
                       Take a portable savepoint of a stopped pipeline, read one, compare
                       one with a pipeline, or restore one onto a pipe (docs/savepoints.md)
+  config check|print  Check the configuration file, or print what each command would use
   help [command]      Show this help, or the help of one command
 
 Options:
   -h, --help          Show this help
+  --config FILE       (every command) The configuration file (or WEIR_CONFIG; default
+                      ./weir.config.json, .yaml or .yml when present; docs/configuration.md)
 
-Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs, peek, tail, savepoint) for the options of a command.
+Every option also comes from WEIR_<OPTION> (--metrics-port: WEIR_METRICS_PORT) or the
+config file's section for the command; the command line wins, then the environment.
+
+Run 'weir help <command>' (run, coordinator, worker, monitor, status, actor, jobs, peek, tail, savepoint, config) for the options of a command.
+`
+
+export const CONFIG_USAGE = `Usage: weir config check|print [--config FILE] [--command NAME]
+
+The configuration file every command reads (docs/configuration.md): shared keys (pipe,
+pipeConfig, bus, cluster, param, nats: {…}) and a section per command whose keys are its
+long options in camelCase (worker: { metricsPort: 9464 }). The file is --config FILE, else
+WEIR_CONFIG, else ./weir.config.json (.yaml, .yml) when present. For every option the
+command line wins, then WEIR_<OPTION>, then the file, then the command's default. Secrets
+(tokens, passwords) are never read from the file: use the …File options or the variables.
+
+Subcommands:
+  check                Check the file against every command's options; every error
+                       names its field (exit 2), or print that it is valid (exit 0)
+  print                Print the configuration each command would use, as JSON: the
+                       file, WEIR_* variables and defaults; secrets shown as "***"
+                       (a …File option shows its path only)
+
+Options:
+  --config FILE        The file (else WEIR_CONFIG, else ./weir.config.{json,yaml,yml})
+  --command NAME       print: only this command (run, worker, coordinator, monitor, …)
+  -h, --help           Show this help
+
+Exit codes: 0 valid, 2 refused (every problem printed).
 `
 
 export const RUN_USAGE = `Usage: weir run <pipeline.ts> [options]
@@ -121,11 +151,12 @@ Options:
   --cluster NAME       Watch one cluster (default *: every cluster)
   --port N             HTTP port (default 9464; 0 = any free port)
   --host H             Address to bind (default 127.0.0.1; any other needs a token)
-  --config FILE        JSON: { "slos": [{ "pipeline", "output", "timelinessMs",
-                       "cluster"? }], "port"?, "host"?, "cluster"? }
+  --config FILE        The configuration file (docs/configuration.md; SLOs under
+                       monitor.slo), or the monitor's older JSON: { "slos": [{ "pipeline",
+                       "output", "timelinessMs", "cluster"? }], "port"?, "host"?, "cluster"? }
   --slo [CLUSTER/]PIPELINE/OUTPUT=DURATION
                        A timeliness SLO, e.g. wordcount/count=2s (250ms, 2s, 1m;
-                       repeatable, added to the config file's)
+                       repeatable; added to an older file's, replaces monitor.slo)
   --token-file FILE    Require 'Authorization: Bearer <token>' on every endpoint but
                        the /livez and /readyz probes
   -h, --help           Show this help
@@ -407,7 +438,7 @@ Exit codes: 0 printed, 1 the key is absent or no answer came, 2 refused (bad opt
 
 ${NATS_SECURITY.replace('NATS credentials and TLS', 'NATS credentials and TLS, with --bus')}`
 
-const COMMANDS: Record<string, string> = { savepoint: SAVEPOINT_USAGE, run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, tail: TAIL_USAGE, help: MAIN_USAGE }
+const COMMANDS: Record<string, string> = { savepoint: SAVEPOINT_USAGE, run: RUN_USAGE, coordinator: COORDINATOR_USAGE, worker: WORKER_USAGE, monitor: MONITOR_USAGE, status: STATUS_USAGE, actor: ACTOR_USAGE, jobs: JOBS_USAGE, peek: PEEK_USAGE, tail: TAIL_USAGE, config: CONFIG_USAGE, help: MAIN_USAGE }
 
 /** `weir help [command]`. */
 export function helpCommand(argv: string[]): number {

@@ -24,7 +24,7 @@ export interface Outcome {
 }
 
 /** These shape a run; a test sets the ones it means. */
-const RUN_SETTINGS = ['WEIR_LOG_LEVEL', 'WEIR_CRASH_AT', 'WEIR_PIPE', 'WEIR_BUS', 'WEIR_MONITOR_TOKEN', 'WEIR_METRICS_TOKEN', 'WEIR_VIEWS_TOKEN']
+const RUN_SETTINGS = ['WEIR_CONFIG', 'WEIR_LOG_LEVEL', 'WEIR_CRASH_AT', 'WEIR_PIPE', 'WEIR_BUS', 'WEIR_MONITOR_TOKEN', 'WEIR_METRICS_TOKEN', 'WEIR_VIEWS_TOKEN']
 
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env }
