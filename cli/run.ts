@@ -9,6 +9,8 @@ import { resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { startEmbedded, type RunResult, type RunningPipeline } from '../runner/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
+import { SavepointError } from '../runtime/savepoint/manifest.ts'
+import { SavepointFileError } from '../runtime/savepoint/frames.ts'
 import { DataDirPipeMismatchError } from '../runtime/topology-guard.ts'
 import { Faults } from '../runtime/faults.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
@@ -267,7 +269,8 @@ function cliLogger(beforeWrite: () => void): Logger {
 
 /** Errors that mean "refused at start, nothing touched": exit 2. */
 function isRefusal(err: unknown): boolean {
-  return err instanceof TopologyMismatchError || err instanceof ConfigError || err instanceof DataDirPipeMismatchError
+  // A savepoint that is missing, damaged or does not fit the pipeline is refused input, as a bad option is.
+  return err instanceof TopologyMismatchError || err instanceof ConfigError || err instanceof DataDirPipeMismatchError || err instanceof SavepointError || err instanceof SavepointFileError
 }
 
 export async function runCommand(argv: string[]): Promise<number> {

@@ -11,16 +11,16 @@ import { join, resolve } from 'node:path'
 import type { ParseArgsConfig } from 'node:util'
 import { createSavepoint } from '../runner/create-savepoint.ts'
 import { ensureTopics } from '../runner/embedded-runner.ts'
-import { ConfigError } from '../runtime/errors.ts'
+import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import { EmbeddedPipe } from '../runtime/pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
-import { readFrames } from '../runtime/savepoint/frames.ts'
-import { readManifest, type SavepointManifest } from '../runtime/savepoint/manifest.ts'
+import { readFrames, SavepointFileError } from '../runtime/savepoint/frames.ts'
+import { readManifest, SavepointError, type SavepointManifest } from '../runtime/savepoint/manifest.ts'
 import { formatPlan, planRestore } from '../runtime/savepoint/plan.ts'
 import { restoreSavepoint } from '../runtime/savepoint/restore.ts'
-import { checkPipe, checkTopology, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
+import { checkPipe, checkTopology, DataDirPipeMismatchError, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
 import { parseCommandArgs } from './options.ts'
 import { commandLogger, printError, printRefusal, UsageError } from './report.ts'
 import { parseParams } from './run.ts'
@@ -55,7 +55,7 @@ export async function savepointCommand(argv: string[]): Promise<number> {
         throw new UsageError(`savepoint: unknown subcommand '${sub}'; it is one of ${SUBCOMMANDS.join(', ')}`)
     }
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError || (err as { code?: string }).code?.startsWith('WEIR_SAVEPOINT_') === true || (err as { code?: string }).code?.startsWith('WEIR_TOPOLOGY') === true) return printRefusal(err, 'savepoint')
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof SavepointError || err instanceof SavepointFileError || err instanceof TopologyMismatchError || err instanceof DataDirPipeMismatchError) return printRefusal(err, 'savepoint')
     printError(err)
     return 1
   }
