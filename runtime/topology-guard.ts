@@ -20,7 +20,7 @@ const PIPE_FILE = 'pipe.json'
  * What to do instead, in every refusal of a topology change: the savepoint commands carry
  * state across it (stage and state names are the identity state is matched by).
  */
-export const TOPOLOGY_CHANGE_ADVICE = 'to change the topology and keep its state, take a savepoint of the running pipeline (weir savepoint create) and start the new pipeline file from it (--from-savepoint <savepoint>); to start the new topology from empty state, run it under a new pipeline name'
+export const TOPOLOGY_CHANGE_ADVICE = 'to change the topology and keep its state, stop the pipeline, take a savepoint of it (weir savepoint create) and start the new pipeline file from it on a new data dir (weir run --from-savepoint <savepoint>; a cluster: weir savepoint restore onto a pipe without its state, docs/savepoints.md); to start the new topology from empty state, run it under a new pipeline name'
 
 /** The topology a data dir records: the pipeline's description and, per actor stage, its state names. */
 export interface RecordedTopology extends TopologyDescription {
