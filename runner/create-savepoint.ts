@@ -53,6 +53,8 @@ export interface CreateSavepointOptions {
   epochIntervalMs?: number
   /** Drains tried before giving up on a pipeline that keeps emitting. Default 5. */
   maxRounds?: number
+  /** How long one drain may take before it is given up (an actor waiting on a store that is down), ms. Default 600000. */
+  drainTimeoutMs?: number
 }
 
 /**
@@ -122,7 +124,13 @@ async function drain(pipeline: Pipeline, pipe: Pipe, options: CreateSavepointOpt
   // Quiet: no record moved while two more epochs completed everywhere (each commits what the one before emitted).
   let last = -1
   let quietSince = run.completedEpoch()
+  const deadline = Date.now() + (options.drainTimeoutMs ?? 600_000)
   while (!finished) {
+    if (Date.now() > deadline) {
+      const waiting = Object.entries(run.stats()).filter(([, s]) => s.waiting !== undefined).map(([id, s]) => `${id} waits for ${s.waiting!.on}: ${s.waiting!.message}`)
+      await run.stop().catch(() => undefined)
+      throw new SavepointError('WEIR_SAVEPOINT_DRAIN_TIMEOUT', `the pipeline did not go quiet within ${Math.round((options.drainTimeoutMs ?? 600_000) / 1000)} s of draining (epoch ${run.completedEpoch()} completed)${waiting.length > 0 ? `: ${waiting.join('; ')}` : ''}`, { pipeline: pipeline.name, waiting })
+    }
     await new Promise((r) => setTimeout(r, 50))
     const now = activity()
     if (now !== last) {

@@ -72,14 +72,15 @@ export async function restoreSavepoint(pipeline: Pipeline, pipe: Pipe, dir: stri
   const manifest = readManifest(dir)
   const declared = declaredStates(pipeline)
   const plan = planRestore(manifest, pipeline, declared)
-  checkPlan(plan, options.allowDroppedState === true)
   const report: RestoreReport = { savepoint: manifest.id, alreadyRestored: false, plan, keys: 0, timers: 0, migrated: 0, ms: 0 }
   const marker = restoreTopic(pipeline.name)
   await pipe.ensureTopic({ name: marker, partitions: 1 })
   const markers = await readMarkers(pipe, marker)
   const done = markers.find((m) => m.state === 'done')
+  // A rerun after the restore finished continues from the pipe's state, whatever the savepoint would say of this code now.
+  if (done?.savepoint === manifest.id) return { ...report, alreadyRestored: true, ms: performance.now() - started }
+  checkPlan(plan, options.allowDroppedState === true)
   if (done !== undefined) {
-    if (done.savepoint === manifest.id) return { ...report, alreadyRestored: true, ms: performance.now() - started }
     throw new SavepointError('WEIR_SAVEPOINT_TARGET_HAS_STATE', `pipeline '${pipeline.name}' on this pipe was restored from savepoint ${done.savepoint} at ${done.at} and has state of its own since: restore ${manifest.id} onto a pipe (or data dir) without the pipeline's state`, { savepoint: manifest.id, restored: done.savepoint })
   }
   if (!markers.some((m) => m.state === 'started' && m.savepoint === manifest.id)) {
