@@ -70,7 +70,15 @@ async function pipeOf(values: Record<string, unknown>, pipelineName: string, mus
     if (values['pipe-config'] !== undefined) throw new ConfigError('--pipe-config', 'only a kafka:// pipe takes a config file')
     const dataDir = resolve((values['data-dir'] as string | undefined) ?? join('.weir', pipelineName))
     if (mustExist && !existsSync(join(dataDir, 'pipe.json'))) throw new ConfigError('--data-dir', `${dataDir} holds no run of pipeline '${pipelineName}' (no pipe.json): give the run's --data-dir`)
-    return { pipe: await EmbeddedPipe.open(dataDir), dataDir, cleanup: () => undefined }
+    try {
+      return { pipe: await EmbeddedPipe.open(dataDir), dataDir, cleanup: () => undefined }
+    } catch (err) {
+      // RocksDB's lock: another process (a weir run) has the data dir open.
+      if ((err as { code?: string }).code === 'WEIR_PIPE_OPEN_FAILED' && /LOCK/.test((err as Error).message)) {
+        throw new SavepointError('WEIR_SAVEPOINT_PIPELINE_RUNNING', `data dir ${dataDir} is in use by a running pipeline: stop it first (Ctrl-C or SIGTERM takes a final checkpoint), then take the savepoint`, { field: '--data-dir', dataDir })
+      }
+      throw err
+    }
   }
   const given = values['data-dir'] as string | undefined
   const dataDir = given === undefined ? mkdtempSync(join(tmpdir(), 'weir-savepoint-')) : resolve(given)

@@ -15,14 +15,18 @@ const tempDir = tempDirs('weir-savepoint-cli-')
 const LINES = 4000
 
 describe('weir savepoint', () => {
-  it('create after a SIGTERM halfway, inspect --verify, diff, run --from-savepoint on a new data dir: every word counted once across both runs', async () => {
+  it('refused while the run holds its data dir; create after a SIGTERM halfway, inspect --verify, diff, run --from-savepoint on a new data dir: every word counted once across both runs', async () => {
     const dir = tempDir()
     const expected = await wordcountReference(dir, LINES)
     const out = join(dir, 'out')
     const params = ['--param', `lines=${LINES}`, '--param', `out=${out}/c-{partition}.jsonl`]
-    // Paced at 2,000 lines/s per partition: stopped well before its end.
-    const first = startWeir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'a'), ...params, '--param', 'rate=2000', '-q'])
+    // Paced at 400 lines/s per partition (10 s): stopped well before its end.
+    const first = startWeir(['run', 'examples/wordcount.ts', '--data-dir', join(dir, 'a'), ...params, '--param', 'rate=400', '-q'])
     await until(() => { try { return Object.keys(finalCounts(out)).length > 0 } catch { return false } }, 20_000, 'the first run writes counts')
+    // While it runs, its data dir is refused: a savepoint is taken of a stopped pipeline.
+    const running = await weir(['savepoint', 'create', 'examples/wordcount.ts', '--data-dir', join(dir, 'a'), '--target', join(dir, 'sp-running'), ...params])
+    expect(running.code).toBe(2)
+    expect(running.stderr).toMatch(/WEIR_SAVEPOINT_PIPELINE_RUNNING[\s\S]*--data-dir|in use by a running pipeline: stop it first/)
     await sleep(300)
     first.child.kill('SIGTERM')
     const stopped = await first.done
