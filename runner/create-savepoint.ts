@@ -20,9 +20,8 @@ import { randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { instantiate, type Pipeline, type StageSpec } from '../runtime/api/pipeline.ts'
-import { constructProcessor } from '../runtime/api/state.ts'
-import { INPUT_POSITIONS, SOURCE_FINISHED } from '../runtime/actor/state-keys.ts'
+import type { Pipeline, StageSpec } from '../runtime/api/pipeline.ts'
+import { INPUT_POSITIONS } from '../runtime/actor/state-keys.ts'
 import { stateCodec } from '../runtime/codec.ts'
 import { Faults } from '../runtime/faults.ts'
 import { createLogger } from '../runtime/log.ts'
@@ -34,12 +33,9 @@ import { naming } from '../runtime/naming.ts'
 import { replayChangelog } from '../runtime/state/changelog.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
 import { startEmbedded } from './embedded-runner.ts'
-import { FrameWriter } from '../runtime/savepoint/frames.ts'
-import { MANIFEST_FILE, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION, SavepointError, type SavepointActor, type SavepointFile, type SavepointManifest, type SavepointStage } from '../runtime/savepoint/manifest.ts'
-import { actorStoreKey, classify } from '../runtime/savepoint/store-layout.ts'
-
-/** Actor-scoped runtime entries a savepoint leaves out: what a restored actor must not redo. */
-const NOT_SAVED = new Set(['#checkpoint', '#epoch'])
+import { stageStates, writeActorState } from '../runtime/savepoint/write-actor.ts'
+import { MANIFEST_FILE, SAVEPOINT_FORMAT, SAVEPOINT_FORMAT_VERSION, SavepointError, type SavepointActor, type SavepointManifest, type SavepointStage } from '../runtime/savepoint/manifest.ts'
+import { actorStoreKey } from '../runtime/savepoint/store-layout.ts'
 
 export interface CreateSavepointOptions {
   /** The pipeline's data dir (`weir run --data-dir`), or a state dir for a pipe given in `pipe`. */
@@ -192,54 +188,11 @@ async function withCurrentStore<T>(pipeline: Pipeline, spec: StageSpec, partitio
 }
 
 async function saveStage(pipeline: Pipeline, spec: StageSpec, pipe: Pipe, options: CreateSavepointOptions, topicPositions: Record<string, Record<string, number>>, log: Logger): Promise<SavepointStage> {
-  const processor = constructProcessor(spec.name, () => instantiate(spec)) as { state: { schemas: Array<{ name: string; kind: 'value' | 'map' | 'list' | 'actorValue'; keyed: boolean; version: number }> } }
-  const states = processor.state.schemas.map((s) => ({ name: s.name, kind: s.kind, keyed: s.keyed, version: s.version }))
-  const externalTopics = new Set(spec.inputs.map((i) => pipeline.stage(i)!).filter((s) => s.kind === 'topic').map((s) => pipeline.outputTopic(s)))
   const actors: SavepointActor[] = []
   for (let p = 0; p < spec.parallelism; p++) {
-    const dir = join('stages', spec.name, String(p))
-    mkdirSync(join(options.target, dir), { recursive: true })
-    const writers = new Map<string, FrameWriter>()
-    const writer = async (name: string): Promise<FrameWriter> => {
-      let w = writers.get(name)
-      if (w === undefined) {
-        w = await FrameWriter.open(join(options.target, dir, `${name}.frames`))
-        writers.set(name, w)
-      }
-      return w
-    }
-    const actor: SavepointActor = { partition: p, keys: {}, timers: 0, finished: false, files: {} }
-    await withCurrentStore(pipeline, spec, p, pipe, options.dataDir, log, async (store) => {
-      let n = 0
-      for await (const { key, value } of store.entries()) {
-        const e = classify(key, value)
-        if (e.kind === 'keyed') {
-          ;(await writer(`keyed.${e.state}`)).add([e.key, e.value])
-          actor.keys[e.state] = (actor.keys[e.state] ?? 0) + 1
-        } else if (e.kind === 'timer') {
-          ;(await writer('timers')).add([e.domain, e.time, e.key])
-          actor.timers++
-        } else if (e.kind === 'actor') {
-          if (NOT_SAVED.has(e.name)) continue
-          let bytes = e.value
-          if (e.name === INPUT_POSITIONS) {
-            // Positions in the pipeline's own topics mean nothing on another pipe (they are drained); those in outside topics are kept.
-            const kept = Object.fromEntries(Object.entries(stateCodec.decode(e.value) as Record<string, number>).filter(([t]) => externalTopics.has(t)))
-            for (const [t, offset] of Object.entries(kept)) (topicPositions[t] ??= {})[String(p)] = offset
-            if (Object.keys(kept).length === 0) continue
-            bytes = stateCodec.encode(kept)
-          }
-          if (e.name === SOURCE_FINISHED) actor.finished = stateCodec.decode(e.value) === true
-          ;(await writer('actor')).add([e.name, bytes])
-        }
-        if (++n % 4096 === 0) await Promise.all([...writers.values()].map((w) => w.drained()))
-      }
-    })
-    for (const [name, w] of writers) {
-      const summary = await w.close()
-      actor.files[name] = { path: join(dir, `${name}.frames`), ...summary } satisfies SavepointFile
-    }
-    actors.push(actor)
+    const written = await withCurrentStore(pipeline, spec, p, pipe, options.dataDir, log, (store) => writeActorState({ pipeline, spec, partition: p, entries: store.entries(), target: options.target }))
+    for (const [t, offset] of Object.entries(written.topicPositions)) (topicPositions[t] ??= {})[String(p)] = offset
+    actors.push(written.actor)
   }
-  return { kind: spec.kind as 'source' | 'processor', parallelism: spec.parallelism, keyPartitioned: pipeline.isKeyPartitioned(spec), states, actors }
+  return { kind: spec.kind as 'source' | 'processor', parallelism: spec.parallelism, keyPartitioned: pipeline.isKeyPartitioned(spec), states: stageStates(spec), actors }
 }

@@ -20,6 +20,7 @@ import { WriteCache } from '../state/write-cache.ts'
 import { freezeLoaded } from '../values.ts'
 import { keyBytes, keyString } from '../record-keys.ts'
 import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
+import { readRange } from '../pipe/read-range.ts'
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
 import { Outputs } from './outputs.ts'
@@ -147,8 +148,12 @@ export class Actor {
   private readonly group: string
   private readonly storePath: string
   private readonly inputTopics: string[]
-  /** Inputs not read while the actor holds its inputs (ActorConfig.holdInputs): topics from outside the pipeline. */
-  private readonly heldInputs: boolean[]
+  /** Inputs from outside the pipeline (topic inputs): not read while the actor holds its inputs. */
+  private readonly externalInputs: boolean[]
+  /** Holding its inputs for a savepoint (besides ActorConfig.holdInputs): set by `hold`. */
+  private held = false
+  /** Frozen for a savepoint: it processes nothing, fires no timer, and takes only barriers. */
+  private frozen = false
   private readonly inputCodecs: Codec<unknown>[]
   /** Per input, the event time of a topic input's records (`timestampOf`), if it has one. */
   private readonly inputTimestamps: Array<((value: unknown, recordTimestamp: number) => number) | undefined>
@@ -227,7 +232,7 @@ export class Actor {
     this.inputCodecs = deps.spec.inputs.map((i) => codecFor(deps.pipeline.stage(i)!.codec))
     this.inputTimestamps = deps.spec.inputs.map((i) => deps.pipeline.stage(i)!.timestampOf)
     this.inputTopics = deps.spec.inputs.map((i) => deps.pipeline.outputTopic(deps.pipeline.stage(i)!))
-    this.heldInputs = deps.spec.inputs.map((i) => deps.config.holdInputs === true && deps.pipeline.stage(i)!.kind === 'topic')
+    this.externalInputs = deps.spec.inputs.map((i) => deps.pipeline.stage(i)!.kind === 'topic')
     this.storePath = join(deps.dataDir, 'state', deps.spec.name, String(deps.partition))
     this.cache = new WriteCache(deps.config.cacheEntries)
     this.scope = new UnitScope(this.cache, deps.spec.name, this.id)
@@ -471,12 +476,16 @@ export class Actor {
       this.checkpoints.checkFailed()
       if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
       if (this.stopRequested) break
+      if (this.frozen) {
+        await this.idle(50)
+        continue
+      }
       let records: StoredRecord[] = []
       let input = next
       await this.checkpoints.whenWritable()
       for (let i = 0; i < this.readers.length && records.length === 0; i++) {
         input = (next + i) % this.readers.length
-        if (this.heldInputs[input] === true) continue
+        if (this.holding && this.externalInputs[input] === true) continue
         records = await this.readers[input]!.poll(this.config.maxBatch, 0)
       }
       if (this.abandoned) return
@@ -495,7 +504,7 @@ export class Actor {
         const due = this.timers.nextDue()
         const waitMs = Math.max(1, Math.min(50, due === undefined ? 50 : due - Date.now()))
         input = next
-        records = this.heldInputs[input] === true ? await sleep(waitMs).then(() => []) : await this.readers[input]!.poll(this.config.maxBatch, waitMs)
+        records = this.holding && this.externalInputs[input] === true ? await sleep(waitMs).then(() => []) : await this.readers[input]!.poll(this.config.maxBatch, waitMs)
         if (this.abandoned) return
         if (records.length === 0) {
           next = (next + 1) % this.readers.length
@@ -528,7 +537,7 @@ export class Actor {
       if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
       if (this.stopRequested) break
       if (this.sourceDone) return this.finish()
-      if (this.config.holdInputs === true) {
+      if (this.holding || this.frozen) {
         // Not idle either: downstream watermarks must not pass over a source that only waits.
         await this.idle(50)
         continue
@@ -557,6 +566,72 @@ export class Actor {
       await yieldToLoop()
     }
     await this.finalCheckpointOnStop()
+  }
+
+  private get holding(): boolean {
+    return this.held || this.config.holdInputs === true
+  }
+
+  /**
+   * Holds the actor's inputs (sources are not polled, topics from outside the pipeline not
+   * read) or lets them go: a live savepoint drains the pipeline this way while it runs.
+   */
+  hold(on: boolean): void {
+    this.held = on
+    if (!on) this.frozen = false
+    this.wake?.()
+  }
+
+  /**
+   * Freezes the actor (nothing processed, no timer fired; barriers still taken) and waits
+   * until everything it did is committed and in its local store. Resolves whether it is
+   * then drained: nothing uncommitted, and no record of the pipeline's own topics after its
+   * positions (watermark marks aside). A frozen, drained actor's store is the state of its
+   * last checkpoint, which a savepoint reads.
+   */
+  async freeze(): Promise<boolean> {
+    if (this.lifecycle === 'finished' || this.lifecycle === 'closed') return true
+    this.frozen = true
+    this.localBarrierRequested = true
+    this.wake?.()
+    const deadline = Date.now() + 30_000
+    // The loop takes the barrier at its next turn (a finished actor's loop has ended: it has nothing uncommitted).
+    while (this.barrierDue() && !this.ended() && Date.now() < deadline && !this.abandoned) await sleep(5)
+    await this.checkpoints.drain()
+    return this.drained()
+  }
+
+  private ended(): boolean {
+    return this.lifecycle === 'finished' || this.lifecycle === 'closed' || this.lifecycle === 'failed' || this.lifecycle === 'fenced'
+  }
+
+  /** Lets a frozen actor run again (its inputs stay held until `hold(false)`). */
+  unfreeze(): void {
+    this.frozen = false
+    this.wake?.()
+  }
+
+  /** Nothing uncommitted, and no data record in the pipeline's own input topics past its positions. */
+  async drained(): Promise<boolean> {
+    if (this.lifecycle === 'finished') return true
+    if (this.positionsChanged || this.cache.dirtyCount > 0 || this.transactionRecords > 0) return false
+    for (let i = 0; i < this.readers.length; i++) {
+      if (this.externalInputs[i] === true) continue
+      const r = this.readers[i]!
+      const end = await this.pipe.endOffset(r.topic, r.partition)
+      if (r.position >= end) continue
+      let data = 0
+      await readRange(this.pipe, r.topic, r.partition, r.position, end, (batch) => {
+        for (const rec of batch) if (!isControlRecord(rec)) data++
+      })
+      if (data > 0) return false
+    }
+    return true
+  }
+
+  /** The actor's local store: a frozen actor's holds its last checkpoint (savepoints read it). */
+  get stateStore(): StateStore {
+    return this.store
   }
 
   /** End of input: a last checkpoint, visible to readers, before telling the coordinator. */

@@ -27,6 +27,8 @@ export interface StoreSnapshot {
   getMany(keys: Buffer[]): Promise<Array<Buffer | null>>
   /** Entries with gte <= key < lt in key order, at most `limit`. */
   range(gte: Buffer, lt: Buffer, limit: number): Promise<Array<{ key: Buffer; value: Buffer }>>
+  /** Every entry in key order, streamed. */
+  entries(): AsyncIterable<{ key: Buffer; value: Buffer }>
   close(): Promise<void>
 }
 
@@ -105,6 +107,7 @@ export class StateStore {
         for await (const entry of session.iterator({ gte, lt, limit })) out.push(entry)
         return out
       },
+      entries: () => session.iterator({ gte: Buffer.alloc(0) }),
       close: async () => {
         if (!this.snapshots.delete(session)) return
         await session.close()
