@@ -23,7 +23,7 @@ import { closestName } from '../runtime/suggest.ts'
 export type OptionDefs = NonNullable<ParseArgsConfig['options']>
 
 /** Every command that takes options from the file, by section name. */
-export const CONFIG_SECTIONS = ['run', 'worker', 'coordinator', 'monitor', 'status', 'jobs', 'peek', 'tail', 'actor'] as const
+export const CONFIG_SECTIONS = ['run', 'worker', 'coordinator', 'monitor', 'status', 'jobs', 'peek', 'tail', 'actor', 'savepoint'] as const
 
 /** The names looked for in the working directory when neither --config nor WEIR_CONFIG says. */
 export const DEFAULT_CONFIG_NAMES = ['weir.config.json', 'weir.config.yaml', 'weir.config.yml']

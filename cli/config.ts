@@ -18,6 +18,7 @@ import { parseCommandArgs } from './options.ts'
 import { PEEK_OPTIONS } from './peek.ts'
 import { printRefusal, UsageError } from './report.ts'
 import { RUN_OPTIONS } from './run.ts'
+import { SAVEPOINT_OPTIONS } from './savepoint.ts'
 import { DEFAULT_STATUS_WAIT_MS, STATUS_OPTIONS } from './status.ts'
 import { DEFAULT_LIMIT, TAIL_OPTIONS } from './tail.ts'
 import { CONFIG_USAGE } from './usage.ts'
@@ -33,6 +34,7 @@ export const COMMAND_OPTIONS: Record<(typeof CONFIG_SECTIONS)[number], OptionDef
   peek: PEEK_OPTIONS,
   tail: TAIL_OPTIONS,
   actor: ACTOR_OPTIONS,
+  savepoint: SAVEPOINT_OPTIONS,
 }
 
 const LOOPBACK = '127.0.0.1'
@@ -49,6 +51,7 @@ const DEFAULTS: Record<string, Record<string, unknown>> = {
   peek: { dataDir: DATA_DIR, stale: false, json: false },
   tail: { dataDir: DATA_DIR, pipe: 'embedded', limit: DEFAULT_LIMIT, follow: false, deadLetter: false, json: false },
   actor: { cluster: 'default', waitMs: 10_000 },
+  savepoint: { pipe: 'embedded', dataDir: `${DATA_DIR} (a temporary dir with a kafka:// pipe)` },
 }
 
 /** Secrets a command reads from the environment (never from the file), by the option that shows it needs them. */

@@ -41,24 +41,36 @@ export function envName(option: string): string {
   return `WEIR_${option.toUpperCase().replace(/-/g, '_')}`
 }
 
+/**
+ * The section of the file a command reads, and the options that section holds. A command's
+ * own by default; subcommands share their command's (`weir savepoint create` and `restore`
+ * both read `savepoint`), and only the section's options come from the file or the
+ * environment: the rest (`--target`, `--allow-dropped-state`) are given each time.
+ */
+export interface ConfigSection {
+  name: string
+  options: OptionDefs
+}
+
 /** The sources of the last command line parsed in this process (one command per process). */
 let lastSources = new Map<string, OptionSource>()
 
 /**
  * Fills `values` (parseArgs' result, changed in place) for every option of `command` the
  * command line did not give: from `WEIR_<OPTION>`, else the config file (--config,
- * WEIR_CONFIG, or ./weir.config.{json,yaml,yml}). Throws ConfigError naming the variable or
- * the file's field. Returns each option's source.
+ * WEIR_CONFIG, or ./weir.config.{json,yaml,yml}), its section `section.name` (the command's
+ * own unless given). Throws ConfigError naming the variable or the file's field. Returns
+ * each option's source.
  */
-export function fillOptions(command: string, defs: OptionDefs, values: OptionValues, io: { env: NodeJS.ProcessEnv; cwd: string }): Map<string, OptionSource> {
+export function fillOptions(command: string, defs: OptionDefs, values: OptionValues, io: { env: NodeJS.ProcessEnv; cwd: string }, section: ConfigSection = { name: command, options: defs }): Map<string, OptionSource> {
   const sources = new Map<string, OptionSource>()
   const rank = new Map<string, number>()
   lastSources = sources
   // `weir config` and `weir help` read no configuration of their own.
-  if (!(CONFIG_SECTIONS as readonly string[]).includes(command)) return sources
-  const file = openConfig(command, defs, values, io)
+  if (!(CONFIG_SECTIONS as readonly string[]).includes(section.name)) return sources
+  const file = openConfig(command, section, values, io)
   for (const option of Object.keys(defs)) {
-    if (NOT_FILLED.has(option)) continue
+    if (NOT_FILLED.has(option) || !Object.hasOwn(section.options, option)) continue
     if (values[option] !== undefined) {
       sources.set(option, { kind: 'flag' })
       rank.set(option, 0)
@@ -73,24 +85,25 @@ export function fillOptions(command: string, defs: OptionDefs, values: OptionVal
       rank.set(option, 1)
       continue
     }
-    const entry = file?.lookup(command, option)
+    const entry = file?.lookup(section.name, option)
     if (entry !== undefined) {
       values[option] = entry.value
       sources.set(option, { kind: 'file', file: file!.shown, key: entry.key })
-      rank.set(option, entry.key.startsWith(`${command}.`) ? 2 : 3)
+      rank.set(option, entry.key.startsWith(`${section.name}.`) ? 2 : 3)
     }
   }
   dropAlternatives(command, values, sources, rank)
   return sources
 }
 
-function openConfig(command: string, defs: OptionDefs, values: OptionValues, io: { env: NodeJS.ProcessEnv; cwd: string }): ConfigFile | undefined {
+function openConfig(command: string, section: ConfigSection, values: OptionValues, io: { env: NodeJS.ProcessEnv; cwd: string }): ConfigFile | undefined {
   const flag = typeof values.config === 'string' ? values.config : undefined
   const found = findConfigFile({ flag, env: io.env, cwd: io.cwd })
   if (found === undefined) return undefined
   // `weir monitor --config` still takes the monitor's own older file; the monitor reads it.
   if (command === 'monitor' && found.field === '--config' && isLegacyMonitorConfig(readConfigDocument(found.path, found.field))) return undefined
-  return loadConfigFile(found.path, { [command]: defs }, { field: found.field, cwd: io.cwd })
+  // The section is checked against all it may hold, whichever subcommand reads it.
+  return loadConfigFile(found.path, { [section.name]: section.options }, { field: found.field, cwd: io.cwd })
 }
 
 /** A variable's text as the option's value: booleans are true/false/1/0, lists are a JSON list (or object of params) or one item. */

@@ -9,7 +9,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ConfigError } from '../runtime/errors.ts'
 import { closestName } from '../runtime/suggest.ts'
-import { fillOptions, type OptionValues } from './option-sources.ts'
+import { fillOptions, type ConfigSection, type OptionValues } from './option-sources.ts'
 import { UsageError } from './report.ts'
 
 /** An option the command does not take; `context.suggestion` is the closest one it does, if any. */
@@ -38,15 +38,16 @@ export interface OptionIo {
  * UnknownOptionError for an option the command does not take, UsageError for the other
  * malformed command lines (a missing value, an argument where none is taken), whose
  * parseArgs messages already name the option, and ConfigError for a bad variable or file.
+ * A subcommand names the section it shares (`section`); by default a command reads its own.
  *
  * @example
  * const { values } = parseCommandArgs('status', { args: argv, options: { bus: { type: 'string' } } })
  */
-export function parseCommandArgs<T extends Omit<ParseArgsConfig, 'strict'>>(command: string, config: T, io: OptionIo = {}): Parsed<T> {
+export function parseCommandArgs<T extends Omit<ParseArgsConfig, 'strict'>>(command: string, config: T, io: OptionIo = {}, section?: ConfigSection): Parsed<T> {
   const options = { ...config.options, config: config.options?.config ?? { type: 'string' } } as NonNullable<ParseArgsConfig['options']>
   const parsed = parseStrict(command, { ...config, options }) as Parsed<T>
   const values = parsed.values as OptionValues
-  if (values.help !== true) fillOptions(command, options, values, { env: io.env ?? process.env, cwd: io.cwd ?? process.cwd() })
+  if (values.help !== true) fillOptions(command, options, values, { env: io.env ?? process.env, cwd: io.cwd ?? process.cwd() }, section)
   return parsed
 }
 

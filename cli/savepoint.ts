@@ -28,11 +28,20 @@ import { SAVEPOINT_USAGE } from './usage.ts'
 
 const SUBCOMMANDS = ['create', 'inspect', 'diff', 'restore'] as const
 
-function parse(sub: string, argv: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
-  return parseCommandArgs(`savepoint ${sub}`, { args: argv, allowPositionals: true, options: { ...options, help: { type: 'boolean', short: 'h' } } })
-}
+/**
+ * What the config file's `savepoint` section holds (and `WEIR_<OPTION>` gives): where the
+ * pipe is and how the pipeline is loaded, shared by create, restore and diff (which reads only
+ * `param`, so it loads the pipeline as restore will). --target and --allow-dropped-state are
+ * decisions for one savepoint, taken on the command line each time.
+ */
+export const SAVEPOINT_OPTIONS = { pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, 'data-dir': { type: 'string' }, param: { type: 'string', multiple: true } } as const
 
-const PIPE_OPTIONS = { pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, 'data-dir': { type: 'string' }, param: { type: 'string', multiple: true } } as const
+const PIPE_OPTIONS = SAVEPOINT_OPTIONS
+
+function parse(sub: string, argv: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  const section = sub === 'inspect' ? undefined : { name: 'savepoint', options: SAVEPOINT_OPTIONS }
+  return parseCommandArgs(`savepoint ${sub}`, { args: argv, allowPositionals: true, options: { ...options, help: { type: 'boolean', short: 'h' } } }, {}, section)
+}
 
 /** `weir savepoint <create|inspect|diff|restore> …` */
 export async function savepointCommand(argv: string[]): Promise<number> {

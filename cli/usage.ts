@@ -270,6 +270,10 @@ Options of create and restore:
   --param key=value    A parameter for a pipeline function (repeatable)
   -h, --help           Show this help
 
+Configuration: --pipe, --pipe-config, --data-dir and --param of create, restore and diff
+(--param only) also come from WEIR_<OPTION> or the config file's savepoint section
+(docs/configuration.md); --target and --allow-dropped-state only from the command line.
+
 Environment:
   WEIR_PIPE            Default for --pipe
 

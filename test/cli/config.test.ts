@@ -102,7 +102,7 @@ describe.concurrent('weir config print', () => {
     expect(r.code, r.stderr).toBe(0)
     const printed = JSON.parse(r.stdout) as Record<string, Record<string, unknown> | null>
     expect(printed.file).toBeNull()
-    expect(Object.keys(printed)).toEqual(['file', 'run', 'worker', 'coordinator', 'monitor', 'status', 'jobs', 'peek', 'tail', 'actor'])
+    expect(Object.keys(printed)).toEqual(['file', 'run', 'worker', 'coordinator', 'monitor', 'status', 'jobs', 'peek', 'tail', 'actor', 'savepoint'])
     expect(printed.coordinator!.bus).toBe('nats://***@127.0.0.1:4222')
     expect(r.stdout).not.toContain('hunter2')
   })
@@ -136,6 +136,30 @@ describe('a command reads the configuration', () => {
     expect(fromFlag.stdout).toContain(`data dir:   ${join(dir, 'from-flag')}`)
     expect(readdirSync(join(dir, 'out-flag')).length).toBeGreaterThan(0)
     expect(existsSync(join(dir, 'from-env-2'))).toBe(false)
+  }, 60_000)
+
+  it('weir savepoint create and restore take the data dir, pipe and params from the savepoint section (or WEIR_*), --target only from the command line', async () => {
+    const dir = tempDir()
+    const out = join(dir, 'out')
+    const param = { lines: 200, out: join(out, 'counts-{partition}.jsonl') }
+    write(dir, 'weir.config.json', { pipe: 'embedded', run: { dataDir: join(dir, 'a'), quiet: true, epochMs: 100, param }, savepoint: { dataDir: join(dir, 'a'), param } })
+    const ran = await weir(['run', WORDCOUNT], { cwd: dir })
+    expect(ran.code, ran.stderr).toBe(0)
+    const created = await weir(['savepoint', 'create', WORDCOUNT, '--target', join(dir, 'sp')], { cwd: dir })
+    expect(created.code, created.stderr).toBe(0)
+    expect(created.stdout).toContain(`of pipeline wordcount written to ${join(dir, 'sp')}`)
+    const printed = JSON.parse((await weir(['config', 'print', '--command', 'savepoint'], { cwd: dir, env: { WEIR_DATA_DIR: join(dir, 'b') } })).stdout) as { savepoint: Record<string, unknown> }
+    expect(printed.savepoint).toEqual({ pipe: 'embedded', dataDir: join(dir, 'b'), param: { lines: '200', out: param.out } })
+    // WEIR_DATA_DIR beats the file: the restore goes to a new data dir, where a run then resumes.
+    const restored = await weir(['savepoint', 'restore', join(dir, 'sp'), WORDCOUNT], { cwd: dir, env: { WEIR_DATA_DIR: join(dir, 'b') } })
+    expect(restored.code, restored.stderr).toBe(0)
+    expect(restored.stdout).toMatch(/restored for pipeline wordcount/)
+    expect(existsSync(join(dir, 'b', 'pipe.json'))).toBe(true)
+    // A decision for one savepoint is not configuration.
+    write(dir, 'weir.config.json', { savepoint: { target: join(dir, 'sp2') } })
+    const refused = await weir(['savepoint', 'create', WORDCOUNT, '--target', join(dir, 'sp2')], { cwd: dir })
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toMatch(/weir\.config\.json: savepoint\.target: unknown key 'target'/)
   }, 60_000)
 
   it('weir worker refuses a bad value from the file naming the field, from the environment naming the variable, before connecting', async () => {

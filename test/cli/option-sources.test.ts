@@ -6,8 +6,9 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { OptionDefs } from '../../cli/config-file.ts'
-import { attributeToSource, envName, fillOptions, type OptionValues } from '../../cli/option-sources.ts'
+import { attributeToSource, envName, fillOptions, optionSources, type OptionValues } from '../../cli/option-sources.ts'
 import { parseCommandArgs } from '../../cli/options.ts'
+import { SAVEPOINT_OPTIONS } from '../../cli/savepoint.ts'
 import { ConfigError } from '../../runtime/errors.ts'
 import { tempDirs } from '../support/weir-cli.ts'
 
@@ -109,6 +110,22 @@ describe('parseCommandArgs', () => {
     writeFileSync(join(other, 'mine.yaml'), 'status:\n  waitMs: 900\n')
     const flagged = parseCommandArgs('status', { args: ['--config', 'mine.yaml'], options: { 'wait-ms': { type: 'string' } } }, { cwd: other, env: {} })
     expect((flagged.values as OptionValues)['wait-ms']).toBe('900')
+  })
+
+  it('lets subcommands share a section: weir savepoint create and restore read `savepoint`, and only the options it holds', () => {
+    const cwd = withFile({ pipe: 'kafka://k:9092', savepoint: { dataDir: '/var/tmp/sp-state', param: { lines: 10 } } })
+    const create = { target: { type: 'string' }, ...SAVEPOINT_OPTIONS } as const
+    const { values } = parseCommandArgs('savepoint create', { args: [], options: create }, { cwd, env: { WEIR_TARGET: '/nowhere', WEIR_PIPE_CONFIG: 'kafka.json' } }, { name: 'savepoint', options: SAVEPOINT_OPTIONS })
+    // --target is one savepoint's, never the environment's or the file's.
+    expect(values).toEqual({ pipe: 'kafka://k:9092', 'pipe-config': 'kafka.json', 'data-dir': '/var/tmp/sp-state', param: ['lines=10'] })
+    expect(optionSources().get('data-dir')).toEqual({ kind: 'file', file: 'weir.config.json', key: 'savepoint.dataDir' })
+    expect(optionSources().get('pipe')).toEqual({ kind: 'file', file: 'weir.config.json', key: 'pipe' })
+    // A per-savepoint decision in the section is refused, whichever subcommand reads it.
+    const decided = withFile({ savepoint: { allowDroppedState: true } })
+    expect(() => parseCommandArgs('savepoint create', { args: [], options: create }, { cwd: decided, env: {} }, { name: 'savepoint', options: SAVEPOINT_OPTIONS })).toThrow(/savepoint\.allowDroppedState: unknown key/)
+    // Without a section a subcommand reads nothing (weir savepoint inspect).
+    const inspect = parseCommandArgs('savepoint inspect', { args: [], options: { json: { type: 'boolean' }, pipe: { type: 'string' } } }, { cwd, env: { WEIR_JSON: 'true' } })
+    expect(inspect.values).toEqual({})
   })
 
   it('reads no file for --help, so a broken file never hides the usage', () => {

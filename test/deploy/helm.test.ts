@@ -4,8 +4,8 @@
  * volume per pod holding --state-dir and a stable --id, probes on the worker's health
  * paths, a grace period longer than the hand-off, PodDisruptionBudgets that select the
  * pods, two coordinators, a config file that is JSON with weir's shared keys, non-root
- * pods, and the values for a savepoint and for credentials reaching the command lines as
- * files. helm comes from scripts/helm.sh (WEIR_HELM); without it the chart tests skip,
+ * pods, a savepoint restored by a hook Job that runs before the workers (and mounts only
+ * what exists by then), and credentials reaching the command lines as files. helm comes from scripts/helm.sh (WEIR_HELM); without it the chart tests skip,
  * unless WEIR_REQUIRE_SERVICES=1.
  */
 import { execFile } from 'node:child_process'
@@ -197,15 +197,89 @@ describe.skipIf(helm === undefined)('deploy/helm/weir', () => {
     }
   })
 
-  it('passes --from-savepoint to the workers only when the value is set', async () => {
-    const plain = podSpec(find(await template(), 'StatefulSet', 'worker')).containers[0].args as string[]
-    expect(flag(plain, 'from-savepoint')).toBeUndefined()
-    const objects = await template(['--set', 'worker.fromSavepoint=s3://weir-savepoints/prod/sp-42'])
-    const args = podSpec(find(objects, 'StatefulSet', 'worker')).containers[0].args as string[]
-    expect(flag(args, 'from-savepoint')).toBe('s3://weir-savepoints/prod/sp-42')
-    for (const component of ['coordinator', 'monitor']) {
-      expect(flag(podSpec(find(objects, 'Deployment', component)).containers[0].args, 'from-savepoint')).toBeUndefined()
+  it('restores a savepoint in a hook Job before the workers start, only when savepoint.restoreFrom is set; workers never get --from-savepoint', async () => {
+    const plain = await template()
+    expect(plain.some((o) => o.kind === 'Job'), 'no Job without a savepoint').toBe(false)
+    expect(plain.some((o) => o.metadata.name === 'rel-weir-savepoint-restore')).toBe(false)
+
+    const source = "import { Pipeline } from 'weir'\n\nexport default new Pipeline('orders')\n"
+    const objects = await template([
+      '--set', 'savepoint.restoreFrom=sp-42', '--set', 'savepoint.volume.persistentVolumeClaim.claimName=weir-savepoints',
+      '--set', `pipeline.source=${source}`, '--set', 'pipeline.path=/app/pipelines/orders.ts', '--set', 'pipeline.params.region=eu',
+      '--set', 'kafka.tlsSecret.name=kafka-ca', '--set', 'kafka.sasl.mechanism=plain', '--set', 'kafka.sasl.user=weir', '--set', 'kafka.sasl.passwordSecret.name=kafka-login',
+      '--set', 'nats.tokenSecret.name=nats-token',
+    ])
+    for (const o of objects.filter((x) => x.spec?.template !== undefined)) {
+      expect(podSpec(o).containers[0].args.join(' '), o.metadata.name).not.toContain('from-savepoint')
     }
+    const job = find(objects, 'Job', 'savepoint-restore')
+    const hook = (o: K8sObject): { events: string[]; weight: number; deletes: string[] } => ({
+      events: String(o.metadata.annotations['helm.sh/hook']).split(','),
+      weight: Number(o.metadata.annotations['helm.sh/hook-weight']),
+      deletes: String(o.metadata.annotations['helm.sh/hook-delete-policy']).split(','),
+    })
+    expect(hook(job).events.sort()).toEqual(['pre-install', 'pre-upgrade'])
+    expect(hook(job).deletes.sort()).toEqual(['before-hook-creation', 'hook-succeeded'])
+    expect(job.spec.backoffLimit).toBeLessThanOrEqual(2)
+    const pod = podSpec(job)
+    expect(pod.restartPolicy).toBe('Never')
+    const container = pod.containers[0]
+    const args = container.args as string[]
+    expect(args.slice(0, 4)).toEqual(['savepoint', 'restore', '/var/lib/weir/savepoints/sp-42', '/app/pipelines/orders.ts'])
+    expect(flag(args, 'config')).toBe('/etc/weir/weir.config.json')
+    expect(flag(args, 'pipe-config')).toBe('/etc/weir/kafka.json')
+    expect(flag(args, 'param')).toBe('region=eu')
+    expect(args).not.toContain('--allow-dropped-state')
+    // The same image as the workers; the savepoint volume read-only.
+    const worker = podSpec(find(objects, 'StatefulSet', 'worker')).containers[0]
+    expect(container.image).toBe(worker.image)
+    const mounts = container.volumeMounts as K8sObject[]
+    const volumes = pod.volumes as K8sObject[]
+    const spMount = mounts.find((m) => m.name === 'savepoints')
+    expect(spMount).toEqual({ name: 'savepoints', mountPath: '/var/lib/weir/savepoints', readOnly: true })
+    expect(volumes.find((v) => v.name === 'savepoints')?.persistentVolumeClaim).toEqual({ claimName: 'weir-savepoints' })
+    expect(mounts.find((m) => m.name === 'pipeline')?.mountPath).toBe('/app/pipelines')
+    // Kafka's credentials as the workers get them; nothing of NATS, no token.
+    expect((container.env as K8sObject[]).find((e) => e.name === 'WEIR_KAFKA_PASSWORD')?.valueFrom.secretKeyRef).toEqual({ name: 'kafka-login', key: 'password' })
+    expect([...secretFiles(pod).keys()]).toEqual(['kafka/ca.crt'])
+
+    // Every ConfigMap it mounts exists before it on first install: a hook of lower weight
+    // (pre-install hooks run before the release's own objects are created).
+    const mounted = volumes.filter((v) => v.configMap !== undefined).map((v) => v.configMap.name as string)
+    expect(mounted.length).toBeGreaterThan(0)
+    for (const name of mounted) {
+      const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === name)!
+      expect(hook(configMap).events.sort(), name).toEqual(['pre-install', 'pre-upgrade'])
+      expect(hook(configMap).weight, name).toBeLessThan(hook(job).weight)
+      expect(hook(configMap).deletes.sort()).toEqual(['before-hook-creation', 'hook-succeeded'])
+    }
+    // The hook's copy holds what the workers' ConfigMaps do.
+    const copy = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === mounted[0])!
+    const release = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'rel-weir-config')!
+    expect(copy.data['weir.config.json']).toBe(release.data['weir.config.json'])
+    expect(copy.data['kafka.json']).toBe(release.data['kafka.json'])
+    expect(copy.data['orders.ts']).toBe(source)
+    expect(JSON.parse(copy.data['weir.config.json']).pipe).toBe('kafka://kafka:9092?sasl=plain&user=weir')
+
+    expect(pod.securityContext.runAsNonRoot).toBe(true)
+    expect(pod.securityContext.runAsUser).toBeGreaterThan(0)
+    expect(pod.automountServiceAccountToken).toBe(false)
+    expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } })
+    // The actors' scratch state (a temporary dir) needs a writable /tmp.
+    expect(mounts.some((m) => m.mountPath === '/tmp')).toBe(true)
+  })
+
+  it('mounts a pipeline ConfigMap of yours in the restore Job, and refuses an old worker.fromSavepoint, an object-store prefix and a relative path without a volume', async () => {
+    const objects = await template(['--set', 'savepoint.restoreFrom=/savepoints/sp-7', '--set', 'pipeline.existingConfigMap=my-pipeline', '--set', 'savepoint.allowDroppedState=true'])
+    const pod = podSpec(find(objects, 'Job', 'savepoint-restore'))
+    expect(pod.containers[0].args.slice(0, 3)).toEqual(['savepoint', 'restore', '/savepoints/sp-7'])
+    expect(pod.containers[0].args).toContain('--allow-dropped-state')
+    expect((pod.volumes as K8sObject[]).find((v) => v.name === 'pipeline')?.configMap).toEqual({ name: 'my-pipeline' })
+    expect((pod.volumes as K8sObject[]).some((v) => v.name === 'savepoints')).toBe(false)
+
+    await expect(template(['--set', 'worker.fromSavepoint=/sp'])).rejects.toThrow(/worker\.fromSavepoint is gone.*savepoint\.restoreFrom/)
+    await expect(template(['--set', 'savepoint.restoreFrom=s3://weir-savepoints/prod/sp-42'])).rejects.toThrow(/object-store prefix/)
+    await expect(template(['--set', 'savepoint.restoreFrom=sp-42'])).rejects.toThrow(/set savepoint\.volume/)
   })
 
   it('takes NATS and Kafka credentials from existing Secrets, as files (the Kafka SASL password as WEIR_KAFKA_PASSWORD)', async () => {

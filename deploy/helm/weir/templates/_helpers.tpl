@@ -107,11 +107,13 @@ kafka://{{ join "," $k.brokers }}{{ if $query }}?{{ join "&" $query }}{{ end }}
 {{/*
 The files of the Secrets a component needs, as the sources of one projected volume at
 /etc/weir/secrets. Argument: dict "root" $ "kafka" bool "tokens" list (keys of the tokens
-Secret: metrics, monitor, views). Empty when the component needs no secret.
+Secret: metrics, monitor, views), and "noNats" true for a pod that never talks to NATS (the
+savepoint restore Job). Empty when the component needs no secret.
 */}}
 {{- define "weir.secretSources" -}}
 {{- $v := .root.Values -}}
 {{- $n := $v.nats -}}
+{{- if not .noNats }}
 {{- if $n.tokenSecret.name }}
 {{ include "weir.secretSource" (dict "name" $n.tokenSecret.name "items" (list (list $n.tokenSecret.key "nats/token"))) }}
 {{- end }}
@@ -130,6 +132,7 @@ Secret: metrics, monitor, views). Empty when the component needs no secret.
 {{- if $n.tlsSecret.key }}{{ $items = append $items (list $n.tlsSecret.key "nats/tls.key") }}{{ end }}
 {{ include "weir.secretSource" (dict "name" $n.tlsSecret.name "items" $items) }}
 {{- end }}
+{{- end }}
 {{- $k := $v.kafka }}
 {{- if and .kafka $k.tlsSecret.name }}
 {{- $items := list (list $k.tlsSecret.ca "kafka/ca.crt") }}
@@ -144,12 +147,16 @@ Secret: metrics, monitor, views). Empty when the component needs no secret.
 {{- end }}
 {{- end -}}
 
-{{/* Volumes every weir pod has: the config file, the secrets (if any), a writable /tmp. Argument: as weir.secretSources. */}}
+{{/*
+Volumes every weir pod has: the config file, the secrets (if any), a writable /tmp. Argument:
+as weir.secretSources, and "configMap", the ConfigMap holding weir.config.json when it is not
+the release's (the restore hook's own copy).
+*/}}
 {{- define "weir.commonVolumes" -}}
 {{- $sources := include "weir.secretSources" . | trim -}}
 - name: config
   configMap:
-    name: {{ include "weir.fullname" .root }}-config
+    name: {{ .configMap | default (printf "%s-config" (include "weir.fullname" .root)) }}
 {{- if $sources }}
 - name: secrets
   projected:
