@@ -53,6 +53,7 @@ const LOAD_S = countArg(args, process.env, 'load-s') ?? 6
 const BUILD_BATCH = countArg(args, process.env, 'build-batch') ?? 20_000
 const NO_CEILINGS = flagArg(args, process.env, 'no-ceilings')
 const KEEP = flagArg(args, process.env, 'keep')
+if (KEEP) process.env.WEIR_KEEP_TEMP_DIRS = '1'
 const STATE = 'state'
 const log = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'warn' }, pino.destination(2))
 const info = startRunInfo(['runtime', 'runner'])

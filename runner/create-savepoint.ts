@@ -69,10 +69,15 @@ export async function createSavepoint(pipeline: Pipeline, options: CreateSavepoi
     const maxRounds = options.maxRounds ?? 5
     let rounds = 0
     let drained = 0
+    const timings = { drainMs: 0, checkMs: 0, writeMs: 0 }
     for (;;) {
       rounds++
+      const t0 = performance.now()
       drained += await drain(pipeline, pipe, options, log)
+      const t1 = performance.now()
       const behind = await inFlight(pipeline, pipe, options.dataDir, log)
+      timings.drainMs += t1 - t0
+      timings.checkMs += performance.now() - t1
       if (behind.length === 0) break
       if (rounds >= maxRounds) {
         throw new SavepointError('WEIR_SAVEPOINT_NOT_QUIESCED', `records were still in flight after ${rounds} drains: ${behind.slice(0, 5).join('; ')}${behind.length > 5 ? ` (and ${behind.length - 5} more)` : ''}. A processing-time timer that emits on every firing keeps a pipeline from going quiet: take the savepoint when it does not fire, or stop it emitting`, { pipeline: pipeline.name, inFlight: behind })
@@ -80,6 +85,7 @@ export async function createSavepoint(pipeline: Pipeline, options: CreateSavepoi
       log.info({ round: rounds, inFlight: behind }, 'savepoint: records still in flight after the drain; draining again')
     }
     mkdirSync(options.target, { recursive: true })
+    const writeStarted = performance.now()
     const stages: Record<string, SavepointStage> = {}
     const topicPositions: Record<string, Record<string, number>> = {}
     for (const spec of pipeline.actorStages) stages[spec.name] = await saveStage(pipeline, spec, pipe, options, topicPositions, log)
@@ -96,11 +102,12 @@ export async function createSavepoint(pipeline: Pipeline, options: CreateSavepoi
       topicPositions,
       drain: { rounds, records: drained, ms: Math.round(performance.now() - started) },
     }
+    timings.writeMs = performance.now() - writeStarted
     // The manifest comes last: a directory without one is a savepoint that did not finish.
     const tmp = join(options.target, `${MANIFEST_FILE}.tmp`)
     writeFileSync(tmp, JSON.stringify(manifest, null, 2))
     renameSync(tmp, join(options.target, MANIFEST_FILE))
-    log.info({ savepoint: manifest.id, target: options.target, rounds, ms: Math.round(performance.now() - started) }, 'savepoint written')
+    log.info({ savepoint: manifest.id, target: options.target, rounds, ms: Math.round(performance.now() - started), drainMs: Math.round(timings.drainMs), checkMs: Math.round(timings.checkMs), writeMs: Math.round(timings.writeMs) }, 'savepoint written')
     return manifest
   } finally {
     if (options.pipe === undefined) await pipe.close()
@@ -192,10 +199,10 @@ async function saveStage(pipeline: Pipeline, spec: StageSpec, pipe: Pipe, option
     const dir = join('stages', spec.name, String(p))
     mkdirSync(join(options.target, dir), { recursive: true })
     const writers = new Map<string, FrameWriter>()
-    const writer = async (name: string): Promise<FrameWriter> => {
+    const writer = (name: string): FrameWriter => {
       let w = writers.get(name)
       if (w === undefined) {
-        w = await FrameWriter.open(join(options.target, dir, `${name}.frames`))
+        w = FrameWriter.create(join(options.target, dir, `${name}.frames`))
         writers.set(name, w)
       }
       return w
@@ -206,10 +213,10 @@ async function saveStage(pipeline: Pipeline, spec: StageSpec, pipe: Pipe, option
       for await (const { key, value } of store.entries()) {
         const e = classify(key, value)
         if (e.kind === 'keyed') {
-          ;(await writer(`keyed.${e.state}`)).add([e.key, e.value])
+          writer(`keyed.${e.state}`).add([e.key, e.value])
           actor.keys[e.state] = (actor.keys[e.state] ?? 0) + 1
         } else if (e.kind === 'timer') {
-          ;(await writer('timers')).add([e.domain, e.time, e.key])
+          writer('timers').add([e.domain, e.time, e.key])
           actor.timers++
         } else if (e.kind === 'actor') {
           if (NOT_SAVED.has(e.name)) continue
@@ -222,7 +229,7 @@ async function saveStage(pipeline: Pipeline, spec: StageSpec, pipe: Pipe, option
             bytes = stateCodec.encode(kept)
           }
           if (e.name === SOURCE_FINISHED) actor.finished = stateCodec.decode(e.value) === true
-          ;(await writer('actor')).add([e.name, bytes])
+          writer('actor').add([e.name, bytes])
         }
         if (++n % 4096 === 0) await Promise.all([...writers.values()].map((w) => w.drained()))
       }

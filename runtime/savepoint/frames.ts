@@ -12,7 +12,8 @@
  * for await (const entry of readFrames(path, { entries, sha256 })) …
  */
 import { createHash, type Hash } from 'node:crypto'
-import { open, type FileHandle } from 'node:fs/promises'
+import { closeSync, fsync, openSync, writev } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { Packr } from 'msgpackr'
 import { WeirError } from '../errors.ts'
 
@@ -34,10 +35,15 @@ export class FrameWriter {
   private readonly hash: Hash = createHash('sha256')
   private writing: Promise<unknown> = Promise.resolve()
 
-  private constructor(private readonly file: FileHandle, readonly path: string) {}
+  private constructor(private readonly fd: number, readonly path: string) {}
+
+  /** Creates the file now (it must not exist), so a writer is had without an await per new file. */
+  static create(path: string): FrameWriter {
+    return new FrameWriter(openSync(path, 'wx'), path)
+  }
 
   static async open(path: string): Promise<FrameWriter> {
-    return new FrameWriter(await open(path, 'wx'), path)
+    return FrameWriter.create(path)
   }
 
   /** Adds one entry (an array); written out once a frame is full. */
@@ -61,20 +67,34 @@ export class FrameWriter {
     this.hash.update(head)
     this.hash.update(body)
     this.bytes += 4 + body.length
-    const file = this.file
-    this.writing = this.writing.then(() => file.writev([head, body]))
+    const fd = this.fd
+    // Writes are chained, so frames land in order; the encoding of the next frame overlaps this write.
+    this.writing = this.writing.then(() => writevAll(fd, [head, body]))
   }
 
   async close(): Promise<FileSummary> {
     this.flushFrame()
     try {
       await this.writing
-      await this.file.sync()
+      await new Promise<void>((resolve, reject) => fsync(this.fd, (err) => (err ? reject(err) : resolve())))
     } finally {
-      await this.file.close()
+      closeSync(this.fd)
     }
     return { entries: this.entries, bytes: this.bytes, sha256: this.hash.digest('hex') }
   }
+}
+
+/** Writes every byte of `buffers` at the file's current position (a short write continues). */
+function writevAll(fd: number, buffers: Buffer[]): Promise<void> {
+  const total = buffers.reduce((n, b) => n + b.length, 0)
+  return new Promise((resolve, reject) => {
+    writev(fd, buffers, (err, written) => {
+      if (err) return reject(err)
+      if (written === total) return resolve()
+      const rest = Buffer.concat(buffers).subarray(written)
+      writevAll(fd, [rest]).then(resolve, reject)
+    })
+  })
 }
 
 /** The savepoint does not match its manifest (a changed, cut or foreign file). */
