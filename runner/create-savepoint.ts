@@ -213,7 +213,7 @@ async function saveStage(pipeline: Pipeline, spec: StageSpec, pipe: Pipe, option
       for await (const { key, value } of store.entries()) {
         const e = classify(key, value)
         if (e.kind === 'keyed') {
-          writer(`keyed.${e.state}`).add([e.key, e.value])
+          writer(`keyed.${e.state}`).addBytesPair(e.key, e.value)
           actor.keys[e.state] = (actor.keys[e.state] ?? 0) + 1
         } else if (e.kind === 'timer') {
           writer('timers').add([e.domain, e.time, e.key])
