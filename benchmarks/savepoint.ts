@@ -113,7 +113,14 @@ async function measure(keys: number): Promise<Record<string, unknown>> {
   const t0 = performance.now()
   await loaded.stop()
   const t1 = performance.now()
-  const manifest = await createSavepoint(pipeline, { dataDir, target, log })
+  const phases: { drainMs?: number; checkMs?: number; writeMs?: number } = {}
+  // createSavepoint logs its phases (drain, in-flight check, write) in its last line.
+  const createLog = pino({ level: 'info' }, { write: (line: string) => {
+    const o = JSON.parse(line) as { msg?: string; level: number }
+    if (o.msg === 'savepoint written') Object.assign(phases, o)
+    else if (o.level >= 40) process.stderr.write(line)
+  } })
+  const manifest = await createSavepoint(pipeline, { dataDir, target, log: createLog })
   const t2 = performance.now()
   const restarted = await startEmbedded(pipeline, { dataDir, epochIntervalMs: 1000, log })
   await waitFor('processing to resume', () => stateIn(restarted) > 0, 10 * 60_000)
@@ -123,7 +130,7 @@ async function measure(keys: number): Promise<Record<string, unknown>> {
   const saved = manifest.stages[STATE]!.actors.reduce((n, a) => n + (a.keys.last ?? 0), 0)
   if (saved !== keys) failures.push(`keys ${keys}: the savepoint holds ${saved} keys of state 'last'`)
   const createMs = t2 - t1
-  progress(`keys ${keys}: create ${round(createMs)} ms (drain ${manifest.drain.ms} ms), pause ${round(t3 - t0)} ms`)
+  progress(`keys ${keys}: create ${round(createMs)} ms (drain ${phases.drainMs} ms, write ${phases.writeMs} ms), pause ${round(t3 - t0)} ms`)
 
   const createCeiling = NO_CEILINGS ? undefined : await copyStores(dataDir, tempDataDir('weir-spbench-copy-'))
 
@@ -155,7 +162,9 @@ async function measure(keys: number): Promise<Record<string, unknown>> {
     [`build_${k}_keys_per_s`]: Math.round(keys / (buildMs / 1000)),
     [`create_${k}_keys_per_s`]: Math.round(keys / (createMs / 1000)),
     [`create_${k}_ms`]: round(createMs),
-    [`create_${k}_drain_ms`]: manifest.drain.ms,
+    [`create_${k}_drain_ms`]: phases.drainMs,
+    [`create_${k}_in_flight_check_ms`]: phases.checkMs,
+    [`create_${k}_write_ms`]: phases.writeMs,
     [`restore_${k}_keys_per_s`]: Math.round(keys / (restoreMs / 1000)),
     [`restore_${k}_ms`]: round(restoreMs),
     [`restore_${k}_write_changelog_ms`]: round(r1 - r0),
