@@ -67,10 +67,15 @@ export async function createSavepoint(pipeline: Pipeline, options: CreateSavepoi
     const maxRounds = options.maxRounds ?? 5
     let rounds = 0
     let drained = 0
+    const timings = { drainMs: 0, checkMs: 0, writeMs: 0 }
     for (;;) {
       rounds++
+      const t0 = performance.now()
       drained += await drain(pipeline, pipe, options, log)
+      const t1 = performance.now()
       const behind = await inFlight(pipeline, pipe, options.dataDir, log)
+      timings.drainMs += t1 - t0
+      timings.checkMs += performance.now() - t1
       if (behind.length === 0) break
       if (rounds >= maxRounds) {
         throw new SavepointError('WEIR_SAVEPOINT_NOT_QUIESCED', `records were still in flight after ${rounds} drains: ${behind.slice(0, 5).join('; ')}${behind.length > 5 ? ` (and ${behind.length - 5} more)` : ''}. A processing-time timer that emits on every firing keeps a pipeline from going quiet: take the savepoint when it does not fire, or stop it emitting`, { pipeline: pipeline.name, inFlight: behind })
@@ -78,6 +83,7 @@ export async function createSavepoint(pipeline: Pipeline, options: CreateSavepoi
       log.info({ round: rounds, inFlight: behind }, 'savepoint: records still in flight after the drain; draining again')
     }
     mkdirSync(options.target, { recursive: true })
+    const writeStarted = performance.now()
     const stages: Record<string, SavepointStage> = {}
     const topicPositions: Record<string, Record<string, number>> = {}
     for (const spec of pipeline.actorStages) stages[spec.name] = await saveStage(pipeline, spec, pipe, options, topicPositions, log)
@@ -94,11 +100,12 @@ export async function createSavepoint(pipeline: Pipeline, options: CreateSavepoi
       topicPositions,
       drain: { rounds, records: drained, ms: Math.round(performance.now() - started) },
     }
+    timings.writeMs = performance.now() - writeStarted
     // The manifest comes last: a directory without one is a savepoint that did not finish.
     const tmp = join(options.target, `${MANIFEST_FILE}.tmp`)
     writeFileSync(tmp, JSON.stringify(manifest, null, 2))
     renameSync(tmp, join(options.target, MANIFEST_FILE))
-    log.info({ savepoint: manifest.id, target: options.target, rounds, ms: Math.round(performance.now() - started) }, 'savepoint written')
+    log.info({ savepoint: manifest.id, target: options.target, rounds, ms: Math.round(performance.now() - started), drainMs: Math.round(timings.drainMs), checkMs: Math.round(timings.checkMs), writeMs: Math.round(timings.writeMs) }, 'savepoint written')
     return manifest
   } finally {
     if (options.pipe === undefined) await pipe.close()

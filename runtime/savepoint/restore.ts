@@ -28,7 +28,7 @@ import { join } from 'node:path'
 import { readFrames } from './frames.ts'
 import { readManifest, SavepointError, type SavepointStage } from './manifest.ts'
 import { declaredStates, planRestore, type RestorePlan } from './plan.ts'
-import { actorStoreKey, keyedStoreKey, TIMER_VALUE, timerStoreKey, type TimerDomain } from './store-layout.ts'
+import { actorStoreKey, keyedKeys, TIMER_VALUE, timerStoreKey, type TimerDomain } from './store-layout.ts'
 
 /** Changelog records per restore transaction. */
 const CHUNK = 20_000
@@ -134,26 +134,39 @@ async function writeMarker(pipe: Pipe, topic: string, pipeline: string, m: Marke
 /** One changelog writer per actor of the stage, committing every CHUNK records. */
 class ChangelogWriters {
   private readonly producers = new Map<number, { producer: TransactionalProducer; pending: number; commits: Promise<unknown> }>()
-  constructor(private readonly pipe: Pipe, private readonly pipeline: string, private readonly stage: string) {}
+  private readonly topic: string
+  constructor(private readonly pipe: Pipe, private readonly pipeline: string, private readonly stage: string) {
+    this.topic = naming.changelog(pipeline, stage)
+  }
 
-  async send(partition: number, key: Buffer, value: Buffer): Promise<void> {
-    let w = this.producers.get(partition)
-    if (w === undefined) {
-      const producer = await this.pipe.producer(naming.transactionalId(this.pipeline, this.stage, partition))
-      producer.begin()
-      w = { producer, pending: 0, commits: Promise.resolve() }
-      this.producers.set(partition, w)
+  /**
+   * Queues one entry; returns a promise only when the caller must wait (a producer to open,
+   * or a transaction that filled up while the one before it still commits), so the common
+   * case costs no await per entry.
+   */
+  send(partition: number, key: Buffer, value: Buffer, timestamp: number): Promise<void> | undefined {
+    const w = this.producers.get(partition)
+    if (w === undefined) return this.open(partition).then(() => this.send(partition, key, value, timestamp))
+    w.producer.send(this.topic, partition, { key, value, timestamp })
+    if (++w.pending < CHUNK) return undefined
+    const commit = w.producer.commit()
+    w.producer.begin()
+    w.pending = 0
+    const previous = w.commits
+    w.commits = Promise.all([previous, commit])
+    // One transaction commits while the next fills; a third waits for the first.
+    return previous.then(() => w.producer.whenWritable())
+  }
+
+  private async open(partition: number): Promise<void> {
+    if (this.producers.has(partition)) return
+    const producer = await this.pipe.producer(naming.transactionalId(this.pipeline, this.stage, partition))
+    if (this.producers.has(partition)) {
+      await producer.close()
+      return
     }
-    w.producer.send(naming.changelog(this.pipeline, this.stage), partition, { key, value, timestamp: Date.now() })
-    if (++w.pending >= CHUNK) {
-      const commit = w.producer.commit()
-      w.producer.begin()
-      w.pending = 0
-      const previous = w.commits
-      w.commits = Promise.all([previous, commit])
-      await previous
-      await w.producer.whenWritable()
-    }
+    producer.begin()
+    this.producers.set(partition, { producer, pending: 0, commits: Promise.resolve() })
   }
 
   async close(): Promise<void> {
@@ -181,6 +194,8 @@ async function restoreStage(pipeline: Pipeline, spec: StageSpec, old: SavepointS
     return { value: stateCodec.encode(now.migrate(stateCodec.decode(value), from)), migrated: true }
   }
   const writers = new ChangelogWriters(pipe, pipeline.name, spec.name)
+  const keyed = keyedKeys()
+  const now = Date.now()
   const counts = { keys: 0, timers: 0, migrated: 0 }
   const watermarks: unknown[] = []
   const rescaled = new Map<string, unknown[]>()
@@ -195,11 +210,13 @@ async function restoreStage(pipeline: Pipeline, spec: StageSpec, old: SavepointS
               const [key, raw] = entry as [Buffer | null, Buffer]
               const { value, migrated } = upgrade(state, raw)
               if (migrated) counts.migrated++
-              await writers.send(route(key, actor.partition), keyedStoreKey(state, key), value)
+              const wait = writers.send(route(key, actor.partition), keyed(state, key), value, now)
+              if (wait !== undefined) await wait
               counts.keys++
             } else if (name === 'timers') {
               const [domain, time, key] = entry as [TimerDomain, number, Buffer | null]
-              await writers.send(route(key, actor.partition), timerStoreKey(domain, time, key), TIMER_VALUE)
+              const wait = writers.send(route(key, actor.partition), timerStoreKey(domain, time, key), TIMER_VALUE, now)
+              if (wait !== undefined) await wait
               counts.timers++
             } else if (name === 'actor') {
               const [state, raw] = entry as [string, Buffer]
@@ -217,7 +234,7 @@ async function restoreStage(pipeline: Pipeline, spec: StageSpec, old: SavepointS
               }
               // Actor state never changes parallelism (the plan refuses it), except the runtime's input positions, kept per partition.
               if (state === INPUT_POSITIONS && rekey) continue
-              await writers.send(actor.partition % n, actorStoreKey(state), value)
+              await writers.send(actor.partition % n, actorStoreKey(state), value, now)
             }
           }
         }
@@ -226,11 +243,11 @@ async function restoreStage(pipeline: Pipeline, spec: StageSpec, old: SavepointS
     for (const [state, values] of rescaled) {
       const next = byName.get(state)!.rescale!(values, n)
       if (!Array.isArray(next) || next.length !== n) throw new SavepointError('WEIR_SAVEPOINT_RESCALE', `stage ${spec.name}: the rescale of actor state '${state}' returned ${Array.isArray(next) ? `${next.length} values` : String(next)} for ${n} actors; it must return one value (or undefined) per new actor`, { stage: spec.name, state })
-      for (let q = 0; q < n; q++) if (next[q] !== undefined) await writers.send(q, actorStoreKey(state), stateCodec.encode(next[q]))
+      for (let q = 0; q < n; q++) if (next[q] !== undefined) await writers.send(q, actorStoreKey(state), stateCodec.encode(next[q]), now)
     }
     for (let q = 0; q < n; q++) {
       const wm = restoredWatermarks(pipeline, spec, old, watermarks, q)
-      if (wm !== undefined) await writers.send(q, actorStoreKey(WATERMARKS), stateCodec.encode(wm))
+      if (wm !== undefined) await writers.send(q, actorStoreKey(WATERMARKS), stateCodec.encode(wm), now)
     }
   } finally {
     await writers.close()

@@ -43,6 +43,20 @@ export function keyedStoreKey(state: string, key: Buffer | null): Buffer {
   return Buffer.concat([Buffer.from(keyedPrefix(state), 'utf8'), key ?? NULL_KEY_BYTES])
 }
 
+/** keyedStoreKey with each state's prefix encoded once: a restore builds millions of keys. */
+export function keyedKeys(): (state: string, key: Buffer | null) => Buffer {
+  const prefixes = new Map<string, Buffer>()
+  return (state, key) => {
+    let prefix = prefixes.get(state)
+    if (prefix === undefined) prefixes.set(state, (prefix = Buffer.from(keyedPrefix(state), 'utf8')))
+    const k = key ?? NULL_KEY_BYTES
+    const out = Buffer.allocUnsafe(prefix.length + k.length)
+    prefix.copy(out, 0)
+    k.copy(out, prefix.length)
+    return out
+  }
+}
+
 export function timerStoreKey(domain: TimerDomain, time: number, key: Buffer | null): Buffer {
   const prefix = domain === 'processing' ? TIMER_PREFIX : EVENT_TIMER_PREFIX
   return Buffer.concat([Buffer.from(prefix + time.toString(36).padStart(11, '0') + '\u0000', 'latin1'), key ?? NULL_KEY_BYTES])

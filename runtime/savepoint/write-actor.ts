@@ -43,10 +43,10 @@ export async function writeActorState(args: ActorStateArgs): Promise<{ actor: Sa
   const dir = join('stages', spec.name, String(p))
   mkdirSync(join(target, dir), { recursive: true })
   const writers = new Map<string, FrameWriter>()
-  const writer = async (name: string): Promise<FrameWriter> => {
+  const writer = (name: string): FrameWriter => {
     let w = writers.get(name)
     if (w === undefined) {
-      w = await FrameWriter.open(join(target, dir, `${name}.frames`))
+      w = FrameWriter.create(join(target, dir, `${name}.frames`))
       writers.set(name, w)
     }
     return w
@@ -57,10 +57,10 @@ export async function writeActorState(args: ActorStateArgs): Promise<{ actor: Sa
   for await (const { key, value } of args.entries) {
     const e = classify(key, value)
     if (e.kind === 'keyed') {
-      ;(await writer(`keyed.${e.state}`)).add([e.key, e.value])
+      writer(`keyed.${e.state}`).addBytesPair(e.key, e.value)
       actor.keys[e.state] = (actor.keys[e.state] ?? 0) + 1
     } else if (e.kind === 'timer') {
-      ;(await writer('timers')).add([e.domain, e.time, e.key])
+      writer('timers').add([e.domain, e.time, e.key])
       actor.timers++
     } else if (e.kind === 'actor') {
       if (NOT_SAVED.has(e.name)) continue
@@ -73,7 +73,7 @@ export async function writeActorState(args: ActorStateArgs): Promise<{ actor: Sa
         bytes = stateCodec.encode(kept)
       }
       if (e.name === SOURCE_FINISHED) actor.finished = stateCodec.decode(e.value) === true
-      ;(await writer('actor')).add([e.name, bytes])
+      writer('actor').add([e.name, bytes])
     }
     if (++n % 4096 === 0) await Promise.all([...writers.values()].map((w) => w.drained()))
   }
