@@ -29,6 +29,9 @@ import { constructProcessor } from '../runtime/api/state.ts'
 import { naming } from '../runtime/naming.ts'
 import { checkPipe, checkTopology, recordPipe, recordTopology } from '../runtime/topology-guard.ts'
 import { restoreSavepoint } from '../runtime/savepoint/restore.ts'
+import { takeLiveSavepoint, type LiveSavepointResult } from '../runtime/savepoint/live.ts'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { Worker } from '../runtime/worker.ts'
 import { workerMetrics } from '../runtime/metrics.ts'
 import type { Registry } from 'prom-client'
@@ -64,6 +67,8 @@ export interface RunOptions {
    * (a rerun continues from the data dir). See runtime/savepoint/restore.ts.
    */
   fromSavepoint?: { dir: string; allowDroppedState?: boolean }
+  /** Where `RunningPipeline.savepoint` (and a live `weir savepoint create --bus`) writes savepoints. Default `<dataDir>/savepoints`. */
+  savepointDir?: string
 }
 
 export interface RunResult {
@@ -91,6 +96,12 @@ export interface RunningPipeline {
   readonly worker: Worker
   /** The actor whose failure ended the run (its error is what `done` rejects with), if one did. */
   readonly failedActor: string | undefined
+  /**
+   * Takes a savepoint while the pipeline runs (runtime/savepoint/live.ts): its inputs are
+   * held until nothing is in flight, the state is pinned, and processing resumes while the
+   * state is written to `<savepointDir>/<name>`.
+   */
+  savepoint(name?: string): Promise<LiveSavepointResult & { dir: string }>
 }
 
 /** Instantiates every stage's processor once, so a wrong factory is refused before anything is written. */
@@ -166,6 +177,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     log,
     faults: options.faults ?? Faults.none(),
     actorConfig: { ...defaultActorConfig, ...options.actorConfig },
+    savepointDir: options.savepointDir ?? join(options.dataDir, 'savepoints'),
     progressIntervalMs: options.progressIntervalMs,
     epochIntervalMs: options.epochIntervalMs ?? 1000,
     onActorFailed: (actor, err) => {
@@ -244,6 +256,12 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     completedEpoch: () => coordinator.completedEpoch,
     get failedActor() {
       return failedActor
+    },
+    async savepoint(name = `sp-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${randomUUID().slice(0, 8)}`) {
+      if (ending) throw new WeirError('WEIR_SAVEPOINT_RUN_ENDED', `pipeline ${pipeline.name} has ended: a savepoint of a stopped pipeline is taken with createSavepoint (weir savepoint create)`, { pipeline: pipeline.name })
+      const dir = join(options.savepointDir ?? join(options.dataDir, 'savepoints'), name)
+      mkdirSync(dir, { recursive: true })
+      return { ...(await takeLiveSavepoint({ bus, pipeline, cluster, dir, log })), dir }
     },
     async measureLag() {
       let total = 0

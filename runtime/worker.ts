@@ -20,6 +20,7 @@ import type { Pipeline } from './api/pipeline.ts'
 import { ProgressReporter } from './progress-reporter.ts'
 import { StandbyReplica } from './standby.ts'
 import { refusalReason } from './topology-guard.ts'
+import { SavepointParticipant } from './savepoint/live.ts'
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
@@ -47,6 +48,11 @@ export interface WorkerOptions {
   epochIntervalMs?: number
   /** Interval of membership heartbeats to the coordinator, ms. Default 1000. */
   heartbeatMs?: number
+  /**
+   * Where this worker writes the state of its actors for a savepoint of the running pipeline
+   * (runtime/savepoint/live.ts); undefined: it takes part in none.
+   */
+  savepointDir?: string
   /** Called once the coordinator reports every stage of the pipeline finished (bounded pipelines). */
   onPipelineFinished?: () => void
   /** Called when an actor failed for good and stopped alone (after it was reported). */
@@ -112,6 +118,7 @@ export class Worker {
   /** The newest generation the leader's epochs stated, and how many epochs in a row stated one older than ours. */
   private leaderGeneration = -1
   private epochsBehind = 0
+  private readonly savepoints: SavepointParticipant
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
@@ -124,6 +131,7 @@ export class Worker {
       },
     })
     this.pipelineActors = new Set(pipeline.actorStages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => `${s.name}/${p}`)))
+    this.savepoints = new SavepointParticipant({ bus, pipeline, cluster: options.cluster, worker: options.id, pipe, dir: options.savepointDir, actors: () => [...this.actors.values()].filter((e) => e.started).map((e) => e.actor), log: this.log })
   }
 
   get id(): string {
@@ -169,6 +177,7 @@ export class Worker {
         this.failure?.(new WorkerRefusedError(refusalReason(msg.data, this.pipeline), { worker: this.options.id, pipeline: this.pipeline.name, fingerprint: msg.data.fingerprint, expectedFingerprint: msg.data.expectedFingerprint }))
       }),
     )
+    this.savepoints.start()
     this.bus.publish(this.subject('workerHello'), workerHelloOf(this.pipeline, this.options.id))
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 1000)
     this.heartbeatTimer.unref()
@@ -383,6 +392,7 @@ export class Worker {
     if (this.stopped || !this.assigned.has(id) || this.leaving) return
     this.log.info({ actor: id, positions: actor.inputPositions, replayed: actor.stats.replayedChangelogRecords, restoreMs: Math.round(actor.stats.restoreMs) }, 'actor restored: starting from its last checkpoint')
     this.maybeUpstreamFinished(actor)
+    this.savepoints.actorStarted(actor)
     entry.started = true
     const views = this.serveViews(actor)
     entry.running = actor.run().finally(() => views?.unsubscribe()).then(
@@ -498,6 +508,7 @@ export class Worker {
     clearInterval(this.fallbackTimer)
     clearInterval(this.heartbeatTimer)
     for (const s of this.subs) s.unsubscribe()
+    await this.savepoints.stop()
     const actors = this.actorList
     await Promise.all([...this.replicas.keys()].map((a) => this.stopReplica(a)))
     // A leaving worker whose hand-off ran out of time still says what it let go, so nobody waits out a release timeout.
@@ -519,6 +530,7 @@ export class Worker {
     clearInterval(this.heartbeatTimer)
     this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
+    await this.savepoints.stop().catch(() => undefined)
     await Promise.all([...this.replicas.keys()].map((a) => this.stopReplica(a).catch(() => undefined)))
     for (const { actor } of this.actors.values()) actor.abandon()
     await Promise.all([...this.actors.values()].map(async ({ actor, restoring, running }) => {

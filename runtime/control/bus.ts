@@ -78,6 +78,10 @@ export const subjects = {
   workerLeave: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-leave`,
   workerRefused: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-refused`,
   progress: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.progress`,
+  /** Steps of a live savepoint, to every worker (runtime/savepoint/live.ts). */
+  savepoint: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.savepoint`,
+  /** Workers' answers to them. */
+  savepointReply: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.savepoint-reply`,
   /** Requests any worker of the pipeline answers (samples of an edge's records). */
   inspect: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.inspect`,
 }

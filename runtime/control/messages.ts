@@ -223,3 +223,51 @@ export const actorClearAnswer = z.object({
   failure: actorFailure.optional(),
 })
 export type ActorClearAnswer = z.infer<typeof actorClearAnswer>
+
+/** A savepoint's name: the directory it is written to under each worker's savepoint dir. */
+export const savepointName = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'a savepoint name is 1-128 of A-Z a-z 0-9 _ . -').refine((n) => n !== '.' && n !== '..', 'a savepoint name is not . or ..')
+
+/**
+ * A step of a live savepoint, sent by its client to every worker of the pipeline
+ * (runtime/savepoint/live.ts): hold the inputs, report drained, freeze, pin a snapshot,
+ * release, write the pinned state. Every step renews the hold's lease: a client that dies
+ * leaves the pipeline held for `leaseMs` at most.
+ */
+export const savepointCommand = z.object({
+  v: z.literal(1),
+  name: savepointName,
+  seq: count,
+  op: z.enum(['hold', 'status', 'freeze', 'unfreeze', 'snapshot', 'release', 'write']),
+  leaseMs: z.number().int().min(1000).max(600_000),
+})
+export type SavepointCommand = z.infer<typeof savepointCommand>
+
+const savepointFile = z.object({ path: z.string().max(1000), entries: count, bytes: count, sha256: z.string().regex(/^[0-9a-f]{64}$/) })
+
+/** One worker's answer to a savepoint step, per actor it holds. */
+export const savepointReply = z.object({
+  v: z.literal(1),
+  name: savepointName,
+  seq: count,
+  worker: workerId,
+  pipe: z.object({ kind: z.string().max(100), identity: z.string().max(1000) }),
+  /** Why this worker cannot take part (no savepoint dir): the client fails naming it. */
+  refused: z.string().max(4000).optional(),
+  actors: z.array(z.object({
+    actor: actorId,
+    drained: z.boolean().optional(),
+    error: z.string().max(4000).optional(),
+    /** Of `write`: the actor's manifest entry and its positions in outside topics. */
+    state: z.object({
+      partition: z.number().int().nonnegative().max(MAX_PARALLELISM),
+      keys: z.record(z.string().max(128), count),
+      timers: count,
+      finished: z.boolean(),
+      files: z.record(z.string().max(200), savepointFile),
+    }).optional(),
+    topicPositions: z.record(z.string().max(249), count).optional(),
+    /** Of `snapshot`: the end offset of each partition of the actor's stage's output topic at the cut. */
+    outputEnds: z.record(z.string().max(5), count).optional(),
+  })).max(MAX_ACTORS),
+})
+export type SavepointReply = z.infer<typeof savepointReply>

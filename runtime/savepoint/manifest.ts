@@ -33,6 +33,12 @@ export interface SavepointManifest {
   topicPositions: Record<string, Record<string, number>>
   /** What the drain before the cut did (runner/create-savepoint.ts): runs, records the processors took in, time from start to manifest. */
   drain: { rounds: number; records: number; ms: number }
+  /**
+   * Of a savepoint of a running pipeline (live.ts): how long it took no input in, and where
+   * each stage's output topic ended at the cut (topic → partition → end offset): the
+   * records after it came from the pipeline running on, and a restored run writes them again.
+   */
+  cut?: { heldMs: number; outputEnds: Record<string, Record<string, number>> }
 }
 
 export interface SavepointState {

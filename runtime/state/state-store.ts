@@ -37,6 +37,8 @@ const ENTRIES_PER_READ = 1024
 
 export class StateStore {
   private readonly snapshots = new Set<RocksDB>()
+  /** Snapshots the store's close waits for (snapshot's keepsStoreOpen). */
+  private readonly holders = new Set<Promise<void>>()
 
   private constructor(private readonly db: RocksDB, readonly path: string) {}
 
@@ -99,10 +101,16 @@ export class StateStore {
     return this.db.iterator({ gte: Buffer.alloc(0), capacity: ENTRIES_PER_READ })
   }
 
-  /** Pins the store as it is now (see StoreSnapshot). */
-  snapshot(): StoreSnapshot {
+  /**
+   * Pins the store as it is now (see StoreSnapshot). With `keepsStoreOpen`, closing the
+   * store waits until this snapshot is closed (a savepoint writes from it while the actor
+   * runs on and may finish); otherwise closing the store closes the snapshot.
+   */
+  snapshot(options: { keepsStoreOpen?: boolean } = {}): StoreSnapshot {
     const session = this.db.snapshot()
     this.snapshots.add(session)
+    let released: (() => void) | undefined
+    if (options.keepsStoreOpen === true) this.holders.add(new Promise<void>((r) => (released = r)))
     return {
       getMany: (keys) => getMany(session, keys),
       range: async (gte, lt, limit) => {
@@ -111,8 +119,9 @@ export class StateStore {
         for await (const entry of session.iterator({ gte, lt, limit })) out.push(entry)
         return out
       },
-      entries: () => session.iterator({ gte: Buffer.alloc(0) }),
+      entries: () => session.iterator({ gte: Buffer.alloc(0), capacity: ENTRIES_PER_READ }),
       close: async () => {
+        released?.()
         if (!this.snapshots.delete(session)) return
         await session.close()
       },
@@ -120,6 +129,7 @@ export class StateStore {
   }
 
   async close(): Promise<void> {
+    await Promise.all(this.holders)
     for (const s of [...this.snapshots]) {
       this.snapshots.delete(s)
       await s.close().catch(() => undefined)
