@@ -40,7 +40,7 @@ export const COORDINATOR_OPTIONS = {
 /** The options of `weir worker` (a config file's `worker` section takes the same, camelCased). */
 export const WORKER_OPTIONS = {
   pipe: { type: 'string' }, 'pipe-config': { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'state-dir': { type: 'string' },
-  id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'ready-max-lag': { type: 'string' }, 'views-port': { type: 'string' }, 'views-host': { type: 'string' }, 'views-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+  id: { type: 'string' }, param: { type: 'string', multiple: true }, 'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'metrics-token-file': { type: 'string' }, 'ready-max-lag': { type: 'string' }, 'views-port': { type: 'string' }, 'views-host': { type: 'string' }, 'views-token-file': { type: 'string' }, 'epoch-ms': { type: 'string' }, 'heartbeat-ms': { type: 'string' }, 'savepoint-dir': { type: 'string' },
   ...NATS_OPTIONS,
 } as const
 
@@ -216,7 +216,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     // a kubelet that finds no server at all would count the start as a failed liveness probe.
     const probes = new WorkerProbes({ bus, maxLag: metricsOptions?.readyMaxLag })
     if (metricsOptions !== undefined) metrics = await serveMetrics(() => worker?.metrics, { ...metricsOptions, probes })
-    worker = await startClusterWorker(pipeline, { pipe, bus, cluster, stateDir, id, log, epochIntervalMs, heartbeatMs })
+    worker = await startClusterWorker(pipeline, { pipe, bus, cluster, stateDir, id, log, epochIntervalMs, heartbeatMs, savepointDir: values['savepoint-dir'] === undefined ? undefined : resolve(values['savepoint-dir'] as string) })
     probes.attach(worker.worker)
     worker.done.catch((err: unknown) => probes.failed(err))
     // Every worker answers any key of any view: it routes the key to its holder over the bus.

@@ -56,6 +56,8 @@ export interface RunArgs {
   metrics: MetricsArgs | undefined
   /** `--views-port` etc.: where the pipeline's views are served (a free loopback port by default). */
   views: ViewsArgs
+  /** `--savepoint-dir DIR`: where savepoints of the running pipeline go (`weir savepoint create --bus`); default `<data-dir>/savepoints`. */
+  savepointDir: string | undefined
   /** `--from-savepoint DIR [--allow-dropped-state]`. */
   fromSavepoint: { dir: string; allowDroppedState: boolean } | undefined
 }
@@ -115,6 +117,7 @@ export const RUN_OPTIONS = {
   'views-token-file': { type: 'string' },
   'from-savepoint': { type: 'string' },
   'allow-dropped-state': { type: 'boolean' },
+  'savepoint-dir': { type: 'string' },
   ...NATS_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const
@@ -161,6 +164,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   const fromSavepoint = rawSavepoint === undefined ? undefined : { dir: resolve(cwd, rawSavepoint), allowDroppedState: values['allow-dropped-state'] === true }
 
   return {
+    savepointDir: values['savepoint-dir'] === undefined ? undefined : resolve(cwd, values['savepoint-dir']),
     fromSavepoint,
     metrics,
     views: parseViewsOptions(values, cwd, process.env),
@@ -341,7 +345,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
     // The monitor listens on the run's own bus; without --bus that is an in-process one made here.
     if (args.monitor !== undefined) bus ??= localBus(log)
-    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster, fromSavepoint: args.fromSavepoint })
+    run = await startEmbedded(pipeline, { dataDir, epochIntervalMs: args.epochIntervalMs, faults, log, pipe, bus, cluster: args.cluster, fromSavepoint: args.fromSavepoint, savepointDir: args.savepointDir })
     if (args.monitor !== undefined) {
       const slos = args.monitor.slos.map((s) => ({ ...s, cluster: args.cluster, pipeline: pipeline.name }))
       // It hears the run from its next progress interval on; its /metrics also serves the worker's.

@@ -10,6 +10,11 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { ParseArgsConfig } from 'node:util'
 import { createSavepoint } from '../runner/create-savepoint.ts'
+import type { Pipeline } from '../runtime/api/pipeline.ts'
+import { checkClusterName } from '../runtime/control/bus.ts'
+import { openBus } from '../runtime/open-bus.ts'
+import { takeLiveSavepoint } from '../runtime/savepoint/live.ts'
+import { busTargetOf, NATS_OPTIONS } from './nats-options.ts'
 import { ensureTopics } from '../runner/embedded-runner.ts'
 import { ConfigError, TopologyMismatchError } from '../runtime/errors.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
@@ -96,12 +101,13 @@ async function pipeOf(values: Record<string, unknown>, pipelineName: string, mus
 }
 
 async function create(argv: string[]): Promise<number> {
-  const { values, positionals } = parse('create', argv, { ...PIPE_OPTIONS, target: { type: 'string' } })
+  const { values, positionals } = parse('create', argv, { ...PIPE_OPTIONS, target: { type: 'string' }, bus: { type: 'string' }, cluster: { type: 'string' }, 'timeout-ms': { type: 'string' }, ...NATS_OPTIONS })
   if (values.help) return help()
   if (positionals.length !== 1) throw new UsageError(`savepoint create: expected one pipeline file, got ${positionals.length}`)
   const target = values.target as string | undefined
   if (target === undefined || target.trim() === '') throw new ConfigError('--target', 'the directory to write the savepoint to is required: --target ./savepoints/<name>')
   const pipeline = await loadPipeline(resolve(positionals[0]!), parseParams(values.param as string[] | undefined))
+  if (values.bus !== undefined) return createLive(pipeline, values, resolve(target))
   const { pipe, dataDir, cleanup } = await pipeOf(values, pipeline.name, (values.pipe ?? process.env.WEIR_PIPE ?? 'embedded') === 'embedded')
   try {
     checkTopology(dataDir, pipeline)
@@ -112,6 +118,26 @@ async function create(argv: string[]): Promise<number> {
   } finally {
     await pipe.close()
     cleanup()
+  }
+}
+
+/** A savepoint of the running pipeline, through its workers (runtime/savepoint/live.ts). */
+async function createLive(pipeline: Pipeline, values: Record<string, unknown>, target: string): Promise<number> {
+  if (values.pipe !== undefined || values['data-dir'] !== undefined) throw new ConfigError(values.pipe !== undefined ? '--pipe' : '--data-dir', 'a savepoint of a running pipeline (--bus) is written by its workers, each under its --savepoint-dir: give --target as that directory (shared by every worker and this command) plus the savepoint name')
+  const cluster = (values.cluster as string | undefined) ?? 'default'
+  checkClusterName(cluster, '--cluster')
+  const rawTimeout = values['timeout-ms'] as string | undefined
+  const timeoutMs = rawTimeout === undefined ? 300_000 : Number(rawTimeout)
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1000 || timeoutMs > 86_400_000) throw new ConfigError('--timeout-ms', `expected whole milliseconds in 1000..86400000, got '${rawTimeout}'`)
+  const log = commandLogger('weir-savepoint', 'warn')
+  const bus = await openBus(busTargetOf(values.bus as string, '--bus', values as Record<string, string | undefined>, process.env), { name: `weir-savepoint-${pipeline.name}`, log })
+  try {
+    const { manifest, heldMs, rounds } = await takeLiveSavepoint({ bus, pipeline, cluster, dir: target, log, timeoutMs })
+    process.stdout.write(`savepoint ${manifest.id} of pipeline ${manifest.pipeline} (running) written to ${target}: inputs held ${heldMs} ms (${rounds} freeze${rounds === 1 ? '' : 's'})\n`)
+    process.stdout.write(summary(manifest))
+    return 0
+  } finally {
+    await bus.close()
   }
 }
 

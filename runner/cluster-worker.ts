@@ -38,6 +38,8 @@ export interface ClusterWorkerOptions {
   faults?: Faults
   /** How long to wait for the coordinator to accept (or refuse) this worker before touching any topic, ms. Default 10 000. */
   joinTimeoutMs?: number
+  /** Where this worker writes its actors' state for a savepoint of the running pipeline; undefined: it takes part in none. */
+  savepointDir?: string
 }
 
 export interface ClusterWorker {
@@ -82,6 +84,7 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
     actorConfig: { ...defaultActorConfig, ...options.actorConfig },
     epochIntervalMs: options.epochIntervalMs,
     heartbeatMs: options.heartbeatMs,
+    savepointDir: options.savepointDir,
     onPipelineFinished: () => {
       if (ending) return
       ending = true
