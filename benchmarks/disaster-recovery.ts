@@ -24,7 +24,8 @@
  *   when the input is replayable). `rto_s` = verify + restore + start: from the decision to
  *   fail over to processing at B (the time to notice and decide is not in it).
  *
- * Prints one JSON line on stdout (`runs`: one entry per size); progress on stderr. Topics, groups and KV buckets
+ * Prints one JSON line on stdout (`runs`: one entry per size); progress on stderr. Exits 1
+ * if a step fails or the savepoint at A does not hold every key. Topics, groups and KV buckets
  * of the run are deleted at the end on both sites (--keep keeps them and the temp dir).
  *
  * @example
@@ -69,8 +70,21 @@ const { values } = parseArgs({
     'kafka-b': { type: 'string', default: process.env.WEIR_KAFKA2_BROKERS ?? '127.0.0.1:19092' },
     'nats-b': { type: 'string', default: process.env.WEIR_NATS2_URL ?? 'nats://127.0.0.1:14222' },
     keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 })
+if (values.help) {
+  process.stdout.write(`usage: node --import tsx benchmarks/disaster-recovery.ts [options]
+  --keys LIST          state sizes to drill, e.g. 100k,1m (default 100k,1m)
+  --rate N             input records/s per source partition during the drill (100)
+  --interval-s N       the savepoint interval the RPO is computed for (900)
+  --link-mbps N        the link to site B the copy time is estimated for (1000)
+  --kafka-a, --nats-a  site A (WEIR_KAFKA_BROKERS, WEIR_NATS_URL; 127.0.0.1:9092, :4222)
+  --kafka-b, --nats-b  site B (WEIR_KAFKA2_BROKERS, WEIR_NATS2_URL; 127.0.0.1:19092, :14222)
+  --keep               keep topics, KV buckets and the temp dir
+`)
+  process.exit(0)
+}
 const sizes = values.keys.split(',').map((k) => parseCount(k, '--keys'))
 const intervalS = Number(values['interval-s'])
 const linkMbps = Number(values['link-mbps'])
@@ -230,6 +244,8 @@ async function drill(keys: number, work: string): Promise<Record<string, unknown
     const manifest = JSON.parse(readFileSync(join(spA, 'manifest.json'), 'utf8')) as { stages: Record<string, { actors: Array<{ keys: Record<string, number> }> }> }
     const savedKeys = Object.values(manifest.stages).reduce((n, s) => n + s.actors.reduce((m, x) => m + Object.values(x.keys).reduce((y, z) => y + z, 0), 0), 0)
     // The same workers, on their own state dirs, as a restart at the site does.
+    // Every key the build counted is in the savepoint (exit 1 otherwise: a drill that lost state measured nothing).
+    if (savedKeys !== keys) throw new Error(`the savepoint of site A holds ${savedKeys} keys, expected ${keys}`)
     const [, restartMs] = await timed(() => startWorkers(a, dir, name, keys, 'a'))
 
     // Shipping, then site A is lost.
@@ -266,13 +282,14 @@ async function drill(keys: number, work: string): Promise<Record<string, unknown
     for (const p of live) p.kill('SIGKILL')
     if (!values.keep) {
       await new Promise((r) => setTimeout(r, 500))
-      for (const site of [a, b]) {
+      await Promise.all([a, b].map(async (site) => {
         const admin = new Kafka({ clientId: 'weir-dr-cleanup', brokers: site.kafka.split(','), logLevel: logLevel.NOTHING }).admin()
         await admin.connect()
-        await deleteRunArtifacts(admin, runId).catch((err: unknown) => progress(`cleanup on ${site.kafka}: ${String(err)}`))
+        // Groups of SIGKILLed readers keep a member until their session times out (30 s).
+        await deleteRunArtifacts(admin, runId, 45).catch((err: unknown) => progress(`cleanup on ${site.kafka}: ${String(err)}`))
         await admin.disconnect()
         await deleteLeaseBucket(site.nats, site.cluster).catch(() => undefined)
-      }
+      }))
     }
   }
 }
