@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Real services on 127.0.0.1 for weir's integration tests: Kafka (one KRaft node), NATS with
 # JetStream, PostgreSQL, Redis, MariaDB and an S3-compatible object store (versitygw over a
-# directory). Installs what is missing (Debian packages, the Kafka jars from Maven Central,
-# versitygw built with Go), keeps every service's data, logs and pid file under one
-# directory, and `down` removes it. Running `up` twice is safe: a service whose port already
+# directory), and a second Kafka and NATS (kafka2, nats2: "site B", on other ports) for the
+# tests that move a pipeline from one cluster to another. Installs what is missing (Debian
+# packages, the Kafka jars from Maven Central, versitygw built with Go), keeps every
+# service's data, logs and pid file under one directory, and `down` removes it. Running `up` twice is safe: a service whose port already
 # answers is left alone.
 #
-#   scripts/services.sh up [SERVICE...]       start all six, or the ones named
+#   scripts/services.sh up [SERVICE...]       start all eight, or the ones named
 #   scripts/services.sh down                  stop them (SIGTERM, then SIGKILL) and remove the data dir
 #   scripts/services.sh status [SERVICE...]   one line each; exits 1 when one does not answer
 #   scripts/services.sh check [SERVICE...]    whether `up` could start each here (starts and installs
@@ -17,21 +18,22 @@
 #                                             `up` starts them again on the same data
 #   scripts/services.sh start-kafka | stop-kafka | restart-kafka
 #
-# SERVICE is kafka, nats, postgres, redis, mariadb or s3. Environment:
+# SERVICE is kafka, nats, postgres, redis, mariadb, s3, kafka2 or nats2. Environment:
 #   WEIR_SERVICES_DIR     the data dir (default <repo>/.services; when PostgreSQL's and
 #                         MariaDB's users cannot reach it, /var/tmp/weir-services-<hash>)
 #   WEIR_KAFKA_CACHE_DIR  where the Kafka jars are kept between runs (~/.cache/weir/kafka-3.9.1)
 #   WEIR_VERSITYGW_CACHE_DIR  where the versitygw binary is kept (~/.cache/weir/versitygw-1.7.0)
 #   the URLs of test/support/services.ts (WEIR_KAFKA_BROKERS, WEIR_NATS_URL,
-#   WEIR_POSTGRES_URL, WEIR_REDIS_URL, WEIR_MARIADB_URL, WEIR_S3_URL): each service listens
-#   on its URL's port; WEIR_KAFKA_CONTROLLER_PORT (9093) and WEIR_NATS_MONITOR_PORT (8222)
-#   set the others. S3's root credentials are WEIR_S3_ACCESS_KEY (weir) and
+#   WEIR_POSTGRES_URL, WEIR_REDIS_URL, WEIR_MARIADB_URL, WEIR_S3_URL, WEIR_KAFKA2_BROKERS,
+#   WEIR_NATS2_URL): each service listens on its URL's port; WEIR_KAFKA_CONTROLLER_PORT
+#   (9093), WEIR_NATS_MONITOR_PORT (8222), WEIR_KAFKA2_CONTROLLER_PORT (19093) and
+#   WEIR_NATS2_MONITOR_PORT (18222) set the others. S3's root credentials are WEIR_S3_ACCESS_KEY (weir) and
 #   WEIR_S3_SECRET_KEY (weirweirweir); its region is us-east-1, its addressing path-style.
 # shellcheck disable=SC2016  # single-quoted scripts for `bash -c`, literal backquotes
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ALL_SERVICES=(kafka nats postgres redis mariadb s3)
+ALL_SERVICES=(kafka nats postgres redis mariadb s3 kafka2 nats2)
 KAFKA_VERSION=3.9.1
 KAFKA_CACHE=${WEIR_KAFKA_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/weir/kafka-$KAFKA_VERSION}
 # The S3 server is versitygw (Versity S3 Gateway, Apache-2.0): a real S3 API over a plain
@@ -70,6 +72,9 @@ POSTGRES_URL=${WEIR_POSTGRES_URL:-postgres://weir:weir@127.0.0.1:5432/weir}
 REDIS_URL=${WEIR_REDIS_URL:-redis://127.0.0.1:6379}
 MARIADB_URL=${WEIR_MARIADB_URL:-mysql://weir:weir@127.0.0.1:3306/weir}
 S3_URL=${WEIR_S3_URL:-http://127.0.0.1:9000}
+# The second site: ports 10000 above the first's.
+KAFKA2_URL=${WEIR_KAFKA2_BROKERS:-127.0.0.1:19092}
+NATS2_URL=${WEIR_NATS2_URL:-nats://127.0.0.1:14222}
 S3_ACCESS_KEY=${WEIR_S3_ACCESS_KEY:-weir}
 S3_SECRET_KEY=${WEIR_S3_SECRET_KEY:-weirweirweir}
 KAFKA_PORT=$(url_port "$KAFKA_URL")
@@ -80,11 +85,16 @@ POSTGRES_PORT=$(url_port "$POSTGRES_URL")
 REDIS_PORT=$(url_port "$REDIS_URL")
 MARIADB_PORT=$(url_port "$MARIADB_URL")
 S3_PORT=$(url_port "$S3_URL")
+KAFKA2_PORT=$(url_port "$KAFKA2_URL")
+KAFKA2_CONTROLLER_PORT=${WEIR_KAFKA2_CONTROLLER_PORT:-19093}
+NATS2_PORT=$(url_port "$NATS2_URL")
+NATS2_MONITOR_PORT=${WEIR_NATS2_MONITOR_PORT:-18222}
 
 service_port() {
   case $1 in
     kafka) echo "$KAFKA_PORT" ;; nats) echo "$NATS_PORT" ;; postgres) echo "$POSTGRES_PORT" ;;
     redis) echo "$REDIS_PORT" ;; mariadb) echo "$MARIADB_PORT" ;; s3) echo "$S3_PORT" ;;
+    kafka2) echo "$KAFKA2_PORT" ;; nats2) echo "$NATS2_PORT" ;;
   esac
 }
 
@@ -93,6 +103,7 @@ service_url() {
     kafka) echo "$KAFKA_URL" ;; nats) echo "$NATS_URL (monitor http://127.0.0.1:$NATS_MONITOR_PORT)" ;;
     postgres) echo "$POSTGRES_URL" ;; redis) echo "$REDIS_URL" ;; mariadb) echo "$MARIADB_URL" ;;
     s3) echo "$S3_URL (key $S3_ACCESS_KEY)" ;;
+    kafka2) echo "$KAFKA2_URL" ;; nats2) echo "$NATS2_URL (monitor http://127.0.0.1:$NATS2_MONITOR_PORT)" ;;
   esac
 }
 
@@ -232,9 +243,9 @@ missing_packages() {
   local s
   for s in "$@"; do
     case $s in
-      kafka) have java || echo openjdk-17-jre-headless; have mvn || echo maven ;;
+      kafka | kafka2) have java || echo openjdk-17-jre-headless; have mvn || echo maven ;;
       # openssl: the NATS TLS tests make their certificates with it (test/support/nats-server.ts).
-      nats) have nats-server || echo nats-server; have openssl || echo openssl ;;
+      nats | nats2) have nats-server || echo nats-server; have openssl || echo openssl ;;
       postgres) pg_bin >/dev/null || echo postgresql ;;
       redis) { have redis-server && have redis-cli; } || echo redis-server ;;
       mariadb) { have mariadbd && have mariadb-install-db && have mariadb && have mariadb-admin; } || echo mariadb-server ;;
@@ -334,13 +345,13 @@ versitygw_bin() {
 # beside apt-get.
 install_prerequisites() {
   local packages fetch_pid="" build_pid="" status=0
-  [[ " $* " == *" kafka "* ]] && have mvn && have java && [[ ! -f $KAFKA_CACHE/libs/.complete ]] && {
+  [[ " $* " == *" kafka "* || " $* " == *" kafka2 "* ]] && have mvn && have java && [[ ! -f $KAFKA_CACHE/libs/.complete ]] && {
     kafka_libs & fetch_pid=$!
   }
   [[ " $* " == *" s3 "* && ! -x $VERSITYGW_CACHE/bin/versitygw ]] && go_cmd >/dev/null && {
     versitygw_bin & build_pid=$!
   }
-  mapfile -t packages < <(missing_packages "$@")
+  mapfile -t packages < <(missing_packages "$@" | sort -u)
   if ((${#packages[@]})); then
     [[ $(id -u) == 0 ]] || die "not root: install ${packages[*]} first"
     install_packages "${packages[@]}" || status=1
@@ -354,10 +365,10 @@ install_prerequisites() {
 # Only what `up` needs before it starts the server: a program, root, the Kafka jars.
 service_blockers() {
   case $1 in
-    kafka)
+    kafka | kafka2)
       have java || echo "java not found"
       [[ -f $KAFKA_CACHE/libs/.complete ]] || have mvn || echo "mvn not found (fetches the Kafka jars once)" ;;
-    nats) have nats-server || echo "nats-server not found"; have openssl || echo "openssl not found" ;;
+    nats | nats2) have nats-server || echo "nats-server not found"; have openssl || echo "openssl not found" ;;
     postgres)
       pg_bin >/dev/null || echo "PostgreSQL not installed (initdb not found)"
       [[ $(id -u) == 0 ]] || echo "not root: the server runs as the postgres user" ;;
@@ -377,7 +388,7 @@ cmd_check() {
   for s in "${NAMES[@]}"; do
     mapfile -t blockers < <(service_blockers "$s")
     if ((${#blockers[@]} == 0)); then
-      if [[ $s == kafka && ! -f $KAFKA_CACHE/libs/.complete ]]; then
+      if [[ $s == kafka* && ! -f $KAFKA_CACHE/libs/.complete ]]; then
         printf '%-9s ready | its first start fetches the Kafka %s jars from Maven Central (about 80 s)\n' "$s" "$KAFKA_VERSION"
       elif [[ $s == s3 && ! -x $VERSITYGW_CACHE/bin/versitygw ]]; then
         printf '%-9s ready | its first start builds versitygw %s with Go (about 75 s)\n' "$s" "$VERSITYGW_VERSION"
@@ -414,14 +425,14 @@ kafka_cluster_id() {
 }
 
 kafka_config() {
-  local d=$1
+  local d=$1 port=$2 controller_port=$3
   cat >"$d/server.properties" <<EOF
 # written by scripts/services.sh on every start
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -447,59 +458,73 @@ log4j.logger.state.change.logger=WARN
 EOF
 }
 
-KAFKA_LOG_OFFSET=0
-start_kafka() {
-  local d=$DIR/kafka java=${JAVA_HOME:+$JAVA_HOME/bin/}java
+# Where each broker's log stood when `up` started it: the "started" line must be newer.
+declare -A KAFKA_LOG_OFFSET=()
+
+# start_kafka_in NAME PORT CONTROLLER_PORT XMS XMX: a broker whose files are in $DIR/NAME.
+start_kafka_in() {
+  local name=$1 port=$2 controller_port=$3 xms=$4 xmx=$5 d=$DIR/$1 java=${JAVA_HOME:+$JAVA_HOME/bin/}java
   mkdir -p "$d"
-  touch "$d/kafka.log"
-  our_pid "$d/kafka.pid" >/dev/null && return 0
+  touch "$d/$name.log"
+  our_pid "$d/$name.pid" >/dev/null && return 0
   kafka_libs || return 1
-  kafka_config "$d"
+  kafka_config "$d" "$port" "$controller_port"
   if [[ ! -f $d/data/meta.properties ]]; then
     "$java" -Dlog4j.configuration="file:$d/log4j.properties" -cp "$KAFKA_CACHE/libs/*" \
       kafka.tools.StorageTool format -t "$(kafka_cluster_id)" -c "$d/server.properties" \
-      >>"$d/kafka.log" 2>&1 9>&- || { log "formatting Kafka's storage failed"; return 1; }
+      >>"$d/$name.log" 2>&1 9>&- || { log "formatting Kafka's storage failed"; return 1; }
   fi
-  KAFKA_LOG_OFFSET=$(stat -c %s "$d/kafka.log")
-  spawn "$d" "$d/kafka.log" "$java" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  KAFKA_LOG_OFFSET[$name]=$(stat -c %s "$d/$name.log")
+  spawn "$d" "$d/$name.log" "$java" "-Xms$xms" "-Xmx$xmx" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j.configuration="file:$d/log4j.properties" \
     -cp "$KAFKA_CACHE/libs/*" kafka.Kafka "$d/server.properties"
-  echo "$SPAWNED" >"$d/kafka.pid"
+  echo "$SPAWNED" >"$d/$name.pid"
 }
 
 # Serving means: the broker logged that it started (since this start), its port accepts
 # connections, and it answers a Metadata request with a live broker and a controller.
-kafka_serves() {
-  tail -c "+$((KAFKA_LOG_OFFSET + 1))" "$DIR/kafka/kafka.log" | grep -q 'Kafka Server started' \
-    && answers "$KAFKA_PORT" \
-    && node "$REPO/scripts/kafka/metadata-probe.mjs" "127.0.0.1:$KAFKA_PORT" 2>/dev/null
+kafka_serves_in() {
+  local name=$1 port=$2
+  tail -c "+$((${KAFKA_LOG_OFFSET[$name]:-0} + 1))" "$DIR/$name/$name.log" | grep -q 'Kafka Server started' \
+    && answers "$port" \
+    && node "$REPO/scripts/kafka/metadata-probe.mjs" "127.0.0.1:$port" 2>/dev/null
 }
 
-wait_kafka() { wait_until 120 "$DIR/kafka/kafka.pid" kafka_serves; }
+start_kafka() { start_kafka_in kafka "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" 256m 1g; }
+wait_kafka() { wait_until 120 "$DIR/kafka/kafka.pid" kafka_serves_in kafka "$KAFKA_PORT"; }
+# Site B's broker only carries the migration tests' second cluster (a few small topics and
+# transactions): half the first one's heap. `up` starts it beside the others, so the JVMs
+# warm up in parallel.
+start_kafka2() { start_kafka_in kafka2 "$KAFKA2_PORT" "$KAFKA2_CONTROLLER_PORT" 128m 512m; }
+wait_kafka2() { wait_until 120 "$DIR/kafka2/kafka2.pid" kafka_serves_in kafka2 "$KAFKA2_PORT"; }
 
 # ---------------------------------------------------------------- NATS
 
-start_nats() {
-  local d=$DIR/nats
+# start_nats_in NAME PORT MONITOR_PORT: a NATS server with JetStream whose files are in $DIR/NAME.
+start_nats_in() {
+  local name=$1 port=$2 monitor_port=$3 d=$DIR/$1
   mkdir -p "$d/jetstream"
-  our_pid "$d/nats.pid" >/dev/null && return 0
-  cat >"$d/nats.conf" <<EOF
+  our_pid "$d/$name.pid" >/dev/null && return 0
+  cat >"$d/$name.conf" <<EOF
 # written by scripts/services.sh on every start
-listen: 127.0.0.1:$NATS_PORT
-http: 127.0.0.1:$NATS_MONITOR_PORT
+listen: 127.0.0.1:$port
+http: 127.0.0.1:$monitor_port
 jetstream {
   store_dir: "$d/jetstream"
   max_memory_store: 1G
   max_file_store: 10G
 }
 EOF
-  spawn "$d" "$d/nats.log" nats-server -c "$d/nats.conf"
-  echo "$SPAWNED" >"$d/nats.pid"
+  spawn "$d" "$d/$name.log" nats-server -c "$d/$name.conf"
+  echo "$SPAWNED" >"$d/$name.pid"
 }
 
-nats_serves() { answers "$NATS_PORT" && http_ok "$NATS_MONITOR_PORT" /healthz; }
+nats_serves_in() { answers "$1" && http_ok "$2" /healthz; }
 
-wait_nats() { wait_until 30 "$DIR/nats/nats.pid" nats_serves; }
+start_nats() { start_nats_in nats "$NATS_PORT" "$NATS_MONITOR_PORT"; }
+wait_nats() { wait_until 30 "$DIR/nats/nats.pid" nats_serves_in "$NATS_PORT" "$NATS_MONITOR_PORT"; }
+start_nats2() { start_nats_in nats2 "$NATS2_PORT" "$NATS2_MONITOR_PORT"; }
+wait_nats2() { wait_until 30 "$DIR/nats2/nats2.pid" nats_serves_in "$NATS2_PORT" "$NATS2_MONITOR_PORT"; }
 
 # ---------------------------------------------------------------- PostgreSQL
 
@@ -719,7 +744,7 @@ cmd_down() {
   fi
   [[ -e $DIR/$MARKER ]] || die "refusing to remove $DIR: it has no $MARKER file, so services.sh did not create it"
   take_lock
-  for s in kafka nats redis mariadb s3 postgres; do stop_service "$s" || failed=1; done
+  for s in kafka kafka2 nats nats2 redis mariadb s3 postgres; do stop_service "$s" || failed=1; done
   ((failed == 0)) || die "a service did not stop; $DIR is kept"
   rm -rf "$DIR"
   log "removed $DIR"

@@ -5,9 +5,9 @@
  */
 import { connect } from 'node:net'
 
-export type ServiceName = 'kafka' | 'nats' | 'postgres' | 'redis' | 'mariadb' | 's3'
+export type ServiceName = 'kafka' | 'nats' | 'postgres' | 'redis' | 'mariadb' | 's3' | 'kafka2' | 'nats2'
 
-export const serviceNames: readonly ServiceName[] = ['kafka', 'nats', 'postgres', 'redis', 'mariadb', 's3']
+export const serviceNames: readonly ServiceName[] = ['kafka', 'nats', 'postgres', 'redis', 'mariadb', 's3', 'kafka2', 'nats2']
 
 /** What the global setup hands every test file (vitest's `provide`/`inject`). */
 export interface ServicesRun {
@@ -39,6 +39,9 @@ export const services: Record<ServiceName, { env: string; url: string }> = {
   mariadb: { env: 'WEIR_MARIADB_URL', url: 'mysql://weir:weir@127.0.0.1:3306/weir' },
   // versitygw: credentials in WEIR_S3_ACCESS_KEY / WEIR_S3_SECRET_KEY (see test/support/s3.ts).
   s3: { env: 'WEIR_S3_URL', url: 'http://127.0.0.1:9000' },
+  // A second site, for moving a pipeline between clusters (test/e2e/savepoint-migration.test.ts).
+  kafka2: { env: 'WEIR_KAFKA2_BROKERS', url: '127.0.0.1:19092' },
+  nats2: { env: 'WEIR_NATS2_URL', url: 'nats://127.0.0.1:14222' },
 }
 
 export function serviceUrl(name: ServiceName): string {
