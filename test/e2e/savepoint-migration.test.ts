@@ -205,4 +205,75 @@ describe.skipIf(!kafka.available || !nats.available || !kafka2.available || !nat
     await expectExactlyOnce('site A → site B', ref, onA, onB, migrationPipeline(bParams), pipeB)
     console.log(`migration site A → site B: ${JSON.stringify({ events: 6000, refOutputs: total(ref.outputs), outputsOnA: total(onA), outputsOnB: total(onB), ...(await savepointCoverage(sp)), rescaled: 'agg 2→3', savepointToFinishedMs: finishedAt - stoppedAt, ms: Date.now() - started })}`)
   }, 90_000)
+
+  it('a savepoint of cluster A while it runs (weir savepoint create --bus, the workers writing under --savepoint-dir), restored onto B: A\'s outputs up to the cut plus B\'s exactly once, final state equal', async () => {
+    const started = Date.now()
+    const dir = tempDir()
+    const name = `mig-live-${randomUUID().slice(0, 8)}`
+    const cluster = `l${randomUUID().slice(0, 8)}`
+    const base = { name, events: '3000', keys: '60' }
+    const ref = await reference({ ...base, agg: '3', sessions: '2' }, join(dir, 'ref'))
+    const savepoints = join(dir, 'savepoints')
+
+    const aParams = { ...base, agg: '2', sessions: '2', rate: '300' }
+    const a = new TestCluster({ cluster, kafka: `kafka://${kafka.url}`, nats: nats.url, logDir: join(dir, 'logs-a') })
+    onTestFinished(() => a.killAll())
+    onTestFinished((ctx) => {
+      if (ctx.task.result?.state === 'fail') console.error(a.logTails(30))
+    })
+    const pipeA = await KafkaPipe.connect({ brokers: kafka.url.split(',') }, log)
+    onTestFinished(() => pipeA.close())
+    a.startCoordinator('a-c', ['--epoch-ms', EPOCH_MS, '--settle-ms', '300', '--worker-timeout-ms', '3000'])
+    const aWorkers = ['a-w1', 'a-w2'].map((id) => a.startWorker(id, FIXTURE, ['--state-dir', join(dir, id), '--savepoint-dir', savepoints, '--epoch-ms', EPOCH_MS, '--heartbeat-ms', '250', ...paramArgs(aParams)]))
+    const pipelineA = migrationPipeline(aParams)
+    await until(async () => (await pipeA.describeTopic(pipelineA.outputTopic(pipelineA.stage('agg')!))) !== undefined && (await readStageOutput(pipelineA, pipeA, 'agg')).length >= 600, 40_000, 'site A committing output')
+
+    // The savepoint while A runs; A goes on for a while after it, then stops.
+    const sp = join(savepoints, 'live-1')
+    const created = await weir(['savepoint', 'create', FIXTURE, '--bus', nats.url, '--cluster', cluster, '--target', sp, ...paramArgs(aParams)])
+    expect(created.code, created.stderr).toBe(0)
+    const heldMs = Number(/inputs held (\d+) ms/.exec(created.stdout)?.[1])
+    expect(heldMs, created.stdout).toBeGreaterThanOrEqual(0)
+    await sleep(1000)
+    for (const w of aWorkers) w.signal('SIGTERM')
+    for (const w of aWorkers) {
+      const o = await w.done
+      expect(o.code, `${w.name}: ${o.stderr}`).toBe(0)
+    }
+    a.coordinators[0]!.signal('SIGTERM')
+    const inspected = JSON.parse((await weir(['savepoint', 'inspect', sp, '--json', '--verify'])).stdout) as { cut: { outputEnds: Record<string, Record<string, number>> } }
+
+    const bParams = { ...base, agg: '3', sessions: '2' }
+    const restored = await weir(['savepoint', 'restore', sp, FIXTURE, '--pipe', `kafka://${kafka2.url}`, ...paramArgs(bParams)])
+    expect(restored.code, restored.stderr).toBe(0)
+    const b = new TestCluster({ cluster, kafka: `kafka://${kafka2.url}`, nats: nats2.url, logDir: join(dir, 'logs-b') })
+    onTestFinished(() => b.killAll())
+    onTestFinished((ctx) => {
+      if (ctx.task.result?.state === 'fail') console.error(b.logTails(30))
+    })
+    b.startCoordinator('b-c', ['--epoch-ms', EPOCH_MS, '--settle-ms', '300'])
+    const bWorkers = ['b-w1', 'b-w2'].map((id) => b.startWorker(id, FIXTURE, ['--state-dir', join(dir, id), '--epoch-ms', EPOCH_MS, '--heartbeat-ms', '250', ...paramArgs(bParams)]))
+    for (const w of bWorkers) {
+      const o = await w.done
+      expect(o.code, `${w.name}: ${o.stderr}`).toBe(0)
+    }
+    b.coordinators[0]!.signal('SIGTERM')
+
+    const pipeB = await KafkaPipe.connect({ brokers: kafka2.url.split(',') }, log)
+    onTestFinished(() => pipeB.close())
+    // A ran on after the cut: only what it had written by then counts (B writes the rest again).
+    const onA = {} as Outputs
+    let afterCutOnA = 0
+    for (const stage of OUTPUT_STAGES) {
+      const ends = inspected.cut.outputEnds[pipelineA.outputTopic(pipelineA.stage(stage)!)]!
+      const all = await readStageOutput(pipelineA, pipeA, stage)
+      onA[stage] = all.filter((r) => r.offset < ends[String(r.partition)]!).map((r) => r.value)
+      afterCutOnA += all.length - onA[stage].length
+    }
+    const onB = await outputsOf(migrationPipeline(bParams), pipeB)
+    expect(total(onA)).toBeGreaterThan(0)
+    expect(total(onB)).toBeGreaterThan(0)
+    await expectExactlyOnce('live site A → site B', ref, onA, onB, migrationPipeline(bParams), pipeB)
+    console.log(`live savepoint site A → site B: ${JSON.stringify({ events: 6000, refOutputs: total(ref.outputs), outputsOnAUpToCut: total(onA), outputsOnAAfterCut: afterCutOnA, outputsOnB: total(onB), heldMs, ...(await savepointCoverage(sp)), ms: Date.now() - started })}`)
+  }, 90_000)
 })
