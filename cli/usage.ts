@@ -116,6 +116,8 @@ Options:
   --views-host H       Their address (default 127.0.0.1; another needs a token)
   --views-token-file FILE
                        Require 'Authorization: Bearer <token>' on /views (or WEIR_VIEWS_TOKEN)
+  --savepoint-dir DIR  Where a savepoint of the running pipeline (weir savepoint create
+                       --bus, with --bus here) writes its state (default <data-dir>/savepoints)
   -q, --quiet          No progress display on a terminal
   -h, --help           Show this help
 
@@ -247,9 +249,14 @@ keep a copy at another site.
 
 Subcommands:
   create <pipeline.ts> --target DIR
-                       Stop the pipeline first (Ctrl-C a weir run; stop a cluster's
-                       workers). Runs it once more with its sources held until nothing is
-                       in flight between stages, then writes the savepoint to DIR
+                       Of a stopped pipeline (Ctrl-C a weir run; stop a cluster's workers):
+                       runs it once more with its sources held until nothing is in flight
+                       between stages, then writes the savepoint to DIR
+  create <pipeline.ts> --bus nats://… [--cluster NAME] --target DIR
+                       Of a running one: its inputs are held until nothing is in flight,
+                       the state is pinned, processing resumes, and every worker writes its
+                       actors' state under its --savepoint-dir (DIR is that directory, as
+                       this command sees it, plus the savepoint's name)
   inspect <savepoint> [--json] [--verify]
                        Print the manifest; --verify reads every file and checks its size,
                        entry count and SHA-256 against it
@@ -261,6 +268,11 @@ Subcommands:
                        Write the savepoint into the pipe before the pipeline first starts
                        (for a cluster, before its workers start; weir run --from-savepoint
                        does this itself)
+
+Options of create --bus:
+  --bus URL            The pipeline's NATS control bus (with the --nats-* options)
+  --cluster NAME       Its cluster (default default)
+  --timeout-ms N       Give up after this long (default 300000)
 
 Options of create and restore:
   --data-dir DIR       The embedded run's data dir (default ./.weir/<pipeline>); with
@@ -408,6 +420,9 @@ Options:
   --epoch-ms N              The coordinator's epoch interval, for the local checkpoint
                             fallback (default 1000)
   --heartbeat-ms N          Heartbeat interval (default 1000)
+  --savepoint-dir DIR       Take part in savepoints of the running pipeline (weir savepoint
+                            create --bus): its actors' state is written under DIR, which
+                            every worker and the command share; without it, refused
   -h, --help                Show this help
 
 ${NATS_SECURITY}`
