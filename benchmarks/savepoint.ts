@@ -2,7 +2,8 @@
  * Savepoint create and restore rates, and the pause a savepoint imposes on processing, on the
  * embedded pipe. For each state size (`--keys`, default 1m and 10m): a keyed pipeline builds
  * that many keys of state (benchmarks/lib/savepoint-pipeline.ts), runs under a steady load
- * with ordinary checkpoints (their barrier stalls are the reference), is stopped, savepointed
+ * with ordinary checkpoints (their barrier stalls are the reference), takes a savepoint while
+ * it runs (live: the time its input is held, and the whole savepoint), is stopped, savepointed
  * and restarted (the pause: stop with its final checkpoint + create + restart until the
  * state stage processes again), and the savepoint is restored into a new data dir (restore
  * call + every state actor restored, i.e. its changelog replayed). Ceilings in the same run:
@@ -32,6 +33,9 @@ import { countArg, flagArg, parseCount, readArgs, envValue } from './lib/options
 import { printResult, startRunInfo } from './lib/run-info.ts'
 import { feed, savepointPipeline } from './lib/savepoint-pipeline.ts'
 import { percentile, progress, round } from './lib/stats.ts'
+
+/** Savepoints of the running pipeline taken under load. */
+const LIVE_SAVEPOINTS = 3
 
 const USAGE = `usage: node --import tsx benchmarks/savepoint.ts [options]
   --keys LIST         state sizes, comma-separated (default 1m,10m; env BENCH_KEYS)
@@ -109,6 +113,22 @@ async function measure(keys: number): Promise<Record<string, unknown>> {
   const stalls = Object.entries(loaded.stats()).filter(([id]) => id.startsWith(`${STATE}/`)).flatMap(([id, s]) => s.barrierStallsMs.slice(skip.get(id) ?? 0))
   const loadRate = stateIn(loaded) / LOAD_S
 
+  // A savepoint of the running pipeline, under the same load: input is held from the hold to the release only.
+  // Three of them, a second apart: the pause depends on where the load is in its epoch.
+  const held: number[] = []
+  const liveTimes: number[] = []
+  for (let i = 0; i < LIVE_SAVEPOINTS; i++) {
+    const l0 = performance.now()
+    const live = await loaded.savepoint(`live-${i}`)
+    liveTimes.push(performance.now() - l0)
+    held.push(live.heldMs)
+    const liveKeys = live.manifest.stages[STATE]!.actors.reduce((n, a) => n + (a.keys.last ?? 0), 0)
+    if (liveKeys !== keys) failures.push(`keys ${keys}: live savepoint ${i} holds ${liveKeys} keys of state 'last'`)
+    progress(`keys ${keys}: live savepoint ${round(liveTimes[i]!)} ms, inputs held ${live.heldMs} ms`)
+    await sleep(1000)
+  }
+  const liveMs = percentile(liveTimes, 50)
+
   // The pause: stop (final checkpoint) → create → restart until the state stage processes again.
   const t0 = performance.now()
   await loaded.stop()
@@ -169,6 +189,10 @@ async function measure(keys: number): Promise<Record<string, unknown>> {
     [`restore_${k}_ms`]: round(restoreMs),
     [`restore_${k}_write_changelog_ms`]: round(r1 - r0),
     [`restore_${k}_actors_restored_ms`]: round(r2 - r1),
+    [`live_savepoint_${k}_input_held_ms`]: held,
+    [`live_savepoint_${k}_input_held_max_ms`]: Math.max(...held),
+    [`live_savepoint_${k}_ms_p50`]: round(liveMs),
+    [`live_savepoint_${k}_keys_per_s`]: Math.round(keys / (liveMs / 1000)),
     [`savepoint_pause_${k}_stop_create_restart_ms`]: round(t3 - t0),
     [`savepoint_pause_${k}_stop_ms`]: round(t1 - t0),
     [`savepoint_pause_${k}_restart_ms`]: round(t3 - t2),

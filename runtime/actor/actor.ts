@@ -490,6 +490,8 @@ export class Actor {
       }
       if (this.abandoned) return
       if (records.length === 0) {
+        // Held for a savepoint and through its input: commit now rather than at the next epoch, so the drain waits for no interval.
+        if (this.held && this.uncommitted()) this.localBarrierRequested = true
         await this.fireDueTimers()
         await this.advanceWatermark()
         // A bounded actor ends when its inputs are drained and its pending timers have fired.
@@ -538,6 +540,8 @@ export class Actor {
       if (this.stopRequested) break
       if (this.sourceDone) return this.finish()
       if (this.holding || this.frozen) {
+        // Held for a savepoint: commit what it emitted now rather than at the next epoch, so the drain waits for no interval.
+        if (this.held && this.uncommitted()) this.localBarrierRequested = true
         // Not idle either: downstream watermarks must not pass over a source that only waits.
         await this.idle(50)
         continue
@@ -611,10 +615,14 @@ export class Actor {
     this.wake?.()
   }
 
+  private uncommitted(): boolean {
+    return this.positionsChanged || this.cache.dirtyCount > 0 || this.transactionRecords > 0
+  }
+
   /** Nothing uncommitted, and no data record in the pipeline's own input topics past its positions. */
   async drained(): Promise<boolean> {
     if (this.lifecycle === 'finished') return true
-    if (this.positionsChanged || this.cache.dirtyCount > 0 || this.transactionRecords > 0) return false
+    if (this.uncommitted()) return false
     for (let i = 0; i < this.readers.length; i++) {
       if (this.externalInputs[i] === true) continue
       const r = this.readers[i]!

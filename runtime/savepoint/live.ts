@@ -271,7 +271,7 @@ export async function takeLiveSavepoint(o: LiveSavepointOptions): Promise<LiveSa
     for (;;) {
       while (!allDrained((await gather('status')).actors)) {
         if (Date.now() > deadline) throw new SavepointError('WEIR_SAVEPOINT_NOT_QUIESCED', `savepoint ${name}: the pipeline did not drain within ${Math.round((o.timeoutMs ?? 300_000) / 1000)} s`, { savepoint: name })
-        await new Promise((r) => setTimeout(r, 50))
+        await new Promise((r) => setTimeout(r, 10))
       }
       rounds++
       await gather('freeze')
