@@ -27,8 +27,7 @@ import { Faults } from '../runtime/faults.ts'
 import { createLogger } from '../runtime/log.ts'
 import { EmbeddedPipe } from '../runtime/pipe/embedded/embedded-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
-import { readRange } from '../runtime/pipe/read-range.ts'
-import { isControlRecord } from '../runtime/watermarks.ts'
+import { dataRecordsBetween } from '../runtime/watermarks.ts'
 import { naming } from '../runtime/naming.ts'
 import { replayChangelog } from '../runtime/state/changelog.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
@@ -161,12 +160,8 @@ async function inFlight(pipeline: Pipeline, pipe: Pipe, dataDir: string, log: Lo
         const topic = pipeline.outputTopic(input)
         const end = await pipe.endOffset(topic, p)
         const at = positions[topic] ?? (await pipe.committedOffset(naming.group(pipeline.name, spec.name), topic, p)) ?? (await pipe.startOffset(topic, p))
-        if (at >= end) continue
         // Watermark marks past the position are no loss: every writer marks again at its first barrier after the restore.
-        let data = 0
-        await readRange(pipe, topic, p, at, end, (batch) => {
-          for (const r of batch) if (!isControlRecord(r)) data++
-        })
+        const data = await dataRecordsBetween(pipe, topic, p, at, end)
         if (data > 0) behind.push(`${naming.actor(spec.name, p)} reads ${topic}: ${data} records after its position ${at}`)
       }
     }

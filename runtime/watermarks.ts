@@ -6,7 +6,8 @@
  * this state is checkpointed with its input positions, so a restart resumes with the
  * watermark that matches them.
  */
-import { CONTROL_HEADER, type PipeRecord, type StoredRecord } from './pipe/pipe.ts'
+import { CONTROL_HEADER, type Pipe, type PipeRecord, type StoredRecord } from './pipe/pipe.ts'
+import { readRange } from './pipe/read-range.ts'
 import { stateCodec } from './codec.ts'
 import type { WatermarkOptions } from './api/pipeline.ts'
 
@@ -36,6 +37,15 @@ export interface WatermarkView {
 
 export function isControlRecord(r: PipeRecord): boolean {
   return r.headers !== undefined && r.headers[CONTROL_HEADER] !== undefined
+}
+
+/** Data records (watermark marks left out) of a partition in [from, end): what a reader past `from` has still to process. */
+export async function dataRecordsBetween(pipe: Pipe, topic: string, partition: number, from: number, end: number): Promise<number> {
+  let data = 0
+  await readRange(pipe, topic, partition, from, end, (batch) => {
+    for (const r of batch) if (!isControlRecord(r)) data++
+  })
+  return data
 }
 
 export function encodeMark(mark: WatermarkMark, now: number): PipeRecord {

@@ -19,8 +19,7 @@ import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
 import { WriteCache } from '../state/write-cache.ts'
 import { freezeLoaded } from '../values.ts'
 import { keyBytes, keyString } from '../record-keys.ts'
-import { decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
-import { readRange } from '../pipe/read-range.ts'
+import { dataRecordsBetween, decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
 import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
 import { Outputs } from './outputs.ts'
@@ -626,13 +625,7 @@ export class Actor {
     for (let i = 0; i < this.readers.length; i++) {
       if (this.externalInputs[i] === true) continue
       const r = this.readers[i]!
-      const end = await this.pipe.endOffset(r.topic, r.partition)
-      if (r.position >= end) continue
-      let data = 0
-      await readRange(this.pipe, r.topic, r.partition, r.position, end, (batch) => {
-        for (const rec of batch) if (!isControlRecord(rec)) data++
-      })
-      if (data > 0) return false
+      if ((await dataRecordsBetween(this.pipe, r.topic, r.partition, r.position, await this.pipe.endOffset(r.topic, r.partition))) > 0) return false
     }
     return true
   }

@@ -44,7 +44,7 @@ export class SavepointParticipant {
   private sub: Subscription | undefined
   /** The savepoint holding this worker's actors, and until when. */
   private holding: { name: string; until: number } | undefined
-  private readonly snapshots = new Map<string, { name: string; read: StoreSnapshot; close(): Promise<void> }>()
+  private readonly snapshots = new Map<string, { name: string; read: StoreSnapshot; close(): Promise<void>; until?: number }>()
   private readonly written = new Map<string, Promise<SavepointReply['actors']>>()
   private timer: NodeJS.Timeout | undefined
 
@@ -74,6 +74,14 @@ export class SavepointParticipant {
       if (this.holding !== undefined && Date.now() > this.holding.until) {
         this.deps.log.warn({ savepoint: this.holding.name }, 'savepoint lease expired (its client went away?): releasing the held actors')
         void this.release()
+      }
+      // Snapshots pin old versions in RocksDB: ones nobody asked to write within the lease after the release are let go.
+      for (const [id, snap] of this.snapshots) {
+        if (snap.until !== undefined && Date.now() > snap.until && !this.written.has(snap.name)) {
+          this.deps.log.warn({ savepoint: snap.name, actor: id }, 'savepoint snapshot never written (its client went away?): releasing it')
+          this.snapshots.delete(id)
+          void snap.close().catch(() => undefined)
+        }
       }
     }, 1000)
     this.timer.unref()
@@ -132,6 +140,7 @@ export class SavepointParticipant {
       case 'release':
         this.holding = undefined
         for (const a of actors) a.hold(false)
+        for (const snap of this.snapshots.values()) if (snap.name === cmd.name) snap.until ??= Date.now() + cmd.leaseMs
         reply.actors = actors.map((a) => ({ actor: a.id }))
         break
       case 'write': {

@@ -45,14 +45,14 @@ export interface RestorePlan {
   refused: PlanItem[]
 }
 
-/** The declared states of each actor stage of `pipeline` (constructs each processor once). */
+/** The states a stage's processor declares, with their versions and migrations (constructs the processor once). */
+export function schemasOf(spec: StageSpec): StateSchema[] {
+  return (constructProcessor(spec.name, () => instantiate(spec)) as { state: { schemas: StateSchema[] } }).state.schemas
+}
+
+/** The declared states of each actor stage of `pipeline`. */
 export function declaredStates(pipeline: Pipeline): Map<string, StateSchema[]> {
-  const out = new Map<string, StateSchema[]>()
-  for (const spec of pipeline.actorStages) {
-    const processor = constructProcessor(spec.name, () => instantiate(spec)) as { state: { schemas: StateSchema[] } }
-    out.set(spec.name, processor.state.schemas)
-  }
-  return out
+  return new Map(pipeline.actorStages.map((spec) => [spec.name, schemasOf(spec)]))
 }
 
 function keyCount(stage: SavepointStage, state: string): number {

@@ -88,7 +88,7 @@ export async function restoreSavepoint(pipeline: Pipeline, pipe: Pipe, dir: stri
       const topic = naming.changelog(pipeline.name, spec.name)
       for (let p = 0; p < spec.parallelism; p++) {
         const end = await pipe.endOffset(topic, p)
-        if (end > (await pipe.startOffset(topic, p)) || end > 0) {
+        if (end > 0) {
           throw new SavepointError('WEIR_SAVEPOINT_TARGET_HAS_STATE', `the pipe already holds state of pipeline '${pipeline.name}' (${topic} partition ${p} has records up to offset ${end}): a savepoint is restored onto a pipe without the pipeline's state. Use a new data dir (embedded pipe), or restore under a new pipeline name, or delete the pipeline's topics (weir.${pipeline.name}.*) on Kafka`, { topic, partition: p, offset: end, field: 'fromSavepoint' })
         }
       }

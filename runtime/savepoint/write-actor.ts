@@ -9,8 +9,8 @@
  */
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { instantiate, type Pipeline, type StageSpec } from '../api/pipeline.ts'
-import { constructProcessor, type StateSchema } from '../api/state.ts'
+import type { Pipeline, StageSpec } from '../api/pipeline.ts'
+import { schemasOf } from './plan.ts'
 import { INPUT_POSITIONS, SOURCE_FINISHED } from '../actor/state-keys.ts'
 import { stateCodec } from '../codec.ts'
 import { FrameWriter } from './frames.ts'
@@ -22,8 +22,7 @@ const NOT_SAVED = new Set(['#checkpoint', '#epoch'])
 
 /** The states a stage's processor declares, as the manifest lists them. */
 export function stageStates(spec: StageSpec): SavepointState[] {
-  const processor = constructProcessor(spec.name, () => instantiate(spec)) as { state: { schemas: StateSchema[] } }
-  return processor.state.schemas.map((s) => ({ name: s.name, kind: s.kind, keyed: s.keyed, version: s.version }))
+  return schemasOf(spec).map((s) => ({ name: s.name, kind: s.kind, keyed: s.keyed, version: s.version }))
 }
 
 export interface ActorStateArgs {

@@ -6,7 +6,7 @@
  * with a zombie worker on a real cluster (fenced, nothing of it applied). A command Redis
  * refuses dead-letters its record alone; bad options are refused at start naming the field.
  *
- * WEIR_REDIS_PROPERTY_RUNS sets the property's number of cases (default 12); WEIR_PROPERTY_SEED replays one.
+ * WEIR_REDIS_PROPERTY_RUNS sets the property's number of cases (default 9); WEIR_PROPERTY_SEED replays one.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -33,7 +33,7 @@ import { eventCount, readProgress, readRedis, redisInputs, redisPipeline, remove
 const redis = await requireService('redis')
 const nats = await requireService('nats')
 const kafka = await requireService('kafka')
-const RUNS = Number(process.env.WEIR_REDIS_PROPERTY_RUNS ?? 12)
+const RUNS = Number(process.env.WEIR_REDIS_PROPERTY_RUNS ?? 9)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'redis-pipeline.ts')
 const EPOCH_MS = 20

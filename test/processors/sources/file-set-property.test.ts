@@ -1,6 +1,6 @@
 /**
  * FileSetSource over a directory: the recovery property with real SIGKILLs (see
- * fixtures/file-set-property.ts). WEIR_FILESET_PROPERTY_RUNS sets the case count (default 12),
+ * fixtures/file-set-property.ts). WEIR_FILESET_PROPERTY_RUNS sets the case count (default 9),
  * WEIR_PROPERTY_SEED replays one.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { removeTempDirs, tempDataDir } from '../../../testing/index.ts'
 import { fileSetRecoveryProperty } from './fixtures/file-set-property.ts'
 
-const RUNS = Number(process.env.WEIR_FILESET_PROPERTY_RUNS ?? 12)
+const RUNS = Number(process.env.WEIR_FILESET_PROPERTY_RUNS ?? 9)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 
 afterAll(removeTempDirs)
