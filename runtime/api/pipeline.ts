@@ -555,7 +555,11 @@ export class Pipeline {
     const reader = { name, kind, inputs: [] as string[] }
     this.pendingReader = reader
     try {
-      for (const i of inputs) reader.inputs.push(this.inputStage(i))
+      for (const i of inputs) {
+        // Wiring an input may rename an earlier one of this stage (moved to a keyed stage): push after it.
+        const stage = this.inputStage(i)
+        reader.inputs.push(stage)
+      }
     } finally {
       this.pendingReader = undefined
     }
