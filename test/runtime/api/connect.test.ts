@@ -5,7 +5,7 @@
  * input with its own origin, and its watermark is the minimum of its inputs'.
  */
 import { afterAll, describe, expect, it } from 'vitest'
-import { ConnectedStreams, Pipeline, Processor, type Context, type LifecycleContext, type StreamRecord, type Timer } from '../../../index.ts'
+import { ConnectedStreams, Pipeline, Processor, Stream, type Context, type LifecycleContext, type StreamRecord, type Timer } from '../../../index.ts'
 import { GeneratorSource } from '../../../processors/index.ts'
 import { partitionForKey } from '../../../runtime/partitioner.ts'
 import { keyBytes } from '../../../runtime/record-keys.ts'
@@ -149,7 +149,7 @@ describe('Stream.union', () => {
   it('merges three streams into one stage; record.input is the stream index', async () => {
     const d = dir()
     const p = new Pipeline('union-run')
-    const source = (name: string, base: number): ReturnType<Pipeline['source']> =>
+    const source = (name: string, base: number): Stream<number> =>
       p.source(name, () => new GeneratorSource<number>({ count: 30, generate: (i) => ({ key: `k${i % 4}`, value: base + i }) }), { partitions: 2 })
     const a = source('a', 0)
     a.union(source('b', 1000), source('c', 2000)).process('merged', class extends Processor<number, [number, number]> {
@@ -182,7 +182,7 @@ class WatchWatermark extends Processor<number, Observed | { timerAt: number; rig
     const wm = ctx.watermark
     ctx.emit(r.key, { input: r.input, timestamp: r.timestamp, watermark: Number.isFinite(wm) ? wm : null, late: r.timestamp <= wm })
   }
-  onTimer(t: Timer, ctx: Context<Observed | { timerAt: number; rightSeen: number }>): void {
+  override onTimer(t: Timer, ctx: Context<Observed | { timerAt: number; rightSeen: number }>): void {
     ctx.emit(t.key, { timerAt: t.time, rightSeen: this.rightSeen.get() ?? 0 })
   }
 }
