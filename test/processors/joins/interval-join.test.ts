@@ -46,7 +46,7 @@ describe('IntervalJoin', () => {
   it('is exactly-once across crashes at every point of the checkpoint protocol', async () => {
     const [left, right] = fc.sample(fc.tuple(side('L', 3, 150, { min: 150 }), side('R', 3, 150, { min: 150 })), { seed: 7, numRuns: 1 })[0]!
     const expected = reference(left, right, -20, 25)
-    const { out, planned, crashed } = await runJoin<Pair>(joinPipeline('interval-join-crash', left, right, intervalJoin(-20, 25)), JOIN_CRASHES)
+    const { out, planned, crashed } = await runJoin<Pair>(joinPipeline('interval-join-crash', left, right, intervalJoin(-20, 25), { ratePerSecond: 2 * RATE }), JOIN_CRASHES)
     expect(crashed).toEqual(planned)
     expect(expected.length).toBeGreaterThan(20)
     expectSameLines(out.map((r) => line(r.key, r.timestamp, r.value)), expected)
