@@ -65,6 +65,12 @@ export function diffTopology(before: RecordedTopology, after: RecordedTopology):
     for (const field of ['kind', 'parallelism', 'outputPartitions', 'keyedOutput', 'topic'] as const) {
       if (old[field] !== now[field]) add(old.name, field, `stage '${old.name}' changed ${field} from ${String(old[field])} to ${String(now[field])}`)
     }
+    if (old.chainedTo !== now.chainedTo) {
+      const text = now.chainedTo !== undefined
+        ? `stage '${old.name}' is now chained to '${now.chainedTo}' (runs in its actors; the topic between them is no longer read)`
+        : `stage '${old.name}' is no longer chained to '${old.chainedTo!}' (it reads a topic again, whose records were never written)`
+      add(old.name, 'chain', text)
+    }
     if (JSON.stringify(old.inputs) !== JSON.stringify(now.inputs)) add(old.name, 'inputs', `stage '${old.name}' changed its inputs from [${old.inputs.join(', ')}] to [${now.inputs.join(', ')}]`)
     const was = before.states?.[old.name]
     const is = after.states?.[old.name]
