@@ -39,7 +39,7 @@ class Delay extends Processor<string, string> {
     this.pending.add(r.value)
     ctx.timers.registerEventTime(r.timestamp + 10)
   }
-  onTimer(t: Timer, ctx: Context<string>): void {
+  override onTimer(t: Timer, ctx: Context<string>): void {
     // Which records a timer finds pending depends on when marks arrive: the words alone are deterministic.
     for (const w of this.pending.get()) ctx.emit(t.key, w)
     this.pending.clear()
@@ -52,6 +52,12 @@ class Count extends Processor<string, number> {
     const n = (this.n.get() ?? 0) + 1
     this.n.set(n)
     ctx.emit(r.key, n)
+  }
+}
+
+class Forward extends Processor<unknown, unknown> {
+  onRecord(r: StreamRecord<unknown>, ctx: Context<unknown>): void {
+    ctx.emit(r.key, r.value)
   }
 }
 
@@ -106,7 +112,7 @@ describe('chaining plan', () => {
     a.process('b1', Count)
     a.process('b2', Count)
     const viewed = src.keyBy().process('viewed', Count, { views: { n: 'n' } })
-    viewed.process('after-view', Count)
+    viewed.process('after-view', Forward)
     const c = p.source<string>('src2', () => new GeneratorSource<string>({ count: 1, generate: () => ({ key: 'k', value: 'v' }) })).process('c', Split)
     c.to('file', () => new JsonlFileSink({ path: 'unused-{partition}.jsonl' }))
     p.source<string>('src3', () => new GeneratorSource<string>({ count: 1, generate: () => ({ key: 'k', value: 'v' }) })).process('out', Split, { chain: false }).process('after-out', Count)
