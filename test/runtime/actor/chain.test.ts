@@ -3,13 +3,14 @@
  * pipeline computes what the same pipeline unchained does — outputs, state, dead letters
  * and figures per stage — also when it crashes at every point of the checkpoint protocol.
  */
+import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ConfigError, Pipeline, Processor, policy, type Context, type StreamRecord, type Timer } from '../../../index.ts'
 import { GeneratorSource, JsonlFileSink } from '../../../processors/index.ts'
 import { chainsOf } from '../../../runtime/api/chains.ts'
 import { diffTopology, topologyOf } from '../../../runtime/topology-guard.ts'
 import { pipelineShapeOf } from '../../../runtime/control/messages.ts'
-import { readDeadLetters, readStageOutput, readState, readTopic, removeDir, runToCompletion, tempDataDir, type CompletedRun } from '../../../testing/index.ts'
+import { createSavepoint, readDeadLetters, readStageOutput, readState, readTopic, removeDir, runToCompletion, tempDataDir, type CompletedRun } from '../../../testing/index.ts'
 import type { CrashPoint } from '../../../runtime/faults.ts'
 
 const dirs: string[] = []
@@ -190,5 +191,20 @@ describe('a chained pipeline', () => {
     const run = await runToCompletion(p, { dataDir: d, actorConfig: { maxBatch: 50 }, epochIntervalMs: 20, crashes: [{ point, hit: 3 }, { point, hit: 7 }] })
     expect(run.crashed.length).toBeGreaterThan(0)
     expect(await outcome(p, d)).toEqual(await outcome(unchained.p, unchained.d))
+  })
+
+  it('is saved by stage and state name, and restored into the pipeline chained or not', async () => {
+    const sp = join(dir(), 'savepoint')
+    const manifest = await createSavepoint(chained.p, { dataDir: chained.d, target: sp })
+    expect(Object.keys(manifest.stages).sort()).toEqual(['count', 'delay', 'lines', 'split'])
+    const saved = await readState(chained.p, chained.d, 'split')
+    expect(Object.keys(saved.keyed.lines ?? {}).length).toBe(7)
+    for (const chain of [true, false]) {
+      const q = pipeline(chain)
+      const d = dir()
+      await runToCompletion(q, { dataDir: d, fromSavepoint: { dir: sp } })
+      expect((await readState(q, d, 'split')).keyed).toEqual(saved.keyed)
+      expect((await readState(q, d, 'count')).keyed).toEqual((await readState(chained.p, chained.d, 'count')).keyed)
+    }
   })
 })
