@@ -21,7 +21,7 @@ import { ProgressReporter } from './progress-reporter.ts'
 import { StandbyReplica } from './standby.ts'
 import { refusalReason } from './topology-guard.ts'
 import { SavepointParticipant } from './savepoint/live.ts'
-import { chainMembers, chainsOf, type ChainPlan } from './api/chains.ts'
+import { chainHead, chainMembers, chainsOf, type ChainPlan } from './api/chains.ts'
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
@@ -165,16 +165,12 @@ export class Worker {
         if (!msg.success) return void this.log.warn({ subject, issue: msg.error.issues[0] }, 'malformed epoch dropped')
         this.lastEpochAt = Date.now()
         this.followLeader(msg.data)
-        for (const s of msg.data.finishedStages) {
-          if (this.pipeline.stage(s) === undefined) continue
-          // A chain's head finishes with the stages chained to it.
-          for (const f of [s, ...chainMembers(this.chains, s)]) this.finishedStages.add(f)
-        }
+        for (const s of msg.data.finishedStages) if (this.pipeline.stage(s) !== undefined) this.finishedStages.add(s)
         for (const { actor } of this.actors.values()) {
           actor.requestBarrier(msg.data.epoch)
           this.maybeUpstreamFinished(actor)
         }
-        if (!this.pipelineFinished && this.pipeline.actorStages.every((s) => this.finishedStages.has(s.name))) {
+        if (!this.pipelineFinished && this.pipeline.actorStages.every((s) => this.stageFinished(s.name))) {
           this.pipelineFinished = true
           this.options.onPipelineFinished?.()
         }
@@ -288,7 +284,12 @@ export class Worker {
   private maybeUpstreamFinished(actor: Actor): void {
     // A side output or keyed stream ends when the stage writing it does.
     const inputs = actor.stage.inputs.map((i) => this.pipeline.writerOf(this.pipeline.stage(i)!)?.name ?? i)
-    if (inputs.length > 0 && inputs.every((i) => this.finishedStages.has(i))) actor.markUpstreamFinished()
+    if (inputs.length > 0 && inputs.every((i) => this.stageFinished(i))) actor.markUpstreamFinished()
+  }
+
+  /** Whether a stage finished: the coordinator reports chains' heads, and a chained stage finishes with its head. */
+  private stageFinished(stage: string): boolean {
+    return this.finishedStages.has(chainHead(this.chains, stage))
   }
 
   /**

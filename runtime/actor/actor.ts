@@ -509,7 +509,9 @@ export class Actor {
   async run(): Promise<void> {
     if (this.head !== undefined) throw new WeirError('WEIR_ACTOR_CHAINED', `${this.id} is chained to ${this.head.id}, whose actor runs it`, { actor: this.id })
     try {
-      if (this.processor.open !== undefined) await this.scope.hook('open', () => this.processor.open!(this.lifecycleCtx))
+      for (const a of [this, ...this.members]) {
+        if (a.processor.open !== undefined) await a.scope.hook('open', () => a.processor.open!(a.lifecycleCtx))
+      }
       // A crash may have come between the pipe commit of the newest checkpoint and its publish.
       if (this.restoredCheckpoint !== undefined) await this.publisher!.publish(this.restoredCheckpoint, true)
       if (this.isSource) await this.runSource()
