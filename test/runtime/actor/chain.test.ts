@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ConfigError, Pipeline, Processor, policy, type Context, type StreamRecord, type Timer } from '../../../index.ts'
+import { ConfigError, Pipeline, Processor, policy, startEmbedded, type Context, type StreamRecord, type Timer } from '../../../index.ts'
 import { GeneratorSource, JsonlFileSink } from '../../../processors/index.ts'
 import { chainsOf } from '../../../runtime/api/chains.ts'
 import { diffTopology, topologyOf } from '../../../runtime/topology-guard.ts'
@@ -69,11 +69,12 @@ function line(i: number, partition: number): string {
 }
 
 /** lines → split → delay (both chained to lines unless `chain` is false) → keyBy → count. */
-function pipeline(chain: boolean, name = 'chain'): Pipeline {
+function pipeline(chain: boolean, name = 'chain', ratePerSecond?: number): Pipeline {
   // Edge topics are kept: the comparison reads delay's output, which count would purge as it goes.
   const p = new Pipeline(name, { purgeConsumedRecords: false })
   p.source<string>('lines', () => new GeneratorSource<string>({
     count: LINES,
+    ratePerSecond,
     generate: (i, partition) => ({ key: `l${i % 7}`, value: line(i, partition), timestamp: 1_000_000 + i * 4 }),
   }), { partitions: 2 })
     .process('split', Split, { onError: policy.deadLetter(), chain })
@@ -206,5 +207,20 @@ describe('a chained pipeline', () => {
       expect((await readState(q, d, 'split')).keyed).toEqual(saved.keyed)
       expect((await readState(q, d, 'count')).keyed).toEqual((await readState(chained.p, chained.d, 'count')).keyed)
     }
+  })
+
+  it('is saved while it runs (a live savepoint freezes the chain with its head) and restores to the same final state', async () => {
+    const d = dir()
+    const running = await startEmbedded(pipeline(true, 'chain', 400), { dataDir: d, epochIntervalMs: 50, savepointDir: join(d, 'savepoints') })
+    await new Promise((r) => setTimeout(r, 700))
+    const live = await running.savepoint('mid')
+    await running.stop()
+    expect(Object.keys(live.manifest.stages).sort()).toEqual(['count', 'delay', 'lines', 'split'])
+    expect(live.manifest.stages.split!.actors).toHaveLength(2)
+    const q = pipeline(true)
+    const d2 = dir()
+    await runToCompletion(q, { dataDir: d2, fromSavepoint: { dir: live.dir } })
+    expect((await readState(q, d2, 'split')).keyed).toEqual((await readState(chained.p, chained.d, 'split')).keyed)
+    expect((await readState(q, d2, 'count')).keyed).toEqual((await readState(chained.p, chained.d, 'count')).keyed)
   })
 })
