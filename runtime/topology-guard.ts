@@ -55,7 +55,9 @@ export interface TopologyDifference {
  */
 export function diffTopology(before: RecordedTopology, after: RecordedTopology): TopologyDifference[] {
   const out: TopologyDifference[] = []
-  const add = (stage: string, field: string, text: string): void => void out.push({ stage, field: `stages.${stage}${field === '' ? '' : `.${field}`}`, text })
+  // Chaining follows from the rest of the topology (a second reader unchains a stage): its changes come last.
+  const chained: TopologyDifference[] = []
+  const add = (stage: string, field: string, text: string): void => void (field === 'chain' ? chained : out).push({ stage, field: `stages.${stage}${field === '' ? '' : `.${field}`}`, text })
   for (const old of before.stages) {
     const now = after.stages.find((s) => s.name === old.name)
     if (now === undefined) {
@@ -64,6 +66,12 @@ export function diffTopology(before: RecordedTopology, after: RecordedTopology):
     }
     for (const field of ['kind', 'parallelism', 'outputPartitions', 'keyedOutput', 'topic'] as const) {
       if (old[field] !== now[field]) add(old.name, field, `stage '${old.name}' changed ${field} from ${String(old[field])} to ${String(now[field])}`)
+    }
+    if (old.chainedTo !== now.chainedTo) {
+      const text = now.chainedTo !== undefined
+        ? `stage '${old.name}' is now chained to '${now.chainedTo}' (runs in its actors; the topic between them is no longer read)`
+        : `stage '${old.name}' is no longer chained to '${old.chainedTo!}' (it reads a topic again, whose records were never written)`
+      add(old.name, 'chain', text)
     }
     if (JSON.stringify(old.inputs) !== JSON.stringify(now.inputs)) add(old.name, 'inputs', `stage '${old.name}' changed its inputs from [${old.inputs.join(', ')}] to [${now.inputs.join(', ')}]`)
     const was = before.states?.[old.name]
@@ -75,7 +83,7 @@ export function diffTopology(before: RecordedTopology, after: RecordedTopology):
     else if (added.length > 0) add(old.name, 'state', `stage '${old.name}' declares new state ${added.map((n) => `'${n}'`).join(', ')}`)
   }
   for (const now of after.stages) if (!before.stages.some((s) => s.name === now.name)) add(now.name, '', `stage '${now.name}' is new`)
-  return out
+  return [...out, ...chained]
 }
 
 /**

@@ -21,6 +21,7 @@ import { ProgressReporter } from './progress-reporter.ts'
 import { StandbyReplica } from './standby.ts'
 import { refusalReason } from './topology-guard.ts'
 import { SavepointParticipant } from './savepoint/live.ts'
+import { chainHead, chainMembers, chainsOf, type ChainPlan } from './api/chains.ts'
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
@@ -119,6 +120,8 @@ export class Worker {
   private leaderGeneration = -1
   private epochsBehind = 0
   private readonly savepoints: SavepointParticipant
+  /** Which stages run in the actors of another (runtime/api/chains.ts): the coordinator knows only the chains' heads. */
+  private readonly chains: ChainPlan
 
   constructor(private readonly bus: ControlBus, private readonly pipe: Pipe, private readonly pipeline: Pipeline, private readonly options: WorkerOptions) {
     this.log = options.log.child({ worker: options.id })
@@ -130,8 +133,9 @@ export class Worker {
         return { code: f.error.code, message: f.error.message, at: f.at, quarantined: f.quarantined !== undefined, failedOn: f.quarantined?.workers ?? [this.options.id] }
       },
     })
+    this.chains = chainsOf(pipeline)
     this.pipelineActors = new Set(pipeline.actorStages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => `${s.name}/${p}`)))
-    this.savepoints = new SavepointParticipant({ bus, pipeline, cluster: options.cluster, worker: options.id, pipe, dir: options.savepointDir, actors: () => [...this.actors.values()].filter((e) => e.started).map((e) => e.actor), log: this.log })
+    this.savepoints = new SavepointParticipant({ bus, pipeline, cluster: options.cluster, worker: options.id, pipe, dir: options.savepointDir, actors: () => [...this.actors.values()].filter((e) => e.started).flatMap((e) => [e.actor, ...e.actor.chained]), log: this.log })
   }
 
   get id(): string {
@@ -166,7 +170,7 @@ export class Worker {
           actor.requestBarrier(msg.data.epoch)
           this.maybeUpstreamFinished(actor)
         }
-        if (!this.pipelineFinished && this.pipeline.actorStages.every((s) => this.finishedStages.has(s.name))) {
+        if (!this.pipelineFinished && this.pipeline.actorStages.every((s) => this.stageFinished(s.name))) {
           this.pipelineFinished = true
           this.options.onPipelineFinished?.()
         }
@@ -280,7 +284,12 @@ export class Worker {
   private maybeUpstreamFinished(actor: Actor): void {
     // A side output or keyed stream ends when the stage writing it does.
     const inputs = actor.stage.inputs.map((i) => this.pipeline.writerOf(this.pipeline.stage(i)!)?.name ?? i)
-    if (inputs.length > 0 && inputs.every((i) => this.finishedStages.has(i))) actor.markUpstreamFinished()
+    if (inputs.length > 0 && inputs.every((i) => this.stageFinished(i))) actor.markUpstreamFinished()
+  }
+
+  /** Whether a stage finished: the coordinator reports chains' heads, and a chained stage finishes with its head. */
+  private stageFinished(stage: string): boolean {
+    return this.finishedStages.has(chainHead(this.chains, stage))
   }
 
   /**
@@ -315,17 +324,28 @@ export class Worker {
       if (msg.actors[a] !== undefined) this.failed.delete(a)
       else f.quarantined = msg.quarantined?.[a]
     }
-    const standby = new Set(Object.entries(msg.standbys ?? {}).filter(([, ws]) => ws.includes(this.options.id)).map(([a]) => a))
+    const standby = this.withChained(new Set(Object.entries(msg.standbys ?? {}).filter(([, ws]) => ws.includes(this.options.id)).map(([a]) => a)))
+    const mineChained = this.withChained(mine)
     const leaving = [...this.actors.keys()].filter((a) => !mine.has(a))
     // Asked to release an actor it does not run (never started, or waiting out a restart): nothing to stop.
     for (const [a, r] of Object.entries(msg.releasing ?? {})) if (r.from === this.options.id && !this.actors.has(a)) this.reportReleased(a, msg.generation, undefined)
     // A replica of an actor that becomes active here stops first: the actor opens the store it kept warm.
-    await Promise.all([...this.replicas.keys()].filter((a) => !standby.has(a) || mine.has(a)).map((a) => this.stopReplica(a)))
+    await Promise.all([...this.replicas.keys()].filter((a) => !standby.has(a) || mineChained.has(a)).map((a) => this.stopReplica(a)))
     // Each one is reported as soon as it stopped, so its new owner can start it while the others still stop.
     await Promise.all(leaving.map(async (a) => this.reportReleased(a, msg.generation, await this.stopActor(a))))
-    for (const a of standby) if (!mine.has(a) && !this.actors.has(a) && !this.replicas.has(a) && !this.stopped) this.startReplica(a)
+    for (const a of standby) if (!mineChained.has(a) && !this.actors.has(a) && !this.replicas.has(a) && !this.stopped) this.startReplica(a)
     // Actors restore in parallel: on Kafka each one waits for its producer's InitProducerId and its readers' group joins.
     await Promise.all([...mine].filter((id) => !this.actors.has(id)).map((id) => (this.stopped || this.leaving ? undefined : this.startActor(id))))
+  }
+
+  /** `actors` and the actors of the stages chained to them (a chain's state is one per stage: each has its replica). */
+  private withChained(actors: Set<string>): Set<string> {
+    const out = new Set(actors)
+    for (const a of actors) {
+      const [stage, p] = a.split('/')
+      for (const m of chainMembers(this.chains, stage!)) out.add(`${m}/${p}`)
+    }
+    return out
   }
 
   private startReplica(id: string): void {
@@ -376,6 +396,15 @@ export class Worker {
         onWatermark: () => this.progress.watermarkAdvanced(actor),
       },
     )
+    // The stages chained to this one run in its actor: their figures are their own, their acks and finishing its.
+    const members = chainMembers(this.chains, spec.name).map((name) => {
+      const member: Actor = new Actor(
+        { pipeline: this.pipeline, spec: this.pipeline.stage(name)!, partition: Number(p), pipe: this.pipe, dataDir: this.options.dataDir, workDir: this.options.workDir, log: this.log, faults: this.options.faults, config: this.options.actorConfig },
+        { onEpoch: () => undefined, onFinished: () => this.progress.publishNow(member), onWatermark: () => this.progress.watermarkAdvanced(member) },
+      )
+      return member
+    })
+    actor.chain(members)
     const startedAt = Date.now()
     const entry = { actor, restoring: actor.restore(), running: Promise.resolve(), started: false }
     this.actors.set(id, entry)
@@ -542,8 +571,9 @@ export class Worker {
     this.actors.clear()
   }
 
+  /** Every actor here, with the stages chained to each (they report figures and progress of their own). */
   get actorList(): Actor[] {
-    return [...this.actors.values()].map((e) => e.actor)
+    return [...this.actors.values()].flatMap((e) => [e.actor, ...e.actor.chained])
   }
 
   /** The generation of the newest assignment applied here; -1 before the first (readiness reads it). */

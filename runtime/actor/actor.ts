@@ -2,6 +2,10 @@
  * An actor: one processor instance bound to one partition of its stage. It restores its
  * state, runs the processor over its input (or polls its source) one unit at a time, and
  * takes barriers between micro-batches; the checkpoint protocol itself is checkpoint.ts.
+ *
+ * A chain (runtime/api/chains.ts) runs in its head's actor: each chained stage is an Actor
+ * of its own (state, timers, dead letters, figures), driven by the head's run loop, fed
+ * directly with what its upstream emits, and checkpointed in the head's transaction.
  */
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -12,7 +16,7 @@ import { codecFor, stateCodec, type Codec } from '../codec.ts'
 import { ActorFencedError, ConfigError, DecodeError, ProcessingError, SinkFencedError, WeirError, describeError, failsActor } from '../errors.ts'
 import { SimulatedCrash, type Faults } from '../faults.ts'
 import { naming } from '../naming.ts'
-import type { PartitionOffset, PartitionReader, Pipe, StoredRecord, TransactionalProducer } from '../pipe/pipe.ts'
+import type { PartitionOffset, PartitionReader, Pipe, PipeRecord, StoredRecord, TransactionalProducer } from '../pipe/pipe.ts'
 import { replayChangelog } from '../state/changelog.ts'
 import { StateStore } from '../state/state-store.ts'
 import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
@@ -20,7 +24,7 @@ import { WriteCache } from '../state/write-cache.ts'
 import { freezeLoaded } from '../values.ts'
 import { keyBytes, keyString } from '../record-keys.ts'
 import { dataRecordsBetween, decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
-import { Checkpointer, type CommittedCheckpoint } from './checkpoint.ts'
+import { Checkpointer, type ActorCheckpoints, type ChainedCheckpoints, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
 import { Outputs } from './outputs.ts'
 import { Publisher, type CheckpointRecord } from './publish.ts'
@@ -169,7 +173,19 @@ export class Actor {
   private viewEpoch = 0
   /** Opened first at restore (it fences older instances); the checkpointer runs it after. */
   private producer: TransactionalProducer | undefined
-  private checkpoints!: Checkpointer
+  private checkpoints!: ActorCheckpoints
+  /** The checkpointer of a chain's head (or of an actor that is not chained): the transaction's owner. */
+  private own: Checkpointer | undefined
+  /** Of a chained stage: the actor of its chain's head, whose loop runs it. */
+  private head: Actor | undefined
+  /** The stages chained after this one, in order (a chain's head only). */
+  private members: Actor[] = []
+  /** The stage chained directly after this one: its records go to it instead of to the output topic. */
+  private next: Actor | undefined
+  /** The output topic the chain replaces (nobody reads it: the next stage gets the records directly). */
+  private chainedOutput: string | undefined
+  /** Of a chained stage: what its upstream emitted since it last processed, records and marks in order. */
+  private queue: StoredRecord[] = []
   /** Runs the processor's `onCheckpointCommitted`, if it has one. */
   private publisher: Publisher | undefined
   /** The newest committed checkpoint that carried a record for the publisher, found at restore. */
@@ -241,11 +257,37 @@ export class Actor {
       deadLetter: (record, error, detail) => this.userDeadLetter(record, error, detail),
       waitingOn: (on, error) => this.waitingOn(on, error),
       reportStats: (stats) => this.reportStats(stats),
-      wake: () => this.wake?.(),
+      wake: () => (this.head ?? this).wake?.(),
     }
     this.onEpoch = hooks.onEpoch
     this.onFinished = hooks.onFinished
     this.onWatermark = hooks.onWatermark
+  }
+
+  /**
+   * Runs `members` in this actor, each chained to the one before (runtime/api/chains.ts):
+   * they restore with it, process what their upstream emits as it emits it, and commit in
+   * its transactions. Call before `restore`.
+   */
+  chain(members: Actor[]): void {
+    let up: Actor = this
+    for (const m of members) {
+      up.next = m
+      up.chainedOutput = this.pipeline.outputTopic(up.spec)
+      m.head = this
+      up = m
+    }
+    this.members = members
+  }
+
+  /** The stages chained after this one (this actor runs them), in order. */
+  get chained(): readonly Actor[] {
+    return this.members
+  }
+
+  /** Whether this actor is a chained stage, run by the actor of its chain's head. */
+  get isChained(): boolean {
+    return this.head !== undefined
   }
 
   /** The directory of this actor's local RocksDB. */
@@ -276,6 +318,7 @@ export class Actor {
 
   /** Opens state and readers: local RocksDB plus the changelog tail it is missing. */
   async restore(): Promise<void> {
+    if (this.head !== undefined) return this.restoreChained(this.head)
     const started = performance.now()
     // Opening the producer fences the previous instance (on Kafka: aborts or completes its
     // open transaction, which can take a while); the changelog replays meanwhile.
@@ -283,21 +326,7 @@ export class Actor {
     let replayed: { position: number; records: number }
     try {
       this.store = await StateStore.open(this.storePath)
-      const replay = (): Promise<{ position: number; records: number }> => replayChangelog({
-        pipe: this.pipe,
-        topic: this.changelogTopic,
-        partition: this.partition,
-        store: this.store,
-        storePath: this.storePath,
-        log: this.log,
-        faults: this.faults,
-        reopen: async () => {
-          await this.store.close()
-          StateStore.destroy(this.storePath)
-          this.store = await StateStore.open(this.storePath)
-          return this.store
-        },
-      })
+      const replay = (): Promise<{ position: number; records: number }> => this.replayChangelog()
       const before = await replay()
       this.producer = await opening
       // Only now is the previous instance's last transaction settled: a commit it had in
@@ -310,6 +339,53 @@ export class Actor {
       throw err
     }
     this.stats.replayedChangelogRecords = replayed.records
+    await this.openProcessor(replayed.position)
+    const stored = this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined
+    for (const topic of this.inputTopics) {
+      const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
+      this.readers.push(await this.pipe.reader(topic, this.partition, from))
+    }
+    if (this.spec.views.length > 0) this.openViews()
+    // The chained stages restore after the producer fenced the chain's previous instance: their changelogs are settled.
+    for (const m of this.members) await m.restore()
+    this.stats.restoreMs = performance.now() - started
+    this.lifecycle = 'running'
+    this.log.debug({ changelogPosition: replayed.position, replayed: replayed.records, ms: this.stats.restoreMs, chained: this.members.map((m) => m.spec.name) }, 'actor restored')
+  }
+
+  /** A chained stage's restore: its own store and changelog; its transactions are its head's. */
+  private async restoreChained(head: Actor): Promise<void> {
+    const started = performance.now()
+    this.store = await StateStore.open(this.storePath)
+    const replayed = await this.replayChangelog()
+    this.stats.replayedChangelogRecords = replayed.records
+    await this.openProcessor(replayed.position, head)
+    this.stats.restoreMs = performance.now() - started
+    this.lifecycle = 'running'
+    this.log.debug({ changelogPosition: replayed.position, replayed: replayed.records, ms: this.stats.restoreMs, head: head.id }, 'chained stage restored')
+  }
+
+  /** Brings the local store to the end of the stage's changelog partition. */
+  private replayChangelog(): Promise<{ position: number; records: number }> {
+    return replayChangelog({
+      pipe: this.pipe,
+      topic: this.changelogTopic,
+      partition: this.partition,
+      store: this.store,
+      storePath: this.storePath,
+      log: this.log,
+      faults: this.faults,
+      reopen: async () => {
+        await this.store.close()
+        StateStore.destroy(this.storePath)
+        this.store = await StateStore.open(this.storePath)
+        return this.store
+      },
+    })
+  }
+
+  /** Constructs the processor on the restored state, with its timers, checkpoints, watermarks and context. */
+  private async openProcessor(changelogPosition: number, head?: Actor): Promise<void> {
     this.processor = constructProcessor(this.spec.name, () => instantiate(this.spec))
     this.processor.state.bind(stateAccess(this.cache, this.scope))
     await this.loadActorState()
@@ -320,23 +396,16 @@ export class Actor {
     }
     this.timers = await Timers.load(this.store, this.cache)
     this.eventTimers = await Timers.load(this.store, this.cache, EVENT_TIMER_PREFIX)
-    this.checkpoints = new Checkpointer({
-      producer: this.producer!,
-      store: this.store,
-      cache: this.cache,
-      pipe: this.pipe,
-      faults: this.faults,
-      actor: this.id,
-      partition: this.partition,
-      changelogTopic: this.changelogTopic,
-      outputTopic: this.pipeline.outputTopic(this.spec),
-      group: this.group,
-      changelogPosition: replayed.position,
-      onCommitted: (c) => this.committed(c),
-    })
+    const part = { store: this.store, cache: this.cache, actor: this.id, changelogTopic: this.changelogTopic, outputTopic: this.pipeline.outputTopic(this.spec), changelogPosition, onCommitted: (c: CommittedCheckpoint) => this.committed(c) }
+    if (head === undefined) {
+      this.own = new Checkpointer({ ...part, producer: this.producer!, pipe: this.pipe, faults: this.faults, partition: this.partition, group: this.group })
+      this.checkpoints = this.own
+    } else {
+      this.checkpoints = head.own!.follow(part)
+    }
     this.checkpoints.onFailed(() => this.wake?.())
     this.marks = new ActorWatermarks(
-      { pipeline: this.pipeline, spec: this.spec, partition: this.partition, actor: this.id, cache: this.cache, stats: this.stats, send: (t, p, r) => this.checkpoints.send(t, p, r), onAdvance: this.onWatermark },
+      { pipeline: this.pipeline, spec: this.spec, partition: this.partition, actor: this.id, cache: this.cache, stats: this.stats, send: (t, p, r) => this.sendOut(t, p, r), onAdvance: this.onWatermark },
       this.cache.get(ACTOR_PREFIX, WATERMARKS)?.value,
       this.isSource && this.cache.get(ACTOR_PREFIX, SOURCE_FINISHED)?.value === true,
     )
@@ -344,15 +413,6 @@ export class Actor {
       load: (keys) => prefetch(this.store, this.cache, this.processor.state.keyedNames, keys),
       loaded: (key) => this.processor.state.keyedNames.every((name) => this.cache.has(keyedPrefix(name), key)),
     })
-    const stored = this.cache.get(ACTOR_PREFIX, INPUT_POSITIONS)?.value as Record<string, number> | undefined
-    for (const topic of this.inputTopics) {
-      const from = stored?.[topic] ?? (await this.pipe.committedOffset(this.group, topic, this.partition)) ?? (await this.pipe.startOffset(topic, this.partition))
-      this.readers.push(await this.pipe.reader(topic, this.partition, from))
-    }
-    if (this.spec.views.length > 0) this.openViews()
-    this.stats.restoreMs = performance.now() - started
-    this.lifecycle = 'running'
-    this.log.debug({ changelogPosition: replayed.position, replayed: replayed.records, ms: this.stats.restoreMs }, 'actor restored')
   }
 
   /**
@@ -433,6 +493,10 @@ export class Actor {
     this.abandoned = true
     this.stopRequested = true
     for (const r of this.readers) r.close()
+    for (const m of this.members) {
+      m.abandoned = true
+      m.stopRequested = true
+    }
     this.wake?.()
   }
 
@@ -443,8 +507,11 @@ export class Actor {
    * here, not in restore(): a worker that lost the actor while restoring never opens it.
    */
   async run(): Promise<void> {
+    if (this.head !== undefined) throw new WeirError('WEIR_ACTOR_CHAINED', `${this.id} is chained to ${this.head.id}, whose actor runs it`, { actor: this.id })
     try {
-      if (this.processor.open !== undefined) await this.scope.hook('open', () => this.processor.open!(this.lifecycleCtx))
+      for (const a of [this, ...this.members]) {
+        if (a.processor.open !== undefined) await a.scope.hook('open', () => a.processor.open!(a.lifecycleCtx))
+      }
       // A crash may have come between the pipe commit of the newest checkpoint and its publish.
       if (this.restoredCheckpoint !== undefined) await this.publisher!.publish(this.restoredCheckpoint, true)
       if (this.isSource) await this.runSource()
@@ -466,7 +533,7 @@ export class Actor {
   }
 
   private barrierDue(): boolean {
-    return this.requestedEpoch > this.barrierEpoch || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || this.transactionRecords >= this.config.maxTransactionRecords || (this.awaitingFirstCommit && this.unitsSinceStart > 0)
+    return this.requestedEpoch > this.barrierEpoch || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || this.transactionRecords >= this.config.maxTransactionRecords || (this.awaitingFirstCommit && this.unitsSinceStart > 0) || (this.members.length > 0 && this.chainFull())
   }
 
   private async runProcessor(): Promise<void> {
@@ -493,8 +560,9 @@ export class Actor {
         if (this.held && this.uncommitted()) this.localBarrierRequested = true
         await this.fireDueTimers()
         await this.advanceWatermark()
+        if (this.members.length > 0) await this.runChain()
         // A bounded actor ends when its inputs are drained and its pending timers have fired.
-        if (this.upstreamFinished && this.timers.size === 0 && (await this.inputsDrained())) {
+        if (this.upstreamFinished && this.timers.size === 0 && !this.chainTimersPending() && (await this.inputsDrained())) {
           // Every upstream writer ended: the watermark is +infinity and every event-time timer fires.
           await this.advanceWatermark(true)
           await this.finish()
@@ -517,9 +585,11 @@ export class Actor {
       this.marks.markIfDue()
       this.positionsChanged = true
       this.unitsSinceStart++
+      if (this.members.length > 0) await this.runChain()
       // Records already buffered resolve polls without I/O; let timers (epochs) and I/O run.
       await yieldToLoop()
       await this.fireDueTimers()
+      if (this.members.length > 0) await this.runChain()
       this.cache.evict()
     }
     await this.finalCheckpointOnStop()
@@ -537,7 +607,12 @@ export class Actor {
       this.checkpoints.checkFailed()
       if (this.barrierDue()) await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch))
       if (this.stopRequested) break
-      if (this.sourceDone) return this.finish()
+      if (this.sourceDone && !this.chainTimersPending()) return this.finish()
+      if (this.sourceDone) {
+        await this.idle(50)
+        await this.runChain()
+        continue
+      }
       if (this.holding || this.frozen) {
         // Held for a savepoint: commit what it emitted now rather than at the next epoch, so the drain waits for no interval.
         if (this.held && this.uncommitted()) this.localBarrierRequested = true
@@ -555,6 +630,7 @@ export class Actor {
         this.faults.point('source-poll')
       }
       this.marks.markIfDue()
+      if (this.members.length > 0) await this.runChain()
       if (status === 'done') {
         this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, SOURCE_FINISHED, true), true)
         this.sourceDone = true
@@ -564,6 +640,7 @@ export class Actor {
         await this.idle(50)
       }
       await this.fireDueTimers()
+      if (this.members.length > 0) await this.runChain()
       this.cache.evict()
       // A source whose poll is synchronous would otherwise keep epochs from ever firing.
       await yieldToLoop()
@@ -594,6 +671,12 @@ export class Actor {
    */
   async freeze(): Promise<boolean> {
     if (this.lifecycle === 'finished' || this.lifecycle === 'closed') return true
+    if (this.head !== undefined) {
+      // A chained stage is frozen with its chain: its head's barrier commits everything of it.
+      await this.head.freeze()
+      await this.checkpoints.drain()
+      return this.drained()
+    }
     this.frozen = true
     this.localBarrierRequested = true
     this.wake?.()
@@ -610,18 +693,25 @@ export class Actor {
 
   /** Lets a frozen actor run again (its inputs stay held until `hold(false)`). */
   unfreeze(): void {
+    if (this.head !== undefined) return this.head.unfreeze()
     this.frozen = false
     this.wake?.()
   }
 
   private uncommitted(): boolean {
-    return this.positionsChanged || this.cache.dirtyCount > 0 || this.transactionRecords > 0
+    return this.positionsChanged || this.cache.dirtyCount > 0 || this.transactionRecords > 0 || this.members.some((m) => m.uncommitted())
+  }
+
+  /** Processing-time timers of chained stages still to fire: the chain does not end before they did. */
+  private chainTimersPending(): boolean {
+    return this.members.some((m) => m.timers.size > 0)
   }
 
   /** Nothing uncommitted, and no data record in the pipeline's own input topics past its positions. */
   async drained(): Promise<boolean> {
     if (this.lifecycle === 'finished') return true
-    if (this.uncommitted()) return false
+    if (this.uncommitted() || this.queue.length > 0) return false
+    for (const m of this.members) if (!(await m.drained())) return false
     for (let i = 0; i < this.readers.length; i++) {
       if (this.externalInputs[i] === true) continue
       const r = this.readers[i]!
@@ -637,8 +727,13 @@ export class Actor {
 
   /** End of input: a last checkpoint, visible to readers, before telling the coordinator. */
   private async finish(): Promise<void> {
+    await this.endChain()
     await this.lastCheckpoint()
     await this.checkpoints.awaitOutputsVisible()
+    for (const m of this.members) {
+      m.lifecycle = 'finished'
+      m.onFinished()
+    }
     this.lifecycle = 'finished'
     this.onFinished()
   }
@@ -919,6 +1014,17 @@ export class Actor {
     this.stats.waiting = { on, message, since: this.stats.waiting?.on === on ? this.stats.waiting.since : Date.now() }
   }
 
+  /**
+   * A record for the transaction; one for the output a chained stage reads goes to that
+   * stage instead (in order with the watermark marks), with offset -1: it was never in a topic.
+   */
+  private sendOut(topic: string, partition: number, record: PipeRecord): void {
+    if (topic !== this.chainedOutput) return this.checkpoints.send(topic, partition, record)
+    const handed: StoredRecord = { key: record.key, value: record.value, timestamp: record.timestamp, offset: -1 }
+    if (record.headers !== undefined) handed.headers = record.headers
+    this.next!.queue.push(handed)
+  }
+
   /** Moves the succeeded unit's records into the transaction. */
   private flushEmits(): number {
     const emits = this.scope.emits
@@ -926,7 +1032,7 @@ export class Actor {
     if (n === 0) return 0
     for (let i = 0; i < n; i++) {
       const e = emits[i]!
-      this.checkpoints.send(e.topic, e.partition, e.record)
+      this.sendOut(e.topic, e.partition, e.record)
     }
     this.marks.emitted(emits)
     emits.length = 0
@@ -1068,9 +1174,75 @@ export class Actor {
       const meta = { epoch: this.viewEpoch, positions: { ...this.viewPositions } }
       pinViews = () => views.pin({ ...meta, committedAt: Date.now() })
     }
-    this.checkpoints.take(epoch, positions, ingest, publish, pinViews)
+    // The chained stages take the barrier after what the head emitted before it (its mark last), each in chain order.
+    for (const m of this.members) {
+      await m.processQueued()
+      m.chainedBarrier(epoch)
+    }
+    this.own!.take(epoch, positions, ingest, publish, pinViews)
     pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
+  }
+
+  /** A chained stage's side of its head's barrier `epoch`: its watermark state and mark join the head's checkpoint. */
+  private chainedBarrier(epoch: number): void {
+    this.barrierEpoch = Math.max(this.barrierEpoch, epoch)
+    this.checkpointNo++
+    this.awaitingFirstCommit = false
+    this.localBarrierRequested = false
+    this.transactionRecords = 0
+    const ingest = this.marks.atBarrier(this.positionsChanged)
+    this.positionsChanged = false
+    ;(this.checkpoints as ChainedCheckpoints).cut(ingest)
+  }
+
+  /**
+   * A chained stage processes what its upstream handed it since the last call (a
+   * micro-batch, as if read from the topic) and fires its due processing-time timers.
+   */
+  private async processQueued(): Promise<void> {
+    if (this.queue.length > 0) {
+      const batch = this.queue
+      this.queue = []
+      await this.processBatch(0, batch)
+      this.marks.markIfDue()
+      this.positionsChanged = true
+      this.unitsSinceStart++
+    }
+    await this.fireDueTimers()
+    this.cache.evict()
+  }
+
+  /** Runs the chained stages over what the stages before them emitted, in chain order. */
+  private async runChain(): Promise<void> {
+    for (const m of this.members) await m.processQueued()
+  }
+
+  /**
+   * End of the head's input: each chained stage, in order, processes what is left, waits
+   * for its processing-time timers, and ends its watermark (its event-time timers fire), as
+   * an actor of its own does when its upstream finished.
+   */
+  private async endChain(): Promise<void> {
+    for (const m of this.members) {
+      await m.processQueued()
+      while (m.timers.size > 0 && !this.abandoned) {
+        const due = m.timers.nextDue()
+        await sleep(Math.max(1, Math.min(50, due === undefined ? 50 : due - Date.now())))
+        await m.processQueued()
+      }
+      await m.advanceWatermark(true)
+    }
+  }
+
+  /** Dirty entries or records of the open transaction that force an early barrier, over the chain. */
+  private chainFull(): boolean {
+    let records = this.transactionRecords
+    for (const m of this.members) {
+      if (m.cache.dirtyCount >= this.config.maxDirty) return true
+      records += m.transactionRecords
+    }
+    return records >= this.config.maxTransactionRecords
   }
 
   /** A checkpoint committed in the pipe: figures, the epoch ack, and now and then a purge. */
@@ -1102,9 +1274,12 @@ export class Actor {
     }
     for (const r of this.readers) r.close()
     await this.checkpoints?.settled()
-    if (this.processor?.close !== undefined) await this.scope.hook('close', () => this.processor.close!()).catch((err: unknown) => this.log.error({ err: describeError(err) }, 'processor close failed'))
+    for (const a of [this, ...this.members]) {
+      if (a.processor?.close !== undefined) await a.scope.hook('close', () => a.processor.close!()).catch((err: unknown) => a.log.error({ err: describeError(err) }, 'processor close failed'))
+    }
     await this.closeProducerAndStore()
     if (this.lifecycle !== 'finished' && this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') this.lifecycle = 'closed'
+    for (const m of this.members) if (m.lifecycle !== 'finished') m.lifecycle = this.lifecycle
   }
 
   /** Waits for in-flight local writes and closes files; for an abandoned (crashed) actor. */
@@ -1117,6 +1292,8 @@ export class Actor {
     if (this.checkpoints !== undefined) await this.checkpoints.close()
     else await this.producer?.close().catch(() => undefined)
     await this.store?.close().catch(() => undefined)
+    // The chain's stores close after the producer: its close waits for their local writes.
+    for (const m of this.members) await m.store?.close().catch(() => undefined)
   }
 
   /** Input lag: end offsets minus positions. */

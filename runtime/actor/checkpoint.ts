@@ -11,6 +11,10 @@
  * (`onCheckpointCommitted`, publish.ts) publishes here too, once the pipe committed. The next
  * barrier waits for all of it, so commits and publishes happen in order and none is
  * attempted after one failed.
+ *
+ * A chain (runtime/api/chains.ts) is one actor with one transaction: each chained stage
+ * `follow`s the head's checkpointer with its own store, cache and changelog (a part), and
+ * the head's barrier seals every part's changelog into the one commit.
  */
 import type { Faults } from '../faults.ts'
 import { PipeError, WeirError } from '../errors.ts'
@@ -57,7 +61,40 @@ export interface CheckpointerDeps {
   onCommitted(checkpoint: CommittedCheckpoint): void
 }
 
-export class Checkpointer {
+/** One stage's state in a checkpoint: the head's own, or a chained stage's (`Checkpointer.follow`). */
+interface Part {
+  store: StateStore
+  cache: WriteCache
+  actor: string
+  changelogTopic: string
+  outputTopic: string
+  changelogPosition: number
+  localWrite: Promise<void>
+  /** Offset after the last record this stage committed to each partition of its output. */
+  outputEnds: Map<number, PartitionOffset>
+  /** The ingest horizon of the stage's next checkpoint (set by `ChainedCheckpoints.cut`). */
+  ingest: number
+  onCommitted(checkpoint: CommittedCheckpoint): void
+}
+
+/** What a chained stage gives the head's checkpointer: its own state, changelog and output. */
+export type FollowerDeps = Pick<CheckpointerDeps, 'store' | 'cache' | 'actor' | 'changelogTopic' | 'outputTopic' | 'changelogPosition' | 'onCommitted'>
+
+/** What an actor's run loop uses of its checkpoints; a chained stage's go through its head's (ChainedCheckpoints). */
+export interface ActorCheckpoints {
+  onFailed(wake: () => void): void
+  checkFailed(): void
+  ready(): Promise<void>
+  readonly sentSinceBarrier: number
+  send(topic: string, partition: number, record: PipeRecord): void
+  whenWritable(): Promise<void>
+  drain(): Promise<void>
+  settled(): Promise<void>
+  awaitOutputsVisible(): Promise<void>
+  close(): Promise<void>
+}
+
+export class Checkpointer implements ActorCheckpoints {
   private readonly producer: TransactionalProducer
   /** Counts this actor's checkpoints; pins cache entries until their local write is done. */
   private seq = 0
@@ -65,17 +102,25 @@ export class Checkpointer {
   private failure: unknown
   /** Records of the next epoch, held while the previous transaction is being sealed. */
   private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
-  private localWrite: Promise<void> = Promise.resolve()
-  private changelogPosition: number
-  /** Offset after the last record this actor committed to each partition of its output. */
-  private readonly outputEnds = new Map<number, PartitionOffset>()
+  /** The actor's own state first, then each chained stage's, in chain order. */
+  private readonly parts: Part[]
   private onFailure: (() => void) | undefined
   private sinceBarrier = 0
 
   constructor(private readonly deps: CheckpointerDeps) {
     this.producer = deps.producer
-    this.changelogPosition = deps.changelogPosition
+    this.parts = [partOf(deps)]
     this.producer.begin()
+  }
+
+  /**
+   * A chained stage's checkpoints: its records go into this actor's transaction, and every
+   * barrier this actor takes seals the stage's changelog into the same commit.
+   */
+  follow(deps: FollowerDeps): ChainedCheckpoints {
+    const part = partOf(deps)
+    this.parts.push(part)
+    return new ChainedCheckpoints(this, part)
   }
 
   /** Called when a background commit fails, so a waiting run loop wakes up and sees it. */
@@ -112,37 +157,44 @@ export class Checkpointer {
   }
 
   /**
-   * Takes the barrier: snapshots the dirty entries (their values as of now) and starts
-   * the background half (changelog, positions, commit, local write, and `publish` if the
-   * processor publishes after commits). Call after `ready()`: it waits for the publish too.
+   * Takes the barrier: snapshots the dirty entries of every part (their values as of now)
+   * and starts the background half (changelogs, positions, commit, local writes, and
+   * `publish` if the processor publishes after commits). Call after `ready()`, and after
+   * each chained stage took its side of the barrier (`ChainedCheckpoints.cut`).
    */
   take(epoch: number, positions: PartitionOffset[] | undefined, ingest: number, publish?: (ends: PartitionOffset[]) => Promise<void>, afterLocalWrite?: () => void): void {
     // Pinning uses this actor's own sequence: an early barrier (full cache, first batch)
     // reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.seq
-    const dirty = this.deps.cache.takeDirty(seq)
+    this.parts[0]!.ingest = ingest
+    const cuts = this.parts.map((part) => ({ part, dirty: part.cache.takeDirty(seq), ingest: part.ingest }))
     this.deferred = []
     this.sinceBarrier = 0
-    this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest, publish, afterLocalWrite)
+    this.inflight = this.sealAndCommit(cuts, positions, epoch, seq, publish, afterLocalWrite)
     this.inflight.catch((err: unknown) => {
       this.failure = err
       this.onFailure?.()
     })
   }
 
-  /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
-  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
-    const { changelogTopic, partition, group } = this.deps
+  /** Encodes the changelogs into the sealed transaction in slices, commits it, and opens the next. */
+  private async sealAndCommit(cuts: Cut[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
+    const { partition, group } = this.deps
     const now = Date.now()
-    const writes: StoreWrite[] = new Array(dirty.length)
-    for (let i = 0; i < dirty.length; i++) {
-      const d = dirty[i]!
-      const key = storeKeyBytes(d.key)
-      const value = d.value === undefined ? null : encodeState(d.key, d.value, this.deps.actor)
-      writes[i] = { key, value }
-      this.producer.send(changelogTopic, partition, { key, value, timestamp: now })
-      // Let the next epoch's records through between slices.
-      if ((i + 1) % ENCODE_SLICE === 0) await yieldToLoop()
+    let encoded = 0
+    const writes: StoreWrite[][] = []
+    for (const { part, dirty } of cuts) {
+      const partWrites: StoreWrite[] = new Array(dirty.length)
+      for (let i = 0; i < dirty.length; i++) {
+        const d = dirty[i]!
+        const key = storeKeyBytes(d.key)
+        const value = d.value === undefined ? null : encodeState(d.key, d.value, part.actor)
+        partWrites[i] = { key, value }
+        this.producer.send(part.changelogTopic, partition, { key, value, timestamp: now })
+        // Let the next epoch's records through between slices.
+        if (++encoded % ENCODE_SLICE === 0) await yieldToLoop()
+      }
+      writes.push(partWrites)
     }
     if (positions !== undefined) this.producer.sendOffsets(group, positions)
     const commitStart = performance.now()
@@ -152,38 +204,48 @@ export class Checkpointer {
     const held = this.deferred ?? []
     this.deferred = undefined
     for (const h of held) this.producer.send(h.topic, h.partition, h.record)
-    await this.complete(committing, writes, epoch, seq, commitStart, positions, ingest, publish, afterLocalWrite)
+    await this.complete(committing, cuts, writes, epoch, seq, commitStart, positions, publish, afterLocalWrite)
   }
 
-  /** The background half of a checkpoint: pipe commit, then local state and the publish, then the report. */
-  private async complete(committing: Promise<PartitionOffset[]>, writes: StoreWrite[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, ingest: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
+  /** The background half of a checkpoint: pipe commit, then local state and the publish, then the reports. */
+  private async complete(committing: Promise<PartitionOffset[]>, cuts: Cut[], writes: StoreWrite[][], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const ends = await committing
     const committedAt = Date.now()
     const commitMs = performance.now() - commitStart
-    for (const e of ends) {
-      if (e.topic === this.deps.outputTopic && (this.outputEnds.get(e.partition)?.offset ?? -1) < e.offset) this.outputEnds.set(e.partition, e)
+    for (const { part } of cuts) {
+      for (const e of ends) {
+        if (e.topic === part.outputTopic && (part.outputEnds.get(e.partition)?.offset ?? -1) < e.offset) part.outputEnds.set(e.partition, e)
+      }
     }
     this.deps.faults.point('after-pipe-commit')
-    const changelogEnd = ends.find((e) => e.topic === this.deps.changelogTopic)?.offset
-    if (changelogEnd !== undefined) this.changelogPosition = changelogEnd
-    const position = this.changelogPosition
-    // One local write at a time; its entries stay pinned in the cache until it is done.
-    await this.localWrite
-    // `afterLocalWrite` runs before the next checkpoint's write can start: the store then holds exactly this checkpoint.
-    if (writes.length > 0) {
-      this.localWrite = this.deps.store.apply(writes, position).then(() => {
-        this.deps.cache.markFlushed(seq)
-        afterLocalWrite?.()
-        this.deps.faults.point('after-local-write')
-      })
-      this.localWrite.catch(() => undefined)
-    } else {
-      this.deps.cache.markFlushed(seq)
-      afterLocalWrite?.()
+    for (const [i, { part }] of cuts.entries()) {
+      const changelogEnd = ends.find((e) => e.topic === part.changelogTopic)?.offset
+      if (changelogEnd !== undefined) part.changelogPosition = changelogEnd
+      const position = part.changelogPosition
+      const partWrites = writes[i]!
+      // One local write at a time per store; its entries stay pinned in the cache until it is done.
+      await part.localWrite
+      // The head's `afterLocalWrite` runs before its next checkpoint's write can start: the store then holds exactly this checkpoint.
+      const after = i === 0 ? afterLocalWrite : undefined
+      if (partWrites.length > 0) {
+        part.localWrite = part.store.apply(partWrites, position).then(() => {
+          part.cache.markFlushed(seq)
+          after?.()
+          this.deps.faults.point('after-local-write')
+        })
+        part.localWrite.catch(() => undefined)
+      } else {
+        part.cache.markFlushed(seq)
+        after?.()
+      }
     }
     // Only the pipe commit makes the staged output the checkpoint's; the next barrier waits for it.
     if (publish !== undefined) await publish(ends)
-    this.deps.onCommitted({ epoch, committedAt, ingest, positions, commitMs })
+    // Chained stages first: the head's report acks the epoch for the whole chain.
+    for (let i = cuts.length - 1; i >= 0; i--) {
+      const { part, ingest } = cuts[i]!
+      part.onCommitted({ epoch, committedAt, ingest, positions: i === 0 ? positions : undefined, commitMs })
+    }
   }
 
   /** Waits until the background half settled, failed or not: a publish must not outlive the processor. */
@@ -191,24 +253,27 @@ export class Checkpointer {
     await this.inflight.catch(() => undefined)
   }
 
-  /** Waits until every barrier taken so far has committed and reached local state; rethrows a failure. */
+  /** Waits until every barrier taken so far has committed and reached local state (every part's); rethrows a failure. */
   async drain(): Promise<void> {
     await this.inflight
-    await this.localWrite
+    for (const part of this.parts) await part.localWrite
   }
 
   /**
    * Before an actor reports that it finished, its last output must be readable: on Kafka a
    * transaction's records become visible when its commit markers are written, just after
    * EndTxn returns. A downstream actor told "upstream finished" compares its position
-   * with the end offset, which must already include these records.
+   * with the end offset, which must already include these records. A chain's actor waits
+   * for the outputs of every stage in it.
    */
   async awaitOutputsVisible(): Promise<void> {
     const deadline = Date.now() + 60_000
-    for (const { topic, partition, offset } of this.outputEnds.values()) {
-      while ((await this.deps.pipe.endOffset(topic, partition)) < offset) {
-        if (Date.now() > deadline) throw new PipeError(`committed records of ${topic}/${partition} up to ${offset} are still not visible after 60 s`, { topic, partition, offset, actor: this.deps.actor }, { retriable: true })
-        await new Promise((r) => setTimeout(r, 5))
+    for (const part of this.parts) {
+      for (const { topic, partition, offset } of part.outputEnds.values()) {
+        while ((await this.deps.pipe.endOffset(topic, partition)) < offset) {
+          if (Date.now() > deadline) throw new PipeError(`committed records of ${topic}/${partition} up to ${offset} are still not visible after 60 s`, { topic, partition, offset, actor: this.deps.actor }, { retriable: true })
+          await new Promise((r) => setTimeout(r, 5))
+        }
       }
     }
   }
@@ -216,8 +281,62 @@ export class Checkpointer {
   /** Closes the producer after in-flight work settled (an open transaction is aborted by the pipe). */
   async close(): Promise<void> {
     await this.inflight.catch(() => undefined)
-    await this.localWrite.catch(() => undefined)
+    for (const part of this.parts) await part.localWrite.catch(() => undefined)
     await this.producer.close().catch(() => undefined)
+  }
+}
+
+interface Cut {
+  part: Part
+  dirty: DirtyEntry[]
+  ingest: number
+}
+
+function partOf(deps: FollowerDeps): Part {
+  return { store: deps.store, cache: deps.cache, actor: deps.actor, changelogTopic: deps.changelogTopic, outputTopic: deps.outputTopic, changelogPosition: deps.changelogPosition, localWrite: Promise.resolve(), outputEnds: new Map(), ingest: -Infinity, onCommitted: deps.onCommitted }
+}
+
+/**
+ * A chained stage's checkpoints: everything goes through the head's checkpointer, whose
+ * barriers commit this stage's changelog together with the head's (one transaction).
+ */
+export class ChainedCheckpoints implements ActorCheckpoints {
+  constructor(private readonly head: Checkpointer, private readonly part: Part) {}
+
+  /** The stage took its side of the barrier: the head's next `take` carries this ingest horizon. */
+  cut(ingest: number): void {
+    this.part.ingest = ingest
+  }
+
+  onFailed(): void {
+    // The head's run loop is the one that waits, and the head's checkpointer wakes it.
+  }
+  checkFailed(): void {
+    this.head.checkFailed()
+  }
+  ready(): Promise<void> {
+    return this.head.ready()
+  }
+  get sentSinceBarrier(): number {
+    return this.head.sentSinceBarrier
+  }
+  send(topic: string, partition: number, record: PipeRecord): void {
+    this.head.send(topic, partition, record)
+  }
+  whenWritable(): Promise<void> {
+    return this.head.whenWritable()
+  }
+  drain(): Promise<void> {
+    return this.head.drain()
+  }
+  settled(): Promise<void> {
+    return this.head.settled()
+  }
+  awaitOutputsVisible(): Promise<void> {
+    return this.head.awaitOutputsVisible()
+  }
+  async close(): Promise<void> {
+    // The head closes the producer, after every part's local write.
   }
 }
 

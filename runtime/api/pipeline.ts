@@ -13,6 +13,7 @@ import { ConfigError } from '../errors.ts'
 import { naming } from '../naming.ts'
 import { partitionForKey } from '../partitioner.ts'
 import { Processor, Source } from './processor.ts'
+import { chainsOf } from './chains.ts'
 
 /**
  * What a stage runs: a Processor class (constructed with no arguments) or a function
@@ -108,6 +109,17 @@ export interface StageOptions {
    * stream.keyBy().process('stats', Stats, { views: { totals: { state: 'stats', project: (s) => s.total } } })
    */
   views?: Record<string, string | ViewOptions>
+  /**
+   * Run this stage in the actor of its upstream stage, with no topic between them (operator
+   * chaining, on by default). `false` opts out: the stage is chained neither to its upstream
+   * nor to its downstream, and the edges around it stay topics. A stage is chained only
+   * where it is safe: a forward edge that only it reads, no views, no checkpoint hooks
+   * (runtime/api/chains.ts has the rule, docs/chaining.md the why).
+   *
+   * @example
+   * lines.process('split', SplitWords, { chain: false }) // split reads lines' topic in actors of its own
+   */
+  chain?: boolean
 }
 
 /**
@@ -184,6 +196,8 @@ export interface StageSpec {
   timestampOf?: (value: unknown, recordTimestamp: number) => number
   /** Materialized views this stage serves (StageOptions.views). */
   views: ViewSpec[]
+  /** StageOptions.chain: false when the stage opted out of chaining. */
+  chain?: boolean
 }
 
 const defaultWatermarks: Required<WatermarkOptions> = { maxOutOfOrdernessMs: 0, idleTimeoutMs: 30_000 }
@@ -225,6 +239,7 @@ const optionsSchema = z
         ]),
       )
       .optional(),
+    chain: z.boolean().optional(),
   })
   .strict()
 
@@ -577,6 +592,7 @@ export class Pipeline {
       watermarks: { ...defaultWatermarks, ...opts.watermarks },
       sideOutputs,
       views,
+      chain: opts.chain,
     })
     // Each side output is a stage of its own (no actors), so the stages reading it wire
     // onto it like onto any stream; its name has a dot, which user stage names cannot.
@@ -793,9 +809,10 @@ export class Pipeline {
 
   /** The shape that state and offsets depend on; a change here cannot reuse existing state (savepoints, which would carry it across, are not built yet). */
   describe(): TopologyDescription {
+    const chains = chainsOf(this)
     return {
       pipeline: this.name,
-      stages: this.topology.map((s) => ({ name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism, outputPartitions: s.outputPartitions, keyedOutput: s.keyedOutput, topic: s.topic })),
+      stages: this.topology.map((s) => ({ name: s.name, kind: s.kind, inputs: s.inputs, parallelism: s.parallelism, outputPartitions: s.outputPartitions, keyedOutput: s.keyedOutput, topic: s.topic, chainedTo: chains.upstreamOf.get(s.name) })),
     }
   }
 
@@ -823,7 +840,10 @@ function samePartitioning(spec: StageSpec, partitioning: Partitioning): boolean 
 
 export interface TopologyDescription {
   pipeline: string
-  stages: Array<Pick<StageSpec, 'name' | 'kind' | 'inputs' | 'parallelism' | 'outputPartitions' | 'keyedOutput' | 'topic'>>
+  stages: Array<Pick<StageSpec, 'name' | 'kind' | 'inputs' | 'parallelism' | 'outputPartitions' | 'keyedOutput' | 'topic'> & {
+    /** The stage this one is chained to (runs in its actor, no topic between them); absent when not chained. */
+    chainedTo?: string
+  }>
 }
 
 /** Instantiates a stage's processor from its factory. */

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod'
 import type { Pipeline } from '../api/pipeline.ts'
+import { chainHeads } from '../api/chains.ts'
 
 /** Actors of one stage at most: the pipeline builder's limit on partitions. */
 export const MAX_PARALLELISM = 4096
@@ -62,7 +63,8 @@ export type WorkerHello = z.infer<typeof workerHello>
 
 /** The shape of a loaded pipeline, as workers send it. */
 export function pipelineShapeOf(pipeline: Pipeline): PipelineShape {
-  return { stages: pipeline.actorStages.map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys }
+  // A chained stage runs in the actors of its chain's head (runtime/api/chains.ts): the coordinator places, acks and finishes heads only.
+  return { stages: chainHeads(pipeline).map((s) => ({ name: s.name, parallelism: s.parallelism })), standbys: pipeline.options.standbys }
 }
 
 /** A worker's hello for `pipeline`. */

@@ -26,6 +26,7 @@ import { requireService } from '../support/services.ts'
 import { measureRun, plannedCrashes, translate, type PlannedCrash } from './fixtures/crash-plan.ts'
 import { expectSame, observe } from './fixtures/observe.ts'
 import { inputSize, recoveryInputs, recoveryPipeline } from './fixtures/recovery-pipeline.ts'
+import { chainsOf } from '../../runtime/api/chains.ts'
 import { epochsOf, formatStats, type CaseStats } from './fixtures/stats.ts'
 
 const kafka = await requireService('kafka')
@@ -42,6 +43,12 @@ const input = recoveryInputs(MAX_LINES)
 const crashes = plannedCrashes('process', 2)
 
 describe.skipIf(!kafka.available)('exactly-once recovery on Kafka', () => {
+  it('runs split chained to its source (no topic between lines and split)', () => {
+    const plan = chainsOf(recoveryPipeline({ partitions: [[]] }, 'unused'))
+    console.log(`chained edges of the recovery pipeline: ${[...plan.upstreamOf].map(([down, up]) => `${up} → ${down}`).join(', ')}`)
+    expect(plan.upstreamOf.get('split')).toBe('lines')
+  })
+
   it(`outputs and state after SIGKILLs on Kafka, with consumed records purged, equal the crash-free reference (${RUNS} generated cases)`, async () => {
     const pipe = await KafkaPipe.connect({ brokers: kafka.url.split(',') })
     let caseNo = 0

@@ -25,6 +25,7 @@ import {
 import { inProcess, measureRun, plannedCrashes, translate, type PlannedCrash } from './fixtures/crash-plan.ts'
 import { expectSame, observe } from './fixtures/observe.ts'
 import { inputSize, recoveryInputs, recoveryPipeline } from './fixtures/recovery-pipeline.ts'
+import { chainsOf } from '../../runtime/api/chains.ts'
 import { epochsOf, formatStats, type CaseStats } from './fixtures/stats.ts'
 
 const RUNS = Number(process.env.WEIR_PROPERTY_RUNS ?? 40)
@@ -47,6 +48,12 @@ const mode: fc.Arbitrary<Mode> = fc.oneof(
 )
 
 describe('exactly-once recovery', () => {
+  it('runs split chained to its source (no topic between lines and split)', () => {
+    const plan = chainsOf(recoveryPipeline({ partitions: [[]] }, 'unused'))
+    console.log(`chained edges of the recovery pipeline: ${[...plan.upstreamOf].map(([down, up]) => `${up} → ${down}`).join(', ')}`)
+    expect(plan.upstreamOf.get('split')).toBe('lines')
+  })
+
   it(`outputs and state after crashes equal the crash-free reference (${RUNS} generated cases)`, async () => {
     const cases: CaseStats[] = []
     const started = Date.now()
