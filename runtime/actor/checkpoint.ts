@@ -19,10 +19,16 @@ import { stateCodec } from '../codec.ts'
 import { storeKeyBytes } from '../record-keys.ts'
 import { ACTOR_PREFIX, CHECKPOINT_RECORD } from './state-keys.ts'
 import type { StateStore, StoreWrite } from '../state/state-store.ts'
-import type { DirtyEntry, WriteCache } from '../state/write-cache.ts'
+import type { SealedEntries, WriteCache } from '../state/write-cache.ts'
 
-/** Changelog records encoded between two turns of the event loop while sealing a checkpoint. */
-const ENCODE_SLICE = 4096
+/**
+ * Least and most time the seal encodes between two turns of the event loop, ms. By time, not
+ * by count, and as long as what ran in between (the actor's micro-batch): the seal keeps half
+ * the thread however slow the micro-batches are, where a fixed count let it lag behind its
+ * epoch on a busy machine, and the next barrier waited for it.
+ */
+const ENCODE_SLICE_MS = 4
+const ENCODE_SLICE_MAX_MS = 25
 
 /** What a committed checkpoint reports to its actor. */
 export interface CommittedCheckpoint {
@@ -120,7 +126,7 @@ export class Checkpointer {
     // Pinning uses this actor's own sequence: an early barrier (full cache, first batch)
     // reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.seq
-    const dirty = this.deps.cache.takeDirty(seq)
+    const dirty = this.deps.cache.seal(seq)
     this.deferred = []
     this.sinceBarrier = 0
     this.inflight = this.sealAndCommit(dirty, positions, epoch, seq, ingest, publish, afterLocalWrite)
@@ -131,18 +137,27 @@ export class Checkpointer {
   }
 
   /** Encodes the changelog into the sealed transaction in slices, commits it, and opens the next. */
-  private async sealAndCommit(dirty: DirtyEntry[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
+  private async sealAndCommit(dirty: SealedEntries, positions: PartitionOffset[] | undefined, epoch: number, seq: number, ingest: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const { changelogTopic, partition, group } = this.deps
+    // Not a record of it encoded inside the barrier: the barrier's stall is the flag flip alone.
+    if (dirty.length > 0) await yieldToLoop()
     const now = Date.now()
     const writes: StoreWrite[] = new Array(dirty.length)
+    let sliceStart = performance.now()
+    let slice = ENCODE_SLICE_MS
     for (let i = 0; i < dirty.length; i++) {
-      const d = dirty[i]!
+      const d = dirty.at(i)
       const key = storeKeyBytes(d.key)
       const value = d.value === undefined ? null : encodeState(d.key, d.value, this.deps.actor)
       writes[i] = { key, value }
       this.producer.send(changelogTopic, partition, { key, value, timestamp: now })
       // Let the next epoch's records through between slices.
-      if ((i + 1) % ENCODE_SLICE === 0) await yieldToLoop()
+      if ((i & 255) === 255 && performance.now() - sliceStart >= slice) {
+        const left = performance.now()
+        await yieldToLoop()
+        sliceStart = performance.now()
+        slice = Math.min(ENCODE_SLICE_MAX_MS, Math.max(ENCODE_SLICE_MS, sliceStart - left))
+      }
     }
     if (positions !== undefined) this.producer.sendOffsets(group, positions)
     const commitStart = performance.now()
