@@ -634,7 +634,8 @@ export class EmbeddedPipe implements Pipe {
       removed += dropped
       kept += records - dropped
       if (dropped > 0) pending.push({ oldKey: Buffer.from(key), batches: survivors.finish(batchAppendTime(value)) })
-      if (pending.length >= 16) await apply()
+      // Small rewrites: a commit queued behind one (the same write queue) waits for it.
+      if (pending.length >= 4) await apply()
       await new Promise((resolve) => setImmediate(resolve))
     }
     await apply()
