@@ -9,9 +9,11 @@
  * node --import tsx benchmarks/embedded-throughput.ts --keys 1000000
  * node --import tsx benchmarks/embedded-throughput.ts --restart
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { naming } from '../runtime/naming.ts'
 import { mapCountCeiling, msgpackDecodeCeiling, msgpackDecodeRuntimePath, rocksdbPutCeiling } from './lib/ceilings.ts'
@@ -23,6 +25,7 @@ import { percentile, progress, round, wallMs } from './lib/stats.ts'
 import { topicShape } from './lib/topic-records.ts'
 
 const SCRIPT = fileURLToPath(import.meta.url)
+const REPO = join(dirname(SCRIPT), '..')
 const HOUR = 3_600_000
 /** A restart build run that commits nothing for this long is stuck. */
 const BUILD_STALL_MS = 20_000
@@ -77,6 +80,8 @@ async function throughput(o: BenchOptions, root: string): Promise<Result> {
       records_per_s: Math.round(rate),
       elapsed_s: round(elapsedMs / 1000),
       processing_records_per_s: Math.round(o.records / (Number(counted.processingMs) / 1000)),
+      count_cpu_s: round(Number(counted.cpuS)),
+      records_per_cpu_s: Math.round(o.records / Number(counted.cpuS)),
       checkpoints: Number(counted.checkpoints),
       barrier_stall_p50_ms: round(percentile(stalls, 50)),
       barrier_stall_p99_ms: round(percentile(stalls, 99)),
@@ -158,8 +163,9 @@ async function restart(o: BenchOptions, root: string): Promise<Result> {
   const buildS = (performance.now() - buildStarted) / 1000
   progress(`restart: SIGKILLed after checkpoint ${String(killedAt.checkpoints)} covering ${Number(killedAt.covered).toLocaleString('en')} records (${buildS.toFixed(1)} s); restarting`)
 
+  const compiled = o.restartFromSources ? undefined : compile(root)
   const spawnedAt = wallMs()
-  const resume = startChild(SCRIPT, childArgs(o, 'restart-resume', dir))
+  const resume = startChild(compiled ?? SCRIPT, childArgs(o, 'restart-resume', dir), [], compiled !== undefined)
   const commit = await resume.waitFor((m) => m.event === 'commit', 120_000)
   resume.process.kill('SIGKILL')
   await resume.exited
@@ -182,7 +188,28 @@ async function restart(o: BenchOptions, root: string): Promise<Result> {
     restart_build_attempts: attempts,
     restart_state_records_at_kill: Number(killedAt.covered),
     restart_pipeline: RESTART_PIPELINE,
+    restart_loader: compiled === undefined ? 'tsx' : 'compiled',
   }
+}
+
+/**
+ * Compiles this script and everything it imports (the runtime) to JavaScript under `root`, with
+ * the compiler and module options of `npm run build` (tsconfig.build.json; emit only, the types
+ * are checked by `npm run typecheck`): the restarted process then loads what an installed weir
+ * loads (dist/), not TypeScript transpiled by tsx at every start. Not timed.
+ */
+function compile(root: string): string {
+  const out = join(root, 'compiled')
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
+  const started = performance.now()
+  execFileSync(process.execPath, [
+    tsc, '--outDir', out, '--rootDir', REPO, '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022',
+    '--rewriteRelativeImportExtensions', '--skipLibCheck', '--esModuleInterop', '--resolveJsonModule', '--verbatimModuleSyntax', '--types', 'node', '--noCheck', SCRIPT,
+  ], { cwd: REPO, stdio: ['ignore', 2, 2] })
+  // The compiled files find the packages where the sources do.
+  symlinkSync(join(REPO, 'node_modules'), join(out, 'node_modules'), 'dir')
+  progress(`restart: compiled the benchmark and the runtime to JavaScript in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  return join(out, 'benchmarks', 'embedded-throughput.js')
 }
 
 function round4(v: number): number {

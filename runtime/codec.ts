@@ -17,6 +17,9 @@ export interface Codec<T = unknown> {
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
+/** The ArrayBuffer of the last value decoded, and a Buffer over all of it (msgpack.decode). */
+let wholeBuffer: ArrayBufferLike | undefined
+let whole: Buffer = Buffer.alloc(0)
 
 /**
  * Values are checked where user code hands them over (values.ts), except objects already
@@ -40,7 +43,17 @@ export const msgpack: Codec<unknown> = {
       throw encodeFailure('msgpack', v, err)
     }
   },
-  decode: (b) => packr.unpack(b),
+  decode: (b) => {
+    if (b.byteLength === 0) return packr.unpack(b)
+    // msgpackr caches a DataView on the Buffer it reads: with each value its own view (a record
+    // in a stored batch) that is a new DataView and a new property per value. Read the value as
+    // a range of its whole ArrayBuffer instead, through one Buffer kept while values come from it.
+    if (b.buffer !== wholeBuffer) {
+      wholeBuffer = b.buffer
+      whole = Buffer.from(b.buffer)
+    }
+    return packr.unpack(whole, { start: b.byteOffset, end: b.byteOffset + b.byteLength })
+  },
 }
 
 export const json: Codec<unknown> = {

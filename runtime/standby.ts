@@ -62,7 +62,7 @@ export class StandbyNotReadyError extends WeirError {
  * Finds the checkpoint boundaries in a changelog read in order. Each checkpoint of a view
  * stage ends with its `#epoch` record: the actor sets that entry last at the barrier, and
  * the checkpoint writes its dirty entries in the order they were first dirtied since the
- * previous barrier (write-cache.ts takeDirty). So if the store held a whole checkpoint and
+ * previous barrier (write-cache.ts seal). So if the store held a whole checkpoint and
  * every record since was applied, it holds exactly checkpoint N right after N's `#epoch`.
  *
  * "Every record since" is checked: compaction removes records a newer one of their key

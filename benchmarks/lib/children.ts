@@ -24,9 +24,10 @@ function loaderArgs(): string[] {
   return inherited.some((a) => a.includes('tsx')) ? inherited : [...inherited, '--import', 'tsx']
 }
 
-export function startChild(script: string, args: string[], extraNodeArgs: string[] = []): Child {
+/** `compiled`: `script` is JavaScript, run without the TypeScript loader. */
+export function startChild(script: string, args: string[], extraNodeArgs: string[] = [], compiled = false): Child {
   // The child's stdout goes to our stderr: stdout carries only the JSON result.
-  const proc = fork(script, args, { execArgv: [...loaderArgs(), ...extraNodeArgs], stdio: ['ignore', 2, 2, 'ipc'] })
+  const proc = fork(script, args, { execArgv: [...(compiled ? [] : loaderArgs()), ...extraNodeArgs], stdio: ['ignore', 2, 2, 'ipc'] })
   live.add(proc)
   const messages: ChildMessage[] = []
   const listeners = new Set<(m: ChildMessage) => void>()

@@ -27,6 +27,8 @@ export interface BenchOptions {
   restartOnly: boolean
   /** Throughput and restart in one run (one JSON line with both). */
   withRestart: boolean
+  /** The restarted process loads the TypeScript sources through tsx instead of compiled JavaScript. */
+  restartFromSources: boolean
   restartKeys: number
   /** Input rate of the restart pipeline's source, records/s. */
   restartRate: number
@@ -52,6 +54,7 @@ export const USAGE = `usage: node --import tsx benchmarks/embedded-throughput.ts
   --ceilings-only        pre-load, then measure only the ceilings
   --restart              only measure restart after SIGKILL (prints its own JSON line)
   --with-restart         throughput and restart in one run
+  --restart-from-sources the restarted process runs the TypeScript through tsx (default: compiled JavaScript, as an installed weir runs)
   --restart-keys K       state size of the restart measurement (default 1_000_000)
   --restart-rate R       source rate of the restart pipeline, records/s (default 100_000)
   --cpu-prof-dir DIR     write a CPU profile of the measured count process to DIR
@@ -145,6 +148,7 @@ const FLAGS = {
   'ceilings-only': 'ceilingsOnly',
   restart: 'restartOnly',
   'with-restart': 'withRestart',
+  'restart-from-sources': 'restartFromSources',
   keep: 'keep',
 } as const
 
@@ -165,6 +169,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     ceilingsOnly: false,
     restartOnly: false,
     withRestart: false,
+    restartFromSources: false,
     restartKeys: 1_000_000,
     restartRate: 100_000,
     cpuProfDir: undefined,

@@ -23,10 +23,16 @@ import { stateCodec } from '../codec.ts'
 import { storeKeyBytes } from '../record-keys.ts'
 import { ACTOR_PREFIX, CHECKPOINT_RECORD } from './state-keys.ts'
 import type { StateStore, StoreWrite } from '../state/state-store.ts'
-import type { DirtyEntry, WriteCache } from '../state/write-cache.ts'
+import type { SealedEntries, WriteCache } from '../state/write-cache.ts'
 
-/** Changelog records encoded between two turns of the event loop while sealing a checkpoint. */
-const ENCODE_SLICE = 4096
+/**
+ * Least and most time the seal encodes between two turns of the event loop, ms. By time, not
+ * by count, and as long as what ran in between (the actor's micro-batch): the seal keeps half
+ * the thread however slow the micro-batches are, where a fixed count let it lag behind its
+ * epoch on a busy machine, and the next barrier waited for it.
+ */
+const ENCODE_SLICE_MS = 4
+const ENCODE_SLICE_MAX_MS = 25
 
 /** What a committed checkpoint reports to its actor. */
 export interface CommittedCheckpoint {
@@ -167,7 +173,7 @@ export class Checkpointer implements ActorCheckpoints {
     // reuses the coordinator's epoch number, and pins must not be released by an older write.
     const seq = ++this.seq
     this.parts[0]!.ingest = ingest
-    const cuts = this.parts.map((part) => ({ part, dirty: part.cache.takeDirty(seq), ingest: part.ingest }))
+    const cuts = this.parts.map((part) => ({ part, dirty: part.cache.seal(seq), ingest: part.ingest }))
     this.deferred = []
     this.sinceBarrier = 0
     this.inflight = this.sealAndCommit(cuts, positions, epoch, seq, publish, afterLocalWrite)
@@ -180,19 +186,28 @@ export class Checkpointer implements ActorCheckpoints {
   /** Encodes the changelogs into the sealed transaction in slices, commits it, and opens the next. */
   private async sealAndCommit(cuts: Cut[], positions: PartitionOffset[] | undefined, epoch: number, seq: number, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const { partition, group } = this.deps
+    // Not a record of it encoded inside the barrier: the barrier's stall is the flag flip alone.
+    if (cuts.some((c) => c.dirty.length > 0)) await yieldToLoop()
     const now = Date.now()
     let encoded = 0
+    let sliceStart = performance.now()
+    let slice = ENCODE_SLICE_MS
     const writes: StoreWrite[][] = []
     for (const { part, dirty } of cuts) {
       const partWrites: StoreWrite[] = new Array(dirty.length)
       for (let i = 0; i < dirty.length; i++) {
-        const d = dirty[i]!
+        const d = dirty.at(i)
         const key = storeKeyBytes(d.key)
         const value = d.value === undefined ? null : encodeState(d.key, d.value, part.actor)
         partWrites[i] = { key, value }
         this.producer.send(part.changelogTopic, partition, { key, value, timestamp: now })
         // Let the next epoch's records through between slices.
-        if (++encoded % ENCODE_SLICE === 0) await yieldToLoop()
+        if ((++encoded & 255) === 0 && performance.now() - sliceStart >= slice) {
+          const left = performance.now()
+          await yieldToLoop()
+          sliceStart = performance.now()
+          slice = Math.min(ENCODE_SLICE_MAX_MS, Math.max(ENCODE_SLICE_MS, sliceStart - left))
+        }
       }
       writes.push(partWrites)
     }
@@ -288,7 +303,7 @@ export class Checkpointer implements ActorCheckpoints {
 
 interface Cut {
   part: Part
-  dirty: DirtyEntry[]
+  dirty: SealedEntries
   ingest: number
 }
 

@@ -14,6 +14,9 @@ export class CacheEntry {
   journalSeq = 0
   /** Never evicted: actor-scoped state, which is not reloaded on a miss. */
   pinned = false
+  /** 0, or taken by a barrier and not yet read by its seal (1), changed since that barrier (2: `sealed` holds the barrier's value). */
+  sealState = 0
+  sealed: unknown = undefined
 
   /** `prefix` names the state (e.g. 'count\u0000'); the stored key is prefix + key. */
   constructor(readonly prefix: string, readonly key: string, value: unknown) {
@@ -32,6 +35,29 @@ type UndoStep = { entry: CacheEntry; value: unknown; dirty: boolean } | { undo: 
 export interface DirtyEntry {
   key: string
   value: unknown
+}
+
+/**
+ * The entries a barrier took, read by its seal in the background. Taking them costs no
+ * allocation per entry (the barrier's stall stays flat in the number of dirty keys); an
+ * entry the next epoch changes before the seal read it keeps its barrier value beside it
+ * (WriteCache.set), so the seal always reads the value as of the barrier.
+ */
+export class SealedEntries {
+  constructor(private readonly entries: CacheEntry[]) {}
+
+  get length(): number {
+    return this.entries.length
+  }
+
+  /** Entry `i`'s store key and its value as of the barrier. Read each entry once. */
+  at(i: number): DirtyEntry {
+    const e = this.entries[i]!
+    const value = e.sealState === 2 ? e.sealed : e.value
+    e.sealState = 0
+    e.sealed = undefined
+    return { key: e.storeKey, value }
+  }
 }
 
 /**
@@ -100,6 +126,10 @@ export class WriteCache {
       entry.journalSeq = this.seq
       this.journal.push({ entry, value: entry.value, dirty: entry.dirty })
     }
+    if (entry.sealState === 1) {
+      entry.sealed = entry.value
+      entry.sealState = 2
+    }
     entry.value = value
     if (!entry.dirty) {
       entry.dirty = true
@@ -149,15 +179,29 @@ export class WriteCache {
    * pinned in memory until `markFlushed(epoch)`.
    */
   takeDirty(epoch: number): DirtyEntry[] {
-    const out: DirtyEntry[] = []
-    for (const entry of this.dirtyList) {
+    const sealed = this.seal(epoch)
+    return Array.from({ length: sealed.length }, (_, i) => sealed.at(i))
+  }
+
+  /**
+   * `takeDirty` for a seal that reads the entries later (SealedEntries): the barrier only
+   * flips flags, and the seal reads each value as it was at the barrier.
+   */
+  seal(epoch: number): SealedEntries {
+    const list = this.dirtyList
+    let n = 0
+    for (let i = 0; i < list.length; i++) {
+      const entry = list[i]!
+      // Rolled back to clean after it was listed.
       if (!entry.dirty) continue
       entry.dirty = false
       entry.flushEpoch = epoch
-      out.push({ key: entry.storeKey, value: entry.value })
+      entry.sealState = 1
+      list[n++] = entry
     }
+    list.length = n
     this.dirtyList = []
-    return out
+    return new SealedEntries(list)
   }
 
   markFlushed(epoch: number): void {

@@ -23,7 +23,7 @@ import type {
   TopicSpec,
   TransactionalProducer,
 } from '../pipe.ts'
-import { RecordBatchBuilder, SparseBatchBuilder, batchAppendTime, batchBase, decodeBatch } from './record-batch.ts'
+import { RecordBatchBuilder, SparseBatchBuilder, batchAppendTime, batchBase, decodeBatch, scanBatch } from './record-batch.ts'
 import {
   IDENTITY_KEY,
   TOPIC_PREFIX,
@@ -51,6 +51,17 @@ interface TailBatch {
 }
 
 const TAIL_BATCHES = 256
+/**
+ * Bytes of tail batches kept per partition: a changelog nobody reads live would otherwise keep
+ * its last 256 batches (up to 1 MiB each) in memory. A reader that keeps up reads within this.
+ */
+const TAIL_BYTES = 4 * 1024 * 1024
+
+/**
+ * The log's memtable size (RocksDB's default is 64 MiB, two of them): opening after a kill
+ * replays the unflushed write-ahead log, so this bounds restart time, and memory with it.
+ */
+const WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 
 class PartitionLog {
   end = 0
@@ -62,11 +73,24 @@ class PartitionLog {
   /** When the last cleaning of this partition ended (ms since the epoch). */
   cleanedAt = 0
   readonly appended = new Signal()
+  /** Newest last; replaced only through remember and filterTail, which keep its byte count. */
   tail: TailBatch[] = []
+
+  /** Bytes of the batches in `tail`. */
+  private tailBytes = 0
 
   remember(batch: TailBatch): void {
     this.tail.push(batch)
-    if (this.tail.length > TAIL_BATCHES) this.tail.splice(0, this.tail.length - TAIL_BATCHES)
+    this.tailBytes += batch.data.length
+    let drop = 0
+    while (this.tail.length - drop > 1 && (this.tail.length - drop > TAIL_BATCHES || this.tailBytes > TAIL_BYTES)) this.tailBytes -= this.tail[drop++]!.data.length
+    if (drop > 0) this.tail.splice(0, drop)
+  }
+
+  /** Keeps only the tail batches `keep` accepts (retention and cleaning replace batches under it). */
+  filterTail(keep: (b: TailBatch) => boolean): void {
+    this.tail = this.tail.filter(keep)
+    this.tailBytes = this.tail.reduce((n, b) => n + b.data.length, 0)
   }
 }
 
@@ -124,7 +148,7 @@ export class EmbeddedPipe implements Pipe {
   private readonly reads = new Set<Promise<unknown>>()
 
   private constructor(readonly dir: string, options: EmbeddedPipeOptions) {
-    this.db = new RocksDB(dir, { readOnly: options.readOnly === true })
+    this.db = new RocksDB(dir, { readOnly: options.readOnly === true, writeBufferSize: WRITE_BUFFER_BYTES })
     this.options = {
       retentionIntervalMs: options.retentionIntervalMs ?? 30_000,
       compactionMinDirtyRecords: options.compactionMinDirtyRecords ?? 1_000_000,
@@ -228,7 +252,7 @@ export class EmbeddedPipe implements Pipe {
 
   private async reopen(): Promise<void> {
     if (this.closed) return
-    const fresh = new RocksDB(this.dir, { readOnly: true })
+    const fresh = new RocksDB(this.dir, { readOnly: true, writeBufferSize: WRITE_BUFFER_BYTES })
     let layout: StoredLayout
     try {
       await fresh.ready()
@@ -404,7 +428,7 @@ export class EmbeddedPipe implements Pipe {
       await w.flush()
       w.destroy()
       log.start = Math.max(log.start, upTo)
-      log.tail = log.tail.filter((b) => b.last >= upTo)
+      log.filterTail((b) => b.last >= upTo)
     })
   }
 
@@ -561,10 +585,10 @@ export class EmbeddedPipe implements Pipe {
     for await (const { key, value } of this.db.iterator({ gte: dataKey(meta.id, partition, Math.max(from, log.start)), lt: dataKey(meta.id, partition, upTo), capacity: 4 })) {
       // Whole batches only, so the dirty end is a batch boundary.
       if (latest.size >= this.options.compactionMaxKeys) break
-      const records: StoredRecord[] = []
       const last = dataKeyOffset(key)
-      decodeBatch(value, batchBase(value, last), 0, records)
-      for (const r of records) if (r.key !== null && r.offset >= from) latest.set(r.key.toString('latin1'), r.offset)
+      scanBatch(value, batchBase(value, last), (offset, _start, _end, keyStart, keyLength) => {
+        if (keyLength >= 0 && offset >= from) latest.set(value.toString('latin1', keyStart, keyStart + keyLength), offset)
+      })
       dirtyEnd = last + 1
       // Cleaning shares the event loop with processing: give it a turn after every batch.
       await new Promise((resolve) => setImmediate(resolve))
@@ -595,21 +619,23 @@ export class EmbeddedPipe implements Pipe {
     }
     for await (const { key, value } of this.db.iterator({ gte: dataKey(meta.id, partition, log.start), lt: dataKey(meta.id, partition, dirtyEnd), capacity: 4 })) {
       if (this.closed) return removed
-      const records: StoredRecord[] = []
-      decodeBatch(value, batchBase(value, dataKeyOffset(key)), 0, records)
       const survivors = new SparseBatchBuilder()
       let dropped = 0
-      for (const r of records) {
-        const newest = r.key === null ? undefined : latest.get(r.key.toString('latin1'))
-        const superseded = newest !== undefined && newest > r.offset
-        const expiredTombstone = r.value === null && r.offset < from && now - r.timestamp > this.options.tombstoneRetentionMs
+      let records = 0
+      // Survivors are copied as stored: the cleaner decodes only keys.
+      scanBatch(value, batchBase(value, dataKeyOffset(key)), (offset, start, end, keyStart, keyLength, valueNull, timestamp) => {
+        records++
+        const newest = keyLength < 0 ? undefined : latest.get(value.toString('latin1', keyStart, keyStart + keyLength))
+        const superseded = newest !== undefined && newest > offset
+        const expiredTombstone = valueNull && offset < from && now - timestamp > this.options.tombstoneRetentionMs
         if (superseded || expiredTombstone) dropped++
-        else survivors.add(r.offset, r)
-      }
+        else survivors.addStored(offset, value, start, end)
+      })
       removed += dropped
-      kept += records.length - dropped
+      kept += records - dropped
       if (dropped > 0) pending.push({ oldKey: Buffer.from(key), batches: survivors.finish(batchAppendTime(value)) })
-      if (pending.length >= 16) await apply()
+      // Small rewrites: a commit queued behind one (the same write queue) waits for it.
+      if (pending.length >= 4) await apply()
       await new Promise((resolve) => setImmediate(resolve))
     }
     await apply()
@@ -619,7 +645,7 @@ export class EmbeddedPipe implements Pipe {
       log.cleanPoint = dirtyEnd
       log.cleanRecords = kept
       log.cleanedAt = Date.now()
-      log.tail = log.tail.filter((b) => b.base >= dirtyEnd)
+      log.filterTail((b) => b.base >= dirtyEnd)
     })
     return removed
   }

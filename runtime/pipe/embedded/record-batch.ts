@@ -97,14 +97,23 @@ function writeRecord(b: Buffer, o: number, r: PipeRecord): number {
 
 /** Builds sparse batches of records that keep their original offsets (compaction output). */
 export class SparseBatchBuilder {
-  private parts: Array<{ offset: number; record: PipeRecord; size: number }> = []
+  /** A record to encode, or the bytes [start, end) of one already encoded in `src`. */
+  private parts: Array<{ offset: number; record: PipeRecord | undefined; src: Buffer | undefined; start: number; end: number; size: number }> = []
   private bytes = 0
   private readonly out: Array<{ data: Buffer; base: number; last: number }> = []
 
   add(offset: number, record: PipeRecord): void {
-    const size = 4 + recordSize(record)
+    this.push(offset, record, undefined, 0, 0, 4 + recordSize(record))
+  }
+
+  /** Adds a record as stored: its encoded bytes [start, end) of `src` (scanBatch), copied, not decoded. */
+  addStored(offset: number, src: Buffer, start: number, end: number): void {
+    this.push(offset, undefined, src, start, end, 4 + end - start)
+  }
+
+  private push(offset: number, record: PipeRecord | undefined, src: Buffer | undefined, start: number, end: number, size: number): void {
     if (this.parts.length > 0 && (this.parts.length >= MAX_BATCH_RECORDS || this.bytes + size > MAX_BATCH_BYTES)) this.seal()
-    this.parts.push({ offset, record, size })
+    this.parts.push({ offset, record, src, start, end, size })
     this.bytes += size
   }
 
@@ -116,7 +125,8 @@ export class SparseBatchBuilder {
     let o = SPARSE_HEADER
     for (const p of this.parts) {
       b.writeUInt32LE(p.offset - base, o)
-      o = writeRecord(b, o + 4, p.record)
+      if (p.src !== undefined) o += 4 + p.src.copy(b, o + 4, p.start, p.end)
+      else o = writeRecord(b, o + 4, p.record!)
     }
     this.out.push({ data: b, base, last: this.parts[this.parts.length - 1]!.offset })
     this.parts = []
@@ -127,6 +137,40 @@ export class SparseBatchBuilder {
     if (this.parts.length > 0) this.seal()
     for (const b of this.out) b.data.writeDoubleLE(appendTime, 4)
     return this.out.splice(0)
+  }
+}
+
+/**
+ * Calls `visit` for each record of a batch whose first record has offset `base`, without
+ * decoding it: where its encoded bytes are ([start, end) of `batch`), where its key is
+ * (`keyLength` -1: null), whether its value is null, and its timestamp. The log cleaner reads
+ * every record of a partition this way, allocating nothing per record.
+ */
+export function scanBatch(batch: Buffer, base: number, visit: (offset: number, start: number, end: number, keyStart: number, keyLength: number, valueNull: boolean, timestamp: number) => void): void {
+  const head = batch.readUInt32LE(0)
+  const sparse = (head & SPARSE) !== 0
+  const count = (head & ~SPARSE) >>> 0
+  let o = sparse ? SPARSE_HEADER : HEADER
+  if (sparse) base = Number(batch.readBigUInt64LE(HEADER))
+  for (let i = 0; i < count; i++) {
+    let offset = base + i
+    if (sparse) {
+      offset = base + batch.readUInt32LE(o)
+      o += 4
+    }
+    const start = o
+    const timestamp = batch.readDoubleLE(o); o += 8
+    const kl = batch.readInt32LE(o); o += 4
+    const keyStart = o
+    if (kl > 0) o += kl
+    const vl = batch.readInt32LE(o); o += 4
+    if (vl > 0) o += vl
+    const hc = batch.readUInt16LE(o); o += 2
+    for (let h = 0; h < hc; h++) {
+      o += 2 + batch.readUInt16LE(o)
+      o += 4 + batch.readUInt32LE(o)
+    }
+    visit(offset, start, o, keyStart, kl, vl < 0, timestamp)
   }
 }
 

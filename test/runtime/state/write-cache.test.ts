@@ -31,6 +31,27 @@ describe('write cache', () => {
     expect(cache.takeDirty(3)).toEqual([{ key: 'p:a', value: undefined }])
   })
 
+  it('a seal read after the next epoch changed an entry gets the value as of its barrier, and the next barrier the new one', () => {
+    const cache = new WriteCache(100)
+    const a = cache.load('p:', 'a', undefined)
+    const b = cache.load('p:', 'b', undefined)
+    cache.set(a, 1)
+    cache.set(b, 1)
+    const sealed = cache.seal(1)
+    // The next epoch runs before the seal reads: a changes twice, a failed record's change to b is undone.
+    cache.beginRecord()
+    cache.set(a, 2)
+    cache.endRecord()
+    cache.beginRecord()
+    cache.set(a, 3)
+    cache.set(b, 9)
+    cache.rollbackRecord()
+    expect(Array.from({ length: sealed.length }, (_, i) => sealed.at(i))).toEqual([{ key: 'p:a', value: 1 }, { key: 'p:b', value: 1 }])
+    expect(cache.takeDirty(2)).toEqual([{ key: 'p:a', value: 2 }])
+    cache.set(a, 4)
+    expect(cache.takeDirty(3)).toEqual([{ key: 'p:a', value: 4 }])
+  })
+
   it('never evicts a dirty entry or one whose local write has not finished', () => {
     const cache = new WriteCache(2)
     const a = cache.load('p:', 'a', 1)
