@@ -34,7 +34,7 @@
 import { createRequire } from 'node:module'
 import type { StoredRecord } from '../pipe.ts'
 import type { PipeRecord } from '../pipe.ts'
-import { decodeRecordSet, encodeRecordBatch, type DecodedRecordSet } from './record-batch.ts'
+import { decodeRecordSet, encodeRecordBatch, type DataBatchInfo, type DecodedRecordSet } from './record-batch.ts'
 
 interface AbortedTransaction {
   firstOffset: string
@@ -92,7 +92,29 @@ class FetchedMessageView {
   readonly magicByte = 2
   readonly attributes = 0
   readonly isControlRecord = false
-  constructor(readonly record: StoredRecord) {}
+  constructor(
+    readonly record: StoredRecord,
+    private readonly batch: DataBatchInfo | undefined,
+  ) {}
+  /** The fields of the record's batch, as kafkajs names them (the failover benchmark tells producers apart by them). */
+  get batchContext(): Record<string, unknown> {
+    const b = this.batch
+    if (b === undefined) return {}
+    return {
+      firstOffset: String(b.baseOffset),
+      firstTimestamp: String(b.baseTimestamp),
+      partitionLeaderEpoch: b.partitionLeaderEpoch,
+      inTransaction: b.transactional,
+      isControlBatch: false,
+      lastOffsetDelta: b.lastOffsetDelta,
+      producerId: String(b.producerId),
+      producerEpoch: b.producerEpoch,
+      firstSequence: b.baseSequence,
+      maxTimestamp: String(b.maxTimestamp),
+      timestampType: b.logAppendTime ? 1 : 0,
+      magicByte: 2,
+    }
+  }
   get key(): Buffer | null {
     return this.record.key
   }
@@ -140,7 +162,7 @@ class WeirBatch {
     const raw = partitionData.messages as RawRecordSet | unknown[]
     const aborted = partitionData.abortedTransactions
     this.decoded = Array.isArray(raw)
-      ? { records: [], nextOffset: Number(fetchedOffset), firstOffset: undefined, batches: 0, controlBatches: 0 }
+      ? { records: [], nextOffset: Number(fetchedOffset), firstOffset: undefined, dataBatches: [], batches: 0, controlBatches: 0 }
       : decodeRecordSet(raw.weirRecordSet, {
           from: Number(fetchedOffset),
           // kafkajs sends isolation level read_committed unless readUncommitted; the broker lists aborted transactions only then.
@@ -152,7 +174,14 @@ class WeirBatch {
   }
 
   get messages(): FetchedMessageView[] {
-    return (this.views ??= this.weirRecords.map((r) => new FetchedMessageView(r)))
+    if (this.views !== undefined) return this.views
+    const batches = this.decoded.dataBatches
+    let b = -1
+    this.views = this.weirRecords.map((r, i) => {
+      while (b + 1 < batches.length && batches[b + 1]!.firstRecord <= i) b++
+      return new FetchedMessageView(r, batches[b])
+    })
+    return this.views
   }
 
   isEmpty(): boolean {

@@ -162,6 +162,20 @@ export interface DecodeOptions {
   partition?: number
 }
 
+export interface DataBatchInfo {
+  firstRecord: number
+  baseOffset: number
+  lastOffsetDelta: number
+  baseTimestamp: number
+  maxTimestamp: number
+  partitionLeaderEpoch: number
+  producerId: number
+  producerEpoch: number
+  baseSequence: number
+  transactional: boolean
+  logAppendTime: boolean
+}
+
 export interface DecodedRecordSet {
   /** Data records visible to the reader, in offset order. */
   records: StoredRecord[]
@@ -172,6 +186,11 @@ export interface DecodedRecordSet {
   nextOffset: number
   /** Offset of the first record or marker at or after `from` in a complete batch; undefined when none. */
   firstOffset: number | undefined
+  /**
+   * The data batches the records came from, in order: `firstRecord` is the index in
+   * `records` of the batch's first visible record (for clients that show batch fields).
+   */
+  dataBatches: DataBatchInfo[]
   /** Complete batches seen, and control batches among them (for tests and metrics). */
   batches: number
   controlBatches: number
@@ -185,6 +204,7 @@ export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): Decod
   const from = options.from ?? 0
   const verifyCrc = options.verifyCrc ?? true
   const records: StoredRecord[] = []
+  const dataBatches: DataBatchInfo[] = []
   let nextOffset = from
   let firstOffset: number | undefined
   let batches = 0
@@ -246,6 +266,19 @@ export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): Decod
       recordsEnd = body.length
     }
     const logAppendTime = (attributes & ATTR_LOG_APPEND_TIME) !== 0
+    dataBatches.push({
+      firstRecord: records.length,
+      baseOffset,
+      lastOffsetDelta,
+      baseTimestamp,
+      maxTimestamp,
+      partitionLeaderEpoch: buf.readInt32BE(batchAt + 12),
+      producerId,
+      producerEpoch: buf.readInt16BE(batchAt + 51),
+      baseSequence: buf.readInt32BE(batchAt + 53),
+      transactional: (attributes & ATTR_TRANSACTIONAL) !== 0,
+      logAppendTime,
+    })
     cursor.at = recordsAt
     for (let i = 0; i < count; i++) {
       const length = readVarint(body, cursor)
@@ -280,7 +313,7 @@ export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): Decod
       records.push(headers === undefined ? { key, value, timestamp, offset } : { key, value, timestamp, headers, offset })
     }
   }
-  return { records, nextOffset, firstOffset, batches, controlBatches }
+  return { records, nextOffset, firstOffset, dataBatches, batches, controlBatches }
 }
 
 /** The type of a control batch's first record (0 ABORT, 1 COMMIT), -1 when unreadable. */

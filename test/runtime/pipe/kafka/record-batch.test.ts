@@ -71,6 +71,24 @@ describe('record batch codec', () => {
     expect(read.records[0]!.headers).toEqual({ 'weir.control': Buffer.from('wm') })
   })
 
+  it('gives kafkajs consumers their batch and message fields, decoded by the codec', () => {
+    const require = createRequire(createRequire(import.meta.url).resolve('kafkajs'))
+    const Batch = require('./src/consumer/batch.js') as new (topic: string, fetchedOffset: string, data: object) => {
+      messages: Array<{ offset: string; timestamp: string; key: Buffer | null; headers: Record<string, Buffer>; batchContext: { producerId: string; producerEpoch: number; inTransaction: boolean } }>
+      lastOffset(): string
+      firstOffset(): string | null
+      isEmpty(): boolean
+    }
+    const records = [0, 1, 2].map((i) => ({ key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`), timestamp: 1000 + i, headers: { h: Buffer.from('x') } }))
+    const bytes = encodeRecordBatch(records, { producerId: 42, producerEpoch: 3, baseSequence: 0, transactional: true })
+    const batch = new Batch('t', '1', { partition: 0, highWatermark: '3', abortedTransactions: [], messages: { weirRecordSet: bytes } })
+    expect(batch.messages.map((m) => [m.offset, m.timestamp, m.key?.toString(), m.headers.h?.toString()])).toEqual([['1', '1001', 'k1', 'x'], ['2', '1002', 'k2', 'x']])
+    expect(batch.messages[0]!.batchContext).toMatchObject({ producerId: '42', producerEpoch: 3, inTransaction: true })
+    expect([batch.firstOffset(), batch.lastOffset(), batch.isEmpty()]).toEqual(['1', '2', false])
+    const aborted = new Batch('t', '0', { partition: 0, highWatermark: '3', abortedTransactions: [{ producerId: '42', firstOffset: '0' }], messages: { weirRecordSet: bytes } })
+    expect([aborted.isEmpty(), aborted.lastOffset()]).toEqual([true, '2'])
+  })
+
   it('refuses a corrupted batch, an old magic and snappy/lz4 batches with a pipe error saying why', () => {
     const batch = encodeRecordBatch([{ key: Buffer.from('k'), value: Buffer.from('v'), timestamp: 1 }], { producerId: -1, producerEpoch: -1, baseSequence: -1, transactional: false })
     const corrupt = Buffer.from(batch)
