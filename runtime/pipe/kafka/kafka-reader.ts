@@ -14,8 +14,8 @@
  */
 import { randomUUID } from 'node:crypto'
 // Before kafkajs: read_committed must drop every aborted transaction (see the file).
-import './kafkajs-fixes.ts'
-import { AssignerProtocol, type Consumer, type Kafka, type PartitionAssigner, type KafkaMessage, type EachBatchPayload } from 'kafkajs'
+import { weirRecordsOf } from './kafkajs-fixes.ts'
+import { AssignerProtocol, type Consumer, type Kafka, type PartitionAssigner, type EachBatchPayload } from 'kafkajs'
 import type { Logger } from 'pino'
 import { ClosedError, PipeError, WeirError } from '../../errors.ts'
 import type { PartitionReader, StoredRecord } from '../pipe.ts'
@@ -51,18 +51,6 @@ export interface ReaderOptions {
   bufferRecords: number
   sessionTimeoutMs: number
   log: Logger
-}
-
-function toStored(m: KafkaMessage): StoredRecord {
-  let headers: Record<string, Buffer> | undefined
-  if (m.headers !== undefined) {
-    for (const [k, v] of Object.entries(m.headers)) {
-      if (v === undefined) continue
-      headers ??= {}
-      headers[k] = Buffer.isBuffer(v) ? v : Buffer.from(Array.isArray(v) ? String(v[0]) : String(v))
-    }
-  }
-  return { key: m.key ?? null, value: m.value ?? null, timestamp: Number(m.timestamp), headers, offset: Number(m.offset) }
 }
 
 export class KafkaPartitionReader implements PartitionReader {
@@ -232,12 +220,8 @@ export class KafkaPartitionReader implements PartitionReader {
       consumer.seek({ topic: this.topic, partition: this.partition, offset: String(this.nextFetch) })
       return
     }
-    const records: StoredRecord[] = []
-    for (const m of batch.messages) {
-      const r = toStored(m)
-      if (r.offset >= this.nextFetch) records.push(r)
-    }
-    this.push(records, Number(batch.lastOffset()) + 1)
+    // Decoded by weir's codec (kafkajs-fixes.ts): from the fetched offset on, aborted transactions skipped.
+    this.push(weirRecordsOf(batch), Number(batch.lastOffset()) + 1)
     while (this.buffered >= this.options.bufferRecords && !this.closed && this.consumer === consumer && isRunning() && !isStale()) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, 1000)

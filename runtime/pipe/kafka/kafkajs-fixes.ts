@@ -1,23 +1,40 @@
 /**
- * A correction to kafkajs 2.2.4 that exactly-once depends on, installed before kafkajs loads.
+ * Corrections to kafkajs 2.2.4 that exactly-once and throughput depend on, installed before
+ * kafkajs loads.
  *
- * read_committed readers must drop the records of aborted transactions. The broker answers
- * a fetch with the aborted transactions that overlap it, listed in the order their abort
- * markers were written; kafkajs's `filterAbortedMessages` treats that list as ordered by
- * first offset and activates at most one aborted transaction per record. When two writers
- * of one partition have overlapping transactions that abort in the other order (both
- * actors of a stage restarting after a broker outage), or a fetch starts inside several
- * aborted transactions, records of an aborted transaction reach the reader: downstream
- * counts them twice. The Java consumer orders the list by first offset and activates every
- * transaction that has started (Fetcher's abortedTransactions priority queue); this does the
- * same at record granularity.
+ * 1. Fetch decoding by weir's record-batch codec (record-batch.ts). kafkajs decoded each
+ *    fetched record with Long arithmetic and object spreads (~6 µs per record on the JS
+ *    thread, the bound of a changelog replay); here a fetch's record set is kept as bytes
+ *    (`decodeMessages`) and decoded once, in the Batch, into StoredRecords whose keys and
+ *    values are slices of the fetched buffer. The Batch keeps kafkajs's interface: its
+ *    `messages` are light views with kafkajs's field types, so kafkajs consumers elsewhere
+ *    (sinks, tests, benchmarks) read as before; weir's reader takes `weirRecords`.
  *
- * kafkajs's batch.js binds the filter when it is first required, so this module replaces
- * the filter's entry in the CommonJS module cache before anything loads kafkajs: import it
- * first wherever kafkajs is imported (runtime/pipe/kafka/kafka-pipe.ts does).
+ * 2. Produce encoding by the same codec: one record batch per partition written into one
+ *    buffer, instead of kafkajs's encoder object per record and its byte-wise CRC.
+ *    Compressed produce requests and repeated header names keep kafkajs's encoder.
+ *
+ * 3. read_committed must drop the records of aborted transactions. The broker answers a
+ *    fetch with the aborted transactions that overlap it, listed in the order their abort
+ *    markers were written; kafkajs's `filterAbortedMessages` treats that list as ordered by
+ *    first offset and activates at most one aborted transaction per record. When two
+ *    writers of one partition have overlapping transactions that abort in the other order
+ *    (both actors of a stage restarting after a broker outage), or a fetch starts inside
+ *    several aborted transactions, records of an aborted transaction reach the reader. The
+ *    Java consumer orders the list by first offset and activates every transaction that
+ *    has started (Fetcher's abortedTransactions priority queue); the codec does the same
+ *    per batch, and `filterAbortedMessages` below at record granularity (kept for kafkajs's
+ *    own batches and its test).
+ *
+ * kafkajs binds these modules when they are first required, so this module replaces their
+ * entries in the CommonJS module cache before anything loads kafkajs: import it first
+ * wherever kafkajs is imported (runtime/pipe/kafka/kafka-pipe.ts does).
  * test/runtime/pipe/kafka.test.ts proves the leak is gone against a real broker.
  */
 import { createRequire } from 'node:module'
+import type { StoredRecord } from '../pipe.ts'
+import type { PipeRecord } from '../pipe.ts'
+import { decodeRecordSet, encodeRecordBatch, type DataBatchInfo, type DecodedRecordSet } from './record-batch.ts'
 
 interface AbortedTransaction {
   firstOffset: string
@@ -52,15 +69,264 @@ export function filterAbortedMessages({ messages, abortedTransactions }: { messa
   })
 }
 
+/** What weir's `decodeMessages` leaves in a fetch response's partition: the record set's bytes. */
+interface RawRecordSet {
+  weirRecordSet: Buffer
+}
+
+interface KafkajsDecoder {
+  readInt32(): number
+  canReadBytes(n: number): boolean
+  readBytes(n: number): Buffer
+}
+
+/** Replaces kafkajs's fetch/v4/decodeMessages (used by Fetch v4 to v11): keeps the bytes for the Batch. */
+async function decodeMessages(decoder: KafkajsDecoder): Promise<RawRecordSet | []> {
+  const size = decoder.readInt32()
+  if (size <= 0 || !decoder.canReadBytes(size)) return []
+  return { weirRecordSet: decoder.readBytes(size) }
+}
+
+/** A fetched record as kafkajs hands it to its users, computed from the StoredRecord when read. */
+class FetchedMessageView {
+  readonly magicByte = 2
+  readonly attributes = 0
+  readonly isControlRecord = false
+  constructor(
+    readonly record: StoredRecord,
+    private readonly batch: DataBatchInfo | undefined,
+  ) {}
+  /** The fields of the record's batch, as kafkajs names them (the failover benchmark tells producers apart by them). */
+  get batchContext(): Record<string, unknown> {
+    const b = this.batch
+    if (b === undefined) return {}
+    return {
+      firstOffset: String(b.baseOffset),
+      firstTimestamp: String(b.baseTimestamp),
+      partitionLeaderEpoch: b.partitionLeaderEpoch,
+      inTransaction: b.transactional,
+      isControlBatch: false,
+      lastOffsetDelta: b.lastOffsetDelta,
+      producerId: String(b.producerId),
+      producerEpoch: b.producerEpoch,
+      firstSequence: b.baseSequence,
+      maxTimestamp: String(b.maxTimestamp),
+      timestampType: b.logAppendTime ? 1 : 0,
+      magicByte: 2,
+    }
+  }
+  get key(): Buffer | null {
+    return this.record.key
+  }
+  get value(): Buffer | null {
+    return this.record.value
+  }
+  get offset(): string {
+    return String(this.record.offset)
+  }
+  get timestamp(): string {
+    return String(this.record.timestamp)
+  }
+  get headers(): Record<string, Buffer> {
+    return this.record.headers ?? {}
+  }
+}
+
+interface PartitionData {
+  partition: number
+  highWatermark: string
+  abortedTransactions?: Array<{ producerId: string; firstOffset: string }> | null
+  messages: RawRecordSet | unknown[]
+}
+
+/**
+ * kafkajs's consumer Batch over weir's decoded record set: the same methods and answers
+ * (offsets as strings), with read_committed filtering done by the codec. A fetch that
+ * asked for read_uncommitted has no aborted list and sees every data record.
+ */
+class WeirBatch {
+  readonly topic: string
+  readonly partition: number
+  readonly highWatermark: string
+  readonly fetchedOffset: string
+  /** The visible records, for weir's reader. */
+  readonly weirRecords: StoredRecord[]
+  private readonly decoded: DecodedRecordSet
+  private views: FetchedMessageView[] | undefined
+
+  constructor(topic: string, fetchedOffset: string, partitionData: PartitionData) {
+    this.topic = topic
+    this.partition = partitionData.partition
+    this.highWatermark = partitionData.highWatermark
+    this.fetchedOffset = fetchedOffset
+    const raw = partitionData.messages as RawRecordSet | unknown[]
+    const aborted = partitionData.abortedTransactions
+    this.decoded = Array.isArray(raw)
+      ? { records: [], nextOffset: Number(fetchedOffset), firstOffset: undefined, dataBatches: [], batches: 0, controlBatches: 0 }
+      : decodeRecordSet(raw.weirRecordSet, {
+          from: Number(fetchedOffset),
+          // kafkajs sends isolation level read_committed unless readUncommitted; the broker lists aborted transactions only then.
+          abortedTransactions: (aborted ?? []).map((t) => ({ producerId: Number(t.producerId), firstOffset: Number(t.firstOffset) })),
+          topic,
+          partition: partitionData.partition,
+        })
+    this.weirRecords = this.decoded.records
+  }
+
+  get messages(): FetchedMessageView[] {
+    if (this.views !== undefined) return this.views
+    const batches = this.decoded.dataBatches
+    let b = -1
+    this.views = this.weirRecords.map((r, i) => {
+      while (b + 1 < batches.length && batches[b + 1]!.firstRecord <= i) b++
+      return new FetchedMessageView(r, batches[b])
+    })
+    return this.views
+  }
+
+  isEmpty(): boolean {
+    return this.weirRecords.length === 0
+  }
+
+  isEmptyIncludingFiltered(): boolean {
+    return this.decoded.firstOffset === undefined
+  }
+
+  isEmptyDueToFiltering(): boolean {
+    return this.isEmpty() && this.decoded.batches > 0
+  }
+
+  isEmptyControlRecord(): boolean {
+    return this.isEmpty() && this.decoded.controlBatches > 0
+  }
+
+  isEmptyDueToLogCompactedMessages(): boolean {
+    return this.decoded.batches > 0 && this.isEmptyIncludingFiltered()
+  }
+
+  firstOffset(): string | null {
+    return this.decoded.firstOffset === undefined ? null : String(this.decoded.firstOffset)
+  }
+
+  lastOffset(): string {
+    if (this.isEmptyDueToLogCompactedMessages()) return this.fetchedOffset
+    if (this.isEmptyIncludingFiltered()) return String(Number(this.highWatermark) - 1)
+    return String(this.decoded.nextOffset - 1)
+  }
+
+  offsetLag(): string {
+    return String(Number(this.highWatermark) - 1 - Number(this.lastOffset()))
+  }
+
+  offsetLagLow(): string {
+    if (this.isEmptyIncludingFiltered()) return '0'
+    return String(Number(this.highWatermark) - 1 - Number(this.firstOffset()))
+  }
+}
+
+type KafkajsValue = Buffer | string | null | undefined
+
+interface ProduceRequestArgs {
+  acks: number
+  timeout: number
+  transactionalId?: string | null
+  producerId?: { toString(): string } | string | number
+  producerEpoch?: number
+  compression?: number
+  topicData: Array<{
+    topic: string
+    partitions: Array<{
+      partition: number
+      firstSequence?: number
+      messages: Array<{ key?: KafkajsValue; value?: KafkajsValue; timestamp?: string | number; headers?: Record<string, KafkajsValue | KafkajsValue[]> }>
+    }>
+  }>
+}
+
+interface KafkajsEncoder {
+  writeString(s: string | null): KafkajsEncoder
+  writeInt16(n: number): KafkajsEncoder
+  writeInt32(n: number): KafkajsEncoder
+  writeBuffer(b: Buffer): KafkajsEncoder
+  writeArray(a: unknown[]): KafkajsEncoder
+}
+
+function bytes(v: KafkajsValue): Buffer | null {
+  if (v === null || v === undefined) return null
+  return Buffer.isBuffer(v) ? v : Buffer.from(String(v))
+}
+
+/** Records of one partition as the codec takes them; undefined when a header repeats a name (kafkajs encodes those). */
+function pipeRecords(messages: ProduceRequestArgs['topicData'][number]['partitions'][number]['messages'], now: number): PipeRecord[] | undefined {
+  const out: PipeRecord[] = new Array(messages.length)
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!
+    let headers: Record<string, Buffer> | undefined
+    if (m.headers !== undefined) {
+      for (const name in m.headers) {
+        const v = m.headers[name]
+        if (Array.isArray(v)) return undefined
+        const b = bytes(v)
+        if (b === null) return undefined
+        ;(headers ??= {})[name] = b
+      }
+    }
+    out[i] = { key: bytes(m.key), value: bytes(m.value), timestamp: m.timestamp === undefined || m.timestamp === null ? now : Number(m.timestamp), headers }
+  }
+  return out
+}
+
+function weirProduceRequest(original: (args: ProduceRequestArgs) => { encode: () => Promise<unknown> }, Encoder: new () => KafkajsEncoder) {
+  return (args: ProduceRequestArgs) => {
+    const request = original(args)
+    if ((args.compression ?? 0) !== 0) return request
+    return {
+      ...request,
+      encode: async () => {
+        const now = Date.now()
+        const producerId = args.producerId === undefined ? -1 : Number(String(args.producerId))
+        const topics: KafkajsEncoder[] = []
+        for (const t of args.topicData) {
+          const partitions: KafkajsEncoder[] = []
+          for (const p of t.partitions) {
+            const records = pipeRecords(p.messages, now)
+            if (records === undefined) return request.encode()
+            const batch = encodeRecordBatch(records, { producerId, producerEpoch: args.producerEpoch ?? 0, baseSequence: p.firstSequence ?? 0, transactional: args.transactionalId !== undefined && args.transactionalId !== null, now })
+            partitions.push(new Encoder().writeInt32(p.partition).writeInt32(batch.length).writeBuffer(batch))
+          }
+          topics.push(new Encoder().writeString(t.topic).writeArray(partitions))
+        }
+        return new Encoder().writeString(args.transactionalId ?? null).writeInt16(args.acks).writeInt32(args.timeout).writeArray(topics)
+      },
+    }
+  }
+}
+
+/** The records weir's codec decoded for a kafkajs batch (every batch, once this module is loaded). */
+export function weirRecordsOf(batch: unknown): StoredRecord[] {
+  const records = (batch as Partial<WeirBatch>).weirRecords
+  if (records === undefined) throw new Error('runtime/pipe/kafka/kafkajs-fixes.ts was not installed before kafkajs loaded')
+  return records
+}
+
 const requireFromKafkajs = createRequire(createRequire(import.meta.url).resolve('kafkajs'))
 const filterPath = requireFromKafkajs.resolve('./src/consumer/filterAbortedMessages.js')
 const batchPath = requireFromKafkajs.resolve('./src/consumer/batch.js')
+const decodeMessagesPath = requireFromKafkajs.resolve('./src/protocol/requests/fetch/v4/decodeMessages.js')
+const produceV3Path = requireFromKafkajs.resolve('./src/protocol/requests/produce/v3/request.js')
 const loadedBatch = requireFromKafkajs.cache[batchPath]?.exports as { weirFixed?: boolean } | undefined
-if (loadedBatch !== undefined && loadedBatch.weirFixed !== true) {
-  // kafkajs was loaded before this module: its batches keep the faulty filter.
+if ((loadedBatch !== undefined && loadedBatch.weirFixed !== true) || (requireFromKafkajs.cache[decodeMessagesPath] !== undefined && requireFromKafkajs.cache[decodeMessagesPath]!.exports !== decodeMessages && loadedBatch?.weirFixed !== true)) {
+  // kafkajs was loaded before this module: its batches keep the faulty filter and its decoder.
   throw new Error('runtime/pipe/kafka/kafkajs-fixes.ts must be imported before kafkajs is loaded')
 }
-requireFromKafkajs(filterPath)
-requireFromKafkajs.cache[filterPath]!.exports = filterAbortedMessages
-const Batch = requireFromKafkajs(batchPath) as { weirFixed?: boolean }
-Batch.weirFixed = true
+if (loadedBatch === undefined) {
+  requireFromKafkajs(filterPath)
+  requireFromKafkajs.cache[filterPath]!.exports = filterAbortedMessages
+  requireFromKafkajs(decodeMessagesPath)
+  requireFromKafkajs.cache[decodeMessagesPath]!.exports = decodeMessages
+  requireFromKafkajs(batchPath)
+  const originalProduceV3 = requireFromKafkajs(produceV3Path) as Parameters<typeof weirProduceRequest>[0]
+  requireFromKafkajs.cache[produceV3Path]!.exports = weirProduceRequest(originalProduceV3, requireFromKafkajs('./src/protocol/encoder.js') as new () => KafkajsEncoder)
+  ;(WeirBatch as unknown as { weirFixed: boolean }).weirFixed = true
+  requireFromKafkajs.cache[batchPath]!.exports = WeirBatch
+}

@@ -1,0 +1,456 @@
+/**
+ * Kafka record batches (magic v2), encoded and decoded by weir on the hot paths: a fetch's
+ * record set becomes StoredRecords whose keys and values are slices of the fetched buffer
+ * (no copy, no per-record decoder object, offsets and timestamps as numbers), with the
+ * batches of aborted transactions skipped as the Java consumer does; a produce request's
+ * records become one batch. kafkajs's own codec spent most of a changelog replay on Long
+ * arithmetic and object spreads (docs/kafka.md has the figures).
+ *
+ * Compression: none, gzip and zstd are decoded (node:zlib); snappy and lz4 batches are
+ * refused with a PipeError that says so (weir's own producers never compress).
+ *
+ * @example
+ * const { records, nextOffset } = decodeRecordSet(bytes, { from: 42, abortedTransactions })
+ * const batch = encodeRecordBatch(records, { producerId: 7, producerEpoch: 0, baseSequence: 0, transactional: true })
+ */
+import { gunzipSync } from 'node:zlib'
+import * as zlib from 'node:zlib'
+import { PipeError } from '../../errors.ts'
+import type { PipeRecord, StoredRecord } from '../pipe.ts'
+
+/** Bytes of a v2 batch before its records: baseOffset(8) length(4) leaderEpoch(4) magic(1) crc(4) attributes(2) lastOffsetDelta(4) baseTimestamp(8) maxTimestamp(8) producerId(8) producerEpoch(2) baseSequence(4) count(4). */
+export const BATCH_HEADER_BYTES = 61
+/** Offset of the attributes field, where the CRC starts. */
+const CRC_START = 21
+
+const ATTR_COMPRESSION = 0x07
+const ATTR_LOG_APPEND_TIME = 0x08
+const ATTR_TRANSACTIONAL = 0x10
+const ATTR_CONTROL = 0x20
+
+// ---- CRC-32C (Castagnoli), slicing by 8 ----
+
+const CRC_TABLES: Int32Array[] = (() => {
+  const tables: Int32Array[] = []
+  const t0 = new Int32Array(256)
+  for (let n = 0; n < 256; n++) {
+    let c = n
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1
+    t0[n] = c
+  }
+  tables.push(t0)
+  for (let t = 1; t < 8; t++) {
+    const prev = tables[t - 1]!
+    const table = new Int32Array(256)
+    for (let n = 0; n < 256; n++) table[n] = (prev[n]! >>> 8) ^ t0[prev[n]! & 0xff]!
+    tables.push(table)
+  }
+  return tables
+})()
+
+/** CRC-32C of `buf[start, end)`, as an unsigned 32-bit number. */
+export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array]
+  let crc = -1
+  let i = start
+  for (; i + 8 <= end; i += 8) {
+    const a = crc ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24))
+    crc =
+      t7[a & 0xff]! ^
+      t6[(a >>> 8) & 0xff]! ^
+      t5[(a >>> 16) & 0xff]! ^
+      t4[a >>> 24]! ^
+      t3[buf[i + 4]!]! ^
+      t2[buf[i + 5]!]! ^
+      t1[buf[i + 6]!]! ^
+      t0[buf[i + 7]!]!
+  }
+  for (; i < end; i++) crc = t0[(crc ^ buf[i]!) & 0xff]! ^ (crc >>> 8)
+  return (crc ^ -1) >>> 0
+}
+
+// ---- varints (zigzag) ----
+
+/** Reads a zigzag varint of up to 64 bits as a number (exact below 2^53); the position goes to `cursor.at`. */
+function readVarint(buf: Buffer, cursor: { at: number }): number {
+  let at = cursor.at
+  let b = buf[at++]!
+  let raw = b & 0x7f
+  if (b >= 0x80) {
+    b = buf[at++]!
+    raw |= (b & 0x7f) << 7
+    if (b >= 0x80) {
+      b = buf[at++]!
+      raw |= (b & 0x7f) << 14
+      if (b >= 0x80) {
+        b = buf[at++]!
+        raw |= (b & 0x7f) << 21
+        if (b >= 0x80) {
+          // Past 28 bits: continue in floating point (timestamp deltas of a varlong).
+          let value = raw >>> 0
+          let scale = 2 ** 28
+          do {
+            if (at >= buf.length) throw new RangeError('varint runs past the end of the buffer')
+            b = buf[at++]!
+            value += (b & 0x7f) * scale
+            scale *= 128
+          } while (b >= 0x80)
+          cursor.at = at
+          // zigzag: even → value/2, odd → -(value+1)/2
+          return value % 2 === 0 ? value / 2 : -(value + 1) / 2
+        }
+      }
+    }
+  }
+  if (at > buf.length) throw new RangeError('varint runs past the end of the buffer')
+  cursor.at = at
+  return (raw >>> 1) ^ -(raw & 1)
+}
+
+/** Bytes of `value` as a zigzag varint. */
+function varintSize(value: number): number {
+  let z = value >= 0 ? value * 2 : -value * 2 - 1
+  let size = 1
+  while (z >= 128) {
+    z = Math.floor(z / 128)
+    size++
+  }
+  return size
+}
+
+function writeVarint(buf: Buffer, at: number, value: number): number {
+  let z = value >= 0 ? value * 2 : -value * 2 - 1
+  while (z >= 128) {
+    buf[at++] = (z % 128) | 0x80
+    z = Math.floor(z / 128)
+  }
+  buf[at++] = z
+  return at
+}
+
+/** A signed 64-bit big-endian integer as a number (exact below 2^53; producer ids, offsets, timestamps). */
+function readInt64(buf: Buffer, at: number): number {
+  return buf.readInt32BE(at) * 4294967296 + buf.readUInt32BE(at + 4)
+}
+
+function writeInt64(buf: Buffer, at: number, value: number): void {
+  const high = Math.floor(value / 4294967296)
+  buf.writeInt32BE(high, at)
+  buf.writeUInt32BE(value - high * 4294967296, at + 4)
+}
+
+// ---- decoding ----
+
+/** An aborted transaction as a fetch response lists it. */
+export interface AbortedTransaction {
+  producerId: number
+  firstOffset: number
+}
+
+export interface DecodeOptions {
+  /** Records below this offset are dropped (a fetch may start inside a batch). */
+  from?: number
+  /**
+   * read_committed: the fetch response's aborted transactions of this partition. Given, the
+   * batches of those transactions are skipped; undefined reads everything (read_uncommitted).
+   */
+  abortedTransactions?: readonly AbortedTransaction[]
+  /** Check every batch's CRC-32C (the Java consumer's check.crcs, on by default). */
+  verifyCrc?: boolean
+  /** For error messages. */
+  topic?: string
+  partition?: number
+}
+
+export interface DataBatchInfo {
+  firstRecord: number
+  baseOffset: number
+  lastOffsetDelta: number
+  baseTimestamp: number
+  maxTimestamp: number
+  partitionLeaderEpoch: number
+  producerId: number
+  producerEpoch: number
+  baseSequence: number
+  transactional: boolean
+  logAppendTime: boolean
+}
+
+export interface DecodedRecordSet {
+  /** Data records visible to the reader, in offset order. */
+  records: StoredRecord[]
+  /**
+   * The offset after the last complete batch (including control batches and skipped
+   * aborted ones); the offset to fetch next. Equals `from` when no complete batch was there.
+   */
+  nextOffset: number
+  /** Offset of the first record or marker at or after `from` in a complete batch; undefined when none. */
+  firstOffset: number | undefined
+  /**
+   * The data batches the records came from, in order: `firstRecord` is the index in
+   * `records` of the batch's first visible record (for clients that show batch fields).
+   */
+  dataBatches: DataBatchInfo[]
+  /** Complete batches seen, and control batches among them (for tests and metrics). */
+  batches: number
+  controlBatches: number
+}
+
+/**
+ * Decodes the record set of one partition of a fetch response. A partial batch at the
+ * end (the broker cuts a fetch at its byte limit) is ignored; `nextOffset` says where it starts.
+ */
+export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): DecodedRecordSet {
+  const from = options.from ?? 0
+  const verifyCrc = options.verifyCrc ?? true
+  const records: StoredRecord[] = []
+  const dataBatches: DataBatchInfo[] = []
+  let nextOffset = from
+  let firstOffset: number | undefined
+  let batches = 0
+  let controlBatches = 0
+  // read_committed, as the Java consumer's Fetcher: aborted transactions in order of their
+  // first offset; a producer's batches are skipped from its first aborted offset until its ABORT marker.
+  const pending = options.abortedTransactions === undefined ? undefined : [...options.abortedTransactions].sort((a, b) => a.firstOffset - b.firstOffset)
+  let nextPending = 0
+  const aborting = new Set<number>()
+  const cursor = { at: 0 }
+  let at = 0
+  while (at + BATCH_HEADER_BYTES <= buf.length) {
+    const baseOffset = readInt64(buf, at)
+    const batchLength = buf.readInt32BE(at + 8)
+    const end = at + 12 + batchLength
+    if (end > buf.length) break
+    const magic = buf[at + 16]!
+    if (magic !== 2) throw decodeError(options, baseOffset, `record batch with magic ${magic} (weir reads magic 2, Kafka ≥ 0.11)`, 'UNSUPPORTED_VERSION')
+    if (verifyCrc) {
+      const expected = buf.readUInt32BE(at + 17)
+      const actual = crc32c(buf, at + CRC_START, end)
+      if (expected !== actual) throw decodeError(options, baseOffset, `record batch CRC-32C mismatch (stored ${expected.toString(16)}, computed ${actual.toString(16)})`, 'CORRUPT_MESSAGE')
+    }
+    const attributes = buf.readInt16BE(at + 21)
+    const lastOffsetDelta = buf.readInt32BE(at + 23)
+    const baseTimestamp = readInt64(buf, at + 27)
+    const maxTimestamp = readInt64(buf, at + 35)
+    const producerId = readInt64(buf, at + 43)
+    const count = buf.readInt32BE(at + 57)
+    const batchAt = at
+    at = end
+    batches++
+    const lastOffset = baseOffset + lastOffsetDelta
+    if (lastOffset + 1 > nextOffset) nextOffset = lastOffset + 1
+    if (firstOffset === undefined && lastOffset >= from) firstOffset = Math.max(baseOffset, from)
+    const control = (attributes & ATTR_CONTROL) !== 0
+    if (pending !== undefined && producerId >= 0) {
+      while (nextPending < pending.length && pending[nextPending]!.firstOffset <= lastOffset) aborting.add(pending[nextPending++]!.producerId)
+      if (control) {
+        // Control record key: version int16, type int16 (0 = ABORT, 1 = COMMIT).
+        const keyType = controlType(buf, batchAt + BATCH_HEADER_BYTES, end)
+        if (keyType === 0) aborting.delete(producerId)
+      } else if ((attributes & ATTR_TRANSACTIONAL) !== 0 && aborting.has(producerId)) {
+        continue
+      }
+    }
+    if (control) {
+      controlBatches++
+      continue
+    }
+    if (lastOffset < from) continue
+    let body = buf
+    let recordsAt = batchAt + BATCH_HEADER_BYTES
+    let recordsEnd = end
+    const compression = attributes & ATTR_COMPRESSION
+    if (compression !== 0) {
+      body = decompress(compression, buf.subarray(recordsAt, end), options, baseOffset)
+      recordsAt = 0
+      recordsEnd = body.length
+    }
+    const logAppendTime = (attributes & ATTR_LOG_APPEND_TIME) !== 0
+    dataBatches.push({
+      firstRecord: records.length,
+      baseOffset,
+      lastOffsetDelta,
+      baseTimestamp,
+      maxTimestamp,
+      partitionLeaderEpoch: buf.readInt32BE(batchAt + 12),
+      producerId,
+      producerEpoch: buf.readInt16BE(batchAt + 51),
+      baseSequence: buf.readInt32BE(batchAt + 53),
+      transactional: (attributes & ATTR_TRANSACTIONAL) !== 0,
+      logAppendTime,
+    })
+    cursor.at = recordsAt
+    for (let i = 0; i < count; i++) {
+      const length = readVarint(body, cursor)
+      const recordEnd = cursor.at + length
+      if (recordEnd > recordsEnd) throw decodeError(options, baseOffset, `record ${i} of the batch runs past its end`, 'CORRUPT_MESSAGE')
+      cursor.at++ // record attributes, unused
+      const timestampDelta = readVarint(body, cursor)
+      const offset = baseOffset + readVarint(body, cursor)
+      const keyLength = readVarint(body, cursor)
+      const key = keyLength < 0 ? null : body.subarray(cursor.at, (cursor.at += keyLength))
+      const valueLength = readVarint(body, cursor)
+      const value = valueLength < 0 ? null : body.subarray(cursor.at, (cursor.at += valueLength))
+      const headerCount = readVarint(body, cursor)
+      let headers: Record<string, Buffer> | undefined
+      for (let h = 0; h < headerCount; h++) {
+        const nameLength = readVarint(body, cursor)
+        const name = body.toString('utf8', cursor.at, (cursor.at += nameLength))
+        const headerValueLength = readVarint(body, cursor)
+        if (headerValueLength < 0) continue
+        const headerValue = body.subarray(cursor.at, (cursor.at += headerValueLength))
+        headers ??= {}
+        // The first of repeated names wins, as weir read them through kafkajs; names like
+        // `toString` or `__proto__` are headers like any other.
+        if (!Object.hasOwn(headers, name)) {
+          if (name === '__proto__') Object.defineProperty(headers, name, { value: headerValue, enumerable: true, writable: true, configurable: true })
+          else headers[name] = headerValue
+        }
+      }
+      if (cursor.at !== recordEnd) throw decodeError(options, baseOffset, `record ${i} of the batch has ${length} bytes but its fields take ${cursor.at - recordEnd + length}`, 'CORRUPT_MESSAGE')
+      if (offset < from) continue
+      const timestamp = logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta
+      records.push(headers === undefined ? { key, value, timestamp, offset } : { key, value, timestamp, headers, offset })
+    }
+  }
+  return { records, nextOffset, firstOffset, dataBatches, batches, controlBatches }
+}
+
+/** The type of a control batch's first record (0 ABORT, 1 COMMIT), -1 when unreadable. */
+function controlType(buf: Buffer, recordsAt: number, end: number): number {
+  const cursor = { at: recordsAt }
+  readVarint(buf, cursor) // length
+  cursor.at++ // attributes
+  readVarint(buf, cursor) // timestamp delta
+  readVarint(buf, cursor) // offset delta
+  const keyLength = readVarint(buf, cursor)
+  if (keyLength < 4 || cursor.at + 4 > end) return -1
+  return buf.readInt16BE(cursor.at + 2)
+}
+
+function decompress(compression: number, data: Buffer, options: DecodeOptions, baseOffset: number): Buffer {
+  switch (compression) {
+    case 1:
+      return gunzipSync(data)
+    case 4: {
+      const zstd = (zlib as unknown as { zstdDecompressSync?: (b: Buffer) => Buffer }).zstdDecompressSync
+      if (zstd !== undefined) return zstd(data)
+      throw decodeError(options, baseOffset, 'zstd-compressed record batch: this Node.js has no zstd (Node ≥ 22.15 does)', 'UNSUPPORTED_COMPRESSION_TYPE')
+    }
+    default: {
+      const name = compression === 2 ? 'snappy' : compression === 3 ? 'lz4' : `codec ${compression}`
+      throw decodeError(options, baseOffset, `${name}-compressed record batch: weir reads uncompressed, gzip and zstd batches; set compression.type to one of those on the producer (or the topic)`, 'UNSUPPORTED_COMPRESSION_TYPE')
+    }
+  }
+}
+
+function decodeError(options: DecodeOptions, offset: number, message: string, kafkaCode: string): PipeError {
+  const where = options.topic === undefined ? '' : ` in ${options.topic}/${options.partition ?? '?'}`
+  return new PipeError(`cannot decode Kafka records${where} at offset ${offset}: ${message}`, { topic: options.topic, partition: options.partition, offset }, { retriable: false, kafkaCode })
+}
+
+// ---- encoding ----
+
+export interface BatchProducer {
+  /** -1 for a producer that is neither idempotent nor transactional. */
+  producerId: number
+  producerEpoch: number
+  /** Sequence number of the first record (idempotence); -1 without a producer id. */
+  baseSequence: number
+  transactional: boolean
+  /** Records whose timestamp is missing get this (ms); defaults to now. */
+  now?: number
+}
+
+/** Header names as UTF-8, cached: weir's few header names repeat on every record. */
+const headerNames = new Map<string, Buffer>()
+function headerName(name: string): Buffer {
+  let b = headerNames.get(name)
+  if (b === undefined) {
+    b = Buffer.from(name, 'utf8')
+    if (headerNames.size < 1024) headerNames.set(name, b)
+  }
+  return b
+}
+
+/**
+ * One uncompressed v2 record batch holding `records` (base offset 0: the broker assigns
+ * offsets), with its CRC-32C. Timestamps are stored as deltas from the first record's.
+ */
+export function encodeRecordBatch(records: readonly PipeRecord[], producer: BatchProducer, start = 0, end = records.length): Buffer {
+  const count = end - start
+  if (count <= 0) throw new RangeError('a record batch needs at least one record')
+  const now = producer.now ?? Date.now()
+  const baseTimestamp = records[start]!.timestamp ?? now
+  let maxTimestamp = baseTimestamp
+  // First pass: sizes, so the batch is written into one buffer.
+  const sizes = new Int32Array(count)
+  let total = BATCH_HEADER_BYTES
+  for (let i = 0; i < count; i++) {
+    const r = records[start + i]!
+    const timestamp = r.timestamp ?? now
+    if (timestamp > maxTimestamp) maxTimestamp = timestamp
+    let size = 1 + varintSize(timestamp - baseTimestamp) + varintSize(i)
+    size += r.key === null ? 1 : varintSize(r.key.length) + r.key.length
+    size += r.value === null ? 1 : varintSize(r.value.length) + r.value.length
+    let headerCount = 0
+    if (r.headers !== undefined) {
+      for (const name in r.headers) {
+        const v = r.headers[name]!
+        const n = headerName(name)
+        size += varintSize(n.length) + n.length + varintSize(v.length) + v.length
+        headerCount++
+      }
+    }
+    size += varintSize(headerCount)
+    sizes[i] = size
+    total += varintSize(size) + size
+  }
+  const buf = Buffer.allocUnsafe(total)
+  writeInt64(buf, 0, 0)
+  buf.writeInt32BE(total - 12, 8)
+  buf.writeInt32BE(-1, 12) // partition leader epoch: set by the broker
+  buf[16] = 2
+  buf.writeInt16BE(producer.transactional ? ATTR_TRANSACTIONAL : 0, 21)
+  buf.writeInt32BE(count - 1, 23)
+  writeInt64(buf, 27, baseTimestamp)
+  writeInt64(buf, 35, maxTimestamp)
+  writeInt64(buf, 43, producer.producerId)
+  buf.writeInt16BE(producer.producerEpoch, 51)
+  buf.writeInt32BE(producer.baseSequence, 53)
+  buf.writeInt32BE(count, 57)
+  let at = BATCH_HEADER_BYTES
+  for (let i = 0; i < count; i++) {
+    const r = records[start + i]!
+    at = writeVarint(buf, at, sizes[i]!)
+    buf[at++] = 0
+    at = writeVarint(buf, at, (r.timestamp ?? now) - baseTimestamp)
+    at = writeVarint(buf, at, i)
+    if (r.key === null) at = writeVarint(buf, at, -1)
+    else {
+      at = writeVarint(buf, at, r.key.length)
+      at += r.key.copy(buf, at)
+    }
+    if (r.value === null) at = writeVarint(buf, at, -1)
+    else {
+      at = writeVarint(buf, at, r.value.length)
+      at += r.value.copy(buf, at)
+    }
+    if (r.headers === undefined) buf[at++] = 0
+    else {
+      let headerCount = 0
+      for (const _ in r.headers) headerCount++
+      at = writeVarint(buf, at, headerCount)
+      for (const name in r.headers) {
+        const n = headerName(name)
+        const v = r.headers[name]!
+        at = writeVarint(buf, at, n.length)
+        at += n.copy(buf, at)
+        at = writeVarint(buf, at, v.length)
+        at += v.copy(buf, at)
+      }
+    }
+  }
+  buf.writeUInt32BE(crc32c(buf, CRC_START, total), 17)
+  return buf
+}
