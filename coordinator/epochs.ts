@@ -3,6 +3,10 @@
  * barrier N at its next record boundary and acknowledges it. Epoch N is complete when
  * every live actor has committed it.
  */
+
+/** The checkpoint interval when none is configured, ms: what `weir run`, `weir worker` and `weir coordinator` use. */
+export const DEFAULT_EPOCH_INTERVAL_MS = 1000
+
 export class EpochClock {
   private epoch = 0
   private timer: NodeJS.Timeout | undefined
