@@ -30,6 +30,7 @@ import { commandLogger, printError, printRefusal, UsageError } from './report.ts
 import { parseMetricsOptions, parseParams, parseViewsOptions } from './run.ts'
 import { parsePort } from '../monitor/monitor.ts'
 import { COORDINATOR_USAGE, WORKER_USAGE } from './usage.ts'
+import { DEFAULT_EPOCH_INTERVAL_MS } from '../coordinator/epochs.ts'
 
 /** The options of `weir coordinator` (parseArgs definitions; a config file's `coordinator` section takes the same, camelCased). */
 export const COORDINATOR_OPTIONS = {
@@ -103,7 +104,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     const target = busTargetOf(url, values.bus === undefined ? 'WEIR_BUS' : '--bus', values, process.env)
     const cluster = (values.cluster as string | undefined) ?? 'default'
     checkClusterName(cluster, '--cluster')
-    const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
+    const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', DEFAULT_EPOCH_INTERVAL_MS)
     const workerTimeoutMs = wholeMs(values['worker-timeout-ms'] as string | undefined, '--worker-timeout-ms', 10_000, 100)
     const settleMs = wholeMs(values['settle-ms'] as string | undefined, '--settle-ms', 3000, 0)
     const releaseTimeoutMs = wholeMs(values['release-timeout-ms'] as string | undefined, '--release-timeout-ms', DEFAULT_RELEASE_TIMEOUT_MS, 0)
@@ -205,7 +206,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     const params = parseParams(values.param as string[] | undefined)
     const metricsOptions = parseMetricsOptions(values as Record<string, string | undefined>, process.cwd(), process.env)
     const viewsOptions = parseViewsOptions(values as Record<string, string | undefined>, process.cwd(), process.env)
-    const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', 1000)
+    const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', DEFAULT_EPOCH_INTERVAL_MS)
     const heartbeatMs = wholeMs(values['heartbeat-ms'] as string | undefined, '--heartbeat-ms', 1000, 50)
     const pipeline = await loadPipeline(resolve(positionals[0]!), params)
     const stateDir = resolve((values['state-dir'] as string | undefined) ?? `.weir/${pipeline.name}-worker`)

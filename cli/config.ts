@@ -22,6 +22,7 @@ import { SAVEPOINT_OPTIONS } from './savepoint.ts'
 import { DEFAULT_STATUS_WAIT_MS, STATUS_OPTIONS } from './status.ts'
 import { DEFAULT_LIMIT, TAIL_OPTIONS } from './tail.ts'
 import { CONFIG_USAGE } from './usage.ts'
+import { DEFAULT_EPOCH_INTERVAL_MS } from '../coordinator/epochs.ts'
 
 /** Every command's options: what each section of the file may hold. */
 export const COMMAND_OPTIONS: Record<(typeof CONFIG_SECTIONS)[number], OptionDefs> = {
@@ -42,9 +43,9 @@ const DATA_DIR = '.weir/<pipeline>'
 
 /** What each command uses when nothing gives an option (as its usage says); computed ones in <…>. */
 const DEFAULTS: Record<string, Record<string, unknown>> = {
-  run: { dataDir: DATA_DIR, epochMs: 1000, pipe: 'embedded', cluster: 'embedded', quiet: false, monitor: false, monitorPort: DEFAULT_MONITOR_PORT, monitorHost: DEFAULT_MONITOR_HOST, metricsHost: LOOPBACK, viewsPort: 0, viewsHost: LOOPBACK },
-  worker: { cluster: 'default', stateDir: '.weir/<pipeline>-worker', id: '<generated>', epochMs: 1000, heartbeatMs: 1000, metricsHost: LOOPBACK, viewsPort: 0, viewsHost: LOOPBACK },
-  coordinator: { cluster: 'default', epochMs: 1000, workerTimeoutMs: 10_000, settleMs: 3000, releaseTimeoutMs: DEFAULT_RELEASE_TIMEOUT_MS, leaseTtlMs: 5000, name: '<hostname>-<pid>' },
+  run: { dataDir: DATA_DIR, epochMs: DEFAULT_EPOCH_INTERVAL_MS, pipe: 'embedded', cluster: 'embedded', quiet: false, monitor: false, monitorPort: DEFAULT_MONITOR_PORT, monitorHost: DEFAULT_MONITOR_HOST, metricsHost: LOOPBACK, viewsPort: 0, viewsHost: LOOPBACK },
+  worker: { cluster: 'default', stateDir: '.weir/<pipeline>-worker', id: '<generated>', epochMs: DEFAULT_EPOCH_INTERVAL_MS, heartbeatMs: 1000, metricsHost: LOOPBACK, viewsPort: 0, viewsHost: LOOPBACK },
+  coordinator: { cluster: 'default', epochMs: DEFAULT_EPOCH_INTERVAL_MS, workerTimeoutMs: 10_000, settleMs: 3000, releaseTimeoutMs: DEFAULT_RELEASE_TIMEOUT_MS, leaseTtlMs: 5000, name: '<hostname>-<pid>' },
   monitor: { cluster: '*', port: DEFAULT_MONITOR_PORT, host: DEFAULT_MONITOR_HOST },
   status: { cluster: '*', waitMs: DEFAULT_STATUS_WAIT_MS, json: false },
   jobs: { dataDir: DATA_DIR, pipe: 'embedded', json: false },

@@ -33,6 +33,7 @@ import { lastEpoch } from './stats.ts'
 import { formatSummary } from './summary.ts'
 import { readToken } from './token.ts'
 import { RUN_USAGE } from './usage.ts'
+import { DEFAULT_EPOCH_INTERVAL_MS } from '../coordinator/epochs.ts'
 
 export interface RunArgs {
   file: string
@@ -88,7 +89,6 @@ export interface RunMonitorArgs {
 
 /** Each pipeline gets its own data dir under this one, so examples run side by side. */
 const DEFAULT_DATA_ROOT = '.weir'
-const DEFAULT_EPOCH_MS = 1000
 const MAX_EPOCH_MS = 86_400_000
 const PARAM_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
 
@@ -131,7 +131,7 @@ export function parseRunArgs(argv: string[], cwd = process.cwd()): RunArgs | 'he
   if (positionals.length > 1) throw new UsageError(`run: expected one pipeline file, got ${positionals.length}: ${positionals.join(' ')}`)
 
   const rawEpoch = values['epoch-ms']
-  let epochIntervalMs = DEFAULT_EPOCH_MS
+  let epochIntervalMs = DEFAULT_EPOCH_INTERVAL_MS
   if (rawEpoch !== undefined) {
     epochIntervalMs = Number(rawEpoch)
     if (!/^\d+$/.test(rawEpoch) || epochIntervalMs < 1 || epochIntervalMs > MAX_EPOCH_MS) {

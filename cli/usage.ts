@@ -83,7 +83,7 @@ again to exit at once). Running again on the same data dir resumes where it stop
 
 Options:
   --data-dir DIR       Where the pipe and the state live (default ./.weir/<pipeline>)
-  --epoch-ms N         Checkpoint interval in milliseconds (default 1000)
+  --epoch-ms N         Checkpoint interval in milliseconds (default 500)
   --param key=value    A parameter for a pipeline function (repeatable)
   --from-savepoint DIR Start from a savepoint (weir savepoint create) on a data dir and pipe
                        without this pipeline's state; a rerun on the same data dir resumes
@@ -370,7 +370,7 @@ on it; with no coordinator, workers keep processing what they hold. See docs/ope
 Options:
   --bus URL                 The NATS control bus (or WEIR_BUS)
   --cluster NAME            Subject namespace (default 'default')
-  --epoch-ms N              Checkpoint interval (default 1000)
+  --epoch-ms N              Checkpoint interval (default 500)
   --worker-timeout-ms N     A worker silent this long is declared dead (default 10000)
   --settle-ms N             Listen this long for running workers before the first
                             placement of a pipeline (default 3000)
@@ -418,7 +418,7 @@ Options:
   --views-token-file FILE   Require 'Authorization: Bearer <token>' on /views (or
                             WEIR_VIEWS_TOKEN)
   --epoch-ms N              The coordinator's epoch interval, for the local checkpoint
-                            fallback (default 1000)
+                            fallback (default 500)
   --heartbeat-ms N          Heartbeat interval (default 1000)
   --savepoint-dir DIR       Take part in savepoints of the running pipeline (weir savepoint
                             create --bus): its actors' state is written under DIR, which

@@ -19,11 +19,12 @@ import type { ClusterMetadata, PipelineMetadata } from './cluster-metadata.ts'
 import { Coordinator } from './coordinator.ts'
 import { LeaderFencedError } from './leader-lease.ts'
 import { MAX_ACTORS, pipelineShape, workerHeartbeat, workerHello, type PipelineShape } from '../runtime/control/messages.ts'
+import { DEFAULT_EPOCH_INTERVAL_MS } from './epochs.ts'
 
 export interface CoordinatorServiceOptions {
   cluster: string
   log: Logger
-  /** Checkpoint epoch interval, ms. Default 1000. */
+  /** Checkpoint epoch interval, ms. Default DEFAULT_EPOCH_INTERVAL_MS (epochs.ts). */
   epochIntervalMs?: number
   /** A worker silent this long is declared dead and its actors move. Default 10 000. */
   workerTimeoutMs?: number
@@ -108,7 +109,7 @@ export function startCoordinatorService(bus: ControlBus, options: CoordinatorSer
   const create = (pipeline: string, fingerprint: string, shape: PipelineShape, restored?: PipelineMetadata): void => {
     const coordinator = new Coordinator(bus, { name: pipeline, fingerprint, shape }, {
       cluster: options.cluster,
-      epochIntervalMs: options.epochIntervalMs ?? 1000,
+      epochIntervalMs: options.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
       workerTimeoutMs: options.workerTimeoutMs ?? 10_000,
       settleMs: options.settleMs ?? 3000,
       releaseTimeoutMs: options.releaseTimeoutMs,

@@ -3,6 +3,17 @@
  * barrier N at its next record boundary and acknowledges it. Epoch N is complete when
  * every live actor has committed it.
  */
+
+/**
+ * The checkpoint interval when none is configured, ms: what `weir run`, `weir worker` and
+ * `weir coordinator` use. A record becomes visible downstream when its writer's checkpoint
+ * commits, so every source's output waits up to one interval; 500 ms halved the ticker's
+ * end-to-end latency on the embedded pipe against 1 s (benchmarks/README.md, `bench:latency`)
+ * at no throughput cost `bench:kafka` could tell apart (its backlog commits every 20,000
+ * records anyway). Kafka Streams commits every 100 ms under exactly-once.
+ */
+export const DEFAULT_EPOCH_INTERVAL_MS = 500
+
 export class EpochClock {
   private epoch = 0
   private timer: NodeJS.Timeout | undefined

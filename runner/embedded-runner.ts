@@ -35,6 +35,7 @@ import { join } from 'node:path'
 import { Worker } from '../runtime/worker.ts'
 import { workerMetrics } from '../runtime/metrics.ts'
 import type { Registry } from 'prom-client'
+import { DEFAULT_EPOCH_INTERVAL_MS } from '../coordinator/epochs.ts'
 
 export interface RunOptions {
   /** Where the embedded pipe and actor state live. */
@@ -45,7 +46,7 @@ export interface RunOptions {
    * process's working directory.
    */
   workDir?: string
-  /** Checkpoint interval, ms. Default 1000. */
+  /** Checkpoint interval, ms. Default DEFAULT_EPOCH_INTERVAL_MS (coordinator/epochs.ts). */
   epochIntervalMs?: number
   actorConfig?: Partial<ActorConfig>
   faults?: Faults
@@ -161,7 +162,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
   const ownsBus = options.bus === undefined
   const coordinator = new Coordinator(bus, coordinatedPipeline(pipeline), {
     cluster,
-    epochIntervalMs: options.epochIntervalMs ?? 1000,
+    epochIntervalMs: options.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
     log,
     onAllFinished: () => {
       if (ending) return
@@ -179,7 +180,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     actorConfig: { ...defaultActorConfig, ...options.actorConfig },
     savepointDir: options.savepointDir ?? join(options.dataDir, 'savepoints'),
     progressIntervalMs: options.progressIntervalMs,
-    epochIntervalMs: options.epochIntervalMs ?? 1000,
+    epochIntervalMs: options.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
     onActorFailed: (actor, err) => {
       if (ending) return
       failedActor = actor

@@ -58,6 +58,15 @@ export interface ActorConfig {
    * nothing in flight between stages (runner/create-savepoint.ts).
    */
   holdInputs?: boolean
+  /**
+   * A processor whose inputs all come from weir actors takes its barrier as soon as it has
+   * read a newer checkpoint of every upstream writer (their marks carry the ingest horizon),
+   * instead of at the coordinator's next epoch: a record then waits for each stage's commit,
+   * not for one epoch interval per stage. The coordinator's epoch is taken when no upstream
+   * commit came for a whole epoch (idle inputs). Not while the input is backlogged (a poll
+   * returned a full batch): there each upstream transaction would become a commit here. Default true.
+   */
+  followUpstreamCommits?: boolean
 }
 
 export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000, maxTransactionRecords: 20_000 }
@@ -210,6 +219,10 @@ export class Actor {
   private transactionRecords = 0
   /** Newest epoch whose barrier this actor took (its commit may still be in flight). */
   private barrierEpoch = 0
+  /** The input ingest horizon at this actor's newest barrier: an upstream commit past it makes a barrier due. */
+  private barrierIngest = -Infinity
+  /** The newest poll returned a full batch. */
+  private inputBacklogged = false
   private committedEpoch = 0
   /**
    * After a (re)start the first micro-batch is committed at once rather than at the next
@@ -533,7 +546,31 @@ export class Actor {
   }
 
   private barrierDue(): boolean {
-    return this.requestedEpoch > this.barrierEpoch || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || this.transactionRecords >= this.config.maxTransactionRecords || (this.awaitingFirstCommit && this.unitsSinceStart > 0) || (this.members.length > 0 && this.chainFull())
+    return this.epochDue() || this.upstreamCommitted() || this.localBarrierRequested || this.cache.dirtyCount >= this.config.maxDirty || this.transactionRecords >= this.config.maxTransactionRecords || (this.awaitingFirstCommit && this.unitsSinceStart > 0) || (this.members.length > 0 && this.chainFull())
+  }
+
+  /** Whether this actor follows its upstream writers' commits (see ActorConfig.followUpstreamCommits). */
+  private get followsUpstream(): boolean {
+    const inputs = this.marks.inputs
+    return this.config.followUpstreamCommits !== false && inputs !== undefined && !inputs.hasExternalInputs
+  }
+
+  /**
+   * The coordinator asked for a newer epoch. An actor following its upstream commits takes
+   * it with the next upstream commit, or when the epoch after it is asked for too (its inputs
+   * were idle for an epoch): it acknowledges epochs at most one late. A backlogged one takes
+   * epochs as they come.
+   */
+  private epochDue(): boolean {
+    if (this.requestedEpoch <= this.barrierEpoch) return false
+    return !this.followsUpstream || this.inputBacklogged || this.requestedEpoch > this.barrierEpoch + 1
+  }
+
+  /** Every upstream writer committed a checkpoint newer than the one this actor's last barrier followed. */
+  private upstreamCommitted(): boolean {
+    if (!this.followsUpstream || this.inputBacklogged) return false
+    const ingest = this.marks.inputs!.view.ingest
+    return ingest > this.barrierIngest && Number.isFinite(ingest)
   }
 
   private async runProcessor(): Promise<void> {
@@ -581,6 +618,8 @@ export class Actor {
         }
       }
       next = (input + 1) % this.readers.length
+      // A full batch means more is waiting: a backlog, where following upstream commits would only multiply commits.
+      this.inputBacklogged = records.length >= this.config.maxBatch
       await this.processBatch(input, records)
       this.marks.markIfDue()
       this.positionsChanged = true
@@ -1164,6 +1203,7 @@ export class Actor {
     // a moment after its data, and kafkajs cannot ask for stable offsets).
     if (positions !== undefined) this.cache.set(this.cache.getOrCreate(ACTOR_PREFIX, INPUT_POSITIONS, true), Object.fromEntries(positions.map((o) => [o.topic, o.offset])))
     const ingest = this.marks.atBarrier(positions !== undefined)
+    this.barrierIngest = ingest
     let pinViews: (() => void) | undefined
     if (this.views !== undefined) {
       // The epoch goes into the checkpoint, so a restored actor's views say which one they hold.

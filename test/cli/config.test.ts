@@ -90,7 +90,7 @@ describe.concurrent('weir config print', () => {
     expect(printed.file).toBe('weir.config.json')
     expect(printed.worker).toMatchObject({
       bus: 'nats://127.0.0.1:4222', pipe: 'kafka://127.0.0.1:9092', metricsPort: 9464, metricsTokenFile: '/etc/weir/metrics-token',
-      heartbeatMs: 250, epochMs: 1000, cluster: 'default', natsUser: 'weir', param: { lines: '5' },
+      heartbeatMs: 250, epochMs: 500, cluster: 'default', natsUser: 'weir', param: { lines: '5' },
       secrets: { WEIR_METRICS_TOKEN: '***', WEIR_NATS_PASSWORD: '***' },
     })
     expect(r.stdout).not.toMatch(/top-secret-token|nats-pw/)
