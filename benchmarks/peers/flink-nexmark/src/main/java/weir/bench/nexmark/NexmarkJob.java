@@ -1,7 +1,6 @@
 package weir.bench.nexmark;
 
 import java.lang.management.ManagementFactory;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -93,10 +92,9 @@ public final class NexmarkJob {
     var result = env.execute("nexmark-" + query);
     double seconds = (System.nanoTime() - t0) / 1e9;
     double cpu = (os.getProcessCpuTime() - cpu0) / 1e9;
-    long checkpoints = Files.exists(Path.of(dir, "checkpoints")) ? 1 : 0;
     System.out.println("{\"query\":\"" + query + "\",\"events\":" + events + ",\"outputs\":" + TallySink.count
         + ",\"checksum\":" + Integer.toUnsignedLong(TallySink.sum) + ",\"seconds\":" + seconds + ",\"cpu_s\":" + cpu
-        + ",\"net_runtime_ms\":" + result.getNetRuntime() + ",\"checkpoint_dir_written\":" + (checkpoints == 1) + "}");
+        + ",\"net_runtime_ms\":" + result.getNetRuntime() + "}");
   }
 
   static long dateTimeOf(Event e) {
