@@ -9,7 +9,7 @@ export { ValueState, MapState, ListState, ActorValueState, type StateOptions } f
 export type { StreamRecord, Context, SourceContext, LifecycleContext, CheckpointContext, CommitContext, Timer, TimerService, EmitOptions, SourceStatus, ActorReports, DeadLetterRecord } from './runtime/api/processor.ts'
 export { StoreSink, encodePositions } from './runtime/api/sink.ts'
 export type { SinkActor, SinkBatch, SinkClaim, SinkProgress, SinkRow, RejectedRow, WriteResult, InputPositions, PendingDeadLetter, StoreSinkOptions } from './runtime/api/sink.ts'
-export { Pipeline, Stream, policy } from './runtime/api/pipeline.ts'
+export { Pipeline, Stream, ConnectedStreams, policy } from './runtime/api/pipeline.ts'
 export type { StageOptions, FailurePolicy, StageSpec, ProcessorFactory, SourceFactory, KeyOf, TopicInputOptions, WatermarkOptions, PipelineOptions } from './runtime/api/pipeline.ts'
 export { startEmbedded } from './runner/embedded-runner.ts'
 export type { RunOptions, RunResult, RunningPipeline } from './runner/embedded-runner.ts'

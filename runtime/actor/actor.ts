@@ -750,7 +750,7 @@ export class Actor {
           continue
         }
       }
-      decoded[i] = { key, keyBytes: r.key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset }
+      decoded[i] = { key, keyBytes: r.key, value, timestamp, headers: r.headers ?? EMPTY_HEADERS, topic, partition: this.partition, offset: r.offset, input }
       keys.add(key)
     }
     await prefetch(this.store, this.cache, this.processor.state.keyedNames, keys)

@@ -347,6 +347,83 @@ export class Stream<T> {
     this.process<unknown>(name, factory, options)
     return new Stream<never>(this.pipeline, name)
   }
+
+  /**
+   * Two streams into one stage whose processor sees which input each record came from
+   * (`record.input`: 0 for this stream, 1 for `other`). Both must have the same partition
+   * count; a keyed join keys both to the same count, so the records of a key from either
+   * side reach the same actor and share its keyed state and timers. The stage's watermark
+   * is the minimum of both inputs'. See docs/joins.md and the joins in weir/processors.
+   *
+   * @example
+   * bids.keyBy((b) => String(b.auction), 4)
+   *   .connect(auctions.keyBy((a) => String(a.id), 4))
+   *   .process('bid-auction', () => new IntervalJoin({ lowerBoundMs: 0, upperBoundMs: 10_000, join: (bid, auction) => ({ bid, auction }) }))
+   */
+  connect<U>(other: Stream<U>): ConnectedStreams<T, U> {
+    return new ConnectedStreams<T, U>(this.pipeline, [this.asInput(), this.inputFrom(other, 'connect')])
+  }
+
+  /**
+   * This stream and `others` merged into the stage added next (Flink's union): it reads
+   * every record of each, and `record.input` is the index of the stream a record came
+   * from (0 for this one, 1 for the first of `others`, …). All must have the same
+   * partition count; the stage's watermark is the minimum of theirs.
+   *
+   * @example
+   * eu.union(us, asia).process('all-orders', CountOrders)
+   */
+  union(...others: Array<Stream<T>>): ConnectedStreams<T, T> {
+    if (others.length === 0) throw new ConfigError(`stages.${this.stage}.union`, 'union takes at least one other stream', { stage: this.stage })
+    return new ConnectedStreams<T, T>(this.pipeline, [this.asInput(), ...others.map((o) => this.inputFrom(o, 'union'))])
+  }
+
+  /** @internal What a stage reading this stream lists as its input. */
+  asInput(): StageInput {
+    return { stage: this.stage, partitioning: this.partitioning }
+  }
+
+  private inputFrom(other: Stream<unknown>, method: string): StageInput {
+    if (!(other instanceof Stream) || other.pipeline !== this.pipeline) {
+      throw new ConfigError(`stages.${this.stage}.${method}`, `${method} takes a stream of the same pipeline ('${this.pipeline.name}')`, { stage: this.stage })
+    }
+    return other.asInput()
+  }
+}
+
+/**
+ * Two (or, from `union`, more) streams that the next stage reads together: one actor per
+ * partition reads partition p of each, and its processor tells them apart by
+ * `record.input`. Made by `Stream.connect` and `Stream.union`.
+ *
+ * @example
+ * const joined = clicks.keyBy(4).connect(users.keyBy(4)).process('enrich', () => new StreamTableJoin({ join: (click, user) => ({ ...click, user }) }))
+ */
+export class ConnectedStreams<A, B> {
+  /** @internal */
+  constructor(private readonly pipeline: Pipeline, private readonly inputs: StageInput[]) {}
+
+  /**
+   * Adds a stage that reads every connected stream and returns its output; its processor
+   * takes records of either type and can ask `record.input` which stream one came from.
+   *
+   * @example
+   * left.connect(right).process('join', () => new IntervalJoin({ lowerBoundMs: -5_000, upperBoundMs: 5_000, join: (l, r) => [l, r] }))
+   */
+  process<Out>(name: string, factory: ProcessorFactory<A | B, Out>, options?: StageOptions): Stream<Out> {
+    return this.pipeline.addStage<Out>(name, 'processor', factory as StoredFactory, this.inputs, options)
+  }
+
+  /**
+   * Adds a sink stage that reads every connected stream.
+   *
+   * @example
+   * orders.union(refunds).to('ledger', () => new JsonlFileSink({ path: 'out/ledger-{partition}.jsonl' }))
+   */
+  to(name: string, factory: ProcessorFactory<A | B, unknown>, options?: StageOptions): Stream<never> {
+    this.process<unknown>(name, factory, options)
+    return new Stream<never>(this.pipeline, name)
+  }
 }
 
 /**
@@ -360,6 +437,8 @@ export class Stream<T> {
 export class Pipeline {
   private readonly stages = new Map<string, StageSpec>()
   private readonly outputNotes: string[] = []
+  /** The stage addStage is wiring the inputs of (not in `stages` yet, so that keyed stages made for it come before it). */
+  private pendingReader: Pick<StageSpec, 'name' | 'kind' | 'inputs'> | undefined
 
   readonly options: Required<PipelineOptions>
 
@@ -463,13 +542,32 @@ export class Pipeline {
       const other = this.view(v.name)
       if (other !== undefined) throw new ConfigError(`stages.${name}.views.${v.name}`, `stage ${other.stage} already serves a view '${v.name}': view names are unique in a pipeline (they name /views/${this.name}/<view>)`, { stage: name })
     }
+    for (let i = 0; i < inputs.length; i++) {
+      for (let j = 0; j < i; j++) {
+        if (sameInput(inputs[i]!, inputs[j]!)) {
+          throw new ConfigError(`stages.${name}.inputs`, `inputs ${j} and ${i} are the same stream (of stage '${inputs[i]!.stage}'): a stage reads a stream once; a self-join reads it once and keeps both sides in one processor`, { stage: name })
+        }
+      }
+    }
     // Everything is valid: only now may wiring the inputs rearrange how their stages write.
-    const inputStages = inputs.map((i) => this.inputStage(i))
+    // The new stage already counts as a reader of the inputs wired before the next one, so
+    // two partitionings of one stream (connect(s.keyBy(f), s)) get a topic each.
+    const reader = { name, kind, inputs: [] as string[] }
+    this.pendingReader = reader
+    try {
+      for (const i of inputs) {
+        // Wiring an input may rename an earlier one of this stage (moved to a keyed stage): push after it.
+        const stage = this.inputStage(i)
+        reader.inputs.push(stage)
+      }
+    } finally {
+      this.pendingReader = undefined
+    }
     this.stages.set(name, {
       name,
       kind,
       factory,
-      inputs: inputStages,
+      inputs: reader.inputs,
       parallelism,
       outputPartitions: parallelism,
       keyedOutput: false,
@@ -589,9 +687,11 @@ export class Pipeline {
     return spec
   }
 
-  /** Stages that read `stage`'s stream as its own output topic carries it. */
-  private readersOf(stage: string): StageSpec[] {
-    return this.topology.filter((s) => s.kind !== 'side' && s.kind !== 'keyed' && s.inputs.includes(stage))
+  /** Stages that read `stage`'s stream as its own output topic carries it (and the stage being added, while its inputs are wired). */
+  private readersOf(stage: string): Array<Pick<StageSpec, 'name' | 'kind' | 'inputs'>> {
+    const readers: Array<Pick<StageSpec, 'name' | 'kind' | 'inputs'>> = this.downstreamOf(stage)
+    if (this.pendingReader?.inputs.includes(stage) === true) readers.push(this.pendingReader)
+    return readers
   }
 
   /** Keyed stages of `stage`: its stream partitioned otherwise than its own output topic, for the stages reading each. */
@@ -683,7 +783,7 @@ export class Pipeline {
    * writes, not readers: see writtenBy).
    */
   downstreamOf(stage: string): StageSpec[] {
-    return this.readersOf(stage)
+    return this.topology.filter((s) => s.kind !== 'side' && s.kind !== 'keyed' && s.inputs.includes(stage))
   }
 
   /** Stages whose output nobody reads: the pipeline's outputs. */
@@ -702,6 +802,13 @@ export class Pipeline {
   fingerprint(): string {
     return createHash('sha256').update(JSON.stringify(this.describe())).digest('hex').slice(0, 16)
   }
+}
+
+/** Whether two inputs of a stage would read the same topic: the same stream, partitioned alike. */
+function sameInput(a: StageInput, b: StageInput): boolean {
+  if (a.stage !== b.stage) return false
+  if (a.partitioning === undefined || b.partitioning === undefined) return a.partitioning === b.partitioning
+  return a.partitioning.partitions === b.partitioning.partitions && a.partitioning.keyOf === b.partitioning.keyOf
 }
 
 function writeKeyed(spec: StageSpec, partitioning: Partitioning): void {

@@ -25,6 +25,18 @@ export interface StreamRecord<T> {
   readonly topic: string
   readonly partition: number
   readonly offset: number
+  /**
+   * Which input of the stage the record came from: 0 for the stream `connect` was called on
+   * (and for every single-input stage), 1 for its argument; for `union`, the index of the
+   * stream in `a.union(b, c)` order (a = 0).
+   *
+   * @example
+   * onRecord(r: StreamRecord<Bid | Auction>) {
+   *   if (r.input === 0) this.bids.add(r.value as Bid)
+   *   else this.auctions.set(r.value as Auction)
+   * }
+   */
+  readonly input: number
 }
 
 export interface EmitOptions {

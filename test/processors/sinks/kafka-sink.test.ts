@@ -191,7 +191,7 @@ describe.skipIf(!kafka.available)('Kafka sink', () => {
       deadLetter: (_r: unknown, err: unknown) => dead.push(err), waitingOn: () => undefined,
     }) as unknown as LifecycleContext
     const checkpoint = (ctx: LifecycleContext, n: number): CheckpointContext => ({ ...ctx, checkpoint: n, epoch: n }) as CheckpointContext
-    const record = (i: number): StreamRecord<number> => ({ key: `k${i}`, keyBytes: Buffer.from(`k${i}`), value: i, timestamp: i, headers: {}, topic: 'in', partition: 0, offset: i })
+    const record = (i: number): StreamRecord<number> => ({ key: `k${i}`, keyBytes: Buffer.from(`k${i}`), value: i, timestamp: i, headers: {}, topic: 'in', partition: 0, offset: i, input: 0 })
     const make = (): KafkaSink<number> => new KafkaSink<number>({ brokers: [kafka.url], topic, progressTopic: PROGRESS_TOPIC, retryDelayMs: 20, maxRetryDelayMs: 200 })
     const first = make()
     const ctx1 = lifecycle()
