@@ -112,16 +112,19 @@ function q7(seed: number, events: number, out: (line: string) => void): void {
 }
 
 function q8(seed: number, events: number, out: (line: string) => void): void {
-  const persons = new Map<string, string>() // `${id}@${window start}` → name
-  const sellers = new Set<string>()
+  // Every (person, auction of that seller) pair of the same tumbling window.
+  const persons = new Map<string, Person>() // `${id}@${window start}`
+  const auctions: Array<{ key: string; a: Auction; start: number }> = []
   for (let n = 0; n < events; n++) {
     const e = eventAt(seed, n)
-    if (e.person !== undefined) persons.set(`${e.person.id}@${e.person.dateTime - mod(e.person.dateTime, Q8_SIZE_MS)}`, e.person.name)
-    else if (e.auction !== undefined) sellers.add(`${e.auction.seller}@${e.auction.dateTime - mod(e.auction.dateTime, Q8_SIZE_MS)}`)
+    if (e.person !== undefined) persons.set(`${e.person.id}@${e.person.dateTime - mod(e.person.dateTime, Q8_SIZE_MS)}`, e.person)
+    else if (e.auction !== undefined) {
+      const start = e.auction.dateTime - mod(e.auction.dateTime, Q8_SIZE_MS)
+      auctions.push({ key: `${e.auction.seller}@${start}`, a: e.auction, start })
+    }
   }
-  for (const [key, name] of persons) {
-    if (!sellers.has(key)) continue
-    const [id, start] = key.split('@')
-    out(`${id}|${name}|${start}`)
+  for (const { key, a, start } of auctions) {
+    const p = persons.get(key)
+    if (p !== undefined) out(`${p.id}|${p.name}|${a.reserve}|${start}`)
   }
 }

@@ -30,34 +30,38 @@ const HERE = dirname(fileURLToPath(import.meta.url))
 const CHECKPOINT_MS = 1000
 /** Events whose generator checksum the two generators must agree on before anything is measured. */
 const GENERATOR_CHECK_EVENTS = 100_000
+/** Events of the startup runs: enough to start every stage, too few to cost anything. */
+const STARTUP_EVENTS = 100
 
 const USAGE = `usage: npm run bench:nexmark -- [options]
   --events N       events per query (default 1m; env BENCH_EVENTS; k/m suffixes)
   --queries LIST   comma-separated, from ${QUERY_NAMES.join(',')} (default all)
   --seed S         generator seed, a 32-bit integer (default 42)
   --no-flink       run weir and the reference only (no ratio)
+  --no-startup     skip the startup runs (q0 over ${STARTUP_EVENTS} events on each system, once), whose
+                   CPU time the *_excluding_startup figures subtract
   --keep           keep the temp data dir
 Prints one JSON line per query. weir runs on the embedded pipe in one worker, every stage
 one actor (parallelism 1); Flink on a MiniCluster with one slot (parallelism 1), RocksDB
 state, exactly-once checkpoints every ${CHECKPOINT_MS} ms (weir's default interval).
 `
 
-interface Options { events: number; queries: QueryName[]; seed: number; flink: boolean; keep: boolean }
+interface Options { events: number; queries: QueryName[]; seed: number; flink: boolean; startup: boolean; keep: boolean }
 
 function parse(argv: string[]): Options {
-  const args = readArgs(argv, ['events', 'queries', 'seed'], ['no-flink', 'keep'], USAGE)
+  const args = readArgs(argv, ['events', 'queries', 'seed'], ['no-flink', 'no-startup', 'keep'], USAGE)
   const queries = (args.values.get('queries') ?? QUERY_NAMES.join(',')).split(',').map((q) => q.trim()).filter((q) => q !== '')
   for (const q of queries) if (!(QUERY_NAMES as readonly string[]).includes(q)) throw new Error(`--queries: unknown query '${q}' (known: ${QUERY_NAMES.join(', ')})\n${USAGE}`)
   const seed = Number(args.values.get('seed') ?? 42)
   if (!Number.isInteger(seed) || seed < -(2 ** 31) || seed >= 2 ** 31) throw new Error(`--seed: must be a 32-bit integer, got ${args.values.get('seed')}`)
   const events = countArg(args, process.env, 'events') ?? 1_000_000
   if (events >= 2 ** 31) throw new Error('--events: the generator rules cover events 0 .. 2^31 - 1')
-  return { events, queries: queries as QueryName[], seed, flink: !flagArg(args, process.env, 'no-flink'), keep: flagArg(args, process.env, 'keep') }
+  return { events, queries: queries as QueryName[], seed, flink: !flagArg(args, process.env, 'no-flink'), startup: !flagArg(args, process.env, 'no-startup'), keep: flagArg(args, process.env, 'keep') }
 }
 
 /** Runs one query on weir in a child process, so its CPU time is weir's alone. */
-async function runWeirChild(query: QueryName, o: Options, root: string): Promise<WeirQueryReport> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'weir-run.ts'), '--query', query, '--events', String(o.events), '--seed', String(o.seed), '--data-dir', root, '--epoch-ms', String(CHECKPOINT_MS)], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function runWeirChild(query: QueryName, o: Options, root: string, events = o.events): Promise<WeirQueryReport> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'weir-run.ts'), '--query', query, '--events', String(events), '--seed', String(o.seed), '--data-dir', root, '--epoch-ms', String(CHECKPOINT_MS)], { stdio: ['ignore', 'pipe', 'inherit'] })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
   const code = await new Promise<number | null>((resolve, reject) => {
@@ -91,6 +95,17 @@ async function main(): Promise<void> {
       if (java !== ts) throw new Error(`the Java and TS generators disagree on the first ${checkCount} events of seed ${o.seed}: checksum ${java} vs ${ts}`)
       progress(`generators agree: checksum ${ts} of the first ${checkCount} events of seed ${o.seed}`)
     }
+    // What starting and stopping costs each system (process start not included: both measure
+    // from the pipeline's start / env.execute()), so a short run's ratio can be read without it.
+    let startup: { weir: number; flink: number } | undefined
+    if (o.startup && o.flink) {
+      progress(`startup runs: q0 over ${STARTUP_EVENTS} events on weir and on Flink`)
+      const weir = await runWeirChild('q0', o, root, STARTUP_EVENTS)
+      const dir = mkdtempSync(join(root, 'flink-startup-'))
+      const flink = await runFlinkQuery('q0', { events: STARTUP_EVENTS, seed: o.seed, dir, checkpointMs: CHECKPOINT_MS })
+      startup = { weir: weir.cpu_s, flink: flink.cpu_s }
+      progress(`startup CPU: weir ${round(weir.cpu_s)} s, Flink ${round(flink.cpu_s)} s`)
+    }
     for (const query of o.queries) {
       const info = startRunInfo(['runtime', 'processors', 'benchmarks/nexmark'])
       progress(`${query}: reference answer over ${o.events.toLocaleString('en')} events`)
@@ -107,6 +122,13 @@ async function main(): Promise<void> {
         rmSync(dir, { recursive: true, force: true })
         if (flink.outputs !== ref.count || flink.checksum !== ref.sum) failures.push(`Flink ${query}: ${flink.outputs} outputs, checksum ${flink.checksum}; the reference has ${ref.count}, ${ref.sum}`)
         Object.assign(result, side('flink', flink, o.events), { ratio_vs_flink: round(flink.cpu_s / weir.cpu_s), goal_ratio: 1.0 })
+        if (startup !== undefined) {
+          Object.assign(result, {
+            weir_startup_cpu_s: round(startup.weir),
+            flink_startup_cpu_s: round(startup.flink),
+            ratio_vs_flink_excluding_startup: round((flink.cpu_s - startup.flink) / (weir.cpu_s - startup.weir)),
+          })
+        }
       }
       result.exact = failures.length === 0
       if (failures.length > 0) result.failures = failures

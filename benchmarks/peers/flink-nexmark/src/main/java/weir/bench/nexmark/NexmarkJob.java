@@ -27,6 +27,7 @@ import org.apache.flink.core.execution.CheckpointingMode;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.streaming.api.functions.co.KeyedCoProcessFunction;
 import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
 import org.apache.flink.streaming.api.windowing.assigners.SlidingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.assigners.TumblingEventTimeWindows;
@@ -120,8 +121,9 @@ public final class NexmarkJob {
       case "q2" -> events.filter(e -> e.bid != null && e.bid.auction % Q2_AUCTION_MODULUS == 0)
           .map(e -> Tuple2.of(e.bid.auction, e.bid.price)).returns(Types.TUPLE(Types.LONG, Types.LONG))
           .map(t -> t.f0 + "|" + t.f1);
-      case "q3" -> events.filter(e -> (e.person != null && isQ3State(e.person.state)) || (e.auction != null && e.auction.category == Q3_CATEGORY))
-          .keyBy(e -> e.person != null ? e.person.id : e.auction.seller, Types.LONG)
+      case "q3" -> events.filter(e -> e.person != null && isQ3State(e.person.state)).map(e -> e.person).returns(Event.Person.class)
+          .connect(events.filter(e -> e.auction != null && e.auction.category == Q3_CATEGORY).map(e -> e.auction).returns(Event.Auction.class))
+          .keyBy(p -> p.id, a -> a.seller, Types.LONG)
           .process(new Q3Join());
       case "q4" -> events.filter(e -> e.auction != null || e.bid != null)
           .keyBy(e -> e.auction != null ? e.auction.id : e.bid.auction, Types.LONG)
@@ -145,9 +147,11 @@ public final class NexmarkJob {
           .flatMap((MaxBidsAcc acc, Collector<String> out) -> {
             for (Event.Bid b : acc.bids) out.collect(b.auction + "|" + b.bidder + "|" + b.price + "|" + b.dateTime);
           }).returns(String.class);
-      case "q8" -> events.filter(e -> e.person != null || e.auction != null)
-          .keyBy(e -> e.person != null ? e.person.id : e.auction.seller, Types.LONG)
-          .process(new Q8Join());
+      case "q8" -> events.filter(e -> e.person != null).map(e -> e.person).returns(Event.Person.class)
+          .join(events.filter(e -> e.auction != null).map(e -> e.auction).returns(Event.Auction.class))
+          .where(p -> p.id, Types.LONG).equalTo(a -> a.seller)
+          .window(TumblingEventTimeWindows.of(Duration.ofMillis(Q8_SIZE_MS)))
+          .apply((Event.Person p, Event.Auction a) -> p.id + "|" + p.name + "|" + a.reserve + "|" + (p.dateTime - p.dateTime % Q8_SIZE_MS), Types.STRING);
       default -> throw new IllegalArgumentException("unknown query " + query);
     };
   }
@@ -156,8 +160,8 @@ public final class NexmarkJob {
     return state.equals("OR") || state.equals("ID") || state.equals("CA");
   }
 
-  /** q3: the person once seen, and the auctions that came before their seller. */
-  static class Q3Join extends KeyedProcessFunction<Long, Event, String> {
+  /** q3: persons connected with auctions by seller: the person once seen, and the auctions that came before them (an unbounded join). */
+  static class Q3Join extends KeyedCoProcessFunction<Long, Event.Person, Event.Auction, String> {
     transient ValueState<Event.Person> person;
     transient ListState<Event.Auction> pending;
 
@@ -168,23 +172,24 @@ public final class NexmarkJob {
     }
 
     @Override
-    public void processElement(Event e, Context ctx, Collector<String> out) throws Exception {
-      if (e.person != null) {
-        person.update(e.person);
-        Iterable<Event.Auction> waiting = pending.get();
-        boolean any = false;
-        if (waiting != null) {
-          for (Event.Auction a : waiting) {
-            out.collect(q3Line(e.person, a));
-            any = true;
-          }
+    public void processElement1(Event.Person p, Context ctx, Collector<String> out) throws Exception {
+      person.update(p);
+      Iterable<Event.Auction> waiting = pending.get();
+      boolean any = false;
+      if (waiting != null) {
+        for (Event.Auction a : waiting) {
+          out.collect(q3Line(p, a));
+          any = true;
         }
-        if (any) pending.clear();
-        return;
       }
+      if (any) pending.clear();
+    }
+
+    @Override
+    public void processElement2(Event.Auction a, Context ctx, Collector<String> out) throws Exception {
       Event.Person seller = person.value();
-      if (seller != null) out.collect(q3Line(seller, e.auction));
-      else pending.add(e.auction);
+      if (seller != null) out.collect(q3Line(seller, a));
+      else pending.add(a);
     }
 
     static String q3Line(Event.Person p, Event.Auction a) {
@@ -333,48 +338,5 @@ public final class NexmarkJob {
 
     public MaxBidsAcc getResult(MaxBidsAcc acc) { return acc; }
     public MaxBidsAcc merge(MaxBidsAcc a, MaxBidsAcc b) { throw new UnsupportedOperationException("tumbling windows do not merge"); }
-  }
-
-  /** q8: a person's current window and whether they opened an auction in it. */
-  public static class Q8Window {
-    public long start;
-    public String name;
-    public boolean auction, emitted;
-
-    public Q8Window() {}
-  }
-
-  static class Q8Join extends KeyedProcessFunction<Long, Event, String> {
-    transient ValueState<Q8Window> window;
-
-    @Override
-    public void open(OpenContext ctx) {
-      window = getRuntimeContext().getState(new ValueStateDescriptor<>("window", Q8Window.class));
-    }
-
-    @Override
-    public void processElement(Event e, Context ctx, Collector<String> out) throws Exception {
-      long ts = ctx.timestamp();
-      long start = ts - (ts % Q8_SIZE_MS);
-      Q8Window w = window.value();
-      if (w == null || w.start != start) {
-        w = new Q8Window();
-        w.start = start;
-        ctx.timerService().registerEventTimeTimer(start + Q8_SIZE_MS - 1);
-      }
-      if (e.person != null) w.name = e.person.name;
-      else w.auction = true;
-      if (!w.emitted && w.name != null && w.auction) {
-        out.collect(ctx.getCurrentKey() + "|" + w.name + "|" + start);
-        w.emitted = true;
-      }
-      window.update(w);
-    }
-
-    @Override
-    public void onTimer(long time, OnTimerContext ctx, Collector<String> out) throws Exception {
-      Q8Window w = window.value();
-      if (w != null && w.start + Q8_SIZE_MS - 1 <= time) window.clear();
-    }
   }
 }
