@@ -62,7 +62,9 @@ interface Waiting<S> {
  * changing should have a source with an `idleTimeoutMs`, or it holds the stage back).
  *
  * State per key: the stream records waiting for the watermark, and the table versions
- * from the newest one at or before the watermark on; each stored as one value.
+ * from the newest one at or before the watermark on (a deleted row leaves nothing once the
+ * watermark passes its deletion); each stored as one value. One event-time timer per
+ * waiting record's time and per table update's time.
  *
  * @example
  * // each order in euros at the rate of its currency valid when it was placed
@@ -92,6 +94,8 @@ export class StreamTableJoin<S, T, Out> extends Processor<S | T, Out> {
     const t = record.timestamp
     if (sideOf(record, 'StreamTableJoin') === 1) {
       this.applyUpdate(t, (record.value ?? null) as T | null, ctx.watermark)
+      // Once the watermark passes it, the versions before it can go (onTimer prunes).
+      if (t > ctx.watermark) ctx.timers.registerEventTime(t)
       return
     }
     if (t <= ctx.watermark) {
@@ -103,7 +107,7 @@ export class StreamTableJoin<S, T, Out> extends Processor<S | T, Out> {
     ctx.timers.registerEventTime(t)
   }
 
-  /** The watermark reached `timer.time`: the stream records waiting for it join the rows valid at their times. */
+  /** The watermark reached `timer.time`: the stream records waiting for it join the rows valid at their times, and older row versions go. */
   override onTimer(timer: Timer, ctx: Context<Out>): void {
     if (timer.domain !== 'event-time') return
     const waiting = this.waiting.get() ?? []

@@ -22,13 +22,15 @@
  *   JSONL sink, plus count-copy, a second reader of the count stage writing a topic no stage
  *   reads): the sink files hold the reference's lines as a multiset, none torn, and per
  *   word the counts 1..N (nothing lost, nothing doubled); the count-copy topic, read back
- *   read_committed, holds the reference's [word, count] multiset too.
+ *   read_committed, holds the reference's [word, count] multiset too, and so does the
+ *   topic of count-join (a two-input stage numbering the counts and the words per word).
  * - ticker (fixtures/chaos-ticker.ts: examples/ticker.ts under a unique name with its
  *   signals file, plus ema-copy, a second reader of ema writing a topic no stage reads):
  *   the signals file holds the reference's lines, none torn; the ema-copy topic, read back
  *   read_committed, equals the reference's as a multiset (every window fired once with the
  *   same average, which each ema record carries; the EMA is state, so equal outputs per
- *   symbol mean the state evolved as in the reference).
+ *   symbol mean the state evolved as in the reference), and so does the topic of ema-join
+ *   (a two-input stage: an interval join of each ema record with its window average).
  *
  * Consumed edge records are purged, as by default: the chaos covers the deleting path
  * (records deleted below every reader's committed position while readers are killed,
@@ -157,7 +159,7 @@ interface Observed {
 }
 
 // Topics no stage reads, so they are kept whole while the edges are purged.
-const TOPIC_STAGES: Record<ChaosPipeline['kind'], string[]> = { wordcount: ['count-copy'], ticker: ['ema-copy'] }
+const TOPIC_STAGES: Record<ChaosPipeline['kind'], string[]> = { wordcount: ['count-copy', 'count-join'], ticker: ['ema-copy', 'ema-join'] }
 
 function readSink(outDir: string): { sink: unknown[]; corrupt: string[] } {
   const sink: unknown[] = []

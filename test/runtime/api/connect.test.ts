@@ -9,7 +9,8 @@ import { ConnectedStreams, Pipeline, Processor, Stream, type Context, type Lifec
 import { GeneratorSource } from '../../../processors/index.ts'
 import { partitionForKey } from '../../../runtime/partitioner.ts'
 import { keyBytes } from '../../../runtime/record-keys.ts'
-import { readDeadLetters, readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
+import { startEmbedded } from '../../../runner/embedded-runner.ts'
+import { createSavepoint, readCommittedState, readDeadLetters, readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(removeDir))
@@ -209,4 +210,43 @@ describe('the watermark of a two-input stage', () => {
     expect(out.filter((o) => 'timerAt' in o)).toEqual([{ timerAt: 1000, rightSeen: 10 }])
     expect(out.findIndex((o) => 'timerAt' in o)).toBeGreaterThan(out.indexOf(records[lastSlow]!))
   }, 60_000)
+})
+
+/** Counts per key the records of each input: its keyed state. */
+class Tally extends Processor<Click | Profile, [number, number]> {
+  private readonly tally = this.state.value<[number, number]>('tally')
+  onRecord(r: StreamRecord<Click | Profile>, ctx: Context<[number, number]>): void {
+    const t: [number, number] = [...(this.tally.get() ?? [0, 0])]
+    t[r.input]! += 1
+    this.tally.set(t)
+    ctx.emit(r.key, t)
+  }
+}
+
+describe('a savepoint of a two-input stage', () => {
+  it('carries its keyed state and both inputs\' positions: a pipeline stopped midway and restored onto a new pipe ends with the whole input counted once', async () => {
+    const p = new Pipeline('connect-savepoint')
+    const clicks = p.source('clicks', () => new GeneratorSource<Click>({ count: 200, ratePerSecond: 300, generate: (i, from) => ({ key: `u${i % USERS}`, value: { user: `u${i % USERS}`, seq: i, from } }) }), { partitions: 2 })
+    const profiles = p.source('profiles', () => new GeneratorSource<Profile>({ count: 90, ratePerSecond: 150, generate: (i, from) => ({ key: `u${(i * 5) % USERS}`, value: { name: `u${(i * 5) % USERS}`, version: i, from } }) }), { partitions: 1 })
+    clicks.keyBy(3).connect(profiles.keyBy(3)).process('tally', Tally)
+    const first = dir()
+    const run = await startEmbedded(p, { dataDir: first, epochIntervalMs: 30 })
+    // Stopped once the stage has some of both inputs (the sources are paced to take over a second).
+    const deadline = Date.now() + 20_000
+    const tallied = (): number => Object.entries(run.stats()).filter(([actor]) => actor.startsWith('tally/')).reduce((n, [, s]) => n + s.recordsIn, 0)
+    while (tallied() < 60 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    await run.stop()
+    const counted = (state: Record<string, unknown> | undefined): number => Object.values(state ?? {}).reduce<number>((n, t) => n + (t as number[])[0]! + (t as number[])[1]!, 0)
+    const before = counted((await readCommittedState(p, first, 'tally')).keyed.tally)
+    expect(before).toBeGreaterThan(0)
+    expect(before).toBeLessThan(2 * 200 + 90)
+    const savepoint = `${dir()}/sp`
+    await createSavepoint(p, { dataDir: first, target: savepoint })
+    const second = dir()
+    await runToCompletion(p, { dataDir: second, fromSavepoint: { dir: savepoint } })
+    const expected: Record<string, [number, number]> = {}
+    for (let i = 0; i < 200; i++) for (let from = 0; from < 2; from++) (expected[`u${i % USERS}`] ??= [0, 0])[0] += 1
+    for (let i = 0; i < 90; i++) (expected[`u${(i * 5) % USERS}`] ??= [0, 0])[1] += 1
+    expect((await readCommittedState(p, second, 'tally')).keyed.tally).toEqual(expected)
+  }, 120_000)
 })
