@@ -6,7 +6,7 @@
  * peer and reference.ts produce the same lines.
  */
 import { Pipeline, Processor, Source, type Context, type SourceContext, type SourceStatus, type Stream, type StreamRecord, type Timer } from '../../index.ts'
-import { WindowAggregate, WindowJoin, sliding, tumbling, type Window } from '../../processors/index.ts'
+import { RegularJoin, WindowAggregate, WindowJoin, sliding, tumbling, type Window } from '../../processors/index.ts'
 import { eventAt, eventLine, Tally, type Auction, type Bid, type NexmarkEvent, type Person } from './generator.ts'
 
 export const QUERY_NAMES = ['q0', 'q1', 'q2', 'q3', 'q4', 'q5', 'q7', 'q8'] as const
@@ -78,37 +78,10 @@ class TallySink<T> extends Processor<T, never> {
   }
 }
 
-// ---- q3: incremental join of persons (from OR, ID, CA) with their auctions of category 10.
+// ---- q3: incremental join of persons (from OR, ID, CA) with their auctions of category 10:
+// a regular join, since a seller may register after their auction (up to 10 person ids ahead).
 
 export interface Q3Out { name: string; city: string; state: string; id: number }
-
-/**
- * Persons (input 0) connected with auctions (input 1), both keyed by person id: the person
- * once seen, and the auctions that came before their seller. An unbounded (regular) join:
- * processors/joins has interval, window and temporal joins, none that keeps both sides
- * for ever, which is what Nexmark q3 asks. Its answer does not depend on how the two
- * inputs interleave.
- */
-class Q3Join extends Processor<Person | Auction, Q3Out> {
-  private readonly person = this.state.value<Person>('person')
-  private readonly pending = this.state.list<Auction>('pending')
-
-  onRecord(r: StreamRecord<Person | Auction>, ctx: Context<Q3Out>): void {
-    if (r.input === 0) {
-      const p = r.value as Person
-      this.person.set(p)
-      const waiting = this.pending.get()
-      if (waiting.length === 0) return
-      for (const a of waiting) ctx.emit(r.key, q3Out(p, a))
-      this.pending.clear()
-      return
-    }
-    const a = r.value as Auction
-    const seller = this.person.get()
-    if (seller !== undefined) ctx.emit(r.key, q3Out(seller, a))
-    else this.pending.add(a)
-  }
-}
 
 function q3Out(p: Person, a: Auction): Q3Out {
   return { name: p.name, city: p.city, state: p.state, id: a.id }
@@ -252,7 +225,7 @@ export const QUERIES: Record<QueryName, QueryDefinition> = {
     build: (events) => personsWithAuctions(events, 'q3-split',
       (p) => (Q3_STATES.includes(p.state) ? String(p.id) : undefined),
       (a) => (a.category === Q3_CATEGORY ? String(a.seller) : undefined))
-      .process('q3-join', Q3Join),
+      .process('q3-join', () => new RegularJoin<Person, Auction, Q3Out>({ join: q3Out })),
     lines: (v) => {
       const o = v as Q3Out
       return [`${o.name}|${o.city}|${o.state}|${o.id}`]
