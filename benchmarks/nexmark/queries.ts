@@ -1,15 +1,15 @@
 /**
- * Nexmark q0–q8 (without q6) as weir pipelines, written with the public API only (weir's
+ * Nexmark q0–q8 as weir pipelines, written with the public API only (weir's
  * index.ts and weir/processors), as a user would write them: a filter stage where the query
  * filters, `keyBy` before keyed state, built-in windows where the query is a window. Each
  * query's output lines (what the tally sink checksums) are defined in README.md; the Flink
  * peer and reference.ts produce the same lines.
  */
 import { Pipeline, Processor, Source, type Context, type SourceContext, type SourceStatus, type Stream, type StreamRecord, type Timer } from '../../index.ts'
-import { WindowAggregate, WindowJoin, sliding, tumbling, type Window } from '../../processors/index.ts'
+import { RegularJoin, WindowAggregate, WindowJoin, sliding, tumbling, type Window } from '../../processors/index.ts'
 import { eventAt, eventLine, Tally, type Auction, type Bid, type NexmarkEvent, type Person } from './generator.ts'
 
-export const QUERY_NAMES = ['q0', 'q1', 'q2', 'q3', 'q4', 'q5', 'q7', 'q8'] as const
+export const QUERY_NAMES = ['q0', 'q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7', 'q8'] as const
 export type QueryName = (typeof QUERY_NAMES)[number]
 
 /** Window sizes of the window queries, ms of event time. */
@@ -22,6 +22,8 @@ export const Q2_AUCTION_MODULUS = 123
 /** q3 joins sellers from these states with their auctions of this category. */
 export const Q3_STATES: readonly string[] = ['OR', 'ID', 'CA']
 export const Q3_CATEGORY = 10
+/** q6 averages the selling prices of each seller's last this many closed auctions. */
+export const Q6_LAST = 10
 
 /** Events emitted per poll (a micro-batch); the source then yields to the event loop. */
 const PER_POLL = 1000
@@ -78,60 +80,39 @@ class TallySink<T> extends Processor<T, never> {
   }
 }
 
-// ---- q3: incremental join of persons (from OR, ID, CA) with their auctions of category 10.
+// ---- q3: incremental join of persons (from OR, ID, CA) with their auctions of category 10:
+// a regular join, since a seller may register after their auction (up to 10 person ids ahead).
 
 export interface Q3Out { name: string; city: string; state: string; id: number }
-
-/**
- * Persons (input 0) connected with auctions (input 1), both keyed by person id: the person
- * once seen, and the auctions that came before their seller. An unbounded (regular) join:
- * processors/joins has interval, window and temporal joins, none that keeps both sides
- * for ever, which is what Nexmark q3 asks. Its answer does not depend on how the two
- * inputs interleave.
- */
-class Q3Join extends Processor<Person | Auction, Q3Out> {
-  private readonly person = this.state.value<Person>('person')
-  private readonly pending = this.state.list<Auction>('pending')
-
-  onRecord(r: StreamRecord<Person | Auction>, ctx: Context<Q3Out>): void {
-    if (r.input === 0) {
-      const p = r.value as Person
-      this.person.set(p)
-      const waiting = this.pending.get()
-      if (waiting.length === 0) return
-      for (const a of waiting) ctx.emit(r.key, q3Out(p, a))
-      this.pending.clear()
-      return
-    }
-    const a = r.value as Auction
-    const seller = this.person.get()
-    if (seller !== undefined) ctx.emit(r.key, q3Out(seller, a))
-    else this.pending.add(a)
-  }
-}
 
 function q3Out(p: Person, a: Auction): Q3Out {
   return { name: p.name, city: p.city, state: p.state, id: a.id }
 }
 
-// ---- q4: average closing price per category.
+// ---- q4: average closing price per category; q6: average selling price per seller over their last closed auctions.
 
-interface OpenAuction { category: number; reserve: number; dateTime: number; expires: number; best: number }
+interface OpenAuction { category: number; seller: number; reserve: number; dateTime: number; expires: number; best: number }
 export interface Q4Closing { category: number; price: number }
 export interface Q4Out { category: number; at: number; avg: number }
+export interface Q6Closing { auction: number; price: number }
+export interface Q6Out { seller: number; at: number; avg: number }
 
 /**
  * Keyed by auction id: the auction and its best valid bid so far (a bid of an auction seen
  * before it, at or above the reserve, within [dateTime, expires]); at `expires` (event
- * time) emits the winning price, if any, keyed by category.
+ * time) emits the winning price, if any, as `closing` makes it (its key and value).
  */
-class Q4Close extends Processor<NexmarkEvent, Q4Closing> {
+class CloseAuction<Out> extends Processor<NexmarkEvent, Out> {
   private readonly auction = this.state.value<OpenAuction>('auction')
 
-  onRecord(r: StreamRecord<NexmarkEvent>, ctx: Context<Q4Closing>): void {
+  constructor(private readonly closing: (auction: number, o: OpenAuction) => readonly [string, Out]) {
+    super()
+  }
+
+  onRecord(r: StreamRecord<NexmarkEvent>, ctx: Context<Out>): void {
     const a = r.value.auction
     if (a !== undefined) {
-      this.auction.set({ category: a.category, reserve: a.reserve, dateTime: a.dateTime, expires: a.expires, best: -1 })
+      this.auction.set({ category: a.category, seller: a.seller, reserve: a.reserve, dateTime: a.dateTime, expires: a.expires, best: -1 })
       ctx.timers.registerEventTime(a.expires)
       return
     }
@@ -141,12 +122,26 @@ class Q4Close extends Processor<NexmarkEvent, Q4Closing> {
     this.auction.set({ ...o, best: b.price })
   }
 
-  override onTimer(_t: Timer, ctx: Context<Q4Closing>): void {
+  override onTimer(t: Timer, ctx: Context<Out>): void {
     const o = this.auction.get()
     if (o === undefined) return
-    if (o.best >= 0) ctx.emit(String(o.category), { category: o.category, price: o.best })
+    if (o.best >= 0) {
+      const [key, value] = this.closing(Number(t.key), o)
+      ctx.emit(key, value)
+    }
     this.auction.clear()
   }
+}
+
+/** Auctions and bids keyed by auction id (q4, q6). */
+function auctionsAndBids(events: Stream<NexmarkEvent>, stage: string) {
+  return events
+    .process(stage, () => new FilterMap<NexmarkEvent, NexmarkEvent>((e) => {
+      if (e.auction !== undefined) return [String(e.auction.id), e]
+      if (e.bid !== undefined) return [String(e.bid.auction), e]
+      return undefined
+    }))
+    .keyBy(1)
 }
 
 /**
@@ -175,6 +170,32 @@ class Q4Average extends Processor<Q4Closing, Q4Out> {
     this.total.set(next)
     const category = Number(t.key)
     ctx.emit(t.key, { category, at: t.time, avg: Math.trunc(next.sum / next.n) })
+  }
+}
+
+/**
+ * Keyed by seller: the prices of their last Q6_LAST closed auctions, ordered by closing
+ * time and then auction id; one output per instant at which auctions of the seller closed
+ * (so ties in closing time give one answer, whatever order their timers fired in).
+ */
+class Q6Average extends Processor<Q6Closing, Q6Out> {
+  private readonly recent = this.state.value<readonly number[]>('recent')
+  private readonly closing = this.state.map<ReadonlyArray<readonly [number, number]>>('closing')
+
+  onRecord(r: StreamRecord<Q6Closing>, ctx: Context<Q6Out>): void {
+    const at = String(r.timestamp)
+    this.closing.set(at, [...(this.closing.get(at) ?? []), [r.value.auction, r.value.price]])
+    ctx.timers.registerEventTime(r.timestamp)
+  }
+
+  override onTimer(t: Timer, ctx: Context<Q6Out>): void {
+    const at = String(t.time)
+    const closed = this.closing.get(at)
+    if (closed === undefined) return
+    this.closing.delete(at)
+    const prices = [...(this.recent.get() ?? []), ...[...closed].sort((x, y) => x[0] - y[0]).map(([, price]) => price)].slice(-Q6_LAST)
+    this.recent.set(prices)
+    ctx.emit(t.key, { seller: Number(t.key), at: t.time, avg: Math.trunc(prices.reduce((a, b) => a + b, 0) / prices.length) })
   }
 }
 
@@ -252,21 +273,15 @@ export const QUERIES: Record<QueryName, QueryDefinition> = {
     build: (events) => personsWithAuctions(events, 'q3-split',
       (p) => (Q3_STATES.includes(p.state) ? String(p.id) : undefined),
       (a) => (a.category === Q3_CATEGORY ? String(a.seller) : undefined))
-      .process('q3-join', Q3Join),
+      .process('q3-join', () => new RegularJoin<Person, Auction, Q3Out>({ join: q3Out })),
     lines: (v) => {
       const o = v as Q3Out
       return [`${o.name}|${o.city}|${o.state}|${o.id}`]
     },
   },
   q4: {
-    build: (events) => events
-      .process('q4-filter', () => new FilterMap<NexmarkEvent, NexmarkEvent>((e) => {
-        if (e.auction !== undefined) return [String(e.auction.id), e]
-        if (e.bid !== undefined) return [String(e.bid.auction), e]
-        return undefined
-      }))
-      .keyBy(1)
-      .process('q4-close', Q4Close)
+    build: (events) => auctionsAndBids(events, 'q4-filter')
+      .process('q4-close', () => new CloseAuction<Q4Closing>((_auction, o) => [String(o.category), { category: o.category, price: o.best }]))
       .keyBy(1)
       .process('q4-average', Q4Average),
     lines: (v) => {
@@ -296,6 +311,16 @@ export const QUERIES: Record<QueryName, QueryDefinition> = {
     lines: (v) => {
       const o = v as Q5Out
       return o.auctions.map((a) => `${a}|${o.count}|${o.end}`)
+    },
+  },
+  q6: {
+    build: (events) => auctionsAndBids(events, 'q6-filter')
+      .process('q6-close', () => new CloseAuction<Q6Closing>((auction, o) => [String(o.seller), { auction, price: o.best }]))
+      .keyBy(1)
+      .process('q6-average', Q6Average),
+    lines: (v) => {
+      const o = v as Q6Out
+      return [`${o.seller}|${o.at}|${o.avg}`]
     },
   },
   q7: {

@@ -4,7 +4,7 @@
  * pipelines (queries.ts) and the Flink peer must.
  */
 import { eventAt, eventLine, Tally, type Auction, type Bid, type Person } from './generator.ts'
-import { Q2_AUCTION_MODULUS, Q3_CATEGORY, Q3_STATES, Q5_SIZE_MS, Q5_SLIDE_MS, Q7_SIZE_MS, Q8_SIZE_MS, type QueryName } from './queries.ts'
+import { Q2_AUCTION_MODULUS, Q3_CATEGORY, Q3_STATES, Q5_SIZE_MS, Q5_SLIDE_MS, Q6_LAST, Q7_SIZE_MS, Q8_SIZE_MS, type QueryName } from './queries.ts'
 
 /** The tally of `query`'s output over events 0..events-1 of `seed`. */
 export function referenceTally(query: QueryName, seed: number, events: number): Tally {
@@ -17,6 +17,7 @@ export function referenceTally(query: QueryName, seed: number, events: number): 
     case 'q3': q3(seed, events, lines); break
     case 'q4': q4(seed, events, lines); break
     case 'q5': q5(seed, events, lines); break
+    case 'q6': q6(seed, events, lines); break
     case 'q7': q7(seed, events, lines); break
     case 'q8': q8(seed, events, lines); break
   }
@@ -48,7 +49,8 @@ function q3(seed: number, events: number, out: (line: string) => void): void {
   }
 }
 
-function q4(seed: number, events: number, out: (line: string) => void): void {
+/** Each auction with its winning price (-1: none): its highest bid that came after it, at or above the reserve, within [dateTime, expires]. */
+function closedAuctions(seed: number, events: number): Array<{ a: Auction; best: number }> {
   const auctions = new Map<number, { a: Auction; best: number }>()
   for (let n = 0; n < events; n++) {
     const e = eventAt(seed, n)
@@ -58,9 +60,13 @@ function q4(seed: number, events: number, out: (line: string) => void): void {
     const o = auctions.get(b.auction)
     if (o !== undefined && b.price >= o.a.reserve && b.price > o.best && b.dateTime >= o.a.dateTime && b.dateTime <= o.a.expires) o.best = b.price
   }
+  return [...auctions.values()]
+}
+
+function q4(seed: number, events: number, out: (line: string) => void): void {
   // Closings grouped by (category, instant), in event-time order per category.
   const byCategory = new Map<number, Map<number, { sum: number; n: number }>>()
-  for (const { a, best } of auctions.values()) {
+  for (const { a, best } of closedAuctions(seed, events)) {
     if (best < 0) continue
     const instants = byCategory.get(a.category) ?? new Map<number, { sum: number; n: number }>()
     byCategory.set(a.category, instants)
@@ -76,6 +82,25 @@ function q4(seed: number, events: number, out: (line: string) => void): void {
       count += c.n
       out(`${category}|${at}|${Math.trunc(sum / count)}`)
     }
+  }
+}
+
+function q6(seed: number, events: number, out: (line: string) => void): void {
+  // Per seller, the sold auctions in closing order (expires, then id); one line per closing instant.
+  const bySeller = new Map<number, Array<{ id: number; at: number; price: number }>>()
+  for (const { a, best } of closedAuctions(seed, events)) {
+    if (best < 0) continue
+    const sold = bySeller.get(a.seller) ?? []
+    bySeller.set(a.seller, sold)
+    sold.push({ id: a.id, at: a.expires, price: best })
+  }
+  for (const [seller, sold] of bySeller) {
+    sold.sort((x, y) => x.at - y.at || x.id - y.id)
+    sold.forEach((s, i) => {
+      if (sold[i + 1]?.at === s.at) return
+      const last = sold.slice(Math.max(0, i + 1 - Q6_LAST), i + 1)
+      out(`${seller}|${s.at}|${Math.trunc(last.reduce((sum, x) => sum + x.price, 0) / last.length)}`)
+    })
   }
 }
 

@@ -294,6 +294,9 @@ export interface CommitContext<Staged = unknown> extends LifecycleContext {
  * staged output; docs/sinks.md).
  */
 export abstract class Processor<In = unknown, Out = unknown, Staged = unknown> {
+  /** @internal The methods the runtime calls; a field of one of these names is refused at start (it would hide the method). */
+  static readonly lifecycleHooks: readonly string[] = ['open', 'onRecord', 'onTimer', 'onCheckpoint', 'onCheckpointCommitted', 'close']
+
   /** Declare state as class fields: `total = this.state.value<number>('total')`. */
   readonly state = new StateRegistry()
 
@@ -383,6 +386,9 @@ export type SourceStatus = 'more' | 'idle' | 'done'
  * }
  */
 export abstract class Source<Out = unknown> extends Processor<never, Out> {
+  /** @internal */
+  static override readonly lifecycleHooks: readonly string[] = [...Processor.lifecycleHooks, 'poll', 'reopen']
+
   /** Emits the next records; 'idle' backs off briefly, 'done' ends this actor's share. */
   abstract poll(ctx: SourceContext<Out>): SourceStatus | Promise<SourceStatus>
   /**

@@ -3,7 +3,7 @@
  * operator state). A processor declares them as fields; the runtime binds them to the
  * actor's write cache, scoped to the key of the record or timer being processed.
  */
-import { WeirError } from '../errors.ts'
+import { ConfigError, WeirError } from '../errors.ts'
 
 /** @internal How state handles reach the actor's cache. */
 export interface StateAccess {
@@ -22,9 +22,33 @@ export function constructProcessor<T>(stage: string, make: () => T): T {
   const outer = constructing
   constructing = stage
   try {
-    return make()
+    const processor = make()
+    refuseFieldsShadowingHooks(stage, processor)
+    return processor
   } finally {
     constructing = outer
+  }
+}
+
+/**
+ * A field named like a hook (`open = this.state.value('open')`) replaces the hook on the
+ * instance, and the runtime would fail calling it with "is not a function"; refused here,
+ * naming the field. A field holding a function (`onRecord = (r, ctx) => …`) is a hook.
+ * The hook names are the class's `lifecycleHooks` (Processor's, and a Source's poll).
+ */
+function refuseFieldsShadowingHooks(stage: string, processor: unknown): void {
+  if (typeof processor !== 'object' || processor === null) return
+  const hooks = (processor.constructor as { lifecycleHooks?: readonly string[] }).lifecycleHooks ?? []
+  for (const hook of hooks) {
+    if (!Object.prototype.hasOwnProperty.call(processor, hook)) continue
+    const value: unknown = Reflect.get(processor, hook)
+    if (typeof value === 'function') continue
+    const state = value instanceof StateHandle ? value.name : undefined
+    throw new ConfigError(
+      `stages.${stage}.${hook}`,
+      `the processor's field '${hook}' ${state === undefined ? '' : `holds state '${state}' and `}clashes with the lifecycle hook ${hook}() the runtime calls on it: rename the field (${hook}State, say)`,
+      { stage, state },
+    )
   }
 }
 

@@ -2,11 +2,11 @@
  * A state handle used where no actor's state is bound says which of the three mistakes it
  * is (used while the processor is constructed, declared after the actor started, used on a
  * processor the runtime never started), names the stage when it is known, and says what to
- * do instead.
+ * do instead. A field named like a lifecycle hook is refused at start, naming the field.
  */
 import { rmSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Pipeline, Processor, WeirError, policy, type Context, type StreamRecord } from '../../../index.ts'
+import { ConfigError, Pipeline, Processor, Source, WeirError, policy, type Context, type SourceStatus, type StreamRecord } from '../../../index.ts'
 import { GeneratorSource } from '../../../processors/index.ts'
 import { runToCompletion, tempDataDir } from '../../../testing/index.ts'
 
@@ -90,5 +90,51 @@ describe('state errors name the stage and say what to do', () => {
     const twice = new Pipeline('state-twice')
     words(twice).process('counter', Twice)
     expect((await failure(runToCompletion(twice, { dataDir: dir() }))).message).toBe("stage counter: state 'count' is declared twice in one processor: give each state handle its own name")
+  })
+
+  it('a field named like a lifecycle hook is refused at start, naming the stage, the field and the hook it shadows', async () => {
+    // TypeScript refuses it too, but a pipeline file run with Node's type stripping is not type-checked.
+    class OpenAsState extends Processor<string, number> {
+      // @ts-expect-error a state field where the hook open(ctx) is
+      open = this.state.value<boolean>('open')
+      onRecord(): void {}
+    }
+    const p = new Pipeline('state-named-open')
+    // @ts-expect-error its open is not the hook
+    words(p).process('gate', OpenAsState)
+    const err = await failure(runToCompletion(p, { dataDir: dir() }))
+    expect(err).toBeInstanceOf(ConfigError)
+    expect(err.code).toBe('WEIR_CONFIG_INVALID')
+    expect(err.context).toMatchObject({ stage: 'gate', field: 'stages.gate.open', state: 'open' })
+    expect(err.message).toBe("stages.gate.open: the processor's field 'open' holds state 'open' and clashes with the lifecycle hook open() the runtime calls on it: rename the field (openState, say)")
+  })
+
+  it.each(['onRecord', 'onTimer', 'onCheckpoint', 'onCheckpointCommitted', 'close'])('a plain field named %s is refused too, and a function-valued one is a hook', async (hook) => {
+    class Shadows extends Processor<string, number> {
+      constructor() {
+        super()
+        Object.defineProperty(this, hook, { value: 1, enumerable: true })
+      }
+      onRecord(): void {}
+    }
+    const p = new Pipeline('field-named-hook')
+    words(p).process('shadow', Shadows)
+    expect((await failure(runToCompletion(p, { dataDir: dir() }))).message).toBe(`stages.shadow.${hook}: the processor's field '${hook}' clashes with the lifecycle hook ${hook}() the runtime calls on it: rename the field (${hook}State, say)`)
+
+    class ArrowHook extends Processor<string, string> {
+      onRecord = (r: StreamRecord<string>, ctx: Context<string>): void => ctx.emit(r.key, r.value)
+    }
+    const ok = new Pipeline('arrow-hook')
+    words(ok).process('arrow', ArrowHook)
+    expect((await runToCompletion(ok, { dataDir: dir() })).result.outcome).toBe('finished')
+  })
+
+  it("a source's field named poll is refused", async () => {
+    class PollAsState extends Source<string> {
+      poll = this.state.actorValue<number>('poll') as unknown as (ctx: unknown) => SourceStatus
+    }
+    const p = new Pipeline('source-poll-field')
+    p.source<string>('ticks', PollAsState, { partitions: 1 })
+    expect((await failure(runToCompletion(p, { dataDir: dir() }))).message).toBe("stages.ticks.poll: the processor's field 'poll' holds state 'poll' and clashes with the lifecycle hook poll() the runtime calls on it: rename the field (pollState, say)")
   })
 })

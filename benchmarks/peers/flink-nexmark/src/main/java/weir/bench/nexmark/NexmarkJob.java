@@ -25,6 +25,7 @@ import org.apache.flink.configuration.TaskManagerOptions;
 import org.apache.flink.connector.datagen.source.DataGeneratorSource;
 import org.apache.flink.core.execution.CheckpointingMode;
 import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.datastream.KeyedStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.streaming.api.functions.co.KeyedCoProcessFunction;
@@ -49,6 +50,7 @@ public final class NexmarkJob {
   static final long Q5_SIZE_MS = 10_000, Q5_SLIDE_MS = 2_000, Q7_SIZE_MS = 10_000, Q8_SIZE_MS = 10_000;
   static final long Q2_AUCTION_MODULUS = 123;
   static final long Q3_CATEGORY = 10;
+  static final int Q6_LAST = 10;
 
   private NexmarkJob() {}
 
@@ -125,11 +127,14 @@ public final class NexmarkJob {
           .connect(events.filter(e -> e.auction != null && e.auction.category == Q3_CATEGORY).map(e -> e.auction).returns(Event.Auction.class))
           .keyBy(p -> p.id, a -> a.seller, Types.LONG)
           .process(new Q3Join());
-      case "q4" -> events.filter(e -> e.auction != null || e.bid != null)
-          .keyBy(e -> e.auction != null ? e.auction.id : e.bid.auction, Types.LONG)
+      case "q4" -> auctionsAndBids(events)
           .process(new Q4Close())
           .keyBy(t -> t.f0, Types.LONG)
           .process(new Q4Average());
+      case "q6" -> auctionsAndBids(events)
+          .process(new Q6Close())
+          .keyBy(t -> t.f0, Types.LONG)
+          .process(new Q6Average());
       case "q5" -> events.filter(e -> e.bid != null).map(e -> e.bid).returns(Event.Bid.class)
           .keyBy(b -> b.auction, Types.LONG)
           .window(SlidingEventTimeWindows.of(Duration.ofMillis(Q5_SIZE_MS), Duration.ofMillis(Q5_SLIDE_MS)))
@@ -154,6 +159,12 @@ public final class NexmarkJob {
           .apply((Event.Person p, Event.Auction a) -> p.id + "|" + p.name + "|" + a.reserve + "|" + (p.dateTime - p.dateTime % Q8_SIZE_MS), Types.STRING);
       default -> throw new IllegalArgumentException("unknown query " + query);
     };
+  }
+
+  /** q4, q6: auctions and bids keyed by auction id. */
+  static KeyedStream<Event, Long> auctionsAndBids(DataStream<Event> events) {
+    return events.filter(e -> e.auction != null || e.bid != null)
+        .keyBy(e -> e.auction != null ? e.auction.id : e.bid.auction, Types.LONG);
   }
 
   static boolean isQ3State(String state) {
@@ -197,15 +208,17 @@ public final class NexmarkJob {
     }
   }
 
-  /** q4 stage 1: an auction and its best valid bid; at expires, its winning price by category. */
+  /** q4, q6 stage 1: an auction and its best valid bid; at expires, its winning price, as closing() makes it. */
   public static class OpenAuction {
-    public long category, reserve, dateTime, expires, best;
+    public long category, seller, reserve, dateTime, expires, best;
 
     public OpenAuction() {}
   }
 
-  static class Q4Close extends KeyedProcessFunction<Long, Event, Tuple2<Long, Long>> {
+  abstract static class CloseAuction<T> extends KeyedProcessFunction<Long, Event, T> {
     transient ValueState<OpenAuction> open;
+
+    abstract T closing(long auction, OpenAuction o);
 
     @Override
     public void open(OpenContext ctx) {
@@ -213,10 +226,11 @@ public final class NexmarkJob {
     }
 
     @Override
-    public void processElement(Event e, Context ctx, Collector<Tuple2<Long, Long>> out) throws Exception {
+    public void processElement(Event e, Context ctx, Collector<T> out) throws Exception {
       if (e.auction != null) {
         OpenAuction o = new OpenAuction();
         o.category = e.auction.category;
+        o.seller = e.auction.seller;
         o.reserve = e.auction.reserve;
         o.dateTime = e.auction.dateTime;
         o.expires = e.auction.expires;
@@ -233,11 +247,35 @@ public final class NexmarkJob {
     }
 
     @Override
-    public void onTimer(long time, OnTimerContext ctx, Collector<Tuple2<Long, Long>> out) throws Exception {
+    public void onTimer(long time, OnTimerContext ctx, Collector<T> out) throws Exception {
       OpenAuction o = open.value();
       if (o == null) return;
-      if (o.best >= 0) out.collect(Tuple2.of(o.category, o.best));
+      if (o.best >= 0) out.collect(closing(ctx.getCurrentKey(), o));
       open.clear();
+    }
+  }
+
+  /** q4 stage 1: (category, winning price). */
+  static class Q4Close extends CloseAuction<Tuple2<Long, Long>> {
+    Q4Close() {
+      super();
+    }
+
+    @Override
+    Tuple2<Long, Long> closing(long auction, OpenAuction o) {
+      return Tuple2.of(o.category, o.best);
+    }
+  }
+
+  /** q6 stage 1: (seller, auction, winning price). */
+  static class Q6Close extends CloseAuction<Tuple3<Long, Long, Long>> {
+    Q6Close() {
+      super();
+    }
+
+    @Override
+    Tuple3<Long, Long, Long> closing(long auction, OpenAuction o) {
+      return Tuple3.of(o.seller, auction, o.best);
     }
   }
 
@@ -269,6 +307,48 @@ public final class NexmarkJob {
       Tuple2<Long, Long> next = prev == null ? c : Tuple2.of(prev.f0 + c.f0, prev.f1 + c.f1);
       total.update(next);
       out.collect(ctx.getCurrentKey() + "|" + time + "|" + (next.f0 / next.f1));
+    }
+  }
+
+  /**
+   * q6 stage 2: per seller, the prices of their last Q6_LAST sold auctions in closing order
+   * (time, then auction id); one output per closing instant.
+   */
+  static class Q6Average extends KeyedProcessFunction<Long, Tuple3<Long, Long, Long>, String> {
+    transient ValueState<List<Long>> recent;
+    transient MapState<Long, List<Tuple2<Long, Long>>> closing;
+
+    @Override
+    public void open(OpenContext ctx) {
+      recent = getRuntimeContext().getState(new ValueStateDescriptor<>("recent", Types.LIST(Types.LONG)));
+      closing = getRuntimeContext().getMapState(new MapStateDescriptor<>("closing", Types.LONG, Types.LIST(Types.TUPLE(Types.LONG, Types.LONG))));
+    }
+
+    @Override
+    public void processElement(Tuple3<Long, Long, Long> c, Context ctx, Collector<String> out) throws Exception {
+      long at = ctx.timestamp();
+      List<Tuple2<Long, Long>> closed = closing.get(at);
+      List<Tuple2<Long, Long>> next = closed == null ? new ArrayList<>() : new ArrayList<>(closed);
+      next.add(Tuple2.of(c.f1, c.f2));
+      closing.put(at, next);
+      ctx.timerService().registerEventTimeTimer(at);
+    }
+
+    @Override
+    public void onTimer(long time, OnTimerContext ctx, Collector<String> out) throws Exception {
+      List<Tuple2<Long, Long>> closed = closing.get(time);
+      if (closed == null) return;
+      closing.remove(time);
+      List<Tuple2<Long, Long>> sorted = new ArrayList<>(closed);
+      sorted.sort((x, y) -> Long.compare(x.f0, y.f0));
+      List<Long> prev = recent.value();
+      List<Long> prices = prev == null ? new ArrayList<>() : new ArrayList<>(prev);
+      for (Tuple2<Long, Long> t : sorted) prices.add(t.f1);
+      if (prices.size() > Q6_LAST) prices = new ArrayList<>(prices.subList(prices.size() - Q6_LAST, prices.size()));
+      recent.update(prices);
+      long sum = 0;
+      for (long p : prices) sum += p;
+      out.collect(ctx.getCurrentKey() + "|" + time + "|" + (sum / prices.size()));
     }
   }
 
