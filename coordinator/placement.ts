@@ -3,7 +3,7 @@
  * actor stays on the worker that holds its local state unless that worker is gone or holds
  * more than its share. Actors that must move go, heaviest first, to a worker holding a warm
  * standby of them, else to the least-loaded worker with room (Kafka Streams balances task
- * counts the same way before it looks at anything else: a count cap keeps every worker's
+ * counts the same way before it looks at anything else: counts that differ by at most one keep every worker's
  * share of actors, and so of state and restores, even).
  *
  * @example
@@ -36,19 +36,23 @@ export function place(actors: readonly string[], workers: readonly string[], pre
   const out: Assignment = new Map()
   if (workers.length === 0) return out
   const sorted = [...workers].sort()
-  const cap = Math.ceil(actors.length / sorted.length)
+  // Counts differ by at most one: `extra` workers may hold one actor over the floor share.
+  const share = Math.floor(actors.length / sorted.length)
+  let extra = actors.length % sorted.length
   const known = actors.map((a) => actorLoad.get(a)).filter((l): l is number => l !== undefined)
   const mean = known.length === 0 ? 1 : known.reduce((s, l) => s + l, 0) / known.length
   const loadOf = (a: string): number => actorLoad.get(a) ?? mean
   const count = new Map(sorted.map((w) => [w, 0]))
   const load = new Map(sorted.map((w) => [w, 0]))
+  const hasRoom = (w: string): boolean => count.get(w)! < share || (count.get(w)! === share && extra > 0)
   const put = (a: string, w: string): void => {
     out.set(a, w)
+    if (count.get(w)! === share && extra > 0) extra--
     count.set(w, count.get(w)! + 1)
     load.set(w, load.get(w)! + loadOf(a))
   }
   const unplaced: string[] = []
-  const room = (a: string, w: string | undefined): w is string => w !== undefined && count.has(w) && count.get(w)! < cap && !(avoid.get(a)?.includes(w) ?? false)
+  const room = (a: string, w: string | undefined): w is string => w !== undefined && count.has(w) && hasRoom(w) && !(avoid.get(a)?.includes(w) ?? false)
   // Home first, before the workers holding them meanwhile keep them by stickiness.
   for (const a of actors) {
     const home = homes.get(a)
@@ -63,7 +67,7 @@ export function place(actors: readonly string[], workers: readonly string[], pre
   // Heaviest first, so the big ones spread before the small ones fill the gaps.
   unplaced.sort((x, y) => loadOf(y) - loadOf(x) || actors.indexOf(x) - actors.indexOf(y))
   for (const a of unplaced) {
-    const open = sorted.filter((w) => count.get(w)! < cap)
+    const open = sorted.filter(hasRoom)
     const allowed = sorted.filter((w) => !(avoid.get(a)?.includes(w) ?? false))
     const openAllowed = open.filter((w) => allowed.includes(w))
     const pool = openAllowed.length > 0 ? openAllowed : allowed.length > 0 ? allowed : open

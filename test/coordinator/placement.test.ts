@@ -17,6 +17,23 @@ describe('placement', () => {
     )
   })
 
+  it('stays balanced within one actor when workers join and leave one by one from any previous placement (10 actors on 2 → 3 workers was 5/5 → 4/4/2 with a ceil cap)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 40 }), fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 8 }), (n, sizes) => {
+        let current = new Map<string, string>()
+        for (const w of sizes) {
+          const workers = Array.from({ length: w }, (_, i) => `w${i}`)
+          current = place(actors(n), workers, current)
+          const loads = workers.map((wk) => [...current.values()].filter((x) => x === wk).length)
+          expect(Math.max(...loads) - Math.min(...loads), `${n} actors on ${w} workers: ${loads}`).toBeLessThanOrEqual(1)
+        }
+      }),
+    )
+    const two = place(actors(10), ['a', 'b'], new Map())
+    const three = place(actors(10), ['a', 'b', 'c'], two)
+    expect(['a', 'b', 'c'].map((w) => [...three.values()].filter((x) => x === w).length).sort()).toEqual([3, 3, 4])
+  })
+
   it('is sticky: a new worker takes only what balance requires, and actors of a gone worker move', () => {
     const first = place(actors(6), ['w1', 'w2'], new Map())
     const grown = place(actors(6), ['w1', 'w2', 'w3'], first)
