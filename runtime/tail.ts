@@ -21,6 +21,7 @@ import { readRange } from './pipe/read-range.ts'
 import { keyString } from './record-keys.ts'
 import { SerialQueue } from './signal.ts'
 import { closestName } from './suggest.ts'
+import { chainsOf } from './api/chains.ts'
 import { isControlRecord } from './watermarks.ts'
 
 /** What to read of an edge, and how much. */
@@ -128,6 +129,10 @@ export function edgeOf(pipeline: Pipeline, stage: string, deadLetter = false): E
     throw new ConfigError('stage', `no stage '${stage}' in pipeline '${pipeline.name}'; its stages are: ${names.join(', ')}${suggestion === undefined ? '' : `; did you mean '${suggestion}'?`}`, { stage, pipeline: pipeline.name, suggestion })
   }
   if (!deadLetter) {
+    const reader = chainsOf(pipeline).downstreamOf.get(stage)
+    if (reader !== undefined) {
+      throw new ConfigError('stage', `stage '${stage}' is chained to '${reader}' (docs/chaining.md): its records go to '${reader}' in the same actor, without a topic, so there is nothing to tail; tail '${reader}', or give '${reader}' { chain: false } to keep this edge a topic`, { stage, pipeline: pipeline.name })
+    }
     const codec = codecFor(spec.codec)
     return { stage: spec, topic: pipeline.outputTopic(spec), deadLetter, decode: (r) => decodeWith(codec, r.value) }
   }

@@ -23,7 +23,8 @@ import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { readRange } from '../runtime/pipe/read-range.ts'
 import { type Pipeline, type StageSpec } from '../runtime/api/pipeline.ts'
 import { closestName } from '../runtime/suggest.ts'
-import { UnknownStageError } from '../runtime/errors.ts'
+import { UnknownStageError, WeirError } from '../runtime/errors.ts'
+import { chainsOf } from '../runtime/api/chains.ts'
 import { naming } from '../runtime/naming.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
 import { isControlRecord } from '../runtime/watermarks.ts'
@@ -298,10 +299,16 @@ function stageOf(pipeline: Pipeline, stage: string, among: readonly StageSpec[] 
 
 /**
  * A stage's committed output records. A stage the pipeline does not have is an
- * UnknownStageError that lists its stages.
+ * UnknownStageError that lists its stages. A stage chained to its reader
+ * (docs/chaining.md) writes no topic, so reading it is refused (WEIR_STAGE_CHAINED) rather
+ * than answered with nothing: read the stage it is chained to, or give that one `{ chain: false }`.
  */
 export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<T>>> {
   const spec = stageOf(pipeline, stage)
+  const reader = chainsOf(pipeline).downstreamOf.get(stage)
+  if (reader !== undefined) {
+    throw new WeirError('WEIR_STAGE_CHAINED', `stage '${stage}' is chained to '${reader}': what it emits goes to '${reader}' without a topic, so it has no output to read; read '${reader}', or give '${reader}' { chain: false }`, { stage })
+  }
   return readTopic<T>(dataDir, pipeline.outputTopic(spec), codecFor(spec.codec))
 }
 

@@ -985,7 +985,9 @@ export class Actor {
         }
       }
     }
-    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}${frozenHint(cause)}`, { topic: rec.topic, partition: rec.partition, offset: rec.offset, stage: this.spec.name, actor: this.id }, cause)
+    // A record handed along a chain has no offset (-1): name the stage it came from instead.
+    const where = rec.offset >= 0 || this.head === undefined ? { offset: rec.offset } : { chainedTo: this.spec.inputs[0] }
+    const err = new ProcessingError(`${this.spec.name} failed on a record: ${(cause as Error)?.message ?? String(cause)}${frozenHint(cause)}`, { topic: rec.topic, partition: rec.partition, ...where, stage: this.spec.name, actor: this.id }, cause)
     const final = policy.kind === 'retry' ? policy.then : policy.kind
     if (final === 'fail-stop') throw new ActorFailedError(this.id, err, err.context)
     this.deadLetter(raw, rec.topic, err, attempt + 1)

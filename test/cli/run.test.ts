@@ -254,9 +254,20 @@ describe('weir run: failures', () => {
     expect(parseSummary(r.stdout).outcome).toBe('failed')
     expect(r.stderr).toContain('weir: error: actor picky/0 stopped: picky failed on a record: picky cannot stand 7 [WEIR_ACTOR_FAILED]')
     // Value 7's offset (the source's watermark marks sit between its records, so it is not 7).
+    // picky is chained to its source: the record was never in a topic, so no offset; the stage it came from instead.
+    for (const line of ['stage: picky', 'actor: picky/0', 'topic: weir.failing.ten', 'partition: 0', 'chainedTo: ten']) expect(r.stderr).toContain(`  ${line}\n`)
+    expect(r.stderr).not.toContain('offset:')
+    expect(r.stderr).toMatch(/at: Picky\.onRecord \(.*failing\.ts:\d+:\d+\)/)
+  })
+
+  it('a failed unchained stage names the offset of the record it failed on', async () => {
+    const dataDir = join(tempDir(), 'd')
+    const r = await weir(['run', fixture('failing.ts'), '--data-dir', dataDir, '--param', 'chain=false'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('weir: error: actor picky/0 stopped: picky failed on a record: picky cannot stand 7 [WEIR_ACTOR_FAILED]')
+    // Value 7's offset (the source's watermark marks sit between its records, so it is not 7).
     const offset = (await readTopic<number>(dataDir, 'weir.failing.ten')).find((rec) => rec.value === 7)!.offset
     for (const line of ['stage: picky', 'actor: picky/0', 'topic: weir.failing.ten', 'partition: 0', `offset: ${offset}`]) expect(r.stderr).toContain(`  ${line}\n`)
-    expect(r.stderr).toMatch(/at: Picky\.onRecord \(.*failing\.ts:\d+:\d+\)/)
   })
 })
 

@@ -109,6 +109,20 @@ describe('tailEdge', () => {
     expect(edgeOf(pipeline, 'route', true).topic).toBe('weir.tailing.route.dlq')
   })
 
+  it('refuses the edge into a chained stage, which is no topic, naming the stage to tail instead (and so does readStageOutput)', () => {
+    const chained = tailing({ chain: '1' })
+    expect(() => edgeOf(chained, 'events')).toThrow(/stage 'events' is chained to 'route' .*nothing to tail; tail 'route', or give 'route' \{ chain: false \}/)
+    expect(edgeOf(chained, 'route').topic).toBe('weir.tailing.route')
+    expect(edgeOf(chained, 'events', true).topic).toBe('weir.tailing.events.dlq')
+    let refused: unknown
+    try {
+      void readStageOutput(chained, dataDir, 'events')
+    } catch (err) {
+      refused = err
+    }
+    expect(refused).toMatchObject({ code: 'WEIR_STAGE_CHAINED', message: expect.stringContaining("read 'route'") })
+  })
+
   it('shows a value its codec cannot decode as the error and its raw bytes, and follows new commits until aborted', async () => {
     const dir = tempDataDir('weir-tail-follow-')
     await runToCompletion(pipeline, { dataDir: dir })
