@@ -24,10 +24,11 @@ import { checksumOfEvents } from './generator.ts'
 import { QUERY_NAMES, type QueryName } from './queries.ts'
 import { referenceTally } from './reference.ts'
 import type { WeirQueryReport } from './weir-run.ts'
+import { DEFAULT_EPOCH_INTERVAL_MS } from '../../coordinator/epochs.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 /** weir's default checkpoint interval (RunOptions.epochIntervalMs), which the Flink peer uses too. */
-const CHECKPOINT_MS = 1000
+const CHECKPOINT_MS = DEFAULT_EPOCH_INTERVAL_MS
 /** Events whose generator checksum the two generators must agree on before anything is measured. */
 const GENERATOR_CHECK_EVENTS = 100_000
 /** Events of the startup runs: enough to start every stage, too few to cost anything. */

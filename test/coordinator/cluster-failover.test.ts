@@ -111,7 +111,9 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
 
   it('the leading coordinator SIGKILLed mid-run: the standby takes over the lease, workers go on, and the output is exact', async () => {
     const dir = tempDir()
-    const expected = await wordcountReference(dir, LINES)
+    // Twice the input of the other tests: c1 dies at 4 s, and the run must still be going when c2 takes over.
+    const lines = LINES * 2
+    const expected = await wordcountReference(dir, lines)
     const cluster = `l${randomUUID().slice(0, 8)}`
     const name = `leader-${randomUUID().slice(0, 8)}`
     const out = join(dir, 'out')
@@ -120,7 +122,7 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     const c1 = start(coordinatorArgs('c1'))
     await sleep(1500)
     const c2 = start(coordinatorArgs('c2'))
-    const common = ['--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250', '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', `out=${out}/c-{partition}.jsonl`]
+    const common = ['--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250', '--param', `name=${name}`, '--param', `lines=${lines}`, '--param', 'rate=40', '--param', `out=${out}/c-{partition}.jsonl`]
     const a = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'a', '--state-dir', join(dir, 'a')])
     const b = start(['worker', 'examples/wordcount.ts', ...common, '--id', 'b', '--state-dir', join(dir, 'b')])
     await sleep(4000)
