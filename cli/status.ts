@@ -194,6 +194,16 @@ export function buildReport(view: MonitorView, args: StatusArgs, now: number): S
 function pipelineReport(p: PipelineEntry, intervalMs: number, now: number): StatusPipeline {
   // The worker figures (and their ok/missing rule) are the monitor's.
   const status = pipelineStatus(p, intervalMs, now, () => null)
+  const depth = p.topology === null ? new Map<string, number>() : stageDepths(p.topology)
+  const order = new Map((p.topology?.stages ?? []).map((s, i) => [s.name, i]))
+  const rank = (stage: string): [number, number] => [depth.get(stage) ?? Infinity, order.get(stage) ?? Infinity]
+  const byStage = (a: { stage: string; partition: number }, b: { stage: string; partition: number }): number => {
+    const [da, oa] = rank(a.stage)
+    const [db, ob] = rank(b.stage)
+    return da - db || oa - ob || a.stage.localeCompare(b.stage) || a.partition - b.partition
+  }
+  // A worker lists its actors as it runs them (a chain's stages together): shown in the actor table's order.
+  const actorId = (id: string): { stage: string; partition: number } => ({ stage: id.slice(0, id.lastIndexOf('/')), partition: Number(id.slice(id.lastIndexOf('/') + 1)) })
   const workers = status.workers
     .map((w): StatusWorker => ({
       worker: w.worker,
@@ -205,20 +215,13 @@ function pipelineReport(p: PipelineEntry, intervalMs: number, now: number): Stat
       eventLoopP99Ms: w.eventLoopDelayMs.p99,
       intervalMs: w.intervalMs,
       lastHeardAgoMs: Math.round(now - w.seenAt),
-      actors: w.actors,
+      actors: [...w.actors].sort((a, b) => byStage(actorId(a), actorId(b))),
       standbys: w.standbys,
     }))
     .sort((a, b) => a.worker.localeCompare(b.worker))
-  const depth = p.topology === null ? new Map<string, number>() : stageDepths(p.topology)
-  const order = new Map((p.topology?.stages ?? []).map((s, i) => [s.name, i]))
-  const rank = (stage: string): [number, number] => [depth.get(stage) ?? Infinity, order.get(stage) ?? Infinity]
   const actors = [...p.actors.values()]
     .map((a) => actorReport(a, p.workers.has(a.progress.worker), now))
-    .sort((a, b) => {
-      const [da, oa] = rank(a.stage)
-      const [db, ob] = rank(b.stage)
-      return da - db || oa - ob || a.stage.localeCompare(b.stage) || a.partition - b.partition
-    })
+    .sort(byStage)
   return { cluster: p.cluster, pipeline: p.pipeline, fingerprint: status.fingerprint, workers, actors }
 }
 
