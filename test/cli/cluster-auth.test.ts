@@ -68,7 +68,8 @@ describe.skipIf(!installed || !kafka.available)('a cluster on NATS with per-role
 
   it('runs the word count exactly with the right credentials; an assignment published with a worker credential is refused and changes nothing', async () => {
     const dir = tempDir()
-    const LINES = 300
+    // 20 s of input at 30 lines/s: the worker must still run (and heartbeat) after the status, clear and forged-assignment steps.
+    const LINES = 600
     const expected = await wordcountReference(dir, LINES)
     const name = `auth-${randomUUID().slice(0, 8)}`
     const out = join(dir, 'out')
