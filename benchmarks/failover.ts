@@ -9,10 +9,12 @@
  *
  * How, and why so:
  * - Real processes on the real services, as a deployment runs them (docs/operations.md):
- *   one `weir coordinator` with a short `--worker-timeout-ms` (default 2000 ms: the default
- *   10 s alone is twice the goal) and, per run, two `weir worker`s heartbeating every
- *   250 ms. Detecting the death takes about the worker timeout: it is the floor of every
- *   failover, reported as `worker_timeout_ms` and subtracted in `*_after_detection_ms`.
+ *   one `weir coordinator` and, per run, two `weir worker`s, all at weir's defaults: worker
+ *   timeout 10 s, liveness probes every 250 ms, heartbeats every 1 s, checkpoints every
+ *   500 ms. The coordinator notices the killed worker's closed bus connection by its
+ *   unanswered probes (two in a row), not by the timeout; the detection time is reported
+ *   and subtracted in `*_after_detection_ms`. `--worker-probe-ms 0` measures detection by
+ *   the timeout alone.
  * - The pipeline (lib/failover-pipeline.ts) is a count per key straight off an input topic:
  *   actor `count/p` reads input partition p, holds the counts of its keys and writes output
  *   partition p. `--keys` distinct keys (2M) are split exactly evenly over the partitions
@@ -57,7 +59,7 @@
  *
  * @example
  * npm run bench:failover
- * node --import tsx benchmarks/failover.ts --keys 4m --worker-timeout-ms 1000 --heartbeat-ms 200
+ * node --import tsx benchmarks/failover.ts --keys 4m --worker-probe-ms 0 --worker-timeout-ms 2000 --heartbeat-ms 250
  */
 // Before kafkajs: its read_committed filter leaks aborted transactions, and the tail reads a killed worker's.
 import '../runtime/pipe/kafka/kafkajs-fixes.ts'
@@ -510,9 +512,9 @@ async function main(o: FailoverBenchOptions): Promise<number> {
     const space = new KeySpace(o.keys, o.partitions)
     const preloaded = new Uint32Array(space.maxKey + 1)
     for (const keys of space.byPartition) for (const n of keys) preloaded[n] = 1
-    progress(`run ${runId}: ${o.keys.toLocaleString('en')} keys, ${space.keysIn(0).toLocaleString('en')} per partition; worker timeout ${o.workerTimeoutMs} ms, heartbeat ${o.heartbeatMs} ms`)
+    progress(`run ${runId}: ${o.keys.toLocaleString('en')} keys, ${space.keysIn(0).toLocaleString('en')} per partition; worker timeout ${o.workerTimeoutMs} ms, probes every ${o.workerProbeMs} ms, heartbeat ${o.heartbeatMs} ms`)
 
-    coordinator = startWeirProcess('coordinator', ['coordinator', '--bus', o.bus, '--cluster', cluster, '--epoch-ms', String(o.epochMs), '--settle-ms', String(SETTLE_MS), '--worker-timeout-ms', String(o.workerTimeoutMs)], { logLevel: 'info' })
+    coordinator = startWeirProcess('coordinator', ['coordinator', '--bus', o.bus, '--cluster', cluster, '--epoch-ms', String(o.epochMs), '--settle-ms', String(SETTLE_MS), '--worker-timeout-ms', String(o.workerTimeoutMs), '--worker-probe-ms', String(o.workerProbeMs)], { logLevel: 'info' })
     coordinator.child.stderr!.pipe(createWriteStream(join(root, 'coordinator.log')))
     await waitForOutput(coordinator, /leading cluster/, 30_000)
 
@@ -538,6 +540,7 @@ async function main(o: FailoverBenchOptions): Promise<number> {
       partitions: o.partitions,
       keys_on_killed_worker: cold.keysOnKilledWorker,
       worker_timeout_ms: o.workerTimeoutMs,
+      worker_probe_ms: o.workerProbeMs,
       heartbeat_ms: o.heartbeatMs,
       epoch_ms: o.epochMs,
       trickle_rate: o.trickleRate,

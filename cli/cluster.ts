@@ -8,7 +8,7 @@ import type { ParseArgsConfig } from 'node:util'
 import type { Logger } from 'pino'
 import { hostname } from 'node:os'
 import { startCoordinatorService, type CoordinatorService } from '../coordinator/coordinator-service.ts'
-import { DEFAULT_RELEASE_TIMEOUT_MS } from '../coordinator/coordinator.ts'
+import { DEFAULT_RELEASE_TIMEOUT_MS, DEFAULT_WORKER_PROBE_MS } from '../coordinator/coordinator.ts'
 import { ClusterMetadata } from '../coordinator/cluster-metadata.ts'
 import { LeaderLease } from '../coordinator/leader-lease.ts'
 import { startClusterWorker, type ClusterWorker } from '../runner/cluster-worker.ts'
@@ -34,7 +34,7 @@ import { DEFAULT_EPOCH_INTERVAL_MS } from '../coordinator/epochs.ts'
 
 /** The options of `weir coordinator` (parseArgs definitions; a config file's `coordinator` section takes the same, camelCased). */
 export const COORDINATOR_OPTIONS = {
-  bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, 'health-port': { type: 'string' }, 'health-host': { type: 'string' },
+  bus: { type: 'string' }, cluster: { type: 'string' }, 'epoch-ms': { type: 'string' }, 'worker-timeout-ms': { type: 'string' }, 'worker-probe-ms': { type: 'string' }, 'settle-ms': { type: 'string' }, 'release-timeout-ms': { type: 'string' }, 'lease-ttl-ms': { type: 'string' }, name: { type: 'string' }, 'health-port': { type: 'string' }, 'health-host': { type: 'string' },
   ...NATS_OPTIONS,
 } as const
 
@@ -87,7 +87,7 @@ function refused(err: unknown, command: string): number {
   return 1
 }
 
-/** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--settle-ms N] [--release-timeout-ms N] [--health-port N [--health-host H]]` */
+/** `weir coordinator --bus nats://… [--cluster NAME] [--epoch-ms N] [--worker-timeout-ms N] [--worker-probe-ms N] [--settle-ms N] [--release-timeout-ms N] [--health-port N [--health-host H]]` */
 export async function coordinatorCommand(argv: string[]): Promise<number> {
   let bus: ControlBus | undefined
   let metadata: ClusterMetadata | undefined
@@ -106,6 +106,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     checkClusterName(cluster, '--cluster')
     const epochIntervalMs = wholeMs(values['epoch-ms'] as string | undefined, '--epoch-ms', DEFAULT_EPOCH_INTERVAL_MS)
     const workerTimeoutMs = wholeMs(values['worker-timeout-ms'] as string | undefined, '--worker-timeout-ms', 10_000, 100)
+    const workerProbeMs = wholeMs(values['worker-probe-ms'] as string | undefined, '--worker-probe-ms', DEFAULT_WORKER_PROBE_MS, 0)
     const settleMs = wholeMs(values['settle-ms'] as string | undefined, '--settle-ms', 3000, 0)
     const releaseTimeoutMs = wholeMs(values['release-timeout-ms'] as string | undefined, '--release-timeout-ms', DEFAULT_RELEASE_TIMEOUT_MS, 0)
     const leaseTtlMs = wholeMs(values['lease-ttl-ms'] as string | undefined, '--lease-ttl-ms', 5000, 300)
@@ -135,7 +136,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
           if (leading !== term) return
           process.stdout.write(`weir coordinator ${name}: leading cluster ${cluster} (term ${term})${Object.keys(record.pipelines).length > 0 ? `; continuing ${Object.keys(record.pipelines).join(', ')}` : ''}\n`)
           service = startCoordinatorService(busForService, {
-            cluster, log, epochIntervalMs, workerTimeoutMs, settleMs, releaseTimeoutMs, generationBase: term * 1_000_000,
+            cluster, log, epochIntervalMs, workerTimeoutMs, workerProbeMs, settleMs, releaseTimeoutMs, generationBase: term * 1_000_000,
             metadata: {
               store, term, restored: record.pipelines,
               onFenced: () => {
@@ -159,7 +160,7 @@ export async function coordinatorCommand(argv: string[]): Promise<number> {
     })
     if (healthOptions !== undefined) health = await serveHealth(coordinatorProbes({ bus, lease, leading: () => service !== undefined }), healthOptions)
     await lease.start()
-    process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${redactBusUrl(url)} (worker timeout ${workerTimeoutMs} ms, lease ${leaseTtlMs} ms)${health === undefined ? '' : `, health at ${health.url}/readyz`}\n`)
+    process.stdout.write(`weir coordinator ${name}: cluster ${cluster} on ${redactBusUrl(url)} (worker timeout ${workerTimeoutMs} ms, ${workerProbeMs > 0 ? `probes every ${workerProbeMs} ms` : 'no probes'}, lease ${leaseTtlMs} ms)${health === undefined ? '' : `, health at ${health.url}/readyz`}\n`)
     const signal = await waitForSignal()
     log.info({ signal }, 'coordinator stopping')
     await health?.close()

@@ -3,7 +3,7 @@
  * and the configuration each command would run with (file, WEIR_* variables, defaults),
  * secrets masked. Exit 0 when the file is fine, 2 with every problem, each naming its field.
  */
-import { DEFAULT_RELEASE_TIMEOUT_MS } from '../coordinator/coordinator.ts'
+import { DEFAULT_RELEASE_TIMEOUT_MS, DEFAULT_WORKER_PROBE_MS } from '../coordinator/coordinator.ts'
 import { DEFAULT_MONITOR_HOST, DEFAULT_MONITOR_PORT } from '../monitor/config.ts'
 import { ConfigError } from '../runtime/errors.ts'
 import { redactBusUrl } from '../runtime/open-bus.ts'
@@ -45,7 +45,7 @@ const DATA_DIR = '.weir/<pipeline>'
 const DEFAULTS: Record<string, Record<string, unknown>> = {
   run: { dataDir: DATA_DIR, epochMs: DEFAULT_EPOCH_INTERVAL_MS, pipe: 'embedded', cluster: 'embedded', quiet: false, monitor: false, monitorPort: DEFAULT_MONITOR_PORT, monitorHost: DEFAULT_MONITOR_HOST, metricsHost: LOOPBACK, viewsPort: 0, viewsHost: LOOPBACK },
   worker: { cluster: 'default', stateDir: '.weir/<pipeline>-worker', id: '<generated>', epochMs: DEFAULT_EPOCH_INTERVAL_MS, heartbeatMs: 1000, metricsHost: LOOPBACK, viewsPort: 0, viewsHost: LOOPBACK },
-  coordinator: { cluster: 'default', epochMs: DEFAULT_EPOCH_INTERVAL_MS, workerTimeoutMs: 10_000, settleMs: 3000, releaseTimeoutMs: DEFAULT_RELEASE_TIMEOUT_MS, leaseTtlMs: 5000, name: '<hostname>-<pid>' },
+  coordinator: { cluster: 'default', epochMs: DEFAULT_EPOCH_INTERVAL_MS, workerTimeoutMs: 10_000, workerProbeMs: DEFAULT_WORKER_PROBE_MS, settleMs: 3000, releaseTimeoutMs: DEFAULT_RELEASE_TIMEOUT_MS, leaseTtlMs: 5000, name: '<hostname>-<pid>' },
   monitor: { cluster: '*', port: DEFAULT_MONITOR_PORT, host: DEFAULT_MONITOR_HOST },
   status: { cluster: '*', waitMs: DEFAULT_STATUS_WAIT_MS, json: false },
   jobs: { dataDir: DATA_DIR, pipe: 'embedded', json: false },

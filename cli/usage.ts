@@ -372,6 +372,10 @@ Options:
   --cluster NAME            Subject namespace (default 'default')
   --epoch-ms N              Checkpoint interval (default 500)
   --worker-timeout-ms N     A worker silent this long is declared dead (default 10000)
+  --worker-probe-ms N       Probe each worker's liveness this often over the bus; one
+                            whose bus connection is gone (nobody answers twice in a row)
+                            is declared dead at once, not after the timeout. 0: off
+                            (default 250)
   --settle-ms N             Listen this long for running workers before the first
                             placement of a pipeline (default 3000)
   --release-timeout-ms N    A planned move (a worker leaves or joins) waits this long

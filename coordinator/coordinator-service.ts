@@ -28,6 +28,8 @@ export interface CoordinatorServiceOptions {
   epochIntervalMs?: number
   /** A worker silent this long is declared dead and its actors move. Default 10 000. */
   workerTimeoutMs?: number
+  /** How often each worker's liveness is probed, ms; 0 turns it off. Default DEFAULT_WORKER_PROBE_MS (coordinator.ts). */
+  workerProbeMs?: number
   /** Listening time before the first placement of a pipeline, ms. Default 3000. */
   settleMs?: number
   /** How long a planned move waits for the old owner's release before fencing it, ms. Default 10 000. */
@@ -111,6 +113,7 @@ export function startCoordinatorService(bus: ControlBus, options: CoordinatorSer
       cluster: options.cluster,
       epochIntervalMs: options.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,
       workerTimeoutMs: options.workerTimeoutMs ?? 10_000,
+      workerProbeMs: options.workerProbeMs,
       settleMs: options.settleMs ?? 3000,
       releaseTimeoutMs: options.releaseTimeoutMs,
       generationBase: options.generationBase,

@@ -20,7 +20,7 @@
  * thus costs its own partition, never the workers that try it.
  */
 import type { Logger } from 'pino'
-import { subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
+import { BusNoResponderError, subjects, type ControlBus, type Subscription } from '../runtime/control/bus.ts'
 import { type Pipeline } from '../runtime/api/pipeline.ts'
 import { naming } from '../runtime/naming.ts'
 import { actorClear, actorFailed, actorFinished, actorReleased, epochAck, generationTerm, MAX_WORKERS, pipelineShapeOf, workerHeartbeat, workerHello, workerLeave, type ActorClear, type ActorClearAnswer, type ActorFailed, type ActorFailure, type AssignmentMessage, type EpochMessage, type PipelineShape, type WorkerHeartbeat, type WorkerRefused } from '../runtime/control/messages.ts'
@@ -54,6 +54,15 @@ export interface CoordinatorOptions {
    */
   workerTimeoutMs?: number
   /**
+   * With a finite `workerTimeoutMs`, every worker that answers probes is asked this often
+   * whether it lives; one nobody answers twice in a row is declared dead then, not after the
+   * timeout (a killed process's bus connection closes, and the bus knows at once that its
+   * subscriptions are gone). Default `DEFAULT_WORKER_PROBE_MS`; 0 turns probing off, leaving
+   * the timeout alone. A slow answer proves nothing either way: the timeout covers a worker
+   * alive but stuck.
+   */
+  workerProbeMs?: number
+  /**
    * Before its first placement, listen this long for heartbeats of workers already
    * running (after a restart or a takeover), to continue their generation, epochs and
    * placement. Default 0.
@@ -80,6 +89,15 @@ export interface CoordinatorOptions {
   releaseTimeoutMs?: number
 }
 
+/** Default of `workerProbeMs`. */
+export const DEFAULT_WORKER_PROBE_MS = 250
+
+/**
+ * Probes in a row nobody answered before a worker is declared dead: one could come of the
+ * moment its subscription moves between the servers of a NATS cluster.
+ */
+export const UNANSWERED_PROBES_BEFORE_DEAD = 2
+
 /** Default of `releaseTimeoutMs`. */
 export const DEFAULT_RELEASE_TIMEOUT_MS = 10_000
 
@@ -88,7 +106,14 @@ export const QUARANTINE_AFTER_WORKERS = 2
 
 interface Member {
   lastSeen: number
+  /** Its hello or heartbeat said it answers probes. */
+  answersProbes: boolean
+  /** Probes in a row that nobody answered (reset by an answer or a heartbeat). */
+  unanswered: number
+  probing: boolean
 }
+
+const member = (answersProbes = false): Member => ({ lastSeen: Date.now(), answersProbes, unanswered: 0, probing: false })
 
 /** An actor in a planned move, waiting for `from` to report it released. */
 interface Release {
@@ -113,6 +138,7 @@ export class Coordinator {
   private readonly actorSet: ReadonlySet<string>
   private readonly log: Logger
   private livenessTimer: NodeJS.Timeout | undefined
+  private probeTimer: NodeJS.Timeout | undefined
   private settled = false
   private settleTimer: NodeJS.Timeout | undefined
   /** Records per second per actor, from the heartbeats of the worker running it. */
@@ -123,6 +149,7 @@ export class Coordinator {
   private readonly releasing = new Map<string, Release>()
   private republishing: NodeJS.Immediate | undefined
   private started = false
+  private stopped = false
   /**
    * Actors whose worker went away (left or declared dead), by actor: that worker's state dir
    * keeps their stores, so they go back to it when it returns (a restart, a rolling upgrade).
@@ -146,7 +173,7 @@ export class Coordinator {
     this.generation = Math.max(this.generation, m.generation)
     const now = Date.now()
     for (const w of m.members) {
-      this.workers.set(w, { lastSeen: now })
+      this.workers.set(w, { ...member(), lastSeen: now })
       this.unheard.add(w)
     }
     for (const [a, w] of Object.entries(m.assignment)) if (this.actorSet.has(a)) this.assignment.set(a, w)
@@ -197,7 +224,7 @@ export class Coordinator {
     if (this.workers.size > 0) this.rebalance()
   }
 
-  private subject(kind: keyof typeof subjects): string {
+  private subject(kind: Exclude<keyof typeof subjects, 'workerProbe'>): string {
     return subjects[kind](this.options.cluster, this.pipeline.name)
   }
 
@@ -209,14 +236,15 @@ export class Coordinator {
         if (!msg.success) return void log.warn({ subject, issue: msg.error.issues[0] }, 'malformed worker hello dropped')
         if (!this.accepts(msg.data.worker, msg.data.fingerprint)) return
         this.left.delete(msg.data.worker)
-        if (this.workers.has(msg.data.worker)) {
-          this.workers.get(msg.data.worker)!.lastSeen = Date.now()
+        const known = this.workers.get(msg.data.worker)
+        if (known !== undefined) {
+          this.seen(known, msg.data.answersProbes === true)
           // A generation's content never changes: releases not yet published go out in a new one.
           if (this.republishing !== undefined) this.publishReleased()
           else this.publishAssignment()
           return void this.heard(msg.data.worker)
         }
-        this.join(msg.data.worker)
+        this.join(msg.data.worker, msg.data.answersProbes === true)
       }),
       this.bus.subscribe(this.subject('workerHeartbeat'), (raw, subject) => {
         const msg = workerHeartbeat.safeParse(raw)
@@ -238,10 +266,10 @@ export class Coordinator {
         }
         const known = this.workers.get(hb.worker)
         if (known !== undefined) {
-          known.lastSeen = Date.now()
+          this.seen(known, hb.answersProbes === true)
           return void this.heard(hb.worker)
         }
-        this.join(hb.worker)
+        this.join(hb.worker, hb.answersProbes === true)
       }),
       this.bus.subscribe(this.subject('workerLeave'), (raw) => {
         const msg = workerLeave.safeParse(raw)
@@ -292,6 +320,11 @@ export class Coordinator {
       // Checked often (a scan of the members): detection is the timeout plus at most one check.
       this.livenessTimer = setInterval(() => this.expireSilentWorkers(timeout), Math.max(50, Math.min(250, timeout / 8)))
       this.livenessTimer.unref()
+      const probeMs = this.options.workerProbeMs ?? DEFAULT_WORKER_PROBE_MS
+      if (probeMs > 0) {
+        this.probeTimer = setInterval(() => this.probeWorkers(probeMs, timeout), probeMs)
+        this.probeTimer.unref()
+      }
     }
     const settleMs = this.options.settleMs ?? 0
     if (settleMs <= 0) this.settled = true
@@ -336,9 +369,9 @@ export class Coordinator {
     return false
   }
 
-  private join(worker: string): void {
+  private join(worker: string, answersProbes: boolean): void {
     if (this.workers.size >= MAX_WORKERS) return void this.log.warn({ worker, reason: `the pipeline has ${this.workers.size} workers (at most ${MAX_WORKERS})` }, 'worker not admitted')
-    this.workers.set(worker, { lastSeen: Date.now() })
+    this.workers.set(worker, member(answersProbes))
     this.log.info({ worker, workers: this.workers.size }, 'worker joined')
     this.rebalance()
   }
@@ -352,12 +385,48 @@ export class Coordinator {
     const now = Date.now()
     const silent = [...this.workers].filter(([, m]) => now - m.lastSeen > timeoutMs).map(([w]) => w)
     if (silent.length === 0 || silent.length === this.workers.size) return
-    for (const w of silent) {
-      this.workers.delete(w)
-      this.log.warn({ worker: w, silentMs: timeoutMs }, 'worker silent past the timeout: declared dead, its actors move')
+    for (const w of silent) this.log.warn({ worker: w, silentMs: timeoutMs }, 'worker silent past the timeout: declared dead, its actors move')
+    this.declareDead(silent)
+  }
+
+  /** A heartbeat or hello of a member: alive now, so its unanswered probes are forgotten. */
+  private seen(m: Member, answersProbes: boolean): void {
+    m.lastSeen = Date.now()
+    m.answersProbes = answersProbes
+    m.unanswered = 0
+  }
+
+  /**
+   * Asks every member that answers probes whether it lives. Only "nobody listens" counts
+   * against it (a timeout may be a busy worker), and not within a worker timeout of this
+   * coordinator's own reconnect to the bus: the workers may not have reconnected yet.
+   * (Members restored from stored metadata are probed only once heard from.)
+   */
+  private probeWorkers(probeMs: number, timeoutMs: number): void {
+    if (this.bus.state !== 'connected' || Date.now() - this.bus.reconnectedAt < timeoutMs) return
+    for (const [worker, m] of this.workers) {
+      if (!m.answersProbes || m.probing) continue
+      m.probing = true
+      this.bus.request(subjects.workerProbe(this.options.cluster, this.pipeline.name, worker), { v: 1 }, { timeoutMs: probeMs }).then(
+        () => { m.unanswered = 0 },
+        (err: unknown) => { if (err instanceof BusNoResponderError && this.workers.get(worker) === m) this.unansweredProbe(worker, m) },
+      ).finally(() => { m.probing = false })
     }
+  }
+
+  private unansweredProbe(worker: string, m: Member): void {
+    m.unanswered++
+    if (m.unanswered < UNANSWERED_PROBES_BEFORE_DEAD || this.stopped) return
+    // Nobody answering for every member at once points at this coordinator's link, as silence does.
+    if ([...this.workers.values()].every((o) => o.unanswered > 0)) return
+    this.log.warn({ worker, probes: m.unanswered, silentMs: Date.now() - m.lastSeen }, 'worker answers no probe (its bus connection is gone): declared dead, its actors move')
+    this.declareDead([worker])
+  }
+
+  private declareDead(workers: string[]): void {
+    for (const w of workers) this.workers.delete(w)
     // Stored members declared dead are not waited for any longer.
-    const waitedFor = silent.filter((w) => this.unheard.delete(w))
+    const waitedFor = workers.filter((w) => this.unheard.delete(w))
     if (!this.settled && waitedFor.length > 0 && this.unheard.size === 0) return this.settle()
     this.rebalance()
   }
@@ -566,8 +635,10 @@ export class Coordinator {
   }
 
   stop(): void {
+    this.stopped = true
     this.clock.stop()
     clearInterval(this.livenessTimer)
+    clearInterval(this.probeTimer)
     clearTimeout(this.settleTimer)
     clearImmediate(this.republishing)
     for (const r of this.releasing.values()) clearTimeout(r.timer)

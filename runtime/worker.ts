@@ -6,7 +6,7 @@
  * the progress channel) and runs its other actors.
  */
 import type { Logger } from 'pino'
-import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, pipelineShapeOf, workerHelloOf, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type EpochMessage, type WorkerHeartbeat } from './control/messages.ts'
+import { assignmentMessage, epochMessage, GENERATIONS_PER_TERM, workerRefused, pipelineShapeOf, workerHelloOf, type WorkerProbeAnswer, type ActorFailed, type ActorFailure, type ActorReleased, type AssignmentMessage, type EpochMessage, type WorkerHeartbeat } from './control/messages.ts'
 import { Actor, ActorFailedError, type ActorConfig } from './actor/actor.ts'
 import { subjects, viewSubjects, type ControlBus, type Subscription } from './control/bus.ts'
 import { respondToView } from './views/view-protocol.ts'
@@ -105,6 +105,8 @@ export class Worker {
   private lastEpochAt = Date.now()
   private fallbackTimer: NodeJS.Timeout | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
+  /** Answers the coordinator's liveness probes; outlives `subs` until the worker has stopped. */
+  private probeResponder: Subscription | undefined
   private pipelineFinished = false
   /** Announced its leave: no more heartbeats (they would make it a member again) and no new actors. */
   private leaving = false
@@ -142,7 +144,7 @@ export class Worker {
     return this.options.id
   }
 
-  private subject(kind: keyof typeof subjects): string {
+  private subject(kind: Exclude<keyof typeof subjects, 'workerProbe'>): string {
     return subjects[kind](this.options.cluster, this.pipeline.name)
   }
 
@@ -182,6 +184,10 @@ export class Worker {
       }),
     )
     this.savepoints.start()
+    // Subscribed before the hello, and kept until the worker has stopped: while this process
+    // and its bus connection live, the coordinator's probes get an answer (coordinator.ts).
+    const probe: WorkerProbeAnswer = { v: 1, worker: this.options.id }
+    this.probeResponder = this.bus.respond(subjects.workerProbe(this.options.cluster, this.pipeline.name, this.options.id), () => probe)
     this.bus.publish(this.subject('workerHello'), workerHelloOf(this.pipeline, this.options.id))
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 1000)
     this.heartbeatTimer.unref()
@@ -238,6 +244,7 @@ export class Worker {
       finished: actors.filter((a) => a.lifecycle === 'finished').map((a) => a.id),
       lastEpoch: actors.reduce((m, a) => Math.max(m, a.stats.lastEpoch), 0),
       load: this.actorLoad(actors),
+      answersProbes: true,
     }
     this.bus.publish(this.subject('workerHeartbeat'), msg)
   }
@@ -549,6 +556,7 @@ export class Worker {
     for (const a of actors) this.progress.publishNow(a)
     for (const f of this.failed.values()) this.progress.publishNow(f.actor)
     this.progress.stop()
+    this.probeResponder?.unsubscribe()
   }
 
   /** Stops without writing anything more, as a kill would; waits for in-flight I/O to settle. */
@@ -559,6 +567,8 @@ export class Worker {
     clearInterval(this.heartbeatTimer)
     this.progress.stop()
     for (const s of this.subs) s.unsubscribe()
+    // As a killed process's connection would, it stops answering at once.
+    this.probeResponder?.unsubscribe()
     await this.savepoints.stop().catch(() => undefined)
     await Promise.all([...this.replicas.keys()].map((a) => this.stopReplica(a).catch(() => undefined)))
     for (const { actor } of this.actors.values()) actor.abandon()

@@ -3,6 +3,8 @@
  * A flag wins over its environment variable (BENCH_<NAME>, e.g. BENCH_KEYS=4m); numbers take
  * the same forms as the other benchmarks' (`2_000_000`, `2e6`, `2m`).
  */
+import { DEFAULT_WORKER_PROBE_MS } from '../../coordinator/coordinator.ts'
+import { DEFAULT_EPOCH_INTERVAL_MS } from '../../coordinator/epochs.ts'
 import { countArg, flagArg, readArgs } from './options.ts'
 import { readClusterEndpoints } from './scaling-options.ts'
 
@@ -13,6 +15,8 @@ export interface FailoverBenchOptions {
   partitions: number
   /** The coordinator's `--worker-timeout-ms`: a worker silent this long is declared dead. */
   workerTimeoutMs: number
+  /** The coordinator's `--worker-probe-ms` (0: off, detection waits out the timeout). */
+  workerProbeMs: number
   /** The workers' `--heartbeat-ms`. */
   heartbeatMs: number
   /** Checkpoint epoch interval of the coordinator and the workers, ms. */
@@ -35,9 +39,10 @@ export interface FailoverBenchOptions {
 export const USAGE = `usage: node --import tsx benchmarks/failover.ts [options]
   --keys K               distinct keys pre-loaded, split evenly over the partitions (default 2_000_000; env BENCH_KEYS)
   --partitions P         partitions of the input and output topics = count actors (default 2)
-  --worker-timeout-ms MS the coordinator declares a silent worker dead after this (default 2000)
-  --heartbeat-ms MS      the workers' heartbeat interval (default 250)
-  --epoch-ms MS          checkpoint epoch interval (default 1000)
+  --worker-timeout-ms MS the coordinator declares a silent worker dead after this (default 10000, weir's)
+  --worker-probe-ms MS   the coordinator probes each worker's liveness this often; 0: off (default 250, weir's)
+  --heartbeat-ms MS      the workers' heartbeat interval (default 1000, weir's)
+  --epoch-ms MS          checkpoint epoch interval (default ${DEFAULT_EPOCH_INTERVAL_MS}, weir's)
   --trickle-rate R       new input records/s while the worker is killed (default 200)
   --warm-s S             trickle before the kill once the state is built (default 5; with a standby, then until it has caught up)
   --after-s S            trickle after the moved actors' first output (default 3)
@@ -51,6 +56,7 @@ const NUMERIC = {
   keys: 'keys',
   partitions: 'partitions',
   'worker-timeout-ms': 'workerTimeoutMs',
+  'worker-probe-ms': 'workerProbeMs',
   'heartbeat-ms': 'heartbeatMs',
   'epoch-ms': 'epochMs',
   'trickle-rate': 'trickleRate',
@@ -67,9 +73,11 @@ export function parseFailoverOptions(argv: string[], env: NodeJS.ProcessEnv = pr
   const o: FailoverBenchOptions = {
     keys: 2_000_000,
     partitions: 2,
-    workerTimeoutMs: 2000,
-    heartbeatMs: 250,
-    epochMs: 1000,
+    // weir's defaults: the goal is failover at the default worker timeout.
+    workerTimeoutMs: 10_000,
+    workerProbeMs: DEFAULT_WORKER_PROBE_MS,
+    heartbeatMs: 1000,
+    epochMs: DEFAULT_EPOCH_INTERVAL_MS,
     trickleRate: 200,
     warmS: 5,
     afterS: 3,
@@ -78,7 +86,14 @@ export function parseFailoverOptions(argv: string[], env: NodeJS.ProcessEnv = pr
     timeoutS: 300,
     keep: false,
   }
+  // 0 turns probing off (counts are positive otherwise).
+  const probesOff = (args.values.get('worker-probe-ms') ?? env.BENCH_WORKER_PROBE_MS)?.trim() === '0'
+  if (probesOff) {
+    args.values.delete('worker-probe-ms')
+    env = { ...env, BENCH_WORKER_PROBE_MS: undefined }
+  }
   for (const [flag, field] of Object.entries(NUMERIC)) o[field] = countArg(args, env, flag) ?? o[field]
+  if (probesOff) o.workerProbeMs = 0
   readClusterEndpoints(args, env, o)
   o.keep = flagArg(args, env, 'keep')
   if (o.keys < MIN_KEYS) throw new Error(`--keys: at least ${MIN_KEYS}, got ${o.keys}`)

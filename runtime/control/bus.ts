@@ -24,6 +24,11 @@ export type BusState = 'connected' | 'reconnecting' | 'closed'
 export interface ControlBus {
   readonly kind: string
   readonly state: BusState
+  /**
+   * When the adapter last got its server back after losing it, ms since the epoch; 0 if it
+   * never lost it. For a while after, a subscriber missing may only not have reconnected yet.
+   */
+  readonly reconnectedAt: number
   /** Fire-and-forget; never blocks the caller on delivery. */
   publish(subject: string, message: unknown): void
   /** `*` matches one token, `>` the rest (NATS subject rules). */
@@ -75,6 +80,12 @@ export const subjects = {
   stageFinished: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.stage-finished`,
   workerHello: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-hello`,
   workerHeartbeat: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-heartbeat`,
+  /**
+   * A worker answers requests here while its process and its bus connection live
+   * (`workerProbeToken` makes the id a subject token): the coordinator tells a dead worker
+   * by nobody answering, before its heartbeat timeout.
+   */
+  workerProbe: (cluster: string, pipeline: string, worker: string): string => `weir.${cluster}.${pipeline}.worker-probe.${workerProbeToken(worker)}`,
   workerLeave: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-leave`,
   workerRefused: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.worker-refused`,
   progress: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.progress`,
@@ -84,6 +95,14 @@ export const subjects = {
   savepointReply: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.savepoint-reply`,
   /** Requests any worker of the pipeline answers (samples of an edge's records). */
   inspect: (cluster: string, pipeline: string): string => `weir.${cluster}.${pipeline}.inspect`,
+}
+
+/**
+ * A worker id as one subject token: as it is when it is made of A-Z a-z 0-9 _ - (not
+ * starting with `_`), else `_` and the hex of its UTF-8 bytes, so two ids never share a token.
+ */
+export function workerProbeToken(worker: string): string {
+  return /^[A-Za-z0-9-][A-Za-z0-9_-]*$/.test(worker) ? worker : `_${Buffer.from(worker, 'utf8').toString('hex')}`
 }
 
 /** Request subjects of views: one per actor (partition of a stage). */

@@ -58,6 +58,8 @@ export const workerHello = z.object({
   fingerprint,
   /** Absent from workers that only run with an in-process coordinator. */
   shape: pipelineShape.optional(),
+  /** It answers liveness probes on `subjects.workerProbe` (absent from workers older than them). */
+  answersProbes: z.literal(true).optional(),
 })
 export type WorkerHello = z.infer<typeof workerHello>
 
@@ -69,7 +71,7 @@ export function pipelineShapeOf(pipeline: Pipeline): PipelineShape {
 
 /** A worker's hello for `pipeline`. */
 export function workerHelloOf(pipeline: Pipeline, worker: string): WorkerHello {
-  return { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape: pipelineShapeOf(pipeline) }
+  return { v: 1, worker, pipeline: pipeline.name, fingerprint: pipeline.fingerprint(), shape: pipelineShapeOf(pipeline), answersProbes: true }
 }
 
 /**
@@ -89,8 +91,14 @@ export const workerHeartbeat = z.object({
   lastEpoch: count,
   /** Records per second each actor took in since the previous heartbeat (placement balances it). */
   load: z.record(actorId, z.number().nonnegative().finite()).refine((l) => Object.keys(l).length <= MAX_ACTORS, `at most ${MAX_ACTORS} entries`).optional(),
+  /** As in the hello: it answers liveness probes. */
+  answersProbes: z.literal(true).optional(),
 })
 export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>
+
+/** A worker's answer to a liveness probe. */
+export const workerProbeAnswer = z.object({ v: z.literal(1), worker: workerId })
+export type WorkerProbeAnswer = z.infer<typeof workerProbeAnswer>
 
 /** A worker leaves gracefully: its actors are reassigned now, not after the timeout. */
 export const workerLeave = z.object({

@@ -1,6 +1,7 @@
 /**
  * Cluster mode on real processes: `weir coordinator` and `weir worker`s on Kafka and NATS.
- * A worker SIGKILLed mid-run is declared dead after the heartbeat timeout, its actors move
+ * A worker SIGKILLed mid-run is declared dead (after the heartbeat timeout, or at once by
+ * its unanswered liveness probes), its actors move
  * to the workers left (and to one that joins), and the output equals the crash-free
  * reference: every word counted once, counts 1..N per word. A worker running a different
  * topology of the pipeline is refused with a clear error on both sides.
@@ -65,9 +66,12 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     const observer = await NatsBus.connect({ servers: [nats.url], name: 'standby-test' })
     onTestFinished(() => observer.close())
     const assignments: AssignmentMessage[] = []
+    const receivedAt = new Map<number, number>()
     observer.subscribe(`weir.${cluster}.${name}.assignment`, (m) => {
       const a = assignmentMessage.safeParse(m)
-      if (a.success) assignments.push(a.data)
+      if (!a.success) return
+      assignments.push(a.data)
+      if (!receivedAt.has(a.data.generation)) receivedAt.set(a.data.generation, Date.now())
     })
     // Each worker reports the replicas it keeps warm, and how far each trails, on the progress channel.
     const standbyLag = new Map<string, { worker: string; lag: number | null }>()
@@ -77,7 +81,8 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
     })
     const kafkaUrl = `kafka://${kafka.url}`
     const common = ['--pipe', kafkaUrl, '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--heartbeat-ms', '250', '--param', `name=${name}`, '--param', `lines=${LINES}`, '--param', 'rate=40', '--param', 'standbys=1', '--param', `out=${out}/c-{partition}.jsonl`]
-    start(['coordinator', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--worker-timeout-ms', '2000', '--settle-ms', '300'])
+    // The default worker timeout (10 s): the killed worker's closed connection is noticed by the coordinator's probes.
+    start(['coordinator', '--bus', nats.url, '--cluster', cluster, '--epoch-ms', '300', '--settle-ms', '300'])
     const workers = ['a', 'b', 'c'].map((id) => start(['worker', 'examples/wordcount.ts', ...common, '--id', id, '--state-dir', join(dir, id)]))
     // All three placed, then a moment for the replicas to warm up.
     for (let i = 0; i < 300 && !assignments.some((x) => new Set(Object.values(x.actors)).size === 3); i++) await sleep(100)
@@ -97,11 +102,16 @@ describe.skipIf(!kafka.available || !nats.available)('cluster mode', () => {
       expect(standbyLag.get(actor)?.worker, `${actor}'s replica is reported by its worker`).toBe(replicas[0])
       expect(standbyLag.get(actor)?.lag, `${actor}'s replica lag`).toBeTypeOf('number')
     }
+    const killedAt = Date.now()
     workers[0]!.kill('SIGKILL')
     const [rb, rc] = await Promise.all([workers[1]!.done, workers[2]!.done])
     expect(rb.code, rb.stderr).toBe(0)
     expect(rc.code, rc.stderr).toBe(0)
     const after = assignments.find((x) => x.generation > before.generation && !Object.values(x.actors).includes('a'))!
+    // Declared dead by its unanswered probes, far within the 10 s heartbeat timeout.
+    const detectionMs = receivedAt.get(after.generation)! - killedAt
+    console.log(`standby failover: the killed worker's actors were reassigned ${detectionMs} ms after SIGKILL (worker timeout 10000 ms, probes every 250 ms)`)
+    expect(detectionMs).toBeLessThan(5000)
     const moved = Object.keys(before.actors).filter((x) => before.actors[x] === 'a')
     expect(moved.length).toBeGreaterThan(0)
     // Placement prefers the worker that kept the replica warm (as long as balance allows).

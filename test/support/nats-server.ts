@@ -40,6 +40,8 @@ export interface NatsServerOptions {
   raw?: string
   /** JetStream (the coordinator's KV); default on. Operator mode without a system account needs it off. */
   jetstream?: boolean
+  /** Listen on this port (a restart of a server on the port it had); default a free one. */
+  port?: number
 }
 
 /** deploy/nats/weir-auth.conf: the documented per-role permissions of cluster `prod`. */
@@ -68,7 +70,7 @@ export function requireNatsServerBinary(): boolean {
 
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const dir = mkdtempSync(join(tmpdir(), 'weir-nats-server-'))
-  const port = await freePort()
+  const port = options.port ?? await freePort()
   const conf = [
     `listen: 127.0.0.1:${port}`,
     options.jetstream === false ? '' : `jetstream { store_dir: "${join(dir, 'js')}", max_memory_store: 64M, max_file_store: 256M }`,

@@ -22,6 +22,8 @@ export class LocalBus implements ControlBus {
   /** Spreads requests over a subject's responders, as a NATS queue group does. */
   private turn = 0
   private closed = false
+  /** In-process: it never loses its "server". */
+  readonly reconnectedAt = 0
 
   constructor(private readonly log: Logger = createLogger()) {}
 

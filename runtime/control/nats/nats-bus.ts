@@ -49,6 +49,7 @@ export class NatsBus implements ControlBus {
   private dropped = 0
   /** Set from the connection's status events (watchStatus). */
   private connection: BusState = 'connected'
+  reconnectedAt = 0
 
   private constructor(private readonly nc: NatsConnection, private readonly log: Logger) {}
 
@@ -173,7 +174,10 @@ export class NatsBus implements ControlBus {
   private async watchStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
       if (s.type === 'disconnect') this.connection = 'reconnecting'
-      else if (s.type === 'reconnect') this.connection = 'connected'
+      else if (s.type === 'reconnect') {
+        this.connection = 'connected'
+        this.reconnectedAt = Date.now()
+      }
       else if (s.type === 'close') this.connection = 'closed'
       if (s.type === 'disconnect' || s.type === 'reconnect') this.log.warn({ status: s.type, server: s.server }, `nats ${s.type}`)
       else if (s.type === 'error') this.serverError(s.error)

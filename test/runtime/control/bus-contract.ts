@@ -58,6 +58,8 @@ export function busContract(name: string, harness: BusHarness): void {
     it('says it is connected while open and closed once closed (health probes read it)', async () => {
       const other = await harness.open()
       expect(other.state).toBe('connected')
+      // It never lost its server: no reconnect for the coordinator's liveness probes to wait out.
+      expect(other.reconnectedAt).toBe(0)
       await other.close()
       expect(other.state).toBe('closed')
     })

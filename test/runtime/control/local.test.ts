@@ -15,6 +15,9 @@ function peerOf(bus: ControlBus): ControlBus {
     get state() {
       return closed ? 'closed' as const : bus.state
     },
+    get reconnectedAt() {
+      return bus.reconnectedAt
+    },
     publish: (subject, message) => { if (!closed) bus.publish(subject, message) },
     subscribe: (subject: string, handler: Handler) => track(bus.subscribe(subject, handler)),
     respond: (subject: string, responder: Responder) => track(bus.respond(subject, responder)),
