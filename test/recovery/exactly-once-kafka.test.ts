@@ -13,7 +13,7 @@
  * sink's files hold the same [word, count] records (per word the counts 1..N), and the
  * count stage's state is compared too.
  *
- * WEIR_KAFKA_PROPERTY_RUNS sets the number of cases (default 12); WEIR_PROPERTY_SEED replays one.
+ * WEIR_KAFKA_PROPERTY_RUNS sets the number of cases (default 6); WEIR_PROPERTY_SEED replays one.
  */
 import { randomUUID } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
@@ -30,7 +30,7 @@ import { chainsOf } from '../../runtime/api/chains.ts'
 import { epochsOf, formatStats, type CaseStats } from './fixtures/stats.ts'
 
 const kafka = await requireService('kafka')
-const RUNS = Number(process.env.WEIR_KAFKA_PROPERTY_RUNS ?? 12)
+const RUNS = Number(process.env.WEIR_KAFKA_PROPERTY_RUNS ?? 6)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'recovery-pipeline.ts')
 const run = randomUUID().slice(0, 6)

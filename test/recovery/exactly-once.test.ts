@@ -9,7 +9,7 @@
  * edge topics are purged as consumed (the default). The run prints how many cases crashed,
  * how long they were and how much was purged.
  *
- * WEIR_PROPERTY_RUNS sets the number of cases (default 40); WEIR_PROPERTY_SEED replays one.
+ * WEIR_PROPERTY_RUNS sets the number of cases (default 20); WEIR_PROPERTY_SEED replays one.
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -28,7 +28,7 @@ import { inputSize, recoveryInputs, recoveryPipeline } from './fixtures/recovery
 import { chainsOf } from '../../runtime/api/chains.ts'
 import { epochsOf, formatStats, type CaseStats } from './fixtures/stats.ts'
 
-const RUNS = Number(process.env.WEIR_PROPERTY_RUNS ?? 40)
+const RUNS = Number(process.env.WEIR_PROPERTY_RUNS ?? 20)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'recovery-pipeline.ts')
 const dirs: string[] = []

@@ -7,7 +7,7 @@
  * target broker stopped and started again under a running pipeline holds the sink back (the
  * monitor shows it waiting for the broker) and loses nothing: every record once after.
  *
- * WEIR_KAFKA_SINK_PROPERTY_RUNS sets the property's number of cases (default 9); WEIR_PROPERTY_SEED replays one.
+ * WEIR_KAFKA_SINK_PROPERTY_RUNS sets the property's number of cases (default 5); WEIR_PROPERTY_SEED replays one.
  */
 import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -32,7 +32,7 @@ import { eventCount, kafkaInputs, kafkaPipeline, messageValue, type KafkaInput }
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')
-const RUNS = Number(process.env.WEIR_KAFKA_SINK_PROPERTY_RUNS ?? 9)
+const RUNS = Number(process.env.WEIR_KAFKA_SINK_PROPERTY_RUNS ?? 5)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'kafka-pipeline.ts')
 const EPOCH_MS = 20

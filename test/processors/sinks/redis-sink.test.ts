@@ -6,7 +6,7 @@
  * with a zombie worker on a real cluster (fenced, nothing of it applied). A command Redis
  * refuses dead-letters its record alone; bad options are refused at start naming the field.
  *
- * WEIR_REDIS_PROPERTY_RUNS sets the property's number of cases (default 9); WEIR_PROPERTY_SEED replays one.
+ * WEIR_REDIS_PROPERTY_RUNS sets the property's number of cases (default 5); WEIR_PROPERTY_SEED replays one.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -33,7 +33,7 @@ import { eventCount, readProgress, readRedis, redisInputs, redisPipeline, remove
 const redis = await requireService('redis')
 const nats = await requireService('nats')
 const kafka = await requireService('kafka')
-const RUNS = Number(process.env.WEIR_REDIS_PROPERTY_RUNS ?? 9)
+const RUNS = Number(process.env.WEIR_REDIS_PROPERTY_RUNS ?? 5)
 /** The case that is always run: paced sources with enough left for a kill from outside to come while they emit. */
 const TIMED_INPUT = fc.sample(redisInputs(600).filter((i) => i.partitions.length >= 2 && i.partitions.every((p) => p.length >= 100)), { seed: 15, numRuns: 1 })[0]!
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)

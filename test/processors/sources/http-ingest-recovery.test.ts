@@ -10,7 +10,7 @@
  * The output must hold every event of every request exactly once (what a crash-free run
  * holds, computed from the input), and every 2xx must name the positions that hold its
  * request's events: no request was acknowledged whose events are missing or elsewhere.
- * WEIR_INGEST_PROPERTY_RUNS sets the number of cases (default 14); WEIR_PROPERTY_SEED replays one.
+ * WEIR_INGEST_PROPERTY_RUNS sets the number of cases (default 7); WEIR_PROPERTY_SEED replays one.
  */
 import { join } from 'node:path'
 import fc from 'fast-check'
@@ -19,7 +19,7 @@ import { readStageOutput, removeDir, runPipelineFile, tempDataDir, type ProcessC
 import { freePort, sleep } from '../../support/weir-cli.ts'
 import { ingestPipeline } from './fixtures/http-ingest-pipeline.ts'
 
-const RUNS = Number(process.env.WEIR_INGEST_PROPERTY_RUNS ?? 14)
+const RUNS = Number(process.env.WEIR_INGEST_PROPERTY_RUNS ?? 7)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'http-ingest-pipeline.ts')
 const EPOCH_MS = 25
