@@ -61,6 +61,10 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
   // Hello every second until the worker's heartbeats start: a coordinator that starts (or
   // takes over) meanwhile hears it, and it is not declared dead while topics are created.
   const hello = (): void => options.bus.publish(subjects.workerHello(options.cluster, pipeline.name), workerHelloOf(pipeline, id))
+  // The hellos say this worker answers liveness probes: it does from before the first one
+  // (the Worker answers once started), or the coordinator would find nobody answering while
+  // topics are created, and declare it dead.
+  const answering = options.bus.respond(subjects.workerProbe(options.cluster, pipeline.name, id), () => ({ v: 1, worker: id }))
   const helloLoop = setInterval(hello, 1000)
   try {
     // A worker the coordinator refuses (another topology under this name) must change nothing.
@@ -69,6 +73,9 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
     await ensureTopics(options.pipe, pipeline)
     recordTopology(options.stateDir, pipeline)
     recordPipe(options.stateDir, options.pipe)
+  } catch (err) {
+    answering.unsubscribe()
+    throw err
   } finally {
     clearInterval(helloLoop)
   }
@@ -97,6 +104,8 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
     ending = true
     void worker.abandon().finally(() => settle.reject(err))
   })
+  // The worker answers from here on (a drained subscription still answers what is on its way).
+  answering.unsubscribe()
   return {
     id,
     done,
