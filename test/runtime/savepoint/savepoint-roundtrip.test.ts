@@ -57,7 +57,7 @@ async function runToCut(input: RoundTripInput, options: Parameters<typeof roundT
 
 describe('savepoint round trip', () => {
   it(`cut anywhere, restored at other parallelisms onto a new pipe: outputs and final state equal an uninterrupted run's (${RUNS} generated cases)`, async () => {
-    const covered = { cases: 0, events: 0, keys: 0, timers: 0, rescaled: 0, drainRounds: 0, crashed: 0, drainedRecords: 0, casesWithRecordsInFlight: 0, ms: 0 }
+    const covered = { cases: 0, events: 0, keys: 0, timers: 0, rescaled: 0, drainRounds: 0, crashed: 0, crashedWithRecordsInFlight: 0, drainedRecords: 0, casesWithRecordsInFlight: 0, ms: 0 }
     const started = Date.now()
     await fc.assert(
       fc.asyncProperty(
@@ -86,8 +86,10 @@ describe('savepoint round trip', () => {
           const sp = `${tempDataDir()}/sp`
           const manifest = await createSavepoint(roundTripPipeline(input, before), { dataDir: firstDir, target: sp, log })
           expect(readManifest(sp).id).toBe(manifest.id)
-          // A crash leaves what agg had not committed in flight: the drain must have processed it.
-          if (crashedCut) expect(manifest.drain.records, 'records in flight after the crash').toBeGreaterThan(0)
+          // A crash usually leaves what agg had not committed in flight, for the drain to process.
+          // Not always: the planned crash is the first before-commit of any actor once agg took
+          // its records, and agg's own commit may land first (counted below, over all cases).
+          if (crashedCut && manifest.drain.records > 0) covered.crashedWithRecordsInFlight++
 
           const secondDir = tempDataDir()
           const after = roundTripPipeline(input, { name, aggActors: aggAfter, windowActors: winAfter, gapMs })
@@ -123,5 +125,6 @@ describe('savepoint round trip', () => {
     expect(covered.cases).toBe(RUNS)
     expect(covered.keys, 'the savepoints held keyed state').toBeGreaterThan(0)
     expect(covered.timers, 'the savepoints held open windows (timers)').toBeGreaterThan(0)
+    if (covered.crashed >= 2) expect(covered.crashedWithRecordsInFlight, 'crashed cases that left records in flight for the drain').toBeGreaterThan(0)
   }, Math.max(120_000, RUNS * 20_000))
 })
