@@ -16,8 +16,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 // Before kafkajs: its read_committed filter leaks aborted transactions (see the file).
 import '../runtime/pipe/kafka/kafkajs-fixes.ts'
-import { Kafka, logLevel, type Admin } from 'kafkajs'
+import { Kafka, logLevel } from 'kafkajs'
 import { killChildren, startChild } from './lib/children.ts'
+import { deleteRunArtifacts } from './lib/cluster-cleanup.ts'
 import { createTopics, expectedCounts, produceLines, WORDS_PER_LINE } from './lib/kafka-input.ts'
 import { kafkaChildArgs, parseKafkaOptions, type Contender, type KafkaBenchOptions } from './lib/kafka-options.ts'
 import type { ContenderRun } from './lib/kafka-raw-wordcount.ts'
@@ -111,31 +112,6 @@ async function runStreams(o: KafkaBenchOptions, names: RunNames): Promise<Measur
     peakRssMiB: r.peakRssMiB,
     extra: { kafka_streams_running_after_s: r.startup_s, kafka_streams_last_word_to_commit_s: r.last_word_to_commit_s },
   }
-}
-
-/**
- * Deletes every topic and consumer group whose name has the run id in it. A group that still
- * has a member (a consumer that has not left yet) cannot be deleted: retried for a while.
- */
-async function deleteRunArtifacts(admin: Admin, runId: string): Promise<void> {
-  const topics = (await admin.listTopics()).filter((t) => t.includes(runId))
-  if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 })
-  let groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.includes(runId))
-  const found = groups.length
-  let why = new Map<string, string>()
-  for (let attempt = 0; groups.length > 0 && attempt < 10; attempt++) {
-    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 1000))
-    why = await admin.deleteGroups(groups).then(
-      () => new Map<string, string>(),
-      (err: unknown) => {
-        const failed = (err as { groups?: Array<{ groupId: string; error?: { type?: string } }> }).groups
-        return new Map(failed === undefined ? groups.map((g) => [g, String(err)]) : failed.map((g) => [g.groupId, g.error?.type ?? 'error']))
-      },
-    )
-    groups = [...why.keys()]
-  }
-  const left = [...why].map(([g, type]) => `${g} (${type})`).join(', ')
-  progress(`deleted ${topics.length} topics and ${found - groups.length} consumer groups of run ${runId}${groups.length > 0 ? `; not deleted: ${left}` : ''}`)
 }
 
 /** `java -version`'s first line (it writes to stderr). */
