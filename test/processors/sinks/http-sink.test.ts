@@ -7,7 +7,7 @@
  * Retry-After, timeouts, the rate limit and the concurrency limit; configuration errors name
  * the field.
  *
- * WEIR_HTTP_PROPERTY_RUNS sets the property's cases (default 10); WEIR_PROPERTY_SEED replays one.
+ * WEIR_HTTP_PROPERTY_RUNS sets the property's cases (default 20: with 10, one run had no resent request to check); WEIR_PROPERTY_SEED replays one.
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -226,7 +226,7 @@ describe('HTTP sink', () => {
 
 // ---- the recovery property ------------------------------------------------------------
 
-const RUNS = Number(process.env.WEIR_HTTP_PROPERTY_RUNS ?? 10)
+const RUNS = Number(process.env.WEIR_HTTP_PROPERTY_RUNS ?? 20)
 const SEED = process.env.WEIR_PROPERTY_SEED === undefined ? undefined : Number(process.env.WEIR_PROPERTY_SEED)
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'http-pipeline.ts')
 const MAX_BATCH = 64
