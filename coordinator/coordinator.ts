@@ -171,9 +171,8 @@ export class Coordinator {
   /** Continues from what the previous leader stored. */
   private restore(m: PipelineMetadata): void {
     this.generation = Math.max(this.generation, m.generation)
-    const now = Date.now()
     for (const w of m.members) {
-      this.workers.set(w, { ...member(), lastSeen: now })
+      this.workers.set(w, member())
       this.unheard.add(w)
     }
     for (const [a, w] of Object.entries(m.assignment)) if (this.actorSet.has(a)) this.assignment.set(a, w)

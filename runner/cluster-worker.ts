@@ -21,7 +21,7 @@ import { workerMetrics } from '../runtime/metrics.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
 import { checkPipe, checkTopology, recordPipe, recordTopology, refusalReason } from '../runtime/topology-guard.ts'
-import { Worker, WorkerRefusedError } from '../runtime/worker.ts'
+import { answerProbes, Worker, WorkerRefusedError } from '../runtime/worker.ts'
 
 export interface ClusterWorkerOptions {
   pipe: Pipe
@@ -64,7 +64,7 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
   // The hellos say this worker answers liveness probes: it does from before the first one
   // (the Worker answers once started), or the coordinator would find nobody answering while
   // topics are created, and declare it dead.
-  const answering = options.bus.respond(subjects.workerProbe(options.cluster, pipeline.name, id), () => ({ v: 1, worker: id }))
+  const answering = answerProbes(options.bus, options.cluster, pipeline.name, id)
   const helloLoop = setInterval(hello, 1000)
   try {
     // A worker the coordinator refuses (another topology under this name) must change nothing.

@@ -76,6 +76,15 @@ interface FailedActor {
   quarantined: ActorFailure | undefined
 }
 
+/**
+ * Answers the coordinator's liveness probes for worker `id` of `pipeline` until the
+ * subscription ends (coordinator.ts tells a dead worker by nobody answering).
+ */
+export function answerProbes(bus: ControlBus, cluster: string, pipeline: string, id: string): Subscription {
+  const answer: WorkerProbeAnswer = { v: 1, worker: id }
+  return bus.respond(subjects.workerProbe(cluster, pipeline, id), () => answer)
+}
+
 /** The coordinator refused this worker (it runs a different topology of the pipeline). */
 export class WorkerRefusedError extends WeirError {
   constructor(reason: string, context: Record<string, unknown>) {
@@ -186,8 +195,7 @@ export class Worker {
     this.savepoints.start()
     // Subscribed before the hello, and kept until the worker has stopped: while this process
     // and its bus connection live, the coordinator's probes get an answer (coordinator.ts).
-    const probe: WorkerProbeAnswer = { v: 1, worker: this.options.id }
-    this.probeResponder = this.bus.respond(subjects.workerProbe(this.options.cluster, this.pipeline.name, this.options.id), () => probe)
+    this.probeResponder = answerProbes(this.bus, this.options.cluster, this.pipeline.name, this.options.id)
     this.bus.publish(this.subject('workerHello'), workerHelloOf(this.pipeline, this.options.id))
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.heartbeatMs ?? 1000)
     this.heartbeatTimer.unref()

@@ -5,7 +5,7 @@
  */
 import { DEFAULT_WORKER_PROBE_MS } from '../../coordinator/coordinator.ts'
 import { DEFAULT_EPOCH_INTERVAL_MS } from '../../coordinator/epochs.ts'
-import { countArg, flagArg, readArgs } from './options.ts'
+import { countArg, envValue, flagArg, parseCount, readArgs } from './options.ts'
 import { readClusterEndpoints } from './scaling-options.ts'
 
 export interface FailoverBenchOptions {
@@ -56,7 +56,6 @@ const NUMERIC = {
   keys: 'keys',
   partitions: 'partitions',
   'worker-timeout-ms': 'workerTimeoutMs',
-  'worker-probe-ms': 'workerProbeMs',
   'heartbeat-ms': 'heartbeatMs',
   'epoch-ms': 'epochMs',
   'trickle-rate': 'trickleRate',
@@ -69,7 +68,7 @@ const NUMERIC = {
 const MIN_KEYS = 1000
 
 export function parseFailoverOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): FailoverBenchOptions {
-  const args = readArgs(argv, [...Object.keys(NUMERIC), 'brokers', 'bus'], ['keep'], USAGE)
+  const args = readArgs(argv, [...Object.keys(NUMERIC), 'worker-probe-ms', 'brokers', 'bus'], ['keep'], USAGE)
   const o: FailoverBenchOptions = {
     keys: 2_000_000,
     partitions: 2,
@@ -86,14 +85,10 @@ export function parseFailoverOptions(argv: string[], env: NodeJS.ProcessEnv = pr
     timeoutS: 300,
     keep: false,
   }
-  // 0 turns probing off (counts are positive otherwise).
-  const probesOff = (args.values.get('worker-probe-ms') ?? env.BENCH_WORKER_PROBE_MS)?.trim() === '0'
-  if (probesOff) {
-    args.values.delete('worker-probe-ms')
-    env = { ...env, BENCH_WORKER_PROBE_MS: undefined }
-  }
   for (const [flag, field] of Object.entries(NUMERIC)) o[field] = countArg(args, env, flag) ?? o[field]
-  if (probesOff) o.workerProbeMs = 0
+  // A count, or 0: probing off.
+  const probeMs = args.values.get('worker-probe-ms') ?? envValue(env, 'worker-probe-ms')
+  if (probeMs !== undefined) o.workerProbeMs = probeMs.trim() === '0' ? 0 : parseCount(probeMs, '--worker-probe-ms')
   readClusterEndpoints(args, env, o)
   o.keep = flagArg(args, env, 'keep')
   if (o.keys < MIN_KEYS) throw new Error(`--keys: at least ${MIN_KEYS}, got ${o.keys}`)

@@ -133,31 +133,30 @@ describe('coordinator: worker liveness probes', () => {
     expect(detectionMs).toBeLessThan(UNANSWERED_PROBES_BEFORE_DEAD * DEFAULT_WORKER_PROBE_MS + 1000)
   })
 
-  it('a worker that never said it answers probes is not probed: it waits out the heartbeat timeout', async () => {
-    const s = setUp({ workerTimeoutMs: 1500 })
+  /**
+   * w1 lives on; `worker` goes silent (`how`) and must still be a member at `checkAtMs`, then
+   * be declared dead no sooner than the timeout (less one heartbeat interval: it was silent
+   * since its last heartbeat, up to 200 ms before).
+   */
+  async function deadOnlyAfterTimeout(timeoutMs: number, worker: string, answersProbes: boolean, how: 'kill' | 'mute', checkAtMs: number): Promise<void> {
+    const s = setUp({ workerTimeoutMs: timeoutMs })
     new Peer(s.bus, 'w1', true).start()
-    const old = new Peer(s.bus, 'old', false).start()
-    await placedOn(s, ['w1', 'old'])
-    const killedAt = Date.now()
-    old.kill()
-    await sleep(1000)
-    expect(workersOf(s.assignments.at(-1)).has('old'), 'still a member within its timeout').toBe(true)
+    const peer = new Peer(s.bus, worker, answersProbes).start()
+    await placedOn(s, ['w1', worker])
+    const silentAt = Date.now()
+    peer[how]()
+    await sleep(checkAtMs)
+    expect(workersOf(s.assignments.at(-1)).has(worker), 'still a member within its timeout').toBe(true)
     await placedOn(s, ['w1'])
-    // Silent since its last heartbeat, up to one heartbeat interval (200 ms) before the kill.
-    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(1500 - 250)
+    expect(Date.now() - silentAt).toBeGreaterThanOrEqual(timeoutMs - 250)
+  }
+
+  it('a worker that never said it answers probes is not probed: it waits out the heartbeat timeout', async () => {
+    await deadOnlyAfterTimeout(1500, 'old', false, 'kill', 1000)
   })
 
   it('a worker alive but silent (it still answers probes) is declared dead by the timeout alone', async () => {
-    const s = setUp({ workerTimeoutMs: 1200 })
-    new Peer(s.bus, 'w1', true).start()
-    const stuck = new Peer(s.bus, 'stuck', true).start()
-    await placedOn(s, ['w1', 'stuck'])
-    const mutedAt = Date.now()
-    stuck.mute()
-    await sleep(800)
-    expect(workersOf(s.assignments.at(-1)).has('stuck')).toBe(true)
-    await placedOn(s, ['w1'])
-    expect(Date.now() - mutedAt).toBeGreaterThanOrEqual(1200 - 250)
+    await deadOnlyAfterTimeout(1200, 'stuck', true, 'mute', 800)
   })
 
   it('answers slower than the probe interval count for nothing', async () => {
