@@ -76,6 +76,10 @@ import { requireService } from '../support/services.ts'
 import { weir } from '../support/weir-cli.ts'
 import chaosTicker from './fixtures/chaos-ticker.ts'
 import chaosWordcount from './fixtures/chaos-wordcount.ts'
+import { runsAlone } from '../support/file-lock.ts'
+
+// Bounds real processes' timing: no other test file runs beside it (test/support/file-lock.ts).
+runsAlone()
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')

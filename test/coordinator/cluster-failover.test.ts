@@ -17,6 +17,10 @@ import { requireService } from '../support/services.ts'
 import { coordinatedPipeline } from '../../coordinator/coordinator.ts'
 import { loadPipeline } from '../../runtime/pipeline-file.ts'
 import { expectExactWordCounts, ROOT, sleep, startWeir, tempDirs, weir, wordcountReference, type Outcome } from '../support/weir-cli.ts'
+import { runsAlone } from '../support/file-lock.ts'
+
+// Bounds real processes' timing: no other test file runs beside it (test/support/file-lock.ts).
+runsAlone()
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')

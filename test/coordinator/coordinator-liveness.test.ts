@@ -19,6 +19,10 @@ import { assignmentMessage, type AssignmentMessage, type PipelineShape, type Wor
 import { createLogger } from '../../runtime/log.ts'
 import { requireNatsServerBinary, startNatsServer } from '../support/nats-server.ts'
 import { sleep, until } from '../support/weir-cli.ts'
+import { runsAlone } from '../support/file-lock.ts'
+
+// Bounds real processes' timing: no other test file runs beside it (test/support/file-lock.ts).
+runsAlone()
 
 const CLUSTER = 'live'
 const PIPELINE = 'wc'

@@ -25,6 +25,10 @@ import { isControlRecord } from '../../runtime/watermarks.ts'
 import { TestCluster, type WeirProcess } from '../support/cluster.ts'
 import { requireService } from '../support/services.ts'
 import { sleep, tempDirs, until } from '../support/weir-cli.ts'
+import { runsAlone } from '../support/file-lock.ts'
+
+// Bounds real processes' timing: no other test file runs beside it (test/support/file-lock.ts).
+runsAlone()
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')

@@ -24,8 +24,12 @@ import type { Pipeline } from '../../runtime/api/pipeline.ts'
 import { multisetDiff, readCommittedState, readStageOutput, runToCompletion, type StageState } from '../../testing/index.ts'
 import { TestCluster } from '../support/cluster.ts'
 import { requireService } from '../support/services.ts'
-import { sleep, startWeir, tempDirs, until, weir } from '../support/weir-cli.ts'
+import { freePort, sleep, startWeir, tempDirs, until, weir } from '../support/weir-cli.ts'
 import migrationPipeline from './fixtures/migration-pipeline.ts'
+import { runsAlone } from '../support/file-lock.ts'
+
+// Bounds real processes' timing: no other test file runs beside it (test/support/file-lock.ts).
+runsAlone()
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')
@@ -99,8 +103,17 @@ describe.skipIf(!kafka.available)('migration by savepoint: embedded → Kafka', 
     // 1. The embedded run, paced so that it is stopped in the middle of its input.
     const firstParams = { ...base, agg: '2', sessions: '2', rate: '600' }
     const embedded = join(dir, 'embedded')
-    const first = startWeir(['run', FIXTURE, '--data-dir', embedded, '--epoch-ms', EPOCH_MS, '-q', ...paramArgs(firstParams)])
-    await sleep(3000)
+    const port = await freePort()
+    const first = startWeir(['run', FIXTURE, '--data-dir', embedded, '--epoch-ms', EPOCH_MS, '--metrics-port', String(port), '-q', ...paramArgs(firstParams)])
+    // Stopped once agg has committed output (a checkpoint after its first emits), whenever a
+    // busy machine lets the run start; the input takes 5 s from then, so it is mid-input.
+    const metric = async (name: string): Promise<number> => {
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '')
+      return [...text.matchAll(new RegExp(`^${name}\\{[^}]*stage="agg"[^}]*\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0)
+    }
+    await until(async () => (await metric('weir_actor_records_out_total')) > 0, 30_000, 'agg emitting output')
+    const checkpointsThen = await metric('weir_actor_checkpoints_total')
+    await until(async () => (await metric('weir_actor_checkpoints_total')) > checkpointsThen, 30_000, 'agg committing output')
     first.child.kill(signal)
     const stopped = await first.done
     if (signal === 'SIGTERM') {

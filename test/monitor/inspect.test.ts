@@ -21,6 +21,10 @@ import { startMonitor, type RunningMonitor } from '../../monitor/monitor.ts'
 import { requireService } from '../support/services.ts'
 import { health } from './fixtures.ts'
 import { expectedCounts, startInspectRun, WORDS, type InspectRun } from './inspect-fixtures.ts'
+import { runsAlone } from '../support/file-lock.ts'
+
+// Bounds real processes' timing: no other test file runs beside it (test/support/file-lock.ts).
+runsAlone()
 
 const nats = await requireService('nats')
 const log = pino({ level: 'silent' })
@@ -226,7 +230,11 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
     expect(Date.now() - started).toBeLessThan(500)
 
     // A worker that never answers.
-    extra.push(workerBus.respond(subjects.inspect(cluster, 'slow'), () => new Promise(() => undefined)))
+    let slowAsked = 0
+    extra.push(workerBus.respond(subjects.inspect(cluster, 'slow'), () => {
+      slowAsked++
+      return new Promise(() => undefined)
+    }))
     await known(m, 'slow')
     started = Date.now()
     const slow = await api<ApiError>(m, 'api/sample?pipeline=slow&stage=count')
@@ -236,13 +244,19 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
     expect(took).toBeGreaterThanOrEqual(550)
     expect(took).toBeLessThan(2000)
 
-    // Too many questions at once: the monitor refuses more rather than queueing them.
-    const pending = Array.from({ length: 16 }, () => api(m, 'api/views?pipeline=slow'))
-    await new Promise((r) => setTimeout(r, 100))
-    const busy = await api<ApiError>(m, 'api/views?pipeline=slow')
+    // Too many questions at once: the monitor refuses more rather than queueing them. A monitor
+    // with a longer timeout, so the 16 are still waiting when the 17th comes however slowly
+    // they reach the worker on a busy machine.
+    const patient = await another({ inspectTimeoutMs: 4000 })
+    await known(patient, 'slow')
+    const askedBefore = slowAsked
+    const pending = Array.from({ length: 16 }, () => api(patient, 'api/views?pipeline=slow'))
+    await eventually(async () => expect(slowAsked - askedBefore).toBe(16), 3000)
+    const busy = await api<ApiError>(patient, 'api/views?pipeline=slow')
     expect(busy.status).toBe(503)
     expect(busy.body.error.code).toBe('WEIR_MONITOR_BUSY')
     expect((await Promise.all(pending)).map((p) => p.status)).toEqual(Array(16).fill(504))
+    expect(await (await fetch(`${patient.url}metrics`)).text()).toContain('weir_monitor_inspect_requests_total{kind="views",status="503"} 1')
 
     // A reply that breaks the protocol is not passed on.
     // A views reply that is not one, and a well-formed views reply to a sample request.
@@ -257,7 +271,7 @@ describe.skipIf(!nats.available)('the monitor asks a pipeline\'s workers (inspec
     // The monitor's own figures never wait on any of that, and count it.
     expect((await api(m, 'api/status')).status).toBe(200)
     const metrics = await (await fetch(`${m.url}metrics`)).text()
-    expect(metrics).toContain('weir_monitor_inspect_requests_total{kind="views",status="503"} 2')
+    expect(metrics).toContain('weir_monitor_inspect_requests_total{kind="views",status="503"} 1')
     expect(metrics).toContain('weir_monitor_inspect_requests_total{kind="sample",status="504"} 1')
     expect(metrics).toContain('weir_monitor_inspect_requests_total{kind="views",status="502"} 1')
   })

@@ -22,6 +22,10 @@ import { WorkerProbes } from '../../runtime/worker-probes.ts'
 import { requireService } from '../support/services.ts'
 import { sleep, until } from '../support/weir-cli.ts'
 import probePipeline from './fixtures/probe-pipeline.ts'
+import { runsAlone } from '../support/file-lock.ts'
+
+// Bounds real processes' timing: no other test file runs beside it (test/support/file-lock.ts).
+runsAlone()
 
 const kafka = await requireService('kafka')
 const nats = await requireService('nats')
