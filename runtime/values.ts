@@ -77,6 +77,45 @@ export function freezeLoaded<T>(value: T): T {
   return value
 }
 
+/**
+ * A copy of a value checked for msgpack (checkValue), equal to what an encode and a decode
+ * would give back, for a record handed along a chained edge without bytes: plain objects
+ * and arrays are copied, Buffers and Uint8Arrays become Buffer copies, Dates new Dates;
+ * strings and other leaves are immutable and shared. A frozen object is shared as it is
+ * (weir's frozen state values are immutable, as checkValue takes them). The receiver may
+ * change its copy; the sender's later changes do not reach it.
+ */
+export function copyValue<T>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value
+  return copyObject(value as object, 0) as T
+}
+
+function copyObject(v: object, depth: number): unknown {
+  if (Object.isFrozen(v)) return v
+  if (v instanceof Uint8Array) return Buffer.from(v)
+  if (v instanceof Date) return new Date(v.getTime())
+  if (depth > MAX_DEPTH) throw new RangeError(`a value nested deeper than ${MAX_DEPTH} levels`)
+  if (Array.isArray(v)) {
+    const out = new Array<unknown>(v.length)
+    for (let i = 0; i < v.length; i++) {
+      const e: unknown = v[i]
+      out[i] = typeof e === 'object' && e !== null ? copyObject(e, depth + 1) : e
+    }
+    return out
+  }
+  const o = v as Record<string, unknown>
+  const out: Record<string, unknown> = {}
+  // for-in: checked values are plain objects (Object.prototype or null), nothing is inherited.
+  for (const k in o) {
+    const e = o[k]
+    const copied = typeof e === 'object' && e !== null ? copyObject(e, depth + 1) : e
+    // An own '__proto__' key stays a key, as it is in the sender's object.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: copied, enumerable: true, writable: true, configurable: true })
+    else out[k] = copied
+  }
+  return out
+}
+
 type Leaf = (v: unknown, path: string) => ValueProblem | undefined
 
 /**

@@ -26,6 +26,7 @@ import { keyBytes, keyString } from '../record-keys.ts'
 import { dataRecordsBetween, decodeMark, isControlRecord, type WatermarkMark } from '../watermarks.ts'
 import { Checkpointer, type ActorCheckpoints, type ChainedCheckpoints, type CommittedCheckpoint } from './checkpoint.ts'
 import { ActorContext } from './context.ts'
+import { HandedRecord } from './handed.ts'
 import { Outputs } from './outputs.ts'
 import { Publisher, type CheckpointRecord } from './publish.ts'
 import { purgeConsumed } from './purge.ts'
@@ -287,6 +288,7 @@ export class Actor {
     for (const m of members) {
       up.next = m
       up.chainedOutput = this.pipeline.outputTopic(up.spec)
+      up.outputs.chainTo(up.chainedOutput)
       m.head = this
       up = m
     }
@@ -860,7 +862,7 @@ export class Actor {
       let value: unknown
       let timestamp = r.timestamp
       try {
-        value = r.value === null ? null : codec.decode(r.value)
+        value = r instanceof HandedRecord ? r.decoded : r.value === null ? null : codec.decode(r.value)
       } catch (cause) {
         const err = new DecodeError(`cannot decode record with codec ${codec.name}: ${(cause as Error).message}`, { topic, partition: this.partition, offset: r.offset, stage: this.spec.name, actor: this.id }, cause)
         this.deadLetter(r, topic, err, 1)
@@ -1061,6 +1063,10 @@ export class Actor {
    */
   private sendOut(topic: string, partition: number, record: PipeRecord): void {
     if (topic !== this.chainedOutput) return this.checkpoints.send(topic, partition, record)
+    if (record instanceof HandedRecord) {
+      this.next!.queue.push(record)
+      return
+    }
     const handed: StoredRecord = { key: record.key, value: record.value, timestamp: record.timestamp, offset: -1 }
     if (record.headers !== undefined) handed.headers = record.headers
     this.next!.queue.push(handed)

@@ -11,8 +11,9 @@ import { codecFor, type Codec, type CodecName } from '../codec.ts'
 import { ValueError, WeirError } from '../errors.ts'
 import { partitionForKey } from '../partitioner.ts'
 import type { PipeRecord } from '../pipe/pipe.ts'
-import { checkValue } from '../values.ts'
+import { checkValue, copyValue } from '../values.ts'
 import { keyBytes } from '../record-keys.ts'
+import { HandedRecord } from './handed.ts'
 import type { UnitScope } from './scope.ts'
 
 interface Output {
@@ -30,6 +31,8 @@ export class Outputs {
   private readonly main: Output[]
   /** Each side output and its keyed streams. */
   private readonly sides = new Map<string, Output[]>()
+  /** The output topic a chained stage reads in this actor: its records are handed as values (handed.ts). */
+  private chainedTopic: string | undefined
 
   constructor(pipeline: Pipeline, private readonly spec: StageSpec, private readonly partition: number, private readonly actor: string, private readonly scope: UnitScope) {
     const withKeyed = (s: StageSpec, what: string): Output[] => [s, ...pipeline.keyedStagesOf(s.name)].map((o) => output(pipeline, o, what))
@@ -37,6 +40,15 @@ export class Outputs {
     for (const side of pipeline.sideStagesOf(spec.name)) {
       this.sides.set(side.sideName!, withKeyed(side, `ctx.emitTo('${side.sideName!}')`))
     }
+  }
+
+  /**
+   * The stage's output is read by the stage chained to it, in this actor: records to it are
+   * handed over as copies of their values, not encoded, when its codec is msgpack or string
+   * (whose round trip checkValue makes exact); another codec's are still encoded.
+   */
+  chainTo(topic: string): void {
+    this.chainedTopic = topic
   }
 
   /** `ctx.emit`: a record to the stage's output. */
@@ -67,6 +79,15 @@ export class Outputs {
       throw new WeirError('WEIR_KEY_INVALID', `the keyBy key function of stage ${this.spec.name} returned ${newKey === null ? 'null' : typeof newKey}; it must return a string or a Uint8Array`, { stage: this.spec.name, actor: this.actor })
     }
     const keyBuf = newKey === null ? null : keyBytes(newKey)
+    const n = out.spec.outputPartitions
+    const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
+    const timestamp = options?.timestamp ?? this.scope.timestamp
+    if (out.topic === this.chainedTopic && (out.builtin === 'msgpack' || out.builtin === 'string')) {
+      const handed = new HandedRecord(keyBuf, copyValue(value), timestamp, out.codec)
+      if (options?.headers !== undefined) handed.headers = options.headers
+      this.scope.emits.push({ topic: out.topic, partition, record: handed })
+      return
+    }
     let valueBuf: Buffer | null
     try {
       valueBuf = value === undefined ? null : out.codec.encode(value)
@@ -77,9 +98,7 @@ export class Outputs {
       if (c === undefined || typeof c.reason !== 'string' || typeof c.path !== 'string') throw err
       throw new ValueError(out.what, c.reason, { stage: this.spec.name, actor: this.actor, key, path: c.path, codec: out.builtin })
     }
-    const n = out.spec.outputPartitions
-    const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
-    const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp: options?.timestamp ?? this.scope.timestamp }
+    const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp }
     if (options?.headers !== undefined) record.headers = options.headers
     this.scope.emits.push({ topic: out.topic, partition, record })
   }

@@ -9,7 +9,8 @@ import { rmSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline, Processor, Source, policy, type Context, type SourceContext, type StreamRecord } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
-import { codecFor } from '../../runtime/codec.ts'
+import { codecFor, msgpack } from '../../runtime/codec.ts'
+import { copyValue } from '../../runtime/values.ts'
 import { WeirError } from '../../runtime/errors.ts'
 import { runToCompletion, tempDataDir } from '../../testing/index.ts'
 
@@ -109,5 +110,33 @@ describe('a record key that is not a string, Buffer or null', () => {
     dirs.push(dataDir)
     const m = messages(await runToCompletion(p, { dataDir }).then(() => undefined, (e: unknown) => e))
     expect(m).toContain('stage numbers: ctx.emit: key is a number (42); a record key is a string, a Buffer or null')
+  })
+})
+
+describe('copyValue (a record handed along a chained edge)', () => {
+  it('gives what a msgpack round trip gives, sharing nothing the sender can change', () => {
+    const sender = { n: 1, s: 'x', list: [1, { deep: [2] }], at: new Date(5), bytes: new Uint8Array([1, 2]), buf: Buffer.from('ab'), none: null, gone: undefined, big: 2n ** 40n }
+    const copy = copyValue(sender)
+    expect(copy).toEqual(msgpack.decode(msgpack.encode(sender)))
+    expect(Buffer.isBuffer(copy.bytes)).toBe(true)
+    sender.list.push(3)
+    ;(sender.list[1] as { deep: number[] }).deep.push(9)
+    sender.at.setTime(6)
+    sender.bytes[0] = 42
+    sender.buf[0] = 0
+    expect(copy.list).toEqual([1, { deep: [2] }])
+    expect(copy.at.getTime()).toBe(5)
+    expect([...copy.bytes]).toEqual([1, 2])
+    expect(copy.buf.toString()).toBe('ab')
+  })
+
+  it('shares frozen objects (immutable state values), keeps an own __proto__ key a key, and passes leaves through', () => {
+    const frozen = Object.freeze({ a: Object.freeze([1]) })
+    expect(copyValue({ f: frozen }).f).toBe(frozen)
+    const odd = JSON.parse('{"__proto__": {"x": 1}, "y": 2}') as Record<string, unknown>
+    const copy = copyValue(odd)
+    expect(Object.getPrototypeOf(copy)).toBe(Object.prototype)
+    expect(Object.keys(copy)).toEqual(['__proto__', 'y'])
+    for (const leaf of [1, 'a', null, undefined, true, 3n]) expect(copyValue(leaf)).toBe(leaf)
   })
 })

@@ -224,3 +224,86 @@ describe('a chained pipeline', () => {
     expect((await readState(q, d2, 'count')).keyed).toEqual((await readState(chained.p, chained.d, 'count')).keyed)
   })
 })
+
+/** One object, changed and emitted again for each record: a sender that reuses what it emitted. */
+class Reuse extends Processor<number, Record<string, unknown>> {
+  private readonly out: Record<string, unknown> = { n: 0, tags: [] as string[] }
+  onRecord(r: StreamRecord<number>, ctx: Context<Record<string, unknown>>): void {
+    this.out.n = r.value
+    ;(this.out.tags as string[]).push(`t${r.value}`)
+    this.out.at = new Date(1_700_000_000_000 + r.value)
+    this.out.bytes = new Uint8Array([r.value % 256, 7])
+    ctx.emit(r.key, this.out)
+    // After the emit: none of this may reach what was emitted.
+    this.out.n = -1
+    ;(this.out.tags as string[]).push('after')
+    ;(this.out.bytes as Uint8Array)[1] = 99
+    if (r.value % 10 === 0) ctx.emit(r.key, undefined)
+    if (r.value % 10 === 1) ctx.emit(r.key, null)
+  }
+}
+
+/** Changes what it receives before passing it on; fails on every 13th value (dead-lettered). */
+class Mutate extends Processor<Record<string, unknown> | null, unknown> {
+  onRecord(r: StreamRecord<Record<string, unknown> | null>, ctx: Context<unknown>): void {
+    const v = r.value
+    if (v === null) return ctx.emit(r.key, 'nothing')
+    if ((v.n as number) % 13 === 0) {
+      v.n = 'changed before failing'
+      throw new Error('thirteen')
+    }
+    ;(v.tags as string[]).push('seen')
+    ctx.emit(r.key, { n: v.n, tags: (v.tags as string[]).length, at: v.at, bytes: v.bytes, last: (v.tags as string[]).at(-2) })
+  }
+}
+
+describe('a chained edge hands values over', () => {
+  function handing(chain: boolean): Pipeline {
+    const p = new Pipeline('handing', { purgeConsumedRecords: false })
+    p.source<number>('numbers', () => new GeneratorSource<number>({ count: 300, generate: (i) => ({ key: `k${i % 3}`, value: i, timestamp: 1_000 + i }) }), { partitions: 1 })
+      .process('reuse', Reuse, { chain })
+      .process('mutate', Mutate, { onError: policy.deadLetter(), chain })
+      .keyBy()
+      .process('out', Forward)
+    return p
+  }
+
+  it('as copies: the sender\'s later changes and the receiver\'s own do not cross, and what arrives equals what a topic gives back', async () => {
+    const results = []
+    for (const chain of [false, true]) {
+      const p = handing(chain)
+      const d = dir()
+      await runToCompletion(p, { dataDir: d, actorConfig: { maxBatch: 40 } })
+      const out = (await readStageOutput<unknown>(p, d, 'out')).map((r) => [r.key, r.value])
+      const letters = (await readDeadLetters(p, d, 'mutate')).map((r) => [r.key, r.value.error.message])
+      results.push({ chained: chainsOf(p).upstreamOf.get('mutate') === 'reuse', out: sorted(out), raw: out, letters: sorted(letters) })
+    }
+    expect(results.map((r) => r.chained)).toEqual([false, true])
+    expect(results[1]!.out).toEqual(results[0]!.out)
+    expect(results[1]!.letters).toEqual(results[0]!.letters)
+    const out = results[1]!.raw as Array<[string, unknown]>
+    // 300 records, 30 undefined (mutate reads null), 30 null, 300 objects of which 24 fail.
+    expect(out.filter(([, v]) => v === 'nothing')).toHaveLength(60)
+    const objects = out.map(([, v]) => v).filter((v): v is { n: number; tags: number; at: Date; bytes: Buffer; last: string } => typeof v === 'object' && v !== null)
+    expect(objects).toHaveLength(300 - 24)
+    for (const o of objects) {
+      expect(o.n).toBeGreaterThanOrEqual(0)
+      expect(o.last).toBe(`t${o.n}`)
+      expect(o.at).toEqual(new Date(1_700_000_000_000 + o.n))
+      expect([...o.bytes]).toEqual([o.n % 256, 7])
+    }
+    expect(results[1]!.letters).toHaveLength(24)
+  })
+
+  it('and a dead letter of a handed record holds its bytes as the failing stage had it', async () => {
+    const p = handing(true)
+    const d = dir()
+    await runToCompletion(p, { dataDir: d })
+    const letters = await readDeadLetters(p, d, 'mutate')
+    expect(letters).toHaveLength(24)
+    for (const l of letters) {
+      expect(l.value.origin).toMatchObject({ topic: p.outputTopic(p.stage('reuse')!), offset: -1 })
+      expect(l.value.value).not.toBeNull()
+    }
+  })
+})
