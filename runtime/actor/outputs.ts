@@ -11,7 +11,7 @@ import { codecFor, type Codec, type CodecName } from '../codec.ts'
 import { ValueError, WeirError } from '../errors.ts'
 import { partitionForKey } from '../partitioner.ts'
 import type { PipeRecord } from '../pipe/pipe.ts'
-import { checkValue, copyValue } from '../values.ts'
+import { checkValue, copyValue, findValueProblem } from '../values.ts'
 import { keyBytes } from '../record-keys.ts'
 import { HandedRecord } from './handed.ts'
 import type { UnitScope } from './scope.ts'
@@ -69,8 +69,11 @@ export class Outputs {
       const given = key === undefined ? 'undefined' : `a ${typeof key}${typeof key === 'bigint' || typeof key === 'number' ? ` (${String(key)})` : ''}`
       throw new ValueError(out.what, `is ${given}; a record key is a string, a Buffer or null: convert it (String(key)) or emit null for no key`, { stage: this.spec.name, actor: this.actor, path: 'key' })
     }
+    const handing = out.topic === this.chainedTopic && (out.builtin === 'msgpack' || out.builtin === 'string')
     if (out.builtin !== undefined && value !== undefined) {
-      const problem = checkValue(value, out.builtin)
+      // Handed over without an encode, frozen objects are walked too: the encode is what
+      // catches, on a topic, a value user code froze that msgpack cannot hold.
+      const problem = handing && out.builtin === 'msgpack' ? findValueProblem(value, 'msgpack') : checkValue(value, out.builtin)
       if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
     }
     const keyOf = out.spec.keyOf
@@ -82,7 +85,7 @@ export class Outputs {
     const n = out.spec.outputPartitions
     const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
     const timestamp = options?.timestamp ?? this.scope.timestamp
-    if (out.topic === this.chainedTopic && (out.builtin === 'msgpack' || out.builtin === 'string')) {
+    if (handing) {
       const handed = new HandedRecord(keyBuf, copyValue(value), timestamp, out.codec)
       if (options?.headers !== undefined) handed.headers = options.headers
       this.scope.emits.push({ topic: out.topic, partition, record: handed })

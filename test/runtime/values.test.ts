@@ -25,7 +25,7 @@ function messages(err: unknown): string {
   return out.join('\n')
 }
 
-type Kind = 'emit' | 'emit-json' | 'keyed-state' | 'actor-state' | 'staged' | 'key'
+type Kind = 'emit' | 'emit-chained' | 'emit-json' | 'keyed-state' | 'actor-state' | 'staged' | 'key'
 
 async function failureOf(kind: Kind): Promise<string> {
   class Misbehaves extends Processor<number, unknown> {
@@ -33,7 +33,7 @@ async function failureOf(kind: Kind): Promise<string> {
     last = this.state.actorValue<unknown>('last')
     onRecord(r: StreamRecord<number>, ctx: Context<unknown>): void {
       const frozen = Object.freeze({ n: BIG })
-      if (kind === 'emit' || kind === 'emit-json') ctx.emit(r.key, frozen)
+      if (kind === 'emit' || kind === 'emit-chained' || kind === 'emit-json') ctx.emit(r.key, frozen)
       if (kind === 'keyed-state') this.total.set(frozen)
       if (kind === 'actor-state') this.last.set(frozen)
       if (kind === 'key') ctx.emit(BIG as unknown as string, r.value)
@@ -44,8 +44,10 @@ async function failureOf(kind: Kind): Promise<string> {
     override onCheckpointCommitted(): void {}
   }
   const p = new Pipeline(`values-${kind}`)
-  p.source<number>('numbers', () => new GeneratorSource<number>({ count: 2, generate: (i) => ({ key: `k${i}`, value: i }) }), { partitions: 1 })
+  const misbehaves = p.source<number>('numbers', () => new GeneratorSource<number>({ count: 2, generate: (i) => ({ key: `k${i}`, value: i }) }), { partitions: 1 })
     .process('misbehaves', Misbehaves, { onError: policy.failStop(), codec: kind === 'emit-json' ? 'json' : 'msgpack' })
+  // Chained to misbehaves: its records are handed over as values, never encoded.
+  if (kind === 'emit-chained') misbehaves.process('reads', () => new (class extends Processor<unknown, unknown> { onRecord(): void {} })())
   const dataDir = tempDataDir('weir-values-')
   dirs.push(dataDir)
   const err = await runToCompletion(p, { dataDir }).then(() => undefined, (e: unknown) => e)
@@ -58,6 +60,7 @@ const TO_STRING = 'convert it to a string (String(n), back with BigInt(s)), or t
 describe('a BigInt beyond 64 bits says what a weir user can do', () => {
   it.each([
     ['emit', "stage misbehaves, key \"k0\": ctx.emit: value.n is a BigInt outside 64 bits (1180591620717411303424), which msgpack cannot hold"],
+    ['emit-chained', "stage misbehaves, key \"k0\": ctx.emit: value.n is a BigInt outside 64 bits (1180591620717411303424), which msgpack cannot hold"],
     // A frozen object is taken as a checked state value where it is set; the changelog's
     // encoding then names the state.
     ['keyed-state', "actor misbehaves/0: state 'total' cannot be stored: value.n is a BigInt outside 64 bits"],

@@ -226,9 +226,9 @@ describe('a chained pipeline', () => {
 })
 
 /** One object, changed and emitted again for each record: a sender that reuses what it emitted. */
-class Reuse extends Processor<number, Record<string, unknown>> {
+class Reuse extends Processor<number, Record<string, unknown> | null | undefined> {
   private readonly out: Record<string, unknown> = { n: 0, tags: [] as string[] }
-  onRecord(r: StreamRecord<number>, ctx: Context<Record<string, unknown>>): void {
+  onRecord(r: StreamRecord<number>, ctx: Context<Record<string, unknown> | null | undefined>): void {
     this.out.n = r.value
     ;(this.out.tags as string[]).push(`t${r.value}`)
     this.out.at = new Date(1_700_000_000_000 + r.value)
@@ -244,10 +244,10 @@ class Reuse extends Processor<number, Record<string, unknown>> {
 }
 
 /** Changes what it receives before passing it on; fails on every 13th value (dead-lettered). */
-class Mutate extends Processor<Record<string, unknown> | null, unknown> {
-  onRecord(r: StreamRecord<Record<string, unknown> | null>, ctx: Context<unknown>): void {
+class Mutate extends Processor<Record<string, unknown> | null | undefined, unknown> {
+  onRecord(r: StreamRecord<Record<string, unknown> | null | undefined>, ctx: Context<unknown>): void {
     const v = r.value
-    if (v === null) return ctx.emit(r.key, 'nothing')
+    if (v === null || v === undefined) return ctx.emit(r.key, 'nothing')
     if ((v.n as number) % 13 === 0) {
       v.n = 'changed before failing'
       throw new Error('thirteen')
