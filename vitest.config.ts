@@ -1,5 +1,4 @@
 import { defineConfig } from 'vitest/config'
-import { AloneFirstSequencer } from './test/support/sequencer.ts'
 
 const testFiles = Number(process.env.WEIR_TEST_FILES ?? 2)
 // The lock's setup reads the same variable.
@@ -16,7 +15,6 @@ export default defineConfig({
     // bound real processes' timing (a move within seconds, a 503 before a timeout) calls
     // runsAlone() and then runs with no other file beside it (test/support/file-lock.ts).
     poolOptions: { forks: { maxForks: testFiles, minForks: 1 } },
-    sequence: { sequencer: AloneFirstSequencer },
     // Starts the services the run's test files ask for (scripts/services.sh up) and ends the
     // run with a line naming any that were missing; WEIR_SERVICES=off starts nothing.
     globalSetup: ['test/support/services-setup.ts', 'test/support/file-lock-setup.ts'],
