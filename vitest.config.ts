@@ -1,8 +1,6 @@
 import { defineConfig } from 'vitest/config'
 
 const testFiles = Number(process.env.WEIR_TEST_FILES ?? 2)
-// The lock's setup reads the same variable.
-process.env.WEIR_TEST_FILES = String(testFiles)
 
 export default defineConfig({
   test: {

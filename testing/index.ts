@@ -29,6 +29,7 @@ import { naming } from '../runtime/naming.ts'
 import { StateStore } from '../runtime/state/state-store.ts'
 import { isControlRecord } from '../runtime/watermarks.ts'
 import { keyString } from '../runtime/record-keys.ts'
+import { isAlive } from './process-alive.ts'
 import type { ActorConfig } from '../runtime/actor/actor.ts'
 import type { Logger } from 'pino'
 
@@ -81,16 +82,6 @@ function removeDirsOfDeadProcesses(prefix: string): void {
     if (!name.startsWith(prefix)) continue
     const pid = owned.exec(name.slice(prefix.length))?.[1]
     if (pid !== undefined && Number(pid) !== process.pid && !isAlive(Number(pid))) rmSync(join(tmpdir(), name), { recursive: true, force: true })
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    // EPERM: alive, owned by someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

@@ -14,11 +14,10 @@ const dir = mkdtempSync(join(tmpdir(), 'weir-file-lock-test-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 /** A process that takes the lock, holds it `holdMs`, and appends its enter and leave times to `log`. */
-function holder(lockDir: string, log: string, name: string, mode: 'exclusive' | 'shared', delayMs: number, holdMs: number): Promise<number | null> {
+function holder(lockDir: string, log: string, name: string, mode: 'exclusive' | 'shared', holdMs: number): Promise<number | null> {
   const script = `
     import { acquireFileLock } from ${JSON.stringify(LOCK)}
     import { appendFileSync } from 'node:fs'
-    await new Promise((r) => setTimeout(r, ${delayMs}))
     const lock = await acquireFileLock(${JSON.stringify(lockDir)}, ${JSON.stringify(mode)})
     appendFileSync(${JSON.stringify(log)}, JSON.stringify({ name: ${JSON.stringify(name)}, mode: ${JSON.stringify(mode)}, at: Date.now(), what: 'enter' }) + '\\n')
     await new Promise((r) => setTimeout(r, ${holdMs}))
@@ -47,12 +46,12 @@ describe('the test files\' lock', () => {
     const waitFor = async (check: () => boolean): Promise<void> => {
       while (!check()) await new Promise((r) => setTimeout(r, 20))
     }
-    const first = [holder(lockDir, log, 's1', 'shared', 0, 2500), holder(lockDir, log, 's2', 'shared', 0, 2500)]
+    const first = [holder(lockDir, log, 's1', 'shared', 2500), holder(lockDir, log, 's2', 'shared', 2500)]
     await waitFor(() => entered().length === 2)
-    const exclusive = [holder(lockDir, log, 'x1', 'exclusive', 0, 400), holder(lockDir, log, 'x2', 'exclusive', 0, 400)]
+    const exclusive = [holder(lockDir, log, 'x1', 'exclusive', 400), holder(lockDir, log, 'x2', 'exclusive', 400)]
     await waitFor(() => readdirSync(lockDir).filter((n) => n.startsWith('wants-')).length === 2)
     // Comes while x1 and x2 wait: it must not go before them.
-    const late = holder(lockDir, log, 's3', 'shared', 0, 200)
+    const late = holder(lockDir, log, 's3', 'shared', 200)
     const codes = await Promise.all([...first, ...exclusive, late])
     expect(codes).toEqual([0, 0, 0, 0, 0])
     const all = spans(log)
@@ -68,7 +67,7 @@ describe('the test files\' lock', () => {
     mkdirSync(join(lockDir, 'held-999999999'), { recursive: true })
     mkdirSync(join(lockDir, 'shared-999999998'), { recursive: true })
     const log = join(dir, 'b.jsonl')
-    expect(await holder(lockDir, log, 'x', 'exclusive', 0, 10)).toBe(0)
+    expect(await holder(lockDir, log, 'x', 'exclusive', 10)).toBe(0)
     expect(spans(log).map((s) => s.name)).toEqual(['x'])
   }, 30_000)
 })

@@ -13,6 +13,7 @@
  */
 import { mkdirSync, readdirSync, rmSync, rmdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { isAlive } from '../../testing/process-alive.ts'
 
 const ALONE = Symbol.for('weir.test.runsAlone')
 const POLL_MS = 200
@@ -27,21 +28,12 @@ export function wantsToRunAlone(): boolean {
   return (globalThis as Record<symbol, unknown>)[ALONE] === true
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /** Entries starting with `prefix` whose process still runs, other than this process's. */
 function others(dir: string, prefix: string): string[] {
   return readdirSync(dir).filter((name) => {
     if (!name.startsWith(prefix)) return false
     const pid = Number(name.slice(prefix.length))
-    return pid !== process.pid && alive(pid)
+    return pid !== process.pid && isAlive(pid)
   })
 }
 
