@@ -5,7 +5,8 @@
  * with SIGKILL at generated points: protocol points (a poll, before the pipe commit, after
  * it, after the local state write, before the answers go out, after) counted from hits
  * spread over the traffic, or from outside after a delay; then started again, until every
- * request was answered; then the source is ended and the run finishes.
+ * request was answered; then the source is ended and the run finishes. The client keeps
+ * sending (the generated batches again, as new requests) until every planned crash fired.
  *
  * The output must hold every event of every request exactly once (what a crash-free run
  * holds, computed from the input), and every 2xx must name the positions that hold its
@@ -77,7 +78,7 @@ describe('HTTP ingest recovery', () => {
   })
 
   it(`every event of every acknowledged request is in the output exactly once after real SIGKILLs at generated points, and every 2xx named where its events are (${RUNS} cases)`, async () => {
-    const covered = { cases: 0, requests: 0, events: 0, planned: 0, fired: 0, byPoint: {} as Record<string, number>, retries: 0, replayed: 0, answeredBeforeACrash: 0, maxPartitions: 0, ms: 0 }
+    const covered = { cases: 0, requests: 0, extraRequests: 0, events: 0, planned: 0, fired: 0, byPoint: {} as Record<string, number>, retries: 0, replayed: 0, answeredBeforeACrash: 0, maxPartitions: 0, ms: 0 }
     const started = Date.now()
     await fc.assert(
       fc.asyncProperty(caseInput, plans, async (input, crashPlans) => {
@@ -92,14 +93,20 @@ describe('HTTP ingest recovery', () => {
         let runIndex = 0
         let crashesDone = false
         // The client: paced from the first run's start, every request retried until a 2xx.
+        // Until the planned crashes have all fired it goes on past the generated batches
+        // (cycling them): a protocol point is counted in hits, and a run whose traffic ended
+        // before its hit would wait forever (a slow start under load leaves less traffic).
         const clientStart = Date.now() + 1000
         let next = 0
+        let requested = 0
+        const batchAt = (i: number): Batch => input.batches[i % input.batches.length]!
         const sendAll = async (): Promise<void> => {
           const worker = async (): Promise<void> => {
-            for (let i = next++; i < input.batches.length; i = next++) {
+            for (let i = next++; i < input.batches.length || !crashesDone; i = next++) {
+              requested = Math.max(requested, i + 1)
               const due = clientStart + i * input.gapMs
               if (due > Date.now()) await sleep(due - Date.now())
-              const b = input.batches[i]!
+              const b = batchAt(i)
               const events = eventsOf(i, b)
               const body = b.ndjson ? events.map((e) => JSON.stringify(e)).join('\n') + '\n' : JSON.stringify(events)
               for (let attempt = 0; ; attempt++) {
@@ -145,7 +152,8 @@ describe('HTTP ingest recovery', () => {
         expect(outcome.code, outcome.stderr.slice(-2000)).toBe(0)
 
         const output = await readStageOutput<Event>(ingestPipeline({ name, port }), dir, 'events')
-        const expected = input.batches.flatMap((b, i) => eventsOf(i, b))
+        const sent = Array.from({ length: requested }, (_, i) => batchAt(i))
+        const expected = sent.flatMap((b, i) => eventsOf(i, b))
         const id = (e: Event): string => `${e.req}/${e.n}`
         expect(output.map((r) => id(r.value)).sort()).toEqual(expected.map(id).sort())
         // Each 2xx names its partition and positions: those hold exactly its events, in order.
@@ -157,12 +165,13 @@ describe('HTTP ingest recovery', () => {
         }
         for (const [i, a] of answers) {
           const held = (byPartition.get(a.body.partition) ?? []).slice(a.body.positions.from, a.body.positions.to)
-          expect(held.map(id), `request ${i} answered ${JSON.stringify(a.body)}`).toEqual(eventsOf(i, input.batches[i]!).map(id))
+          expect(held.map(id), `request ${i} answered ${JSON.stringify(a.body)}`).toEqual(eventsOf(i, batchAt(i)).map(id))
           if (a.body.replayed === true) covered.replayed++
         }
-        expect(answers.size).toBe(input.batches.length)
+        expect(answers.size).toBe(requested)
         covered.cases++
-        covered.requests += input.batches.length
+        covered.requests += requested
+        covered.extraRequests += requested - input.batches.length
         covered.events += expected.length
         covered.planned += crashes.length
         covered.fired += fired.length
