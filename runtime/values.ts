@@ -77,43 +77,116 @@ export function freezeLoaded<T>(value: T): T {
   return value
 }
 
+/** What copyCheckedValue returns for a value msgpack cannot hold; findValueProblem says where and why. */
+export const VALUE_REFUSED: unique symbol = Symbol('weir.value-refused')
+
 /**
- * A copy of a value checked for msgpack (checkValue), equal to what an encode and a decode
- * would give back, for a record handed along a chained edge without bytes: plain objects
- * and arrays are copied, Buffers and Uint8Arrays become Buffer copies, Dates new Dates;
- * strings and other leaves are immutable and shared. A frozen object is shared as it is
- * (weir's frozen state values are immutable, as checkValue takes them). The receiver may
- * change its copy; the sender's later changes do not reach it.
+ * A copy of a value equal to what a msgpack encode and decode would give back, for a record
+ * handed along a chained edge without bytes; or VALUE_REFUSED where
+ * findValueProblem(value, 'msgpack') finds a problem, checked in the same walk. Plain
+ * objects and arrays are copied, Buffers and Uint8Arrays become Buffer copies, Dates new
+ * Dates; strings and other leaves are immutable and shared. A frozen object is checked
+ * (frozen by user code, it may hold what msgpack cannot) and shared as it is, unless it
+ * holds a Buffer or a Date (freezing leaves their contents changeable): then it is copied. The receiver may change its copy; the sender's later
+ * changes do not reach it. No field paths are built: on a refusal the caller asks
+ * findValueProblem for the path and the reason, once.
+ *
+ * @example
+ * const copy = copyCheckedValue(value)
+ * if (copy === VALUE_REFUSED) throw explain(findValueProblem(value, 'msgpack'))
  */
-export function copyValue<T>(value: T): T {
-  if (typeof value !== 'object' || value === null) return value
-  return copyObject(value as object, 0) as T
+export function copyCheckedValue<T>(value: T): T | typeof VALUE_REFUSED {
+  if (typeof value !== 'object' || value === null) return leafFits(value) ? value : VALUE_REFUSED
+  return copyChecked(value as object, 0) as T | typeof VALUE_REFUSED
 }
 
-function copyObject(v: object, depth: number): unknown {
-  if (Object.isFrozen(v)) return v
-  if (v instanceof Uint8Array) return Buffer.from(v)
-  if (v instanceof Date) return new Date(v.getTime())
-  if (depth > MAX_DEPTH) throw new RangeError(`a value nested deeper than ${MAX_DEPTH} levels`)
+/** msgpackLeaf for what is not an object, without the words. */
+function leafFits(v: unknown): boolean {
+  switch (typeof v) {
+    case 'number': case 'string': case 'boolean': case 'undefined': return true
+    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX
+    default: return v === null
+  }
+}
+
+function copyChecked(v: object, depth: number): unknown {
+  if (v instanceof Uint8Array) return Buffer.isBuffer(v) || v.constructor === Uint8Array ? Buffer.from(v) : VALUE_REFUSED
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? VALUE_REFUSED : new Date(v.getTime())
+  if (depth > MAX_DEPTH) return VALUE_REFUSED
+  if (Object.isFrozen(v)) {
+    const found = scanFrozen(v, depth)
+    if (found === REFUSED) return VALUE_REFUSED
+    if (found === SHAREABLE) return v
+  }
   if (Array.isArray(v)) {
     const out = new Array<unknown>(v.length)
     for (let i = 0; i < v.length; i++) {
       const e: unknown = v[i]
-      out[i] = typeof e === 'object' && e !== null ? copyObject(e, depth + 1) : e
+      if (typeof e === 'object' && e !== null) {
+        const c = copyChecked(e, depth + 1)
+        if (c === VALUE_REFUSED) return c
+        out[i] = c
+      } else if (leafFits(e)) out[i] = e
+      else return VALUE_REFUSED
     }
     return out
   }
+  const proto: unknown = Object.getPrototypeOf(v)
+  if (proto !== Object.prototype && proto !== null) return VALUE_REFUSED
   const o = v as Record<string, unknown>
   const out: Record<string, unknown> = {}
-  // for-in: checked values are plain objects (Object.prototype or null), nothing is inherited.
+  // for-in: the prototype is Object.prototype or null, nothing is inherited.
   for (const k in o) {
     const e = o[k]
-    const copied = typeof e === 'object' && e !== null ? copyObject(e, depth + 1) : e
+    let c: unknown = e
+    if (typeof e === 'object' && e !== null) {
+      c = copyChecked(e, depth + 1)
+      if (c === VALUE_REFUSED) return c
+    } else if (!leafFits(e)) return VALUE_REFUSED
     // An own '__proto__' key stays a key, as it is in the sender's object.
-    if (k === '__proto__') Object.defineProperty(out, k, { value: copied, enumerable: true, writable: true, configurable: true })
-    else out[k] = copied
+    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true })
+    else out[k] = c
   }
   return out
+}
+
+/** What scanFrozen finds in a frozen object: findValueProblem would find a problem. */
+const REFUSED = 0
+/** Immutable all the way down: shared. */
+const SHAREABLE = 1
+/** Holds a Buffer or a Date, which freezing does not make immutable: copied. */
+const HOLDS_MUTABLE = 2
+type Frozen = typeof REFUSED | typeof SHAREABLE | typeof HOLDS_MUTABLE
+
+/** Checks a frozen object as findValueProblem would, without building paths. */
+function scanFrozen(v: object, depth: number): Frozen {
+  if (v instanceof Uint8Array) return Buffer.isBuffer(v) || v.constructor === Uint8Array ? HOLDS_MUTABLE : REFUSED
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? REFUSED : HOLDS_MUTABLE
+  if (depth > MAX_DEPTH) return REFUSED
+  let found: Frozen = SHAREABLE
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const e: unknown = v[i]
+      if (typeof e === 'object' && e !== null) {
+        const r = scanFrozen(e, depth + 1)
+        if (r === REFUSED) return r
+        if (r === HOLDS_MUTABLE) found = r
+      } else if (!leafFits(e)) return REFUSED
+    }
+    return found
+  }
+  const proto: unknown = Object.getPrototypeOf(v)
+  if (proto !== Object.prototype && proto !== null) return REFUSED
+  const o = v as Record<string, unknown>
+  for (const k in o) {
+    const e = o[k]
+    if (typeof e === 'object' && e !== null) {
+      const r = scanFrozen(e, depth + 1)
+      if (r === REFUSED) return r
+      if (r === HOLDS_MUTABLE) found = r
+    } else if (!leafFits(e)) return REFUSED
+  }
+  return found
 }
 
 type Leaf = (v: unknown, path: string) => ValueProblem | undefined

@@ -2,7 +2,7 @@
  * A record one chained stage hands the next (runtime/api/chains.ts) as a value rather than
  * as bytes: no topic lies between them, so encoding it only to decode it again in the same
  * actor is wasted work (for small records most of a chained stage's cost). The value is a
- * copy taken at emit (values.ts copyValue), so neither stage sees the other's later
+ * copy taken at emit (values.ts copyCheckedValue), so neither stage sees the other's later
  * changes. Its bytes are encoded only if something asks for them (a dead letter of it).
  */
 import type { Codec } from '../codec.ts'

@@ -11,7 +11,7 @@ import { codecFor, type Codec, type CodecName } from '../codec.ts'
 import { ValueError, WeirError } from '../errors.ts'
 import { partitionForKey } from '../partitioner.ts'
 import type { PipeRecord } from '../pipe/pipe.ts'
-import { checkValue, copyValue, findValueProblem } from '../values.ts'
+import { checkValue, copyCheckedValue, findValueProblem, VALUE_REFUSED, type ValueProblem } from '../values.ts'
 import { keyBytes } from '../record-keys.ts'
 import { HandedRecord } from './handed.ts'
 import type { UnitScope } from './scope.ts'
@@ -70,10 +70,17 @@ export class Outputs {
       throw new ValueError(out.what, `is ${given}; a record key is a string, a Buffer or null: convert it (String(key)) or emit null for no key`, { stage: this.spec.name, actor: this.actor, path: 'key' })
     }
     const handing = out.topic === this.chainedTopic && (out.builtin === 'msgpack' || out.builtin === 'string')
+    // What a chained stage gets: a copy taken now (the sender may change its object later).
+    let handedValue = value
     if (out.builtin !== undefined && value !== undefined) {
-      // Handed over without an encode, frozen objects are walked too: the encode is what
-      // catches, on a topic, a value user code froze that msgpack cannot hold.
-      const problem = handing && out.builtin === 'msgpack' ? findValueProblem(value, 'msgpack') : checkValue(value, out.builtin)
+      let problem: ValueProblem | undefined
+      if (handing && out.builtin === 'msgpack') {
+        // Handed over without an encode, frozen objects are checked too: the encode is what
+        // catches, on a topic, a value user code froze that msgpack cannot hold.
+        const copy = copyCheckedValue(value)
+        if (copy === VALUE_REFUSED) problem = findValueProblem(value, 'msgpack') ?? { path: 'value', reason: 'is not a value msgpack gives back unchanged' }
+        else handedValue = copy
+      } else problem = checkValue(value, out.builtin)
       if (problem !== undefined) throw new ValueError(out.what, problem.reason, { stage: this.spec.name, actor: this.actor, key, path: problem.path, codec: out.builtin })
     }
     const keyOf = out.spec.keyOf
@@ -86,7 +93,7 @@ export class Outputs {
     const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
     const timestamp = options?.timestamp ?? this.scope.timestamp
     if (handing) {
-      const handed = new HandedRecord(keyBuf, copyValue(value), timestamp, out.codec)
+      const handed = new HandedRecord(keyBuf, handedValue, timestamp, out.codec)
       if (options?.headers !== undefined) handed.headers = options.headers
       this.scope.emits.push({ topic: out.topic, partition, record: handed })
       return

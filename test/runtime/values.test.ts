@@ -6,11 +6,12 @@
  * surfaced at encode time); and a record key that is not a string, Buffer or null.
  */
 import { rmSync } from 'node:fs'
+import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline, Processor, Source, policy, type Context, type SourceContext, type StreamRecord } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
 import { codecFor, msgpack } from '../../runtime/codec.ts'
-import { copyValue } from '../../runtime/values.ts'
+import { copyCheckedValue, findValueProblem, VALUE_REFUSED } from '../../runtime/values.ts'
 import { WeirError } from '../../runtime/errors.ts'
 import { runToCompletion, tempDataDir } from '../../testing/index.ts'
 
@@ -116,7 +117,14 @@ describe('a record key that is not a string, Buffer or null', () => {
   })
 })
 
-describe('copyValue (a record handed along a chained edge)', () => {
+/** The copy of a value msgpack holds (the test fails on a refusal). */
+function copyValue<T>(value: T): T {
+  const copy = copyCheckedValue(value)
+  if (copy === VALUE_REFUSED) throw new Error(`refused: ${JSON.stringify(findValueProblem(value, 'msgpack'))}`)
+  return copy
+}
+
+describe('copyCheckedValue (a record handed along a chained edge)', () => {
   it('gives what a msgpack round trip gives, sharing nothing the sender can change', () => {
     const sender = { n: 1, s: 'x', list: [1, { deep: [2] }], at: new Date(5), bytes: new Uint8Array([1, 2]), buf: Buffer.from('ab'), none: null, gone: undefined, big: 2n ** 40n }
     const copy = copyValue(sender)
@@ -136,10 +144,70 @@ describe('copyValue (a record handed along a chained edge)', () => {
   it('shares frozen objects (immutable state values), keeps an own __proto__ key a key, and passes leaves through', () => {
     const frozen = Object.freeze({ a: Object.freeze([1]) })
     expect(copyValue({ f: frozen }).f).toBe(frozen)
+    // Freezing leaves a Buffer's bytes and a Date's time changeable: such a frozen object is copied.
+    const holder = Object.freeze({ b: Buffer.from('x'), at: new Date(1) })
+    const held = copyValue({ f: holder }).f
+    expect(held).not.toBe(holder)
+    holder.b[0] = 0x79
+    holder.at.setTime(2)
+    expect([held.b.toString(), held.at.getTime()]).toEqual(['x', 1])
     const odd = JSON.parse('{"__proto__": {"x": 1}, "y": 2}') as Record<string, unknown>
     const copy = copyValue(odd)
     expect(Object.getPrototypeOf(copy)).toBe(Object.prototype)
     expect(Object.keys(copy)).toEqual(['__proto__', 'y'])
     for (const leaf of [1, 'a', null, undefined, true, 3n]) expect(copyValue(leaf)).toBe(leaf)
+  })
+})
+
+describe('copyCheckedValue against findValueProblem and a msgpack round trip', () => {
+  class Point {
+    constructor(readonly x: number) {}
+  }
+  // Leaves msgpack holds, and ones it refuses or changes; -0 is left out (msgpack gives 0 back, a copy keeps -0).
+  const leaf = fc.oneof(
+    fc.integer(), fc.double().map((d) => (Object.is(d, -0) ? 0 : d)), fc.string(), fc.boolean(), fc.constant(null), fc.constant(undefined),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }),
+    fc.date({ noInvalidDate: true }),
+    fc.uint8Array({ maxLength: 4 }), fc.uint8Array({ maxLength: 4 }).map((a) => Buffer.from(a)),
+  )
+  const refusedLeaf = fc.oneof(
+    fc.constant(2n ** 64n), fc.constant(new Date(NaN)), fc.constant(() => 1), fc.constant(Symbol('s')),
+    fc.constant(new Map([[1, 2]])), fc.constant(new Set([1])), fc.constant(new Point(1)), fc.constant(new Int8Array(2)),
+  )
+  const value = (withRefused: boolean): fc.Arbitrary<unknown> => fc.letrec((tie) => ({
+    node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, withRefused ? fc.oneof({ weight: 8, arbitrary: leaf }, { weight: 1, arbitrary: refusedLeaf }) : leaf, tie('array'), tie('object'), tie('frozen')),
+    array: fc.array(tie('node'), { maxLength: 5 }),
+    object: fc.dictionary(fc.string({ maxLength: 4 }), tie('node'), { maxKeys: 5 }),
+    frozen: tie('node').map((v) => (typeof v === 'object' && v !== null && !ArrayBuffer.isView(v) ? Object.freeze(v) : v)),
+  })).node
+
+  it('refuses exactly what findValueProblem finds a problem in; otherwise copies what a round trip gives, sharing only frozen objects', () => {
+    let refused = 0
+    let copied = 0
+    fc.assert(fc.property(value(true), (v) => {
+      const copy = copyCheckedValue(v)
+      const problem = findValueProblem(v, 'msgpack')
+      expect(copy === VALUE_REFUSED, JSON.stringify(problem)).toBe(problem !== undefined)
+      if (copy === VALUE_REFUSED) {
+        refused++
+        return
+      }
+      copied++
+      expect(copy).toEqual(msgpack.decode(msgpack.encode(v)))
+      if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) expect(copy).not.toBe(v)
+    }), { numRuns: 2000 })
+    console.log(`copyCheckedValue property: ${copied} copied, ${refused} refused`)
+    expect(refused).toBeGreaterThan(100)
+    expect(copied).toBeGreaterThan(100)
+  })
+
+  it('refuses a value nested deeper than msgpack can encode, as findValueProblem does', () => {
+    let deep: unknown = 1
+    for (let i = 0; i < 250; i++) deep = [deep]
+    expect(copyCheckedValue(deep)).toBe(VALUE_REFUSED)
+    expect(findValueProblem(deep, 'msgpack')?.reason).toContain('nested deeper')
+    let frozenDeep: unknown = 1
+    for (let i = 0; i < 250; i++) frozenDeep = Object.freeze([frozenDeep])
+    expect(copyCheckedValue({ f: frozenDeep })).toBe(VALUE_REFUSED)
   })
 })
