@@ -90,6 +90,7 @@ async function throughput(o: BenchOptions, root: string): Promise<Result> {
       checkpoint_commit_ms_p99: round(percentile(commits, 99)),
       peak_rss_mib: Math.round(Number(counted.peakRssMiB)),
       peak_heap_used_mib: Math.round(Number(counted.peakHeapUsedMiB)),
+      peak_heap_committed_mib: Math.round(Number(counted.peakHeapCommittedMiB)),
       peak_external_mib: Math.round(Number(counted.peakExternalMiB)),
       state_check: `${check.checked} words ok`,
     })

@@ -3,7 +3,7 @@
  * RSS and CPU profile are its own, and so a restart can be a real SIGKILL. A child reports
  * to the orchestrator over the IPC channel (`process.send`).
  */
-import { rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ActorStats } from '../../runtime/actor/actor.ts'
 import { stateCodec } from '../../runtime/codec.ts'
@@ -14,6 +14,17 @@ import { StateStore } from '../../runtime/state/state-store.ts'
 import type { BenchOptions } from './options.ts'
 import { expectedCount, preloadPipeline, wordCountPipeline, type Count, type WordCountShape } from './pipelines.ts'
 import { peakRssMiB, progress, wallMs } from './stats.ts'
+
+/** The RSS split the kernel reports (anonymous memory vs mapped files), in MiB. */
+function rssParts(): string {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8')
+    const kb = (name: string): number => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN)
+    return `anon ${Math.round(kb('RssAnon') / 1024)}, file ${Math.round(kb('RssFile') / 1024)}`
+  } catch {
+    return 'anon ?, file ?'
+  }
+}
 
 export const THROUGHPUT_PIPELINE = 'bench'
 export const RESTART_PIPELINE = 'restart'
@@ -119,19 +130,22 @@ async function count(o: BenchOptions, dataDir: string): Promise<void> {
   )
   let lastReport = started
   let lastRecords = 0
-  // Where the RSS goes: the JS heap, and memory outside it (Buffers; RocksDB's own is in neither).
+  // Where the RSS goes: the JS heap (used, and committed by V8), and memory outside it
+  // (Buffers; RocksDB's own and malloc's free lists are in neither).
   let peakHeapUsed = 0
+  let peakHeapCommitted = 0
   let peakExternal = 0
   const sampler = setInterval(() => {
     const stats = run.stats()
     log.collect(stats)
     const mem = process.memoryUsage()
     peakHeapUsed = Math.max(peakHeapUsed, mem.heapUsed)
+    peakHeapCommitted = Math.max(peakHeapCommitted, mem.heapTotal)
     peakExternal = Math.max(peakExternal, mem.external)
     const now = performance.now()
     if (now - lastReport >= 10_000) {
       const records = actorsOf(stats, 'count').reduce((s, [, a]) => s + a.recordsIn, 0)
-      progress(`count: ${records.toLocaleString('en')} records (${Math.round(((records - lastRecords) / (now - lastReport)) * 1000).toLocaleString('en')}/s over the last ${((now - lastReport) / 1000).toFixed(0)} s), rss ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB`)
+      progress(`count: ${records.toLocaleString('en')} records (${Math.round(((records - lastRecords) / (now - lastReport)) * 1000).toLocaleString('en')}/s over the last ${((now - lastReport) / 1000).toFixed(0)} s), rss ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB (${rssParts()}; heap committed ${Math.round(mem.heapTotal / 2 ** 20)}, used ${Math.round(mem.heapUsed / 2 ** 20)})`)
       lastReport = now
       lastRecords = records
     }
@@ -158,6 +172,7 @@ async function count(o: BenchOptions, dataDir: string): Promise<void> {
     errors: counters.reduce((s, [, a]) => s + a.errors + a.deadLettered, 0),
     peakRssMiB: peakRssMiB(),
     peakHeapUsedMiB: peakHeapUsed / 2 ** 20,
+    peakHeapCommittedMiB: peakHeapCommitted / 2 ** 20,
     peakExternalMiB: peakExternal / 2 ** 20,
     stateCheck: await checkState(o, dataDir),
   })
