@@ -47,6 +47,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 # --- runtime ---------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
+# Fewer glibc malloc arenas: RocksDB's reads on Node's thread pool otherwise leave freed
+# memory spread over one arena per thread (docs/operations.md, "A worker's memory").
+ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
 # The image's `node` user (uid 1000). Numeric, so Kubernetes' runAsNonRoot can check it.
 # /app/pipelines holds pipeline files; /var/lib/weir is the default place for state
