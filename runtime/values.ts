@@ -32,8 +32,8 @@ const BIGINT_TOO_LARGE = (v: bigint): string =>
  */
 export function checkValue(value: unknown, codec: CodecName): ValueProblem | undefined {
   switch (codec) {
-    case 'msgpack': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, msgpackLeaf, false) : msgpackLeaf(value, 'value')
-    case 'json': return typeof value === 'object' && value !== null ? walk(value, 'value', 0, jsonLeaf, false) : jsonLeaf(value, 'value')
+    case 'msgpack': return typeof value === 'object' && value !== null ? walkValue(value, msgpackLeaf, false) : leafProblem(msgpackLeaf, value, 'value')
+    case 'json': return typeof value === 'object' && value !== null ? walkValue(value, jsonLeaf, false) : leafProblem(jsonLeaf, value, 'value')
     case 'string': return typeof value === 'string' ? undefined : { path: 'value', reason: `is ${describe(value)}; the string codec takes strings only` }
     case 'raw': return value instanceof Uint8Array ? undefined : { path: 'value', reason: `is ${describe(value)}; the raw codec takes Buffers (Uint8Array) only` }
   }
@@ -47,7 +47,7 @@ export function checkValue(value: unknown, codec: CodecName): ValueProblem | und
  */
 export function findValueProblem(value: unknown, codec: 'msgpack' | 'json'): ValueProblem | undefined {
   const leaf = codec === 'msgpack' ? msgpackLeaf : jsonLeaf
-  return typeof value === 'object' && value !== null ? walk(value, 'value', 0, leaf, false, false) : leaf(value, 'value')
+  return typeof value === 'object' && value !== null ? walkValue(value, leaf, false, false) : leafProblem(leaf, value, 'value')
 }
 
 /**
@@ -59,21 +59,21 @@ export function findValueProblem(value: unknown, codec: 'msgpack' | 'json'): Val
  */
 export function freezeStateValue<T>(value: T): { value: T } | { problem: ValueProblem } {
   if (typeof value !== 'object' || value === null) {
-    const problem = msgpackLeaf(value, 'value')
+    const problem = leafProblem(msgpackLeaf, value, 'value')
     return problem === undefined ? { value } : { problem }
   }
   if (value instanceof Uint8Array || value instanceof Date) {
-    const problem = msgpackLeaf(value, 'value')
+    const problem = leafProblem(msgpackLeaf, value, 'value')
     return problem === undefined ? { value: copyUnfreezable(value) } : { problem }
   }
-  const problem = walk(value, 'value', 0, msgpackLeaf, true)
+  const problem = walkValue(value, msgpackLeaf, true)
   return problem === undefined ? { value } : { problem }
 }
 
 /** Freezes a value decoded from the store (already known to be msgpack-clean). */
 export function freezeLoaded<T>(value: T): T {
   if (typeof value !== 'object' || value === null || value instanceof Uint8Array || value instanceof Date) return value
-  walk(value, 'value', 0, () => undefined, true)
+  walk(value, 0, () => undefined, true)
   return value
 }
 
@@ -189,43 +189,68 @@ function scanFrozen(v: object, depth: number): Frozen {
   return found
 }
 
-type Leaf = (v: unknown, path: string) => ValueProblem | undefined
+/** What is wrong with a leaf, or undefined; `inArray`: it is an element of an array. */
+type Leaf = (v: unknown, inArray: boolean) => string | undefined
+
+/** The problem of a leaf at `path`, if any. */
+function leafProblem(leaf: Leaf, v: unknown, path: string): ValueProblem | undefined {
+  const reason = leaf(v, false)
+  return reason === undefined ? undefined : { path, reason }
+}
 
 /**
  * Walks plain objects and arrays, asking `leaf` about everything else; with `freeze`, each
  * container is frozen once its contents passed (Buffers and Dates in it replaced by copies).
+ * A problem's path is relative to `v` (`.items[2]`) and built only for a problem, while
+ * the walk returns: a value that passes costs no strings.
  */
-function walk(v: object, path: string, depth: number, leaf: Leaf, freeze: boolean, trustFrozen = true): ValueProblem | undefined {
-  if (depth > MAX_DEPTH) return { path, reason: `is nested deeper than ${MAX_DEPTH} levels (a reference cycle?)` }
+function walk(v: object, depth: number, leaf: Leaf, freeze: boolean, trustFrozen = true): ValueProblem | undefined {
+  if (depth > MAX_DEPTH) return { path: '', reason: `is nested deeper than ${MAX_DEPTH} levels (a reference cycle?)` }
   if (trustFrozen && Object.isFrozen(v)) return undefined
   const o = v as Record<string, unknown>
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      const p = entry(o, i, `${path}[${i}]`, depth, leaf, freeze, trustFrozen)
-      if (p !== undefined) return p
+      const p = entry(o, i, true, depth, leaf, freeze, trustFrozen)
+      if (p !== undefined) {
+        p.path = `[${i}]${p.path}`
+        return p
+      }
     }
   } else {
     const proto: unknown = Object.getPrototypeOf(v)
-    if (proto !== Object.prototype && proto !== null) return leaf(v, path)
+    if (proto !== Object.prototype && proto !== null) return leafProblem(leaf, v, '')
     // for-in is safe here: the prototype is Object.prototype or null, so nothing is inherited.
     for (const k in o) {
-      const p = entry(o, k, `${path}.${k}`, depth, leaf, freeze, trustFrozen)
-      if (p !== undefined) return p
+      const p = entry(o, k, false, depth, leaf, freeze, trustFrozen)
+      if (p !== undefined) {
+        p.path = `.${k}${p.path}`
+        return p
+      }
     }
   }
   if (freeze) Object.freeze(v)
   return undefined
 }
 
-function entry(o: Record<string | number, unknown>, k: string | number, path: string, depth: number, leaf: Leaf, freeze: boolean, trustFrozen: boolean): ValueProblem | undefined {
+function entry(o: Record<string | number, unknown>, k: string | number, inArray: boolean, depth: number, leaf: Leaf, freeze: boolean, trustFrozen: boolean): ValueProblem | undefined {
   const e = o[k]
-  if (typeof e !== 'object' || e === null) return leaf(e, path)
-  if (e instanceof Uint8Array || e instanceof Date) {
-    const p = leaf(e, path)
-    if (p === undefined && freeze) o[k] = copyUnfreezable(e)
-    return p
+  if (typeof e !== 'object' || e === null) {
+    const reason = leaf(e, inArray)
+    return reason === undefined ? undefined : { path: '', reason }
   }
-  return walk(e, path, depth + 1, leaf, freeze, trustFrozen)
+  if (e instanceof Uint8Array || e instanceof Date) {
+    const reason = leaf(e, inArray)
+    if (reason === undefined && freeze) o[k] = copyUnfreezable(e)
+    return reason === undefined ? undefined : { path: '', reason }
+  }
+  return walk(e, depth + 1, leaf, freeze, trustFrozen)
+}
+
+/** walk from the top of a value: paths start at `value`. */
+function walkValue(v: object, leaf: Leaf, freeze: boolean, trustFrozen = true): ValueProblem | undefined {
+  const p = walk(v, 0, leaf, freeze, trustFrozen)
+  if (p !== undefined) p.path = `value${p.path}`
+  return p
 }
 
 /** Buffers and Dates cannot be frozen: the state keeps its own copy. */
@@ -235,31 +260,31 @@ function copyUnfreezable<T>(v: T): T {
 }
 
 /** msgpack (weir's default codec and the state encoding): what comes back as it went in. */
-function msgpackLeaf(v: unknown, path: string): ValueProblem | undefined {
+function msgpackLeaf(v: unknown): string | undefined {
   switch (typeof v) {
     case 'number': case 'string': case 'boolean': case 'undefined': return undefined
-    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX ? undefined : { path, reason: BIGINT_TOO_LARGE(v) }
-    case 'function': return { path, reason: 'is a function, which msgpack would drop' }
-    case 'symbol': return { path, reason: 'is a symbol, which msgpack cannot encode' }
+    case 'bigint': return v >= INT64_MIN && v <= UINT64_MAX ? undefined : BIGINT_TOO_LARGE(v)
+    case 'function': return 'is a function, which msgpack would drop'
+    case 'symbol': return 'is a symbol, which msgpack cannot encode'
   }
   if (v === null || Buffer.isBuffer(v) || (v instanceof Uint8Array && v.constructor === Uint8Array)) return undefined
-  if (v instanceof Date) return Number.isNaN(v.getTime()) ? { path, reason: 'is an invalid Date' } : undefined
-  return { path, reason: `is ${describe(v)}, which msgpack would turn into ${v instanceof Map ? 'a plain object' : v instanceof Set ? 'an array' : 'something else'}; use plain objects, arrays, strings, numbers, booleans, null, Dates and Buffers` }
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? 'is an invalid Date' : undefined
+  return `is ${describe(v)}, which msgpack would turn into ${v instanceof Map ? 'a plain object' : v instanceof Set ? 'an array' : 'something else'}; use plain objects, arrays, strings, numbers, booleans, null, Dates and Buffers`
 }
 
 /** JSON: only what JSON.parse gives back as JSON.stringify got it. */
-function jsonLeaf(v: unknown, path: string): ValueProblem | undefined {
+function jsonLeaf(v: unknown, inArray: boolean): string | undefined {
   switch (typeof v) {
     case 'string': case 'boolean': return undefined
-    case 'number': return Number.isFinite(v) ? undefined : { path, reason: `is ${v}, which JSON turns into null` }
-    case 'undefined': return path.endsWith(']') ? { path, reason: 'is undefined in an array, which JSON turns into null' } : undefined
-    case 'bigint': return { path, reason: 'is a BigInt, which JSON cannot encode: convert it to a string (String(n)) or a Number, or use the msgpack codec (BigInts within 64 bits)' }
-    case 'function': return { path, reason: 'is a function, which JSON drops' }
-    case 'symbol': return { path, reason: 'is a symbol, which JSON drops' }
+    case 'number': return Number.isFinite(v) ? undefined : `is ${v}, which JSON turns into null`
+    case 'undefined': return inArray ? 'is undefined in an array, which JSON turns into null' : undefined
+    case 'bigint': return 'is a BigInt, which JSON cannot encode: convert it to a string (String(n)) or a Number, or use the msgpack codec (BigInts within 64 bits)'
+    case 'function': return 'is a function, which JSON drops'
+    case 'symbol': return 'is a symbol, which JSON drops'
   }
   if (v === null) return undefined
-  if (v instanceof Date) return { path, reason: 'is a Date, which JSON turns into a string; emit date.toISOString() or a number of ms' }
-  return { path, reason: `is ${describe(v)}, which JSON would not give back as it is; use plain objects, arrays, strings, finite numbers, booleans and null` }
+  if (v instanceof Date) return 'is a Date, which JSON turns into a string; emit date.toISOString() or a number of ms'
+  return `is ${describe(v)}, which JSON would not give back as it is; use plain objects, arrays, strings, finite numbers, booleans and null`
 }
 
 function describe(v: unknown): string {

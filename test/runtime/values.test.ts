@@ -211,3 +211,16 @@ describe('copyCheckedValue against findValueProblem and a msgpack round trip', (
     expect(copyCheckedValue({ f: frozenDeep })).toBe(VALUE_REFUSED)
   })
 })
+
+describe('the path of a problem', () => {
+  it('names the field from the top of the value, through arrays and objects', () => {
+    expect(findValueProblem({ a: [1, { f: () => 1 }] }, 'msgpack')).toEqual({ path: 'value.a[1].f', reason: 'is a function, which msgpack would drop' })
+    expect(findValueProblem([[0, new Map()]], 'msgpack')?.path).toBe('value[0][1]')
+    expect(findValueProblem(Symbol('s'), 'msgpack')?.path).toBe('value')
+    // JSON drops undefined in an object but turns it into null in an array: only the latter is a problem.
+    expect(findValueProblem({ 'x]': undefined, xs: [1, 2, undefined] }, 'json')).toEqual({ path: 'value.xs[2]', reason: 'is undefined in an array, which JSON turns into null' })
+    let deep: unknown = 1
+    for (let i = 0; i < 202; i++) deep = { d: deep }
+    expect(findValueProblem(deep, 'msgpack')?.path).toBe(`value${'.d'.repeat(201)}`)
+  })
+})
