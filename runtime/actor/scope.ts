@@ -90,11 +90,13 @@ export class UnitScope {
 }
 
 /** A state value checked and frozen for storing; a value msgpack would not give back is refused. */
-function storable(scope: UnitScope, name: string, value: unknown, keyed: boolean): unknown {
+function storable(scope: UnitScope, name: string, value: unknown, keyed: boolean, within = ''): unknown {
   if (value === undefined) return undefined
   const r = freezeStateValue(value)
   if ('value' in r) return r.value
-  throw new ValueError(`state '${name}'.set`, r.problem.reason, { stage: scope.stage, actor: scope.actor, ...(keyed ? { key: scope.key } : {}), path: r.problem.path })
+  // `within`: where in the stored value this part goes (a map entry's `.key`), for the path.
+  const path = within === '' ? r.problem.path : `value${within}${r.problem.path.slice('value'.length)}`
+  throw new ValueError(`state '${name}'.set`, r.problem.reason, { stage: scope.stage, actor: scope.actor, ...(keyed ? { key: scope.key } : {}), path })
 }
 
 /**
@@ -129,6 +131,28 @@ export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
       return {
         get: () => entryFor().value,
         set: (v) => cache.set(entryFor(), storable(scope, name, v, true)),
+        setEntry: (mapKey, v) => {
+          const entry = entryFor()
+          const stored = storable(scope, name, v, true, `.${mapKey}`)
+          const current = entry.value as Readonly<Record<string, unknown>> | undefined
+          // The stored map and what it holds are frozen and checked already: only the new value is walked.
+          cache.set(entry, Object.freeze({ ...current, [mapKey]: stored }))
+        },
+        deleteEntry: (mapKey) => {
+          const entry = entryFor()
+          const current = entry.value as Readonly<Record<string, unknown>> | undefined
+          if (current === undefined || !Object.prototype.hasOwnProperty.call(current, mapKey)) return
+          const next: Record<string, unknown> = {}
+          let size = 0
+          for (const k in current) {
+            if (k === mapKey) continue
+            // An own '__proto__' key stays a key.
+            if (k === '__proto__') Object.defineProperty(next, k, { value: current[k], enumerable: true, writable: true, configurable: true })
+            else next[k] = current[k]
+            size++
+          }
+          cache.set(entry, size === 0 ? undefined : Object.freeze(next))
+        },
       }
     },
     actorScoped(name) {

@@ -5,10 +5,25 @@
  */
 import { ConfigError, WeirError } from '../errors.ts'
 
+/** @internal One state of the current key (keyed) or of the actor. */
+export interface StateSlot {
+  get(): unknown
+  /** Checks and freezes `value` (deeply) and stores it. */
+  set(value: unknown): void
+}
+
+/** @internal A keyed slot that also updates a stored map (a frozen plain object) one entry at a time. */
+export interface KeyedSlot extends StateSlot {
+  /** Stores the current map with `mapKey` set to `value`: only `value` is checked and frozen, the rest is frozen already. */
+  setEntry(mapKey: string, value: unknown): void
+  /** Stores the current map without `mapKey` (nothing when that leaves it empty). */
+  deleteEntry(mapKey: string): void
+}
+
 /** @internal How state handles reach the actor's cache. */
 export interface StateAccess {
-  keyed(name: string): { get(): unknown; set(value: unknown): void }
-  actorScoped(name: string): { get(): unknown; set(value: unknown): void }
+  keyed(name: string): KeyedSlot
+  actorScoped(name: string): StateSlot
 }
 
 /** The stage whose processor the runtime is constructing right now (construction is synchronous). */
@@ -78,13 +93,13 @@ function unbound(name: string, declaredLate: boolean): WeirError {
 }
 
 abstract class StateHandle {
-  protected access: { get(): unknown; set(value: unknown): void } | undefined
+  protected access: StateSlot | undefined
   /** @internal Set when the handle was declared after its registry was bound. */
   declaredLate = false
   constructor(readonly name: string) {}
   /** @internal */
   abstract bind(state: StateAccess): void
-  protected slot(): { get(): unknown; set(value: unknown): void } {
+  protected slot(): StateSlot {
     if (this.access === undefined) throw unbound(this.name, this.declaredLate)
     return this.access
   }
@@ -132,26 +147,31 @@ export class ValueState<T> extends StateHandle {
  * onRecord(r) { this.seen.set(r.value.id, r.timestamp) }
  */
 export class MapState<V> extends StateHandle {
+  private keyedAccess: KeyedSlot | undefined
   /** @internal */
   bind(state: StateAccess): void {
-    this.access = state.keyed(this.name)
+    this.access = this.keyedAccess = state.keyed(this.name)
+  }
+  private keyedSlot(): KeyedSlot {
+    if (this.keyedAccess === undefined) throw unbound(this.name, this.declaredLate)
+    return this.keyedAccess
   }
   private current(): Readonly<Record<string, V>> {
     return (this.slot().get() as Record<string, V> | undefined) ?? {}
   }
   get(mapKey: string): V | undefined {
-    return this.current()[mapKey]
+    const current = this.current()
+    // Not `current[mapKey]` alone: 'constructor' or 'toString' would read Object.prototype's.
+    return Object.prototype.hasOwnProperty.call(current, mapKey) ? current[mapKey] : undefined
   }
   has(mapKey: string): boolean {
     return Object.prototype.hasOwnProperty.call(this.current(), mapKey)
   }
   set(mapKey: string, value: V): void {
-    this.slot().set({ ...this.current(), [mapKey]: value })
+    this.keyedSlot().setEntry(mapKey, value)
   }
   delete(mapKey: string): void {
-    const next = { ...this.current() }
-    delete next[mapKey]
-    this.slot().set(Object.keys(next).length === 0 ? undefined : next)
+    this.keyedSlot().deleteEntry(mapKey)
   }
   entries(): Array<[string, V]> {
     return Object.entries(this.current())
