@@ -146,8 +146,11 @@ describe.skipIf(!installed || !kafka.available)('a cluster on NATS with per-role
     const dir = tempDir()
     writeFileSync(join(dir, 'token'), `${token}\n`)
     const cluster = `t${randomUUID().slice(0, 8)}`
+    // 800 lines at 100/s: the run lasts about 8 s, so that a weir status started a few times
+    // over on a loaded machine (each a process start and a 1.5 s wait) hears it before it ends.
+    const lines = 800
     const run = startWeir(['run', 'examples/wordcount.ts', '--bus', tokenServer.url, '--nats-token-file', join(dir, 'token'), '--cluster', cluster, '--data-dir', join(dir, 'data'),
-      '--param', 'lines=300', '--param', 'rate=100', '--param', `out=${dir}/out/c-{partition}.jsonl`, '-q'])
+      '--param', `lines=${lines}`, '--param', 'rate=100', '--param', `out=${dir}/out/c-{partition}.jsonl`, '-q'])
     onTestFinished(() => void run.child.kill('SIGKILL'))
     const status = await until(async () => {
       const r = await weir(['status', '--bus', tokenServer.url.replace('nats://', `nats://${token}@`), '--cluster', cluster, '--wait-ms', '1500'])
@@ -159,6 +162,6 @@ describe.skipIf(!installed || !kafka.available)('a cluster on NATS with per-role
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(/outcome:\s+finished/)
     expect(r.stdout + r.stderr).not.toContain(token)
-    expect(finalCounts(join(dir, 'out'))).toEqual(await wordcountReference(tempDir(), 300))
+    expect(finalCounts(join(dir, 'out'))).toEqual(await wordcountReference(tempDir(), lines))
   }, 120_000)
 })
