@@ -77,6 +77,15 @@ export function freezeLoaded<T>(value: T): T {
   return value
 }
 
+/**
+ * Sets `obj[key] = value` as an own property, '__proto__' included (plain assignment of
+ * that key would set the prototype): a copied object keeps the keys of its original.
+ */
+export function putOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true })
+  else obj[key] = value
+}
+
 /** What copyCheckedValue returns for a value msgpack cannot hold; findValueProblem says where and why. */
 export const VALUE_REFUSED: unique symbol = Symbol('weir.value-refused')
 
@@ -143,9 +152,7 @@ function copyChecked(v: object, depth: number): unknown {
       c = copyChecked(e, depth + 1)
       if (c === VALUE_REFUSED) return c
     } else if (!leafFits(e)) return VALUE_REFUSED
-    // An own '__proto__' key stays a key, as it is in the sender's object.
-    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true })
-    else out[k] = c
+    putOwn(out, k, c)
   }
   return out
 }
@@ -166,12 +173,8 @@ function scanFrozen(v: object, depth: number): Frozen {
   let found: Frozen = SHAREABLE
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      const e: unknown = v[i]
-      if (typeof e === 'object' && e !== null) {
-        const r = scanFrozen(e, depth + 1)
-        if (r === REFUSED) return r
-        if (r === HOLDS_MUTABLE) found = r
-      } else if (!leafFits(e)) return REFUSED
+      found = scanElement(v[i], depth, found)
+      if (found === REFUSED) return found
     }
     return found
   }
@@ -179,14 +182,17 @@ function scanFrozen(v: object, depth: number): Frozen {
   if (proto !== Object.prototype && proto !== null) return REFUSED
   const o = v as Record<string, unknown>
   for (const k in o) {
-    const e = o[k]
-    if (typeof e === 'object' && e !== null) {
-      const r = scanFrozen(e, depth + 1)
-      if (r === REFUSED) return r
-      if (r === HOLDS_MUTABLE) found = r
-    } else if (!leafFits(e)) return REFUSED
+    found = scanElement(o[k], depth, found)
+    if (found === REFUSED) return found
   }
   return found
+}
+
+/** What scanFrozen finds with one more element of a container at `depth`, given what it found so far. */
+function scanElement(e: unknown, depth: number, found: Frozen): Frozen {
+  if (typeof e !== 'object' || e === null) return leafFits(e) ? found : REFUSED
+  const r = scanFrozen(e, depth + 1)
+  return r === SHAREABLE ? found : r
 }
 
 /** What is wrong with a leaf, or undefined; `inArray`: it is an element of an array. */

@@ -11,7 +11,7 @@ import { stateCodec } from '../codec.ts'
 import type { StateStore } from '../state/state-store.ts'
 import type { CacheEntry, WriteCache } from '../state/write-cache.ts'
 import { storeKeyBytes } from '../record-keys.ts'
-import { freezeLoaded, freezeStateValue } from '../values.ts'
+import { freezeLoaded, freezeStateValue, putOwn } from '../values.ts'
 import { ACTOR_PREFIX, keyedPrefix, NULL_KEY } from './state-keys.ts'
 
 /**
@@ -146,9 +146,7 @@ export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
           let size = 0
           for (const k in current) {
             if (k === mapKey) continue
-            // An own '__proto__' key stays a key.
-            if (k === '__proto__') Object.defineProperty(next, k, { value: current[k], enumerable: true, writable: true, configurable: true })
-            else next[k] = current[k]
+            putOwn(next, k, current[k])
             size++
           }
           cache.set(entry, size === 0 ? undefined : Object.freeze(next))
