@@ -24,6 +24,12 @@ const BIGINT_TOO_LARGE = (v: bigint): string =>
   `is a BigInt outside 64 bits (${v}), which msgpack cannot hold: convert it to a string (String(n), back with BigInt(s)), or to a Number if losing precision is fine`
 
 /**
+ * msgpackr decodes an object key '__proto__' as '__proto_' (its guard against prototype
+ * pollution), so such a key does not come back from a topic or the state as it went in.
+ */
+export const PROTO_KEY_REASON = "is a key msgpack does not give back (msgpackr decodes '__proto__' as '__proto_', a guard against prototype pollution): rename the key"
+
+/**
  * Checks that `value` survives a round trip through the built-in codec `codec` unchanged;
  * undefined when it does. Values of user-supplied codecs are not checked. A frozen object
  * is taken as checked (state values are frozen once checked; see freezeStateValue): one
@@ -75,15 +81,6 @@ export function freezeLoaded<T>(value: T): T {
   if (typeof value !== 'object' || value === null || value instanceof Uint8Array || value instanceof Date) return value
   walk(value, 0, () => undefined, true)
   return value
-}
-
-/**
- * Sets `obj[key] = value` as an own property, '__proto__' included (plain assignment of
- * that key would set the prototype): a copied object keeps the keys of its original.
- */
-export function putOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true })
-  else obj[key] = value
 }
 
 /** What copyCheckedValue returns for a value msgpack cannot hold; findValueProblem says where and why. */
@@ -146,13 +143,14 @@ function copyChecked(v: object, depth: number): unknown {
   const out: Record<string, unknown> = {}
   // for-in: the prototype is Object.prototype or null, nothing is inherited.
   for (const k in o) {
+    if (k === '__proto__') return VALUE_REFUSED
     const e = o[k]
     let c: unknown = e
     if (typeof e === 'object' && e !== null) {
       c = copyChecked(e, depth + 1)
       if (c === VALUE_REFUSED) return c
     } else if (!leafFits(e)) return VALUE_REFUSED
-    putOwn(out, k, c)
+    out[k] = c
   }
   return out
 }
@@ -182,6 +180,7 @@ function scanFrozen(v: object, depth: number): Frozen {
   if (proto !== Object.prototype && proto !== null) return REFUSED
   const o = v as Record<string, unknown>
   for (const k in o) {
+    if (k === '__proto__') return REFUSED
     found = scanElement(o[k], depth, found)
     if (found === REFUSED) return found
   }
@@ -227,7 +226,7 @@ function walk(v: object, depth: number, leaf: Leaf, freeze: boolean, trustFrozen
     if (proto !== Object.prototype && proto !== null) return leafProblem(leaf, v, '')
     // for-in is safe here: the prototype is Object.prototype or null, so nothing is inherited.
     for (const k in o) {
-      const p = entry(o, k, false, depth, leaf, freeze, trustFrozen)
+      const p = k === '__proto__' && leaf === msgpackLeaf ? { path: '', reason: PROTO_KEY_REASON } : entry(o, k, false, depth, leaf, freeze, trustFrozen)
       if (p !== undefined) {
         p.path = `.${k}${p.path}`
         return p

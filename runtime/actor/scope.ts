@@ -11,7 +11,7 @@ import { stateCodec } from '../codec.ts'
 import type { StateStore } from '../state/state-store.ts'
 import type { CacheEntry, WriteCache } from '../state/write-cache.ts'
 import { storeKeyBytes } from '../record-keys.ts'
-import { freezeLoaded, freezeStateValue, putOwn } from '../values.ts'
+import { freezeLoaded, freezeStateValue, PROTO_KEY_REASON } from '../values.ts'
 import { ACTOR_PREFIX, keyedPrefix, NULL_KEY } from './state-keys.ts'
 
 /**
@@ -132,6 +132,7 @@ export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
         get: () => entryFor().value,
         set: (v) => cache.set(entryFor(), storable(scope, name, v, true)),
         setEntry: (mapKey, v) => {
+          if (mapKey === '__proto__') throw new ValueError(`state '${name}'.set`, PROTO_KEY_REASON, { stage: scope.stage, actor: scope.actor, key: scope.key, path: 'value.__proto__' })
           const entry = entryFor()
           const stored = storable(scope, name, v, true, `.${mapKey}`)
           const current = entry.value as Readonly<Record<string, unknown>> | undefined
@@ -144,9 +145,10 @@ export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
           if (current === undefined || !Object.prototype.hasOwnProperty.call(current, mapKey)) return
           const next: Record<string, unknown> = {}
           let size = 0
+          // No stored map holds a '__proto__' key (refused when set; msgpack gives it back as '__proto_'): plain assignment is safe.
           for (const k in current) {
             if (k === mapKey) continue
-            putOwn(next, k, current[k])
+            next[k] = current[k]
             size++
           }
           cache.set(entry, size === 0 ? undefined : Object.freeze(next))

@@ -155,7 +155,21 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
     const back = await until(() => {
       const answered = new Set(lookups.filter((l) => l.at > killedAt && l.answer !== undefined && l.answer.standby !== true && l.family !== 'bus-stale').map((l) => l.answer!.partition))
       return moved.every((p) => answered.has(p)) ? Date.now() : undefined
-    }, 30_000, 'the moved partitions answering again')
+    }, 30_000, 'the moved partitions answering again').catch((err: Error) => {
+      // What the CI excerpt needs to tell a slow move from a stuck one: the lookups of each
+      // moved partition since the kill, the assignments since, and what the processes logged
+      // about the moved actors.
+      stopping = true
+      const partitionOfWord = (word: string): number => pipeline.partitionOfKey(count, keyBytes(word))!
+      const perPartition = moved.map((p) => {
+        const mine = lookups.filter((l) => l.at > killedAt && partitionOfWord(l.word) === p)
+        const errors = [...new Set(mine.filter((l) => l.error !== undefined).map((l) => l.error!.slice(0, 160)))]
+        return `count/${p}: ${mine.length} lookups since the kill, ${mine.filter((l) => l.answer?.standby === true).length} by a standby, ${mine.filter((l) => l.answer !== undefined && l.answer.standby !== true).length} by the actor, errors: ${JSON.stringify(errors.slice(0, 3))}`
+      })
+      const since = assignments.filter((x) => x.generation > before.generation).map((x) => `generation ${x.generation}: ${moved.map((p) => `count/${p}@${x.actors[`count/${p}`]}`).join(' ')}`)
+      const actorPattern = new RegExp(moved.map((p) => `count/${p}\\b`).join('|'))
+      throw new Error(`${err.message}; killed ${victim} ${Date.now() - killedAt} ms ago, moved ${JSON.stringify(moved)}\n${perPartition.join('\n')}\nassignments since: ${since.join('; ')}\n${c.logLinesMatching(actorPattern, 10)}`)
+    })
     await sleep(AFTER_MOVE_MS)
     stopping = true
     await Promise.all(loops)

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline, Processor, Source, policy, type Context, type SourceContext, type StreamRecord } from '../../index.ts'
 import { GeneratorSource } from '../../processors/index.ts'
 import { codecFor, msgpack } from '../../runtime/codec.ts'
-import { copyCheckedValue, findValueProblem, VALUE_REFUSED } from '../../runtime/values.ts'
+import { checkValue, copyCheckedValue, findValueProblem, freezeStateValue, PROTO_KEY_REASON, VALUE_REFUSED } from '../../runtime/values.ts'
 import { WeirError } from '../../runtime/errors.ts'
 import { runToCompletion, tempDataDir } from '../../testing/index.ts'
 
@@ -141,7 +141,7 @@ describe('copyCheckedValue (a record handed along a chained edge)', () => {
     expect(copy.buf.toString()).toBe('ab')
   })
 
-  it('shares frozen objects (immutable state values), keeps an own __proto__ key a key, and passes leaves through', () => {
+  it('shares frozen objects (immutable state values), refuses an own __proto__ key, and passes leaves through', () => {
     const frozen = Object.freeze({ a: Object.freeze([1]) })
     expect(copyValue({ f: frozen }).f).toBe(frozen)
     // Freezing leaves a Buffer's bytes and a Date's time changeable: such a frozen object is copied.
@@ -151,10 +151,17 @@ describe('copyCheckedValue (a record handed along a chained edge)', () => {
     holder.b[0] = 0x79
     holder.at.setTime(2)
     expect([held.b.toString(), held.at.getTime()]).toEqual(['x', 1])
-    const odd = JSON.parse('{"__proto__": {"x": 1}, "y": 2}') as Record<string, unknown>
-    const copy = copyValue(odd)
-    expect(Object.getPrototypeOf(copy)).toBe(Object.prototype)
-    expect(Object.keys(copy)).toEqual(['__proto__', 'y'])
+    // msgpackr decodes a '__proto__' key as '__proto_': a chained copy refuses it as the topic's encode would.
+    const proto = (): Record<string, unknown> => JSON.parse('{"y": {"__proto__": {"x": 1}}}') as Record<string, unknown>
+    const odd = proto()
+    expect(msgpack.decode(msgpack.encode(odd))).toEqual({ y: { __proto_: { x: 1 } } })
+    expect(copyCheckedValue(odd)).toBe(VALUE_REFUSED)
+    expect(copyCheckedValue(Object.freeze(proto()))).toBe(VALUE_REFUSED)
+    expect(findValueProblem(odd, 'msgpack')).toEqual({ path: 'value.y.__proto__', reason: PROTO_KEY_REASON })
+    expect(checkValue(odd, 'msgpack')?.path).toBe('value.y.__proto__')
+    expect(freezeStateValue(odd)).toEqual({ problem: { path: 'value.y.__proto__', reason: PROTO_KEY_REASON } })
+    // JSON.parse gives an own '__proto__' key back as a key: the json codec holds it.
+    expect(checkValue(odd, 'json')).toBeUndefined()
     for (const leaf of [1, 'a', null, undefined, true, 3n]) expect(copyValue(leaf)).toBe(leaf)
   })
 })

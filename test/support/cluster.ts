@@ -158,6 +158,19 @@ export class TestCluster {
     }).join('\n')
   }
 
+  /**
+   * The last `perProcess` lines of each process's log that match `pattern`, each cut to 300
+   * characters: what a failed wait puts in its message, so a CI excerpt shows what the
+   * processes did.
+   */
+  logLinesMatching(pattern: RegExp, perProcess = 8): string {
+    return this.processes.map((p) => {
+      const text = existsSync(p.logFile) ? readFileSync(p.logFile, 'utf8') : ''
+      const lines = text.split('\n').filter((l) => pattern.test(l)).slice(-perProcess).map((l) => l.slice(0, 300))
+      return `--- ${p.name} (${p.role}, ${p.state}) ---\n${lines.join('\n')}`
+    }).join('\n')
+  }
+
   /** SIGKILLs every process still running (a stopped one too: SIGKILL needs no SIGCONT). */
   killAll(): void {
     for (const p of this.processes) if (p.state !== 'exited') p.signal('SIGKILL')
