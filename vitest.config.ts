@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config'
+import { AloneFirstSequencer } from './test/support/alone-first-sequencer.ts'
 
 const testFiles = Number(process.env.WEIR_TEST_FILES ?? 2)
 
@@ -13,6 +14,8 @@ export default defineConfig({
     // bound real processes' timing (a move within seconds, a 503 before a timeout) calls
     // runsAlone() and then runs with no other file beside it (test/support/file-lock.ts).
     poolOptions: { forks: { maxForks: testFiles, minForks: 1 } },
+    // Those files start first, one after the other, so none waits for shared files to drain.
+    sequence: { sequencer: AloneFirstSequencer },
     // Starts the services the run's test files ask for (scripts/services.sh up) and ends the
     // run with a line naming any that were missing; WEIR_SERVICES=off starts nothing.
     globalSetup: ['test/support/services-setup.ts', 'test/support/file-lock-setup.ts'],
