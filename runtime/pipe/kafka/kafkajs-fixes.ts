@@ -26,6 +26,18 @@
  *    per batch, and `filterAbortedMessages` below at record granularity (kept for kafkajs's
  *    own batches and its test).
  *
+ * 4. A request queue with nothing pending sets no timer. kafkajs's
+ *    `scheduleCheckPendingRequests` computes `throttledUntil - Date.now()` with
+ *    `throttledUntil` at -1 when nothing throttles, and sets that negative timeout whenever
+ *    no request waits; the timer checks the queue and schedules the next one, so every
+ *    broker connection of every client spins a 1 ms timer loop for as long as it is open
+ *    (kafkajs issues 1704 and 1751; Node 24 also prints a TimeoutNegativeWarning). Measured
+ *    with four idle producers and an admin client: 4,347 queue checks a second and 6.7 % of a
+ *    core, against none and 1.3 % (test/runtime/pipe/kafka.test.ts counts an idle pipe's
+ *    checks). A request is pending only after `push` found it could not
+ *    go now, and `push` schedules the check itself; a completed request checks the queue
+ *    directly. So the timer is needed only while something is pending.
+ *
  * kafkajs binds these modules when they are first required, so this module replaces their
  * entries in the CommonJS module cache before anything loads kafkajs: import it first
  * wherever kafkajs is imported (runtime/pipe/kafka/kafka-pipe.ts does).
@@ -302,6 +314,33 @@ function weirProduceRequest(original: (args: ProduceRequestArgs) => { encode: ()
   }
 }
 
+/** What fixRequestQueue touches of kafkajs's RequestQueue. */
+interface RequestQueueClass {
+  prototype: {
+    pending: unknown[]
+    throttledUntil: number
+    throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null
+    checkPendingRequests(): void
+    scheduleCheckPendingRequests(): void
+  }
+}
+
+/** kafkajs's interval between checks of a queue that waits on in-flight requests, not on a throttle. */
+const CHECK_PENDING_REQUESTS_MS = 10
+
+/** Fix 4: the pending-request timer is set only while a request is pending. */
+function fixRequestQueue(RequestQueue: RequestQueueClass): void {
+  RequestQueue.prototype.scheduleCheckPendingRequests = function (this: RequestQueueClass['prototype']) {
+    if (this.throttleCheckTimeoutId !== null && this.throttleCheckTimeoutId !== undefined) return
+    if (this.pending.length === 0) return
+    const throttledMs = this.throttledUntil - Date.now()
+    this.throttleCheckTimeoutId = setTimeout(() => {
+      this.throttleCheckTimeoutId = null
+      this.checkPendingRequests()
+    }, throttledMs > 0 ? throttledMs : CHECK_PENDING_REQUESTS_MS)
+  }
+}
+
 /** The records weir's codec decoded for a kafkajs batch (every batch, once this module is loaded). */
 export function weirRecordsOf(batch: unknown): StoredRecord[] {
   const records = (batch as Partial<WeirBatch>).weirRecords
@@ -314,6 +353,7 @@ const filterPath = requireFromKafkajs.resolve('./src/consumer/filterAbortedMessa
 const batchPath = requireFromKafkajs.resolve('./src/consumer/batch.js')
 const decodeMessagesPath = requireFromKafkajs.resolve('./src/protocol/requests/fetch/v4/decodeMessages.js')
 const produceV3Path = requireFromKafkajs.resolve('./src/protocol/requests/produce/v3/request.js')
+const requestQueuePath = requireFromKafkajs.resolve('./src/network/requestQueue/index.js')
 const loadedBatch = requireFromKafkajs.cache[batchPath]?.exports as { weirFixed?: boolean } | undefined
 if ((loadedBatch !== undefined && loadedBatch.weirFixed !== true) || (requireFromKafkajs.cache[decodeMessagesPath] !== undefined && requireFromKafkajs.cache[decodeMessagesPath]!.exports !== decodeMessages && loadedBatch?.weirFixed !== true)) {
   // kafkajs was loaded before this module: its batches keep the faulty filter and its decoder.
@@ -327,6 +367,7 @@ if (loadedBatch === undefined) {
   requireFromKafkajs(batchPath)
   const originalProduceV3 = requireFromKafkajs(produceV3Path) as Parameters<typeof weirProduceRequest>[0]
   requireFromKafkajs.cache[produceV3Path]!.exports = weirProduceRequest(originalProduceV3, requireFromKafkajs('./src/protocol/encoder.js') as new () => KafkajsEncoder)
+  fixRequestQueue(requireFromKafkajs(requestQueuePath) as RequestQueueClass)
   ;(WeirBatch as unknown as { weirFixed: boolean }).weirFixed = true
   requireFromKafkajs.cache[batchPath]!.exports = WeirBatch
 }

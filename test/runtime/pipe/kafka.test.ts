@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { Kafka, logLevel } from 'kafkajs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { KafkaPipe, parseKafkaUrl } from '../../../runtime/pipe/kafka/kafka-pipe.ts'
@@ -55,6 +56,36 @@ describe.skipIf(!kafka.available)('kafka', () => {
       expect(ends.find((e) => e.partition === 0)?.offset).toBe(1500)
       expect(ends.find((e) => e.partition === 1)?.offset).toBe(1500)
       await p.close()
+    })
+
+    // kafkajs alone re-checks each connection's request queue every millisecond for as long
+    // as the connection is open (a negative timeout when nothing is pending; kafkajs-fixes.ts, fix 4).
+    it('an idle pipe leaves its connections\' request queues without timers: no queue check a millisecond', async () => {
+      const RequestQueue = createRequire(createRequire(import.meta.url).resolve('kafkajs'))('./src/network/requestQueue/index.js') as { prototype: { checkPendingRequests(): void } }
+      const original = RequestQueue.prototype.checkPendingRequests
+      let checks = 0
+      RequestQueue.prototype.checkPendingRequests = function (this: unknown) {
+        checks++
+        original.call(this)
+      }
+      try {
+        const pipe = await KafkaPipe.connect({ brokers })
+        opened.push(pipe)
+        const topic = `test-${run}-idle`
+        await pipe.ensureTopic({ name: topic, partitions: 2, compacted: false })
+        const p = await pipe.producer(`test-${run}-idle-tx`)
+        p.begin()
+        for (let i = 0; i < 10; i++) p.send(topic, i % 2, { key: Buffer.from(`k${i}`), value: Buffer.from('v'), timestamp: Date.now() })
+        await p.commit()
+        await pipe.endOffset(topic, 0)
+        const before = checks
+        await new Promise((r) => setTimeout(r, 1000))
+        // Each check of a spinning queue runs once a millisecond: ~1,000 a second per connection.
+        expect(checks - before).toBeLessThan(50)
+        await p.close()
+      } finally {
+        RequestQueue.prototype.checkPendingRequests = original
+      }
     })
 
     // Found by the cluster chaos property with consumed-record purging on: a worker paused
