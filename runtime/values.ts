@@ -228,7 +228,7 @@ function walk(v: object, depth: number, leaf: Leaf, freeze: boolean, trustFrozen
     for (const k in o) {
       const p = k === '__proto__' && leaf === msgpackLeaf ? { path: '', reason: PROTO_KEY_REASON } : entry(o, k, false, depth, leaf, freeze, trustFrozen)
       if (p !== undefined) {
-        p.path = `.${k}${p.path}`
+        p.path = `${fieldPath(k)}${p.path}`
         return p
       }
     }
@@ -249,6 +249,18 @@ function entry(o: Record<string | number, unknown>, k: string | number, inArray:
     return reason === undefined ? undefined : { path: '', reason }
   }
   return walk(e, depth + 1, leaf, freeze, trustFrozen)
+}
+
+/**
+ * The path step of object key `key`: `.name` for an identifier, `["a.b"]` otherwise, so a
+ * key holding `.` or `[` cannot be read as two steps.
+ *
+ * @example
+ * fieldPath('items') // '.items'
+ * fieldPath('a.b')   // '["a.b"]'
+ */
+export function fieldPath(key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`
 }
 
 /** walk from the top of a value: paths start at `value`. */

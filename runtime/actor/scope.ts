@@ -11,7 +11,7 @@ import { stateCodec } from '../codec.ts'
 import type { StateStore } from '../state/state-store.ts'
 import type { CacheEntry, WriteCache } from '../state/write-cache.ts'
 import { storeKeyBytes } from '../record-keys.ts'
-import { freezeLoaded, freezeStateValue, PROTO_KEY_REASON } from '../values.ts'
+import { fieldPath, freezeLoaded, freezeStateValue, PROTO_KEY_REASON } from '../values.ts'
 import { ACTOR_PREFIX, keyedPrefix, NULL_KEY } from './state-keys.ts'
 
 /**
@@ -94,7 +94,7 @@ function storable(scope: UnitScope, name: string, value: unknown, keyed: boolean
   if (value === undefined) return undefined
   const r = freezeStateValue(value)
   if ('value' in r) return r.value
-  // `within`: where in the stored value this part goes (a map entry's `.key`), for the path.
+  // `within`: where in the stored value this part goes (a map entry's `.key` or `["a.b"]`), for the path.
   const path = within === '' ? r.problem.path : `value${within}${r.problem.path.slice('value'.length)}`
   throw new ValueError(`state '${name}'.set`, r.problem.reason, { stage: scope.stage, actor: scope.actor, ...(keyed ? { key: scope.key } : {}), path })
 }
@@ -134,7 +134,7 @@ export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
         setEntry: (mapKey, v) => {
           if (mapKey === '__proto__') throw new ValueError(`state '${name}'.set`, PROTO_KEY_REASON, { stage: scope.stage, actor: scope.actor, key: scope.key, path: 'value.__proto__' })
           const entry = entryFor()
-          const stored = storable(scope, name, v, true, `.${mapKey}`)
+          const stored = storable(scope, name, v, true, fieldPath(mapKey))
           const current = entry.value as Readonly<Record<string, unknown>> | undefined
           // The stored map and what it holds are frozen and checked already: only the new value is walked.
           cache.set(entry, Object.freeze({ ...current, [mapKey]: stored }))

@@ -222,6 +222,9 @@ describe('copyCheckedValue against findValueProblem and a msgpack round trip', (
 describe('the path of a problem', () => {
   it('names the field from the top of the value, through arrays and objects', () => {
     expect(findValueProblem({ a: [1, { f: () => 1 }] }, 'msgpack')).toEqual({ path: 'value.a[1].f', reason: 'is a function, which msgpack would drop' })
+    // A key that is not an identifier is quoted: `value.a.b[0]` would name other fields.
+    expect(findValueProblem({ 'a.b': { 'c[0]': NaN } }, 'json')?.path).toBe('value["a.b"]["c[0]"]')
+    expect(findValueProblem({ $k_1: { '': 2n ** 70n } }, 'msgpack')?.path).toBe('value.$k_1[""]')
     expect(findValueProblem([[0, new Map()]], 'msgpack')?.path).toBe('value[0][1]')
     expect(findValueProblem(Symbol('s'), 'msgpack')?.path).toBe('value')
     // JSON drops undefined in an object but turns it into null in an array: only the latter is a problem.

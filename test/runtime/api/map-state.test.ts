@@ -86,7 +86,7 @@ describe('MapState', () => {
       private readonly map = this.state.map<unknown>('m')
       onRecord(r: StreamRecord<number>, ctx: Context<number>): void {
         this.map.set('ok', r.value)
-        this.map.set('bad', { inner: [1, new Map()] })
+        this.map.set('bad.key', { inner: [1, new Map()] })
         ctx.emit(r.key, this.map.size)
       }
     }
@@ -98,7 +98,8 @@ describe('MapState', () => {
     expect(err).toBeInstanceOf(WeirError)
     const text = `${(err as Error).message} ${String((err as Error).cause)}`
     expect(text).toContain("state 'm'.set")
-    expect(text).toContain('value.bad.inner[1] is a Map')
+    // A map key that is not an identifier is quoted, so the path names one field.
+    expect(text).toContain('value["bad.key"].inner[1] is a Map')
   })
 
   it("refuses the map key '__proto__', which msgpack would give back as '__proto_'", async () => {
