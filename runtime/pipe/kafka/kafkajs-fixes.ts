@@ -34,9 +34,9 @@
  *    (kafkajs issues 1704 and 1751; Node 24 also prints a TimeoutNegativeWarning). Measured
  *    with four idle producers and an admin client: 4,347 queue checks a second and 6.7 % of a
  *    core, against none and 1.3 % (test/runtime/pipe/kafka.test.ts counts an idle pipe's
- *    checks). A request is pending only after `push` found it could not
- *    go now, and `push` schedules the check itself; a completed request checks the queue
- *    directly. So the timer is needed only while something is pending.
+ *    checks). A request is pending only after `push` found it could not go now, and `push`
+ *    schedules the check itself; a completed request checks the queue directly. So the
+ *    timer is needed only while something is pending.
  *
  * 5. A produce request's messages are grouped by partition in one pass. kafkajs's
  *    `groupMessagesPerPartition` copied the partition's array for every message
