@@ -266,7 +266,9 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
     // The move was seen: lookups of moved partitions waited for their new holder.
     expect(during.length).toBeGreaterThan(0)
     expect(figures.duringMove.answered).toBe(figures.duringMove.lookups)
-    expect(figures.duringMove.maxWaitMs).toBeGreaterThan(500)
+    // A lookup sent at the kill waits at least for the probes that declare the worker dead
+    // (every 250 ms): 387 ms once kafkajs fixes 4 and 5 made the move faster, so not 500.
+    expect(figures.duringMove.maxWaitMs).toBeGreaterThan(200)
     expect(moved.length).toBeGreaterThan(0)
     expect(placed.standbys!['count/0']).toHaveLength(1)
   }, 90_000)
