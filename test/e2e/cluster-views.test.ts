@@ -95,6 +95,7 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
     const pipeline = wordcount(params)
     const views = new ViewClient(bus, pipeline, { cluster, timeoutMs: LOOKUP_TIMEOUT_MS })
     const count = pipeline.stage('count')!
+    const partitionOf = (word: string): number => pipeline.partitionOfKey(count, keyBytes(word))!
     const placed = await until(() => [...assignments].reverse().find((x) => new Set(Object.values(x.actors)).size === 3 && Object.keys(x.standbys ?? {}).length === Object.keys(x.actors).length), 60_000, 'all three workers placed, every actor with a standby')
     const urls = new Map(await Promise.all(workers.map(async (w) => [w.name, await until(() => viewsUrl(w), 10_000, `${w.name}'s views URL`)] as const)))
     // Every partition answers, and the words are known: a scan of the whole view.
@@ -160,9 +161,8 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
       // moved partition since the kill, the assignments since, and what the processes logged
       // about the moved actors.
       stopping = true
-      const partitionOfWord = (word: string): number => pipeline.partitionOfKey(count, keyBytes(word))!
       const perPartition = moved.map((p) => {
-        const mine = lookups.filter((l) => l.at > killedAt && partitionOfWord(l.word) === p)
+        const mine = lookups.filter((l) => l.at > killedAt && partitionOf(l.word) === p)
         const errors = [...new Set(mine.filter((l) => l.error !== undefined).map((l) => l.error!.slice(0, 160)))]
         return `count/${p}: ${mine.length} lookups since the kill, ${mine.filter((l) => l.answer?.standby === true).length} by a standby, ${mine.filter((l) => l.answer !== undefined && l.answer.standby !== true).length} by the actor, errors: ${JSON.stringify(errors.slice(0, 3))}`
       })
@@ -224,7 +224,6 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
     // process exits a moment after the signal; the server learns of it a moment later). The
     // client waits for such a request until its whole budget is spent (ViewClient sends one
     // request with a timeout of the whole budget): counted apart; they must be the only failures.
-    const partitionOf = (word: string): number => pipeline.partitionOfKey(count, keyBytes(word))!
     const lostAtKill = lookups.filter((l) => l.error !== undefined && l.at + l.ms >= killedAt && l.at <= exitedAt + 100 && (l.via === victim || (moved.includes(partitionOf(l.word)) && /no reply|timeout/.test(l.error))))
     const failed = lookups.filter((l) => l.error !== undefined && !lostAtKill.includes(l))
     // In flight at some point of the move: a lookup sent just before the kill waits through it too.

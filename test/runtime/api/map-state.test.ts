@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Pipeline, Processor, WeirError, policy, type Context, type StreamRecord } from '../../../index.ts'
+import { Pipeline, Processor, WeirError, policy, type Context, type MapState, type StreamRecord } from '../../../index.ts'
 import { GeneratorSource } from '../../../processors/index.ts'
 import { CRASH_POINTS, readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
 
@@ -81,43 +81,37 @@ describe('MapState', () => {
     expect(crashes).toBeGreaterThan(0)
   }, 300_000)
 
-  it('refuses a value msgpack cannot hold, naming its map key, and keeps the map as it was', async () => {
-    class Bad extends Processor<number, number> {
+  /** The message and cause of the run's failure when one record's `set` calls what `use` does with its map. */
+  async function setFailure(name: string, use: (map: MapState<unknown>, value: number) => void): Promise<string> {
+    class Setter extends Processor<number, number> {
       private readonly map = this.state.map<unknown>('m')
       onRecord(r: StreamRecord<number>, ctx: Context<number>): void {
-        this.map.set('ok', r.value)
-        this.map.set('bad.key', { inner: [1, new Map()] })
+        use(this.map, r.value)
         ctx.emit(r.key, this.map.size)
       }
     }
     const dataDir = tempDataDir('weir-map-state-')
     dirs.push(dataDir)
-    const p = new Pipeline('map-state-bad')
-    p.source<number>('n', () => new GeneratorSource<number>({ count: 1, generate: (i) => ({ key: 'k', value: i }) }), { partitions: 1 }).process('bad', Bad, { onError: policy.failStop() })
+    const p = new Pipeline(name)
+    p.source<number>('n', () => new GeneratorSource<number>({ count: 1, generate: (i) => ({ key: 'k', value: i }) }), { partitions: 1 }).process('set', Setter, { onError: policy.failStop() })
     const err = await runToCompletion(p, { dataDir }).then(() => undefined, (e: unknown) => e)
     expect(err).toBeInstanceOf(WeirError)
-    const text = `${(err as Error).message} ${String((err as Error).cause)}`
+    return `${(err as Error).message} ${String((err as Error).cause)}`
+  }
+
+  it('refuses a value msgpack cannot hold, naming its map key, and keeps the map as it was', async () => {
+    const text = await setFailure('map-state-bad', (map, value) => {
+      map.set('ok', value)
+      map.set('bad.key', { inner: [1, new Map()] })
+    })
     expect(text).toContain("state 'm'.set")
     // A map key that is not an identifier is quoted, so the path names one field.
     expect(text).toContain('value["bad.key"].inner[1] is a Map')
   })
 
   it("refuses the map key '__proto__', which msgpack would give back as '__proto_'", async () => {
-    class Proto extends Processor<number, number> {
-      private readonly map = this.state.map<number>('m')
-      onRecord(r: StreamRecord<number>, ctx: Context<number>): void {
-        this.map.set('__proto__', r.value)
-        ctx.emit(r.key, this.map.size)
-      }
-    }
-    const dataDir = tempDataDir('weir-map-state-')
-    dirs.push(dataDir)
-    const p = new Pipeline('map-state-proto')
-    p.source<number>('n', () => new GeneratorSource<number>({ count: 1, generate: (i) => ({ key: 'k', value: i }) }), { partitions: 1 }).process('proto', Proto, { onError: policy.failStop() })
-    const err = await runToCompletion(p, { dataDir }).then(() => undefined, (e: unknown) => e)
-    expect(err).toBeInstanceOf(WeirError)
-    const text = `${(err as Error).message} ${String((err as Error).cause)}`
+    const text = await setFailure('map-state-proto', (map, value) => map.set('__proto__', value))
     expect(text).toContain("state 'm'.set")
-    expect(text).toContain("value.__proto__ is a key msgpack does not give back")
+    expect(text).toContain('value.__proto__ is a key msgpack does not give back')
   })
 })
