@@ -98,11 +98,15 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
     const partitionOf = (word: string): number => pipeline.partitionOfKey(count, keyBytes(word))!
     const placed = await until(() => [...assignments].reverse().find((x) => new Set(Object.values(x.actors)).size === 3 && Object.keys(x.standbys ?? {}).length === Object.keys(x.actors).length), 60_000, 'all three workers placed, every actor with a standby')
     const urls = new Map(await Promise.all(workers.map(async (w) => [w.name, await until(() => viewsUrl(w), 10_000, `${w.name}'s views URL`)] as const)))
-    // Every partition answers, and the words are known: a scan of the whole view.
+    // Every partition answers, and the words are known: a scan of the whole view. Each
+    // partition must hold some of them: a partition whose first checkpoint had no word yet
+    // would have none of its words looked up, and its move could never be seen (CI, stop 27).
     const words = await until(async () => {
       const page = await views.scan('counts', { limit: 1000 }, { timeoutMs: 2000 })
-      return page.partitions.length === count.parallelism && page.entries.length >= 20 ? page.entries.map((e) => e.key) : undefined
-    }, 30_000, 'the counts view answering on every partition')
+      const keys = page.entries.map((e) => e.key)
+      const covered = new Set(keys.map(partitionOf))
+      return page.partitions.length === count.parallelism && keys.length >= 20 && covered.size === count.parallelism ? keys : undefined
+    }, 30_000, 'the counts view answering on every partition, with words in each')
     const startedMs = Date.now() - t0
 
     const lookups: Lookup[] = []
@@ -164,7 +168,7 @@ describe.skipIf(!kafka.available || !nats.available)('views on a cluster while a
       const perPartition = moved.map((p) => {
         const mine = lookups.filter((l) => l.at > killedAt && partitionOf(l.word) === p)
         const errors = [...new Set(mine.filter((l) => l.error !== undefined).map((l) => l.error!.slice(0, 160)))]
-        return `count/${p}: ${mine.length} lookups since the kill, ${mine.filter((l) => l.answer?.standby === true).length} by a standby, ${mine.filter((l) => l.answer !== undefined && l.answer.standby !== true).length} by the actor, errors: ${JSON.stringify(errors.slice(0, 3))}`
+        return `count/${p}: ${words.filter((w) => partitionOf(w) === p).length} words, ${mine.length} lookups since the kill, ${mine.filter((l) => l.answer?.standby === true).length} by a standby, ${mine.filter((l) => l.answer !== undefined && l.answer.standby !== true).length} by the actor, errors: ${JSON.stringify(errors.slice(0, 3))}`
       })
       const since = assignments.filter((x) => x.generation > before.generation).map((x) => `generation ${x.generation}: ${moved.map((p) => `count/${p}@${x.actors[`count/${p}`]}`).join(' ')}`)
       const actorPattern = new RegExp(moved.map((p) => `count/${p}\\b`).join('|'))
