@@ -91,6 +91,8 @@ export interface ActorCheckpoints {
   onFailed(wake: () => void): void
   checkFailed(): void
   ready(): Promise<void>
+  /** A checkpoint taken is still being sealed or committed: the next barrier would wait for it. */
+  readonly sealing: boolean
   readonly sentSinceBarrier: number
   send(topic: string, partition: number, record: PipeRecord): void
   whenWritable(): Promise<void>
@@ -105,6 +107,7 @@ export class Checkpointer implements ActorCheckpoints {
   /** Counts this actor's checkpoints; pins cache entries until their local write is done. */
   private seq = 0
   private inflight: Promise<void> = Promise.resolve()
+  private sealingSeq = 0
   private failure: unknown
   /** Records of the next epoch, held while the previous transaction is being sealed. */
   private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
@@ -145,6 +148,10 @@ export class Checkpointer implements ActorCheckpoints {
     this.checkFailed()
   }
 
+  get sealing(): boolean {
+    return this.sealingSeq !== 0
+  }
+
   /** Records sent since the newest barrier: what the open transaction (with the held ones) will commit. */
   get sentSinceBarrier(): number {
     return this.sinceBarrier
@@ -177,6 +184,11 @@ export class Checkpointer implements ActorCheckpoints {
     this.deferred = []
     this.sinceBarrier = 0
     this.inflight = this.sealAndCommit(cuts, positions, epoch, seq, publish, afterLocalWrite)
+    this.sealingSeq = seq
+    const sealed = (): void => {
+      if (this.sealingSeq === seq) this.sealingSeq = 0
+    }
+    this.inflight.then(sealed, sealed)
     this.inflight.catch((err: unknown) => {
       this.failure = err
       this.onFailure?.()
@@ -331,6 +343,9 @@ export class ChainedCheckpoints implements ActorCheckpoints {
   }
   ready(): Promise<void> {
     return this.head.ready()
+  }
+  get sealing(): boolean {
+    return this.head.sealing
   }
   get sentSinceBarrier(): number {
     return this.head.sentSinceBarrier
