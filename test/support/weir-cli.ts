@@ -32,7 +32,8 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...env, ...extra }
 }
 
-export function startWeir(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<Outcome> } {
+/** A started `weir` process: `stderr()` is what it wrote so far (for a failure message while it runs). */
+export function startWeir(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<Outcome>; stderr: () => string } {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
@@ -42,7 +43,7 @@ export function startWeir(args: string[], options: { cwd?: string; env?: Record<
     child.on('error', reject)
     child.on('close', (code, signal) => resolveDone({ code, signal, stdout, stderr }))
   })
-  return { child, done }
+  return { child, done, stderr: () => stderr }
 }
 
 export function weir(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Outcome> {
