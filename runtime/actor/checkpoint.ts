@@ -107,7 +107,7 @@ export class Checkpointer implements ActorCheckpoints {
   /** Counts this actor's checkpoints; pins cache entries until their local write is done. */
   private seq = 0
   private inflight: Promise<void> = Promise.resolve()
-  private sealingSeq = 0
+  private sealingNow = false
   private failure: unknown
   /** Records of the next epoch, held while the previous transaction is being sealed. */
   private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
@@ -149,7 +149,7 @@ export class Checkpointer implements ActorCheckpoints {
   }
 
   get sealing(): boolean {
-    return this.sealingSeq !== 0
+    return this.sealingNow
   }
 
   /** Records sent since the newest barrier: what the open transaction (with the held ones) will commit. */
@@ -183,16 +183,19 @@ export class Checkpointer implements ActorCheckpoints {
     const cuts = this.parts.map((part) => ({ part, dirty: part.cache.seal(seq), ingest: part.ingest }))
     this.deferred = []
     this.sinceBarrier = 0
+    // take() follows ready(), so one checkpoint at most is in flight when this is set.
+    this.sealingNow = true
     this.inflight = this.sealAndCommit(cuts, positions, epoch, seq, publish, afterLocalWrite)
-    this.sealingSeq = seq
-    const sealed = (): void => {
-      if (this.sealingSeq === seq) this.sealingSeq = 0
-    }
-    this.inflight.then(sealed, sealed)
-    this.inflight.catch((err: unknown) => {
-      this.failure = err
-      this.onFailure?.()
-    })
+    this.inflight.then(
+      () => {
+        this.sealingNow = false
+      },
+      (err: unknown) => {
+        this.sealingNow = false
+        this.failure = err
+        this.onFailure?.()
+      },
+    )
   }
 
   /** Encodes the changelogs into the sealed transaction in slices, commits it, and opens the next. */

@@ -87,7 +87,7 @@ describe.skipIf(!kafka.available || !nats.available)('forged control messages on
     expect([...new Set(since.map((h) => h.generation))], 'the refused assignments left the worker on the leader\'s generation').toEqual([real])
     await until(() => all(heartbeats.at(-1)!), 10_000, 'the worker running all its actors after the refused assignments').catch((err: Error) => {
       const last = heartbeats.at(-1)!
-      const missing = shape.stages.flatMap((s) => Array.from({ length: s.parallelism }, (_, p) => `${s.name}/${p}`)).filter((a) => !last.actors.includes(a))
+      const missing = Object.keys(everyActor).filter((a) => !last.actors.includes(a))
       throw new Error(`${err.message}: the last heartbeat lacks ${missing.join(', ')} (generation ${last.generation}, the leader's ${real}); worker a's stderr ends:\n${worker.stderr().slice(-4000)}`)
     })
 

@@ -5,13 +5,14 @@
  * commits the count actor's transactions 200 ms late, so a barrier that waited would stall
  * for about that long (every one of them did before the change: p50 200 ms).
  */
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Pipeline, Processor, startEmbedded, type Context, type StreamRecord } from '../../../index.ts'
 import { GeneratorSource } from '../../../processors/index.ts'
 import { EmbeddedPipe } from '../../../runtime/pipe/embedded/embedded-pipe.ts'
 import type { Pipe, TransactionalProducer } from '../../../runtime/pipe/pipe.ts'
 import { naming } from '../../../runtime/naming.ts'
-import { readState, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
+import { readState, runToCompletion } from '../../../testing/index.ts'
+import { tempDirs } from '../../support/weir-cli.ts'
 
 const COMMIT_DELAY_MS = 200
 const RECORDS = 30_000
@@ -19,13 +20,7 @@ const RECORDS = 30_000
 const RATE = 10_000
 const KEYS = 6000
 
-const dirs: string[] = []
-afterAll(() => dirs.forEach(removeDir))
-function dir(): string {
-  const d = tempDataDir('weir-barriers-')
-  dirs.push(d)
-  return d
-}
+const dir = tempDirs('weir-barriers-')
 
 class Count extends Processor<number, number> {
   private readonly count = this.state.value<number>('count')
