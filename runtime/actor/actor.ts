@@ -131,6 +131,8 @@ export interface ActorDeps {
 
 /** Consumed input records are purged every this many checkpoints. */
 const PURGE_EVERY = 10
+/** How long a graceful stop waits for its final purge. */
+const FINAL_PURGE_WAIT_MS = 5_000
 /** One record in this many has its processing time sampled for the progress channel. */
 const SAMPLE_EVERY = 64
 
@@ -1319,10 +1321,13 @@ export class Actor {
     this.stats.lastEpoch = this.committedEpoch
     this.stats.checkpoints++
     this.onEpoch(this.committedEpoch)
-    if (this.stats.checkpoints % PURGE_EVERY === 0) {
-      const inputs = this.readers.map((r, i) => ({ stage: this.pipeline.stage(this.spec.inputs[i]!)!, topic: r.topic, partition: r.partition }))
-      purgeConsumed(this.pipe, this.pipeline, this.spec, inputs, this.committedPositions, this.log)
-    }
+    if (this.stats.checkpoints % PURGE_EVERY === 0) void this.purge()
+  }
+
+  /** Deletes the input records that every reader committed past (never rejects). */
+  private purge(): Promise<void> {
+    const inputs = this.readers.map((r, i) => ({ stage: this.pipeline.stage(this.spec.inputs[i]!)!, topic: r.topic, partition: r.partition }))
+    return purgeConsumed(this.pipe, this.pipeline, this.spec, inputs, this.committedPositions, this.log)
   }
 
   // ---- closing -------------------------------------------------------------------------
@@ -1337,6 +1342,10 @@ export class Actor {
     }
     for (const r of this.readers) r.close()
     await this.checkpoints?.settled()
+    // A graceful stop purges what its last checkpoint consumed: an actor that stops after
+    // fewer than PURGE_EVERY checkpoints (a short bounded run, a move) would leave it all.
+    // Bounded: a pipe that does not answer must not hold the stop.
+    if (this.lifecycle !== 'failed' && this.lifecycle !== 'fenced') await Promise.race([this.purge(), sleep(FINAL_PURGE_WAIT_MS, true)])
     for (const a of [this, ...this.members]) {
       if (a.processor?.close !== undefined) await a.scope.hook('close', () => a.processor.close!()).catch((err: unknown) => a.log.error({ err: describeError(err) }, 'processor close failed'))
     }
@@ -1383,8 +1392,11 @@ function yieldToLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
+function sleep(ms: number, unref = false): Promise<void> {
+  return new Promise((r) => {
+    const t = setTimeout(r, ms)
+    if (unref) t.unref()
+  })
 }
 
 /** What a TypeError from changing a frozen state value means, and what to do instead. */

@@ -271,8 +271,8 @@ function validateOptions(stage: string, options: unknown): StageOptions {
 export interface PipelineOptions {
   /**
    * Delete records of an edge topic once every stage reading it has committed past them,
-   * as Kafka Streams purges its repartition topics. Outputs nobody reads are kept.
-   * Default true; false keeps every edge's history (for inspection with weir/testing).
+   * as Kafka Streams purges its repartition topics: every 10 checkpoints of the reading
+   * actor and when it stops gracefully. Outputs nobody reads are kept. Default true; false keeps every edge's history (for inspection with weir/testing).
    */
   purgeConsumedRecords?: boolean
   /**
