@@ -261,20 +261,28 @@ export interface ReadRecord<T = unknown> {
  * Watermark marks (control records) are left out.
  */
 export async function readTopic<T = unknown>(from: string | Pipe, topic: string, codec: Codec<unknown> = msgpack): Promise<Array<ReadRecord<T>>> {
+  return withPipe(from, (pipe) => readOpenTopic<T>(pipe, topic, codec))
+}
+
+async function withPipe<R>(from: string | Pipe, use: (pipe: Pipe) => Promise<R>): Promise<R> {
   const pipe = typeof from === 'string' ? await EmbeddedPipe.open(from) : from
   try {
-    const spec = await pipe.describeTopic(topic)
-    if (spec === undefined) return []
-    const out: Array<ReadRecord<T>> = []
-    for (let p = 0; p < spec.partitions; p++) {
-      await readRange(pipe, topic, p, await pipe.startOffset(topic, p), await pipe.endOffset(topic, p), (batch) => {
-        for (const r of batch) if (!isControlRecord(r)) out.push({ partition: p, offset: r.offset, key: r.key === null ? null : keyString(r.key), value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
-      })
-    }
-    return out
+    return await use(pipe)
   } finally {
     if (typeof from === 'string') await pipe.close()
   }
+}
+
+async function readOpenTopic<T>(pipe: Pipe, topic: string, codec: Codec<unknown>): Promise<Array<ReadRecord<T>>> {
+  const spec = await pipe.describeTopic(topic)
+  if (spec === undefined) return []
+  const out: Array<ReadRecord<T>> = []
+  for (let p = 0; p < spec.partitions; p++) {
+    await readRange(pipe, topic, p, await pipe.startOffset(topic, p), await pipe.endOffset(topic, p), (batch) => {
+      for (const r of batch) if (!isControlRecord(r)) out.push({ partition: p, offset: r.offset, key: r.key === null ? null : keyString(r.key), value: (r.value === null ? null : codec.decode(r.value)) as T, timestamp: r.timestamp })
+    })
+  }
+  return out
 }
 
 /**
@@ -293,6 +301,13 @@ function stageOf(pipeline: Pipeline, stage: string, among: readonly StageSpec[] 
  * UnknownStageError that lists its stages. A stage chained to its reader
  * (docs/chaining.md) writes no topic, so reading it is refused (WEIR_STAGE_CHAINED) rather
  * than answered with nothing: read the stage it is chained to, or give that one `{ chain: false }`.
+ * So is an output that other stages read and that was purged as they consumed it
+ * (WEIR_STAGE_OUTPUT_PURGED; `purgeConsumedRecords`, on by default, deletes it by the end of
+ * a run): read the last stage or a sink's output, or create the pipeline with
+ * `{ purgeConsumedRecords: false }` to keep the edge.
+ *
+ * @example
+ * const counts = await readStageOutput<number>(pipeline, dataDir, 'count')   // a stage no other stage reads
  */
 export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string | Pipe, stage: string): Promise<Array<ReadRecord<T>>> {
   const spec = stageOf(pipeline, stage)
@@ -300,7 +315,19 @@ export function readStageOutput<T = unknown>(pipeline: Pipeline, dataDir: string
   if (reader !== undefined) {
     throw new WeirError('WEIR_STAGE_CHAINED', `stage '${stage}' is chained to '${reader}': what it emits goes to '${reader}' without a topic, so it has no output to read; read '${reader}', or give '${reader}' { chain: false }`, { stage })
   }
-  return readTopic<T>(dataDir, pipeline.outputTopic(spec), codecFor(spec.codec))
+  const topic = pipeline.outputTopic(spec)
+  const readers = pipeline.downstreamOf(stage).map((s) => s.name)
+  const purgeable = pipeline.options.purgeConsumedRecords && spec.topic === undefined && readers.length > 0
+  return withPipe(dataDir, async (pipe) => {
+    if (purgeable && (await pipe.describeTopic(topic)) !== undefined) {
+      let purged = 0
+      for (let p = 0; p < spec.outputPartitions; p++) purged += await pipe.startOffset(topic, p)
+      if (purged > 0) {
+        throw new WeirError('WEIR_STAGE_OUTPUT_PURGED', `stage '${stage}''s output (${topic}) is read by ${readers.map((r) => `'${r}'`).join(', ')}, and ${purged} of its records were purged once consumed (purgeConsumedRecords, on by default): read a stage no other stage reads or a sink's output, or create the pipeline with new Pipeline('${pipeline.name}', { purgeConsumedRecords: false }) to keep this edge`, { stage, topic })
+      }
+    }
+    return readOpenTopic<T>(pipe, topic, codecFor(spec.codec))
+  })
 }
 
 /**

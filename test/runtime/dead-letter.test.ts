@@ -41,7 +41,8 @@ class Tally extends Processor<string, string> {
 }
 
 function pipeline(onError = policy.deadLetter()): Pipeline {
-  const p = new Pipeline('dlq')
+  // The source's topic is read back for the offsets a dead letter names: kept, not purged once consumed.
+  const p = new Pipeline('dlq', { purgeConsumedRecords: false })
   p.source<string>('in', () => new GeneratorSource<string>({ count: N, generate: (i) => ({ key: `k${i % 5}`, value: value(i) }) }), { codec: sloppyJson, partitions: 1 })
     // Not chained to its source: these tests read the source's topic for the offsets a dead letter names (test/runtime/actor/chain.test.ts covers a chained stage's).
     .process('tally', Tally, { onError, codec: 'json', chain: false })

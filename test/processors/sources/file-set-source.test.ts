@@ -97,7 +97,8 @@ describe('FileSetSource over a directory', () => {
   it('dead-letters a line longer than maxLineBytes with its first bytes, and reads on after it; eventId header keeps the id in weir-event-id', async () => {
     const text = `{"n":1}\n{"n":"${'y'.repeat(5000)}"}\n{"n":3}\n`
     const { dir, dataDir } = setup({ 'a.jsonl': text })
-    const p = new Pipeline('fileset-long')
+    // The source's topic is read back after the run, so its consumed records are kept.
+    const p = new Pipeline('fileset-long', { purgeConsumedRecords: false })
     p.source('files', () => new FileSetSource({ directory: dir, run: 'r', format: 'jsonl', maxLineBytes: 64, eventId: 'header', key: (v) => String((v as { n: number }).n) }))
       .process('ids', () => new (class extends Processor<unknown, string> {
         onRecord(r: StreamRecord<unknown>, ctx: Context<string>): void {

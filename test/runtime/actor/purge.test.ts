@@ -8,7 +8,7 @@ import { afterAll, expect, it } from 'vitest'
 import { Pipeline, Processor, type Context, type StreamRecord } from '../../../index.ts'
 import { GeneratorSource } from '../../../processors/index.ts'
 import { EmbeddedPipe } from '../../../runtime/pipe/embedded/embedded-pipe.ts'
-import { removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
+import { readStageOutput, removeDir, runToCompletion, tempDataDir } from '../../../testing/index.ts'
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(removeDir))
@@ -21,7 +21,7 @@ class Pass extends Processor<number, number> {
 
 function pipeline(name: string, purge: boolean): Pipeline {
   const p = new Pipeline(name, { purgeConsumedRecords: purge })
-  const numbers = p.source<number>('numbers', () => new GeneratorSource<number>({ count: 500, generate: (i) => ({ key: `k${i}`, value: i }) }), { partitions: 2 })
+  const numbers = p.source<number>('numbers', () => new GeneratorSource<number>({ count: 500 /* per partition */, generate: (i) => ({ key: `k${i}`, value: i }) }), { partitions: 2 })
   // Not chained, so numbers → first and first → second are topics; second's output is read by nobody.
   numbers.process('first', () => new Pass(), { chain: false }).process('second', () => new Pass(), { chain: false })
   return p
@@ -69,6 +69,9 @@ it('a graceful stop purges the edges its readers consumed, even after fewer chec
   expect(starts.first).toEqual(await endOffsets(dir, 'weir.short.first', starts.first!.length))
   // Nobody reads second: its output is kept.
   expect(starts.second!.every((o) => o === 0)).toBe(true)
+  // weir/testing refuses a purged edge rather than answering with what is left of it.
+  await expect(readStageOutput(pipeline('short', true), dir, 'first')).rejects.toMatchObject({ code: 'WEIR_STAGE_OUTPUT_PURGED', message: expect.stringContaining("read by 'second'") })
+  expect(await readStageOutput(pipeline('short', true), dir, 'second')).toHaveLength(1000)
 })
 
 it('keeps every record when purging is off', async () => {
@@ -77,4 +80,5 @@ it('keeps every record when purging is off', async () => {
   await runToCompletion(pipeline('kept', false), { dataDir: dir, epochIntervalMs: 60_000, actorConfig: { maxBatch: 1000 } })
   const starts = await startOffsets(dir, 'kept')
   expect(Object.values(starts).flat().every((o) => o === 0)).toBe(true)
+  expect(await readStageOutput(pipeline('kept', false), dir, 'first')).toHaveLength(1000)
 })
