@@ -154,7 +154,9 @@ describe.skipIf(!hasBrowser)('the dashboard in a browser', () => {
       await expect(page.locator(`[data-output="${OUTPUT}"] [data-field=slo]`).textContent()).resolves.toMatch(/^SLO 5\.0 s: (ok|broken|unknown)$/)
 
       // The history chart has its first points: the screenshot shows a full dashboard.
-      await page.waitForSelector(`[data-output="${OUTPUT}"] svg.chart polyline`, { timeout: 10_000 })
+      // Attached, not visible: a timeliness that held still is a flat line, whose empty box Playwright calls hidden.
+      const line = await page.waitForSelector(`[data-output="${OUTPUT}"] svg.chart polyline`, { state: 'attached', timeout: 10_000 })
+      expect((await line.getAttribute('points'))!.trim().split(' ').length, 'points of the timeliness chart').toBeGreaterThanOrEqual(2)
       expect(errors).toEqual([])
       mkdirSync(join(ROOT, 'test-artifacts'), { recursive: true })
       await page.screenshot({ path: SCREENSHOT, fullPage: true })
