@@ -11,6 +11,7 @@ import type { Producer, Transaction, Message, TopicMessages } from 'kafkajs'
 import { ClosedError, type WeirError } from '../../errors.ts'
 import type { PartitionOffset, PipeRecord, TransactionalProducer } from '../pipe.ts'
 import { toWeirError } from './kafka-errors.ts'
+import { PipeMessage } from './kafkajs-fixes.ts'
 
 /**
  * The previous transaction's markers are still being written when the next one starts:
@@ -79,7 +80,8 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
     if (byPartition === undefined) txn.queued.set(topic, (byPartition = new Map()))
     let messages = byPartition.get(partition)
     if (messages === undefined) byPartition.set(partition, (messages = []))
-    messages.push({ key: record.key, value: record.value, partition, timestamp: String(record.timestamp), headers: record.headers })
+    // A Message to kafkajs's types; its string timestamp is what PipeMessage spares (kafkajs-fixes.ts).
+    messages.push(new PipeMessage(record.key, record.value, partition, record.timestamp, record.headers) as unknown as Message)
     txn.queuedCount++
     this.backlog++
     // Enough for a full request: produce it in the background (after any earlier commit).

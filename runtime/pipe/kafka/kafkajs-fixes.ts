@@ -274,11 +274,31 @@ function bytes(v: KafkajsValue): Buffer | null {
   return Buffer.isBuffer(v) ? v : Buffer.from(String(v))
 }
 
+/**
+ * A message weir's producer hands kafkajs: already a PipeRecord (numeric timestamp, Buffer
+ * key and value, one Buffer per header), so the produce encoding takes it as it is instead
+ * of converting each message into a new record (one object and a timestamp string less per
+ * record). kafkajs itself only reads `partition` and checks `value`.
+ */
+export class PipeMessage implements PipeRecord {
+  constructor(
+    readonly key: Buffer | null,
+    readonly value: Buffer | null,
+    readonly partition: number,
+    readonly timestamp: number,
+    readonly headers: Record<string, Buffer> | undefined,
+  ) {}
+}
+
 /** Records of one partition as the codec takes them; undefined when a header repeats a name (kafkajs encodes those). */
 function pipeRecords(messages: ProduceRequestArgs['topicData'][number]['partitions'][number]['messages'], now: number): PipeRecord[] | undefined {
   const out: PipeRecord[] = new Array(messages.length)
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i]!
+    if (m instanceof PipeMessage) {
+      out[i] = m
+      continue
+    }
     let headers: Record<string, Buffer> | undefined
     if (m.headers !== undefined) {
       for (const name in m.headers) {
@@ -325,7 +345,7 @@ export function groupMessagesPerPartition<M>({ topic, partitionMetadata, message
   const result: Record<number, M[]> = {}
   if (partitionMetadata.length === 0) return result
   for (const message of messages) {
-    const partition = partitioner({ topic, partitionMetadata, message })
+    const partition = message instanceof PipeMessage ? message.partition : partitioner({ topic, partitionMetadata, message })
     const list = result[partition]
     if (list === undefined) result[partition] = [message]
     else list.push(message)
