@@ -226,9 +226,7 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
   /**
    * Splits queued records into produce requests: at most `maxBatchBytes` per partition per
    * request (the broker refuses a record batch above `message.max.bytes`) and at most
-   * `maxBatchRecords` (chosen when kafkajs grouped a request's messages by partition in
-   * O(n²); kafkajs-fixes.ts fix 5 groups them in one pass now, and whether larger requests
-   * measure faster is not yet measured).
+   * `maxBatchRecords` (options.ts says how its default was measured).
    */
   private *chunks(queued: Map<string, Map<number, Message[]>>): Generator<{ topicMessages: TopicMessages[]; counts: Map<string, number> }> {
     const cursors: Array<{ topic: string; partition: number; messages: Message[]; at: number }> = []
