@@ -272,7 +272,9 @@ export interface PipelineOptions {
   /**
    * Delete records of an edge topic once every stage reading it has committed past them,
    * as Kafka Streams purges its repartition topics: every 10 checkpoints of the reading
-   * actor and when it stops gracefully. Outputs nobody reads are kept. Default true; false keeps every edge's history (for inspection with weir/testing).
+   * actor and when it stops gracefully. Outputs nobody reads are kept. Default true; false
+   * keeps every edge's history (for inspection with weir/testing: readStageOutput refuses a
+   * purged edge with WEIR_STAGE_OUTPUT_PURGED).
    */
   purgeConsumedRecords?: boolean
   /**
