@@ -25,7 +25,7 @@ import { chainHead, chainMembers, chainsOf, type ChainPlan } from './api/chains.
 
 /** Restarts of one actor on retriable errors before the run fails (backoff doubles up to 30 s). */
 const MAX_RESTARTS = 10
-/** An assignment more lease terms than this ahead of the leader's epochs is refused: no failover skips so many. */
+/** An assignment more lease terms than this ahead of the leader's known generation is refused: no failover skips so many. */
 const MAX_TERMS_AHEAD = 1000
 /** Epochs, all stating an older generation than this worker's, after which it drops its generation and follows the leader. */
 const EPOCHS_BEFORE_FOLLOWING = 5
@@ -213,8 +213,11 @@ export class Worker {
   private assignmentRefusal(msg: AssignmentMessage): string | undefined {
     const unknown = [...Object.keys(msg.actors), ...Object.keys(msg.standbys ?? {}), ...Object.keys(msg.releasing ?? {}), ...Object.keys(msg.quarantined ?? {})].find((a) => !this.pipelineActors.has(a))
     if (unknown !== undefined) return `actor ${unknown} is not an actor of pipeline '${this.pipeline.name}'`
-    if (this.leaderGeneration >= 0 && msg.generation > this.leaderGeneration + MAX_TERMS_AHEAD * GENERATIONS_PER_TERM) {
-      return `generation ${msg.generation} is more than ${MAX_TERMS_AHEAD} lease terms ahead of the leader's epochs (generation ${this.leaderGeneration})`
+    // What the leader is known to be at: its epochs, or before the first epoch reaches this
+    // worker (a loaded machine, a worker that just started), the assignment it already took.
+    const known = Math.max(this.leaderGeneration, this.generation)
+    if (known >= 0 && msg.generation > known + MAX_TERMS_AHEAD * GENERATIONS_PER_TERM) {
+      return `generation ${msg.generation} is more than ${MAX_TERMS_AHEAD} lease terms ahead of the leader's (generation ${known})`
     }
     return undefined
   }

@@ -54,8 +54,21 @@ describe('a worker and control messages that cannot be the leader\'s', () => {
     await until(() => lines.filter((l) => l.msg === 'assignment refused').length === 2 && heartbeats.at(-1)?.generation === 2_000_002, 2000, 'two refused, the third taken')
     expect(lines.filter((l) => l.msg === 'assignment refused').map((l) => l.reason)).toEqual([
       "actor nope/0 is not an actor of pipeline 'wc'",
-      "generation 1002000002 is more than 1000 lease terms ahead of the leader's epochs (generation 2000001)",
+      "generation 1002000002 is more than 1000 lease terms ahead of the leader's (generation 2000001)",
     ])
+  })
+
+  it('before any epoch, refuses one far beyond the assignment it took', async () => {
+    const { bus, lines, heartbeats } = setup()
+    bus.publish(subjects.assignment(CLUSTER, 'wc'), { v: 1, generation: 1_000_001, actors: elsewhere })
+    await until(() => heartbeats.at(-1)?.generation === 1_000_001, 2000, 'the first assignment taken')
+    bus.publish(subjects.assignment(CLUSTER, 'wc'), { v: 1, generation: 10 ** 15, actors: elsewhere })
+    bus.publish(subjects.assignment(CLUSTER, 'wc'), { v: 1, generation: 1_000_002, actors: elsewhere })
+    await until(() => heartbeats.at(-1)?.generation === 1_000_002, 2000, 'the next real assignment taken')
+    expect(lines.filter((l) => l.msg === 'assignment refused').map((l) => l.reason)).toEqual([
+      "generation 1000000000000000 is more than 1000 lease terms ahead of the leader's (generation 1000001)",
+    ])
+    expect(heartbeats.map((h) => h.generation), 'never on the forged generation').not.toContain(10 ** 15)
   })
 
   it('drops a generation the leader\'s epochs keep contradicting, says hello, and takes the leader\'s assignment again', async () => {
