@@ -7,6 +7,19 @@
 // ../index.ts shares the CLI's copy of the runtime (a second copy's Pipeline is not one).
 import { existsSync } from 'node:fs'
 
+// glibc's malloc gives each thread that allocates an arena of its own, and RocksDB's reads
+// on Node's thread pool leave freed memory spread over them: two arenas take 150-250 MiB off
+// a worker at 10M keys at the same speed (docs/operations.md, "A worker's memory"). glibc
+// reads MALLOC_ARENA_MAX only as the process starts, so weir replaces itself once, in place
+// (same pid, stdio and arguments), with it set. A value the user set is kept.
+if (process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined && typeof process.execve === 'function') {
+  try {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_ARENA_MAX: '2' })
+  } catch {
+    // Not replaced (a sandbox refusing execve): run on with glibc's default arenas.
+  }
+}
+
 const fromSources = existsSync(new URL('../cli/main.ts', import.meta.url))
 if (fromSources) {
   const { register } = await import('tsx/esm/api')
