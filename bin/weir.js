@@ -26,9 +26,6 @@ if (fromSources) {
   register()
 }
 const entry = (path) => new URL(fromSources ? `../${path}.ts` : `../dist/${path}.js`, import.meta.url).href
-// Before the heap grows: larger young-generation semi-spaces for per-record allocation.
-const { tuneHeap } = await import(entry('runtime/heap'))
-tuneHeap()
 const { main } = await import(entry('cli/main'))
 const code = await main(process.argv.slice(2))
 // Exit even if a pipeline module left a timer or socket open; stdout is flushed first.

@@ -21,6 +21,7 @@ import { WorkerProbes } from '../runtime/worker-probes.ts'
 import { coordinatorProbes } from '../coordinator/coordinator-probes.ts'
 import { serveViews, type ViewsServer } from '../runtime/views/serve-views.ts'
 import { openBus, redactBusUrl } from '../runtime/open-bus.ts'
+import { tuneHeap } from '../runtime/heap.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import { loadPipeline } from '../runtime/pipeline-file.ts'
@@ -212,6 +213,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     const pipeline = await loadPipeline(resolve(positionals[0]!), params)
     const stateDir = resolve((values['state-dir'] as string | undefined) ?? `.weir/${pipeline.name}-worker`)
     const log = logger('weir-worker')
+    tuneHeap()
     bus = await openBus(busTarget, { name: `weir-worker-${pipeline.name}`, log })
     pipe = await openPipe(pipeUrl, { dataDir: stateDir, configFile: values['pipe-config'] === undefined ? undefined : resolve(values['pipe-config'] as string), log })
     // Probes answer from before the join on (not ready until assigned, restored and caught up):

@@ -19,6 +19,7 @@ import { checkMetricsBinding, serveMetrics, type MetricsServer } from '../runtim
 import { parseReadyMaxLag, WorkerProbes } from '../runtime/worker-probes.ts'
 import { checkPublicBinding } from '../runtime/http-token.ts'
 import { serveViews, type ViewsServer } from '../runtime/views/serve-views.ts'
+import { tuneHeap } from '../runtime/heap.ts'
 import { checkPipeUrl, openPipe } from '../runtime/open-pipe.ts'
 import type { Pipe } from '../runtime/pipe/pipe.ts'
 import type { Pipeline } from '../runtime/api/pipeline.ts'
@@ -336,6 +337,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   try {
     if (args.busTarget !== undefined) bus = await openBus(args.busTarget, { name: `weir-run-${pipeline.name}`, log })
     if (args.pipe !== 'embedded') {
+      tuneHeap()
       const connecting = connectProgress(process.stderr, commandLogger('weir', 'warn'))
       try {
         pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log, onConnectRetry: (r) => connecting.onRetry(r) })
