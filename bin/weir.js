@@ -8,11 +8,13 @@
 import { existsSync } from 'node:fs'
 
 // glibc's malloc gives each thread that allocates an arena of its own, and RocksDB's reads
-// on Node's thread pool leave freed memory spread over them: two arenas take 150-250 MiB off
-// a worker at 10M keys at the same speed (docs/operations.md, "A worker's memory"). glibc
+// on Node's thread pool leave freed memory spread over them: two arenas took 130 MiB off the
+// peak RSS of a worker at 10M keys on average, at the same speed (docs/operations.md, "A worker's memory"). glibc
 // reads MALLOC_ARENA_MAX only as the process starts, so weir replaces itself once, in place
-// (same pid, stdio and arguments), with it set. A value the user set is kept.
-if (process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined && typeof process.execve === 'function') {
+// (same pid, stdio and arguments), with it set. A value the user set is kept. Not under a
+// debugger's flags: --inspect-brk would stop in both images.
+const inspecting = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('--inspect'))
+if (process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined && typeof process.execve === 'function' && !inspecting) {
   try {
     process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_ARENA_MAX: '2' })
   } catch {
