@@ -49,7 +49,7 @@ FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
 # Fewer glibc malloc arenas: RocksDB's reads on Node's thread pool otherwise leave freed
 # memory spread over one arena per thread (docs/operations.md, "A worker's memory").
-# bin/weir.js sets it too; here it also covers a process the image starts without weir.
+# bin/weir.js sets it for the commands that hold state; here it covers every process.
 ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
 # The image's `node` user (uid 1000). Numeric, so Kubernetes' runAsNonRoot can check it.

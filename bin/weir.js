@@ -7,14 +7,14 @@
 // ../index.ts shares the CLI's copy of the runtime (a second copy's Pipeline is not one).
 import { existsSync } from 'node:fs'
 
-// glibc's malloc gives each thread that allocates an arena of its own, and RocksDB's reads
-// on Node's thread pool leave freed memory spread over them: two arenas took 130 MiB off the
-// peak RSS of a worker at 10M keys on average, at the same speed (docs/operations.md, "A worker's memory"). glibc
-// reads MALLOC_ARENA_MAX only as the process starts, so weir replaces itself once, in place
-// (same pid, stdio and arguments), with it set. A value the user set is kept. Not under a
-// debugger's flags: --inspect-brk would stop in both images.
+// Commands that hold keyed state run with two glibc malloc arenas instead of one per thread
+// (docs/operations.md, "A worker's memory"). glibc reads MALLOC_ARENA_MAX only as a process
+// starts, so such a command replaces itself once, in place (same pid, stdio and arguments),
+// with it set; short commands skip the second start. A value the user set is kept. Not under
+// a debugger's flags: --inspect-brk would stop in both images.
+const HOLDS_STATE = new Set(['run', 'worker', 'savepoint'])
 const inspecting = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('--inspect'))
-if (process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined && typeof process.execve === 'function' && !inspecting) {
+if (HOLDS_STATE.has(process.argv[2]) && process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined && typeof process.execve === 'function' && !inspecting) {
   try {
     process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_ARENA_MAX: '2' })
   } catch {

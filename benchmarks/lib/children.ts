@@ -27,7 +27,7 @@ function loaderArgs(): string[] {
 /** `compiled`: `script` is JavaScript, run without the TypeScript loader. */
 export function startChild(script: string, args: string[], extraNodeArgs: string[] = [], compiled = false): Child {
   // The child's stdout goes to our stderr: stdout carries only the JSON result.
-  // Two malloc arenas, as bin/weir.js gives every weir process (unless set here already).
+  // Two malloc arenas, as bin/weir.js gives weir run and weir worker (unless set here already).
   const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' }
   const proc = fork(script, args, { execArgv: [...(compiled ? [] : loaderArgs()), ...extraNodeArgs], env, stdio: ['ignore', 2, 2, 'ipc'] })
   live.add(proc)

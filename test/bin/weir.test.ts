@@ -1,6 +1,7 @@
 /**
- * bin/weir.js: every weir process runs with two glibc malloc arenas (it replaces itself once,
- * in place, with MALLOC_ARENA_MAX set), and a value the user set is kept.
+ * bin/weir.js: a command that holds keyed state (here `weir run`) runs with two glibc malloc
+ * arenas (it replaces itself once, in place, with MALLOC_ARENA_MAX set), and a value the user
+ * set is kept.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
