@@ -11,7 +11,8 @@ import type { Producer, Transaction, Message, TopicMessages } from 'kafkajs'
 import { ClosedError, type WeirError } from '../../errors.ts'
 import type { PartitionOffset, PipeRecord, TransactionalProducer } from '../pipe.ts'
 import { toWeirError } from './kafka-errors.ts'
-import { PipeMessage } from './kafkajs-fixes.ts'
+import { EncodedBatchMessage } from './kafkajs-fixes.ts'
+import { RecordBatchWriter } from './record-batch.ts'
 
 /**
  * The previous transaction's markers are still being written when the next one starts:
@@ -30,8 +31,8 @@ async function retryConcurrent<T>(op: () => Promise<T>): Promise<T> {
 }
 
 interface PendingTransaction {
-  /** Queued, not yet produced: topic → partition → messages, in send order. */
-  queued: Map<string, Map<number, Message[]>>
+  /** Queued, not yet produced: topic → partition → record batches, each within the request limits, in send order. */
+  queued: Map<string, Map<number, RecordBatchWriter[]>>
   queuedCount: number
   offsets: Array<{ group: string; offsets: PartitionOffset[] }>
   /** The Kafka transaction, once started. */
@@ -50,6 +51,9 @@ export interface ProducerLimits {
   /** Records waiting to be produced above which whenWritable() waits. */
   highWaterRecords: number
 }
+
+/** First size of a queued batch's buffer; it doubles up to the batch limits. */
+const BATCH_INITIAL_BYTES = 16 * 1024
 
 export class KafkaTransactionalProducer implements TransactionalProducer {
   private open: PendingTransaction | undefined
@@ -78,10 +82,14 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
     const txn = this.requireOpen()
     let byPartition = txn.queued.get(topic)
     if (byPartition === undefined) txn.queued.set(topic, (byPartition = new Map()))
-    let messages = byPartition.get(partition)
-    if (messages === undefined) byPartition.set(partition, (messages = []))
-    // A Message to kafkajs's types; its string timestamp is what PipeMessage spares (kafkajs-fixes.ts).
-    messages.push(new PipeMessage(record.key, record.value, partition, record.timestamp, record.headers) as unknown as Message)
+    let batches = byPartition.get(partition)
+    if (batches === undefined) byPartition.set(partition, (batches = []))
+    let batch = batches[batches.length - 1]
+    if (batch === undefined || batch.count >= this.limits.maxBatchRecords || (batch.count > 0 && batch.bytes + batch.sizeOf(record) > this.limits.maxBatchBytes)) {
+      batches.push((batch = new RecordBatchWriter(BATCH_INITIAL_BYTES)))
+    }
+    // Copied into the batch now: nothing of the record waits for the produce request.
+    batch.add(record)
     txn.queuedCount++
     this.backlog++
     // Enough for a full request: produce it in the background (after any earlier commit).
@@ -224,34 +232,25 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
   }
 
   /**
-   * Splits queued records into produce requests: at most `maxBatchBytes` per partition per
-   * request (the broker refuses a record batch above `message.max.bytes`) and at most
-   * `maxBatchRecords` (options.ts says how its default was measured).
+   * Groups queued batches into produce requests: one batch per partition per request, each
+   * already within `maxBatchBytes` (the broker refuses a record batch above
+   * `message.max.bytes`) and `maxBatchRecords` (options.ts says how its default was measured).
    */
-  private *chunks(queued: Map<string, Map<number, Message[]>>): Generator<{ topicMessages: TopicMessages[]; counts: Map<string, number> }> {
-    const cursors: Array<{ topic: string; partition: number; messages: Message[]; at: number }> = []
+  private *chunks(queued: Map<string, Map<number, RecordBatchWriter[]>>): Generator<{ topicMessages: TopicMessages[]; counts: Map<string, number> }> {
+    const cursors: Array<{ topic: string; partition: number; batches: RecordBatchWriter[]; at: number }> = []
     for (const [topic, byPartition] of queued) {
-      for (const [partition, messages] of byPartition) cursors.push({ topic, partition, messages, at: 0 })
+      for (const [partition, batches] of byPartition) cursors.push({ topic, partition, batches, at: 0 })
     }
-    while (cursors.some((c) => c.at < c.messages.length)) {
+    while (cursors.some((c) => c.at < c.batches.length)) {
       const byTopic = new Map<string, Message[]>()
       const counts = new Map<string, number>()
       for (const c of cursors) {
-        if (c.at >= c.messages.length) continue
-        let end = c.at
-        let bytes = 0
-        while (end < c.messages.length) {
-          const m = c.messages[end]!
-          bytes += 70 + ((m.key as Buffer | null)?.length ?? 0) + ((m.value as Buffer | null)?.length ?? 0)
-          if ((bytes > this.limits.maxBatchBytes || end - c.at >= this.limits.maxBatchRecords) && end > c.at) break
-          end++
-        }
-        const slice = c.messages.slice(c.at, end)
-        c.at = end
+        if (c.at >= c.batches.length) continue
+        const batch = c.batches[c.at++]!
         let list = byTopic.get(c.topic)
         if (list === undefined) byTopic.set(c.topic, (list = []))
-        for (const m of slice) list.push(m)
-        counts.set(`${c.topic}\u0000${c.partition}`, slice.length)
+        list.push(new EncodedBatchMessage(c.partition, batch) as unknown as Message)
+        counts.set(`${c.topic}\u0000${c.partition}`, batch.count)
       }
       yield { topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })), counts }
     }

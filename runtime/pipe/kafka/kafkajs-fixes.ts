@@ -52,7 +52,7 @@
 import { createRequire } from 'node:module'
 import type { StoredRecord } from '../pipe.ts'
 import type { PipeRecord } from '../pipe.ts'
-import { decodeRecordSet, encodeRecordBatch, type DataBatchInfo, type DecodedRecordSet } from './record-batch.ts'
+import { decodeRecordSet, encodeRecordBatch, type DataBatchInfo, type DecodedRecordSet, type RecordBatchWriter } from './record-batch.ts'
 
 interface AbortedTransaction {
   firstOffset: string
@@ -275,18 +275,17 @@ function bytes(v: KafkajsValue): Buffer | null {
 }
 
 /**
- * A message weir's producer hands kafkajs: already a PipeRecord (numeric timestamp, Buffer
- * key and value, one Buffer per header), so the produce encoding takes it as it is instead
- * of converting each message into a new record (one object and a timestamp string less per
- * record). kafkajs itself only reads `partition` and checks `value`.
+ * A partition's records that weir's producer encoded into a record batch as they were sent
+ * (RecordBatchWriter): kafkajs carries it as one message, and the partition's message list
+ * it builds (groupMessagesPerPartition) is `count` long, so the idempotent producer's
+ * sequence moves by the number of records; the produce encoding writes the batch as it is.
  */
-export class PipeMessage implements PipeRecord {
+export class EncodedBatchMessage {
+  /** kafkajs refuses a message whose value is undefined. */
+  readonly value = null
   constructor(
-    readonly key: Buffer | null,
-    readonly value: Buffer | null,
     readonly partition: number,
-    readonly timestamp: number,
-    readonly headers: Record<string, Buffer> | undefined,
+    readonly batch: RecordBatchWriter,
   ) {}
 }
 
@@ -295,10 +294,6 @@ function pipeRecords(messages: ProduceRequestArgs['topicData'][number]['partitio
   const out: PipeRecord[] = new Array(messages.length)
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i]!
-    if (m instanceof PipeMessage) {
-      out[i] = m
-      continue
-    }
     let headers: Record<string, Buffer> | undefined
     if (m.headers !== undefined) {
       for (const name in m.headers) {
@@ -327,9 +322,15 @@ function weirProduceRequest(original: (args: ProduceRequestArgs) => { encode: ()
         for (const t of args.topicData) {
           const partitions: KafkajsEncoder[] = []
           for (const p of t.partitions) {
-            const records = pipeRecords(p.messages, now)
-            if (records === undefined) return request.encode()
-            const batch = encodeRecordBatch(records, { producerId, producerEpoch: args.producerEpoch ?? 0, baseSequence: p.firstSequence ?? 0, transactional: args.transactionalId !== undefined && args.transactionalId !== null, now })
+            const producer = { producerId, producerEpoch: args.producerEpoch ?? 0, baseSequence: p.firstSequence ?? 0, transactional: args.transactionalId !== undefined && args.transactionalId !== null, now }
+            const first = p.messages[0]
+            let batch: Buffer
+            if (first instanceof EncodedBatchMessage) batch = first.batch.finish(producer)
+            else {
+              const records = pipeRecords(p.messages, now)
+              if (records === undefined) return request.encode()
+              batch = encodeRecordBatch(records, producer)
+            }
             partitions.push(new Encoder().writeInt32(p.partition).writeInt32(batch.length).writeBuffer(batch))
           }
           topics.push(new Encoder().writeString(t.topic).writeArray(partitions))
@@ -345,7 +346,14 @@ export function groupMessagesPerPartition<M>({ topic, partitionMetadata, message
   const result: Record<number, M[]> = {}
   if (partitionMetadata.length === 0) return result
   for (const message of messages) {
-    const partition = message instanceof PipeMessage ? message.partition : partitioner({ topic, partitionMetadata, message })
+    if (message instanceof EncodedBatchMessage) {
+      // Its records' places: the sequence and the request's record count go by the list's length.
+      const list = new Array<M>(message.batch.count)
+      list[0] = message
+      result[message.partition] = list
+      continue
+    }
+    const partition = partitioner({ topic, partitionMetadata, message })
     const list = result[partition]
     if (list === undefined) result[partition] = [message]
     else list.push(message)

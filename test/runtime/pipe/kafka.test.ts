@@ -56,6 +56,14 @@ describe.skipIf(!kafka.available)('kafka', () => {
       expect(ends.find((e) => e.partition === 0)?.offset).toBe(1500)
       expect(ends.find((e) => e.partition === 1)?.offset).toBe(1500)
       await p.close()
+      // Split into several batches per partition (1.5 MB each, above the request's batch limit), read back in send order.
+      for (const partition of [0, 1]) {
+        const reader = await pipe.reader(topic, partition, 0)
+        const keys: string[] = []
+        while (keys.length < 1500) for (const r of await reader.poll(1000, 1000)) keys.push(r.key!.toString())
+        reader.close()
+        expect(keys).toEqual(Array.from({ length: 1500 }, (_, i) => `k${2 * i + partition}`))
+      }
     })
 
     // kafkajs alone re-checks each connection's request queue every millisecond for as long

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { fetchAll } from '../../../../benchmarks/lib/kafka-raw-fetch.ts'
 import type { PipeRecord } from '../../../../runtime/pipe/pipe.ts'
 import { KafkaPipe } from '../../../../runtime/pipe/kafka/kafka-pipe.ts'
-import { crc32c, decodeRecordSet, encodeRecordBatch } from '../../../../runtime/pipe/kafka/record-batch.ts'
+import { crc32c, decodeRecordSet, encodeRecordBatch, RecordBatchWriter } from '../../../../runtime/pipe/kafka/record-batch.ts'
 import { requireService } from '../../../support/services.ts'
 
 const RUNS = Number(process.env.WEIR_RECORD_BATCH_PROPERTY_RUNS ?? 200)
@@ -41,6 +41,27 @@ describe('record batch codec', () => {
         const decoded = decodeRecordSet(batch, { from: base })
         expect(decoded.nextOffset).toBe(base + records.length)
         expect(decoded.records.map(plain)).toEqual(records.map((r, i) => plain({ ...r, offset: base + i })))
+      }),
+      { numRuns: RUNS },
+    )
+  })
+
+  it('a batch written record by record is the batch encoded at once, and finishing it again re-stamps the producer and the CRC', () => {
+    fc.assert(
+      fc.property(fc.array(recordArb, { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 4096 }), (records, initialBytes) => {
+        const producer = { producerId: 42, producerEpoch: 1, baseSequence: 9, transactional: true }
+        const writer = new RecordBatchWriter(initialBytes)
+        for (const r of records) {
+          const before = writer.bytes
+          const size = writer.sizeOf(r)
+          writer.add(r)
+          expect(writer.bytes - before).toBe(size)
+        }
+        expect(writer.count).toBe(records.length)
+        expect(Buffer.compare(writer.finish(producer), encodeRecordBatch(records, producer))).toBe(0)
+        const again = writer.finish({ ...producer, baseSequence: 1000 })
+        expect(Buffer.compare(again, encodeRecordBatch(records, { ...producer, baseSequence: 1000 }))).toBe(0)
+        expect(decodeRecordSet(again).records.map(plain)).toEqual(records.map((r, i) => plain({ ...r, offset: i })))
       }),
       { numRuns: RUNS },
     )
