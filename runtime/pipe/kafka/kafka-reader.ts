@@ -14,7 +14,8 @@
  */
 import { randomUUID } from 'node:crypto'
 // Before kafkajs: read_committed must drop every aborted transaction (see the file).
-import { weirRecordsOf } from './kafkajs-fixes.ts'
+import { READER_GROUP_PREFIX, weirCursorOf } from './kafkajs-fixes.ts'
+import type { RecordCursor } from './record-batch.ts'
 import { AssignerProtocol, type Consumer, type Kafka, type PartitionAssigner, type EachBatchPayload } from 'kafkajs'
 import type { Logger } from 'pino'
 import { ClosedError, PipeError, WeirError } from '../../errors.ts'
@@ -40,8 +41,8 @@ function fixedPartition(topic: string, partition: number): PartitionAssigner {
 }
 
 interface Chunk {
-  records: StoredRecord[]
-  at: number
+  /** Its records, decoded as poll() takes them; undefined for a fetch that held none. */
+  records: RecordCursor | undefined
   /** The offset after this chunk, including hidden records (markers, aborted). */
   end: number
 }
@@ -108,17 +109,18 @@ export class KafkaPartitionReader implements PartitionReader {
     const out: StoredRecord[] = []
     while (out.length < max && this.chunks.length > 0) {
       const c = this.chunks[0]!
-      const take = Math.min(max - out.length, c.records.length - c.at)
-      for (let i = 0; i < take; i++) out.push(c.records[c.at + i]!)
-      c.at += take
-      if (c.at >= c.records.length) {
+      const before = c.records?.remaining ?? 0
+      c.records?.take(out, max - out.length)
+      const next = c.records?.nextOffset()
+      this.buffered -= before - (c.records?.remaining ?? 0)
+      if (next === undefined) {
         this.chunks.shift()
+        this.buffered -= c.records?.remaining ?? 0
         this.positionValue = Math.max(this.positionValue, c.end)
       } else {
-        this.positionValue = c.records[c.at]!.offset
+        this.positionValue = next
       }
     }
-    this.buffered -= out.length
     if (this.buffered < this.options.bufferRecords) this.spaceWaiter?.()
     return out
   }
@@ -155,7 +157,7 @@ export class KafkaPartitionReader implements PartitionReader {
 
   private async start(): Promise<void> {
     const consumer = this.kafka.consumer({
-      groupId: `weir-reader.${this.topic}.${this.partition}.${randomUUID().slice(0, 12)}`,
+      groupId: `${READER_GROUP_PREFIX}${this.topic}.${this.partition}.${randomUUID().slice(0, 12)}`,
       partitionAssigners: [fixedPartition(this.topic, this.partition)],
       readUncommitted: false,
       allowAutoTopicCreation: false,
@@ -173,7 +175,7 @@ export class KafkaPartitionReader implements PartitionReader {
       if (e.payload.batchSize !== 0 || e.payload.topic !== this.topic || e.payload.partition !== this.partition) return
       const first = e.payload.firstOffset === null ? Number.NaN : Number(e.payload.firstOffset)
       if (!(first >= this.nextFetch)) return
-      this.push([], Number(e.payload.lastOffset) + 1)
+      this.push(undefined, Number(e.payload.lastOffset) + 1)
     })
     // A consumer that restarts after an error starts over from no offset: put it back in line.
     consumer.on(consumer.events.GROUP_JOIN, () => {
@@ -221,7 +223,7 @@ export class KafkaPartitionReader implements PartitionReader {
       return
     }
     // Decoded by weir's codec (kafkajs-fixes.ts): from the fetched offset on, aborted transactions skipped.
-    this.push(weirRecordsOf(batch), Number(batch.lastOffset()) + 1)
+    this.push(weirCursorOf(batch), Number(batch.lastOffset()) + 1)
     while (this.buffered >= this.options.bufferRecords && !this.closed && this.consumer === consumer && isRunning() && !isStale()) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, 1000)
@@ -236,14 +238,15 @@ export class KafkaPartitionReader implements PartitionReader {
     }
   }
 
-  private push(records: StoredRecord[], end: number): void {
+  private push(records: RecordCursor | undefined, end: number): void {
     if (end <= this.nextFetch) return
     this.nextFetch = end
-    if (records.length === 0 && this.chunks.length === 0) {
+    const empty = records === undefined || records.nextOffset() === undefined
+    if (empty && this.chunks.length === 0) {
       this.positionValue = Math.max(this.positionValue, end)
     } else {
-      this.chunks.push({ records, at: 0, end })
-      this.buffered += records.length
+      this.chunks.push({ records: empty ? undefined : records, end })
+      this.buffered += empty ? 0 : records.remaining
     }
     this.waiter?.()
   }

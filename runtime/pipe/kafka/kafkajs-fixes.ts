@@ -5,10 +5,11 @@
  * 1. Fetch decoding by weir's record-batch codec (record-batch.ts). kafkajs decoded each
  *    fetched record with Long arithmetic and object spreads (~6 µs per record on the JS
  *    thread, the bound of a changelog replay); here a fetch's record set is kept as bytes
- *    (`decodeMessages`) and decoded once, in the Batch, into StoredRecords whose keys and
- *    values are slices of the fetched buffer. The Batch keeps kafkajs's interface: its
- *    `messages` are light views with kafkajs's field types, so kafkajs consumers elsewhere
- *    (sinks, tests, benchmarks) read as before; weir's reader takes `weirRecords`.
+ *    (`decodeMessages`); the Batch checks its record batches (CRC, aborted transactions)
+ *    and decodes records into StoredRecords whose keys and values are slices of the fetched
+ *    buffer when they are read. The Batch keeps kafkajs's interface: its `messages` are
+ *    light views with kafkajs's field types, so kafkajs consumers elsewhere (sinks, tests,
+ *    benchmarks) read as before; weir's reader decodes through `weirCursor` as it polls.
  *
  * 2. Produce encoding by the same codec: one record batch per partition written into one
  *    buffer, instead of kafkajs's encoder object per record and its byte-wise CRC.
@@ -44,6 +45,14 @@
  *    weir's requests of up to 1,000 records per partition it was 39 % of the word count's
  *    CPU on Kafka (`npm run bench:kafka`, a profile of the weir contender).
  *
+ * 6. kafkajs's consumer runner reads a batch's `messages` (their count for its batch
+ *    events, and the last one) before and after handing the batch over, which would decode every
+ *    record of a fetch when it arrives. A reader buffers fetches ahead of its actor, and
+ *    records decoded that early lived long enough for V8 to promote them: that was most of
+ *    the old-generation garbage of the Kafka word count (docs/kafka.md). The runner's
+ *    `handleBatch` marks the batches of weir's readers (their group ids start with
+ *    READER_GROUP_PREFIX) so that `messages` gives them the last message alone.
+ *
  * kafkajs binds these modules when they are first required, so this module replaces their
  * entries in the CommonJS module cache before anything loads kafkajs: import it first
  * wherever kafkajs is imported (runtime/pipe/kafka/kafka-pipe.ts does).
@@ -52,7 +61,7 @@
 import { createRequire } from 'node:module'
 import type { StoredRecord } from '../pipe.ts'
 import type { PipeRecord } from '../pipe.ts'
-import { decodeRecordSet, encodeRecordBatch, type DataBatchInfo, type DecodedRecordSet, type RecordBatchWriter } from './record-batch.ts'
+import { decodeAll, encodeRecordBatch, scanRecordSet, type DataBatchInfo, type RecordBatchWriter, type RecordCursor, type ScannedRecordSet } from './record-batch.ts'
 
 interface AbortedTransaction {
   firstOffset: string
@@ -167,9 +176,9 @@ class WeirBatch {
   readonly partition: number
   readonly highWatermark: string
   readonly fetchedOffset: string
-  /** The visible records, for weir's reader. */
-  readonly weirRecords: StoredRecord[]
-  private readonly decoded: DecodedRecordSet
+  /** The visible records, decoded as weir's reader takes them. */
+  readonly weirCursor: RecordCursor
+  private readonly decoded: ScannedRecordSet
   private views: FetchedMessageView[] | undefined
 
   constructor(topic: string, fetchedOffset: string, partitionData: PartitionData) {
@@ -179,31 +188,43 @@ class WeirBatch {
     this.fetchedOffset = fetchedOffset
     const raw = partitionData.messages as RawRecordSet | unknown[]
     const aborted = partitionData.abortedTransactions
-    this.decoded = Array.isArray(raw)
-      ? { records: [], nextOffset: Number(fetchedOffset), firstOffset: undefined, dataBatches: [], batches: 0, controlBatches: 0 }
-      : decodeRecordSet(raw.weirRecordSet, {
-          from: Number(fetchedOffset),
-          // kafkajs sends isolation level read_committed unless readUncommitted; the broker lists aborted transactions only then.
-          abortedTransactions: (aborted ?? []).map((t) => ({ producerId: Number(t.producerId), firstOffset: Number(t.firstOffset) })),
-          topic,
-          partition: partitionData.partition,
-        })
-    this.weirRecords = this.decoded.records
+    this.decoded = scanRecordSet(Array.isArray(raw) ? Buffer.alloc(0) : raw.weirRecordSet, {
+      from: Number(fetchedOffset),
+      // kafkajs sends isolation level read_committed unless readUncommitted; the broker lists aborted transactions only then.
+      abortedTransactions: (aborted ?? []).map((t) => ({ producerId: Number(t.producerId), firstOffset: Number(t.firstOffset) })),
+      topic,
+      partition: partitionData.partition,
+    })
+    this.weirCursor = this.decoded.cursor()
   }
 
+  /** Set (fix 6) when weir's reader takes this batch: its records go through `weirCursor` only. */
+  forReader = false
+
+  /**
+   * kafkajs consumers other than weir's reader (sinks, tests, benchmarks) get every record
+   * decoded at once. For weir's reader, kafkajs's runner only reads the last message and
+   * whether there is one (fix 6): it gets a list of the last one alone, and the records stay
+   * bytes until the reader's poll decodes them.
+   */
   get messages(): FetchedMessageView[] {
     if (this.views !== undefined) return this.views
-    const batches = this.decoded.dataBatches
+    if (this.forReader) {
+      const last = this.decoded.lastRecord()
+      const batches = this.decoded.dataBatches
+      return last === undefined ? [] : [new FetchedMessageView(last, batches[batches.length - 1])]
+    }
+    const { records, dataBatches } = decodeAll(this.decoded)
     let b = -1
-    this.views = this.weirRecords.map((r, i) => {
-      while (b + 1 < batches.length && batches[b + 1]!.firstRecord <= i) b++
-      return new FetchedMessageView(r, batches[b])
+    this.views = records.map((r, i) => {
+      while (b + 1 < dataBatches.length && dataBatches[b + 1]!.firstRecord <= i) b++
+      return new FetchedMessageView(r, dataBatches[b])
     })
     return this.views
   }
 
   isEmpty(): boolean {
-    return this.weirRecords.length === 0
+    return this.weirCursor.nextOffset() === undefined
   }
 
   isEmptyIncludingFiltered(): boolean {
@@ -388,11 +409,35 @@ function fixRequestQueue(RequestQueue: RequestQueueClass): void {
   }
 }
 
-/** The records weir's codec decoded for a kafkajs batch (every batch, once this module is loaded). */
-export function weirRecordsOf(batch: unknown): StoredRecord[] {
-  const records = (batch as Partial<WeirBatch>).weirRecords
-  if (records === undefined) throw new Error('runtime/pipe/kafka/kafkajs-fixes.ts was not installed before kafkajs loaded')
-  return records
+/** What fixRunner touches of kafkajs's consumer Runner. */
+interface RunnerClass {
+  prototype: {
+    consumerGroup: { groupId: string }
+    handleBatch(batch: unknown): Promise<void>
+  }
+}
+
+/** The group id prefix of weir's readers (kafka-reader.ts): their batches are read through `weirCursor`. */
+export const READER_GROUP_PREFIX = 'weir-reader.'
+
+/**
+ * Fix 6: a batch for one of weir's readers is marked before kafkajs's runner handles it, so
+ * its `messages` does not decode every record (the runner reads the count and the last one;
+ * the reader decodes them as it polls).
+ */
+function fixRunner(Runner: RunnerClass): void {
+  const handleBatch = Runner.prototype.handleBatch
+  Runner.prototype.handleBatch = function (this: RunnerClass['prototype'], batch: unknown) {
+    if (batch instanceof WeirBatch && this.consumerGroup.groupId.startsWith(READER_GROUP_PREFIX)) batch.forReader = true
+    return handleBatch.call(this, batch)
+  }
+}
+
+/** The records of a kafkajs batch, for weir's reader to decode as it takes them (every batch, once this module is loaded). */
+export function weirCursorOf(batch: unknown): RecordCursor {
+  const cursor = (batch as Partial<WeirBatch>).weirCursor
+  if (cursor === undefined) throw new Error('runtime/pipe/kafka/kafkajs-fixes.ts was not installed before kafkajs loaded')
+  return cursor
 }
 
 const requireFromKafkajs = createRequire(createRequire(import.meta.url).resolve('kafkajs'))
@@ -402,6 +447,7 @@ const decodeMessagesPath = requireFromKafkajs.resolve('./src/protocol/requests/f
 const produceV3Path = requireFromKafkajs.resolve('./src/protocol/requests/produce/v3/request.js')
 const requestQueuePath = requireFromKafkajs.resolve('./src/network/requestQueue/index.js')
 const groupMessagesPath = requireFromKafkajs.resolve('./src/producer/groupMessagesPerPartition.js')
+const runnerPath = requireFromKafkajs.resolve('./src/consumer/runner.js')
 const loadedBatch = requireFromKafkajs.cache[batchPath]?.exports as { weirFixed?: boolean } | undefined
 if ((loadedBatch !== undefined && loadedBatch.weirFixed !== true) || (requireFromKafkajs.cache[decodeMessagesPath] !== undefined && requireFromKafkajs.cache[decodeMessagesPath]!.exports !== decodeMessages && loadedBatch?.weirFixed !== true)) {
   // kafkajs was loaded before this module: its batches keep the faulty filter and its decoder.
@@ -418,6 +464,7 @@ if (loadedBatch === undefined) {
   fixRequestQueue(requireFromKafkajs(requestQueuePath) as RequestQueueClass)
   requireFromKafkajs(groupMessagesPath)
   requireFromKafkajs.cache[groupMessagesPath]!.exports = groupMessagesPerPartition
+  fixRunner(requireFromKafkajs(runnerPath) as RunnerClass)
   ;(WeirBatch as unknown as { weirFixed: boolean }).weirFixed = true
   requireFromKafkajs.cache[batchPath]!.exports = WeirBatch
 }

@@ -196,14 +196,44 @@ export interface DecodedRecordSet {
   controlBatches: number
 }
 
+/** A visible data batch of a fetched record set, its records not decoded yet. */
+interface RecordSpan {
+  info: DataBatchInfo
+  /** The batch's records: the fetched buffer, or the decompressed records. */
+  body: Buffer
+  recordsAt: number
+  recordsEnd: number
+  count: number
+}
+
+/** A fetched record set, checked and filtered batch by batch; its records are decoded when read (`cursor`). */
+export interface ScannedRecordSet {
+  /** As in DecodedRecordSet. */
+  nextOffset: number
+  firstOffset: number | undefined
+  batches: number
+  controlBatches: number
+  /** The visible data batches, `firstRecord` not yet known (0). */
+  dataBatches: DataBatchInfo[]
+  /** A cursor over the visible records, from the first. */
+  cursor(): RecordCursor
+  /** The last visible record, decoded alone (the others are skipped by their lengths); undefined when none is visible. */
+  lastRecord(): StoredRecord | undefined
+}
+
 /**
- * Decodes the record set of one partition of a fetch response. A partial batch at the
- * end (the broker cuts a fetch at its byte limit) is ignored; `nextOffset` says where it starts.
+ * Checks and filters the record set of one partition of a fetch response without decoding
+ * its records: CRCs, magic, control batches and aborted transactions are handled here (a
+ * corrupt batch fails now), the records of the visible batches when a cursor reads them.
+ * A reader that buffers fetches this way holds bytes, not a record object per buffered
+ * record (those lived long enough for V8 to promote them, which cost more than decoding).
+ * A partial batch at the end (the broker cuts a fetch at its byte limit) is ignored;
+ * `nextOffset` says where it starts.
  */
-export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): DecodedRecordSet {
+export function scanRecordSet(buf: Buffer, options: DecodeOptions = {}): ScannedRecordSet {
   const from = options.from ?? 0
   const verifyCrc = options.verifyCrc ?? true
-  const records: StoredRecord[] = []
+  const spans: RecordSpan[] = []
   const dataBatches: DataBatchInfo[] = []
   let nextOffset = from
   let firstOffset: number | undefined
@@ -214,7 +244,6 @@ export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): Decod
   const pending = options.abortedTransactions === undefined ? undefined : [...options.abortedTransactions].sort((a, b) => a.firstOffset - b.firstOffset)
   let nextPending = 0
   const aborting = new Set<number>()
-  const cursor = { at: 0 }
   let at = 0
   while (at + BATCH_HEADER_BYTES <= buf.length) {
     const baseOffset = readInt64(buf, at)
@@ -230,8 +259,6 @@ export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): Decod
     }
     const attributes = buf.readInt16BE(at + 21)
     const lastOffsetDelta = buf.readInt32BE(at + 23)
-    const baseTimestamp = readInt64(buf, at + 27)
-    const maxTimestamp = readInt64(buf, at + 35)
     const producerId = readInt64(buf, at + 43)
     const count = buf.readInt32BE(at + 57)
     const batchAt = at
@@ -265,55 +292,171 @@ export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): Decod
       recordsAt = 0
       recordsEnd = body.length
     }
-    const logAppendTime = (attributes & ATTR_LOG_APPEND_TIME) !== 0
-    dataBatches.push({
-      firstRecord: records.length,
+    const info: DataBatchInfo = {
+      firstRecord: 0,
       baseOffset,
       lastOffsetDelta,
-      baseTimestamp,
-      maxTimestamp,
+      baseTimestamp: readInt64(buf, batchAt + 27),
+      maxTimestamp: readInt64(buf, batchAt + 35),
       partitionLeaderEpoch: buf.readInt32BE(batchAt + 12),
       producerId,
       producerEpoch: buf.readInt16BE(batchAt + 51),
       baseSequence: buf.readInt32BE(batchAt + 53),
       transactional: (attributes & ATTR_TRANSACTIONAL) !== 0,
-      logAppendTime,
-    })
-    cursor.at = recordsAt
-    for (let i = 0; i < count; i++) {
-      const length = readVarint(body, cursor)
-      const recordEnd = cursor.at + length
-      if (recordEnd > recordsEnd) throw decodeError(options, baseOffset, `record ${i} of the batch runs past its end`, 'CORRUPT_MESSAGE')
-      cursor.at++ // record attributes, unused
-      const timestampDelta = readVarint(body, cursor)
-      const offset = baseOffset + readVarint(body, cursor)
-      const keyLength = readVarint(body, cursor)
-      const key = keyLength < 0 ? null : body.subarray(cursor.at, (cursor.at += keyLength))
-      const valueLength = readVarint(body, cursor)
-      const value = valueLength < 0 ? null : body.subarray(cursor.at, (cursor.at += valueLength))
-      const headerCount = readVarint(body, cursor)
-      let headers: Record<string, Buffer> | undefined
-      for (let h = 0; h < headerCount; h++) {
-        const nameLength = readVarint(body, cursor)
-        const name = body.toString('utf8', cursor.at, (cursor.at += nameLength))
-        const headerValueLength = readVarint(body, cursor)
-        if (headerValueLength < 0) continue
-        const headerValue = body.subarray(cursor.at, (cursor.at += headerValueLength))
-        headers ??= {}
-        // The first of repeated names wins, as weir read them through kafkajs; names like
-        // `toString` or `__proto__` are headers like any other.
-        if (!Object.hasOwn(headers, name)) {
-          if (name === '__proto__') Object.defineProperty(headers, name, { value: headerValue, enumerable: true, writable: true, configurable: true })
-          else headers[name] = headerValue
-        }
+      logAppendTime: (attributes & ATTR_LOG_APPEND_TIME) !== 0,
+    }
+    dataBatches.push(info)
+    spans.push({ info, body, recordsAt, recordsEnd, count })
+  }
+  const lastRecord = (): StoredRecord | undefined => {
+    const span = spans[spans.length - 1]
+    if (span === undefined || span.count <= 0) return undefined
+    // Records below `from` come first, so the last span's last record is the last visible one, or none is.
+    const skip = { at: span.recordsAt }
+    for (let i = 0; i < span.count - 1; i++) {
+      const length = readVarint(span.body, skip)
+      skip.at += length
+    }
+    const cursor = new RecordCursor([{ ...span, recordsAt: skip.at, count: 1 }], from, options)
+    const out: StoredRecord[] = []
+    cursor.take(out, 1)
+    return out[0]
+  }
+  return { nextOffset, firstOffset, batches, controlBatches, dataBatches, cursor: () => new RecordCursor(spans, from, options), lastRecord }
+}
+
+/**
+ * Reads the visible records of a scanned record set in order, decoding each as it is
+ * taken; records below the fetch offset are skipped.
+ *
+ * @example
+ * const cursor = scanRecordSet(bytes, { from: 42 }).cursor()
+ * const out: StoredRecord[] = []
+ * cursor.take(out, 500)
+ * const position = cursor.nextOffset() ?? fetchEnd
+ */
+export class RecordCursor {
+  private span = 0
+  private at: number
+  private index = 0
+  private peeked: StoredRecord | undefined
+  private left: number
+
+  constructor(
+    private readonly spans: readonly RecordSpan[],
+    private readonly from: number,
+    private readonly options: DecodeOptions,
+  ) {
+    this.at = spans[0]?.recordsAt ?? 0
+    let left = 0
+    for (const s of spans) left += s.count
+    this.left = left
+  }
+
+  /** Records not read yet, as the batch headers count them (records below the fetch offset included until skipped). */
+  get remaining(): number {
+    return this.left + (this.peeked === undefined ? 0 : 1)
+  }
+
+  /** Appends up to `max` records to `out`; returns how many it appended. */
+  take(out: StoredRecord[], max: number): number {
+    let n = 0
+    if (this.peeked !== undefined && max > 0) {
+      out.push(this.peeked)
+      this.peeked = undefined
+      n++
+    }
+    while (n < max) {
+      const r = this.decodeNext()
+      if (r === undefined) break
+      out.push(r)
+      n++
+    }
+    return n
+  }
+
+  /** The offset of the next record; undefined when every record was read. */
+  nextOffset(): number | undefined {
+    this.peeked ??= this.decodeNext()
+    return this.peeked?.offset
+  }
+
+  private decodeNext(): StoredRecord | undefined {
+    for (;;) {
+      const span = this.spans[this.span]
+      if (span === undefined) return undefined
+      if (this.index >= span.count) {
+        this.span++
+        this.index = 0
+        this.at = this.spans[this.span]?.recordsAt ?? 0
+        continue
       }
-      if (cursor.at !== recordEnd) throw decodeError(options, baseOffset, `record ${i} of the batch has ${length} bytes but its fields take ${cursor.at - recordEnd + length}`, 'CORRUPT_MESSAGE')
-      if (offset < from) continue
-      const timestamp = logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta
-      records.push(headers === undefined ? { key, value, timestamp, offset } : { key, value, timestamp, headers, offset })
+      const r = this.decodeRecord(span)
+      if (r.offset >= this.from) return r
     }
   }
-  return { records, nextOffset, firstOffset, dataBatches, batches, controlBatches }
+
+  private decodeRecord(span: RecordSpan): StoredRecord {
+    const { body, info } = span
+    const cursor = { at: this.at }
+    const i = this.index++
+    this.left--
+    const length = readVarint(body, cursor)
+    const recordEnd = cursor.at + length
+    if (recordEnd > span.recordsEnd) throw decodeError(this.options, info.baseOffset, `record ${i} of the batch runs past its end`, 'CORRUPT_MESSAGE')
+    cursor.at++ // record attributes, unused
+    const timestampDelta = readVarint(body, cursor)
+    const offset = info.baseOffset + readVarint(body, cursor)
+    const keyLength = readVarint(body, cursor)
+    const key = keyLength < 0 ? null : body.subarray(cursor.at, (cursor.at += keyLength))
+    const valueLength = readVarint(body, cursor)
+    const value = valueLength < 0 ? null : body.subarray(cursor.at, (cursor.at += valueLength))
+    const headerCount = readVarint(body, cursor)
+    let headers: Record<string, Buffer> | undefined
+    for (let h = 0; h < headerCount; h++) {
+      const nameLength = readVarint(body, cursor)
+      const name = body.toString('utf8', cursor.at, (cursor.at += nameLength))
+      const headerValueLength = readVarint(body, cursor)
+      if (headerValueLength < 0) continue
+      const headerValue = body.subarray(cursor.at, (cursor.at += headerValueLength))
+      headers ??= {}
+      // The first of repeated names wins, as weir read them through kafkajs; names like
+      // `toString` or `__proto__` are headers like any other.
+      if (!Object.hasOwn(headers, name)) {
+        if (name === '__proto__') Object.defineProperty(headers, name, { value: headerValue, enumerable: true, writable: true, configurable: true })
+        else headers[name] = headerValue
+      }
+    }
+    if (cursor.at !== recordEnd) throw decodeError(this.options, info.baseOffset, `record ${i} of the batch has ${length} bytes but its fields take ${cursor.at - recordEnd + length}`, 'CORRUPT_MESSAGE')
+    this.at = recordEnd
+    const timestamp = info.logAppendTime ? info.maxTimestamp : info.baseTimestamp + timestampDelta
+    return headers === undefined ? { key, value, timestamp, offset } : { key, value, timestamp, headers, offset }
+  }
+}
+
+/**
+ * Decodes the record set of one partition of a fetch response, every record at once (see
+ * scanRecordSet for the checks). A partial batch at the end is ignored; `nextOffset` says
+ * where it starts.
+ */
+export function decodeRecordSet(buf: Buffer, options: DecodeOptions = {}): DecodedRecordSet {
+  const scanned = scanRecordSet(buf, options)
+  return { ...decodeAll(scanned), nextOffset: scanned.nextOffset, firstOffset: scanned.firstOffset, batches: scanned.batches, controlBatches: scanned.controlBatches }
+}
+
+/** Every visible record of a scanned set, and its data batches with `firstRecord` set. */
+export function decodeAll(scanned: ScannedRecordSet): { records: StoredRecord[]; dataBatches: DataBatchInfo[] } {
+  const records: StoredRecord[] = []
+  const cursor = scanned.cursor()
+  const dataBatches: DataBatchInfo[] = []
+  for (const info of scanned.dataBatches) {
+    info.firstRecord = records.length
+    dataBatches.push(info)
+    // Up to the batch's last offset: the cursor's next record may belong to a later batch.
+    const last = info.baseOffset + info.lastOffsetDelta
+    for (let next = cursor.nextOffset(); next !== undefined && next <= last; next = cursor.nextOffset()) cursor.take(records, 1)
+  }
+  return { records, dataBatches }
 }
 
 /** The type of a control batch's first record (0 ABORT, 1 COMMIT), -1 when unreadable. */

@@ -4,9 +4,9 @@ import fc from 'fast-check'
 import { CompressionTypes, Kafka, logLevel } from 'kafkajs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { fetchAll } from '../../../../benchmarks/lib/kafka-raw-fetch.ts'
-import type { PipeRecord } from '../../../../runtime/pipe/pipe.ts'
+import type { PipeRecord, StoredRecord } from '../../../../runtime/pipe/pipe.ts'
 import { KafkaPipe } from '../../../../runtime/pipe/kafka/kafka-pipe.ts'
-import { crc32c, decodeRecordSet, encodeRecordBatch, RecordBatchWriter } from '../../../../runtime/pipe/kafka/record-batch.ts'
+import { crc32c, decodeRecordSet, encodeRecordBatch, RecordBatchWriter, scanRecordSet } from '../../../../runtime/pipe/kafka/record-batch.ts'
 import { requireService } from '../../../support/services.ts'
 
 const RUNS = Number(process.env.WEIR_RECORD_BATCH_PROPERTY_RUNS ?? 200)
@@ -62,6 +62,37 @@ describe('record batch codec', () => {
         const again = writer.finish({ ...producer, baseSequence: 1000 })
         expect(Buffer.compare(again, encodeRecordBatch(records, { ...producer, baseSequence: 1000 }))).toBe(0)
         expect(decodeRecordSet(again).records.map(plain)).toEqual(records.map((r, i) => plain({ ...r, offset: i })))
+      }),
+      { numRuns: RUNS },
+    )
+  })
+
+  it('a cursor over a scanned record set reads, in takes of any size, what decoding at once gives; it says the next offset and the last record', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(recordArb, { minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 5 }), fc.nat(60), fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 10 }), (batches, fromAt, takes) => {
+        // Several batches back to back, at consecutive offsets, as a fetch returns them.
+        let base = 1000
+        const parts: Buffer[] = []
+        for (const records of batches) {
+          const b = encodeRecordBatch(records, { producerId: -1, producerEpoch: 0, baseSequence: -1, transactional: false })
+          b.writeUInt32BE(base, 4)
+          parts.push(b)
+          base += records.length
+        }
+        const buf = Buffer.concat(parts)
+        const from = 1000 + Math.min(fromAt, base - 1000)
+        const whole = decodeRecordSet(buf, { from }).records
+        const scanned = scanRecordSet(buf, { from })
+        expect(scanned.lastRecord()?.offset).toBe(whole[whole.length - 1]?.offset)
+        const cursor = scanned.cursor()
+        const read: StoredRecord[] = []
+        for (let i = 0; cursor.nextOffset() !== undefined; i++) {
+          expect(cursor.nextOffset()).toBe(whole[read.length]!.offset)
+          const n = cursor.take(read, takes[i % takes.length]!)
+          expect(n).toBeGreaterThan(0)
+        }
+        expect(cursor.remaining).toBe(0)
+        expect(read.map(plain)).toEqual(whole.map(plain))
       }),
       { numRuns: RUNS },
     )
