@@ -23,7 +23,7 @@ import type {
   TopicSpec,
   TransactionalProducer,
 } from '../pipe.ts'
-import { RecordBatchBuilder, SparseBatchBuilder, batchAppendTime, batchBase, decodeBatch, scanBatch } from './record-batch.ts'
+import { BatchCursor, RecordBatchBuilder, SparseBatchBuilder, batchAppendTime, batchBase, batchCount, decodeBatch, scanBatch, type StoredBatch } from './record-batch.ts'
 import {
   IDENTITY_KEY,
   TOPIC_PREFIX,
@@ -449,27 +449,33 @@ export class EmbeddedPipe implements Pipe {
   }
 
   /**
-   * @internal Decodes whole stored batches of a partition from `from` on into `out`, until
-   * it holds at least `min` records or the partition ends.
+   * @internal The stored batches of a partition from the one holding `from` on, as bytes,
+   * until they hold at least `min` records or the partition ends.
    */
-  async readInto(meta: TopicMeta, partition: number, from: number, min: number, out: StoredRecord[]): Promise<void> {
+  async readBatches(meta: TopicMeta, partition: number, from: number, min: number): Promise<StoredBatch[]> {
     const log = this.logs.get(meta.name)?.[partition]
     if (log === undefined) throw new TopicError('WEIR_TOPIC_MISSING', `topic ${meta.name} was deleted`, { topic: meta.name, partition })
+    const out: StoredBatch[] = []
+    let records = 0
     const tail = log.tail
     if (tail.length > 0 && tail[0]!.base <= from) {
       let i = tail.length - 1
       while (i > 0 && tail[i]!.base > from) i--
-      for (; i < tail.length && out.length < min; i++) decodeBatch(tail[i]!.data, tail[i]!.base, from, out)
-      return
+      for (; i < tail.length && records < min; i++) {
+        out.push({ data: tail[i]!.data, base: tail[i]!.base })
+        records += batchCount(tail[i]!.data)
+      }
+      return out
     }
     const gte = dataKey(meta.id, partition, Math.max(from, log.start))
     await this.reading(async (db) => {
       for await (const { key, value } of db.iterator({ gte, lt: dataKey(meta.id, partition + 1, 0), capacity: 4 })) {
-        const last = dataKeyOffset(key)
-        decodeBatch(value, batchBase(value, last), from, out)
-        if (out.length >= min) break
+        out.push({ data: value, base: batchBase(value, dataKeyOffset(key)) })
+        records += batchCount(value)
+        if (records >= min) break
       }
     })
+    return out
   }
 
   /** @internal Commits one transaction; called by EmbeddedProducer. */
@@ -686,9 +692,8 @@ const READ_AHEAD = 16_384
 class EmbeddedReader implements PartitionReader {
   private pos: number
   private closed = false
-  /** Decoded records from `pos` on, not yet returned. */
-  private buffered: StoredRecord[] = []
-  private next = 0
+  /** Stored batches read ahead from `pos` on, decoded as polls take their records. */
+  private ahead: BatchCursor | undefined
 
   constructor(private readonly pipe: EmbeddedPipe, private readonly meta: TopicMeta, readonly partition: number, from: number) {
     this.pos = from
@@ -704,40 +709,37 @@ class EmbeddedReader implements PartitionReader {
 
   seek(offset: number): void {
     this.pos = offset
-    this.buffered = []
-    this.next = 0
+    this.ahead = undefined
   }
 
   async poll(max: number, waitMs: number): Promise<StoredRecord[]> {
     const log = this.pipe.partitionLog(this.meta.name, this.partition)
     if (this.closed || log === undefined || max <= 0) return []
-    if (this.next >= this.buffered.length) {
+    const out: StoredRecord[] = []
+    if (this.ahead !== undefined) this.ahead.take(out, max)
+    if (out.length === 0) {
+      this.ahead = undefined
       if (this.pos >= log.end) {
         if (waitMs <= 0) return []
         await log.appended.wait(waitMs)
         if (this.closed || this.pos >= log.end) return []
       }
       if (this.pos < log.start) this.pos = log.start
-      const out: StoredRecord[] = []
-      await this.pipe.readInto(this.meta, this.partition, this.pos, Math.max(max, READ_AHEAD), out)
-      if (out.length === 0) {
+      const ahead = new BatchCursor(await this.pipe.readBatches(this.meta, this.partition, this.pos, Math.max(max, READ_AHEAD)), this.pos)
+      if (ahead.take(out, max) === 0) {
         // Nothing below the end means the records were deleted under us; let I/O run before a retry.
         await new Promise((resolve) => setImmediate(resolve))
         return []
       }
-      this.buffered = out
-      this.next = 0
+      this.ahead = ahead
     }
-    const end = Math.min(this.buffered.length, this.next + max)
-    const batch = this.next === 0 && end === this.buffered.length ? this.buffered : this.buffered.slice(this.next, end)
-    this.next = end
-    this.pos = batch[batch.length - 1]!.offset + 1
-    return batch
+    this.pos = out[out.length - 1]!.offset + 1
+    return out
   }
 
   close(): void {
     this.closed = true
-    this.buffered = []
+    this.ahead = undefined
     this.pipe.partitionLog(this.meta.name, this.partition)?.appended.notify()
   }
 }

@@ -192,46 +192,103 @@ export function batchAppendTime(batch: Buffer): number {
  * on. Keys and values are views into `batch`; skipped records cost no allocation.
  */
 export function decodeBatch(batch: Buffer, base: number, from: number, out: StoredRecord[]): void {
-  const head = batch.readUInt32LE(0)
-  const sparse = (head & SPARSE) !== 0
-  const count = (head & ~SPARSE) >>> 0
-  let o = sparse ? SPARSE_HEADER : HEADER
-  if (sparse) base = Number(batch.readBigUInt64LE(HEADER))
-  for (let i = 0; i < count; i++) {
-    let offset = base + i
-    if (sparse) {
-      offset = base + batch.readUInt32LE(o)
-      o += 4
-    }
-    if (offset < from) {
-      o += 8
-      const kl = batch.readInt32LE(o); o += 4 + Math.max(0, kl)
-      const vl = batch.readInt32LE(o); o += 4 + Math.max(0, vl)
+  new BatchCursor([{ data: batch, base }], from).take(out, Number.POSITIVE_INFINITY)
+}
+
+/** A stored batch as read: its bytes and the offset of its first record (dense batches; a sparse one carries its own). */
+export interface StoredBatch {
+  data: Buffer
+  base: number
+}
+
+/**
+ * Reads the records of stored batches in order, from `from` on, decoding each as it is
+ * taken: a reader that reads ahead holds batches as bytes, not a record object per record
+ * it has not handed out yet (those lived long enough for V8 to promote them).
+ *
+ * @example
+ * const cursor = new BatchCursor([{ data, base: 0 }], 10)
+ * const out: StoredRecord[] = []
+ * cursor.take(out, 500)
+ */
+export class BatchCursor {
+  private batch = -1
+  private count = 0
+  private index = 0
+  private at = 0
+  private base = 0
+  private sparse = false
+  /** Records not taken yet, as the batch headers count them (records below `from` included until skipped). */
+  remaining: number
+
+  constructor(private readonly batches: readonly StoredBatch[], private readonly from: number) {
+    let n = 0
+    for (const b of batches) n += batchCount(b.data)
+    this.remaining = n
+  }
+
+  /** Appends up to `max` records at or after `from` to `out`; returns how many. */
+  take(out: StoredRecord[], max: number): number {
+    let n = 0
+    while (n < max) {
+      if (this.index >= this.count && !this.nextBatch()) break
+      const batch = this.batches[this.batch]!.data
+      let o = this.at
+      let offset = this.base + this.index
+      if (this.sparse) {
+        offset = this.base + batch.readUInt32LE(o)
+        o += 4
+      }
+      this.index++
+      this.remaining--
+      if (offset < this.from) {
+        o += 8
+        const kl = batch.readInt32LE(o); o += 4 + Math.max(0, kl)
+        const vl = batch.readInt32LE(o); o += 4 + Math.max(0, vl)
+        const hc = batch.readUInt16LE(o); o += 2
+        for (let h = 0; h < hc; h++) {
+          o += 2 + batch.readUInt16LE(o)
+          o += 4 + batch.readUInt32LE(o)
+        }
+        this.at = o
+        continue
+      }
+      const timestamp = batch.readDoubleLE(o); o += 8
+      const kl = batch.readInt32LE(o); o += 4
+      const key = kl < 0 ? null : batch.subarray(o, o + kl); if (kl > 0) o += kl
+      const vl = batch.readInt32LE(o); o += 4
+      const value = vl < 0 ? null : batch.subarray(o, o + vl); if (vl > 0) o += vl
       const hc = batch.readUInt16LE(o); o += 2
-      for (let h = 0; h < hc; h++) {
-        o += 2 + batch.readUInt16LE(o)
-        o += 4 + batch.readUInt32LE(o)
+      let headers: Record<string, Buffer> | undefined
+      if (hc > 0) {
+        headers = {}
+        for (let h = 0; h < hc; h++) {
+          const nl = batch.readUInt16LE(o); o += 2
+          const name = batch.toString('utf8', o, o + nl); o += nl
+          const len = batch.readUInt32LE(o); o += 4
+          headers[name] = batch.subarray(o, o + len); o += len
+        }
       }
-      continue
+      this.at = o
+      const rec: StoredRecord = { offset, key, value, timestamp }
+      if (headers !== undefined) rec.headers = headers
+      out.push(rec)
+      n++
     }
-    const timestamp = batch.readDoubleLE(o); o += 8
-    const kl = batch.readInt32LE(o); o += 4
-    const key = kl < 0 ? null : batch.subarray(o, o + kl); if (kl > 0) o += kl
-    const vl = batch.readInt32LE(o); o += 4
-    const value = vl < 0 ? null : batch.subarray(o, o + vl); if (vl > 0) o += vl
-    const hc = batch.readUInt16LE(o); o += 2
-    let headers: Record<string, Buffer> | undefined
-    if (hc > 0) {
-      headers = {}
-      for (let h = 0; h < hc; h++) {
-        const nl = batch.readUInt16LE(o); o += 2
-        const name = batch.toString('utf8', o, o + nl); o += nl
-        const len = batch.readUInt32LE(o); o += 4
-        headers[name] = batch.subarray(o, o + len); o += len
-      }
+    return n
+  }
+
+  private nextBatch(): boolean {
+    for (;;) {
+      if (this.batch + 1 >= this.batches.length) return false
+      const { data, base } = this.batches[++this.batch]!
+      const head = data.readUInt32LE(0)
+      this.sparse = (head & SPARSE) !== 0
+      this.count = (head & ~SPARSE) >>> 0
+      this.index = 0
+      this.at = this.sparse ? SPARSE_HEADER : HEADER
+      this.base = this.sparse ? Number(data.readBigUInt64LE(HEADER)) : base
+      if (this.count > 0) return true
     }
-    const rec: StoredRecord = { offset, key, value, timestamp }
-    if (headers !== undefined) rec.headers = headers
-    out.push(rec)
   }
 }
