@@ -22,7 +22,8 @@ import type { PartitionOffset, Pipe, PipeRecord, TransactionalProducer } from '.
 import { stateCodec } from '../codec.ts'
 import { storeKeyBytes } from '../record-keys.ts'
 import { ACTOR_PREFIX, CHECKPOINT_RECORD } from './state-keys.ts'
-import type { StateStore, StoreWrite } from '../state/state-store.ts'
+import type { StateStore } from '../state/state-store.ts'
+import { WriteArena } from '../state/write-arena.ts'
 import type { SealedEntries, WriteCache } from '../state/write-cache.ts'
 
 /**
@@ -207,14 +208,15 @@ export class Checkpointer implements ActorCheckpoints {
     let encoded = 0
     let sliceStart = performance.now()
     let slice = ENCODE_SLICE_MS
-    const writes: StoreWrite[][] = []
+    const writes: WriteArena[] = []
     for (const { part, dirty } of cuts) {
-      const partWrites: StoreWrite[] = new Array(dirty.length)
+      const partWrites = new WriteArena(Math.max(1024, dirty.length * 48), Math.max(16, dirty.length))
       for (let i = 0; i < dirty.length; i++) {
         const d = dirty.at(i)
         const key = storeKeyBytes(d.key)
         const value = d.value === undefined ? null : encodeState(d.key, d.value, part.actor)
-        partWrites[i] = { key, value }
+        // Both copy what they are given: the key and value Buffers die young.
+        partWrites.add(key, value)
         this.producer.send(part.changelogTopic, partition, { key, value, timestamp: now })
         // Let the next epoch's records through between slices.
         if ((++encoded & 255) === 0 && performance.now() - sliceStart >= slice) {
@@ -238,7 +240,7 @@ export class Checkpointer implements ActorCheckpoints {
   }
 
   /** The background half of a checkpoint: pipe commit, then local state and the publish, then the reports. */
-  private async complete(committing: Promise<PartitionOffset[]>, cuts: Cut[], writes: StoreWrite[][], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
+  private async complete(committing: Promise<PartitionOffset[]>, cuts: Cut[], writes: WriteArena[], epoch: number, seq: number, commitStart: number, positions: PartitionOffset[] | undefined, publish: ((ends: PartitionOffset[]) => Promise<void>) | undefined, afterLocalWrite: (() => void) | undefined): Promise<void> {
     const ends = await committing
     const committedAt = Date.now()
     const commitMs = performance.now() - commitStart

@@ -7,6 +7,7 @@ import { mkdirSync, rmSync } from 'node:fs'
 import RocksDB from 'rocksdb-native'
 import { getMany, writeBatch } from '../rocks.ts'
 import { WeirError } from '../errors.ts'
+import { WriteArena } from './write-arena.ts'
 
 /** Meta keys start with \u0000, so they sort before every state key and never collide with one. */
 const CHANGELOG_POSITION = Buffer.from('\u0000changelog-position')
@@ -70,12 +71,14 @@ export class StateStore {
   }
 
   /** Applies committed changes and the changelog position they reach, atomically. */
-  async apply(writes: StoreWrite[], changelogPosition: number): Promise<void> {
+  async apply(writes: StoreWrite[] | WriteArena, changelogPosition: number): Promise<void> {
     const batch = writeBatch(this.db, writes.length + 1)
-    for (const w of writes) {
-      if (w.value === null) batch.tryDelete(w.key)
-      else batch.tryPut(w.key, w.value)
+    const write = (key: Buffer, value: Buffer | null): void => {
+      if (value === null) batch.tryDelete(key)
+      else batch.tryPut(key, value)
     }
+    if (writes instanceof WriteArena) writes.each(write)
+    else for (const w of writes) write(w.key, w.value)
     const pos = Buffer.allocUnsafe(8)
     pos.writeBigUInt64BE(BigInt(changelogPosition))
     batch.tryPut(CHANGELOG_POSITION, pos)
