@@ -218,13 +218,17 @@ export class BatchCursor {
   private at = 0
   private base = 0
   private sparse = false
-  /** Records not taken yet, as the batch headers count them (records below `from` included until skipped). */
-  remaining: number
+  private left: number
 
   constructor(private readonly batches: readonly StoredBatch[], private readonly from: number) {
     let n = 0
     for (const b of batches) n += batchCount(b.data)
-    this.remaining = n
+    this.left = n
+  }
+
+  /** Records not taken yet, as the batch headers count them (records below `from` included until skipped). */
+  get remaining(): number {
+    return this.left
   }
 
   /** Appends up to `max` records at or after `from` to `out`; returns how many. */
@@ -240,7 +244,7 @@ export class BatchCursor {
         o += 4
       }
       this.index++
-      this.remaining--
+      this.left--
       if (offset < this.from) {
         o += 8
         const kl = batch.readInt32LE(o); o += 4 + Math.max(0, kl)

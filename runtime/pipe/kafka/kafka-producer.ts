@@ -84,12 +84,13 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
     if (byPartition === undefined) txn.queued.set(topic, (byPartition = new Map()))
     let batches = byPartition.get(partition)
     if (batches === undefined) byPartition.set(partition, (batches = []))
-    let batch = batches[batches.length - 1]
-    if (batch === undefined || batch.count >= this.limits.maxBatchRecords || (batch.count > 0 && batch.bytes + batch.sizeOf(record) > this.limits.maxBatchBytes)) {
-      batches.push((batch = new RecordBatchWriter(BATCH_INITIAL_BYTES)))
+    // Copied into a batch now: nothing of the record waits for the produce request.
+    const batch = batches[batches.length - 1]
+    if (batch === undefined || batch.count >= this.limits.maxBatchRecords || !batch.add(record, this.limits.maxBatchBytes)) {
+      const next = new RecordBatchWriter(BATCH_INITIAL_BYTES)
+      next.add(record)
+      batches.push(next)
     }
-    // Copied into the batch now: nothing of the record waits for the produce request.
-    batch.add(record)
     txn.queuedCount++
     this.backlog++
     // Enough for a full request: produce it in the background (after any earlier commit).

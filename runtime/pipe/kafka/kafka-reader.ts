@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto'
 // Before kafkajs: read_committed must drop every aborted transaction (see the file).
 import { READER_GROUP_PREFIX, weirCursorOf } from './kafkajs-fixes.ts'
-import type { RecordCursor } from './record-batch.ts'
+import { scanRecordSet, type RecordCursor } from './record-batch.ts'
 import { AssignerProtocol, type Consumer, type Kafka, type PartitionAssigner, type EachBatchPayload } from 'kafkajs'
 import type { Logger } from 'pino'
 import { ClosedError, PipeError, WeirError } from '../../errors.ts'
@@ -40,9 +40,14 @@ function fixedPartition(topic: string, partition: number): PartitionAssigner {
   })
 }
 
+/** A cursor over nothing: a fetch whose records were all hidden (markers, aborted). */
+function noRecords(): RecordCursor {
+  return scanRecordSet(Buffer.alloc(0)).cursor()
+}
+
 interface Chunk {
-  /** Its records, decoded as poll() takes them; undefined for a fetch that held none. */
-  records: RecordCursor | undefined
+  /** Its records, decoded as poll() takes them. */
+  records: RecordCursor
   /** The offset after this chunk, including hidden records (markers, aborted). */
   end: number
 }
@@ -109,13 +114,13 @@ export class KafkaPartitionReader implements PartitionReader {
     const out: StoredRecord[] = []
     while (out.length < max && this.chunks.length > 0) {
       const c = this.chunks[0]!
-      const before = c.records?.remaining ?? 0
-      c.records?.take(out, max - out.length)
-      const next = c.records?.nextOffset()
-      this.buffered -= before - (c.records?.remaining ?? 0)
+      const before = c.records.remaining
+      c.records.take(out, max - out.length)
+      const next = c.records.nextOffset()
+      // A finished chunk leaves the buffer whole (records below the fetch offset included).
+      this.buffered -= before - (next === undefined ? 0 : c.records.remaining)
       if (next === undefined) {
         this.chunks.shift()
-        this.buffered -= c.records?.remaining ?? 0
         this.positionValue = Math.max(this.positionValue, c.end)
       } else {
         this.positionValue = next
@@ -175,7 +180,7 @@ export class KafkaPartitionReader implements PartitionReader {
       if (e.payload.batchSize !== 0 || e.payload.topic !== this.topic || e.payload.partition !== this.partition) return
       const first = e.payload.firstOffset === null ? Number.NaN : Number(e.payload.firstOffset)
       if (!(first >= this.nextFetch)) return
-      this.push(undefined, Number(e.payload.lastOffset) + 1)
+      this.push(noRecords(), Number(e.payload.lastOffset) + 1)
     })
     // A consumer that restarts after an error starts over from no offset: put it back in line.
     consumer.on(consumer.events.GROUP_JOIN, () => {
@@ -238,15 +243,14 @@ export class KafkaPartitionReader implements PartitionReader {
     }
   }
 
-  private push(records: RecordCursor | undefined, end: number): void {
+  private push(records: RecordCursor, end: number): void {
     if (end <= this.nextFetch) return
     this.nextFetch = end
-    const empty = records === undefined || records.nextOffset() === undefined
-    if (empty && this.chunks.length === 0) {
+    if (records.nextOffset() === undefined && this.chunks.length === 0) {
       this.positionValue = Math.max(this.positionValue, end)
     } else {
-      this.chunks.push({ records: empty ? undefined : records, end })
-      this.buffered += empty ? 0 : records.remaining
+      this.chunks.push({ records, end })
+      this.buffered += records.remaining
     }
     this.waiter?.()
   }

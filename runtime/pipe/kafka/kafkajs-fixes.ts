@@ -210,9 +210,11 @@ class WeirBatch {
   get messages(): FetchedMessageView[] {
     if (this.views !== undefined) return this.views
     if (this.forReader) {
+      // The runner asks up to three times per batch; the last record is found once.
       const last = this.decoded.lastRecord()
       const batches = this.decoded.dataBatches
-      return last === undefined ? [] : [new FetchedMessageView(last, batches[batches.length - 1])]
+      this.views = last === undefined ? [] : [new FetchedMessageView(last, batches[batches.length - 1])]
+      return this.views
     }
     const { records, dataBatches } = decodeAll(this.decoded)
     let b = -1

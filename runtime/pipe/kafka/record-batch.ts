@@ -564,20 +564,19 @@ export class RecordBatchWriter {
     return this.at
   }
 
-  /** Bytes `r` would add to this batch. */
-  sizeOf(r: PipeRecord): number {
-    const size = recordBodySize(r, this.count === 0 ? 0 : r.timestamp - this.baseTimestamp, this.count)
-    return varintSize(size) + size
-  }
-
-  /** Copies `r` into the batch (its buffers are not kept). */
-  add(r: PipeRecord): void {
+  /**
+   * Copies `r` into the batch (its buffers are not kept). A batch that holds records
+   * refuses one that would take it past `maxBytes` (header included): it returns false and
+   * is unchanged, and the caller starts the next batch.
+   */
+  add(r: PipeRecord, maxBytes = Number.POSITIVE_INFINITY): boolean {
     const timestamp = r.timestamp
-    if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp
-    else if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp
-    const timestampDelta = timestamp - this.baseTimestamp
+    const timestampDelta = this.count === 0 ? 0 : timestamp - this.baseTimestamp
     const size = recordBodySize(r, timestampDelta, this.count)
     const need = varintSize(size) + size
+    if (this.count > 0 && this.at + need > maxBytes) return false
+    if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp
+    else if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp
     if (this.at + need > this.buf.length) {
       const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + need))
       this.buf.copy(grown, 0, 0, this.at)
@@ -614,6 +613,7 @@ export class RecordBatchWriter {
     }
     this.at = at
     this.count++
+    return true
   }
 
   /**
@@ -651,15 +651,10 @@ export function encodeRecordBatch(records: readonly PipeRecord[], producer: Batc
   const count = end - start
   if (count <= 0) throw new RangeError('a record batch needs at least one record')
   const now = producer.now ?? Date.now()
-  const baseTimestamp = records[start]!.timestamp ?? now
-  // Sized first, so the batch is written into one buffer of its exact size.
-  let total = BATCH_HEADER_BYTES
-  for (let i = 0; i < count; i++) {
-    const r = records[start + i]!
-    const size = recordBodySize(r, (r.timestamp ?? now) - baseTimestamp, i)
-    total += varintSize(size) + size
-  }
-  const writer = new RecordBatchWriter(total)
+  // Room for the keys and values and a record's usual framing; headers may grow it once.
+  let estimate = BATCH_HEADER_BYTES
+  for (let i = start; i < end; i++) estimate += 24 + (records[i]!.key?.length ?? 0) + (records[i]!.value?.length ?? 0)
+  const writer = new RecordBatchWriter(estimate)
   for (let i = 0; i < count; i++) {
     const r = records[start + i]!
     writer.add(r.timestamp === undefined || r.timestamp === null ? { ...r, timestamp: now } : r)

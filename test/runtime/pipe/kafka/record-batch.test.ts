@@ -7,22 +7,13 @@ import { fetchAll } from '../../../../benchmarks/lib/kafka-raw-fetch.ts'
 import type { PipeRecord, StoredRecord } from '../../../../runtime/pipe/pipe.ts'
 import { KafkaPipe } from '../../../../runtime/pipe/kafka/kafka-pipe.ts'
 import { crc32c, decodeRecordSet, encodeRecordBatch, RecordBatchWriter, scanRecordSet } from '../../../../runtime/pipe/kafka/record-batch.ts'
+import { pipeRecordArb, plainRecord } from '../../../support/pipe-records.ts'
 import { requireService } from '../../../support/services.ts'
 
 const RUNS = Number(process.env.WEIR_RECORD_BATCH_PROPERTY_RUNS ?? 200)
 
-const recordArb = fc.record({
-  key: fc.option(fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), { nil: null }),
-  value: fc.option(fc.uint8Array({ maxLength: 3000 }).map((a) => Buffer.from(a)), { nil: null }),
-  // Deltas past 2^28 and below zero take the long varint paths.
-  timestamp: fc.integer({ min: 0, max: 2 ** 45 }),
-  headers: fc.option(fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }), fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), { maxKeys: 4 }), { nil: undefined }),
-})
-
-function plain(r: PipeRecord & { offset?: number }): unknown {
-  const headers = r.headers === undefined || Object.keys(r.headers).length === 0 ? undefined : Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, [...v]]))
-  return { key: r.key === null ? null : [...r.key], value: r.value === null ? null : [...r.value], timestamp: r.timestamp, headers, offset: r.offset }
-}
+const recordArb = pipeRecordArb({ keyBytes: 300, valueBytes: 3000, headerNameLength: 20, headerBytes: 40, headers: 4 })
+const plain = plainRecord
 
 describe('record batch codec', () => {
   it('computes CRC-32C (Castagnoli) as the check value says', () => {
@@ -53,9 +44,14 @@ describe('record batch codec', () => {
         const writer = new RecordBatchWriter(initialBytes)
         for (const r of records) {
           const before = writer.bytes
-          const size = writer.sizeOf(r)
-          writer.add(r)
-          expect(writer.bytes - before).toBe(size)
+          // A record never fits in no room: refused, and the batch unchanged (the first one is always taken).
+          const first = writer.count === 0
+          expect(writer.add(r, before)).toBe(first)
+          if (!first) {
+            expect(writer.bytes).toBe(before)
+            expect(writer.add(r)).toBe(true)
+          }
+          expect(writer.bytes).toBeGreaterThan(before)
         }
         expect(writer.count).toBe(records.length)
         expect(Buffer.compare(writer.finish(producer), encodeRecordBatch(records, producer))).toBe(0)
