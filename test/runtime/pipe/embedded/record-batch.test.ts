@@ -2,20 +2,12 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { PipeRecord, StoredRecord } from '../../../../runtime/pipe/pipe.ts'
 import { BatchCursor, RecordBatchBuilder, SparseBatchBuilder, type StoredBatch } from '../../../../runtime/pipe/embedded/record-batch.ts'
+import { pipeRecordArb, plainRecord } from '../../../support/pipe-records.ts'
 
 const RUNS = Number(process.env.WEIR_RECORD_BATCH_PROPERTY_RUNS ?? 200)
 
-const recordArb = fc.record({
-  key: fc.option(fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), { nil: null }),
-  value: fc.option(fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)), { nil: null }),
-  timestamp: fc.integer({ min: 0, max: 2 ** 45 }),
-  headers: fc.option(fc.dictionary(fc.string({ minLength: 1, maxLength: 10 }), fc.uint8Array({ maxLength: 20 }).map((a) => Buffer.from(a)), { maxKeys: 3 }), { nil: undefined }),
-})
-
-function plain(r: PipeRecord & { offset: number }): unknown {
-  const headers = r.headers === undefined || Object.keys(r.headers).length === 0 ? undefined : Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, [...v]]))
-  return { offset: r.offset, key: r.key === null ? null : [...r.key], value: r.value === null ? null : [...r.value], timestamp: r.timestamp, headers }
-}
+const recordArb = pipeRecordArb({ keyBytes: 40, valueBytes: 200, headerNameLength: 10, headerBytes: 20, headers: 3 })
+const plain = plainRecord
 
 describe('embedded record batches: BatchCursor', () => {
   it('reads dense and sparse batches from any offset, in takes of any size, as they were written (records decoded as taken)', () => {
