@@ -253,8 +253,8 @@ async function main(o: KafkaBenchOptions): Promise<number> {
 async function runChildPhase(o: KafkaBenchOptions): Promise<void> {
   const { runId, inputTopic, outputTopic: output, dataDir } = o
   if (runId === undefined || inputTopic === undefined || output === undefined || dataDir === undefined) throw new Error('--phase needs --run-id, --input-topic, --output-topic and --data-dir')
-  // Both Node contenders run with the V8 young-generation size `weir run` uses.
-  tuneHeap()
+  // Both Node contenders run with the V8 heap settings `weir run --pipe kafka://…` uses (runtime/heap.ts).
+  tuneHeap('kafka')
   let run: ContenderRun
   if (o.phase === 'raw') {
     const { runRawWordCount } = await import('./lib/kafka-raw-wordcount.ts')

@@ -213,7 +213,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     const pipeline = await loadPipeline(resolve(positionals[0]!), params)
     const stateDir = resolve((values['state-dir'] as string | undefined) ?? `.weir/${pipeline.name}-worker`)
     const log = logger('weir-worker')
-    tuneHeap()
+    tuneHeap('kafka')
     bus = await openBus(busTarget, { name: `weir-worker-${pipeline.name}`, log })
     pipe = await openPipe(pipeUrl, { dataDir: stateDir, configFile: values['pipe-config'] === undefined ? undefined : resolve(values['pipe-config'] as string), log })
     // Probes answer from before the join on (not ready until assigned, restored and caught up):

@@ -336,8 +336,8 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   try {
     if (args.busTarget !== undefined) bus = await openBus(args.busTarget, { name: `weir-run-${pipeline.name}`, log })
+    tuneHeap(args.pipe === 'embedded' ? 'embedded' : 'kafka')
     if (args.pipe !== 'embedded') {
-      tuneHeap()
       const connecting = connectProgress(process.stderr, commandLogger('weir', 'warn'))
       try {
         pipe = await openPipe(args.pipe, { dataDir, configFile: args.pipeConfig, log, onConnectRetry: (r) => connecting.onRetry(r) })

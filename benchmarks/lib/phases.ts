@@ -11,6 +11,7 @@ import { startEmbedded, type RunningPipeline } from '../../runner/embedded-runne
 import { createLogger } from '../../runtime/log.ts'
 import { partitionForKey } from '../../runtime/partitioner.ts'
 import { StateStore } from '../../runtime/state/state-store.ts'
+import { tuneHeap } from '../../runtime/heap.ts'
 import type { BenchOptions } from './options.ts'
 import { expectedCount, preloadPipeline, wordCountPipeline, type Count, type WordCountShape } from './pipelines.ts'
 import { peakRssMiB, progress, wallMs } from './stats.ts'
@@ -55,6 +56,8 @@ function actorsOf(stats: Record<string, ActorStats>, stage: string): Array<[stri
 export async function runPhase(o: BenchOptions): Promise<void> {
   const dataDir = o.dataDir
   if (dataDir === undefined) throw new Error('--phase needs --data-dir')
+  // The V8 heap settings `weir run` applies on the embedded pipe.
+  tuneHeap('embedded')
   switch (o.phase) {
     case 'preload': return preload(o, dataDir)
     case 'count': return count(o, dataDir)

@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { startEmbedded } from '../../index.ts'
+import { tuneHeap } from '../../runtime/heap.ts'
 import { Tally } from './generator.ts'
 import { QUERY_NAMES, nexmarkPipeline, type QueryName } from './queries.ts'
 
@@ -47,6 +48,8 @@ export async function runWeirQuery(query: QueryName, o: { events: number; seed: 
 }
 
 async function main(): Promise<void> {
+  // The V8 heap settings `weir run` applies on the embedded pipe.
+  tuneHeap('embedded')
   const { values } = parseArgs({ options: { query: { type: 'string' }, events: { type: 'string' }, seed: { type: 'string' }, 'data-dir': { type: 'string' }, 'epoch-ms': { type: 'string' } } })
   const query = values.query as QueryName
   if (!QUERY_NAMES.includes(query)) throw new Error(`--query must be one of ${QUERY_NAMES.join(', ')}`)
