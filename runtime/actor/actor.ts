@@ -945,7 +945,7 @@ export class Actor {
    * without creating a Promise; only async processors and failures take the slow path.
    */
   private processRecord(rec: StreamRecord<unknown>, raw: StoredRecord): Promise<void> | undefined {
-    this.beginUnit(rec.key, rec.timestamp)
+    this.beginUnit(rec.key, rec.timestamp, rec.keyBytes)
     let result: void | Promise<void>
     try {
       result = this.processor.onRecord(rec, this.ctx)
@@ -962,8 +962,8 @@ export class Actor {
     return undefined
   }
 
-  private beginUnit(key: string | null, timestamp: number): void {
-    this.scope.begin(key, timestamp)
+  private beginUnit(key: string | null, timestamp: number, keyBytes: Buffer | null = null): void {
+    this.scope.begin(key, timestamp, keyBytes)
   }
 
   /** The unit failed: its state changes and emitted records are discarded. */
@@ -990,7 +990,7 @@ export class Actor {
       if (attempt >= attempts) break
       await sleep(backoff(policy, attempt))
       attempt++
-      this.beginUnit(rec.key, rec.timestamp)
+      this.beginUnit(rec.key, rec.timestamp, rec.keyBytes)
       try {
         const r = this.processor.onRecord(rec, this.ctx)
         if (r instanceof Promise) await r

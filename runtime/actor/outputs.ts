@@ -88,7 +88,8 @@ export class Outputs {
     if (keyOf !== undefined && typeof newKey !== 'string' && !(newKey instanceof Uint8Array)) {
       throw new WeirError('WEIR_KEY_INVALID', `the keyBy key function of stage ${this.spec.name} returned ${newKey === null ? 'null' : typeof newKey}; it must return a string or a Uint8Array`, { stage: this.spec.name, actor: this.actor })
     }
-    const keyBuf = newKey === null ? null : keyBytes(newKey)
+    // Emitting under the record's own key (a count, an aggregate): its bytes are at hand.
+    const keyBuf = newKey === null ? null : newKey === this.scope.key && this.scope.keyBytes !== null ? this.scope.keyBytes : keyBytes(newKey)
     const n = out.spec.outputPartitions
     const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
     const timestamp = options?.timestamp ?? this.scope.timestamp

@@ -34,6 +34,11 @@ export interface PendingEmit {
 export class UnitScope {
   /** The current unit's key: the scope of keyed state. */
   key: string | null = null
+  /**
+   * The bytes `key` came from (the record's key), or null when the unit has none at hand (a
+   * timer's): an emit under the same key reuses them instead of encoding the string again.
+   */
+  keyBytes: Buffer | null = null
   /** The current unit's event time (a record's timestamp, a timer's time). */
   timestamp = 0
   /** Records the current unit emitted. */
@@ -43,8 +48,9 @@ export class UnitScope {
   constructor(private readonly cache: WriteCache, readonly stage: string, readonly actor: string) {}
 
   /** Enters a unit: state is scoped to `key`, changes are journaled so they can be undone. */
-  begin(key: string | null, timestamp: number): void {
+  begin(key: string | null, timestamp: number, keyBytes: Buffer | null = null): void {
     this.key = key
+    this.keyBytes = keyBytes
     this.timestamp = timestamp
     this.phase = UNIT
     this.cache.beginRecord()

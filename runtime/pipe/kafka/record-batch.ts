@@ -128,6 +128,21 @@ function writeVarint(buf: Buffer, at: number, value: number): number {
   return at
 }
 
+/**
+ * Copies `src` into `dst` at `at` and returns the position after it. Record keys and values
+ * are mostly a few bytes: a loop beats Buffer#copy there, whose argument checks cost more
+ * than the copy (3 % of the Kafka word count's profile).
+ */
+function copyInto(src: Uint8Array, dst: Uint8Array, at: number): number {
+  const n = src.length
+  if (n > 32) {
+    dst.set(src, at)
+    return at + n
+  }
+  for (let i = 0; i < n; i++) dst[at + i] = src[i]!
+  return at + n
+}
+
 /** A signed 64-bit big-endian integer as a number (exact below 2^53; producer ids, offsets, timestamps). */
 function readInt64(buf: Buffer, at: number): number {
   return buf.readInt32BE(at) * 4294967296 + buf.readUInt32BE(at + 4)
@@ -590,12 +605,12 @@ export class RecordBatchWriter {
     if (r.key === null) at = writeVarint(buf, at, -1)
     else {
       at = writeVarint(buf, at, r.key.length)
-      at += r.key.copy(buf, at)
+      at = copyInto(r.key, buf, at)
     }
     if (r.value === null) at = writeVarint(buf, at, -1)
     else {
       at = writeVarint(buf, at, r.value.length)
-      at += r.value.copy(buf, at)
+      at = copyInto(r.value, buf, at)
     }
     if (r.headers === undefined) buf[at++] = 0
     else {
@@ -606,9 +621,9 @@ export class RecordBatchWriter {
         const n = headerName(name)
         const v = r.headers[name]!
         at = writeVarint(buf, at, n.length)
-        at += n.copy(buf, at)
+        at = copyInto(n, buf, at)
         at = writeVarint(buf, at, v.length)
-        at += v.copy(buf, at)
+        at = copyInto(v, buf, at)
       }
     }
     this.at = at
