@@ -30,7 +30,6 @@ export class CacheEntry {
 }
 
 /** Restores an entry's value and dirtiness, or runs an undo of an index kept beside the cache (timers). */
-type UndoStep = { entry: CacheEntry; value: unknown; dirty: boolean } | { undo: () => void }
 
 export interface DirtyEntry {
   key: string
@@ -69,7 +68,16 @@ export class WriteCache {
   private readonly spaces = new Map<string, Map<string, CacheEntry>>()
   private count = 0
   private dirtyList: CacheEntry[] = []
-  private journal: UndoStep[] = []
+  /**
+   * The current record's undo steps, in parallel arrays kept across records (a fresh step
+   * object per record, and the array's backing store that `length = 0` dropped, cost ~90 ns
+   * a record): step i restores `journalEntries[i]` to `journalValues[i]` and
+   * `journalDirty[i]`, or, where the entry is null, runs `journalValues[i]` (an undo function).
+   */
+  private readonly journalEntries: Array<CacheEntry | null> = []
+  private readonly journalValues: unknown[] = []
+  private readonly journalDirty: boolean[] = []
+  private journalSize = 0
   private seq = 1
   private journaling = false
   /** The newest checkpoint whose local write has finished. */
@@ -124,7 +132,7 @@ export class WriteCache {
   set(entry: CacheEntry, value: unknown): void {
     if (this.journaling && entry.journalSeq !== this.seq) {
       entry.journalSeq = this.seq
-      this.journal.push({ entry, value: entry.value, dirty: entry.dirty })
+      this.journalStep(entry, entry.value, entry.dirty)
     }
     if (entry.sealState === 1) {
       entry.sealed = entry.value
@@ -143,34 +151,51 @@ export class WriteCache {
    * stale. Outside a record it is not kept (nothing is ever rolled back there).
    */
   onRollback(undo: () => void): void {
-    if (this.journaling) this.journal.push({ undo })
+    if (this.journaling) this.journalStep(null, undo, false)
+  }
+
+  private journalStep(entry: CacheEntry | null, value: unknown, dirty: boolean): void {
+    const i = this.journalSize++
+    this.journalEntries[i] = entry
+    this.journalValues[i] = value
+    this.journalDirty[i] = dirty
+  }
+
+  /** Forgets the steps, dropping their references (old values can be large). */
+  private clearJournal(): void {
+    for (let i = 0; i < this.journalSize; i++) {
+      this.journalEntries[i] = null
+      this.journalValues[i] = undefined
+    }
+    this.journalSize = 0
   }
 
   /** Starts recording undo steps for one record. */
   beginRecord(): void {
     this.seq++
     this.journaling = true
-    this.journal.length = 0
+    this.clearJournal()
   }
 
   /** The record succeeded: its changes stay. */
   endRecord(): void {
     this.journaling = false
-    this.journal.length = 0
+    this.clearJournal()
   }
 
   /** The record failed: its changes are undone, as if it never ran. */
   rollbackRecord(): void {
-    for (let i = this.journal.length - 1; i >= 0; i--) {
-      const step = this.journal[i]!
-      if ('undo' in step) {
-        step.undo()
+    for (let i = this.journalSize - 1; i >= 0; i--) {
+      const entry = this.journalEntries[i]
+      if (entry === null) {
+        const undo = this.journalValues[i] as () => void
+        undo()
         continue
       }
-      step.entry.value = step.value
-      step.entry.dirty = step.dirty
+      entry!.value = this.journalValues[i]
+      entry!.dirty = this.journalDirty[i]!
     }
-    this.journal.length = 0
+    this.clearJournal()
     this.journaling = false
   }
 
@@ -230,6 +255,6 @@ export class WriteCache {
     this.spaces.clear()
     this.count = 0
     this.dirtyList = []
-    this.journal.length = 0
+    this.clearJournal()
   }
 }
