@@ -44,6 +44,15 @@ export const msgpack: Codec<unknown> = {
     }
   },
   decode: (b) => {
+    // One byte is a fixint, nil or a boolean (a count, a flag): no call into msgpackr.
+    if (b.byteLength === 1) {
+      const x = b[0]!
+      if (x < 0x80) return x
+      if (x >= 0xe0) return x - 0x100
+      if (x === 0xc0) return null
+      if (x === 0xc2) return false
+      if (x === 0xc3) return true
+    }
     if (b.byteLength === 0) return packr.unpack(b)
     // msgpackr caches a DataView on the Buffer it reads: with each value its own view (a record
     // in a stored batch) that is a new DataView and a new property per value. Read the value as
