@@ -13,18 +13,20 @@ export interface RecordLimits {
 
 /**
  * Records with null or byte keys and values, timestamps up to 2^45 (deltas past 2^28 and
- * below zero take the long varint paths) and optional headers.
+ * below zero take the long varint paths) and optional headers. Lengths are drawn over the
+ * whole range up to the limits (fast-check's default size would stop near 10): past 63
+ * bytes a length is a two-byte varint, past 32 a Kafka batch copies with `set`.
  *
  * @example
  * fc.array(pipeRecordArb({ keyBytes: 40, valueBytes: 200, headerNameLength: 10, headerBytes: 20, headers: 3 }))
  */
 export function pipeRecordArb(l: RecordLimits): fc.Arbitrary<PipeRecord> {
-  const bytes = (maxLength: number): fc.Arbitrary<Buffer> => fc.uint8Array({ maxLength }).map((a) => Buffer.from(a))
+  const bytes = (maxLength: number): fc.Arbitrary<Buffer> => fc.uint8Array({ maxLength, size: 'max' }).map((a) => Buffer.from(a))
   return fc.record({
     key: fc.option(bytes(l.keyBytes), { nil: null }),
     value: fc.option(bytes(l.valueBytes), { nil: null }),
     timestamp: fc.integer({ min: 0, max: 2 ** 45 }),
-    headers: fc.option(fc.dictionary(fc.string({ minLength: 1, maxLength: l.headerNameLength }), bytes(l.headerBytes), { maxKeys: l.headers }), { nil: undefined }),
+    headers: fc.option(fc.dictionary(fc.string({ minLength: 1, maxLength: l.headerNameLength, size: 'max' }), bytes(l.headerBytes), { maxKeys: l.headers, size: 'max' }), { nil: undefined }),
   })
 }
 
