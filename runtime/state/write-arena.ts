@@ -1,3 +1,5 @@
+import { copyInto } from '../bytes.ts'
+
 /**
  * A checkpoint's store writes, their bytes back to back in one buffer. They wait from the
  * seal until the pipe has committed and the local write runs (hundreds of ms at millions of
@@ -40,11 +42,11 @@ export class WriteArena {
     }
     const at = this.length * 3
     this.spans[at] = this.used
-    this.used += key.copy(this.bytes, this.used)
+    this.used = copyInto(key, this.bytes, this.used)
     this.spans[at + 1] = this.used
     if (value === null) this.spans[at + 2] = -1
     else {
-      this.used += value.copy(this.bytes, this.used)
+      this.used = copyInto(value, this.bytes, this.used)
       this.spans[at + 2] = this.used
     }
     this.length++

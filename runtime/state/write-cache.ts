@@ -29,8 +29,6 @@ export class CacheEntry {
   }
 }
 
-/** Restores an entry's value and dirtiness, or runs an undo of an index kept beside the cache (timers). */
-
 export interface DirtyEntry {
   key: string
   value: unknown

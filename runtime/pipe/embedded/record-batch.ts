@@ -10,6 +10,7 @@
  *   | u16 headerCount | (u16 nameLen | name | u32 len | bytes)*
  */
 import type { PipeRecord, StoredRecord } from '../pipe.ts'
+import { copyInto } from '../../bytes.ts'
 
 const HEADER = 12
 const SPARSE = 0x80000000
@@ -80,8 +81,8 @@ function recordSize(r: PipeRecord): number {
 /** Writes one record at `o`; returns the offset after it. */
 function writeRecord(b: Buffer, o: number, r: PipeRecord): number {
   b.writeDoubleLE(r.timestamp, o); o += 8
-  if (r.key === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.key.length, o); o += 4; r.key.copy(b, o); o += r.key.length }
-  if (r.value === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.value.length, o); o += 4; r.value.copy(b, o); o += r.value.length }
+  if (r.key === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.key.length, o); o = copyInto(r.key, b, o + 4) }
+  if (r.value === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.value.length, o); o = copyInto(r.value, b, o + 4) }
   const headers = r.headers
   const names = headers === undefined ? undefined : Object.keys(headers)
   b.writeUInt16LE(names?.length ?? 0, o); o += 2
@@ -89,7 +90,7 @@ function writeRecord(b: Buffer, o: number, r: PipeRecord): number {
     for (const n of names) {
       const nl = b.write(n, o + 2); b.writeUInt16LE(nl, o); o += 2 + nl
       const v = headers![n]!
-      b.writeUInt32LE(v.length, o); o += 4; v.copy(b, o); o += v.length
+      b.writeUInt32LE(v.length, o); o = copyInto(v, b, o + 4)
     }
   }
   return o

@@ -17,6 +17,7 @@ import { gunzipSync } from 'node:zlib'
 import * as zlib from 'node:zlib'
 import { PipeError } from '../../errors.ts'
 import type { PipeRecord, StoredRecord } from '../pipe.ts'
+import { copyInto } from '../../bytes.ts'
 
 /** Bytes of a v2 batch before its records: baseOffset(8) length(4) leaderEpoch(4) magic(1) crc(4) attributes(2) lastOffsetDelta(4) baseTimestamp(8) maxTimestamp(8) producerId(8) producerEpoch(2) baseSequence(4) count(4). */
 export const BATCH_HEADER_BYTES = 61
@@ -126,21 +127,6 @@ function writeVarint(buf: Buffer, at: number, value: number): number {
   }
   buf[at++] = z
   return at
-}
-
-/**
- * Copies `src` into `dst` at `at` and returns the position after it. Record keys and values
- * are mostly a few bytes: a loop beats Buffer#copy there, whose argument checks cost more
- * than the copy (3 % of the Kafka word count's profile).
- */
-function copyInto(src: Uint8Array, dst: Uint8Array, at: number): number {
-  const n = src.length
-  if (n > 32) {
-    dst.set(src, at)
-    return at + n
-  }
-  for (let i = 0; i < n; i++) dst[at + i] = src[i]!
-  return at + n
 }
 
 /** A signed 64-bit big-endian integer as a number (exact below 2^53; producer ids, offsets, timestamps). */
