@@ -271,7 +271,10 @@ export class BatchCursor {
           const nl = batch.readUInt16LE(o); o += 2
           const name = batch.toString('utf8', o, o + nl); o += nl
           const len = batch.readUInt32LE(o); o += 4
-          headers[name] = batch.subarray(o, o + len); o += len
+          const value = batch.subarray(o, o + len); o += len
+          // A header named `__proto__` is a header like any other (assignment would set the prototype).
+          if (name === '__proto__') Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true })
+          else headers[name] = value
         }
       }
       this.at = o
