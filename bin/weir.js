@@ -7,18 +7,36 @@
 // ../index.ts shares the CLI's copy of the runtime (a second copy's Pipeline is not one).
 import { existsSync } from 'node:fs'
 
-// Commands that hold keyed state run with two glibc malloc arenas instead of one per thread
-// (docs/operations.md, "A worker's memory"). glibc reads MALLOC_ARENA_MAX only as a process
-// starts, so such a command replaces itself once, in place (same pid, stdio and arguments),
-// with it set; short commands skip the second start. A value the user set is kept. Not under
-// a debugger's flags: --inspect-brk would stop in both images.
+// Commands that hold keyed state start with settings glibc and V8 read only as a process
+// starts (docs/operations.md, "A worker's memory"): two glibc malloc arenas instead of one per
+// thread (MALLOC_ARENA_MAX), and V8's semi-space size for the pipe they run on (16 MiB on
+// the embedded pipe, 64 on Kafka: runtime/heap.ts, whose SEMI_SPACE_MB the test of this file
+// compares with these). Such a command replaces itself once, in place (same pid, stdio and
+// arguments), with them set; short commands skip the second start. What the user set is
+// kept. Not under a debugger's flags: --inspect-brk would stop in both images.
 const HOLDS_STATE = new Set(['run', 'worker', 'savepoint'])
-const inspecting = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('--inspect'))
-if (HOLDS_STATE.has(process.argv[2]) && process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined && typeof process.execve === 'function' && !inspecting) {
+const SEMI_SPACE_MB = { embedded: 16, kafka: 64 }
+
+/** The pipe `weir run` runs on, read as cli/run.ts reads it (`--pipe`, then WEIR_PIPE). */
+function runPipe(args) {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--pipe') return args[i + 1] ?? 'embedded'
+    if (args[i].startsWith('--pipe=')) return args[i].slice('--pipe='.length)
+  }
+  return process.env.WEIR_PIPE ?? 'embedded'
+}
+
+const command = process.argv[2]
+const given = [...process.execArgv, process.env.NODE_OPTIONS ?? '']
+const inspecting = given.some((a) => a.includes('--inspect'))
+const pipe = command === 'worker' ? 'kafka' : command === 'run' ? (runPipe(process.argv.slice(3)) === 'embedded' ? 'embedded' : 'kafka') : undefined
+const nodeFlags = pipe !== undefined && !given.some((a) => a.replaceAll('_', '-').includes('--max-semi-space-size')) ? [`--max-semi-space-size=${SEMI_SPACE_MB[pipe]}`] : []
+const env = process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined ? { MALLOC_ARENA_MAX: '2' } : {}
+if (HOLDS_STATE.has(command) && (nodeFlags.length > 0 || env.MALLOC_ARENA_MAX !== undefined) && typeof process.execve === 'function' && !inspecting) {
   try {
-    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_ARENA_MAX: '2' })
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...nodeFlags, ...process.argv.slice(1)], { ...process.env, ...env })
   } catch {
-    // Not replaced (a sandbox refusing execve): run on with glibc's default arenas.
+    // Not replaced (a sandbox refusing execve): run on with glibc's and V8's defaults.
   }
 }
 

@@ -1,27 +1,49 @@
 /**
  * The V8 settings of a process that runs pipelines: which flags are set for each pipe, that
- * the user's own flags win, and (in a real node process, through V8's own GC trace) that the
- * old generation's growth factor set at run time is the one V8 then uses.
+ * the user's own flags win, and in real node processes that they take: the old generation's
+ * growth factor set at run time is the one V8's own GC trace then shows, and the semi-space
+ * size given at start bounds the young generation.
  */
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { HEAP_GROWTH_PERCENT, heapFlags, SEMI_SPACE_MB } from '../../runtime/heap.ts'
+import { HEAP_GROWTH_PERCENT, heapFlags, SEMI_SPACE_MB, startFlags } from '../../runtime/heap.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 describe('heapFlags', () => {
-  it('bounds the old generation on the embedded pipe and widens the young generation on Kafka', () => {
+  it('bounds the old generation on the embedded pipe and leaves Kafka to V8', () => {
     expect(heapFlags('embedded', [])).toEqual([`--heap-growing-percent=${HEAP_GROWTH_PERCENT}`])
-    expect(heapFlags('kafka', [])).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB}`])
+    expect(heapFlags('kafka', [])).toEqual([])
   })
 
   it("keeps the user's flags, from node's command line or NODE_OPTIONS, in either spelling", () => {
     expect(heapFlags('embedded', ['--heap-growing-percent=0'])).toEqual([])
     expect(heapFlags('embedded', ['--max-old-space-size=4096'])).toEqual([])
     expect(heapFlags('embedded', ['--require x.js --max_old_space_size=2048'])).toEqual([])
-    expect(heapFlags('kafka', ['--import tsx', '--max-semi-space-size=32'])).toEqual([])
   })
+})
+
+describe('startFlags', () => {
+  it('sizes the semi-spaces for the pipe', () => {
+    expect(startFlags('embedded', [])).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB.embedded}`])
+    expect(startFlags('kafka', ['--import', 'tsx'])).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB.kafka}`])
+  })
+
+  it("keeps the user's semi-space size, in either spelling", () => {
+    expect(startFlags('kafka', ['--import tsx', '--max-semi-space-size=32'])).toEqual([])
+    expect(startFlags('embedded', ['--max_semi_space_size=8'])).toEqual([])
+  })
+
+  it("bounds the young generation of a node process started with them", () => {
+    // Survivors make V8 grow the new space to its maximum: two semi-spaces.
+    const script = `const v8 = require('node:v8'); let keep = []; for (let round = 0; round < 60; round++) { for (let i = 0; i < 100000; i++) keep.push({ i }); if (keep.length > 2000000) keep = keep.slice(1000000) }
+      process.stdout.write(String(v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size))`
+    const env = { ...process.env, NODE_OPTIONS: '' }
+    const newSpace = Number(execFileSync(process.execPath, [...startFlags('embedded', []), '-e', script], { env, encoding: 'utf8' }))
+    expect(newSpace).toBeGreaterThan(0)
+    expect(newSpace).toBeLessThanOrEqual(2 * SEMI_SPACE_MB.embedded * 2 ** 20)
+  }, 60_000)
 })
 
 /** V8's growth factor after a full collection in a fresh node process, with or without tuneHeap. */
