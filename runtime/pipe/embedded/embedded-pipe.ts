@@ -58,10 +58,14 @@ const TAIL_BATCHES = 256
 const TAIL_BYTES = 4 * 1024 * 1024
 
 /**
- * The log's memtable size (RocksDB's default is 64 MiB, two of them): opening after a kill
- * replays the unflushed write-ahead log, so this bounds restart time, and memory with it.
+ * The log's RocksDB settings. The memtable (RocksDB's default is 64 MiB, two of them):
+ * opening after a kill replays the unflushed write-ahead log, so its size bounds restart
+ * time, and memory with it. No block cache: a reader scans stored batches once, in order, and
+ * one that keeps up reads the in-memory tail, so a cache only held blocks nobody read again
+ * (26–29 MiB of it at 10M records; benchmarks/HISTORY.md, "The young generation"). Index and
+ * filter blocks then stay with their table readers.
  */
-const WRITE_BUFFER_BYTES = 16 * 1024 * 1024
+const ROCKSDB_OPTIONS = { writeBufferSize: 16 * 1024 * 1024, blockCache: false, tableCacheIndexAndFilterBlocks: false }
 
 class PartitionLog {
   end = 0
@@ -148,7 +152,7 @@ export class EmbeddedPipe implements Pipe {
   private readonly reads = new Set<Promise<unknown>>()
 
   private constructor(readonly dir: string, options: EmbeddedPipeOptions) {
-    this.db = new RocksDB(dir, { readOnly: options.readOnly === true, writeBufferSize: WRITE_BUFFER_BYTES })
+    this.db = new RocksDB(dir, { ...ROCKSDB_OPTIONS, readOnly: options.readOnly === true })
     this.options = {
       retentionIntervalMs: options.retentionIntervalMs ?? 30_000,
       compactionMinDirtyRecords: options.compactionMinDirtyRecords ?? 1_000_000,
@@ -252,7 +256,7 @@ export class EmbeddedPipe implements Pipe {
 
   private async reopen(): Promise<void> {
     if (this.closed) return
-    const fresh = new RocksDB(this.dir, { readOnly: true, writeBufferSize: WRITE_BUFFER_BYTES })
+    const fresh = new RocksDB(this.dir, { ...ROCKSDB_OPTIONS, readOnly: true })
     let layout: StoredLayout
     try {
       await fresh.ready()
