@@ -18,7 +18,6 @@ import { fileURLToPath } from 'node:url'
 import { naming } from '../runtime/naming.ts'
 import { mapCountCeiling, msgpackDecodeCeiling, msgpackDecodeRuntimePath, rocksdbPutCeiling } from './lib/ceilings.ts'
 import { killChildren, startChild } from './lib/children.ts'
-import { startFlags } from '../runtime/heap.ts'
 import { childArgs, parseOptions, type BenchOptions } from './lib/options.ts'
 import { RESTART_PIPELINE, THROUGHPUT_PIPELINE, runPhase, type ChildMessage } from './lib/phases.ts'
 import { startRunInfo } from './lib/run-info.ts'
@@ -26,8 +25,6 @@ import { percentile, progress, round, wallMs } from './lib/stats.ts'
 import { topicShape } from './lib/topic-records.ts'
 
 const SCRIPT = fileURLToPath(import.meta.url)
-/** What `weir run` on the embedded pipe starts with (bin/weir.js): every phase runs with it. */
-const NODE_FLAGS = startFlags('embedded', process.execArgv)
 const REPO = join(dirname(SCRIPT), '..')
 const HOUR = 3_600_000
 /** A restart build run that commits nothing for this long is stuck. */
@@ -40,7 +37,7 @@ async function throughput(o: BenchOptions, root: string): Promise<Result> {
   const topic = naming.output(THROUGHPUT_PIPELINE, 'words')
 
   progress(`pre-loading ${o.records.toLocaleString('en')} records over ${o.keys.toLocaleString('en')} keys into ${topic} (${o.partitions} partition(s), checkpoint every ${o.preloadEpochMs} ms; not timed)`)
-  const pre = startChild(SCRIPT, childArgs(o, 'preload', dir), NODE_FLAGS)
+  const pre = startChild(SCRIPT, childArgs(o, 'preload', dir), [], false, 'embedded')
   const preloaded = await pre.waitFor((m) => m.event === 'preloaded', 2 * HOUR)
   await pre.exited
   if (preloaded.records !== o.records) throw new Error(`pre-load wrote ${String(preloaded.records)} records, expected ${o.records}`)
@@ -68,7 +65,7 @@ async function throughput(o: BenchOptions, root: string): Promise<Result> {
   if (!o.ceilingsOnly) {
     progress(`counting (checkpoint every ${o.epochMs} ms, ${o.emit ? 'emitting the new count per record' : 'emitting nothing'})`)
     const profile = o.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`]
-    const counter = startChild(SCRIPT, childArgs(o, 'count', dir), [...NODE_FLAGS, ...profile])
+    const counter = startChild(SCRIPT, childArgs(o, 'count', dir), profile, false, 'embedded')
     counted = await counter.waitFor((m) => m.event === 'counted', 4 * HOUR)
     await counter.exited
     const check = counted.stateCheck as { checked: number; wrong: string[] }
@@ -134,7 +131,7 @@ async function restart(o: BenchOptions, root: string): Promise<Result> {
   while (killedAt === undefined) {
     attempts++
     rmSync(dir, { recursive: true, force: true })
-    const build = startChild(SCRIPT, childArgs(o, 'restart-build', dir), NODE_FLAGS)
+    const build = startChild(SCRIPT, childArgs(o, 'restart-build', dir), [], false, 'embedded')
     // A build that stops committing is stuck (see README, "a write batch created with capacity 0"): retry it.
     let lastCommit = performance.now()
     let lastNote = lastCommit
@@ -169,7 +166,7 @@ async function restart(o: BenchOptions, root: string): Promise<Result> {
 
   const compiled = o.restartFromSources ? undefined : compile(root)
   const spawnedAt = wallMs()
-  const resume = startChild(compiled ?? SCRIPT, childArgs(o, 'restart-resume', dir), NODE_FLAGS, compiled !== undefined)
+  const resume = startChild(compiled ?? SCRIPT, childArgs(o, 'restart-resume', dir), [], compiled !== undefined, 'embedded')
   const commit = await resume.waitFor((m) => m.event === 'commit', 120_000)
   resume.process.kill('SIGKILL')
   await resume.exited

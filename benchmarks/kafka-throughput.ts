@@ -22,7 +22,7 @@ import { deleteRunArtifacts } from './lib/cluster-cleanup.ts'
 import { createTopics, expectedCounts, produceLines, WORDS_PER_LINE } from './lib/kafka-input.ts'
 import { kafkaChildArgs, parseKafkaOptions, type Contender, type KafkaBenchOptions } from './lib/kafka-options.ts'
 import type { ContenderRun } from './lib/kafka-raw-wordcount.ts'
-import { startFlags, tuneHeap } from '../runtime/heap.ts'
+import { tuneHeap } from '../runtime/heap.ts'
 import { checkOutput } from './lib/kafka-readback.ts'
 import { buildStreamsPeer, killStreamsPeers, runStreamsPeer } from './lib/kafka-streams-peer.ts'
 import { startRunInfo } from './lib/run-info.ts'
@@ -79,7 +79,7 @@ async function runInChild(o: KafkaBenchOptions, c: 'raw' | 'weir', names: RunNam
   const dataDir = join(names.root, c)
   mkdirSync(dataDir, { recursive: true })
   const launchedAt = wallMs()
-  const child = startChild(SCRIPT, kafkaChildArgs(o, c, { runId: names.runId, inputTopic: names.inputTopic, outputTopic: outputTopic(names, c), dataDir }), startFlags('kafka', process.execArgv))
+  const child = startChild(SCRIPT, kafkaChildArgs(o, c, { runId: names.runId, inputTopic: names.inputTopic, outputTopic: outputTopic(names, c), dataDir }), [], false, 'kafka')
   const m = await child.waitFor((msg) => msg.event === 'done', (o.timeoutS + 120) * 1000)
   await child.exited
   const r = m.run as ContenderRun & Result

@@ -8,14 +8,15 @@
 import { existsSync } from 'node:fs'
 
 // Commands that hold keyed state start with settings glibc and V8 read only as a process
-// starts (docs/operations.md, "A worker's memory"): two glibc malloc arenas instead of one per
-// thread (MALLOC_ARENA_MAX), and V8's semi-space size for the pipe they run on (16 MiB on
-// the embedded pipe, 64 on Kafka: runtime/heap.ts, whose SEMI_SPACE_MB the test of this file
-// compares with these). Such a command replaces itself once, in place (same pid, stdio and
-// arguments), with them set; short commands skip the second start. What the user set is
-// kept. Not under a debugger's flags: --inspect-brk would stop in both images.
+// starts (docs/operations.md, "A worker's memory"), for the pipe they run on: glibc malloc
+// arenas (MALLOC_ARENA_MAX: one on the embedded pipe, two on Kafka, instead of one per
+// thread) and V8's semi-space size (16 MiB on the embedded pipe, 64 on Kafka). runtime/heap.ts
+// holds the same figures (START_SETTINGS; the test of this file compares them). Such a
+// command replaces itself once, in place (same pid, stdio and arguments), with them set;
+// short commands skip the second start. What the user set is kept. Not under a debugger's
+// flags: --inspect-brk would stop in both images.
 const HOLDS_STATE = new Set(['run', 'worker', 'savepoint'])
-const SEMI_SPACE_MB = { embedded: 16, kafka: 64 }
+const START_SETTINGS = { embedded: { semiSpaceMb: 16, mallocArenas: 1 }, kafka: { semiSpaceMb: 64, mallocArenas: 2 } }
 
 /** The pipe `weir run` runs on, read as cli/run.ts reads it (`--pipe`, then WEIR_PIPE). */
 function runPipe(args) {
@@ -29,9 +30,11 @@ function runPipe(args) {
 const command = process.argv[2]
 const given = [...process.execArgv, process.env.NODE_OPTIONS ?? '']
 const inspecting = given.some((a) => a.includes('--inspect'))
+// `weir savepoint` reads and writes stores on either pipe: arenas as on Kafka, V8's own semi-spaces.
 const pipe = command === 'worker' ? 'kafka' : command === 'run' ? (runPipe(process.argv.slice(3)) === 'embedded' ? 'embedded' : 'kafka') : undefined
-const nodeFlags = pipe !== undefined && !given.some((a) => a.replaceAll('_', '-').includes('--max-semi-space-size')) ? [`--max-semi-space-size=${SEMI_SPACE_MB[pipe]}`] : []
-const env = process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined ? { MALLOC_ARENA_MAX: '2' } : {}
+const settings = START_SETTINGS[pipe ?? 'kafka']
+const nodeFlags = pipe !== undefined && !given.some((a) => a.replaceAll('_', '-').includes('--max-semi-space-size')) ? [`--max-semi-space-size=${settings.semiSpaceMb}`] : []
+const env = process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined ? { MALLOC_ARENA_MAX: String(settings.mallocArenas) } : {}
 if (HOLDS_STATE.has(command) && (nodeFlags.length > 0 || env.MALLOC_ARENA_MAX !== undefined) && typeof process.execve === 'function' && !inspecting) {
   try {
     process.execve(process.execPath, [process.execPath, ...process.execArgv, ...nodeFlags, ...process.argv.slice(1)], { ...process.env, ...env })

@@ -1,6 +1,7 @@
 /** Starts benchmark phases as child node processes (same script, same loader) and talks to them over IPC. */
 import { fork, type ChildProcess } from 'node:child_process'
 import type { ChildMessage } from './phases.ts'
+import { startEnv, startFlags } from '../../runtime/heap.ts'
 
 export interface Child {
   readonly process: ChildProcess
@@ -24,12 +25,17 @@ function loaderArgs(): string[] {
   return inherited.some((a) => a.includes('tsx')) ? inherited : [...inherited, '--import', 'tsx']
 }
 
-/** `compiled`: `script` is JavaScript, run without the TypeScript loader. */
-export function startChild(script: string, args: string[], extraNodeArgs: string[] = [], compiled = false): Child {
+/**
+ * `compiled`: `script` is JavaScript, run without the TypeScript loader. `pipe`: the child
+ * runs pipelines on it, and starts as bin/weir.js starts `weir run` on that pipe (node flags
+ * and malloc arenas, runtime/heap.ts); without, with two malloc arenas.
+ */
+export function startChild(script: string, args: string[], extraNodeArgs: string[] = [], compiled = false, pipe?: 'embedded' | 'kafka'): Child {
+  const nodeArgs = compiled ? [] : loaderArgs()
+  const env = { ...process.env, ...startEnv(pipe ?? 'kafka', process.env) }
+  const execArgv = [...nodeArgs, ...(pipe === undefined ? [] : startFlags(pipe, nodeArgs)), ...extraNodeArgs]
   // The child's stdout goes to our stderr: stdout carries only the JSON result.
-  // Two malloc arenas, as bin/weir.js gives weir run and weir worker (unless set here already).
-  const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' }
-  const proc = fork(script, args, { execArgv: [...(compiled ? [] : loaderArgs()), ...extraNodeArgs], env, stdio: ['ignore', 2, 2, 'ipc'] })
+  const proc = fork(script, args, { execArgv, env, stdio: ['ignore', 2, 2, 'ipc'] })
   live.add(proc)
   const messages: ChildMessage[] = []
   const listeners = new Set<(m: ChildMessage) => void>()

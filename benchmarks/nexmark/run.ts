@@ -12,7 +12,7 @@
  * npm run bench:nexmark -- --events 1m --queries q0,q1
  */
 import { spawn } from 'node:child_process'
-import { startFlags } from '../../runtime/heap.ts'
+import { startEnv, startFlags } from '../../runtime/heap.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -63,7 +63,7 @@ function parse(argv: string[]): Options {
 
 /** Runs one query on weir in a child process, so its CPU time is weir's alone. */
 async function runWeirChild(query: QueryName, o: Options, root: string, events = o.events): Promise<WeirQueryReport> {
-  const child = spawn(process.execPath, [...startFlags('embedded', process.execArgv), '--import', 'tsx', join(HERE, 'weir-run.ts'), '--query', query, '--events', String(events), '--seed', String(o.seed), '--data-dir', root, '--epoch-ms', String(CHECKPOINT_MS)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [...startFlags('embedded', process.execArgv), '--import', 'tsx', join(HERE, 'weir-run.ts'), '--query', query, '--events', String(events), '--seed', String(o.seed), '--data-dir', root, '--epoch-ms', String(CHECKPOINT_MS)], { env: { ...process.env, ...startEnv('embedded', process.env) }, stdio: ['ignore', 'pipe', 'inherit'] })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
   const code = await new Promise<number | null>((resolve, reject) => {

@@ -1,12 +1,12 @@
 /**
- * bin/weir.js: a command that holds keyed state (here `weir run`) runs with two glibc malloc
- * arenas and V8's semi-space size for its pipe (it replaces itself once, in place, with them
- * set), and what the user set is kept.
+ * bin/weir.js: a command that holds keyed state (here `weir run`) runs with the glibc malloc
+ * arenas and V8's semi-space size runtime/heap.ts gives its pipe (it replaces itself once, in
+ * place, with them set), and what the user set is kept.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { SEMI_SPACE_MB } from '../../runtime/heap.ts'
+import { START_SETTINGS } from '../../runtime/heap.ts'
 import { startWeir, tempDirs, until } from '../support/weir-cli.ts'
 
 const tempDir = tempDirs('weir-bin-')
@@ -33,7 +33,7 @@ function withoutArenaSetting(): void {
 
 describe.skipIf(process.platform !== 'linux')('the weir command', () => {
   it.each([
-    { given: undefined, expected: '2' },
+    { given: undefined, expected: String(START_SETTINGS.embedded.mallocArenas) },
     { given: '8', expected: '8' },
   ])('runs with MALLOC_ARENA_MAX $expected when the environment has $given, in the process it was started as', async ({ given, expected }) => {
     const env: Record<string, string> = given === undefined ? {} : { MALLOC_ARENA_MAX: given }
@@ -48,18 +48,19 @@ describe.skipIf(process.platform !== 'linux')('the weir command', () => {
   }, 60_000)
 
   it.each([
-    { pipeArgs: [], nodeOptions: '', expected: [`--max-semi-space-size=${SEMI_SPACE_MB.embedded}`] },
-    { pipeArgs: ['--pipe', 'kafka://127.0.0.1:1'], nodeOptions: '', expected: [`--max-semi-space-size=${SEMI_SPACE_MB.kafka}`] },
-    { pipeArgs: [], nodeOptions: '--max-semi-space-size=8', expected: [] },
-  ])('starts `weir run $pipeArgs` (NODE_OPTIONS $nodeOptions) with node flags $expected', async ({ pipeArgs, nodeOptions, expected }) => {
+    { pipeArgs: [], nodeOptions: '', flags: [`--max-semi-space-size=${START_SETTINGS.embedded.semiSpaceMb}`], arenas: String(START_SETTINGS.embedded.mallocArenas) },
+    { pipeArgs: ['--pipe', 'kafka://127.0.0.1:1'], nodeOptions: '', flags: [`--max-semi-space-size=${START_SETTINGS.kafka.semiSpaceMb}`], arenas: String(START_SETTINGS.kafka.mallocArenas) },
+    { pipeArgs: [], nodeOptions: '--max-semi-space-size=8', flags: [], arenas: String(START_SETTINGS.embedded.mallocArenas) },
+  ])('starts `weir run $pipeArgs` (NODE_OPTIONS $nodeOptions) with node flags $flags and MALLOC_ARENA_MAX $arenas', async ({ pipeArgs, nodeOptions, flags, arenas }) => {
     withoutArenaSetting()
     const dir = tempDir()
     // A kafka:// pipe nobody listens on keeps the run retrying its connection: long enough to look.
     const run = startWeir(['run', 'examples/wordcount.ts', ...pipeArgs, '--data-dir', join(dir, 'data'), '--param', 'lines=100000', '--param', 'rate=20', '--param', `out=${join(dir, 'out')}/c-{partition}.jsonl`], { env: { NODE_OPTIONS: nodeOptions } })
     onTestFinished(() => void run.child.kill('SIGKILL'))
     const pid = run.child.pid!
-    // Every case is replaced once (MALLOC_ARENA_MAX is not set): its new image has the flags it keeps.
-    await until(() => readFileSync(`/proc/${pid}/environ`, 'utf8').includes('MALLOC_ARENA_MAX='), 30_000, 'weir run replaced itself')
-    expect(semiSpaceFlags(pid), `/proc/${pid}/cmdline`).toEqual(expected)
+    // Every case is replaced once (MALLOC_ARENA_MAX is not set): its new image has what it keeps.
+    await until(() => arenaSetting(pid) !== undefined, 30_000, 'weir run replaced itself')
+    expect(semiSpaceFlags(pid), `/proc/${pid}/cmdline`).toEqual(flags)
+    expect(arenaSetting(pid), `/proc/${pid}/environ`).toBe(arenas)
   }, 60_000)
 })

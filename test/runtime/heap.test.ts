@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { HEAP_GROWTH_PERCENT, heapFlags, SEMI_SPACE_MB, startFlags } from '../../runtime/heap.ts'
+import { HEAP_GROWTH_PERCENT, heapFlags, START_SETTINGS, startEnv, startFlags } from '../../runtime/heap.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -26,13 +26,19 @@ describe('heapFlags', () => {
 
 describe('startFlags', () => {
   it('sizes the semi-spaces for the pipe', () => {
-    expect(startFlags('embedded', [])).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB.embedded}`])
-    expect(startFlags('kafka', ['--import', 'tsx'])).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB.kafka}`])
+    expect(startFlags('embedded', [])).toEqual([`--max-semi-space-size=${START_SETTINGS.embedded.semiSpaceMb}`])
+    expect(startFlags('kafka', ['--import', 'tsx'])).toEqual([`--max-semi-space-size=${START_SETTINGS.kafka.semiSpaceMb}`])
   })
 
   it("keeps the user's semi-space size, in either spelling", () => {
     expect(startFlags('kafka', ['--import tsx', '--max-semi-space-size=32'])).toEqual([])
     expect(startFlags('embedded', ['--max_semi_space_size=8'])).toEqual([])
+  })
+
+  it('sets the malloc arenas for the pipe, and keeps a value in the environment', () => {
+    expect(startEnv('embedded', {})).toEqual({ MALLOC_ARENA_MAX: String(START_SETTINGS.embedded.mallocArenas) })
+    expect(startEnv('kafka', {})).toEqual({ MALLOC_ARENA_MAX: String(START_SETTINGS.kafka.mallocArenas) })
+    expect(startEnv('embedded', { MALLOC_ARENA_MAX: '8' })).toEqual({ MALLOC_ARENA_MAX: '8' })
   })
 
   it("bounds the young generation of a node process started with them", () => {
@@ -42,7 +48,7 @@ describe('startFlags', () => {
     const env = { ...process.env, NODE_OPTIONS: '' }
     const newSpace = Number(execFileSync(process.execPath, [...startFlags('embedded', []), '-e', script], { env, encoding: 'utf8' }))
     expect(newSpace).toBeGreaterThan(0)
-    expect(newSpace).toBeLessThanOrEqual(2 * SEMI_SPACE_MB.embedded * 2 ** 20)
+    expect(newSpace).toBeLessThanOrEqual(2 * START_SETTINGS.embedded.semiSpaceMb * 2 ** 20)
   }, 60_000)
 })
 
