@@ -6,16 +6,18 @@
  * - glibc malloc arenas (`startEnv`): glibc gives each thread that allocates an arena of
  *   its own, and RocksDB's work on Node's thread pool leaves freed blocks spread over them.
  *   Two arenas took 100–150 MiB off a 10M-key run (HISTORY.md, "Memory at 10M keys"); on
- *   the embedded pipe one arena took 30–40 MiB more for about 5 % of the speed at 100k keys
- *   (HISTORY.md, "The young generation"). glibc reads MALLOC_ARENA_MAX only as a process
+ *   the embedded pipe one arena, with the log's block cache gone (embedded-pipe.ts), took
+ *   about 80 MiB more at 10M keys for about 5 % of the records/s at 100k keys (HISTORY.md,
+ *   "The young generation"). glibc reads MALLOC_ARENA_MAX only as a process
  *   starts, like the semi-space size below.
  *
  * - Young generation (`startFlags`): V8 reads `--max-semi-space-size` only as the process
  *   starts (set later, it changes nothing), so bin/weir.js puts it on its own command line
  *   when it replaces itself, and the benchmarks on their children's. Node 24 sizes the
  *   semi-spaces from the heap limit: 64 MiB each (128 MiB committed) at the 4 GiB limit of a
- *   machine with 16 GiB or more. On the embedded pipe 16 MiB cost no speed at 1M and 10M keys
- *   and took 85 MiB off the peak RSS (benchmarks/HISTORY.md, "The young generation"). On Kafka,
+ *   machine with 16 GiB or more. On the embedded pipe 16 MiB took 85 MiB off the peak RSS at
+ *   10M keys at the same speed, and cost 5–10 % of the records/s at 100k keys with 1.6×
+ *   growth, none with 1.3× (benchmarks/HISTORY.md, "The young generation"). On Kafka,
  *   kafkajs and the Kafka pipe allocate many short-lived objects per record, and 64 MiB
  *   semi-spaces let more of them die young (HISTORY.md, "Memory at 10M keys").
  * - Old-generation growth (`tuneHeap`, at run time), on the embedded pipe: after each full
@@ -24,8 +26,8 @@
  *   450–520 MiB between collections at 10M keys. Most of it is garbage of the state write
  *   cache (entries loaded, then evicted) and of the checkpoint's store writes, which outlive
  *   young-generation collections by design. A fixed 1.3× keeps the committed heap near
- *   200 MiB at 10M keys at the same records per CPU-second from 100k to 10M keys (HISTORY.md,
- *   "The young generation"). On Kafka the A/B was too noisy to tell a cost, so Kafka
+ *   200 MiB at 10M keys, for about 5 % of the records per CPU-second at 1M keys and none
+ *   measurable at 100k or 10M (HISTORY.md, "The young generation"). On Kafka the A/B was too noisy to tell a cost, so Kafka
  *   processes keep V8's own growth.
  *
  * @example
