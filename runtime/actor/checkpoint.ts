@@ -213,6 +213,7 @@ export class Checkpointer implements ActorCheckpoints {
       const partWrites = new WriteArena(Math.max(1024, dirty.length * 48), Math.max(16, dirty.length))
       for (let i = 0; i < dirty.length; i++) {
         const d = dirty.at(i)
+        if (d === undefined) continue
         const key = storeKeyBytes(d.key)
         const value = d.value === undefined ? null : encodeState(d.key, d.value, part.actor)
         // Both copy what they are given: the key and value Buffers die young.
