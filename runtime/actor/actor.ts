@@ -88,7 +88,7 @@ export interface ActorStats {
   waiting: { on: string; message: string; since: number } | undefined
   /** The stage's own figures (`ctx.reportStats`). */
   custom: Record<string, number>
-  /** Time processing was stopped at each barrier, ms (last 1024). */
+  /** Time processing was stopped at each barrier, ms (last 1024); not the last checkpoint's (end of input, stop), behind which no record waits. */
   barrierStallsMs: number[]
   /** Time from commit start to pipe commit done, ms (last 1024). */
   commitMs: number[]
@@ -808,7 +808,7 @@ export class Actor {
    */
   private async lastCheckpoint(): Promise<void> {
     for (let extra = 0; ; extra++) {
-      await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1))
+      await this.checkpoint(Math.max(this.requestedEpoch, this.barrierEpoch + 1), true)
       await this.checkpoints.drain()
       if (this.checkpoints.sentSinceBarrier === 0) return
       if (extra >= MAX_EXTRA_LAST_CHECKPOINTS) {
@@ -1208,8 +1208,9 @@ export class Actor {
    * Barrier `epoch` (checkpoint.ts is the protocol): `onCheckpoint` runs, the input
    * positions and the watermark state join the changed state, a watermark mark follows
    * the epoch's records, and the checkpointer seals the transaction in the background.
+   * `last`: the actor's last checkpoint (lastCheckpoint), whose wait is no processing stall.
    */
-  private async checkpoint(epoch: number): Promise<void> {
+  private async checkpoint(epoch: number, last = false): Promise<void> {
     const stallStart = performance.now()
     this.lifecycle = 'committing'
     await this.checkpoints.ready()
@@ -1245,7 +1246,7 @@ export class Actor {
       m.chainedBarrier(epoch)
     }
     this.own!.take(epoch, positions, ingest, publish, pinViews)
-    pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
+    if (!last) pushBounded(this.stats.barrierStallsMs, performance.now() - stallStart)
     this.lifecycle = 'running'
   }
 
