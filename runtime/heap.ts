@@ -17,7 +17,9 @@
  *   semi-spaces from the heap limit: 64 MiB each (128 MiB committed) at the 4 GiB limit of a
  *   machine with 16 GiB or more. On the embedded pipe 16 MiB took 85 MiB off the peak RSS at
  *   10M keys at the same speed, and cost 5–10 % of the records/s at 100k keys with 1.6×
- *   growth, none with 1.3× (benchmarks/HISTORY.md, "The young generation"). On Kafka,
+ *   growth, none with 1.3×, and about 6 % (q4) and up to 10 % (q8) of weir's CPU on Nexmark;
+ *   32 MiB took the 10M-key peak back over 512 MiB (benchmarks/HISTORY.md, "The young
+ *   generation" and "Nexmark with the embedded pipe's start settings"). On Kafka,
  *   kafkajs and the Kafka pipe allocate many short-lived objects per record, and 64 MiB
  *   semi-spaces let more of them die young (HISTORY.md, "Memory at 10M keys").
  * - Old-generation growth (`tuneHeap`, at run time), on the embedded pipe: after each full
