@@ -19,6 +19,15 @@ export interface PipeRecord {
   headers?: Record<string, Buffer>
 }
 
+/**
+ * Sets header `name` on a record's headers as a decoder reads them: a name like `__proto__`
+ * is a header like any other (assignment would set the object's prototype and lose it).
+ */
+export function setHeader(headers: Record<string, Buffer>, name: string, value: Buffer): void {
+  if (name === '__proto__') Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true })
+  else headers[name] = value
+}
+
 /** A record read back from a pipe, with its position. */
 export interface StoredRecord extends PipeRecord {
   offset: number

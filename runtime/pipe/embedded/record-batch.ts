@@ -9,7 +9,7 @@
  * A record: f64 timestamp | i32 keyLen (-1 = null) | key | i32 valueLen (-1 = null) | value
  *   | u16 headerCount | (u16 nameLen | name | u32 len | bytes)*
  */
-import type { PipeRecord, StoredRecord } from '../pipe.ts'
+import { setHeader, type PipeRecord, type StoredRecord } from '../pipe.ts'
 import { copyInto } from '../../bytes.ts'
 
 const HEADER = 12
@@ -271,10 +271,7 @@ export class BatchCursor {
           const nl = batch.readUInt16LE(o); o += 2
           const name = batch.toString('utf8', o, o + nl); o += nl
           const len = batch.readUInt32LE(o); o += 4
-          const value = batch.subarray(o, o + len); o += len
-          // A header named `__proto__` is a header like any other (assignment would set the prototype).
-          if (name === '__proto__') Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true })
-          else headers[name] = value
+          setHeader(headers, name, batch.subarray(o, o + len)); o += len
         }
       }
       this.at = o

@@ -16,7 +16,7 @@
 import { gunzipSync } from 'node:zlib'
 import * as zlib from 'node:zlib'
 import { PipeError } from '../../errors.ts'
-import type { PipeRecord, StoredRecord } from '../pipe.ts'
+import { setHeader, type PipeRecord, type StoredRecord } from '../pipe.ts'
 import { copyInto } from '../../bytes.ts'
 
 /** Bytes of a v2 batch before its records: baseOffset(8) length(4) leaderEpoch(4) magic(1) crc(4) attributes(2) lastOffsetDelta(4) baseTimestamp(8) maxTimestamp(8) producerId(8) producerEpoch(2) baseSequence(4) count(4). */
@@ -422,11 +422,8 @@ export class RecordCursor {
       const headerValue = body.subarray(cursor.at, (cursor.at += headerValueLength))
       headers ??= {}
       // The first of repeated names wins, as weir read them through kafkajs; names like
-      // `toString` or `__proto__` are headers like any other.
-      if (!Object.hasOwn(headers, name)) {
-        if (name === '__proto__') Object.defineProperty(headers, name, { value: headerValue, enumerable: true, writable: true, configurable: true })
-        else headers[name] = headerValue
-      }
+      // `toString` are headers like any other.
+      if (!Object.hasOwn(headers, name)) setHeader(headers, name, headerValue)
     }
     if (cursor.at !== recordEnd) throw decodeError(this.options, info.baseOffset, `record ${i} of the batch has ${length} bytes but its fields take ${cursor.at - recordEnd + length}`, 'CORRUPT_MESSAGE')
     this.at = recordEnd

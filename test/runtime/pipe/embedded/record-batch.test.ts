@@ -55,4 +55,16 @@ describe('embedded record batches: BatchCursor', () => {
       { numRuns: RUNS },
     )
   })
+
+  it('reads a header named __proto__ back as a header (found by the full-size generator, seed 1319475258)', () => {
+    const headers: Record<string, Buffer> = {}
+    Object.defineProperty(headers, '__proto__', { value: Buffer.from('p'), enumerable: true, writable: true, configurable: true })
+    headers.other = Buffer.from('o')
+    const b = new RecordBatchBuilder(64)
+    b.add({ key: null, value: Buffer.from('v'), timestamp: 1, headers })
+    const read: StoredRecord[] = []
+    new BatchCursor(b.finish(1).map((s) => ({ data: s.data, base: 0 })), 0).take(read, 10)
+    expect(Object.keys(read[0]!.headers!)).toEqual(['__proto__', 'other'])
+    expect(Object.getOwnPropertyDescriptor(read[0]!.headers!, '__proto__')?.value).toEqual(Buffer.from('p'))
+  })
 })

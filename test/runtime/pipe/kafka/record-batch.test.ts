@@ -37,6 +37,16 @@ describe('record batch codec', () => {
     )
   })
 
+  it('reads a header named __proto__ back as a header', () => {
+    const headers: Record<string, Buffer> = {}
+    Object.defineProperty(headers, '__proto__', { value: Buffer.from('p'), enumerable: true, writable: true, configurable: true })
+    headers.other = Buffer.from('o')
+    const batch = encodeRecordBatch([{ key: null, value: Buffer.from('v'), timestamp: 1, headers }], { producerId: -1, producerEpoch: 0, baseSequence: -1, transactional: false })
+    const read = decodeRecordSet(batch).records[0]!.headers!
+    expect(Object.keys(read)).toEqual(['__proto__', 'other'])
+    expect(Object.getOwnPropertyDescriptor(read, '__proto__')?.value).toEqual(Buffer.from('p'))
+  })
+
   it('a batch written record by record is the batch encoded at once, and finishing it again re-stamps the producer and the CRC', () => {
     fc.assert(
       fc.property(fc.array(recordArb, { minLength: 1, maxLength: 40, size: 'max' }), fc.integer({ min: 0, max: 4096 }), (records, initialBytes) => {
