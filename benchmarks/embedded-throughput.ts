@@ -37,7 +37,7 @@ async function throughput(o: BenchOptions, root: string): Promise<Result> {
   const topic = naming.output(THROUGHPUT_PIPELINE, 'words')
 
   progress(`pre-loading ${o.records.toLocaleString('en')} records over ${o.keys.toLocaleString('en')} keys into ${topic} (${o.partitions} partition(s), checkpoint every ${o.preloadEpochMs} ms; not timed)`)
-  const pre = startChild(SCRIPT, childArgs(o, 'preload', dir), [], false, 'embedded')
+  const pre = startChild(SCRIPT, childArgs(o, 'preload', dir), { pipe: 'embedded' })
   const preloaded = await pre.waitFor((m) => m.event === 'preloaded', 2 * HOUR)
   await pre.exited
   if (preloaded.records !== o.records) throw new Error(`pre-load wrote ${String(preloaded.records)} records, expected ${o.records}`)
@@ -65,7 +65,7 @@ async function throughput(o: BenchOptions, root: string): Promise<Result> {
   if (!o.ceilingsOnly) {
     progress(`counting (checkpoint every ${o.epochMs} ms, ${o.emit ? 'emitting the new count per record' : 'emitting nothing'})`)
     const profile = o.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`]
-    const counter = startChild(SCRIPT, childArgs(o, 'count', dir), profile, false, 'embedded')
+    const counter = startChild(SCRIPT, childArgs(o, 'count', dir), { nodeArgs: profile, pipe: 'embedded' })
     counted = await counter.waitFor((m) => m.event === 'counted', 4 * HOUR)
     await counter.exited
     const check = counted.stateCheck as { checked: number; wrong: string[] }
@@ -131,7 +131,7 @@ async function restart(o: BenchOptions, root: string): Promise<Result> {
   while (killedAt === undefined) {
     attempts++
     rmSync(dir, { recursive: true, force: true })
-    const build = startChild(SCRIPT, childArgs(o, 'restart-build', dir), [], false, 'embedded')
+    const build = startChild(SCRIPT, childArgs(o, 'restart-build', dir), { pipe: 'embedded' })
     // A build that stops committing is stuck (see README, "a write batch created with capacity 0"): retry it.
     let lastCommit = performance.now()
     let lastNote = lastCommit
@@ -166,7 +166,7 @@ async function restart(o: BenchOptions, root: string): Promise<Result> {
 
   const compiled = o.restartFromSources ? undefined : compile(root)
   const spawnedAt = wallMs()
-  const resume = startChild(compiled ?? SCRIPT, childArgs(o, 'restart-resume', dir), [], compiled !== undefined, 'embedded')
+  const resume = startChild(compiled ?? SCRIPT, childArgs(o, 'restart-resume', dir), { compiled: compiled !== undefined, pipe: 'embedded' })
   const commit = await resume.waitFor((m) => m.event === 'commit', 120_000)
   resume.process.kill('SIGKILL')
   await resume.exited

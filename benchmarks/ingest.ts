@@ -182,7 +182,7 @@ function check(ok: boolean, what: string): void {
 }
 
 async function ceiling(connections: number): Promise<Record<string, unknown>> {
-  const child = startChild(join(here, 'lib/ingest-ceiling.ts'), [String(PARTITIONS)], CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(CPU_PROF_DIR, `ceiling-${connections}`)])
+  const child = startChild(join(here, 'lib/ingest-ceiling.ts'), [String(PARTITIONS)], { nodeArgs: CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(CPU_PROF_DIR, `ceiling-${connections}`)] })
   try {
     const { port } = (await child.waitFor((m) => 'port' in m, 60_000)) as unknown as { port: number }
     const m = await measure(`http://127.0.0.1:${port}/ingest/events`, child.process.pid!, connections, `ceiling, ${connections} connections`)

@@ -79,7 +79,7 @@ async function runInChild(o: KafkaBenchOptions, c: 'raw' | 'weir', names: RunNam
   const dataDir = join(names.root, c)
   mkdirSync(dataDir, { recursive: true })
   const launchedAt = wallMs()
-  const child = startChild(SCRIPT, kafkaChildArgs(o, c, { runId: names.runId, inputTopic: names.inputTopic, outputTopic: outputTopic(names, c), dataDir }), [], false, 'kafka')
+  const child = startChild(SCRIPT, kafkaChildArgs(o, c, { runId: names.runId, inputTopic: names.inputTopic, outputTopic: outputTopic(names, c), dataDir }), { pipe: 'kafka' })
   const m = await child.waitFor((msg) => msg.event === 'done', (o.timeoutS + 120) * 1000)
   await child.exited
   const r = m.run as ContenderRun & Result

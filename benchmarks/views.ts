@@ -489,7 +489,7 @@ async function main(): Promise<void> {
   try {
     if (!NO_CEILINGS) result.ceiling_http_listing_route = await httpCeiling()
 
-    const child = startChild(SCRIPT, ['--child', 'weir', '--data-dir', join(dir, 'data')], CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR])
+    const child = startChild(SCRIPT, ['--child', 'weir', '--data-dir', join(dir, 'data')], { nodeArgs: CPU_PROF_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR] })
     const { url } = (await child.waitFor((m) => m.event === 'ready', 120_000)) as unknown as { url: string }
     const pool = new Pool(url, { connections: CONNECTIONS, pipelining: 1 })
     const answers = newAnswers()

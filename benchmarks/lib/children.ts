@@ -25,12 +25,20 @@ function loaderArgs(): string[] {
   return inherited.some((a) => a.includes('tsx')) ? inherited : [...inherited, '--import', 'tsx']
 }
 
-/**
- * `compiled`: `script` is JavaScript, run without the TypeScript loader. `pipe`: the child
- * runs pipelines on it, and starts as bin/weir.js starts `weir run` on that pipe (node flags
- * and malloc arenas, runtime/heap.ts); without, with two malloc arenas.
- */
-export function startChild(script: string, args: string[], extraNodeArgs: string[] = [], compiled = false, pipe?: 'embedded' | 'kafka'): Child {
+export interface ChildOptions {
+  /** Node flags added after the loader's (e.g. `--cpu-prof`). */
+  nodeArgs?: string[]
+  /** `script` is JavaScript, run without the TypeScript loader. */
+  compiled?: boolean
+  /**
+   * The child runs pipelines on this pipe, and starts as bin/weir.js starts `weir run` on it
+   * (node flags and malloc arenas, runtime/heap.ts). Without, with two malloc arenas.
+   */
+  pipe?: 'embedded' | 'kafka'
+}
+
+export function startChild(script: string, args: string[], options: ChildOptions = {}): Child {
+  const { nodeArgs: extraNodeArgs = [], compiled = false, pipe } = options
   const nodeArgs = compiled ? [] : loaderArgs()
   const env = { ...process.env, ...startEnv(pipe ?? 'kafka', process.env) }
   const execArgv = [...nodeArgs, ...(pipe === undefined ? [] : startFlags(pipe, nodeArgs)), ...extraNodeArgs]
