@@ -107,8 +107,6 @@ export class WriteCache {
   private flushedSet = 0
   /** Change sets taken by barriers whose local writes have not finished, oldest first, with their checkpoint. */
   private readonly unflushed: Array<{ set: number; epoch: number }> = []
-  /** The newest checkpoint whose local write has finished. */
-  flushedEpoch = 0
   /** Changes whenever entries leave the cache, so holders of an entry know to look it up again. */
   generation = 0
 
@@ -267,9 +265,9 @@ export class WriteCache {
     return new SealedEntries(list, set)
   }
 
+  /** The local write of checkpoint `epoch` (and of every one before it) has finished: their entries may be evicted. */
   markFlushed(epoch: number): void {
-    this.flushedEpoch = Math.max(this.flushedEpoch, epoch)
-    while (this.unflushed.length > 0 && this.unflushed[0]!.epoch <= this.flushedEpoch) this.flushedSet = this.unflushed.shift()!.set
+    while (this.unflushed.length > 0 && this.unflushed[0]!.epoch <= epoch) this.flushedSet = this.unflushed.shift()!.set
   }
 
   /** Evicts clean, flushed entries, oldest first, down to the capacity. */
