@@ -112,6 +112,7 @@ function storable(scope: UnitScope, name: string, value: unknown, keyed: boolean
  */
 export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
   const actor = scope.actor
+  const openMaps = new OpenMaps(cache)
   return {
     keyed(name) {
       const what = `keyed state '${name}'`
@@ -140,24 +141,22 @@ export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
         setEntry: (mapKey, v) => {
           if (mapKey === '__proto__') throw new ValueError(`state '${name}'.set`, PROTO_KEY_REASON, { stage: scope.stage, actor: scope.actor, key: scope.key, path: 'value.__proto__' })
           const entry = entryFor()
+          // The stored map and what it holds are checked already: only the new value is walked.
           const stored = storable(scope, name, v, true, fieldPath(mapKey))
-          const current = entry.value as Readonly<Record<string, unknown>> | undefined
-          // The stored map and what it holds are frozen and checked already: only the new value is walked.
-          cache.set(entry, Object.freeze({ ...current, [mapKey]: stored }))
+          const map = openMaps.writable(entry)
+          if (map !== undefined) {
+            openMaps.put(map, mapKey, stored)
+            return
+          }
+          cache.set(entry, openMaps.copy(entry.value as Readonly<Record<string, unknown>> | undefined, mapKey, stored))
         },
         deleteEntry: (mapKey) => {
           const entry = entryFor()
           const current = entry.value as Readonly<Record<string, unknown>> | undefined
           if (current === undefined || !Object.prototype.hasOwnProperty.call(current, mapKey)) return
-          const next: Record<string, unknown> = {}
-          let size = 0
-          // No stored map holds a '__proto__' key (refused when set; msgpack gives it back as '__proto_'): plain assignment is safe.
-          for (const k in current) {
-            if (k === mapKey) continue
-            next[k] = current[k]
-            size++
-          }
-          cache.set(entry, size === 0 ? undefined : Object.freeze(next))
+          const map = openMaps.writable(entry) ?? openMaps.copy(current)
+          if (openMaps.remove(map, mapKey) === 0) cache.set(entry, undefined)
+          else if (map !== current) cache.set(entry, map)
         },
       }
     },
@@ -193,5 +192,71 @@ export async function prefetch(store: StateStore, cache: WriteCache, names: read
   for (let i = 0; i < missing.length; i++) {
     const v = values[i]
     cache.load(missing[i]!.prefix, missing[i]!.key, v ? freezeLoaded(stateCodec.decode(v)) : undefined)
+  }
+}
+
+/**
+ * Map state changed in place. A stored map is one value (one store key, one changelog
+ * record per checkpoint), and a copy per `set` made a map of n entries cost O(n) a change:
+ * a map keyed by time that grows between barriers (pending windows, closing instants) went
+ * quadratic. So the first change to a key's map in a change set copies it, and later
+ * changes in the same set write into that copy: nothing else holds it (a barrier's seal
+ * holds the value it took, and the next change after a barrier copies again; user code sees
+ * entries, never the map), and each in-place change registers its own undo for a failed
+ * record. The copy is not frozen, which is how it is told from a loaded or sealed map.
+ */
+class OpenMaps {
+  /** Entry counts of the copies made this way, kept so a delete knows when the map is empty. */
+  private readonly sizes = new WeakMap<object, number>()
+
+  constructor(private readonly cache: WriteCache) {}
+
+  /** The entry's map, if this change set's copy of it: changed in place. */
+  writable(entry: CacheEntry): Record<string, unknown> | undefined {
+    const map = entry.value as Record<string, unknown> | undefined
+    if (map === undefined || !this.cache.isDirty(entry) || Object.isFrozen(map)) return undefined
+    return map
+  }
+
+  /** A writable copy of `current` (with `mapKey` set to `value` when given). */
+  copy(current: Readonly<Record<string, unknown>> | undefined, mapKey?: string, value?: unknown): Record<string, unknown> {
+    const next: Record<string, unknown> = {}
+    let size = 0
+    // No stored map holds a '__proto__' key (refused when set; msgpack gives it back as '__proto_'): plain assignment is safe.
+    for (const k in current) {
+      next[k] = current[k]
+      size++
+    }
+    if (mapKey !== undefined) {
+      if (!Object.prototype.hasOwnProperty.call(next, mapKey)) size++
+      next[mapKey] = value
+    }
+    this.sizes.set(next, size)
+    return next
+  }
+
+  put(map: Record<string, unknown>, mapKey: string, value: unknown): void {
+    const had = Object.prototype.hasOwnProperty.call(map, mapKey)
+    const old = map[mapKey]
+    const size = this.sizes.get(map)!
+    map[mapKey] = value
+    if (!had) this.sizes.set(map, size + 1)
+    this.cache.onRollback(() => this.restore(map, mapKey, had, old, size))
+  }
+
+  /** Removes `mapKey` (present) from `map`, a writable copy; returns the entries left. */
+  remove(map: Record<string, unknown>, mapKey: string): number {
+    const old = map[mapKey]
+    const size = this.sizes.get(map)!
+    delete map[mapKey]
+    this.sizes.set(map, size - 1)
+    this.cache.onRollback(() => this.restore(map, mapKey, true, old, size))
+    return size - 1
+  }
+
+  private restore(map: Record<string, unknown>, mapKey: string, had: boolean, old: unknown, size: number): void {
+    if (had) map[mapKey] = old
+    else delete map[mapKey]
+    this.sizes.set(map, size)
   }
 }

@@ -12,9 +12,9 @@ export interface StateSlot {
   set(value: unknown): void
 }
 
-/** @internal A keyed slot that also updates a stored map (a frozen plain object) one entry at a time. */
+/** @internal A keyed slot that also updates a stored map (a plain object) one entry at a time. */
 export interface KeyedSlot extends StateSlot {
-  /** Stores the current map with `mapKey` set to `value`: only `value` is checked and frozen, the rest is frozen already. */
+  /** Stores the current map with `mapKey` set to `value`: only `value` is checked and frozen, the rest is checked already. */
   setEntry(mapKey: string, value: unknown): void
   /** Stores the current map without `mapKey` (nothing when that leaves it empty). */
   deleteEntry(mapKey: string): void
@@ -140,7 +140,11 @@ export class ValueState<T> extends StateHandle {
 }
 
 /**
- * A map per key (Flink's MapState). Stored as one value per key: best for small maps.
+ * A map per key (Flink's MapState). Stored as one value per key: `get`, `set` and `delete`
+ * cost the same whatever the map's size (the first change to a key's map after a checkpoint
+ * copies it once), but each checkpoint writes the whole map of every key it changed, and a
+ * key's map is loaded whole. Keep a map to what one key needs (pending instants, a window's
+ * entries), not an unbounded index.
  *
  * @example
  * seen = this.state.map<number>('seen')
