@@ -1,8 +1,11 @@
 /**
  * Kafka word-count benchmark: the same word count over the same input topic on the same broker,
  * by a hand-written kafkajs transactional loop (the ceiling), Kafka Streams and weir on the
- * Kafka pipe, one after another, each checked against the expected counts. Prints exactly one
- * JSON line on stdout; progress goes to stderr. See benchmarks/README.md (current results, method notes).
+ * Kafka pipe, one after another, each checked against the expected counts. The raw loop and
+ * weir run `--rounds` times, alternating, and are compared by their medians: the raw loop's
+ * rate moves 2x from one run to the next on a 2-core machine, so one pair says little. Prints
+ * exactly one JSON line on stdout; progress goes to stderr. See benchmarks/README.md (current
+ * results, method notes).
  *
  * @example
  * npm run bench:kafka
@@ -26,7 +29,7 @@ import { tuneHeap } from '../runtime/heap.ts'
 import { checkOutput } from './lib/kafka-readback.ts'
 import { buildStreamsPeer, killStreamsPeers, runStreamsPeer } from './lib/kafka-streams-peer.ts'
 import { startRunInfo } from './lib/run-info.ts'
-import { progress, round, wallMs } from './lib/stats.ts'
+import { median, progress, round, wallMs } from './lib/stats.ts'
 
 const SCRIPT = fileURLToPath(import.meta.url)
 /** Partitions of the word-keyed output topic (and of weir's keyBy). */
@@ -46,6 +49,8 @@ interface Measured {
   linesIn: number
   commits: number
   peakRssMiB: number
+  /** CPU seconds of the contender's process from the first record to the end (null: not measured). */
+  cpuS: number | null
   extra: Result
 }
 
@@ -58,8 +63,9 @@ interface RunNames {
 /** Contender names as they appear in the JSON. */
 const LABEL: Record<Contender, string> = { raw: 'raw', streams: 'kafka_streams', weir: 'weir' }
 
-function outputTopic(names: RunNames, c: Contender): string {
-  return `bench.counts.${c}.${names.runId}`
+/** The output topic of contender `c` in round `roundNo` (1-based). */
+function outputTopic(names: RunNames, c: Contender, roundNo: number): string {
+  return `bench.counts.${c}.${names.runId}${roundNo === 1 ? '' : `.r${roundNo}`}`
 }
 
 function fromChildRun(r: ContenderRun, launchedAt: number, exitedAt: number, extra: Result = {}): Measured {
@@ -70,16 +76,19 @@ function fromChildRun(r: ContenderRun, launchedAt: number, exitedAt: number, ext
     linesIn: r.linesIn,
     commits: r.commits,
     peakRssMiB: r.peakRssMiB,
+    cpuS: r.cpuS,
     extra,
   }
 }
 
 /** Runs the raw loop or weir in a child process (own heap, own RSS, nothing shared with the harness). */
-async function runInChild(o: KafkaBenchOptions, c: 'raw' | 'weir', names: RunNames): Promise<Measured> {
-  const dataDir = join(names.root, c)
+async function runInChild(o: KafkaBenchOptions, c: 'raw' | 'weir', names: RunNames, roundNo: number): Promise<Measured> {
+  const dataDir = join(names.root, `${c}-${roundNo}`)
   mkdirSync(dataDir, { recursive: true })
   const launchedAt = wallMs()
-  const child = startChild(SCRIPT, kafkaChildArgs(o, c, { runId: names.runId, inputTopic: names.inputTopic, outputTopic: outputTopic(names, c), dataDir }), { pipe: 'kafka' })
+  // A round of its own: consumer group, transactional ids and (weir) pipeline name, all under the run's id.
+  const runId = roundNo === 1 ? names.runId : `${names.runId}-r${roundNo}`
+  const child = startChild(SCRIPT, kafkaChildArgs(o, c, { runId, inputTopic: names.inputTopic, outputTopic: outputTopic(names, c, roundNo), dataDir }), { pipe: 'kafka' })
   const m = await child.waitFor((msg) => msg.event === 'done', (o.timeoutS + 120) * 1000)
   await child.exited
   const r = m.run as ContenderRun & Result
@@ -95,7 +104,7 @@ async function runStreams(o: KafkaBenchOptions, names: RunNames): Promise<Measur
   const r = await runStreamsPeer({
     brokers: o.brokers,
     inputTopic: names.inputTopic,
-    outputTopic: outputTopic(names, 'streams'),
+    outputTopic: outputTopic(names, 'streams', 1),
     applicationId: `bench-wc-streams-${names.runId}`,
     stateDir,
     lines: o.lines,
@@ -110,6 +119,7 @@ async function runStreams(o: KafkaBenchOptions, names: RunNames): Promise<Measur
     linesIn: r.records,
     commits: r.commits,
     peakRssMiB: r.peakRssMiB,
+    cpuS: null,
     extra: { kafka_streams_running_after_s: r.startup_s, kafka_streams_last_word_to_commit_s: r.last_word_to_commit_s },
   }
 }
@@ -148,11 +158,16 @@ async function main(o: KafkaBenchOptions): Promise<number> {
   const info = startRunInfo(['runtime', 'coordinator'], started)
   try {
     if (o.only.includes('streams')) buildStreamsPeer()
+    // raw, weir, raw, weir, …; Kafka Streams once, after the first round.
+    const schedule: Array<{ c: Contender; roundNo: number }> = []
+    for (let roundNo = 1; roundNo <= o.rounds; roundNo++) {
+      for (const c of o.only) if (c !== 'streams' || roundNo === 1) schedule.push({ c, roundNo })
+    }
     await admin.connect()
     const words = o.lines * WORDS_PER_LINE
     await createTopics(admin, [
       { topic: names.inputTopic, numPartitions: o.partitions },
-      ...o.only.map((c) => ({ topic: outputTopic(names, c), numPartitions: OUTPUT_PARTITIONS })),
+      ...schedule.map(({ c, roundNo }) => ({ topic: outputTopic(names, c, roundNo), numPartitions: OUTPUT_PARTITIONS })),
     ])
     progress(`run ${runId}: producing ${o.lines.toLocaleString('en')} lines (${words.toLocaleString('en')} words) to ${names.inputTopic} (${o.partitions} partitions; not timed)`)
     const produceStarted = performance.now()
@@ -170,39 +185,49 @@ async function main(o: KafkaBenchOptions): Promise<number> {
       output_partitions: OUTPUT_PARTITIONS,
       commit_interval_ms: COMMIT_INTERVAL_MS,
       contenders: o.only,
+      rounds: o.rounds,
     }
-    const measured = new Map<Contender, Measured>()
+    const runs = new Map<Contender, Measured[]>()
     const correct: Record<string, boolean> = {}
     const wrong: Record<string, string[]> = {}
     const outputRecords: Record<string, number> = {}
     const failures: Record<string, string> = {}
-    for (const c of o.only) {
-      progress(`${c}: counting`)
+    for (const { c, roundNo } of schedule) {
+      const label = o.rounds === 1 || c === 'streams' ? c : `${c} (round ${roundNo} of ${o.rounds})`
+      progress(`${label}: counting`)
       let m: Measured
       try {
-        m = c === 'streams' ? await runStreams(o, names) : await runInChild(o, c, names)
+        m = c === 'streams' ? await runStreams(o, names) : await runInChild(o, c, names, roundNo)
       } catch (err) {
         // A failed contender is reported; the others still run.
         failures[LABEL[c]] = String((err as Error)?.message ?? err).slice(0, 2000)
         correct[LABEL[c]] = false
-        progress(`${c}: FAILED: ${String((err as Error)?.stack ?? err)}`)
+        progress(`${label}: FAILED: ${String((err as Error)?.stack ?? err)}`)
         continue
       }
-      measured.set(c, m)
-      progress(`${c}: ${m.linesIn.toLocaleString('en')} lines in ${m.seconds.toFixed(1)} s = ${Math.round(m.linesIn / m.seconds).toLocaleString('en')} lines/s (startup ${m.startupS.toFixed(1)} s, ${m.commits} commits); reading its output back`)
+      runs.set(c, [...(runs.get(c) ?? []), m])
+      progress(`${label}: ${m.linesIn.toLocaleString('en')} lines in ${m.seconds.toFixed(1)} s = ${Math.round(m.linesIn / m.seconds).toLocaleString('en')} lines/s (startup ${m.startupS.toFixed(1)} s, ${m.commits} commits); reading its output back`)
       // Kafka Streams with a record cache forwards fewer updates than one per word.
       const everyUpdate = c !== 'streams' || o.streamsCacheBytes === 0
-      const check = await checkOutput(kafka, admin, outputTopic(names, c), expected, everyUpdate ? words : undefined)
-      correct[LABEL[c]] = check.ok && m.linesIn === o.lines
+      const check = await checkOutput(kafka, admin, outputTopic(names, c, roundNo), expected, everyUpdate ? words : undefined)
+      const ok = check.ok && m.linesIn === o.lines
+      // Every round of a contender must be exact.
+      correct[LABEL[c]] = (correct[LABEL[c]] ?? true) && ok
       outputRecords[LABEL[c]] = check.records
       if (m.linesIn !== o.lines) check.wrong.unshift(`${m.linesIn} lines processed, expected ${o.lines}`)
-      if (check.wrong.length > 0) wrong[LABEL[c]] = check.wrong
-      progress(`${c}: ${check.records.toLocaleString('en')} output records, ${check.counts.size} words: ${correct[LABEL[c]] ? 'correct' : `WRONG: ${check.wrong.join('; ')}`}`)
+      if (check.wrong.length > 0) wrong[o.rounds === 1 ? LABEL[c] : `${LABEL[c]}_round_${roundNo}`] = check.wrong
+      progress(`${label}: ${check.records.toLocaleString('en')} output records, ${check.counts.size} words: ${ok ? 'correct' : `WRONG: ${check.wrong.join('; ')}`}`)
     }
 
+    const rateOf = (m: Measured): number => m.linesIn / m.seconds
+    /** The contender's run with the median rate (of an even count, the slower middle one), whose other figures are reported. */
+    const medianRun = (c: Contender): Measured | undefined => {
+      const ms = [...(runs.get(c) ?? [])].sort((a, b) => rateOf(a) - rateOf(b))
+      return ms[(ms.length - 1) >> 1]
+    }
     const rate = (c: Contender): number | null => {
-      const m = measured.get(c)
-      return m === undefined ? null : Math.round(m.linesIn / m.seconds)
+      const ms = runs.get(c)
+      return ms === undefined ? null : Math.round(median(ms.map(rateOf)))
     }
     const ratio = (a: Contender, b: Contender): number | null => {
       const x = rate(a)
@@ -217,8 +242,27 @@ async function main(o: KafkaBenchOptions): Promise<number> {
       ratio_vs_kafka_streams: ratio('weir', 'streams'),
       kafka_streams_vs_raw: ratio('streams', 'raw'),
     })
+    const rawRuns = runs.get('raw') ?? []
+    const weirRuns = runs.get('weir') ?? []
+    if (o.rounds > 1) {
+      Object.assign(result, {
+        raw_rps_rounds: rawRuns.map((m) => Math.round(rateOf(m))),
+        weir_rps_rounds: weirRuns.map((m) => Math.round(rateOf(m))),
+        // Each weir round against the raw round just before it.
+        ratio_rounds: weirRuns.length === rawRuns.length ? weirRuns.map((w, i) => round(rateOf(w) / rateOf(rawRuns[i]!))) : null,
+      })
+    }
+    // CPU per line of the Node process, which the broker's pace moves less than the rate.
+    const cpuPerLine = (ms: Measured[]): number | null => (ms.length === 0 || ms.some((m) => m.cpuS === null) ? null : median(ms.map((m) => (m.cpuS! / m.linesIn) * 1e6)))
+    const rawCpu = cpuPerLine(rawRuns)
+    const weirCpu = cpuPerLine(weirRuns)
+    Object.assign(result, {
+      raw_cpu_us_per_line: rawCpu === null ? null : round(rawCpu),
+      weir_cpu_us_per_line: weirCpu === null ? null : round(weirCpu),
+      ratio_cpu: rawCpu === null || weirCpu === null ? null : round(rawCpu / weirCpu),
+    })
     for (const c of ['weir', 'raw', 'streams'] as const) {
-      const m = measured.get(c)
+      const m = medianRun(c)
       const l = LABEL[c]
       result[`${l}_words_per_s`] = m === undefined ? null : Math.round((m.linesIn * WORDS_PER_LINE) / m.seconds)
       result[`${l}_s`] = m === undefined ? null : round(m.seconds)

@@ -15,6 +15,8 @@ export interface KafkaBenchOptions {
   partitions: number
   /** Contenders to run, in this order. */
   only: Contender[]
+  /** Rounds of the Node contenders (raw, weir), alternating; Kafka Streams runs once. */
+  rounds: number
   brokers: string[]
   /** Kafka Streams' record cache (`statestore.cache.max.bytes`); 0 forwards every count update. */
   streamsCacheBytes: number
@@ -32,9 +34,11 @@ export interface KafkaBenchOptions {
 }
 
 export const USAGE = `usage: node --import tsx benchmarks/kafka-throughput.ts [options]
-  --lines N              lines in the input topic, 8 words each (default 200_000; env BENCH_LINES)
+  --lines N              lines in the input topic, 8 words each (default 1m; env BENCH_LINES)
   --partitions P         partitions of the input topic (default 2)
   --only LIST            contenders to run, comma-separated: raw,streams,weir (default all three)
+  --rounds R             rounds of raw and weir, alternating (raw, weir, raw, weir, …; default 3;
+                         env BENCH_ROUNDS): rates and ratio are medians over the rounds
   --brokers LIST         bootstrap brokers (default 127.0.0.1:9092; env BENCH_BROKERS or WEIR_KAFKA_BROKERS)
   --streams-cache-bytes B  Kafka Streams' record cache; 0 (default) forwards every count update
                          like the other two, 10485760 is Kafka Streams' own default
@@ -42,7 +46,7 @@ export const USAGE = `usage: node --import tsx benchmarks/kafka-throughput.ts [o
   --keep                 keep the run's topics and temp dir
 `
 
-const NUMERIC = { lines: 'lines', partitions: 'partitions', 'timeout-s': 'timeoutS' } as const
+const NUMERIC = { lines: 'lines', partitions: 'partitions', rounds: 'rounds', 'timeout-s': 'timeoutS' } as const
 const STRINGS = {
   phase: 'phase',
   'run-id': 'runId',
@@ -73,9 +77,10 @@ function parseBytes(raw: string, name: string): number {
 export function parseKafkaOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): KafkaBenchOptions {
   const args = readArgs(argv, [...Object.keys(NUMERIC), ...Object.keys(STRINGS), 'only', 'brokers', 'streams-cache-bytes'], ['keep'], USAGE)
   const o: KafkaBenchOptions = {
-    lines: 200_000,
+    lines: 1_000_000,
     partitions: 2,
     only: [...CONTENDERS],
+    rounds: 3,
     brokers: ['127.0.0.1:9092'],
     streamsCacheBytes: 0,
     timeoutS: 1800,
@@ -95,6 +100,7 @@ export function parseKafkaOptions(argv: string[], env: NodeJS.ProcessEnv = proce
   const cacheBytes = args.values.get('streams-cache-bytes')
   if (cacheBytes !== undefined) o.streamsCacheBytes = parseBytes(cacheBytes, '--streams-cache-bytes')
   o.keep = flagArg(args, env, 'keep')
+  if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 20) throw new Error(`--rounds must be a whole number in 1..20, got ${o.rounds}`)
   return o
 }
 

@@ -11,7 +11,7 @@ import { CountWords, SplitWords } from '../../examples/wordcount.ts'
 import type { Context, LifecycleContext, StreamRecord } from '../../runtime/api/processor.ts'
 import { WORDS_PER_LINE } from './kafka-input.ts'
 import type { ContenderRun } from './kafka-raw-wordcount.ts'
-import { wallMs } from './stats.ts'
+import { cpuSecondsSince, wallMs } from './stats.ts'
 
 export interface WeirWordCountOptions {
   brokers: string[]
@@ -32,6 +32,7 @@ const COUNT_PARTITIONS = 4
 /** What the benchmark observes in the running processors (same process, no IPC). */
 class Probe {
   firstRecordAt = 0
+  cpuAtFirstRecord: NodeJS.CpuUsage | undefined
   /** Every CountWords instance the runtime made, one per count actor (and one to validate the pipeline). */
   readonly counters: TimedCountWords[] = []
   /** The count actors' processors: opened ones (the validation instance never is). */
@@ -50,7 +51,10 @@ class TimedSplitWords extends SplitWords {
   }
 
   override onRecord(r: StreamRecord<string>, ctx: Context<number>): void {
-    if (this.probe.firstRecordAt === 0) this.probe.firstRecordAt = wallMs()
+    if (this.probe.firstRecordAt === 0) {
+      this.probe.firstRecordAt = wallMs()
+      this.probe.cpuAtFirstRecord = process.cpuUsage()
+    }
     super.onRecord(r, ctx)
   }
 }
@@ -115,6 +119,7 @@ export async function runWeirWordCount(o: WeirWordCountOptions): Promise<Contend
   const pipe = await KafkaPipe.connect({ brokers: o.brokers })
   const run = await startEmbedded(p, { dataDir: o.dataDir, pipe, epochIntervalMs: o.epochIntervalMs })
   let endAt = 0
+  let cpuS = 0
   try {
     const deadline = performance.now() + o.timeoutMs
     await new Promise<void>((resolve, reject) => {
@@ -122,6 +127,7 @@ export async function runWeirWordCount(o: WeirWordCountOptions): Promise<Contend
         const live = probe.live()
         if (live.length === COUNT_PARTITIONS && probe.wordsCounted() === words && allCommitted(run, live)) {
           endAt = wallMs()
+          cpuS = cpuSecondsSince(probe.cpuAtFirstRecord!)
           clearInterval(poll)
           resolve()
         } else if (performance.now() > deadline) {
@@ -150,6 +156,7 @@ export async function runWeirWordCount(o: WeirWordCountOptions): Promise<Contend
       recordsOut,
       commits,
       peakRssMiB: process.resourceUsage().maxRSS / 1024,
+      cpuS,
       lag,
       stopMs,
     }
