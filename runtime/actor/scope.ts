@@ -203,7 +203,8 @@ export async function prefetch(store: StateStore, cache: WriteCache, names: read
  * changes in the same set write into that copy: nothing else holds it (a barrier's seal
  * holds the value it took, and the next change after a barrier copies again; user code sees
  * entries, never the map), and each in-place change registers its own undo for a failed
- * record. The copy is not frozen, which is how it is told from a loaded or sealed map.
+ * record. A copy is known by its entry count kept here; a map loaded from the store or set
+ * whole is frozen and never changed.
  */
 class OpenMaps {
   /** Entry counts of the copies made this way, kept so a delete knows when the map is empty. */
@@ -214,7 +215,7 @@ class OpenMaps {
   /** The entry's map, if this change set's copy of it: changed in place. */
   writable(entry: CacheEntry): Record<string, unknown> | undefined {
     const map = entry.value as Record<string, unknown> | undefined
-    if (map === undefined || !this.cache.isDirty(entry) || Object.isFrozen(map)) return undefined
+    if (map === undefined || !this.cache.isDirty(entry) || !this.sizes.has(map)) return undefined
     return map
   }
 

@@ -6,7 +6,7 @@
  * within a checkpoint must reach the store as of its barrier), and crashes at generated
  * points on the way. After every record the processor emits its map's entries; the output
  * must equal what the model gives, and so must the committed maps at the end. Also: a
- * stored map and its entries are frozen, and a value msgpack cannot hold is refused naming
+ * stored map's entries are frozen, and a value msgpack cannot hold is refused naming
  * its map key.
  */
 import fc from 'fast-check'
