@@ -140,7 +140,7 @@ export class WindowAggregate<In, Acc, Out> extends Processor<In, Out> {
       next ??= { ...panes }
       next[id] = pane
       // An open window's timers were registered as it opened, and an aligned window's are
-      // never deleted: registering them again per record was a fifth of a sliding window's cost.
+      // never deleted: registering them again per record was 15 % of Nexmark q5's CPU.
       if (open === undefined) this.schedule(pane, record.key, ctx)
       else if (pane.end - 1 <= ctx.watermark) this.fire(pane, record.key, ctx)
     }
