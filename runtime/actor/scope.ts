@@ -143,20 +143,13 @@ export function stateAccess(cache: WriteCache, scope: UnitScope): StateAccess {
           const entry = entryFor()
           // The stored map and what it holds are checked already: only the new value is walked.
           const stored = storable(scope, name, v, true, fieldPath(mapKey))
-          const map = openMaps.writable(entry)
-          if (map !== undefined) {
-            openMaps.put(map, mapKey, stored)
-            return
-          }
-          cache.set(entry, openMaps.copy(entry.value as Readonly<Record<string, unknown>> | undefined, mapKey, stored))
+          openMaps.put(openMaps.writable(entry), mapKey, stored)
         },
         deleteEntry: (mapKey) => {
           const entry = entryFor()
           const current = entry.value as Readonly<Record<string, unknown>> | undefined
           if (current === undefined || !Object.prototype.hasOwnProperty.call(current, mapKey)) return
-          const map = openMaps.writable(entry) ?? openMaps.copy(current)
-          if (openMaps.remove(map, mapKey) === 0) cache.set(entry, undefined)
-          else if (map !== current) cache.set(entry, map)
+          if (openMaps.remove(openMaps.writable(entry), mapKey) === 0) cache.set(entry, undefined)
         },
       }
     },
@@ -212,15 +205,13 @@ class OpenMaps {
 
   constructor(private readonly cache: WriteCache) {}
 
-  /** The entry's map, if this change set's copy of it: changed in place. */
-  writable(entry: CacheEntry): Record<string, unknown> | undefined {
-    const map = entry.value as Record<string, unknown> | undefined
-    if (map === undefined || !this.cache.isDirty(entry) || !this.sizes.has(map)) return undefined
-    return map
-  }
-
-  /** A writable copy of `current` (with `mapKey` set to `value` when given). */
-  copy(current: Readonly<Record<string, unknown>> | undefined, mapKey?: string, value?: unknown): Record<string, unknown> {
+  /**
+   * The entry's map as this change set's copy, to change in place: the copy made earlier in
+   * the set, or a new one stored now (its journal step gives the old map back to a failed record).
+   */
+  writable(entry: CacheEntry): Record<string, unknown> {
+    const current = entry.value as Record<string, unknown> | undefined
+    if (current !== undefined && this.cache.isDirty(entry) && this.sizes.has(current)) return current
     const next: Record<string, unknown> = {}
     let size = 0
     // No stored map holds a '__proto__' key (refused when set; msgpack gives it back as '__proto_'): plain assignment is safe.
@@ -228,14 +219,12 @@ class OpenMaps {
       next[k] = current[k]
       size++
     }
-    if (mapKey !== undefined) {
-      if (!Object.prototype.hasOwnProperty.call(next, mapKey)) size++
-      next[mapKey] = value
-    }
     this.sizes.set(next, size)
+    this.cache.set(entry, next)
     return next
   }
 
+  /** Sets `mapKey` in `map`, a writable copy. */
   put(map: Record<string, unknown>, mapKey: string, value: unknown): void {
     const had = Object.prototype.hasOwnProperty.call(map, mapKey)
     const old = map[mapKey]
