@@ -141,8 +141,7 @@ export class WindowAggregate<In, Acc, Out> extends Processor<In, Out> {
       next[id] = pane
       // An open window's timers were registered as it opened, and an aligned window's are
       // never deleted: registering them again per record was 15 % of Nexmark q5's CPU.
-      if (open === undefined) this.schedule(pane, record.key, ctx)
-      else if (pane.end - 1 <= ctx.watermark) this.fire(pane, record.key, ctx)
+      this.schedule(pane, record.key, ctx, open === undefined)
     }
     return next
   }
@@ -172,13 +171,16 @@ export class WindowAggregate<In, Acc, Out> extends Processor<In, Out> {
     return w.end - 1 + this.lateness <= watermark
   }
 
-  /** The firing timer (or, past it, a late firing now) and the cleanup timer of an updated window. */
-  private schedule(pane: Pane<Acc>, key: string | null, ctx: Context<Out>): void {
+  /**
+   * The firing timer (or, past it, a late firing now) and the cleanup timer of an updated
+   * window; `register` false: its timers are registered already, only a late firing is left.
+   */
+  private schedule(pane: Pane<Acc>, key: string | null, ctx: Context<Out>, register = true): void {
     const last = pane.end - 1
     if (last <= ctx.watermark) this.fire(pane, key, ctx)
-    else ctx.timers.registerEventTime(last)
+    else if (register) ctx.timers.registerEventTime(last)
     // With no lateness the firing timer also frees the window.
-    if (this.lateness > 0) ctx.timers.registerEventTime(last + this.lateness)
+    if (register && this.lateness > 0) ctx.timers.registerEventTime(last + this.lateness)
   }
 
   /** Deletes the pending timers of `removed` windows that no window in `kept` still needs (timers are per key and time). */

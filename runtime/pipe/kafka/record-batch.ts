@@ -422,7 +422,7 @@ export class RecordCursor {
       const headerValue = body.subarray(cursor.at, (cursor.at += headerValueLength))
       headers ??= {}
       // The first of repeated names wins, as weir read them through kafkajs; names like
-      // `toString` are headers like any other.
+      // `toString` or `__proto__` are headers like any other (setHeader).
       if (!Object.hasOwn(headers, name)) setHeader(headers, name, headerValue)
     }
     if (cursor.at !== recordEnd) throw decodeError(this.options, info.baseOffset, `record ${i} of the batch has ${length} bytes but its fields take ${cursor.at - recordEnd + length}`, 'CORRUPT_MESSAGE')
