@@ -143,7 +143,10 @@ export class MonitorView {
     const known = p.actors.get(event.actor)
     // An actor restarting (after a pipe failure, or moved) reports no watermark until its
     // checkpoint is restored, and what it restores is what it had: keep the one we know.
-    const e = event.watermark === null && known?.progress.watermark != null ? { ...event, watermark: known.progress.watermark, watermarkChangedAt: known.progress.watermarkChangedAt } : event
+    let e = event.watermark === null && known?.progress.watermark != null ? { ...event, watermark: known.progress.watermark, watermarkChangedAt: known.progress.watermarkChangedAt } : event
+    // Nor has it committed yet: its last commit is the one before the restart. Counted from
+    // its start instead, an actor restarting in a loop (its pipe down) would hide a stall.
+    if (e.lastCommitAt === null && known?.progress.lastCommitAt != null && known.progress.startedAt !== e.startedAt) e = { ...e, lastCommitAt: known.progress.lastCommitAt }
     if (known !== undefined) {
       const sameInstance = known.progress.startedAt === e.startedAt
       if (sameInstance && e.at < known.progress.at) return this.stale()

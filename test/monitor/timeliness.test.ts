@@ -13,7 +13,10 @@ import {
   type StageStatus,
   type Topology,
 } from '../../monitor/timeliness.ts'
-import { progress, snapshot, THREE_STAGES } from './fixtures.ts'
+import { MonitorView } from '../../monitor/model.ts'
+import { buildStatus } from '../../monitor/status.ts'
+import { progressSubjects } from '../../runtime/control/progress.ts'
+import { health, progress, snapshot, THREE_STAGES } from './fixtures.ts'
 
 const now = 1_700_000_000_000
 const wm = (watermark: number | null, extra: { idle?: boolean; ended?: boolean } = {}) => ({ watermark, idle: extra.idle ?? false, ended: extra.ended ?? false })
@@ -233,6 +236,32 @@ describe('pipeline stall', () => {
     expect(pipelineStalled([old(0), snapshot(progress({ stage: 'ema', partition: 1, lastCommitAt: now - 500 }), now)], now, 1000)).toBe(false)
     // Nobody reports: that is missing actors, not a stall.
     expect(pipelineStalled([snapshot(progress({ stage: 'ema', partition: 0, lastCommitAt: now - 60_000 }), now, 30_000)], now, 1000)).toBe(false)
+  })
+
+  it('is stalled when actors restart in a loop without committing (their pipe is down): a restart does not reset the clock', () => {
+    let clock = now
+    const view = new MonitorView({ now: () => clock })
+    view.apply(progressSubjects.health('test', 'p'), health({ at: clock }))
+    const lastCommitAt = clock - 1000
+    const report = (partition: number, startedAt: number, committedAt: number | null): void => {
+      expect(view.apply(progressSubjects.progress('test', 'p'), progress({ stage: 'source', partition, at: clock, startedAt, lastCommitAt: committedAt }))).toBe('applied')
+    }
+    report(0, clock - 60_000, lastCommitAt)
+    report(1, clock - 60_000, lastCommitAt)
+    const stalled = (): boolean => buildStatus(view, clock, 0, () => null).pipelines[0]!.stalled
+    // Every 4 s each actor fails and starts again: a new instance that has not committed.
+    for (let t = 0; t < 4; t++) {
+      clock += 4000
+      view.apply(progressSubjects.health('test', 'p'), health({ at: clock }))
+      report(0, clock, null)
+      report(1, clock, null)
+    }
+    expect(stalled(), '16 s after the last commit').toBe(true)
+    // A first run that has not committed yet counts from its start.
+    clock += 1000
+    view.apply(progressSubjects.health('test', 'p'), health({ at: clock, pipeline: 'q' }))
+    expect(view.apply(progressSubjects.progress('test', 'q'), progress({ pipeline: 'q', stage: 'source', partition: 0, at: clock, startedAt: clock - 2000, lastCommitAt: null }))).toBe('applied')
+    expect(buildStatus(view, clock, 0, () => null).pipelines.find((p) => p.pipeline === 'q')!.stalled).toBe(false)
   })
 })
 
