@@ -60,12 +60,18 @@ describe.skipIf(!kafka.available || !nats.available)('the monitor while Kafka is
       // Healthy first: the sink's timeliness within the SLO.
       await until(async () => ((await pipeline())?.outputs.find((o) => o.output === 'sink')?.slo?.state === 'ok' ? true : undefined), 60_000, 'SLO ok')
 
+      const stopAt = Date.now()
       await services('stop-kafka')
+      const stoppedAt = Date.now()
+      let seen: PipelineStatus | undefined
       const broken = await until(async () => {
-        const p = await pipeline()
+        const p = (seen = await pipeline())
         const sink = p?.outputs.find((o) => o.output === 'sink')
         return p?.stalled === true && sink?.slo?.state === 'broken' ? sink : undefined
-      }, 45_000, 'pipeline stalled and SLO broken')
+      }, 45_000, 'pipeline stalled and SLO broken').catch((err: Error) => {
+        throw new Error(`${err.message}; Kafka stopped in ${stoppedAt - stopAt} ms; the monitor's last answer: ${JSON.stringify(seen)}; the run (exit ${String(run.child.exitCode)}) wrote: ${run.stderr().slice(-3000)}`)
+      })
+      console.log(`kafka outage: stopped in ${stoppedAt - stopAt} ms, stalled and broken ${Date.now() - stoppedAt} ms after`)
       expect(broken.timelinessMs).toBeGreaterThan(3000)
       expect(broken.holdingBack?.stage).toBeTruthy()
       await until(async () => (alerts.some((a) => a.state === 'broken' && a.output === 'sink') ? true : undefined), 10_000, 'broken alert')
