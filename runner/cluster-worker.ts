@@ -88,7 +88,7 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
     dataDir: options.stateDir,
     log: options.log,
     faults: options.faults ?? Faults.none(),
-    actorConfig: { ...defaultActorConfig, ...options.actorConfig },
+    actorConfig: { ...defaultActorConfig, maxTransactionRecords: options.pipe.transactionRecords, ...options.actorConfig },
     epochIntervalMs: options.epochIntervalMs,
     heartbeatMs: options.heartbeatMs,
     savepointDir: options.savepointDir,

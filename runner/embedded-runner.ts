@@ -177,7 +177,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     workDir: options.workDir,
     log,
     faults: options.faults ?? Faults.none(),
-    actorConfig: { ...defaultActorConfig, ...options.actorConfig },
+    actorConfig: { ...defaultActorConfig, maxTransactionRecords: pipe.transactionRecords, ...options.actorConfig },
     savepointDir: options.savepointDir ?? join(options.dataDir, 'savepoints'),
     progressIntervalMs: options.progressIntervalMs,
     epochIntervalMs: options.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,

@@ -53,7 +53,8 @@ export interface ActorConfig {
    * Records emitted in one transaction that force an early barrier. A reader sees a
    * writer's transaction whole, after the others' before it: bounding it bounds how far
    * one writer's records run ahead of the others' watermarks (and the open windows that
-   * takes downstream) during a backlog.
+   * takes downstream) during a backlog. The runners default it to the pipe's
+   * `transactionRecords` (20,000 embedded, 50,000 on Kafka).
    */
   maxTransactionRecords: number
   /**

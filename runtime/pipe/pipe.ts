@@ -105,6 +105,12 @@ export interface Pipe {
    * data dir remembers it and refuses another (see topology-guard.ts).
    */
   readonly identity: string
+  /**
+   * Records in one actor's transaction after which it takes an early barrier, unless the
+   * actor's config sets `maxTransactionRecords`: a commit costs one local write batch on the
+   * embedded log and several broker round trips on Kafka, so Kafka's transactions hold more.
+   */
+  readonly transactionRecords: number
   /** Creates the topic, or checks an existing one has the same partition count. */
   ensureTopic(spec: TopicSpec): Promise<void>
   describeTopic(name: string): Promise<TopicSpec | undefined>

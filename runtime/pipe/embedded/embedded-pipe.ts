@@ -134,6 +134,7 @@ interface StoredLayout {
 export class EmbeddedPipe implements Pipe {
   readonly kind = 'embedded'
   identity = 'embedded'
+  readonly transactionRecords = 20_000
   /** Replaced by each refresh of a read-only pipe (reads in flight finish on the instance they started on). */
   private db: RocksDB
   private readonly topics = new Map<string, TopicMeta>()

@@ -81,3 +81,31 @@ describe('barriers while the previous checkpoint seals', () => {
     expect(waited.length, `barriers that waited for the previous commit: ${JSON.stringify(waited)}`).toBeLessThanOrEqual(Math.max(2, stalls.length / 4))
   })
 })
+
+describe('early barriers of a big transaction', () => {
+  /** The embedded pipe, saying its transactions should hold `records`. */
+  const withTransactionRecords = (pipe: Pipe, records: number): Pipe => new Proxy(pipe, { get: (target, prop, receiver) => (prop === 'transactionRecords' ? records : Reflect.get(target, prop, receiver) as unknown) })
+  const emitting = (): Pipeline => {
+    const p = new Pipeline('early')
+    p.source<number>('numbers', () => new GeneratorSource<number>({ count: 5000, generate: (i) => ({ key: `k${i % 50}`, value: i }) })).keyBy(1).process('count', Count)
+    return p
+  }
+  const sourceCheckpoints = async (records: number, actorConfig?: { maxTransactionRecords: number }): Promise<number> => {
+    const d = dir()
+    const inner = await EmbeddedPipe.open(d)
+    // No epoch in the run: every barrier but the last is an early one.
+    const run = await startEmbedded(emitting(), { dataDir: d, pipe: withTransactionRecords(inner, records), epochIntervalMs: 600_000, actorConfig })
+    const result = await run.done
+    await inner.close()
+    return Object.entries(result.stats).find(([id]) => id.startsWith('numbers'))![1].checkpoints
+  }
+
+  it("come every pipe's transactionRecords records a backlogged actor emits, unless its config sets maxTransactionRecords", async () => {
+    const byPipe = await sourceCheckpoints(500)
+    const byConfig = await sourceCheckpoints(500, { maxTransactionRecords: 2500 })
+    console.log(`early barriers: ${JSON.stringify({ byPipe, byConfig })}`)
+    // 5000 records: 10 transactions of 500 (and the first commit, taken at once), or 2 of 2500.
+    expect(byPipe).toBeGreaterThanOrEqual(10)
+    expect(byConfig).toBeLessThanOrEqual(4)
+  })
+})
