@@ -1,7 +1,8 @@
 /**
  * Native modules load on a clean install (npm ci runs no install scripts here, so only
  * prebuilt binaries work): RocksDB through rocksdb-native, msgpackr's native string
- * extraction, and esbuild (behind tsx, which loads pipeline files).
+ * extraction, @node-rs/crc32 (the Kafka record batches' CRC-32C), and esbuild (behind tsx,
+ * which loads pipeline files).
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,6 +11,7 @@ import { describe, expect, it } from 'vitest'
 import RocksDB from 'rocksdb-native'
 import { isNativeAccelerationEnabled, pack, unpack } from 'msgpackr'
 import { execFileSync } from 'node:child_process'
+import { crc32c, crc32cIsNative } from '../runtime/pipe/kafka/record-batch.ts'
 import { writeFileSync } from 'node:fs'
 
 describe('native modules', () => {
@@ -29,6 +31,11 @@ describe('native modules', () => {
   it('msgpackr uses its native extension', () => {
     expect(unpack(pack({ a: 'x'.repeat(100) }))).toEqual({ a: 'x'.repeat(100) })
     expect(isNativeAccelerationEnabled).toBe(true)
+  })
+
+  it('@node-rs/crc32 computes the Kafka record batches\' CRC-32C', () => {
+    expect(crc32cIsNative).toBe(true)
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283)
   })
 
   it('tsx (esbuild underneath) runs a TypeScript file, as weir run does with pipeline files', () => {

@@ -13,6 +13,7 @@
  * const { records, nextOffset } = decodeRecordSet(bytes, { from: 42, abortedTransactions })
  * const batch = encodeRecordBatch(records, { producerId: 7, producerEpoch: 0, baseSequence: 0, transactional: true })
  */
+import { createRequire } from 'node:module'
 import { gunzipSync } from 'node:zlib'
 import * as zlib from 'node:zlib'
 import { PipeError } from '../../errors.ts'
@@ -29,7 +30,32 @@ const ATTR_LOG_APPEND_TIME = 0x08
 const ATTR_TRANSACTIONAL = 0x10
 const ATTR_CONTROL = 0x20
 
-// ---- CRC-32C (Castagnoli), slicing by 8 ----
+// ---- CRC-32C (Castagnoli) ----
+
+/**
+ * @node-rs/crc32's CRC-32C (SSE 4.2 where the CPU has it): 3.9–6.2 GB/s on 4 KiB–1 MiB
+ * against 0.5 GB/s for the JavaScript below, which was 3 % of weir's CPU on the Kafka word
+ * count (every batch is summed when produced and checked when fetched). Its binaries are
+ * prebuilt for the common platforms only; elsewhere the JavaScript does it.
+ */
+const nativeCrc32c: ((input: Uint8Array) => number) | undefined = (() => {
+  try {
+    return (createRequire(import.meta.url)('@node-rs/crc32') as { crc32c: (input: Uint8Array) => number }).crc32c
+  } catch {
+    return undefined
+  }
+})()
+
+/** True when CRC-32C runs natively (@node-rs/crc32 loaded). */
+export const crc32cIsNative = nativeCrc32c !== undefined
+
+/** CRC-32C of `buf[start, end)`, as an unsigned 32-bit number. */
+export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
+  if (nativeCrc32c === undefined) return crc32cPortable(buf, start, end)
+  return nativeCrc32c(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) >>> 0
+}
+
+// The portable CRC-32C: slicing by 8.
 
 const CRC_TABLES: Int32Array[] = (() => {
   const tables: Int32Array[] = []
@@ -49,8 +75,8 @@ const CRC_TABLES: Int32Array[] = (() => {
   return tables
 })()
 
-/** CRC-32C of `buf[start, end)`, as an unsigned 32-bit number. */
-export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
+/** CRC-32C of `buf[start, end)` in JavaScript, as an unsigned 32-bit number. */
+export function crc32cPortable(buf: Uint8Array, start = 0, end = buf.length): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array]
   let crc = -1
   let i = start
