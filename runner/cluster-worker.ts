@@ -12,7 +12,7 @@ import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { defaultActorConfig, type ActorConfig } from '../runtime/actor/actor.ts'
+import { actorConfigFor, type ActorConfig } from '../runtime/actor/actor.ts'
 import { checkClusterName, subjects, type ControlBus } from '../runtime/control/bus.ts'
 import { assignmentMessage, workerHelloOf, workerRefused } from '../runtime/control/messages.ts'
 import { ensureTopics, validateFactories } from './embedded-runner.ts'
@@ -88,7 +88,7 @@ export async function startClusterWorker(pipeline: Pipeline, options: ClusterWor
     dataDir: options.stateDir,
     log: options.log,
     faults: options.faults ?? Faults.none(),
-    actorConfig: { ...defaultActorConfig, maxTransactionRecords: options.pipe.transactionRecords, ...options.actorConfig },
+    actorConfig: actorConfigFor(options.pipe, options.actorConfig),
     epochIntervalMs: options.epochIntervalMs,
     heartbeatMs: options.heartbeatMs,
     savepointDir: options.savepointDir,

@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { Coordinator, coordinatedPipeline } from '../coordinator/coordinator.ts'
-import { defaultActorConfig, type ActorConfig, type ActorStats } from '../runtime/actor/actor.ts'
+import { actorConfigFor, type ActorConfig, type ActorStats } from '../runtime/actor/actor.ts'
 import { checkClusterName, type ControlBus } from '../runtime/control/bus.ts'
 import { LocalBus } from '../runtime/control/local/local-bus.ts'
 import { Faults } from '../runtime/faults.ts'
@@ -177,7 +177,7 @@ export async function startEmbedded(pipeline: Pipeline, options: RunOptions): Pr
     workDir: options.workDir,
     log,
     faults: options.faults ?? Faults.none(),
-    actorConfig: { ...defaultActorConfig, maxTransactionRecords: pipe.transactionRecords, ...options.actorConfig },
+    actorConfig: actorConfigFor(pipe, options.actorConfig),
     savepointDir: options.savepointDir ?? join(options.dataDir, 'savepoints'),
     progressIntervalMs: options.progressIntervalMs,
     epochIntervalMs: options.epochIntervalMs ?? DEFAULT_EPOCH_INTERVAL_MS,

@@ -53,7 +53,7 @@ export interface ActorConfig {
    * Records emitted in one transaction that force an early barrier. A reader sees a
    * writer's transaction whole, after the others' before it: bounding it bounds how far
    * one writer's records run ahead of the others' watermarks (and the open windows that
-   * takes downstream) during a backlog. The runners default it to the pipe's
+   * takes downstream) during a backlog. actorConfigFor defaults it to the pipe's
    * `transactionRecords` (20,000 embedded, 50,000 on Kafka).
    */
   maxTransactionRecords: number
@@ -75,7 +75,18 @@ export interface ActorConfig {
   followUpstreamCommits?: boolean
 }
 
-export const defaultActorConfig: ActorConfig = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000, maxTransactionRecords: 20_000 }
+/** Defaults of an actor's config; `maxTransactionRecords` comes from the pipe (actorConfigFor). */
+export const defaultActorConfig: Omit<ActorConfig, 'maxTransactionRecords'> = { maxBatch: 2000, cacheEntries: 250_000, maxDirty: 200_000 }
+
+/**
+ * The config of the actors on `pipe`: the defaults, the pipe's `transactionRecords`, then `overrides`.
+ *
+ * @example
+ * new Worker(bus, pipe, pipeline, { ...options, actorConfig: actorConfigFor(pipe, { maxBatch: 500 }) })
+ */
+export function actorConfigFor(pipe: Pick<Pipe, 'transactionRecords'>, overrides: Partial<ActorConfig> = {}): ActorConfig {
+  return { ...defaultActorConfig, maxTransactionRecords: pipe.transactionRecords, ...overrides }
+}
 
 /** Figures an actor reports; read by progress displays, metrics and benchmarks. */
 export interface ActorStats {

@@ -8,7 +8,7 @@
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import wordcount from '../../examples/wordcount.ts'
-import { defaultActorConfig } from '../../runtime/actor/actor.ts'
+import { actorConfigFor } from '../../runtime/actor/actor.ts'
 import { subjects } from '../../runtime/control/bus.ts'
 import { LocalBus } from '../../runtime/control/local/local-bus.ts'
 import type { WorkerHeartbeat } from '../../runtime/control/messages.ts'
@@ -29,8 +29,8 @@ function setup(): { bus: LocalBus; lines: Array<Record<string, unknown>>; worker
   const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) })
   const pipeline = wordcount({ name: 'wc' })
   // Never used: nothing is assigned to this worker, so no actor opens the pipe.
-  const noPipe = {} as Pipe
-  const worker = new Worker(bus, noPipe, pipeline, { id: 'me', cluster: CLUSTER, dataDir: '/nonexistent', log, faults: Faults.none(), actorConfig: defaultActorConfig, heartbeatMs: 20, progressIntervalMs: 60_000, epochIntervalMs: 60_000 })
+  const noPipe = { transactionRecords: 20_000 } as Pipe
+  const worker = new Worker(bus, noPipe, pipeline, { id: 'me', cluster: CLUSTER, dataDir: '/nonexistent', log, faults: Faults.none(), actorConfig: actorConfigFor(noPipe), heartbeatMs: 20, progressIntervalMs: 60_000, epochIntervalMs: 60_000 })
   const heartbeats: WorkerHeartbeat[] = []
   const hellos: unknown[] = []
   bus.subscribe(subjects.workerHeartbeat(CLUSTER, 'wc'), (m) => heartbeats.push(m as WorkerHeartbeat))

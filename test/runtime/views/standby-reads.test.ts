@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Pipeline, Processor, startEmbedded, type Context, type StreamRecord } from '../../../index.ts'
-import { defaultActorConfig } from '../../../runtime/actor/actor.ts'
+import { actorConfigFor } from '../../../runtime/actor/actor.ts'
 import { ACTOR_PREFIX, INPUT_POSITIONS, VIEW_EPOCH } from '../../../runtime/actor/state-keys.ts'
 import { stateCodec } from '../../../runtime/codec.ts'
 import { subjects } from '../../../runtime/control/bus.ts'
@@ -209,7 +209,7 @@ describe('standby replicas answer stale reads', () => {
     // Another worker on its own bus: it keeps the replicas; no actor answers on this bus.
     const bus = new LocalBus(log)
     const cluster = 'standby'
-    const worker = new Worker(bus, s.pipe, s.pipeline, { id: 'keeper', cluster, dataDir: join(s.dir, 'keeper'), log, faults: Faults.none(), actorConfig: defaultActorConfig, heartbeatMs: 60_000, progressIntervalMs: 60_000, epochIntervalMs: 60_000 })
+    const worker = new Worker(bus, s.pipe, s.pipeline, { id: 'keeper', cluster, dataDir: join(s.dir, 'keeper'), log, faults: Faults.none(), actorConfig: actorConfigFor(s.pipe), heartbeatMs: 60_000, progressIntervalMs: 60_000, epochIntervalMs: 60_000 })
     worker.start((err) => {
       throw err
     })
