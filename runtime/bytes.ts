@@ -17,3 +17,35 @@ export function copyInto(src: Uint8Array, dst: Uint8Array, at: number): number {
   for (let i = 0; i < n; i++) dst[at + i] = src[i]!
   return at + n
 }
+
+/** Strings longer than this are measured and written by Node (native) rather than in JavaScript. */
+const SHORT_TEXT = 64
+
+/**
+ * The UTF-8 byte length of `s`: a short ASCII string (a word, a number's digits) is its
+ * length, counted without a call into Node; anything else asks Buffer.byteLength.
+ */
+export function utf8Length(s: string): number {
+  const n = s.length
+  if (n > SHORT_TEXT) return Buffer.byteLength(s, 'utf8')
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, 'utf8')
+  return n
+}
+
+/**
+ * Writes `s` as UTF-8 into `dst` at `at` (which must have room for utf8Length(s) bytes) and
+ * returns the position after it. Lone surrogates become U+FFFD, as Buffer.from(s) makes them.
+ */
+export function writeUtf8(s: string, dst: Buffer, at: number): number {
+  const n = s.length
+  if (n <= SHORT_TEXT) {
+    let i = 0
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i)
+      if (c > 0x7f) break
+      dst[at + i] = c
+    }
+    if (i === n) return at + n
+  }
+  return at + dst.write(s, at, 'utf8')
+}

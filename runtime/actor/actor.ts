@@ -16,7 +16,7 @@ import { codecFor, stateCodec, type Codec } from '../codec.ts'
 import { ActorFencedError, ConfigError, DecodeError, ProcessingError, SinkFencedError, WeirError, describeError, failsActor } from '../errors.ts'
 import { SimulatedCrash, type Faults } from '../faults.ts'
 import { naming } from '../naming.ts'
-import type { PartitionOffset, PartitionReader, Pipe, PipeRecord, StoredRecord, TransactionalProducer } from '../pipe/pipe.ts'
+import type { PartitionOffset, PartitionReader, Pipe, OutgoingRecord, StoredRecord, TransactionalProducer } from '../pipe/pipe.ts'
 import { replayChangelog } from '../state/changelog.ts'
 import { StateStore } from '../state/state-store.ts'
 import { EVENT_TIMER_PREFIX, Timers, type TimerEntry } from '../state/timers.ts'
@@ -1090,13 +1090,15 @@ export class Actor {
    * A record for the transaction; one for the output a chained stage reads goes to that
    * stage instead (in order with the watermark marks), with offset -1: it was never in a topic.
    */
-  private sendOut(topic: string, partition: number, record: PipeRecord): void {
+  private sendOut(topic: string, partition: number, record: OutgoingRecord): void {
     if (topic !== this.chainedOutput) return this.checkpoints.send(topic, partition, record)
     if (record instanceof HandedRecord) {
       this.next!.queue.push(record)
       return
     }
-    const handed: StoredRecord = { key: record.key, value: record.value, timestamp: record.timestamp, offset: -1 }
+    // The chained stage reads it as a topic's record would be read: bytes.
+    const { key, value } = record
+    const handed: StoredRecord = { key: typeof key === 'string' ? Buffer.from(key, 'utf8') : key, value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value, timestamp: record.timestamp, offset: -1 }
     if (record.headers !== undefined) handed.headers = record.headers
     this.next!.queue.push(handed)
   }

@@ -18,7 +18,7 @@
  */
 import type { Faults } from '../faults.ts'
 import { PipeError, WeirError } from '../errors.ts'
-import type { PartitionOffset, Pipe, PipeRecord, TransactionalProducer } from '../pipe/pipe.ts'
+import type { OutgoingRecord, PartitionOffset, Pipe, TransactionalProducer } from '../pipe/pipe.ts'
 import { stateCodec } from '../codec.ts'
 import { storeKeyBytes } from '../record-keys.ts'
 import { ACTOR_PREFIX, CHECKPOINT_RECORD } from './state-keys.ts'
@@ -95,7 +95,7 @@ export interface ActorCheckpoints {
   /** A checkpoint taken is still being sealed or committed: the next barrier would wait for it. */
   readonly sealing: boolean
   readonly sentSinceBarrier: number
-  send(topic: string, partition: number, record: PipeRecord): void
+  send(topic: string, partition: number, record: OutgoingRecord): void
   whenWritable(): Promise<void>
   drain(): Promise<void>
   settled(): Promise<void>
@@ -111,7 +111,7 @@ export class Checkpointer implements ActorCheckpoints {
   private sealingNow = false
   private failure: unknown
   /** Records of the next epoch, held while the previous transaction is being sealed. */
-  private deferred: Array<{ topic: string; partition: number; record: PipeRecord }> | undefined
+  private deferred: Array<{ topic: string; partition: number; record: OutgoingRecord }> | undefined
   /** The actor's own state first, then each chained stage's, in chain order. */
   private readonly parts: Part[]
   private onFailure: (() => void) | undefined
@@ -159,7 +159,7 @@ export class Checkpointer implements ActorCheckpoints {
   }
 
   /** Sends a record into the open transaction, or holds it while the previous one is sealed. */
-  send(topic: string, partition: number, record: PipeRecord): void {
+  send(topic: string, partition: number, record: OutgoingRecord): void {
     this.sinceBarrier++
     if (this.deferred !== undefined) this.deferred.push({ topic, partition, record })
     else this.producer.send(topic, partition, record)
@@ -356,7 +356,7 @@ export class ChainedCheckpoints implements ActorCheckpoints {
   get sentSinceBarrier(): number {
     return this.head.sentSinceBarrier
   }
-  send(topic: string, partition: number, record: PipeRecord): void {
+  send(topic: string, partition: number, record: OutgoingRecord): void {
     this.head.send(topic, partition, record)
   }
   whenWritable(): Promise<void> {

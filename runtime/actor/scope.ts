@@ -6,7 +6,7 @@
  */
 import type { StateAccess } from '../api/state.ts'
 import { ScopeError, ValueError, WeirError } from '../errors.ts'
-import type { PipeRecord } from '../pipe/pipe.ts'
+import type { OutgoingRecord } from '../pipe/pipe.ts'
 import { stateCodec } from '../codec.ts'
 import type { StateStore } from '../state/state-store.ts'
 import type { CacheEntry, WriteCache } from '../state/write-cache.ts'
@@ -28,7 +28,7 @@ const UNIT: ScopePhase = { kind: 'unit' }
 export interface PendingEmit {
   topic: string
   partition: number
-  record: PipeRecord
+  record: OutgoingRecord
 }
 
 export class UnitScope {

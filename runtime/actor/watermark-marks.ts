@@ -6,7 +6,7 @@
  * checkpoints with its positions, so a restarted actor resumes with the matching watermark.
  */
 import type { Pipeline, StageSpec } from '../api/pipeline.ts'
-import type { PipeRecord } from '../pipe/pipe.ts'
+import type { OutgoingRecord } from '../pipe/pipe.ts'
 import type { WriteCache } from '../state/write-cache.ts'
 import { encodeMark, InputWatermarks, SourceWatermarks, type WatermarkView } from '../watermarks.ts'
 import { ACTOR_PREFIX, WATERMARKS } from './state-keys.ts'
@@ -33,7 +33,7 @@ export interface ActorWatermarksDeps {
   cache: WriteCache
   stats: WatermarkStats
   /** Sends a mark into the actor's open transaction. */
-  send(topic: string, partition: number, record: PipeRecord): void
+  send(topic: string, partition: number, record: OutgoingRecord): void
   /** Called when the watermark advanced (the progress channel reports it promptly). */
   onAdvance?: () => void
 }
@@ -100,7 +100,7 @@ export class ActorWatermarks {
   }
 
   /** Records were emitted: a source's newest event time moved, and a mark may be due. */
-  emitted(records: Array<{ record: PipeRecord }>): void {
+  emitted(records: Array<{ record: OutgoingRecord }>): void {
     const n = records.length
     if (n === 0) return
     const source = this.source

@@ -20,6 +20,22 @@ export interface PipeRecord {
 }
 
 /**
+ * A record handed to a producer. A key or value may be a string standing for its UTF-8
+ * bytes: the producer writes it straight into its batch, so an emitted word or a JSON text
+ * needs no Buffer of its own on the way (each costs as much as the rest of its encoding).
+ *
+ * @example
+ * producer.send('counts', 0, { key: 'ant', value: '3', timestamp: Date.now() })
+ */
+export interface OutgoingRecord {
+  key: Buffer | string | null
+  value: Buffer | string | null
+  /** Event timestamp, ms since the epoch. */
+  timestamp: number
+  headers?: Record<string, Buffer>
+}
+
+/**
  * Sets header `name` on a record's headers as a decoder reads them: a name like `__proto__`
  * is a header like any other (assignment would set the object's prototype and lose it).
  */
@@ -76,7 +92,7 @@ export interface TransactionalProducer {
   readonly transactionalId: string
   begin(): void
   /** Queues a record for a partition in the open transaction; it is encoded now, not at commit. */
-  send(topic: string, partition: number, record: PipeRecord): void
+  send(topic: string, partition: number, record: OutgoingRecord): void
   /** Adds consumer-group offsets to the open transaction. */
   sendOffsets(group: string, offsets: PartitionOffset[]): void
   /**

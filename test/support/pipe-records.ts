@@ -1,6 +1,6 @@
 /** Generated pipe records for the record-batch codecs' properties, and a comparable form of them. */
 import fc from 'fast-check'
-import type { PipeRecord } from '../../runtime/pipe/pipe.ts'
+import type { OutgoingRecord, PipeRecord } from '../../runtime/pipe/pipe.ts'
 
 /** Record sizes a property draws from. */
 export interface RecordLimits {
@@ -35,3 +35,20 @@ export function plainRecord(r: PipeRecord & { offset?: number }): unknown {
   const headers = r.headers === undefined || Object.keys(r.headers).length === 0 ? undefined : Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, [...v]]))
   return { key: r.key === null ? null : [...r.key], value: r.value === null ? null : [...r.value], timestamp: r.timestamp, headers, offset: r.offset }
 }
+
+/**
+ * Records as a producer is handed them: each key and value null, bytes or a string (any
+ * UTF-16, lone surrogates too; ASCII ones up to and past the writers' 64-character short
+ * path), with `asBytes` giving the same record in bytes.
+ */
+export function outgoingRecordArb(l: RecordLimits): fc.Arbitrary<OutgoingRecord> {
+  const text = (maxLength: number): fc.Arbitrary<string> => fc.oneof(fc.string({ unit: 'binary-ascii', maxLength, size: 'max' }), fc.string({ unit: 'binary', maxLength, size: 'max' }))
+  return fc.tuple(pipeRecordArb(l), fc.option(text(l.keyBytes), { nil: undefined }), fc.option(text(l.valueBytes), { nil: undefined })).map(([r, key, value]) => ({ ...r, key: key ?? r.key, value: value ?? r.value }))
+}
+
+/** The record with its string key and value as their UTF-8 bytes (what the producer must write). */
+export function asBytes(r: OutgoingRecord): PipeRecord {
+  const bytes = (x: Buffer | string | null): Buffer | null => (typeof x === 'string' ? Buffer.from(x, 'utf8') : x)
+  return { ...r, key: bytes(r.key), value: bytes(r.value) }
+}
+

@@ -18,7 +18,7 @@ import type {
   PartitionOffset,
   PartitionReader,
   Pipe,
-  PipeRecord,
+  OutgoingRecord,
   StoredRecord,
   TopicSpec,
   TransactionalProducer,
@@ -767,7 +767,7 @@ class EmbeddedProducer implements TransactionalProducer {
     if (!this.open) throw new WeirError('WEIR_TXN_STATE', `no open transaction on ${this.transactionalId}`, { actor: this.transactionalId })
   }
 
-  send(topic: string, partition: number, record: PipeRecord): void {
+  send(topic: string, partition: number, record: OutgoingRecord): void {
     this.requireOpen()
     let byPartition = this.byTopic.get(topic)
     if (byPartition === undefined) {

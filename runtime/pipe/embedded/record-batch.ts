@@ -9,8 +9,8 @@
  * A record: f64 timestamp | i32 keyLen (-1 = null) | key | i32 valueLen (-1 = null) | value
  *   | u16 headerCount | (u16 nameLen | name | u32 len | bytes)*
  */
-import { setHeader, type PipeRecord, type StoredRecord } from '../pipe.ts'
-import { copyInto } from '../../bytes.ts'
+import { setHeader, type OutgoingRecord, type PipeRecord, type StoredRecord } from '../pipe.ts'
+import { copyInto, writeUtf8 } from '../../bytes.ts'
 
 const HEADER = 12
 const SPARSE = 0x80000000
@@ -37,7 +37,7 @@ export class RecordBatchBuilder {
     this.buf = Buffer.allocUnsafe(initial)
   }
 
-  add(r: PipeRecord): void {
+  add(r: OutgoingRecord): void {
     const need = recordSize(r)
     if (this.current > 0 && (this.current >= MAX_BATCH_RECORDS || this.used + need > MAX_BATCH_BYTES)) this.seal()
     this.reserve(need)
@@ -72,17 +72,33 @@ export class RecordBatchBuilder {
   }
 }
 
-function recordSize(r: PipeRecord): number {
-  let need = 8 + 4 + (r.key === null ? 0 : r.key.length) + 4 + (r.value === null ? 0 : r.value.length) + 2
+/** Room for `r`: exact for Buffers, an upper bound (3 bytes per UTF-16 unit) for strings. */
+function recordSize(r: OutgoingRecord): number {
+  let need = 8 + 4 + roomFor(r.key) + 4 + roomFor(r.value) + 2
   if (r.headers !== undefined) for (const n of Object.keys(r.headers)) need += 2 + Buffer.byteLength(n) + 4 + r.headers[n]!.length
   return need
 }
 
+function roomFor(bytes: Buffer | string | null): number {
+  return bytes === null ? 0 : typeof bytes === 'string' ? bytes.length * 3 : bytes.length
+}
+
+/** Writes a length-prefixed key or value at `o` (length -1: null); returns the offset after it. */
+function writeBytes(b: Buffer, o: number, bytes: Buffer | string | null): number {
+  if (bytes === null) {
+    b.writeInt32LE(-1, o)
+    return o + 4
+  }
+  const end = typeof bytes === 'string' ? writeUtf8(bytes, b, o + 4) : copyInto(bytes, b, o + 4)
+  b.writeInt32LE(end - o - 4, o)
+  return end
+}
+
 /** Writes one record at `o`; returns the offset after it. */
-function writeRecord(b: Buffer, o: number, r: PipeRecord): number {
+function writeRecord(b: Buffer, o: number, r: OutgoingRecord): number {
   b.writeDoubleLE(r.timestamp, o); o += 8
-  if (r.key === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.key.length, o); o = copyInto(r.key, b, o + 4) }
-  if (r.value === null) { b.writeInt32LE(-1, o); o += 4 } else { b.writeInt32LE(r.value.length, o); o = copyInto(r.value, b, o + 4) }
+  o = writeBytes(b, o, r.key)
+  o = writeBytes(b, o, r.value)
   const headers = r.headers
   const names = headers === undefined ? undefined : Object.keys(headers)
   b.writeUInt16LE(names?.length ?? 0, o); o += 2

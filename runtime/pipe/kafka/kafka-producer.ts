@@ -9,7 +9,7 @@
  */
 import type { Producer, Transaction, Message, TopicMessages } from 'kafkajs'
 import { ClosedError, type WeirError } from '../../errors.ts'
-import type { PartitionOffset, PipeRecord, TransactionalProducer } from '../pipe.ts'
+import type { OutgoingRecord, PartitionOffset, TransactionalProducer } from '../pipe.ts'
 import { toWeirError } from './kafka-errors.ts'
 import { EncodedBatchMessage } from './kafkajs-fixes.ts'
 import { RecordBatchWriter } from './record-batch.ts'
@@ -32,7 +32,8 @@ async function retryConcurrent<T>(op: () => Promise<T>): Promise<T> {
 
 interface PendingTransaction {
   /** Queued, not yet produced: topic → partition → record batches, each within the request limits, in send order. */
-  queued: Map<string, Map<number, RecordBatchWriter[]>>
+  /** Per topic, per partition (an array indexed by partition: no hashing per record). */
+  queued: Map<string, Array<RecordBatchWriter[] | undefined>>
   queuedCount: number
   offsets: Array<{ group: string; offsets: PartitionOffset[] }>
   /** The Kafka transaction, once started. */
@@ -63,6 +64,10 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
   /** Records queued or being produced, over all transactions not yet committed. */
   private backlog = 0
   private writableWaiters: Array<() => void> = []
+  /** send's last topic, in which queue, and its partitions' batches. */
+  private lastTopic: string | undefined
+  private lastQueued: PendingTransaction['queued'] | undefined
+  private lastByPartition: Array<RecordBatchWriter[] | undefined> | undefined
 
   /** @internal Created by KafkaPipe.producer(), already initialized (older instances fenced). */
   constructor(
@@ -78,12 +83,19 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
     this.open = { queued: new Map(), queuedCount: 0, offsets: [], kafka: undefined, ends: new Map(), flushScheduled: false, aborted: false, error: undefined }
   }
 
-  send(topic: string, partition: number, record: PipeRecord): void {
+  send(topic: string, partition: number, record: OutgoingRecord): void {
     const txn = this.requireOpen()
-    let byPartition = txn.queued.get(topic)
-    if (byPartition === undefined) txn.queued.set(topic, (byPartition = new Map()))
-    let batches = byPartition.get(partition)
-    if (batches === undefined) byPartition.set(partition, (batches = []))
+    // Records of a unit mostly go to one topic: look it up once while it stays the same.
+    let byPartition = this.lastByPartition
+    if (topic !== this.lastTopic || txn.queued !== this.lastQueued || byPartition === undefined) {
+      byPartition = txn.queued.get(topic)
+      if (byPartition === undefined) txn.queued.set(topic, (byPartition = []))
+      this.lastTopic = topic
+      this.lastQueued = txn.queued
+      this.lastByPartition = byPartition
+    }
+    let batches = byPartition[partition]
+    if (batches === undefined) byPartition[partition] = batches = []
     // Copied into a batch now: nothing of the record waits for the produce request.
     const batch = batches[batches.length - 1]
     if (batch === undefined || batch.count >= this.limits.maxBatchRecords || !batch.add(record, this.limits.maxBatchBytes)) {
@@ -237,10 +249,12 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
    * already within `maxBatchBytes` (the broker refuses a record batch above
    * `message.max.bytes`) and `maxBatchRecords` (options.ts says how its default was measured).
    */
-  private *chunks(queued: Map<string, Map<number, RecordBatchWriter[]>>): Generator<{ topicMessages: TopicMessages[]; counts: Map<string, number> }> {
+  private *chunks(queued: PendingTransaction['queued']): Generator<{ topicMessages: TopicMessages[]; counts: Map<string, number> }> {
     const cursors: Array<{ topic: string; partition: number; batches: RecordBatchWriter[]; at: number }> = []
     for (const [topic, byPartition] of queued) {
-      for (const [partition, batches] of byPartition) cursors.push({ topic, partition, batches, at: 0 })
+      byPartition.forEach((batches, partition) => {
+        if (batches !== undefined) cursors.push({ topic, partition, batches, at: 0 })
+      })
     }
     while (cursors.some((c) => c.at < c.batches.length)) {
       const byTopic = new Map<string, Message[]>()

@@ -17,8 +17,8 @@ import { createRequire } from 'node:module'
 import { gunzipSync } from 'node:zlib'
 import * as zlib from 'node:zlib'
 import { PipeError } from '../../errors.ts'
-import { setHeader, type PipeRecord, type StoredRecord } from '../pipe.ts'
-import { copyInto } from '../../bytes.ts'
+import { setHeader, type OutgoingRecord, type PipeRecord, type StoredRecord } from '../pipe.ts'
+import { copyInto, utf8Length, writeUtf8 } from '../../bytes.ts'
 
 /** Bytes of a v2 batch before its records: baseOffset(8) length(4) leaderEpoch(4) magic(1) crc(4) attributes(2) lastOffsetDelta(4) baseTimestamp(8) maxTimestamp(8) producerId(8) producerEpoch(2) baseSequence(4) count(4). */
 export const BATCH_HEADER_BYTES = 61
@@ -540,11 +540,11 @@ function headerName(name: string): Buffer {
   return b
 }
 
-/** Bytes of record `r` in a batch, without its length prefix: attributes, deltas, key, value, headers. */
-function recordBodySize(r: PipeRecord, timestampDelta: number, offsetDelta: number): number {
+/** Bytes of record `r` in a batch, without its length prefix: attributes, deltas, key, value (lengths given, -1 for null), headers. */
+function recordBodySize(r: OutgoingRecord, keyLength: number, valueLength: number, timestampDelta: number, offsetDelta: number): number {
   let size = 1 + varintSize(timestampDelta) + varintSize(offsetDelta)
-  size += r.key === null ? 1 : varintSize(r.key.length) + r.key.length
-  size += r.value === null ? 1 : varintSize(r.value.length) + r.value.length
+  size += keyLength < 0 ? 1 : varintSize(keyLength) + keyLength
+  size += valueLength < 0 ? 1 : varintSize(valueLength) + valueLength
   let headerCount = 0
   if (r.headers !== undefined) {
     for (const name in r.headers) {
@@ -593,10 +593,14 @@ export class RecordBatchWriter {
    * refuses one that would take it past `maxBytes` (header included): it returns false and
    * is unchanged, and the caller starts the next batch.
    */
-  add(r: PipeRecord, maxBytes = Number.POSITIVE_INFINITY): boolean {
+  add(r: OutgoingRecord, maxBytes = Number.POSITIVE_INFINITY): boolean {
     const timestamp = r.timestamp
     const timestampDelta = this.count === 0 ? 0 : timestamp - this.baseTimestamp
-    const size = recordBodySize(r, timestampDelta, this.count)
+    const key = r.key
+    const value = r.value
+    const keyLength = key === null ? -1 : typeof key === 'string' ? utf8Length(key) : key.length
+    const valueLength = value === null ? -1 : typeof value === 'string' ? utf8Length(value) : value.length
+    const size = recordBodySize(r, keyLength, valueLength, timestampDelta, this.count)
     const need = varintSize(size) + size
     if (this.count > 0 && this.at + need > maxBytes) return false
     if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp
@@ -611,16 +615,10 @@ export class RecordBatchWriter {
     buf[at++] = 0
     at = writeVarint(buf, at, timestampDelta)
     at = writeVarint(buf, at, this.count)
-    if (r.key === null) at = writeVarint(buf, at, -1)
-    else {
-      at = writeVarint(buf, at, r.key.length)
-      at = copyInto(r.key, buf, at)
-    }
-    if (r.value === null) at = writeVarint(buf, at, -1)
-    else {
-      at = writeVarint(buf, at, r.value.length)
-      at = copyInto(r.value, buf, at)
-    }
+    at = writeVarint(buf, at, keyLength)
+    if (key !== null) at = typeof key === 'string' ? writeUtf8(key, buf, at) : copyInto(key, buf, at)
+    at = writeVarint(buf, at, valueLength)
+    if (value !== null) at = typeof value === 'string' ? writeUtf8(value, buf, at) : copyInto(value, buf, at)
     if (r.headers === undefined) buf[at++] = 0
     else {
       let headerCount = 0

@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { PipeRecord, StoredRecord } from '../../../../runtime/pipe/pipe.ts'
 import { BatchCursor, RecordBatchBuilder, SparseBatchBuilder, type StoredBatch } from '../../../../runtime/pipe/embedded/record-batch.ts'
-import { pipeRecordArb, plainRecord } from '../../../support/pipe-records.ts'
+import { asBytes, outgoingRecordArb, pipeRecordArb, plainRecord } from '../../../support/pipe-records.ts'
 
 const RUNS = Number(process.env.WEIR_RECORD_BATCH_PROPERTY_RUNS ?? 200)
 
@@ -52,6 +52,21 @@ describe('embedded record batches: BatchCursor', () => {
           expect(read.map(plain)).toEqual(written.filter((r) => r.offset >= from).map(plain))
         },
       ),
+      { numRuns: RUNS },
+    )
+  })
+
+  it('writes a key or value given as a string as its UTF-8 bytes', () => {
+    const outgoing = outgoingRecordArb({ keyBytes: 100, valueBytes: 300, headerNameLength: 10, headerBytes: 20, headers: 2 })
+    fc.assert(
+      fc.property(fc.array(outgoing, { minLength: 1, maxLength: 30, size: 'max' }), (records) => {
+        const [text, bytes] = [new RecordBatchBuilder(64), new RecordBatchBuilder(64)]
+        for (const r of records) {
+          text.add(r)
+          bytes.add(asBytes(r))
+        }
+        expect(text.finish(7).map((b) => [...b.data])).toEqual(bytes.finish(7).map((b) => [...b.data]))
+      }),
       { numRuns: RUNS },
     )
   })

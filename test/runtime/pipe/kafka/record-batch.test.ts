@@ -7,7 +7,7 @@ import { fetchAll } from '../../../../benchmarks/lib/kafka-raw-fetch.ts'
 import type { PipeRecord, StoredRecord } from '../../../../runtime/pipe/pipe.ts'
 import { KafkaPipe } from '../../../../runtime/pipe/kafka/kafka-pipe.ts'
 import { crc32c, crc32cPortable, decodeRecordSet, encodeRecordBatch, RecordBatchWriter, scanRecordSet } from '../../../../runtime/pipe/kafka/record-batch.ts'
-import { pipeRecordArb, plainRecord } from '../../../support/pipe-records.ts'
+import { asBytes, outgoingRecordArb, pipeRecordArb, plainRecord } from '../../../support/pipe-records.ts'
 import { requireService } from '../../../support/services.ts'
 
 const RUNS = Number(process.env.WEIR_RECORD_BATCH_PROPERTY_RUNS ?? 200)
@@ -80,6 +80,19 @@ describe('record batch codec', () => {
         const again = writer.finish({ ...producer, baseSequence: 1000 })
         expect(Buffer.compare(again, encodeRecordBatch(records, { ...producer, baseSequence: 1000 }))).toBe(0)
         expect(decodeRecordSet(again).records.map(plain)).toEqual(records.map((r, i) => plain({ ...r, offset: i })))
+      }),
+      { numRuns: RUNS },
+    )
+  })
+
+  it('writes a key or value given as a string as its UTF-8 bytes', () => {
+    const outgoing = outgoingRecordArb({ keyBytes: 100, valueBytes: 300, headerNameLength: 10, headerBytes: 20, headers: 2 })
+    fc.assert(
+      fc.property(fc.array(outgoing, { minLength: 1, maxLength: 30, size: 'max' }), (records) => {
+        const producer = { producerId: 42, producerEpoch: 1, baseSequence: 9, transactional: true }
+        const writer = new RecordBatchWriter(64)
+        for (const r of records) writer.add(r)
+        expect(Buffer.compare(writer.finish(producer), encodeRecordBatch(records.map(asBytes), producer))).toBe(0)
       }),
       { numRuns: RUNS },
     )
