@@ -65,15 +65,23 @@ export const msgpack: Codec<unknown> = {
   },
 }
 
+/** The JSON text of `v`: what JSON.stringify writes, a finite number without its call (a count's digits). */
+function jsonText(v: unknown): string {
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v)
+  let text: string | undefined
+  try {
+    text = JSON.stringify(v)
+  } catch (err) {
+    throw encodeFailure('json', v, err)
+  }
+  // A function or symbol at the top: JSON has no text for it.
+  if (text === undefined) throw encodeFailure('json', v, new TypeError(`JSON.stringify gives no text for ${typeof v}`))
+  return text
+}
+
 export const json: Codec<unknown> = {
   name: 'json',
-  encode: (v) => {
-    try {
-      return Buffer.from(JSON.stringify(v))
-    } catch (err) {
-      throw encodeFailure('json', v, err)
-    }
-  },
+  encode: (v) => Buffer.from(jsonText(v)),
   decode: (b) => JSON.parse(b.toString('utf8')) as unknown,
 }
 
@@ -103,3 +111,24 @@ export function codecFor(c: CodecName | Codec<unknown>): Codec<unknown> {
 
 /** The state store's value encoding: msgpack, shared so state and changelog agree. */
 export const stateCodec = msgpack
+
+/** msgpack's one-byte integers, -32 to 127 (negative and positive fixint): counts, small numbers. */
+const FIXINT_MIN = -32
+const FIXINTS: readonly Buffer[] = Array.from({ length: 128 - FIXINT_MIN }, (_, i) => Buffer.from([(i + FIXINT_MIN) & 0xff]))
+
+/**
+ * A value's bytes for a record a producer copies into its batch at once (OutgoingRecord):
+ * the JSON and string codecs give their text, which the producer writes as UTF-8 without a
+ * Buffer of its own; msgpack gives a shared Buffer for a one-byte integer. What it returns
+ * is read once and never kept or changed.
+ *
+ * @example
+ * encodeForSend(json, 3)    // '3'
+ * encodeForSend(msgpack, 1) // <Buffer 01>
+ */
+export function encodeForSend(codec: Codec<unknown>, value: unknown): Buffer | string {
+  if (codec === msgpack) return typeof value === 'number' && Number.isInteger(value) && value >= FIXINT_MIN && value <= 127 ? FIXINTS[value - FIXINT_MIN]! : msgpack.encode(value)
+  if (codec === json) return jsonText(value)
+  if (codec === utf8 && typeof value === 'string') return value
+  return codec.encode(value)
+}

@@ -7,12 +7,12 @@
  */
 import type { Pipeline, StageSpec } from '../api/pipeline.ts'
 import type { EmitOptions } from '../api/processor.ts'
-import { codecFor, type Codec, type CodecName } from '../codec.ts'
+import { codecFor, encodeForSend, type Codec, type CodecName } from '../codec.ts'
 import { ValueError, WeirError } from '../errors.ts'
-import { partitionForKey } from '../partitioner.ts'
-import type { PipeRecord } from '../pipe/pipe.ts'
+import { partitionForKey, partitionForTextKey } from '../partitioner.ts'
+import type { OutgoingRecord } from '../pipe/pipe.ts'
 import { checkValue, copyCheckedValue, findValueProblem, VALUE_REFUSED, type ValueProblem } from '../values.ts'
-import { keyBytes } from '../record-keys.ts'
+import { isTextKey, keyBytes } from '../record-keys.ts'
 import { HandedRecord } from './handed.ts'
 import type { UnitScope } from './scope.ts'
 
@@ -88,20 +88,32 @@ export class Outputs {
     if (keyOf !== undefined && typeof newKey !== 'string' && !(newKey instanceof Uint8Array)) {
       throw new WeirError('WEIR_KEY_INVALID', `the keyBy key function of stage ${this.spec.name} returned ${newKey === null ? 'null' : typeof newKey}; it must return a string or a Uint8Array`, { stage: this.spec.name, actor: this.actor })
     }
-    // Emitting under the record's own key (a count, an aggregate): its bytes are at hand.
-    const keyBuf = newKey === null ? null : newKey === this.scope.key && this.scope.keyBytes !== null ? this.scope.keyBytes : keyBytes(newKey)
     const n = out.spec.outputPartitions
-    const partition = out.spec.keyedOutput && keyBuf !== null ? partitionForKey(keyBuf, n) : this.partition % n
+    const keyed = out.spec.keyedOutput
     const timestamp = options?.timestamp ?? this.scope.timestamp
+    // The key as the producer takes it: the record's own key's bytes when emitting under it (a
+    // count, an aggregate), a text key as itself (written as UTF-8 into the batch, hashed
+    // without its bytes when ASCII), other keys as their bytes.
+    let keyOut: Buffer | string | null = null
+    let partition = this.partition % n
+    if (newKey !== null) {
+      if (newKey === this.scope.key && this.scope.keyBytes !== null) keyOut = this.scope.keyBytes
+      else if (typeof newKey === 'string' && !handing && isTextKey(newKey)) {
+        keyOut = newKey
+        if (keyed) partition = partitionForTextKey(newKey, n)
+        if (partition < 0) keyOut = Buffer.from(newKey, 'utf8')
+      } else keyOut = keyBytes(newKey)
+      if (keyed && typeof keyOut !== 'string') partition = partitionForKey(keyOut, n)
+    }
     if (handing) {
-      const handed = new HandedRecord(keyBuf, handedValue, timestamp, out.codec)
+      const handed = new HandedRecord(keyOut as Buffer | null, handedValue, timestamp, out.codec)
       if (options?.headers !== undefined) handed.headers = options.headers
       this.scope.emits.push({ topic: out.topic, partition, record: handed })
       return
     }
-    let valueBuf: Buffer | null
+    let valueOut: Buffer | string | null
     try {
-      valueBuf = value === undefined ? null : out.codec.encode(value)
+      valueOut = value === undefined ? null : encodeForSend(out.codec, value)
     } catch (err) {
       // A frozen object skips the check above (taken as a checked state value); one frozen by
       // user code that the codec refused is reported as the check would have.
@@ -109,7 +121,7 @@ export class Outputs {
       if (c === undefined || typeof c.reason !== 'string' || typeof c.path !== 'string') throw err
       throw new ValueError(out.what, c.reason, { stage: this.spec.name, actor: this.actor, key, path: c.path, codec: out.builtin })
     }
-    const record: PipeRecord = { key: keyBuf, value: valueBuf, timestamp }
+    const record: OutgoingRecord = { key: keyOut, value: valueOut, timestamp }
     if (options?.headers !== undefined) record.headers = options.headers
     this.scope.emits.push({ topic: out.topic, partition, record })
   }

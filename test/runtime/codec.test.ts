@@ -2,11 +2,12 @@
  * The built-in codecs decode what msgpackr and JSON give back: the msgpack codec's one-byte
  * fast path (fixints, nil, booleans) answers as msgpackr itself does for every byte, and
  * values of every shape survive an encode and a decode, alone or read from a shared buffer.
+ * What a record is sent with (encodeForSend) is the codec's bytes, as text where it is text.
  */
 import fc from 'fast-check'
 import { Packr } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
-import { json, msgpack } from '../../runtime/codec.ts'
+import { codecFor, encodeForSend, json, msgpack } from '../../runtime/codec.ts'
 
 const RUNS = Number(process.env.WEIR_CODEC_RUNS ?? 300)
 /** msgpackr with the codec's options, not going through the codec. */
@@ -42,3 +43,26 @@ describe('msgpack codec', () => {
     )
   })
 })
+
+describe('encodeForSend', () => {
+  const bytesOf = (x: Buffer | string): Buffer => (typeof x === 'string' ? Buffer.from(x, 'utf8') : x)
+  it("gives the codec's own bytes for any value, as text for JSON and strings", () => {
+    const str = codecFor('string')
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), fc.integer({ min: -40, max: 140 }), fc.double(), fc.constant(-0)), fc.string({ unit: 'binary', maxLength: 100, size: 'max' }), (value, text) => {
+        expect(bytesOf(encodeForSend(msgpack, value))).toEqual(msgpack.encode(value))
+        expect(bytesOf(encodeForSend(json, value))).toEqual(json.encode(value))
+        expect(typeof encodeForSend(json, value)).toBe('string')
+        expect(bytesOf(encodeForSend(str, text))).toEqual(str.encode(text))
+      }),
+      { numRuns: RUNS },
+    )
+    for (let v = -33; v <= 128; v++) expect(bytesOf(encodeForSend(msgpack, v)), String(v)).toEqual(reference.pack(v))
+  })
+
+  it('refuses what JSON has no text for, naming the problem', () => {
+    expect(() => json.encode(() => 1)).toThrow(/json codec cannot encode/)
+    expect(() => encodeForSend(json, 10n)).toThrow(/json codec cannot encode/)
+  })
+})
+
