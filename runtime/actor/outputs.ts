@@ -106,6 +106,7 @@ export class Outputs {
       if (keyed && typeof keyOut !== 'string') partition = partitionForKey(keyOut, n)
     }
     if (handing) {
+      // A handed record keeps its key as bytes: the text branch above is skipped when handing.
       const handed = new HandedRecord(keyOut as Buffer | null, handedValue, timestamp, out.codec)
       if (options?.headers !== undefined) handed.headers = options.headers
       this.scope.emits.push({ topic: out.topic, partition, record: handed })

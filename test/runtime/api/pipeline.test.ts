@@ -40,9 +40,12 @@ const KEYED_PARTITIONS = 3
  */
 type KeyedBy = 'key function' | 'record key'
 
-/** Record i of partition p: page `page-(i*(p+1)) % 7`, emitted under the user's key or the page's. */
+/** Page names, some not ASCII: a key the emit path cannot hash as characters goes by its UTF-8 bytes. */
+const PAGE_NAMES = ['page-0', 'página-1', 'страница-2', 'page-3', '页面-4', 'page-5', 'pâge-6']
+
+/** Record i of partition p: page `(i*(p+1)) % 7`, emitted under the user's key or the page's. */
 function view(i: number, p: number, keyedBy: KeyedBy): { key: string; value: View } {
-  const value = { page: `page-${(i * (p + 1)) % PAGES}`, user: `user-${(i + p) % 5}`, from: p, seq: i }
+  const value = { page: PAGE_NAMES[(i * (p + 1)) % PAGES]!, user: `user-${(i + p) % 5}`, from: p, seq: i }
   return { key: keyedBy === 'key function' ? value.user : value.page, value }
 }
 
