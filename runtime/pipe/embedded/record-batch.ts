@@ -13,6 +13,8 @@ import { setHeader, type OutgoingRecord, type PipeRecord, type StoredRecord } fr
 import { copyInto, writeUtf8 } from '../../bytes.ts'
 
 const HEADER = 12
+/** Strings up to this many UTF-16 units get room for 3 bytes each instead of being measured. */
+const SHORT_TEXT = 64
 const SPARSE = 0x80000000
 const SPARSE_HEADER = HEADER + 8
 
@@ -72,7 +74,7 @@ export class RecordBatchBuilder {
   }
 }
 
-/** Room for `r`: exact for Buffers, an upper bound (3 bytes per UTF-16 unit) for strings. */
+/** Room for `r`: exact, except for a short string (3 bytes per UTF-16 unit, not worth measuring). */
 function recordSize(r: OutgoingRecord): number {
   let need = 8 + 4 + roomFor(r.key) + 4 + roomFor(r.value) + 2
   if (r.headers !== undefined) for (const n of Object.keys(r.headers)) need += 2 + Buffer.byteLength(n) + 4 + r.headers[n]!.length
@@ -80,7 +82,10 @@ function recordSize(r: OutgoingRecord): number {
 }
 
 function roomFor(bytes: Buffer | string | null): number {
-  return bytes === null ? 0 : typeof bytes === 'string' ? bytes.length * 3 : bytes.length
+  if (bytes === null) return 0
+  if (typeof bytes !== 'string') return bytes.length
+  // A long text measured: its bound would seal batches early and reserve 3 times its size.
+  return bytes.length <= SHORT_TEXT ? bytes.length * 3 : Buffer.byteLength(bytes, 'utf8')
 }
 
 /** Writes a length-prefixed key or value at `o` (length -1: null); returns the offset after it. */

@@ -31,8 +31,10 @@ async function retryConcurrent<T>(op: () => Promise<T>): Promise<T> {
 }
 
 interface PendingTransaction {
-  /** Queued, not yet produced: topic → partition → record batches, each within the request limits, in send order. */
-  /** Per topic, per partition (an array indexed by partition: no hashing per record). */
+  /**
+   * Queued, not yet produced: topic → partition → record batches, each within the request
+   * limits, in send order. Partitions index an array: no hashing per record.
+   */
   queued: Map<string, Array<RecordBatchWriter[] | undefined>>
   queuedCount: number
   offsets: Array<{ group: string; offsets: PartitionOffset[] }>
