@@ -273,3 +273,29 @@ describe('pipeline branches', () => {
     expect(() => lines.keyBy(4)).toThrow(/stages\.lines\.keyBy: topic input 'lines' is partitioned by the systems that write text-lines/)
   })
 })
+
+describe('stage options', () => {
+  it("keeps a codec's functions, timestampOf and a view's projection as given (no wrapper run on every record), and refuses a non-function naming the field", () => {
+    const encode = (v: unknown): Buffer => Buffer.from(String(v))
+    const decode = (b: Buffer): unknown => b.toString()
+    const timestampOf = (_v: unknown, t: number): number => t
+    const project = (v: unknown): unknown => v
+    const p = new Pipeline('options-kept')
+    p.fromTopic<View>('in', { topic: 'ext.in', partitions: 1, codec: { name: 'text', encode, decode }, timestampOf })
+      .process('pages', Log as never)
+      .keyBy(1)
+      .process('count', CountPerPage as never, { codec: { name: 'text', encode, decode }, views: { pages: { state: 'count', project } } })
+    for (const name of ['in', 'count']) {
+      const codec = p.stage(name)!.codec as { encode: unknown; decode: unknown }
+      expect([codec.encode, codec.decode]).toEqual([encode, decode])
+      expect(codec.encode).toBe(encode)
+    }
+    expect(p.stage('in')!.timestampOf).toBe(timestampOf)
+    expect(p.stage('count')!.views[0]!.project).toBe(project)
+    expect(() => new Pipeline('x').fromTopic('in', { topic: 't', partitions: 1, timestampOf: 'time' as never })).toThrow('stages.in.timestampOf: Expected function, received string')
+    expect(() => new Pipeline('x').fromTopic('in', { topic: 't', partitions: 1 }).process('p', Log as never, { views: { v: { state: 's', project: 1 as never } } })).toThrow('stages.p.views.v.project: Expected function, received number')
+    expect(() => new Pipeline('x').fromTopic('in', { topic: 't', partitions: 1, codec: { name: 'c', encode, decode: 'no' } as never })).toThrow('stages.in.codec.decode: Expected function, received string')
+    expect(() => new Pipeline('x').fromTopic('in', { topic: 't', partitions: 1, codec: 'yaml' as never })).toThrow(/stages\.in\.codec: Invalid enum value\. Expected 'msgpack' \| 'json' \| 'raw' \| 'string', received 'yaml'/)
+  })
+})
+
