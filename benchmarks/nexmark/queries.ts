@@ -7,6 +7,7 @@
  */
 import { Pipeline, Processor, Source, type Context, type SourceContext, type SourceStatus, type Stream, type StreamRecord, type Timer } from '../../index.ts'
 import { RegularJoin, WindowAggregate, WindowJoin, sliding, tumbling, type Window } from '../../processors/index.ts'
+import { eventCodec } from './event-codec.ts'
 import { eventAt, eventLine, Tally, type Auction, type Bid, type NexmarkEvent, type Person } from './generator.ts'
 
 export const QUERY_NAMES = ['q0', 'q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7', 'q8'] as const
@@ -133,14 +134,14 @@ class CloseAuction<Out> extends Processor<NexmarkEvent, Out> {
   }
 }
 
-/** Auctions and bids keyed by auction id (q4, q6). */
+/** Auctions and bids keyed by auction id (q4, q6), across the edge by position (event-codec.ts). */
 function auctionsAndBids(events: Stream<NexmarkEvent>, stage: string) {
   return events
     .process(stage, () => new FilterMap<NexmarkEvent, NexmarkEvent>((e) => {
       if (e.auction !== undefined) return [String(e.auction.id), e]
       if (e.bid !== undefined) return [String(e.bid.auction), e]
       return undefined
-    }))
+    }), { codec: eventCodec })
     .keyBy(1)
 }
 
