@@ -33,6 +33,14 @@ export function utf8Length(s: string): number {
 }
 
 /**
+ * Room for `s` as UTF-8: a short string gets 3 bytes per UTF-16 unit (an upper bound, not
+ * worth a scan), a longer one is measured, so it reserves no more than it takes.
+ */
+export function utf8Room(s: string): number {
+  return s.length <= SHORT_TEXT ? s.length * 3 : Buffer.byteLength(s, 'utf8')
+}
+
+/**
  * Writes `s` as UTF-8 into `dst` at `at` (which must have room for utf8Length(s) bytes) and
  * returns the position after it. Lone surrogates become U+FFFD, as Buffer.from(s) makes them.
  */

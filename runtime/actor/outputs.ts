@@ -9,7 +9,7 @@ import type { Pipeline, StageSpec } from '../api/pipeline.ts'
 import type { EmitOptions } from '../api/processor.ts'
 import { codecFor, encodeForSend, type Codec, type CodecName } from '../codec.ts'
 import { ValueError, WeirError } from '../errors.ts'
-import { partitionForKey, partitionForTextKey } from '../partitioner.ts'
+import { partitionForKey } from '../partitioner.ts'
 import type { OutgoingRecord } from '../pipe/pipe.ts'
 import { checkValue, copyCheckedValue, findValueProblem, VALUE_REFUSED, type ValueProblem } from '../values.ts'
 import { isTextKey, keyBytes } from '../record-keys.ts'
@@ -89,22 +89,16 @@ export class Outputs {
       throw new WeirError('WEIR_KEY_INVALID', `the keyBy key function of stage ${this.spec.name} returned ${newKey === null ? 'null' : typeof newKey}; it must return a string or a Uint8Array`, { stage: this.spec.name, actor: this.actor })
     }
     const n = out.spec.outputPartitions
-    const keyed = out.spec.keyedOutput
     const timestamp = options?.timestamp ?? this.scope.timestamp
     // The key as the producer takes it: the record's own key's bytes when emitting under it (a
-    // count, an aggregate), a text key as itself (written as UTF-8 into the batch, hashed
-    // without its bytes when ASCII), other keys as their bytes.
-    let keyOut: Buffer | string | null = null
-    let partition = this.partition % n
-    if (newKey !== null) {
-      if (newKey === this.scope.key && this.scope.keyBytes !== null) keyOut = this.scope.keyBytes
-      else if (typeof newKey === 'string' && !handing && isTextKey(newKey)) {
-        keyOut = newKey
-        if (keyed) partition = partitionForTextKey(newKey, n)
-        if (partition < 0) keyOut = Buffer.from(newKey, 'utf8')
-      } else keyOut = keyBytes(newKey)
-      if (keyed && typeof keyOut !== 'string') partition = partitionForKey(keyOut, n)
-    }
+    // count, an aggregate), a text key as itself (written as UTF-8 into the batch; see
+    // partitionForKey), other keys as their bytes.
+    let keyOut: Buffer | string | null
+    if (newKey === null) keyOut = null
+    else if (newKey === this.scope.key && this.scope.keyBytes !== null) keyOut = this.scope.keyBytes
+    else if (typeof newKey === 'string' && !handing && isTextKey(newKey)) keyOut = newKey
+    else keyOut = keyBytes(newKey)
+    const partition = out.spec.keyedOutput && keyOut !== null ? partitionForKey(keyOut, n) : this.partition % n
     if (handing) {
       // A handed record keeps its key as bytes: the text branch above is skipped when handing.
       const handed = new HandedRecord(keyOut as Buffer | null, handedValue, timestamp, out.codec)

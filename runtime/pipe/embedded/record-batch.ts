@@ -10,11 +10,9 @@
  *   | u16 headerCount | (u16 nameLen | name | u32 len | bytes)*
  */
 import { setHeader, type OutgoingRecord, type PipeRecord, type StoredRecord } from '../pipe.ts'
-import { copyInto, writeUtf8 } from '../../bytes.ts'
+import { copyInto, utf8Room, writeUtf8 } from '../../bytes.ts'
 
 const HEADER = 12
-/** Strings up to this many UTF-16 units get room for 3 bytes each instead of being measured. */
-const SHORT_TEXT = 64
 const SPARSE = 0x80000000
 const SPARSE_HEADER = HEADER + 8
 
@@ -74,7 +72,7 @@ export class RecordBatchBuilder {
   }
 }
 
-/** Room for `r`: exact, except for a short string (3 bytes per UTF-16 unit, not worth measuring). */
+/** Room for `r`: exact for bytes, utf8Room for text. */
 function recordSize(r: OutgoingRecord): number {
   let need = 8 + 4 + roomFor(r.key) + 4 + roomFor(r.value) + 2
   if (r.headers !== undefined) for (const n of Object.keys(r.headers)) need += 2 + Buffer.byteLength(n) + 4 + r.headers[n]!.length
@@ -82,10 +80,7 @@ function recordSize(r: OutgoingRecord): number {
 }
 
 function roomFor(bytes: Buffer | string | null): number {
-  if (bytes === null) return 0
-  if (typeof bytes !== 'string') return bytes.length
-  // A long text measured: its bound would seal batches early and reserve 3 times its size.
-  return bytes.length <= SHORT_TEXT ? bytes.length * 3 : Buffer.byteLength(bytes, 'utf8')
+  return bytes === null ? 0 : typeof bytes === 'string' ? utf8Room(bytes) : bytes.length
 }
 
 /** Writes a length-prefixed key or value at `o` (length -1: null); returns the offset after it. */

@@ -66,10 +66,6 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
   /** Records queued or being produced, over all transactions not yet committed. */
   private backlog = 0
   private writableWaiters: Array<() => void> = []
-  /** send's last topic, in which queue, and its partitions' batches. */
-  private lastTopic: string | undefined
-  private lastQueued: PendingTransaction['queued'] | undefined
-  private lastByPartition: Array<RecordBatchWriter[] | undefined> | undefined
 
   /** @internal Created by KafkaPipe.producer(), already initialized (older instances fenced). */
   constructor(
@@ -87,15 +83,8 @@ export class KafkaTransactionalProducer implements TransactionalProducer {
 
   send(topic: string, partition: number, record: OutgoingRecord): void {
     const txn = this.requireOpen()
-    // Records of a unit mostly go to one topic: look it up once while it stays the same.
-    let byPartition = this.lastByPartition
-    if (topic !== this.lastTopic || txn.queued !== this.lastQueued || byPartition === undefined) {
-      byPartition = txn.queued.get(topic)
-      if (byPartition === undefined) txn.queued.set(topic, (byPartition = []))
-      this.lastTopic = topic
-      this.lastQueued = txn.queued
-      this.lastByPartition = byPartition
-    }
+    let byPartition = txn.queued.get(topic)
+    if (byPartition === undefined) txn.queued.set(topic, (byPartition = []))
     let batches = byPartition[partition]
     if (batches === undefined) byPartition[partition] = batches = []
     // Copied into a batch now: nothing of the record waits for the produce request.
